@@ -1,0 +1,508 @@
+//! tjfwd's on-disk schema: the sled trees, their frozen key and value
+//! encodings, and the ordered migrations that bring any older database up to
+//! [`SCHEMA_VERSION`].
+//!
+//! This crate depends on sled, serde and bincode only — never on the main
+//! crate — so that the format is defined in one place and cannot drift with
+//! the code that uses it.
+//!
+//! # Layout, schema v1
+//!
+//! One sled database. Tree names are part of the format:
+//!
+//! | tree          | key                                   | value                 |
+//! |---------------|---------------------------------------|-----------------------|
+//! | `meta`        | ASCII name (see [`meta_keys`])         | per key, see there    |
+//! | `pending`     | address ([`v1::addr_key`])             | [`v1::Pending`]       |
+//! | `order`       | sequence, u64 big-endian               | address key           |
+//! | `reported`    | address                               | [`v1::Reported`]      |
+//! | `expiry`      | expires_at ms u64 BE ‖ address         | empty                 |
+//! | `dead`        | address                               | [`v1::Dead`]          |
+//! | `checkpoints` | [`v1::checkpoint_key`] (dev‖ino‖fp)    | [`v1::Checkpoint`]    |
+//!
+//! Addresses are 4 bytes (IPv4) or 16 bytes (IPv6), network order; an
+//! IPv4-mapped IPv6 address is stored as IPv4. Values are one version byte
+//! followed by bincode 1.3 (default options: little-endian, fixed-width
+//! integers). Counters in `meta` are raw u64 big-endian. Times are
+//! milliseconds since the Unix epoch.
+//!
+//! Invariants kept by the writers (all in single transactions):
+//! `pending` and `order` hold the same addresses (each pending entry's `seq`
+//! is its `order` key); `meta/pending_count` equals the number of `pending`
+//! entries; each `reported` entry has exactly one `expiry` key carrying its
+//! `expires_at_ms`.
+//!
+//! # Compatibility rule
+//!
+//! A database whose `meta/schema_version` is newer than this binary's is
+//! refused, never rewritten. An older one is migrated forward step by step;
+//! each step is a function in [`MIGRATIONS`] and never changes once released.
+
+use std::fmt;
+
+/// The schema version this build reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Tree names (part of the on-disk format).
+pub mod trees {
+    pub const META: &str = "meta";
+    pub const PENDING: &str = "pending";
+    pub const ORDER: &str = "order";
+    pub const REPORTED: &str = "reported";
+    pub const EXPIRY: &str = "expiry";
+    pub const DEAD: &str = "dead";
+    pub const CHECKPOINTS: &str = "checkpoints";
+    /// Every tree of schema v1, in a stable order.
+    pub const ALL_V1: [&str; 7] = [META, PENDING, ORDER, REPORTED, EXPIRY, DEAD, CHECKPOINTS];
+}
+
+/// Keys of the `meta` tree.
+pub mod meta_keys {
+    /// u32 big-endian: the schema version of the database.
+    pub const SCHEMA_VERSION: &[u8] = b"schema_version";
+    /// UTF-8: the program and version that created the database (informative).
+    pub const CREATED_BY: &[u8] = b"created_by";
+    /// u64 big-endian: the next `order` sequence number to hand out.
+    pub const NEXT_SEQ: &[u8] = b"next_seq";
+    /// u64 big-endian: number of entries in `pending` (sled's `len` is a scan).
+    pub const PENDING_COUNT: &[u8] = b"pending_count";
+    /// [`crate::v1::RequestLog`]: send times of recent API requests, for the
+    /// rolling-window rate limit across restarts.
+    pub const REQUEST_LOG: &[u8] = b"request_log";
+    /// [`crate::v1::Health`]: last success and last error of the reporter.
+    pub const HEALTH: &[u8] = b"health";
+}
+
+/// Errors of opening and migrating a database.
+#[derive(Debug)]
+pub enum MigrationError {
+    /// The database was written by a newer tjfwd.
+    TooNew { found: u32, supported: u32 },
+    /// `meta` has no schema version but other trees hold data.
+    NotTjfwd,
+    /// A stored value could not be decoded.
+    Corrupt(String),
+    /// sled failed.
+    Sled(sled::Error),
+}
+
+impl fmt::Display for MigrationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MigrationError::TooNew { found, supported } => write!(
+                f,
+                "the database has schema version {found}, but this tjfwd supports at most \
+                 version {supported}: it was written by a newer tjfwd. Upgrade tjfwd, or point \
+                 state_dir at another directory; the database was left untouched"
+            ),
+            MigrationError::NotTjfwd => write!(
+                f,
+                "the database holds data but no schema version: it is not a tjfwd database, \
+                 or its meta tree is damaged; move it aside and start again"
+            ),
+            MigrationError::Corrupt(what) => write!(f, "damaged database: {what}"),
+            MigrationError::Sled(e) => write!(f, "storage error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for MigrationError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            MigrationError::Sled(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<sled::Error> for MigrationError {
+    fn from(e: sled::Error) -> Self {
+        MigrationError::Sled(e)
+    }
+}
+
+/// What [`migrate`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migrated {
+    /// Version found on disk (0 for a new, empty database).
+    pub from: u32,
+    /// Version now on disk (always [`SCHEMA_VERSION`]).
+    pub to: u32,
+}
+
+/// One migration step: brings a database at version `to - 1` to `to`.
+pub struct Migration {
+    pub to: u32,
+    pub description: &'static str,
+    pub run: fn(&sled::Db) -> Result<(), MigrationError>,
+}
+
+/// The ordered migrations. Released steps never change.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    to: 1,
+    description: "create the v1 trees and counters",
+    run: v1::create,
+}];
+
+/// Reads the schema version stored in `db` (0 if none).
+pub fn stored_version(db: &sled::Db) -> Result<u32, MigrationError> {
+    let meta = db.open_tree(trees::META)?;
+    match meta.get(meta_keys::SCHEMA_VERSION)? {
+        None => Ok(0),
+        Some(v) => {
+            let bytes: [u8; 4] = v.as_ref().try_into().map_err(|_| {
+                MigrationError::Corrupt("meta/schema_version is not 4 bytes".into())
+            })?;
+            Ok(u32::from_be_bytes(bytes))
+        }
+    }
+}
+
+/// Brings `db` to [`SCHEMA_VERSION`], refusing a newer database.
+///
+/// `created_by` is recorded in a new database (e.g. `"tjfwd 0.1.0"`).
+pub fn migrate(db: &sled::Db, created_by: &str) -> Result<Migrated, MigrationError> {
+    let found = stored_version(db)?;
+    if found > SCHEMA_VERSION {
+        return Err(MigrationError::TooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if found == 0 {
+        for name in trees::ALL_V1 {
+            if name != trees::META && !db.open_tree(name)?.is_empty() {
+                return Err(MigrationError::NotTjfwd);
+            }
+        }
+        db.open_tree(trees::META)?
+            .insert(meta_keys::CREATED_BY, created_by.as_bytes())?;
+    }
+    for step in MIGRATIONS.iter().filter(|m| m.to > found) {
+        (step.run)(db)?;
+        db.open_tree(trees::META)?
+            .insert(meta_keys::SCHEMA_VERSION, &step.to.to_be_bytes())?;
+        db.flush()?;
+    }
+    Ok(Migrated {
+        from: found,
+        to: SCHEMA_VERSION,
+    })
+}
+
+/// FNV-1a, 64 bit: the file fingerprint hash (frozen: checkpoints key on it).
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Schema v1 encodings.
+pub mod v1 {
+    use super::MigrationError;
+    use serde::{de::DeserializeOwned, Deserialize, Serialize};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    /// The version byte that starts every v1 value.
+    pub const VALUE_VERSION: u8 = 1;
+
+    /// Creates the v1 trees and zeroed counters (migration 0 → 1).
+    pub fn create(db: &sled::Db) -> Result<(), MigrationError> {
+        for name in super::trees::ALL_V1 {
+            db.open_tree(name)?;
+        }
+        let meta = db.open_tree(super::trees::META)?;
+        meta.insert(super::meta_keys::NEXT_SEQ, &0u64.to_be_bytes())?;
+        meta.insert(super::meta_keys::PENDING_COUNT, &0u64.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// A queued address: reported at the next batch that takes it.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Pending {
+        /// Time of the first sighting since it was last reported (event time).
+        pub first_seen_ms: u64,
+        /// Time of the latest sighting (event time).
+        pub last_seen_ms: u64,
+        /// Sightings since it was queued.
+        pub hits: u64,
+        /// Its key in `order`.
+        pub seq: u64,
+        /// Wall-clock time it was queued: the flush interval counts from here.
+        pub queued_at_ms: u64,
+    }
+
+    /// An address the API accepted: the local mirror of the private denylist.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Reported {
+        pub first_reported_ms: u64,
+        pub last_reported_ms: u64,
+        /// When its TTL in the denylist runs out; its `expiry` key carries it.
+        pub expires_at_ms: u64,
+        /// Number of accepted reports.
+        pub count: u64,
+    }
+
+    /// An address the API rejected, kept for the operator (`resend --dead-letter`).
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Dead {
+        /// HTTP status of the rejection.
+        pub status: u16,
+        /// The API's reason, trimmed and escaped (never raw server text).
+        pub reason: String,
+        pub at_ms: u64,
+        pub first_seen_ms: u64,
+        pub last_seen_ms: u64,
+        pub hits: u64,
+    }
+
+    /// How far an input file has been read.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Checkpoint {
+        /// The path it was last read under (informative; identity is the key).
+        pub path: String,
+        /// Byte offset just after the last consumed line.
+        pub offset: u64,
+        pub updated_at_ms: u64,
+    }
+
+    /// Send times of recent requests (rate limit across restarts).
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct RequestLog {
+        pub sent_at_ms: Vec<u64>,
+    }
+
+    /// The reporter's last outcomes, for `status` and health.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Health {
+        pub last_success_ms: Option<u64>,
+        pub last_error_ms: Option<u64>,
+        /// HTTP status of the last error (0 for a transport error).
+        pub last_error_status: u16,
+        pub last_error_message: String,
+        /// Since when sends have been failing (None when the last one succeeded).
+        pub failing_since_ms: Option<u64>,
+    }
+
+    /// Encodes a value: version byte, then bincode.
+    pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+        let mut out = vec![VALUE_VERSION];
+        // bincode into a Vec cannot fail for these plain types.
+        bincode::serialize_into(&mut out, value).expect("bincode encoding of a plain struct");
+        out
+    }
+
+    /// Decodes a value written by [`encode`].
+    pub fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, MigrationError> {
+        match bytes.split_first() {
+            Some((&VALUE_VERSION, rest)) => bincode::deserialize(rest)
+                .map_err(|e| MigrationError::Corrupt(format!("{what}: {e}"))),
+            Some((v, _)) => Err(MigrationError::Corrupt(format!(
+                "{what}: unknown value version {v}"
+            ))),
+            None => Err(MigrationError::Corrupt(format!("{what}: empty value"))),
+        }
+    }
+
+    /// The stored form of an address: 4 bytes for IPv4 (also IPv4-mapped
+    /// IPv6), 16 for IPv6.
+    pub fn addr_key(ip: IpAddr) -> Vec<u8> {
+        match ip {
+            IpAddr::V4(v4) => v4.octets().to_vec(),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4.octets().to_vec(),
+                None => v6.octets().to_vec(),
+            },
+        }
+    }
+
+    /// Inverse of [`addr_key`].
+    pub fn addr_from_key(key: &[u8]) -> Result<IpAddr, MigrationError> {
+        match key.len() {
+            4 => Ok(IpAddr::V4(Ipv4Addr::from(
+                <[u8; 4]>::try_from(key).expect("length checked"),
+            ))),
+            16 => Ok(IpAddr::V6(Ipv6Addr::from(
+                <[u8; 16]>::try_from(key).expect("length checked"),
+            ))),
+            n => Err(MigrationError::Corrupt(format!(
+                "address key of {n} bytes"
+            ))),
+        }
+    }
+
+    /// `order` key.
+    pub fn seq_key(seq: u64) -> [u8; 8] {
+        seq.to_be_bytes()
+    }
+
+    /// `expiry` key: expires_at then address, so a range scan from the start
+    /// yields the entries that run out first.
+    pub fn expiry_key(expires_at_ms: u64, addr: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(8 + addr.len());
+        k.extend_from_slice(&expires_at_ms.to_be_bytes());
+        k.extend_from_slice(addr);
+        k
+    }
+
+    /// Splits an `expiry` key.
+    pub fn split_expiry_key(key: &[u8]) -> Result<(u64, &[u8]), MigrationError> {
+        if key.len() != 12 && key.len() != 24 {
+            return Err(MigrationError::Corrupt(format!(
+                "expiry key of {} bytes",
+                key.len()
+            )));
+        }
+        let (t, a) = key.split_at(8);
+        Ok((u64::from_be_bytes(t.try_into().expect("8 bytes")), a))
+    }
+
+    /// Identity of an input file: device, inode, and the fingerprint of its
+    /// first bytes ([`super::fnv1a64`]), so that a reused inode is a new file.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub struct FileId {
+        pub dev: u64,
+        pub ino: u64,
+        pub fingerprint: u64,
+    }
+
+    /// `checkpoints` key of a file identity.
+    pub fn checkpoint_key(id: &FileId) -> [u8; 24] {
+        let mut k = [0u8; 24];
+        k[..8].copy_from_slice(&id.dev.to_be_bytes());
+        k[8..16].copy_from_slice(&id.ino.to_be_bytes());
+        k[16..].copy_from_slice(&id.fingerprint.to_be_bytes());
+        k
+    }
+
+    /// Inverse of [`checkpoint_key`].
+    pub fn file_id_from_key(key: &[u8]) -> Result<FileId, MigrationError> {
+        if key.len() != 24 {
+            return Err(MigrationError::Corrupt(format!(
+                "checkpoint key of {} bytes",
+                key.len()
+            )));
+        }
+        let word = |i: usize| u64::from_be_bytes(key[i..i + 8].try_into().expect("8 bytes"));
+        Ok(FileId {
+            dev: word(0),
+            ino: word(8),
+            fingerprint: word(16),
+        })
+    }
+
+    /// A u64 counter as stored in `meta`.
+    pub fn decode_u64(what: &str, bytes: Option<&[u8]>) -> Result<u64, MigrationError> {
+        match bytes {
+            None => Ok(0),
+            Some(b) => Ok(u64::from_be_bytes(b.try_into().map_err(|_| {
+                MigrationError::Corrupt(format!("{what} is not 8 bytes"))
+            })?)),
+        }
+    }
+
+    /// Reads a value and decodes it, if present.
+    pub fn get<T: DeserializeOwned>(
+        tree: &sled::Tree,
+        what: &str,
+        key: &[u8],
+    ) -> Result<Option<T>, MigrationError> {
+        tree.get(key)?.map(|v| decode(what, &v)).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    fn temp_db() -> (tempfile::TempDir, sled::Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        (dir, db)
+    }
+
+    #[test]
+    fn fresh_database_gets_current_version() {
+        let (_d, db) = temp_db();
+        let m = migrate(&db, "test").unwrap();
+        assert_eq!(m, Migrated { from: 0, to: SCHEMA_VERSION });
+        assert_eq!(stored_version(&db).unwrap(), SCHEMA_VERSION);
+        // Idempotent.
+        let m = migrate(&db, "test").unwrap();
+        assert_eq!(m.from, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn newer_database_is_refused_and_untouched() {
+        let (_d, db) = temp_db();
+        let meta = db.open_tree(trees::META).unwrap();
+        meta.insert(meta_keys::SCHEMA_VERSION, &99u32.to_be_bytes())
+            .unwrap();
+        let err = migrate(&db, "test").unwrap_err();
+        assert!(matches!(err, MigrationError::TooNew { found: 99, .. }));
+        assert!(err.to_string().contains("newer tjfwd"));
+        assert_eq!(stored_version(&db).unwrap(), 99);
+    }
+
+    #[test]
+    fn data_without_version_is_refused() {
+        let (_d, db) = temp_db();
+        db.open_tree(trees::PENDING)
+            .unwrap()
+            .insert(b"x", b"y")
+            .unwrap();
+        assert!(matches!(
+            migrate(&db, "test").unwrap_err(),
+            MigrationError::NotTjfwd
+        ));
+    }
+
+    #[test]
+    fn address_keys_round_trip_and_fold_mapped() {
+        for s in ["1.2.3.4", "2001:db8::1", "::1"] {
+            let ip: IpAddr = s.parse().unwrap();
+            assert_eq!(v1::addr_from_key(&v1::addr_key(ip)).unwrap(), ip);
+        }
+        let mapped: IpAddr = "::ffff:1.2.3.4".parse().unwrap();
+        assert_eq!(v1::addr_key(mapped), vec![1, 2, 3, 4]);
+        assert!(v1::addr_from_key(&[1, 2, 3]).is_err());
+    }
+
+    /// The value encoding is frozen: these bytes must never change.
+    #[test]
+    fn value_encoding_is_frozen() {
+        let p = v1::Pending {
+            first_seen_ms: 1,
+            last_seen_ms: 2,
+            hits: 3,
+            seq: 4,
+            queued_at_ms: 5,
+        };
+        let bytes = v1::encode(&p);
+        let mut expected = vec![1u8];
+        for n in 1u64..=5 {
+            expected.extend_from_slice(&n.to_le_bytes());
+        }
+        assert_eq!(bytes, expected);
+        assert_eq!(v1::decode::<v1::Pending>("p", &bytes).unwrap(), p);
+        assert!(v1::decode::<v1::Pending>("p", &[2, 0]).is_err());
+        assert!(v1::decode::<v1::Pending>("p", &[]).is_err());
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn expiry_and_checkpoint_keys_round_trip() {
+        let k = v1::expiry_key(77, &[9, 9, 9, 9]);
+        assert_eq!(v1::split_expiry_key(&k).unwrap(), (77, &[9u8, 9, 9, 9][..]));
+        let id = v1::FileId {
+            dev: 1,
+            ino: 2,
+            fingerprint: 3,
+        };
+        assert_eq!(v1::file_id_from_key(&v1::checkpoint_key(&id)).unwrap(), id);
+    }
+}

@@ -1,0 +1,210 @@
+//! Decode: one line of Cowrie's JSON log → the three fields tjfwd uses.
+//!
+//! Only `eventid`, `src_ip` and `timestamp` are read; every other field is
+//! skipped by the JSON parser without being kept, because it holds
+//! attacker-controlled text (usernames, passwords, commands). A line that is
+//! not valid is reported with a [`SkipReason`] and never panics.
+
+use serde::Deserialize;
+use std::borrow::Cow;
+
+use crate::stats::SkipReason;
+
+/// The fields of one event that tjfwd needs, borrowed from the line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event<'a> {
+    /// e.g. `cowrie.login.failed`.
+    pub eventid: Cow<'a, str>,
+    /// The peer address as Cowrie wrote it (not yet validated).
+    pub src_ip: Cow<'a, str>,
+    /// Event time in ms since the epoch, when present and well-formed.
+    pub timestamp_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Raw<'a> {
+    #[serde(borrow, default)]
+    eventid: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    src_ip: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    timestamp: Option<Cow<'a, str>>,
+}
+
+/// Decodes one line (without its newline).
+pub fn decode(line: &[u8]) -> Result<Event<'_>, SkipReason> {
+    let text = std::str::from_utf8(line).map_err(|_| SkipReason::NotUtf8)?;
+    let raw: Raw<'_> = serde_json::from_str(text).map_err(|e| match e.classify() {
+        // Valid JSON, wrong shape: a field of the wrong type, a duplicate
+        // field, or not an object at all.
+        serde_json::error::Category::Data => SkipReason::InvalidField,
+        _ => SkipReason::NotJson,
+    })?;
+    let eventid = raw.eventid.ok_or(SkipReason::MissingEventid)?;
+    let src_ip = raw.src_ip.ok_or(SkipReason::MissingSrcIp)?;
+    let timestamp_ms = raw.timestamp.as_deref().and_then(parse_timestamp_ms);
+    Ok(Event {
+        eventid,
+        src_ip,
+        timestamp_ms,
+    })
+}
+
+/// Parses Cowrie's timestamps: `2026-11-22T12:02:37.839685Z`, or with a
+/// numeric offset `+0100` / `+01:00`. Returns ms since the Unix epoch, or
+/// None for anything else (the caller then uses the time it read the line).
+pub fn parse_timestamp_ms(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
+        return None;
+    }
+    if b[16] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = b.get(r)?;
+        if part.iter().all(u8::is_ascii_digit) {
+            Some(part.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
+        } else {
+            None
+        }
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60
+    {
+        return None;
+    }
+    let mut i = 19;
+    let mut millis = 0i64;
+    if b[i] == b'.' {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            if i - start < 3 {
+                millis = millis * 10 + i64::from(b[i] - b'0');
+            }
+            i += 1;
+        }
+        let digits = i - start;
+        if digits == 0 {
+            return None;
+        }
+        for _ in digits..3 {
+            millis *= 10;
+        }
+    }
+    let offset_s = match &b[i..] {
+        b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), rest @ ..] => {
+            let (h, m) = match rest {
+                [h1, h2, m1, m2] | [h1, h2, b':', m1, m2] => {
+                    let d = |c: &u8| c.is_ascii_digit().then(|| i64::from(c - b'0'));
+                    (d(h1)? * 10 + d(h2)?, d(m1)? * 10 + d(m2)?)
+                }
+                _ => return None,
+            };
+            let off = h * 3600 + m * 60;
+            if *sign == b'+' {
+                off
+            } else {
+                -off
+            }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + hour * 3600 + min * 60 + sec - offset_s;
+    u64::try_from(secs * 1000 + millis).ok()
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_a_real_cowrie_line() {
+        let line = br#"{"eventid":"cowrie.login.failed","username":"root","password":"x\"y","message":"login attempt [root/x] failed","sensor":"s","uuid":"u","timestamp":"2026-11-22T12:02:37.839685Z","src_ip":"1.2.3.4","session":"a1"}"#;
+        let e = decode(line).unwrap();
+        assert_eq!(e.eventid, "cowrie.login.failed");
+        assert_eq!(e.src_ip, "1.2.3.4");
+        assert_eq!(e.timestamp_ms, Some(1_795_348_957_839));
+    }
+
+    #[test]
+    fn socketlog_separators_are_fine() {
+        let line = br#"{"eventid": "cowrie.login.success", "src_ip": "::ffff:5.6.7.8", "timestamp": "2026-11-22T12:02:37Z"}"#;
+        let e = decode(line).unwrap();
+        assert_eq!(e.src_ip, "::ffff:5.6.7.8");
+        assert_eq!(e.timestamp_ms, Some(1_795_348_957_000));
+    }
+
+    #[test]
+    fn bad_lines_get_a_reason() {
+        let cases: &[(&[u8], SkipReason)] = &[
+            (b"\xff\xfe{}", SkipReason::NotUtf8),
+            (b"not json", SkipReason::NotJson),
+            (b"{\"eventid\":\"cowrie.login.failed\"", SkipReason::NotJson),
+            (b"", SkipReason::NotJson),
+            (b"[1,2]", SkipReason::InvalidField),
+            (b"{\"eventid\":5,\"src_ip\":\"1.2.3.4\"}", SkipReason::InvalidField),
+            (b"{\"eventid\":\"x\",\"src_ip\":null}", SkipReason::MissingSrcIp),
+            (b"{\"src_ip\":\"1.2.3.4\"}", SkipReason::MissingEventid),
+            (b"{\"eventid\":\"cowrie.login.failed\"}", SkipReason::MissingSrcIp),
+            (
+                b"{\"eventid\":\"a\",\"eventid\":\"b\",\"src_ip\":\"1.2.3.4\"}",
+                SkipReason::InvalidField,
+            ),
+            (b"{\"eventid\":\"a\x00\",\"src_ip\":\"1\"} ", SkipReason::NotJson),
+        ];
+        for (line, reason) in cases {
+            assert_eq!(decode(line).unwrap_err(), *reason, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn escaped_fields_decode() {
+        let e = decode(br#"{"eventid":"cowrie.login.\u0066ailed","src_ip":"1.2.3.4"}"#).unwrap();
+        assert_eq!(e.eventid, "cowrie.login.failed");
+        assert_eq!(e.timestamp_ms, None);
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(parse_timestamp_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_timestamp_ms("1970-01-01T00:00:01.5Z"), Some(1500));
+        assert_eq!(
+            parse_timestamp_ms("2026-11-22T13:02:37.839685+0100"),
+            parse_timestamp_ms("2026-11-22T12:02:37.839685Z")
+        );
+        assert_eq!(
+            parse_timestamp_ms("2026-11-22T11:02:37.839685-01:00"),
+            parse_timestamp_ms("2026-11-22T12:02:37.839685Z")
+        );
+        assert_eq!(parse_timestamp_ms("2024-02-29T00:00:00Z"), Some(1_709_164_800_000));
+        for bad in [
+            "",
+            "2026-11-22",
+            "2026-11-22T12:02:37",
+            "2026-13-22T12:02:37Z",
+            "2026-11-22T12:02:37.Z",
+            "2026-11-22T12:02:37+01",
+            "2026-11-22T12:02:37Zjunk",
+            "1969-12-31T23:59:59Z",
+            "2026-11-22T12:02:3xZ",
+        ] {
+            assert_eq!(parse_timestamp_ms(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,700 @@
+//! Queue: the on-disk state of tjfwd, in one sled database under `state_dir`.
+//!
+//! The layout and encodings are defined (and frozen) in the `migrations`
+//! crate; this module is the only writer. Every operation that touches more
+//! than one tree is one sled transaction, so after a crash the database holds
+//! either all of it or none:
+//!
+//! - [`Queue::enqueue`]: a chunk of sightings *and* the input checkpoint that
+//!   follows them. After a crash the source is re-read from the checkpoint, so
+//!   a line is either queued and passed, or neither.
+//! - [`Queue::ack`]: a delivered batch leaves `pending`/`order` and enters
+//!   `reported`/`expiry`. A crash between the 202 and the ack re-sends the
+//!   batch (at-least-once), never loses it.
+//! - [`Queue::dead_letter`]: rejected addresses leave `pending` for `dead`.
+//!
+//! The directory is locked (`tjfwd.lock`) for the life of a [`Queue`], so a
+//! second process gets a clear error instead of a sled panic.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use migrations::v1::{self, Checkpoint, Dead, FileId, Health, Pending, Reported, RequestLog};
+use migrations::{meta_keys, trees, MigrationError};
+use sled::transaction::{
+    abort, ConflictableTransactionError, TransactionError, TransactionalTree,
+};
+use sled::Transactional;
+
+/// Errors of the queue. Messages say what happened and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error(
+        "state directory {dir} is in use by another tjfwd process (lock file {lock}); \
+         stop it first, or give this one another state_dir"
+    )]
+    Locked { dir: PathBuf, lock: PathBuf },
+    #[error("cannot use state directory {dir}: {source}; check that it exists and that this user may write to it")]
+    StateDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the database in {dir}: {source}")]
+    Open {
+        dir: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+    #[error("database in {dir}: {source}")]
+    Schema {
+        dir: PathBuf,
+        #[source]
+        source: MigrationError,
+    },
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("{0}")]
+    Format(#[from] MigrationError),
+}
+
+/// One sighting of an address, ready to queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sighting {
+    /// Normalized, filtered address.
+    pub addr: IpAddr,
+    /// Event time (ms since the epoch).
+    pub seen_ms: u64,
+}
+
+/// What an [`Queue::enqueue`] did with its sightings (distinct addresses).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct EnqueueOutcome {
+    /// Addresses that became pending.
+    pub queued_new: u64,
+    /// Addresses already pending (their hits and last_seen were updated).
+    pub updated: u64,
+    /// Addresses reported after (or too soon before) the sighting.
+    pub already_reported: u64,
+    /// Addresses in the dead-letter set.
+    pub dead: u64,
+}
+
+/// An address taken for sending, with what is needed to acknowledge it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchItem {
+    pub addr: IpAddr,
+    /// Its `order` sequence when taken: the ack only applies to that entry.
+    pub seq: u64,
+    /// Its hit count when taken: more hits at ack time mean new sightings
+    /// arrived while the request was in flight.
+    pub hits: u64,
+}
+
+/// Policy values the queue applies inside its transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// `[threatjammer] ttl`, in ms.
+    pub ttl_ms: u64,
+    /// `[schedule] rereport_after`, in ms.
+    pub rereport_after_ms: u64,
+}
+
+/// The open database.
+pub struct Queue {
+    db: sled::Db,
+    dir: PathBuf,
+    meta: sled::Tree,
+    pending: sled::Tree,
+    order: sled::Tree,
+    reported: sled::Tree,
+    expiry: sled::Tree,
+    dead: sled::Tree,
+    checkpoints: sled::Tree,
+    policy: Policy,
+    /// Held (locked) for the life of the queue.
+    _lock: File,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").field("dir", &self.dir).finish()
+    }
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<MigrationError>>;
+
+fn tx_err(e: TransactionError<MigrationError>) -> QueueError {
+    match e {
+        TransactionError::Abort(e) => QueueError::Format(e),
+        TransactionError::Storage(e) => QueueError::Sled(e),
+    }
+}
+
+fn tx_get<T: serde::de::DeserializeOwned>(
+    tree: &TransactionalTree,
+    what: &str,
+    key: &[u8],
+) -> TxResult<Option<T>> {
+    match tree.get(key)? {
+        None => Ok(None),
+        Some(v) => v1::decode(what, &v).map(Some).or_else(abort),
+    }
+}
+
+fn tx_counter(meta: &TransactionalTree, key: &[u8]) -> TxResult<u64> {
+    let v = meta.get(key)?;
+    v1::decode_u64("meta counter", v.as_deref()).or_else(abort)
+}
+
+impl Queue {
+    /// Opens (creating if needed) the database in `state_dir`, taking the
+    /// directory lock and running the migrations.
+    pub fn open(state_dir: &Path, cache_capacity: u64, policy: Policy) -> Result<Queue, QueueError> {
+        let dir = state_dir.to_path_buf();
+        let io = |source| QueueError::StateDir {
+            dir: dir.clone(),
+            source,
+        };
+        create_private_dir(&dir).map_err(io)?;
+        let lock_path = dir.join("tjfwd.lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(QueueError::Locked {
+                    dir: dir.clone(),
+                    lock: lock_path,
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .cache_capacity(cache_capacity)
+            .mode(sled::Mode::LowSpace)
+            .open()
+            .map_err(|source| QueueError::Open {
+                dir: dir.clone(),
+                source,
+            })?;
+        let created_by = concat!("tjfwd ", env!("CARGO_PKG_VERSION"));
+        migrations::migrate(&db, created_by).map_err(|source| QueueError::Schema {
+            dir: dir.clone(),
+            source,
+        })?;
+        Ok(Queue {
+            meta: db.open_tree(trees::META)?,
+            pending: db.open_tree(trees::PENDING)?,
+            order: db.open_tree(trees::ORDER)?,
+            reported: db.open_tree(trees::REPORTED)?,
+            expiry: db.open_tree(trees::EXPIRY)?,
+            dead: db.open_tree(trees::DEAD)?,
+            checkpoints: db.open_tree(trees::CHECKPOINTS)?,
+            db,
+            dir,
+            policy,
+            _lock: lock,
+        })
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Queues a chunk of sightings and, in the same transaction, records the
+    /// input checkpoint that follows them.
+    pub fn enqueue(
+        &self,
+        sightings: &[Sighting],
+        checkpoint: Option<(&FileId, &Checkpoint)>,
+        now_ms: u64,
+    ) -> Result<EnqueueOutcome, QueueError> {
+        // Fold the chunk first: one entry per address.
+        let mut folded: HashMap<IpAddr, (u64, u64, u64)> = HashMap::new();
+        for s in sightings {
+            let e = folded.entry(s.addr).or_insert((s.seen_ms, s.seen_ms, 0));
+            e.0 = e.0.min(s.seen_ms);
+            e.1 = e.1.max(s.seen_ms);
+            e.2 += 1;
+        }
+        let folded: Vec<(Vec<u8>, (u64, u64, u64))> = folded
+            .into_iter()
+            .map(|(ip, v)| (v1::addr_key(ip), v))
+            .collect();
+        let ckpt = checkpoint.map(|(id, c)| (v1::checkpoint_key(id), v1::encode(c)));
+        let policy = self.policy;
+        (
+            &self.meta,
+            &self.pending,
+            &self.order,
+            &self.reported,
+            &self.dead,
+            &self.checkpoints,
+        )
+            .transaction(|(meta, pending, order, reported, dead, checkpoints)| {
+                let mut out = EnqueueOutcome::default();
+                let mut next_seq = tx_counter(meta, meta_keys::NEXT_SEQ)?;
+                let mut count = tx_counter(meta, meta_keys::PENDING_COUNT)?;
+                for (key, (first, last, hits)) in &folded {
+                    let (first, last, hits) = (*first, *last, *hits);
+                    if let Some(mut p) = tx_get::<Pending>(pending, "pending", key)? {
+                        p.first_seen_ms = p.first_seen_ms.min(first);
+                        p.last_seen_ms = p.last_seen_ms.max(last);
+                        p.hits += hits;
+                        pending.insert(key.as_slice(), v1::encode(&p))?;
+                        out.updated += 1;
+                        continue;
+                    }
+                    if dead.get(key)?.is_some() {
+                        out.dead += 1;
+                        continue;
+                    }
+                    if let Some(r) = tx_get::<Reported>(reported, "reported", key)? {
+                        if !is_due(&r, last, policy) {
+                            out.already_reported += 1;
+                            continue;
+                        }
+                    }
+                    let p = Pending {
+                        first_seen_ms: first,
+                        last_seen_ms: last,
+                        hits,
+                        seq: next_seq,
+                        queued_at_ms: now_ms,
+                    };
+                    pending.insert(key.as_slice(), v1::encode(&p))?;
+                    order.insert(&v1::seq_key(next_seq), key.as_slice())?;
+                    next_seq += 1;
+                    count += 1;
+                    out.queued_new += 1;
+                }
+                if out.queued_new > 0 {
+                    meta.insert(meta_keys::NEXT_SEQ, &next_seq.to_be_bytes())?;
+                    meta.insert(meta_keys::PENDING_COUNT, &count.to_be_bytes())?;
+                }
+                if let Some((k, v)) = &ckpt {
+                    checkpoints.insert(k.as_slice(), v.as_slice())?;
+                }
+                Ok(out)
+            })
+            .map_err(tx_err)
+    }
+
+    /// Number of pending addresses (a stored counter, not a scan).
+    pub fn pending_count(&self) -> Result<u64, QueueError> {
+        Ok(v1::decode_u64(
+            "meta/pending_count",
+            self.meta.get(meta_keys::PENDING_COUNT)?.as_deref(),
+        )?)
+    }
+
+    /// When the oldest pending address was queued.
+    pub fn oldest_queued_at(&self) -> Result<Option<u64>, QueueError> {
+        for item in self.order.iter() {
+            let (_, key) = item?;
+            if let Some(p) = v1::get::<Pending>(&self.pending, "pending", &key)? {
+                return Ok(Some(p.queued_at_ms));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The oldest pending addresses (at most `n`) whose sequence is at least
+    /// `from_seq`, oldest first. Nothing is removed: see [`Queue::ack`].
+    pub fn peek_batch(&self, n: usize, from_seq: u64) -> Result<Vec<BatchItem>, QueueError> {
+        let mut out = Vec::with_capacity(n.min(1024));
+        for item in self.order.range(v1::seq_key(from_seq)..) {
+            if out.len() >= n {
+                break;
+            }
+            let (seq, key) = item?;
+            let Some(p) = v1::get::<Pending>(&self.pending, "pending", &key)? else {
+                continue;
+            };
+            let seq = u64::from_be_bytes(seq.as_ref().try_into().map_err(|_| {
+                MigrationError::Corrupt("order key is not 8 bytes".into())
+            })?);
+            out.push(BatchItem {
+                addr: v1::addr_from_key(&key)?,
+                seq,
+                hits: p.hits,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Acknowledges a delivered batch sent at `sent_at_ms`: its addresses
+    /// enter the reported set with `expires_at = sent_at + ttl` and leave the
+    /// pending set — unless a sighting that is due again arrived while the
+    /// request was in flight, in which case the address is queued again at
+    /// the back so the server resets its TTL once more.
+    pub fn ack(&self, items: &[BatchItem], sent_at_ms: u64, now_ms: u64) -> Result<(), QueueError> {
+        let policy = self.policy;
+        (&self.meta, &self.pending, &self.order, &self.reported, &self.expiry)
+            .transaction(|(meta, pending, order, reported, expiry)| {
+                let mut count = tx_counter(meta, meta_keys::PENDING_COUNT)?;
+                let mut next_seq = tx_counter(meta, meta_keys::NEXT_SEQ)?;
+                for item in items {
+                    let key = v1::addr_key(item.addr);
+                    let old = tx_get::<Reported>(reported, "reported", &key)?;
+                    let r = Reported {
+                        first_reported_ms: old.map_or(sent_at_ms, |o| o.first_reported_ms),
+                        last_reported_ms: sent_at_ms,
+                        expires_at_ms: sent_at_ms.saturating_add(policy.ttl_ms),
+                        count: old.map_or(0, |o| o.count) + 1,
+                    };
+                    if let Some(o) = old {
+                        expiry.remove(v1::expiry_key(o.expires_at_ms, &key))?;
+                    }
+                    reported.insert(key.as_slice(), v1::encode(&r))?;
+                    expiry.insert(v1::expiry_key(r.expires_at_ms, &key), &[])?;
+
+                    let Some(mut p) = tx_get::<Pending>(pending, "pending", &key)? else {
+                        continue;
+                    };
+                    if p.seq != item.seq {
+                        continue;
+                    }
+                    order.remove(&v1::seq_key(p.seq))?;
+                    if p.hits > item.hits && is_due(&r, p.last_seen_ms, policy) {
+                        p.hits -= item.hits;
+                        p.seq = next_seq;
+                        p.queued_at_ms = now_ms;
+                        next_seq += 1;
+                        order.insert(&v1::seq_key(p.seq), key.as_slice())?;
+                        pending.insert(key.as_slice(), v1::encode(&p))?;
+                    } else {
+                        pending.remove(key.as_slice())?;
+                        count -= 1;
+                    }
+                }
+                meta.insert(meta_keys::PENDING_COUNT, &count.to_be_bytes())?;
+                meta.insert(meta_keys::NEXT_SEQ, &next_seq.to_be_bytes())?;
+                Ok(())
+            })
+            .map_err(tx_err)
+    }
+
+    /// Moves rejected addresses from the pending set to the dead-letter set.
+    pub fn dead_letter(
+        &self,
+        items: &[BatchItem],
+        status: u16,
+        reason: &str,
+        now_ms: u64,
+    ) -> Result<(), QueueError> {
+        (&self.meta, &self.pending, &self.order, &self.dead)
+            .transaction(|(meta, pending, order, dead)| {
+                let mut count = tx_counter(meta, meta_keys::PENDING_COUNT)?;
+                for item in items {
+                    let key = v1::addr_key(item.addr);
+                    let Some(p) = tx_get::<Pending>(pending, "pending", &key)? else {
+                        continue;
+                    };
+                    order.remove(&v1::seq_key(p.seq))?;
+                    pending.remove(key.as_slice())?;
+                    count -= 1;
+                    let d = Dead {
+                        status,
+                        reason: reason.to_owned(),
+                        at_ms: now_ms,
+                        first_seen_ms: p.first_seen_ms,
+                        last_seen_ms: p.last_seen_ms,
+                        hits: p.hits,
+                    };
+                    dead.insert(key.as_slice(), v1::encode(&d))?;
+                }
+                meta.insert(meta_keys::PENDING_COUNT, &count.to_be_bytes())?;
+                Ok(())
+            })
+            .map_err(tx_err)
+    }
+
+    /// Removes up to `limit` reported entries whose TTL ran out before
+    /// `now_ms`. Returns how many went.
+    pub fn prune_expired(&self, now_ms: u64, limit: usize) -> Result<usize, QueueError> {
+        let mut keys = Vec::new();
+        for item in self.expiry.range(..now_ms.to_be_bytes().to_vec()).take(limit) {
+            keys.push(item?.0);
+        }
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        (&self.reported, &self.expiry)
+            .transaction(|(reported, expiry)| {
+                for k in &keys {
+                    let (at, addr) = v1::split_expiry_key(k).or_else(abort)?;
+                    expiry.remove(k.as_ref())?;
+                    if let Some(r) = tx_get::<Reported>(reported, "reported", addr)? {
+                        if r.expires_at_ms == at {
+                            reported.remove(addr)?;
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        Ok(keys.len())
+    }
+
+    /// The checkpoint of a file identity.
+    pub fn checkpoint(&self, id: &FileId) -> Result<Option<Checkpoint>, QueueError> {
+        Ok(v1::get(
+            &self.checkpoints,
+            "checkpoint",
+            &v1::checkpoint_key(id),
+        )?)
+    }
+
+    /// Stores a checkpoint on its own (e.g. `start_at = "end"`).
+    pub fn set_checkpoint(&self, id: &FileId, c: &Checkpoint) -> Result<(), QueueError> {
+        self.checkpoints
+            .insert(v1::checkpoint_key(id), v1::encode(c))?;
+        Ok(())
+    }
+
+    /// Every stored checkpoint.
+    pub fn checkpoints(&self) -> Result<Vec<(FileId, Checkpoint)>, QueueError> {
+        let mut out = Vec::new();
+        for item in self.checkpoints.iter() {
+            let (k, v) = item?;
+            out.push((v1::file_id_from_key(&k)?, v1::decode("checkpoint", &v)?));
+        }
+        Ok(out)
+    }
+
+    /// Send times of requests within the last `window_ms` (for the rate limit).
+    pub fn request_log(&self) -> Result<RequestLog, QueueError> {
+        Ok(v1::get(&self.meta, "meta/request_log", meta_keys::REQUEST_LOG)?.unwrap_or_default())
+    }
+
+    /// Records a request about to be sent and makes it durable (fsync)
+    /// before returning, so that no restart can forget it.
+    pub fn record_request(&self, log: &RequestLog) -> Result<(), QueueError> {
+        self.meta.insert(meta_keys::REQUEST_LOG, v1::encode(log))?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The reporter's health record.
+    pub fn health(&self) -> Result<Health, QueueError> {
+        Ok(v1::get(&self.meta, "meta/health", meta_keys::HEALTH)?.unwrap_or_default())
+    }
+
+    /// Stores the reporter's health record.
+    pub fn set_health(&self, h: &Health) -> Result<(), QueueError> {
+        self.meta.insert(meta_keys::HEALTH, v1::encode(h))?;
+        Ok(())
+    }
+
+    /// Number of entries in the reported set (a scan: not for hot paths).
+    pub fn reported_count(&self) -> usize {
+        self.reported.len()
+    }
+
+    /// Number of dead-lettered addresses (a scan: not for hot paths).
+    pub fn dead_count(&self) -> usize {
+        self.dead.len()
+    }
+
+    /// The reported entry of an address.
+    pub fn reported(&self, addr: IpAddr) -> Result<Option<Reported>, QueueError> {
+        Ok(v1::get(&self.reported, "reported", &v1::addr_key(addr))?)
+    }
+
+    /// The pending entry of an address.
+    pub fn pending(&self, addr: IpAddr) -> Result<Option<Pending>, QueueError> {
+        Ok(v1::get(&self.pending, "pending", &v1::addr_key(addr))?)
+    }
+
+    /// The dead-letter entry of an address.
+    pub fn dead(&self, addr: IpAddr) -> Result<Option<Dead>, QueueError> {
+        Ok(v1::get(&self.dead, "dead", &v1::addr_key(addr))?)
+    }
+
+    /// Writes everything to disk (fsync).
+    pub fn flush(&self) -> Result<(), QueueError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+/// Whether a sighting at `seen_ms` of a reported address should queue it
+/// again: it must come after the last report, and at least
+/// `rereport_after` after it.
+fn is_due(r: &Reported, seen_ms: u64, policy: Policy) -> bool {
+    seen_ms > r.last_reported_ms
+        && seen_ms >= r.last_reported_ms.saturating_add(policy.rereport_after_ms)
+}
+
+/// Creates `dir` (and parents) with mode 0700 for the last component.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TTL: u64 = 86_400_000;
+
+    fn open(dir: &Path) -> Queue {
+        Queue::open(
+            dir,
+            8 << 20,
+            Policy {
+                ttl_ms: TTL,
+                rereport_after_ms: 0,
+            },
+        )
+        .unwrap()
+    }
+
+    fn s(ip: &str, t: u64) -> Sighting {
+        Sighting {
+            addr: ip.parse().unwrap(),
+            seen_ms: t,
+        }
+    }
+
+    #[test]
+    fn enqueue_dedupes_and_counts() {
+        let d = tempfile::tempdir().unwrap();
+        let q = open(d.path());
+        let out = q
+            .enqueue(&[s("1.1.1.1", 10), s("1.1.1.1", 20), s("2.2.2.2", 15)], None, 100)
+            .unwrap();
+        assert_eq!(out.queued_new, 2);
+        let out = q.enqueue(&[s("1.1.1.1", 30)], None, 200).unwrap();
+        assert_eq!(out.updated, 1);
+        assert_eq!(q.pending_count().unwrap(), 2);
+        let p = q.pending("1.1.1.1".parse().unwrap()).unwrap().unwrap();
+        assert_eq!((p.first_seen_ms, p.last_seen_ms, p.hits, p.queued_at_ms), (10, 30, 3, 100));
+        assert_eq!(q.oldest_queued_at().unwrap(), Some(100));
+    }
+
+    #[test]
+    fn batches_are_fifo_and_ack_moves_to_reported() {
+        let d = tempfile::tempdir().unwrap();
+        let q = open(d.path());
+        for i in 0..10u8 {
+            q.enqueue(&[s(&format!("5.5.5.{i}"), 1)], None, u64::from(i)).unwrap();
+        }
+        let b = q.peek_batch(4, 0).unwrap();
+        let got: Vec<String> = b.iter().map(|i| i.addr.to_string()).collect();
+        assert_eq!(got, ["5.5.5.0", "5.5.5.1", "5.5.5.2", "5.5.5.3"]);
+        q.ack(&b, 1000, 1001).unwrap();
+        assert_eq!(q.pending_count().unwrap(), 6);
+        let r = q.reported("5.5.5.0".parse().unwrap()).unwrap().unwrap();
+        assert_eq!((r.last_reported_ms, r.expires_at_ms, r.count), (1000, 1000 + TTL, 1));
+        assert_eq!(q.peek_batch(100, 0).unwrap().len(), 6);
+        assert_eq!(q.oldest_queued_at().unwrap(), Some(4));
+        // A second ack of the same items is harmless.
+        q.ack(&b, 1000, 1001).unwrap();
+        assert_eq!(q.pending_count().unwrap(), 6);
+    }
+
+    #[test]
+    fn resighting_after_report_requeues_but_older_does_not() {
+        let d = tempfile::tempdir().unwrap();
+        let q = open(d.path());
+        q.enqueue(&[s("9.9.9.9", 10)], None, 10).unwrap();
+        let b = q.peek_batch(10, 0).unwrap();
+        q.ack(&b, 1000, 1000).unwrap();
+        let out = q.enqueue(&[s("9.9.9.9", 999)], None, 1001).unwrap();
+        assert_eq!(out.already_reported, 1);
+        assert_eq!(q.pending_count().unwrap(), 0);
+        let out = q.enqueue(&[s("9.9.9.9", 1001)], None, 1001).unwrap();
+        assert_eq!(out.queued_new, 1);
+        let b = q.peek_batch(10, 0).unwrap();
+        q.ack(&b, 2000, 2000).unwrap();
+        let r = q.reported("9.9.9.9".parse().unwrap()).unwrap().unwrap();
+        assert_eq!((r.first_reported_ms, r.last_reported_ms, r.count), (1000, 2000, 2));
+        // Exactly one expiry entry: pruning before the new expiry removes nothing.
+        assert_eq!(q.prune_expired(1000 + TTL + 1, 100).unwrap(), 0);
+        assert_eq!(q.prune_expired(2000 + TTL + 1, 100).unwrap(), 1);
+        assert!(q.reported("9.9.9.9".parse().unwrap()).unwrap().is_none());
+    }
+
+    #[test]
+    fn rereport_after_thins_out_resightings() {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::open(d.path(), 8 << 20, Policy { ttl_ms: TTL, rereport_after_ms: 500 }).unwrap();
+        q.enqueue(&[s("9.9.9.9", 10)], None, 10).unwrap();
+        q.ack(&q.peek_batch(10, 0).unwrap(), 1000, 1000).unwrap();
+        assert_eq!(q.enqueue(&[s("9.9.9.9", 1499)], None, 0).unwrap().already_reported, 1);
+        assert_eq!(q.enqueue(&[s("9.9.9.9", 1500)], None, 0).unwrap().queued_new, 1);
+    }
+
+    #[test]
+    fn sighting_during_flight_keeps_the_address_pending() {
+        let d = tempfile::tempdir().unwrap();
+        let q = open(d.path());
+        q.enqueue(&[s("7.7.7.7", 10), s("8.8.4.4", 10)], None, 10).unwrap();
+        let b = q.peek_batch(10, 0).unwrap();
+        // Sent at 1000; a new sighting at 1500 arrives before the ack.
+        q.enqueue(&[s("7.7.7.7", 1500)], None, 1500).unwrap();
+        q.ack(&b, 1000, 2000).unwrap();
+        assert_eq!(q.pending_count().unwrap(), 1);
+        let p = q.pending("7.7.7.7".parse().unwrap()).unwrap().unwrap();
+        assert_eq!((p.hits, p.queued_at_ms), (1, 2000));
+        assert_eq!(q.peek_batch(10, 0).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn dead_letter_removes_and_blocks_requeue() {
+        let d = tempfile::tempdir().unwrap();
+        let q = open(d.path());
+        q.enqueue(&[s("6.6.6.6", 1), s("4.4.4.4", 1)], None, 1).unwrap();
+        let b = q.peek_batch(10, 0).unwrap();
+        let bad: Vec<_> = b.iter().filter(|i| i.addr.to_string() == "6.6.6.6").cloned().collect();
+        q.dead_letter(&bad, 422, "invalid address", 5).unwrap();
+        assert_eq!(q.pending_count().unwrap(), 1);
+        let dl = q.dead("6.6.6.6".parse().unwrap()).unwrap().unwrap();
+        assert_eq!((dl.status, dl.reason.as_str()), (422, "invalid address"));
+        assert_eq!(q.enqueue(&[s("6.6.6.6", 9)], None, 9).unwrap().dead, 1);
+    }
+
+    #[test]
+    fn checkpoint_commits_with_the_chunk_and_state_survives_reopen() {
+        let d = tempfile::tempdir().unwrap();
+        let id = FileId { dev: 1, ino: 2, fingerprint: 3 };
+        {
+            let q = open(d.path());
+            let c = Checkpoint { path: "/x".into(), offset: 77, updated_at_ms: 1 };
+            q.enqueue(&[s("1.0.0.1", 1)], Some((&id, &c)), 1).unwrap();
+            q.record_request(&RequestLog { sent_at_ms: vec![5, 6] }).unwrap();
+            q.flush().unwrap();
+        }
+        let q = open(d.path());
+        assert_eq!(q.checkpoint(&id).unwrap().unwrap().offset, 77);
+        assert_eq!(q.checkpoints().unwrap().len(), 1);
+        assert_eq!(q.pending_count().unwrap(), 1);
+        assert_eq!(q.request_log().unwrap().sent_at_ms, vec![5, 6]);
+    }
+
+    #[test]
+    fn second_open_is_refused_with_a_clear_error() {
+        let d = tempfile::tempdir().unwrap();
+        let _q = open(d.path());
+        let err = Queue::open(d.path(), 8 << 20, Policy { ttl_ms: 1, rereport_after_ms: 0 }).unwrap_err();
+        assert!(matches!(err, QueueError::Locked { .. }));
+        assert!(err.to_string().contains(&d.path().display().to_string()));
+    }
+}

@@ -1,0 +1,208 @@
+//! Counters shared by the stages: lines read, lines skipped by reason,
+//! addresses queued, requests by outcome. Plain atomics, cheap to bump on the
+//! hot path; read by the status and metrics code and in tests.
+//!
+//! Also the rate limiter for warnings about bad lines: one warning per reason
+//! at first, then at most one summary line per reason a minute, so a flood of
+//! garbage cannot flood the log.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Why an input line (or its address) was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SkipReason {
+    /// The line is not valid UTF-8.
+    NotUtf8,
+    /// The line is not JSON (or is truncated JSON).
+    NotJson,
+    /// JSON, but a field we read has the wrong type (or is duplicated).
+    InvalidField,
+    /// No `eventid`.
+    MissingEventid,
+    /// No `src_ip`.
+    MissingSrcIp,
+    /// `src_ip` is not a plain IPv4/IPv6 address (zone, port, spaces...).
+    InvalidAddress,
+    /// A private, loopback, link-local, documentation... address.
+    NonPublic,
+    /// In `[filter] allowlist`.
+    Allowlisted,
+    /// Longer than the line-length cap.
+    TooLong,
+}
+
+impl SkipReason {
+    /// Every reason, in a stable order (for status output).
+    pub const ALL: [SkipReason; 9] = [
+        SkipReason::NotUtf8,
+        SkipReason::NotJson,
+        SkipReason::InvalidField,
+        SkipReason::MissingEventid,
+        SkipReason::MissingSrcIp,
+        SkipReason::InvalidAddress,
+        SkipReason::NonPublic,
+        SkipReason::Allowlisted,
+        SkipReason::TooLong,
+    ];
+
+    /// Stable snake_case name, used in logs, status and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::NotUtf8 => "not_utf8",
+            SkipReason::NotJson => "not_json",
+            SkipReason::InvalidField => "invalid_field",
+            SkipReason::MissingEventid => "missing_eventid",
+            SkipReason::MissingSrcIp => "missing_src_ip",
+            SkipReason::InvalidAddress => "invalid_address",
+            SkipReason::NonPublic => "non_public",
+            SkipReason::Allowlisted => "allowlisted",
+            SkipReason::TooLong => "too_long",
+        }
+    }
+
+    /// Whether the reason means broken input (warned about) rather than a
+    /// policy decision (only counted).
+    pub fn is_bad_input(self) -> bool {
+        !matches!(self, SkipReason::NonPublic | SkipReason::Allowlisted)
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Process-wide counters.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Complete lines read from inputs.
+    pub lines_read: AtomicU64,
+    /// Lines whose event was selected (login/session events).
+    pub events_selected: AtomicU64,
+    /// Skips by [`SkipReason`] index.
+    skipped: [AtomicU64; SkipReason::ALL.len()],
+    /// Sightings that created a new pending entry.
+    pub queued_new: AtomicU64,
+    /// Sightings that updated an entry already pending.
+    pub queued_updates: AtomicU64,
+    /// Sightings dropped because the address was reported after them.
+    pub already_reported: AtomicU64,
+    /// Sightings of dead-lettered addresses (not re-queued automatically).
+    pub dead_lettered_seen: AtomicU64,
+    /// Times an input file got shorter than the checkpoint (truncation).
+    pub truncations: AtomicU64,
+    /// Times an input file was replaced (rotation).
+    pub rotations: AtomicU64,
+    /// Requests sent to the API (attempts, whatever the outcome).
+    pub requests: AtomicU64,
+    /// Requests answered 202.
+    pub requests_ok: AtomicU64,
+    /// Addresses acknowledged by a 202.
+    pub addresses_reported: AtomicU64,
+    /// Addresses moved to the dead-letter set.
+    pub addresses_dead_lettered: AtomicU64,
+    /// Waits imposed by the rate limiter or a 429.
+    pub rate_limit_waits: AtomicU64,
+    /// Failed attempts that will be retried.
+    pub retries: AtomicU64,
+    warn_state: Mutex<WarnState>,
+}
+
+#[derive(Debug, Default)]
+struct WarnState {
+    /// When each reason was last warned about, and how many skips since.
+    last: [Option<(Instant, u64)>; SkipReason::ALL.len()],
+}
+
+/// How often a summary warning per reason may be logged.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+impl Stats {
+    /// Counts a skip; logs a warning for bad input, rate-limited per reason.
+    /// `detail` must already be safe to print (escaped, truncated).
+    pub fn skip(&self, reason: SkipReason, detail: impl FnOnce() -> String) {
+        self.skipped[reason.index()].fetch_add(1, Ordering::Relaxed);
+        if !reason.is_bad_input() {
+            return;
+        }
+        let now = Instant::now();
+        let mut st = self.warn_state.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut st.last[reason.index()] {
+            slot @ None => {
+                *slot = Some((now, 0));
+                tracing::warn!(reason = %reason, line = %detail(), "skipped an input line (further ones are summarised once a minute)");
+            }
+            Some((at, since)) => {
+                *since += 1;
+                if now.duration_since(*at) >= WARN_EVERY {
+                    tracing::warn!(reason = %reason, skipped = *since, "skipped more input lines in the last minute");
+                    *at = now;
+                    *since = 0;
+                }
+            }
+        }
+    }
+
+    /// Number of skips for `reason`.
+    pub fn skipped(&self, reason: SkipReason) -> u64 {
+        self.skipped[reason.index()].load(Ordering::Relaxed)
+    }
+
+    /// Bumps a counter by `n`.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// Makes attacker-controlled bytes safe to log: printable ASCII kept,
+/// everything else escaped, at most `max` input bytes shown.
+pub fn escape_for_log(bytes: &[u8], max: usize) -> String {
+    let mut out = String::with_capacity(bytes.len().min(max) + 8);
+    for &b in bytes.iter().take(max) {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(b as char),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    if bytes.len() > max {
+        out.push_str(&format!("…(+{} bytes)", bytes.len() - max));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_control_and_non_ascii() {
+        assert_eq!(escape_for_log(b"ab\x1b[31m\n\xd0\xbf", 100), "ab\\x1b[31m\\x0a\\xd0\\xbf");
+        assert_eq!(escape_for_log(b"abcdef", 3), "abc…(+3 bytes)");
+        assert_eq!(escape_for_log(b"a\\b", 10), "a\\\\b");
+    }
+
+    #[test]
+    fn skips_are_counted_by_reason() {
+        let s = Stats::default();
+        for _ in 0..3 {
+            s.skip(SkipReason::NotJson, || "x".into());
+        }
+        s.skip(SkipReason::NonPublic, || unreachable!("policy skips are not logged"));
+        assert_eq!(s.skipped(SkipReason::NotJson), 3);
+        assert_eq!(s.skipped(SkipReason::NonPublic), 1);
+        assert_eq!(s.skipped(SkipReason::TooLong), 0);
+    }
+}
