@@ -71,8 +71,7 @@ pub fn parse_timestamp_ms(s: &str) -> Option<u64> {
     };
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hour, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60
-    {
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
         return None;
     }
     let mut i = 19;
@@ -158,15 +157,27 @@ mod tests {
             (b"{\"eventid\":\"cowrie.login.failed\"", SkipReason::NotJson),
             (b"", SkipReason::NotJson),
             (b"[1,2]", SkipReason::InvalidField),
-            (b"{\"eventid\":5,\"src_ip\":\"1.2.3.4\"}", SkipReason::InvalidField),
-            (b"{\"eventid\":\"x\",\"src_ip\":null}", SkipReason::MissingSrcIp),
+            (
+                b"{\"eventid\":5,\"src_ip\":\"1.2.3.4\"}",
+                SkipReason::InvalidField,
+            ),
+            (
+                b"{\"eventid\":\"x\",\"src_ip\":null}",
+                SkipReason::MissingSrcIp,
+            ),
             (b"{\"src_ip\":\"1.2.3.4\"}", SkipReason::MissingEventid),
-            (b"{\"eventid\":\"cowrie.login.failed\"}", SkipReason::MissingSrcIp),
+            (
+                b"{\"eventid\":\"cowrie.login.failed\"}",
+                SkipReason::MissingSrcIp,
+            ),
             (
                 b"{\"eventid\":\"a\",\"eventid\":\"b\",\"src_ip\":\"1.2.3.4\"}",
                 SkipReason::InvalidField,
             ),
-            (b"{\"eventid\":\"a\x00\",\"src_ip\":\"1\"} ", SkipReason::NotJson),
+            (
+                b"{\"eventid\":\"a\x00\",\"src_ip\":\"1\"} ",
+                SkipReason::NotJson,
+            ),
         ];
         for (line, reason) in cases {
             assert_eq!(decode(line).unwrap_err(), *reason, "{line:?}");
@@ -192,7 +203,10 @@ mod tests {
             parse_timestamp_ms("2026-11-22T11:02:37.839685-01:00"),
             parse_timestamp_ms("2026-11-22T12:02:37.839685Z")
         );
-        assert_eq!(parse_timestamp_ms("2024-02-29T00:00:00Z"), Some(1_709_164_800_000));
+        assert_eq!(
+            parse_timestamp_ms("2024-02-29T00:00:00Z"),
+            Some(1_709_164_800_000)
+        );
         for bad in [
             "",
             "2026-11-22",

@@ -23,9 +23,7 @@ use std::path::{Path, PathBuf};
 
 use migrations::v1::{self, Checkpoint, Dead, FileId, Health, Pending, Reported, RequestLog};
 use migrations::{meta_keys, trees, MigrationError};
-use sled::transaction::{
-    abort, ConflictableTransactionError, TransactionError, TransactionalTree,
-};
+use sled::transaction::{abort, ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
 
 /// Errors of the queue. Messages say what happened and what to do.
@@ -152,7 +150,11 @@ fn tx_counter(meta: &TransactionalTree, key: &[u8]) -> TxResult<u64> {
 impl Queue {
     /// Opens (creating if needed) the database in `state_dir`, taking the
     /// directory lock and running the migrations.
-    pub fn open(state_dir: &Path, cache_capacity: u64, policy: Policy) -> Result<Queue, QueueError> {
+    pub fn open(
+        state_dir: &Path,
+        cache_capacity: u64,
+        policy: Policy,
+    ) -> Result<Queue, QueueError> {
         let dir = state_dir.to_path_buf();
         let io = |source| QueueError::StateDir {
             dir: dir.clone(),
@@ -320,9 +322,11 @@ impl Queue {
             let Some(p) = v1::get::<Pending>(&self.pending, "pending", &key)? else {
                 continue;
             };
-            let seq = u64::from_be_bytes(seq.as_ref().try_into().map_err(|_| {
-                MigrationError::Corrupt("order key is not 8 bytes".into())
-            })?);
+            let seq = u64::from_be_bytes(
+                seq.as_ref()
+                    .try_into()
+                    .map_err(|_| MigrationError::Corrupt("order key is not 8 bytes".into()))?,
+            );
             out.push(BatchItem {
                 addr: v1::addr_from_key(&key)?,
                 seq,
@@ -339,7 +343,13 @@ impl Queue {
     /// the back so the server resets its TTL once more.
     pub fn ack(&self, items: &[BatchItem], sent_at_ms: u64, now_ms: u64) -> Result<(), QueueError> {
         let policy = self.policy;
-        (&self.meta, &self.pending, &self.order, &self.reported, &self.expiry)
+        (
+            &self.meta,
+            &self.pending,
+            &self.order,
+            &self.reported,
+            &self.expiry,
+        )
             .transaction(|(meta, pending, order, reported, expiry)| {
                 let mut count = tx_counter(meta, meta_keys::PENDING_COUNT)?;
                 let mut next_seq = tx_counter(meta, meta_keys::NEXT_SEQ)?;
@@ -423,7 +433,11 @@ impl Queue {
     /// `now_ms`. Returns how many went.
     pub fn prune_expired(&self, now_ms: u64, limit: usize) -> Result<usize, QueueError> {
         let mut keys = Vec::new();
-        for item in self.expiry.range(..now_ms.to_be_bytes().to_vec()).take(limit) {
+        for item in self
+            .expiry
+            .range(..now_ms.to_be_bytes().to_vec())
+            .take(limit)
+        {
             keys.push(item?.0);
         }
         if keys.is_empty() {
@@ -578,14 +592,21 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let q = open(d.path());
         let out = q
-            .enqueue(&[s("1.1.1.1", 10), s("1.1.1.1", 20), s("2.2.2.2", 15)], None, 100)
+            .enqueue(
+                &[s("1.1.1.1", 10), s("1.1.1.1", 20), s("2.2.2.2", 15)],
+                None,
+                100,
+            )
             .unwrap();
         assert_eq!(out.queued_new, 2);
         let out = q.enqueue(&[s("1.1.1.1", 30)], None, 200).unwrap();
         assert_eq!(out.updated, 1);
         assert_eq!(q.pending_count().unwrap(), 2);
         let p = q.pending("1.1.1.1".parse().unwrap()).unwrap().unwrap();
-        assert_eq!((p.first_seen_ms, p.last_seen_ms, p.hits, p.queued_at_ms), (10, 30, 3, 100));
+        assert_eq!(
+            (p.first_seen_ms, p.last_seen_ms, p.hits, p.queued_at_ms),
+            (10, 30, 3, 100)
+        );
         assert_eq!(q.oldest_queued_at().unwrap(), Some(100));
     }
 
@@ -594,7 +615,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let q = open(d.path());
         for i in 0..10u8 {
-            q.enqueue(&[s(&format!("5.5.5.{i}"), 1)], None, u64::from(i)).unwrap();
+            q.enqueue(&[s(&format!("5.5.5.{i}"), 1)], None, u64::from(i))
+                .unwrap();
         }
         let b = q.peek_batch(4, 0).unwrap();
         let got: Vec<String> = b.iter().map(|i| i.addr.to_string()).collect();
@@ -602,7 +624,10 @@ mod tests {
         q.ack(&b, 1000, 1001).unwrap();
         assert_eq!(q.pending_count().unwrap(), 6);
         let r = q.reported("5.5.5.0".parse().unwrap()).unwrap().unwrap();
-        assert_eq!((r.last_reported_ms, r.expires_at_ms, r.count), (1000, 1000 + TTL, 1));
+        assert_eq!(
+            (r.last_reported_ms, r.expires_at_ms, r.count),
+            (1000, 1000 + TTL, 1)
+        );
         assert_eq!(q.peek_batch(100, 0).unwrap().len(), 6);
         assert_eq!(q.oldest_queued_at().unwrap(), Some(4));
         // A second ack of the same items is harmless.
@@ -625,7 +650,10 @@ mod tests {
         let b = q.peek_batch(10, 0).unwrap();
         q.ack(&b, 2000, 2000).unwrap();
         let r = q.reported("9.9.9.9".parse().unwrap()).unwrap().unwrap();
-        assert_eq!((r.first_reported_ms, r.last_reported_ms, r.count), (1000, 2000, 2));
+        assert_eq!(
+            (r.first_reported_ms, r.last_reported_ms, r.count),
+            (1000, 2000, 2)
+        );
         // Exactly one expiry entry: pruning before the new expiry removes nothing.
         assert_eq!(q.prune_expired(1000 + TTL + 1, 100).unwrap(), 0);
         assert_eq!(q.prune_expired(2000 + TTL + 1, 100).unwrap(), 1);
@@ -635,18 +663,37 @@ mod tests {
     #[test]
     fn rereport_after_thins_out_resightings() {
         let d = tempfile::tempdir().unwrap();
-        let q = Queue::open(d.path(), 8 << 20, Policy { ttl_ms: TTL, rereport_after_ms: 500 }).unwrap();
+        let q = Queue::open(
+            d.path(),
+            8 << 20,
+            Policy {
+                ttl_ms: TTL,
+                rereport_after_ms: 500,
+            },
+        )
+        .unwrap();
         q.enqueue(&[s("9.9.9.9", 10)], None, 10).unwrap();
         q.ack(&q.peek_batch(10, 0).unwrap(), 1000, 1000).unwrap();
-        assert_eq!(q.enqueue(&[s("9.9.9.9", 1499)], None, 0).unwrap().already_reported, 1);
-        assert_eq!(q.enqueue(&[s("9.9.9.9", 1500)], None, 0).unwrap().queued_new, 1);
+        assert_eq!(
+            q.enqueue(&[s("9.9.9.9", 1499)], None, 0)
+                .unwrap()
+                .already_reported,
+            1
+        );
+        assert_eq!(
+            q.enqueue(&[s("9.9.9.9", 1500)], None, 0)
+                .unwrap()
+                .queued_new,
+            1
+        );
     }
 
     #[test]
     fn sighting_during_flight_keeps_the_address_pending() {
         let d = tempfile::tempdir().unwrap();
         let q = open(d.path());
-        q.enqueue(&[s("7.7.7.7", 10), s("8.8.4.4", 10)], None, 10).unwrap();
+        q.enqueue(&[s("7.7.7.7", 10), s("8.8.4.4", 10)], None, 10)
+            .unwrap();
         let b = q.peek_batch(10, 0).unwrap();
         // Sent at 1000; a new sighting at 1500 arrives before the ack.
         q.enqueue(&[s("7.7.7.7", 1500)], None, 1500).unwrap();
@@ -661,9 +708,14 @@ mod tests {
     fn dead_letter_removes_and_blocks_requeue() {
         let d = tempfile::tempdir().unwrap();
         let q = open(d.path());
-        q.enqueue(&[s("6.6.6.6", 1), s("4.4.4.4", 1)], None, 1).unwrap();
+        q.enqueue(&[s("6.6.6.6", 1), s("4.4.4.4", 1)], None, 1)
+            .unwrap();
         let b = q.peek_batch(10, 0).unwrap();
-        let bad: Vec<_> = b.iter().filter(|i| i.addr.to_string() == "6.6.6.6").cloned().collect();
+        let bad: Vec<_> = b
+            .iter()
+            .filter(|i| i.addr.to_string() == "6.6.6.6")
+            .cloned()
+            .collect();
         q.dead_letter(&bad, 422, "invalid address", 5).unwrap();
         assert_eq!(q.pending_count().unwrap(), 1);
         let dl = q.dead("6.6.6.6".parse().unwrap()).unwrap().unwrap();
@@ -674,12 +726,23 @@ mod tests {
     #[test]
     fn checkpoint_commits_with_the_chunk_and_state_survives_reopen() {
         let d = tempfile::tempdir().unwrap();
-        let id = FileId { dev: 1, ino: 2, fingerprint: 3 };
+        let id = FileId {
+            dev: 1,
+            ino: 2,
+            fingerprint: 3,
+        };
         {
             let q = open(d.path());
-            let c = Checkpoint { path: "/x".into(), offset: 77, updated_at_ms: 1 };
+            let c = Checkpoint {
+                path: "/x".into(),
+                offset: 77,
+                updated_at_ms: 1,
+            };
             q.enqueue(&[s("1.0.0.1", 1)], Some((&id, &c)), 1).unwrap();
-            q.record_request(&RequestLog { sent_at_ms: vec![5, 6] }).unwrap();
+            q.record_request(&RequestLog {
+                sent_at_ms: vec![5, 6],
+            })
+            .unwrap();
             q.flush().unwrap();
         }
         let q = open(d.path());
@@ -693,7 +756,15 @@ mod tests {
     fn second_open_is_refused_with_a_clear_error() {
         let d = tempfile::tempdir().unwrap();
         let _q = open(d.path());
-        let err = Queue::open(d.path(), 8 << 20, Policy { ttl_ms: 1, rereport_after_ms: 0 }).unwrap_err();
+        let err = Queue::open(
+            d.path(),
+            8 << 20,
+            Policy {
+                ttl_ms: 1,
+                rereport_after_ms: 0,
+            },
+        )
+        .unwrap_err();
         assert!(matches!(err, QueueError::Locked { .. }));
         assert!(err.to_string().contains(&d.path().display().to_string()));
     }

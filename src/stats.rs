@@ -189,7 +189,10 @@ mod tests {
 
     #[test]
     fn escapes_control_and_non_ascii() {
-        assert_eq!(escape_for_log(b"ab\x1b[31m\n\xd0\xbf", 100), "ab\\x1b[31m\\x0a\\xd0\\xbf");
+        assert_eq!(
+            escape_for_log(b"ab\x1b[31m\n\xd0\xbf", 100),
+            "ab\\x1b[31m\\x0a\\xd0\\xbf"
+        );
         assert_eq!(escape_for_log(b"abcdef", 3), "abc…(+3 bytes)");
         assert_eq!(escape_for_log(b"a\\b", 10), "a\\\\b");
     }
@@ -200,7 +203,9 @@ mod tests {
         for _ in 0..3 {
             s.skip(SkipReason::NotJson, || "x".into());
         }
-        s.skip(SkipReason::NonPublic, || unreachable!("policy skips are not logged"));
+        s.skip(SkipReason::NonPublic, || {
+            unreachable!("policy skips are not logged")
+        });
         assert_eq!(s.skipped(SkipReason::NotJson), 3);
         assert_eq!(s.skipped(SkipReason::NonPublic), 1);
         assert_eq!(s.skipped(SkipReason::TooLong), 0);

@@ -328,9 +328,7 @@ pub mod v1 {
             16 => Ok(IpAddr::V6(Ipv6Addr::from(
                 <[u8; 16]>::try_from(key).expect("length checked"),
             ))),
-            n => Err(MigrationError::Corrupt(format!(
-                "address key of {n} bytes"
-            ))),
+            n => Err(MigrationError::Corrupt(format!("address key of {n} bytes"))),
         }
     }
 
@@ -429,7 +427,13 @@ mod tests {
     fn fresh_database_gets_current_version() {
         let (_d, db) = temp_db();
         let m = migrate(&db, "test").unwrap();
-        assert_eq!(m, Migrated { from: 0, to: SCHEMA_VERSION });
+        assert_eq!(
+            m,
+            Migrated {
+                from: 0,
+                to: SCHEMA_VERSION
+            }
+        );
         assert_eq!(stored_version(&db).unwrap(), SCHEMA_VERSION);
         // Idempotent.
         let m = migrate(&db, "test").unwrap();

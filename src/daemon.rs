@@ -1,0 +1,290 @@
+//! The daemon (`tjfwd run`): wires source → decode → filter → queue on an
+//! ingest thread, and the scheduler/reporter on the async runtime.
+//!
+//! The ingest side is synchronous on purpose: it reads files and writes sled
+//! transactions, both blocking. It runs on its own thread, wakes the
+//! scheduler when it queued something, and stops at the next chunk boundary
+//! when asked. Shutdown comes in as a future (only `main` knows about
+//! signals), so tests can stop the daemon however they like.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::decode::decode;
+use crate::filter::Rules;
+use crate::queue::{Policy, Queue, QueueError, Sighting};
+use crate::ratelimit::Limit;
+use crate::reporter::{Reporter, ReporterError};
+use crate::scheduler::{Scheduler, Settings};
+use crate::source::{Chunk, Tailer};
+use crate::stats::{escape_for_log, Stats};
+
+/// Default cap on the length of one input line.
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+
+/// How `tjfwd run` was asked to behave.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Everything but the HTTP request: batches are logged, not acknowledged.
+    pub dry_run: bool,
+    /// Read the input to its end, send everything pending, then exit.
+    pub drain: bool,
+}
+
+/// Errors that stop the daemon at start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Reporter(#[from] ReporterError),
+}
+
+/// The queue policy from the configuration.
+pub fn policy(config: &Config) -> Policy {
+    Policy {
+        ttl_ms: config.threatjammer.ttl.saturating_mul(1000),
+        rereport_after_ms: config.schedule.rereport_after.as_millis() as u64,
+    }
+}
+
+/// Opens the queue described by the configuration.
+pub fn open_queue(config: &Config) -> Result<Queue, QueueError> {
+    Queue::open(
+        &config.state_dir,
+        config.storage.cache_capacity,
+        policy(config),
+    )
+}
+
+/// Runs the daemon until `shutdown` completes (or, with `drain`, until
+/// everything is read and sent). Returns once sled has been flushed.
+pub async fn run(
+    config: Config,
+    opts: RunOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<Arc<Stats>, DaemonError> {
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let reporter = if opts.dry_run {
+        None
+    } else {
+        Some(Reporter::new(&config)?)
+    };
+    let queue = Arc::new(open_queue(&config)?);
+    let stats = Arc::new(Stats::default());
+    let tj = &config.threatjammer;
+    tracing::info!(
+        "tjfwd initialized. Category={}. TTL={}. Session Tracking={}. Login Tracking={}",
+        tj.category,
+        tj.ttl,
+        tj.track_session,
+        tj.track_login
+    );
+    let input = config
+        .input
+        .cowrie_json
+        .as_ref()
+        .map_or_else(|| "none".to_string(), |p| p.display().to_string());
+    tracing::info!(
+        state_dir = %config.state_dir.display(),
+        pending = queue.pending_count()?,
+        input = %input,
+        checkpoints = ?queue.checkpoints()?.iter().map(|(_, c)| format!("{}@{}", c.path, c.offset)).collect::<Vec<_>>(),
+        api_url = %tj.api_url,
+        dry_run = opts.dry_run,
+        "started"
+    );
+
+    let notify = Arc::new(Notify::new());
+    let input_done = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let ingest = match &config.input.cowrie_json {
+        Some(path) => {
+            let tailer = Tailer::new(path.clone(), config.input.start_at, MAX_LINE_BYTES);
+            let ctx = Ingest {
+                queue: queue.clone(),
+                rules: Rules::from_config(&config),
+                stats: stats.clone(),
+                notify: notify.clone(),
+                input_done: input_done.clone(),
+                stop: stop.clone(),
+                poll: config.input.poll_interval,
+                drain: opts.drain,
+            };
+            Some(
+                std::thread::Builder::new()
+                    .name("tjfwd-ingest".into())
+                    .spawn(move || ctx.run(tailer))
+                    .expect("spawning the ingest thread"),
+            )
+        }
+        None => {
+            input_done.store(true, Ordering::Release);
+            None
+        }
+    };
+
+    let settings = Settings {
+        batch_size: config.schedule.batch_size,
+        flush_interval: config.schedule.flush_interval,
+        limit: Limit {
+            max: config.schedule.max_requests_per_minute,
+            window_ms: config.schedule.rate_window.as_millis() as u64,
+        },
+        max_backoff: config.schedule.max_backoff,
+        drain: opts.drain,
+        describe: format!(
+            "type={} ttl={} tags={}",
+            tj.category,
+            tj.ttl,
+            tj.tags.join(",")
+        ),
+    };
+    let scheduler = Scheduler::new(
+        queue.clone(),
+        reporter,
+        settings,
+        stats.clone(),
+        notify,
+        input_done,
+    );
+    scheduler.run(shutdown).await;
+
+    tracing::info!("stopping");
+    stop.store(true, Ordering::Release);
+    if let Some(handle) = ingest {
+        handle.thread().unpark();
+        let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+    }
+    queue.flush()?;
+    let skipped: Vec<String> = crate::stats::SkipReason::ALL
+        .iter()
+        .filter(|r| stats.skipped(**r) > 0)
+        .map(|r| format!("{r}={}", stats.skipped(*r)))
+        .collect();
+    tracing::info!(
+        pending = queue.pending_count()?,
+        lines_read = Stats::get(&stats.lines_read),
+        events_selected = Stats::get(&stats.events_selected),
+        queued = Stats::get(&stats.queued_new),
+        reported = Stats::get(&stats.addresses_reported),
+        requests = Stats::get(&stats.requests),
+        skipped = %skipped.join(" "),
+        "stopped; queue flushed to disk"
+    );
+    Ok(stats)
+}
+
+/// What the ingest thread needs.
+struct Ingest {
+    queue: Arc<Queue>,
+    rules: Rules,
+    stats: Arc<Stats>,
+    notify: Arc<Notify>,
+    input_done: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    poll: Duration,
+    drain: bool,
+}
+
+impl Ingest {
+    fn run(self, mut tailer: Tailer) {
+        let mut chunk = Chunk::default();
+        let mut sightings = Vec::new();
+        let mut failures = 0u32;
+        while !self.stop.load(Ordering::Acquire) {
+            let now = now_ms();
+            let got = match tailer.next_chunk(&self.queue, &self.stats, &mut chunk, now) {
+                Ok(got) => got,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the input; retrying");
+                    failures += 1;
+                    self.pause(failures);
+                    continue;
+                }
+            };
+            if !got {
+                if self.drain {
+                    break;
+                }
+                std::thread::park_timeout(self.poll);
+                continue;
+            }
+            sightings.clear();
+            select_lines(&chunk, &self.rules, &self.stats, now, &mut sightings);
+            let ckpt = chunk.checkpoint(now);
+            match self
+                .queue
+                .enqueue(&sightings, ckpt.as_ref().map(|(id, c)| (id, c)), now)
+            {
+                Ok(out) => {
+                    failures = 0;
+                    tailer.commit();
+                    Stats::add(&self.stats.queued_new, out.queued_new);
+                    Stats::add(&self.stats.queued_updates, out.updated);
+                    Stats::add(&self.stats.already_reported, out.already_reported);
+                    Stats::add(&self.stats.dead_lettered_seen, out.dead);
+                    if out.queued_new > 0 {
+                        self.notify.notify_one();
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::error!(error = %e, "cannot queue addresses; the input is not advanced and will be read again");
+                    if let Err(e) = tailer.rewind() {
+                        tracing::warn!(error = %e, "cannot rewind the input");
+                    }
+                    self.pause(failures);
+                }
+            }
+        }
+        self.input_done.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    /// Waits before retrying after a failure (up to 30 s), unless stopped.
+    fn pause(&self, failures: u32) {
+        let d = Duration::from_millis(500u64.saturating_mul(1 << failures.min(6)))
+            .min(Duration::from_secs(30));
+        std::thread::park_timeout(d);
+    }
+}
+
+/// Decodes, selects and filters the lines of a chunk into `out`.
+pub fn select_lines(
+    chunk: &Chunk,
+    rules: &Rules,
+    stats: &Stats,
+    now: u64,
+    out: &mut Vec<Sighting>,
+) {
+    for line in chunk.lines() {
+        Stats::add(&stats.lines_read, 1);
+        let event = match decode(line) {
+            Ok(e) => e,
+            Err(reason) => {
+                stats.skip(reason, || escape_for_log(line, 120));
+                continue;
+            }
+        };
+        if !rules.selects(&event.eventid) {
+            continue;
+        }
+        Stats::add(&stats.events_selected, 1);
+        match rules.address(&event.src_ip) {
+            Ok(addr) => out.push(Sighting {
+                addr,
+                seen_ms: event.timestamp_ms.map_or(now, |t| t.min(now)),
+            }),
+            Err(reason) => stats.skip(reason, || escape_for_log(event.src_ip.as_bytes(), 80)),
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! tjfwd: a durable forwarder of Cowrie honeypot attacker addresses to the
+//! Threat Jammer Report API.
+//!
+//! The modules follow the data flow of DESIGN.md:
+//!
+//! ```text
+//! source ──> decode ──> filter ──> queue (sled) ──> scheduler ──> reporter ──> Report API
+//! tail       eventid    select     dedupe by IP     batch ≤1000    HTTP +
+//! cowrie.json src_ip    public IP  + checkpoint     ≤N req/window  classify
+//!            timestamp  allowlist  one txn          retry/backoff
+//! ```
+//!
+//! - [`config`]: the TOML configuration, validated into [`config::Config`].
+//! - [`source`]: tails `cowrie.json` from a checkpoint, whole lines only.
+//! - [`decode`]: one JSON line → `eventid`, `src_ip`, `timestamp`.
+//! - [`filter`]: the select rule, address normalization and filtering.
+//! - [`queue`]: the sled database (layout in the `migrations` crate).
+//! - [`ratelimit`]: the rolling-window limit and the backoff, as pure functions.
+//! - [`reporter`]: the HTTP request and the classification of its answer.
+//! - [`scheduler`]: when to send, and what to do with each answer.
+//! - [`daemon`]: `tjfwd run`, wiring it all with a shutdown future.
+//! - [`stats`]: counters shared by the stages; [`clock`]: stored time.
+
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod decode;
+pub mod filter;
+pub mod queue;
+pub mod ratelimit;
+pub mod reporter;
+pub mod scheduler;
+pub mod source;
+pub mod stats;

@@ -1,0 +1,138 @@
+//! The `tjfwd` binary: parses arguments, sets up logging, calls the library.
+//!
+//! Exit codes (stable, for scripts and monitoring):
+//! - 0: success (for `run`: a clean shutdown after SIGTERM/SIGINT, or the
+//!   end of `--drain`);
+//! - 1: failure (invalid configuration, state directory in use, storage
+//!   error...);
+//! - 2: usage error (unknown flag, missing argument).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tjfwd::config::{Config, LoadOptions};
+use tjfwd::daemon::{self, RunOptions};
+
+/// Forwards attacker addresses seen by the Cowrie honeypot to the Threat
+/// Jammer Report API, durably.
+#[derive(Debug, Parser)]
+#[command(name = "tjfwd", version, about, propagate_version = true)]
+struct Cli {
+    /// More log output (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Less log output (-q warnings and errors only).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
+    quiet: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the forwarder: tail cowrie.json, queue, report.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The configuration file (TOML).
+    #[arg(short, long, env = "TJFWD_CONFIG", value_name = "FILE")]
+    config: PathBuf,
+    /// Do everything but the HTTP request: log each batch, acknowledge nothing.
+    /// No token is needed.
+    #[arg(long)]
+    dry_run: bool,
+    /// Read the input to its end, send everything pending (still under the
+    /// rate limit, without waiting for flush_interval), then exit.
+    #[arg(long)]
+    drain: bool,
+    /// Use this state directory instead of the configured state_dir.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tjfwd: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => cmd_run(args),
+    }
+}
+
+fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let opts = LoadOptions {
+        dry_run: args.dry_run,
+    };
+    let mut config = Config::load(&args.config, &opts)?;
+    if let Some(dir) = args.state_dir {
+        config.state_dir = dir;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        daemon::run(
+            config,
+            RunOptions {
+                dry_run: args.dry_run,
+                drain: args.drain,
+            },
+            shutdown_signal(),
+        )
+        .await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            std::future::pending::<()>().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// Human-readable logs on stderr; `-v`/`-q` pick the level, RUST_LOG wins.
+fn init_logging(verbose: u8, quiet: u8) {
+    use tracing_subscriber::EnvFilter;
+    let level = match (quiet, verbose) {
+        (q, _) if q > 0 => "warn",
+        (_, 0) => "info",
+        (_, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "{level},sled=warn,hyper=warn,reqwest=warn,rustls=warn"
+        ))
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
