@@ -1,0 +1,328 @@
+//! Tests of the real `tjfwd` binary: crash safety (`kill -9`), signals, exit
+//! codes and messages, the state-directory lock, and that the API token never
+//! appears in anything it prints.
+
+mod support;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use support::cowrie;
+use support::fake_api::{Failure, FakeApi, FakeConfig, DEFAULT_TOKEN};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tjfwd"));
+    c.env_remove("RUST_LOG")
+        .env_remove("TJFWD_CONFIG")
+        .env_remove("TJFWD_BEARER_TOKEN");
+    c
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn log(&self) -> PathBuf {
+        self.path("cowrie.json")
+    }
+    /// Writes a config file (token in a 0600 file) and returns its path.
+    fn config(&self, api: &FakeApi, extra_schedule: &str) -> PathBuf {
+        let token = self.path("token");
+        std::fs::write(&token, format!("{}\n", api.token())).unwrap();
+        set_mode(&token, 0o600);
+        let cfg = self.path("tjfwd.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"state_dir = "state"
+
+[threatjammer]
+api_url = "{url}"
+bearer_token_file = "token"
+
+[input]
+cowrie_json = "cowrie.json"
+start_at = "beginning"
+poll_interval = "20ms"
+
+[schedule]
+flush_interval = "100ms"
+max_backoff = "500ms"
+{extra_schedule}
+"#,
+                url = api.url()
+            ),
+        )
+        .unwrap();
+        set_mode(&cfg, 0o600);
+        cfg
+    }
+}
+
+fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn spawn(cmd: &mut Command) -> Child {
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for the child to exit, killing it after `limit`.
+fn wait_with_limit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+fn output_of(child: &mut Child) -> String {
+    let mut s = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut s).unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut s).unwrap();
+    s
+}
+
+fn sigterm(child: &Child) {
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+}
+
+#[test]
+fn pending_addresses_survive_kill_9_and_are_delivered_after_restart() {
+    let env = Env::new();
+    let api = FakeApi::start(FakeConfig::default());
+    let addrs = cowrie::public_addresses(50);
+    let lines: Vec<String> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| cowrie::login_failed(a, i as u64))
+        .collect();
+    cowrie::append(&env.log(), &lines);
+    let cfg = env.config(&api, "");
+
+    // The API is down: the daemon queues everything and keeps failing.
+    api.set_down(true);
+    let mut child = spawn(bin().args(["run", "--config"]).arg(&cfg));
+    assert!(
+        api.wait_for_requests(1, Duration::from_secs(20)),
+        "the daemon never tried to send"
+    );
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(api.accepted_addresses().is_empty());
+
+    // Back up: a restart delivers every address from the on-disk queue.
+    api.set_down(false);
+    let mut child = spawn(bin().args(["run", "--drain", "--config"]).arg(&cfg));
+    let status = wait_with_limit(&mut child, Duration::from_secs(30));
+    let out = output_of(&mut child);
+    assert_eq!(status.map(|s| s.code()), Some(Some(0)), "{out}");
+    assert_eq!(
+        api.accepted_unique(),
+        addrs.iter().cloned().collect(),
+        "{out}"
+    );
+    // The input was not read twice: each address once.
+    assert_eq!(api.accepted_addresses().len(), addrs.len());
+}
+
+#[test]
+fn sigterm_stops_the_daemon_cleanly_and_quickly() {
+    let env = Env::new();
+    let api = FakeApi::start(FakeConfig::default());
+    cowrie::append(&env.log(), &[cowrie::login_failed("11.3.3.3", 0)]);
+    // An in-flight request that hangs: shutdown must not wait for it.
+    api.push_failure(Failure::Delay(Duration::from_secs(30)));
+    let cfg = env.config(&api, "");
+    let mut child = spawn(bin().args(["run", "--config"]).arg(&cfg));
+    assert!(api.wait_for_requests(1, Duration::from_secs(20)) || api.pending_failures() == 0);
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    sigterm(&child);
+    let status = wait_with_limit(&mut child, Duration::from_secs(10)).expect("did not stop");
+    let out = output_of(&mut child);
+    assert_eq!(status.code(), Some(0), "{out}");
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert!(out.contains("stopped; queue flushed to disk"), "{out}");
+}
+
+#[test]
+fn a_second_process_on_the_same_state_dir_gets_a_clear_error() {
+    let env = Env::new();
+    let api = FakeApi::start(FakeConfig::default());
+    let cfg = env.config(&api, "");
+    let mut first = spawn(bin().args(["run", "--config"]).arg(&cfg));
+    // Wait until the first one holds the lock.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !env.path("state/db").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let out = bin().args(["run", "--config"]).arg(&cfg).output().unwrap();
+    sigterm(&first);
+    wait_with_limit(&mut first, Duration::from_secs(10));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("in use by another tjfwd process"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&env.path("state").display().to_string()),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn invalid_configuration_is_refused_naming_the_key_and_the_file() {
+    let env = Env::new();
+    let cfg = env.path("bad.toml");
+    for (text, key) in [
+        ("[schedule]\nbatch_size = 5000\n", "batch_size"),
+        ("[threatjammer]\nttl = 0\n", "ttl"),
+        ("[threatjammer]\ntags = \"cowrie\"\n", "tags"),
+        (
+            "[threatjammer]\napi_url = \"http://example.com/v1/ip\"\n",
+            "api_url",
+        ),
+        ("[input]\nstart_from = \"end\"\n", "start_from"),
+        ("[threatjammer]\napi_url = \"not a url\"\n", "api_url"),
+    ] {
+        std::fs::write(
+            &cfg,
+            format!("{text}\n[threatjammer.x]\n").replace("\n[threatjammer.x]\n", ""),
+        )
+        .unwrap();
+        let out = bin()
+            .args(["run", "--dry-run", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{text}: {stderr}");
+        assert!(stderr.contains(key), "{text}: {stderr}");
+        assert!(stderr.contains("bad.toml"), "{text}: {stderr}");
+    }
+    // No token, not a dry run.
+    std::fs::write(&cfg, "state_dir = \"s\"\n").unwrap();
+    let out = bin().args(["run", "--config"]).arg(&cfg).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("TJFWD_BEARER_TOKEN"), "{stderr}");
+    // A usage error is exit code 2.
+    let out = bin().args(["run", "--no-such-flag"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_database_from_a_newer_tjfwd_is_refused_untouched() {
+    let env = Env::new();
+    let api = FakeApi::start(FakeConfig::default());
+    let cfg = env.config(&api, "");
+    {
+        let db = sled::open(env.path("state/db")).unwrap();
+        let meta = db.open_tree("meta").unwrap();
+        meta.insert("schema_version", &7u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let out = bin().args(["run", "--config"]).arg(&cfg).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("schema version 7"), "{stderr}");
+    assert!(stderr.contains("newer tjfwd"), "{stderr}");
+    let db = sled::open(env.path("state/db")).unwrap();
+    let v = db
+        .open_tree("meta")
+        .unwrap()
+        .get("schema_version")
+        .unwrap()
+        .unwrap();
+    assert_eq!(v.as_ref(), &7u32.to_be_bytes());
+}
+
+/// Runs the binary through successes, 401s, config errors and dry runs at
+/// every log level, and scans everything it printed for the token.
+#[test]
+fn the_token_never_appears_in_any_output_at_any_log_level() {
+    let env = Env::new();
+    let api = FakeApi::start(FakeConfig::default());
+    let cfg = env.config(&api, "");
+    let addrs = cowrie::public_addresses(3);
+    let mut all_output = String::new();
+    for (i, level) in ["error", "info", "debug", "trace"].iter().enumerate() {
+        cowrie::append(
+            &env.log(),
+            &[cowrie::login_failed(&addrs[i % 3], i as u64 * 10_000)],
+        );
+        api.push_failures([Failure::Status(401), Failure::Status(503)]);
+        let mut child = spawn(
+            bin()
+                .env("RUST_LOG", level)
+                .args(["-vv", "run", "--config"])
+                .arg(&cfg),
+        );
+        api.wait_for_requests(3 * (i + 1), Duration::from_secs(20));
+        sigterm(&child);
+        wait_with_limit(&mut child, Duration::from_secs(10));
+        all_output.push_str(&output_of(&mut child));
+    }
+    // Errors with the token in the environment and inline in the file.
+    let inline = env.path("inline.toml");
+    std::fs::write(
+        &inline,
+        format!("bearer_token = \"{DEFAULT_TOKEN}\"\n[threatjammer]\nbearer_token = \"{DEFAULT_TOKEN}\"\n"),
+    )
+    .unwrap();
+    for args in [
+        vec!["run", "--config", inline.to_str().unwrap()],
+        vec![
+            "-vv",
+            "run",
+            "--dry-run",
+            "--drain",
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+    ] {
+        let out = bin()
+            .env("RUST_LOG", "trace")
+            .env("TJFWD_BEARER_TOKEN", DEFAULT_TOKEN)
+            .args(&args)
+            .output()
+            .unwrap();
+        all_output.push_str(&String::from_utf8_lossy(&out.stdout));
+        all_output.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(api.request_count() >= 6, "the daemon did talk to the API");
+    assert!(all_output.contains("401"), "the 401 was logged");
+    assert!(
+        !all_output.contains(DEFAULT_TOKEN),
+        "the token leaked:\n{all_output}"
+    );
+    // Not even a part of it.
+    assert!(!all_output.contains(&DEFAULT_TOKEN[..12]));
+}
