@@ -327,6 +327,9 @@ impl Tailer {
         let mut file = match File::open(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // A file that appears after we started is new: start_at
+                // ("end") only applies to a file that was already there.
+                self.first_open = false;
                 if !self.missing_logged {
                     tracing::warn!(path = %self.path.display(), "input file does not exist (yet): waiting for it");
                     self.missing_logged = true;
@@ -425,4 +428,165 @@ fn last_line_end(file: &mut File, len: u64) -> io::Result<u64> {
         end = start;
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::Policy;
+    use std::io::Write;
+
+    struct T {
+        dir: tempfile::TempDir,
+        queue: Queue,
+        stats: Stats,
+    }
+
+    fn setup() -> T {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::open(
+            &dir.path().join("state"),
+            1 << 20,
+            Policy {
+                ttl_ms: 1000,
+                rereport_after_ms: 0,
+            },
+        )
+        .unwrap();
+        T {
+            dir,
+            queue,
+            stats: Stats::default(),
+        }
+    }
+
+    impl T {
+        fn log(&self) -> PathBuf {
+            self.dir.path().join("cowrie.json")
+        }
+        fn append(&self, p: &Path, s: &str) {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .unwrap()
+                .write_all(s.as_bytes())
+                .unwrap();
+        }
+        /// Reads and commits everything available; returns the lines.
+        fn drain(&self, t: &mut Tailer) -> Vec<String> {
+            let mut out = Vec::new();
+            let mut chunk = Chunk::default();
+            while t
+                .next_chunk(&self.queue, &self.stats, &mut chunk, 1)
+                .unwrap()
+            {
+                out.extend(
+                    chunk
+                        .lines()
+                        .map(|l| String::from_utf8_lossy(l).into_owned()),
+                );
+                let (id, c) = chunk.checkpoint(1).unwrap();
+                self.queue.enqueue(&[], Some((&id, &c)), 1).unwrap();
+                t.commit();
+            }
+            out
+        }
+    }
+
+    #[test]
+    fn partial_lines_wait_for_their_newline() {
+        let t = setup();
+        let mut tl = Tailer::new(t.log(), StartAt::Beginning, 1000);
+        t.append(&t.log(), "first line\nsecond ha");
+        assert_eq!(t.drain(&mut tl), ["first line"]);
+        assert_eq!(t.drain(&mut tl), Vec::<String>::new());
+        t.append(&t.log(), "lf\n");
+        assert_eq!(t.drain(&mut tl), ["second half"]);
+        assert_eq!(tl.position(), Some(23));
+    }
+
+    #[test]
+    fn long_lines_are_skipped_and_reading_resumes_after_them() {
+        let t = setup();
+        let mut tl = Tailer::new(t.log(), StartAt::Beginning, 10);
+        t.append(&t.log(), "short\n");
+        t.append(&t.log(), &"x".repeat(25));
+        assert_eq!(t.drain(&mut tl), ["short"]);
+        t.append(&t.log(), &"y".repeat(5));
+        t.append(&t.log(), "\nafter\n0123456789abc\nlast\n");
+        assert_eq!(t.drain(&mut tl), ["after", "last"]);
+        assert_eq!(t.stats.skipped(SkipReason::TooLong), 2);
+    }
+
+    #[test]
+    fn restart_resumes_at_the_checkpoint_and_start_at_end_skips_old_lines_once() {
+        let t = setup();
+        t.append(&t.log(), "old 1\nold 2\npartial");
+        let mut tl = Tailer::new(t.log(), StartAt::End, 1000);
+        assert_eq!(t.drain(&mut tl), Vec::<String>::new());
+        t.append(&t.log(), " done\nnew 1\n");
+        assert_eq!(t.drain(&mut tl), ["partial done", "new 1"]);
+        t.append(&t.log(), "new 2\n");
+        // A new process (same database): the checkpoint wins over start_at.
+        let mut tl = Tailer::new(t.log(), StartAt::End, 1000);
+        assert_eq!(t.drain(&mut tl), ["new 2"]);
+    }
+
+    #[test]
+    fn an_uncommitted_chunk_is_read_again_after_rewind() {
+        let t = setup();
+        t.append(&t.log(), "a\nb\n");
+        let mut tl = Tailer::new(t.log(), StartAt::Beginning, 1000);
+        let mut chunk = Chunk::default();
+        assert!(tl.next_chunk(&t.queue, &t.stats, &mut chunk, 1).unwrap());
+        tl.rewind().unwrap();
+        assert_eq!(t.drain(&mut tl), ["a", "b"]);
+    }
+
+    #[test]
+    fn rename_rotation_finishes_the_old_file_then_reads_the_new_one() {
+        let t = setup();
+        let rotated = t.dir.path().join("cowrie.json.2026-11-24");
+        t.append(&t.log(), "day 1 a\n");
+        let mut tl = Tailer::new(t.log(), StartAt::Beginning, 1000);
+        assert_eq!(t.drain(&mut tl), ["day 1 a"]);
+        t.append(&t.log(), "day 1 b\n");
+        std::fs::rename(t.log(), &rotated).unwrap();
+        // Renamed away, not yet re-created: no stall, no error.
+        assert_eq!(t.drain(&mut tl), ["day 1 b"]);
+        t.append(&rotated, "day 1 late\n");
+        t.append(&t.log(), "day 2 a\n");
+        assert_eq!(t.drain(&mut tl), ["day 1 late", "day 2 a"]);
+        assert_eq!(Stats::get(&t.stats.rotations), 1);
+        // Both files have checkpoints under their own identities.
+        assert_eq!(t.queue.checkpoints().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn truncation_restarts_at_the_beginning() {
+        let t = setup();
+        t.append(&t.log(), "one\ntwo\n");
+        let mut tl = Tailer::new(t.log(), StartAt::Beginning, 1000);
+        assert_eq!(t.drain(&mut tl), ["one", "two"]);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(t.log())
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        t.append(&t.log(), "3\n");
+        assert_eq!(t.drain(&mut tl), ["3"]);
+        assert_eq!(Stats::get(&t.stats.truncations), 1);
+    }
+
+    #[test]
+    fn a_missing_file_is_waited_for() {
+        let t = setup();
+        let mut tl = Tailer::new(t.log(), StartAt::End, 1000);
+        assert_eq!(t.drain(&mut tl), Vec::<String>::new());
+        // Created after start: it is new, so it is read from its start.
+        t.append(&t.log(), "hello\n");
+        assert_eq!(t.drain(&mut tl), ["hello"]);
+    }
 }
