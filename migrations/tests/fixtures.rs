@@ -1,0 +1,141 @@
+//! Backward compatibility: databases written by each released schema
+//! version are checked in under `tests/fixtures/vN/` and must keep opening
+//! (and migrating) with their content intact.
+//!
+//! Regenerate a fixture only for a *new* schema version:
+//! `cargo test -p migrations --test fixtures -- --ignored write_v1_fixture`.
+
+use std::path::{Path, PathBuf};
+
+use migrations::v1::{self, Checkpoint, FileId, Pending, Reported};
+use migrations::{meta_keys, migrate, stored_version, trees, SCHEMA_VERSION};
+
+fn fixture(version: u32) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/v{version}"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+const PENDING_ADDR: &str = "11.0.0.1";
+const REPORTED_ADDR: &str = "2a01:4f8::1";
+const FILE: FileId = FileId {
+    dev: 2049,
+    ino: 1234,
+    fingerprint: 0x0123_4567_89ab_cdef,
+};
+
+#[test]
+#[ignore = "writes the checked-in fixture"]
+fn write_v1_fixture() {
+    let dir = fixture(1);
+    let _ = std::fs::remove_dir_all(&dir);
+    let db = sled::Config::new().path(&dir).open().unwrap();
+    migrate(&db, "tjfwd fixture").unwrap();
+    let key = v1::addr_key(PENDING_ADDR.parse().unwrap());
+    let p = Pending {
+        first_seen_ms: 1000,
+        last_seen_ms: 2000,
+        hits: 3,
+        seq: 0,
+        queued_at_ms: 2500,
+    };
+    db.open_tree(trees::PENDING)
+        .unwrap()
+        .insert(&key, v1::encode(&p))
+        .unwrap();
+    db.open_tree(trees::ORDER)
+        .unwrap()
+        .insert(v1::seq_key(0), key.clone())
+        .unwrap();
+    let meta = db.open_tree(trees::META).unwrap();
+    meta.insert(meta_keys::NEXT_SEQ, &1u64.to_be_bytes())
+        .unwrap();
+    meta.insert(meta_keys::PENDING_COUNT, &1u64.to_be_bytes())
+        .unwrap();
+    let rkey = v1::addr_key(REPORTED_ADDR.parse().unwrap());
+    let r = Reported {
+        first_reported_ms: 10,
+        last_reported_ms: 20,
+        expires_at_ms: 86_400_020,
+        count: 2,
+    };
+    db.open_tree(trees::REPORTED)
+        .unwrap()
+        .insert(&rkey, v1::encode(&r))
+        .unwrap();
+    db.open_tree(trees::EXPIRY)
+        .unwrap()
+        .insert(v1::expiry_key(r.expires_at_ms, &rkey), &[])
+        .unwrap();
+    let c = Checkpoint {
+        path: "/var/log/cowrie/cowrie.json".into(),
+        offset: 4096,
+        updated_at_ms: 30,
+    };
+    db.open_tree(trees::CHECKPOINTS)
+        .unwrap()
+        .insert(v1::checkpoint_key(&FILE), v1::encode(&c))
+        .unwrap();
+    db.flush().unwrap();
+}
+
+#[test]
+fn v1_fixture_opens_and_keeps_its_content() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&fixture(1), tmp.path());
+    let db = sled::Config::new().path(tmp.path()).open().unwrap();
+    assert_eq!(stored_version(&db).unwrap(), 1);
+    let m = migrate(&db, "test").unwrap();
+    assert_eq!((m.from, m.to), (1, SCHEMA_VERSION));
+
+    let key = v1::addr_key(PENDING_ADDR.parse().unwrap());
+    let p: Pending = v1::get(&db.open_tree(trees::PENDING).unwrap(), "p", &key)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (p.first_seen_ms, p.last_seen_ms, p.hits, p.queued_at_ms),
+        (1000, 2000, 3, 2500)
+    );
+    let order = db.open_tree(trees::ORDER).unwrap();
+    assert_eq!(
+        order.get(v1::seq_key(0)).unwrap().unwrap().as_ref(),
+        key.as_slice()
+    );
+    let meta = db.open_tree(trees::META).unwrap();
+    assert_eq!(
+        v1::decode_u64("c", meta.get(meta_keys::PENDING_COUNT).unwrap().as_deref()).unwrap(),
+        1
+    );
+    let rkey = v1::addr_key(REPORTED_ADDR.parse().unwrap());
+    let r: Reported = v1::get(&db.open_tree(trees::REPORTED).unwrap(), "r", &rkey)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (r.last_reported_ms, r.expires_at_ms, r.count),
+        (20, 86_400_020, 2)
+    );
+    assert!(db
+        .open_tree(trees::EXPIRY)
+        .unwrap()
+        .contains_key(v1::expiry_key(r.expires_at_ms, &rkey))
+        .unwrap());
+    let c: Checkpoint = v1::get(
+        &db.open_tree(trees::CHECKPOINTS).unwrap(),
+        "c",
+        &v1::checkpoint_key(&FILE),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(c.offset, 4096);
+}
