@@ -342,7 +342,7 @@ mod tests {
             (
                 reply(Some(429), Some("Tue, 14 Nov 2023 22:14:00 GMT"), ""),
                 Action::RateLimited {
-                    wait: Some(Duration::from_secs(1180)),
+                    wait: Some(Duration::from_secs(40)),
                 },
             ),
             (
