@@ -299,6 +299,15 @@ impl Queue {
         )?)
     }
 
+    /// Recounts the pending set and stores the count (a scan): the repair
+    /// for a counter that disagrees with the tree. Returns the count.
+    pub fn repair_pending_count(&self) -> Result<u64, QueueError> {
+        let n = self.pending.len() as u64;
+        self.meta
+            .insert(meta_keys::PENDING_COUNT, &n.to_be_bytes())?;
+        Ok(n)
+    }
+
     /// When the oldest pending address was queued.
     pub fn oldest_queued_at(&self) -> Result<Option<u64>, QueueError> {
         for item in self.order.iter() {
@@ -384,7 +393,7 @@ impl Queue {
                         pending.insert(key.as_slice(), v1::encode(&p))?;
                     } else {
                         pending.remove(key.as_slice())?;
-                        count -= 1;
+                        count = count.saturating_sub(1);
                     }
                 }
                 meta.insert(meta_keys::PENDING_COUNT, &count.to_be_bytes())?;
@@ -412,7 +421,7 @@ impl Queue {
                     };
                     order.remove(&v1::seq_key(p.seq))?;
                     pending.remove(key.as_slice())?;
-                    count -= 1;
+                    count = count.saturating_sub(1);
                     let d = Dead {
                         status,
                         reason: reason.to_owned(),

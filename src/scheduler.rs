@@ -21,6 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use migrations::v1::{Health, RequestLog};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::clock::now_ms;
 use crate::queue::{BatchItem, Queue, QueueError};
@@ -58,8 +59,9 @@ pub struct Scheduler {
     notify: Arc<Notify>,
     /// Set by the input when it has read everything (drain mode).
     input_done: Arc<AtomicBool>,
-    /// No attempt before this time (backoff, 429, configuration error).
-    blocked_until_ms: u64,
+    /// No attempt before this instant (backoff, 429, configuration error).
+    /// Monotonic: a wall clock stepped back cannot stretch it.
+    blocked_until: Option<Instant>,
     /// Consecutive transient failures.
     transient_failures: u32,
     /// Consecutive configuration/auth failures.
@@ -95,7 +97,7 @@ impl Scheduler {
             stats,
             notify,
             input_done,
-            blocked_until_ms: 0,
+            blocked_until: None,
             transient_failures: 0,
             config_failures: 0,
             dry_run_cursor: 0,
@@ -137,7 +139,7 @@ impl Scheduler {
                     };
                     if let Err(e) = result {
                         tracing::error!(error = %e, "storage error while sending; nothing was lost, retrying in 5 s");
-                        self.blocked_until_ms = now_ms() + 5_000;
+                        self.block_for(Duration::from_secs(5));
                     }
                 }
             }
@@ -179,14 +181,19 @@ impl Scheduler {
                 Step::Wait(None)
             });
         }
-        if self.blocked_until_ms > now {
-            return Ok(Step::Wait(Some(ms(self.blocked_until_ms - now))));
+        if let Some(until) = self.blocked_until {
+            let left = until.saturating_duration_since(Instant::now());
+            if !left.is_zero() {
+                return Ok(Step::Wait(Some(left)));
+            }
         }
         if (pending as usize) < self.batch_cap && !draining {
             if let Some(oldest) = self.queue.oldest_queued_at()? {
                 let due = oldest.saturating_add(self.settings.flush_interval.as_millis() as u64);
                 if due > now {
-                    return Ok(Step::Wait(Some(ms(due - now))));
+                    // At most flush_interval, even if the wall clock went back.
+                    let wait = ms(due - now).min(self.settings.flush_interval);
+                    return Ok(Step::Wait(Some(wait)));
                 }
             }
         }
@@ -208,6 +215,16 @@ impl Scheduler {
             return Ok(());
         };
         let items = self.queue.peek_batch(self.batch_cap, 0)?;
+        if items.is_empty() {
+            // The counter said something is pending, the tree says no.
+            let n = self.queue.repair_pending_count()?;
+            tracing::warn!(
+                pending = n,
+                "the pending counter disagreed with the queue; recounted"
+            );
+            self.block_for(Duration::from_secs(5));
+            return Ok(());
+        }
         // Work stack of sub-batches; the top is sent next.
         let mut work: Vec<Vec<BatchItem>> = vec![items];
         let mut accepted_any = false;
@@ -241,7 +258,7 @@ impl Scheduler {
                         "the API says too many requests (429): waiting"
                     );
                     Stats::add(&self.stats.rate_limit_waits, 1);
-                    self.blocked_until_ms = now_ms() + wait.as_millis() as u64;
+                    self.block_for(wait);
                     self.record_health(Some((429, "too many requests".into())))?;
                     return Ok(());
                 }
@@ -254,7 +271,7 @@ impl Scheduler {
                     );
                     tracing::warn!(%reason, attempt = self.transient_failures, retry_in_s = delay.as_secs_f32(), "sending failed; will retry");
                     Stats::add(&self.stats.retries, 1);
-                    self.blocked_until_ms = now_ms() + delay.as_millis() as u64;
+                    self.block_for(delay);
                     self.record_health(Some((0, reason)))?;
                     return Ok(());
                 }
@@ -331,6 +348,10 @@ impl Scheduler {
         Ok(())
     }
 
+    fn block_for(&mut self, d: Duration) {
+        self.blocked_until = Some(Instant::now() + d);
+    }
+
     /// Waits (inside a send) until the rate limit allows one more attempt.
     async fn wait_for_slot(&self) -> Result<(), QueueError> {
         loop {
@@ -394,7 +415,7 @@ impl Scheduler {
         let delay = Duration::from_secs(60 * u64::from(self.config_failures.min(10)))
             .min(self.settings.max_backoff.max(Duration::from_secs(1)));
         tracing::error!(status, %reason, retry_in_s = delay.as_secs(), "sending is paused; nothing is dropped");
-        self.blocked_until_ms = now_ms() + delay.as_millis() as u64;
+        self.block_for(delay);
         self.record_health(Some((status, reason)))
     }
 

@@ -366,3 +366,123 @@ async fn dry_run_sends_nothing_and_acknowledges_nothing() {
     let q = tjfwd::daemon::open_queue(&Config::default_for_tests(state)).unwrap();
     assert_eq!(q.pending_count().unwrap(), 15);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_does_not_reset_the_rolling_window() {
+    let env = env();
+    // A long window, so that both runs fall inside one.
+    let window = Duration::from_secs(3);
+    let api = FakeApi::start(FakeConfig {
+        window,
+        ..FakeConfig::default()
+    });
+    let addrs = cowrie::public_addresses(100);
+    write_logins(&env.log, &addrs[..50]);
+    let mut c = config(&env, &api);
+    c.schedule.batch_size = 10;
+    c.schedule.rate_window = window;
+    // First run: five batches of ten, then a "restart" with five more.
+    drain(c.clone(), Duration::from_secs(30)).await;
+    assert_eq!(api.request_count(), 5);
+    write_logins(&env.log, &addrs[50..]);
+    let t = Instant::now();
+    drain(c, Duration::from_secs(30)).await;
+    assert_eq!(api.accepted_unique(), set(&addrs));
+    assert_eq!(api.request_count(), 10);
+    assert!(api.max_requests_in_window(window) <= 6);
+    // The second run had to wait for the first run's requests to age out.
+    assert!(
+        t.elapsed() >= Duration::from_millis(2500),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(api.requests().iter().all(|r| r.status == 202));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_413_splits_the_batch() {
+    let env = env();
+    let api = FakeApi::start(FakeConfig {
+        window: WINDOW,
+        max_addresses: 300,
+        ..FakeConfig::default()
+    });
+    let addrs = cowrie::public_addresses(1000);
+    write_logins(&env.log, &addrs);
+    drain(config(&env, &api), Duration::from_secs(30)).await;
+    assert_eq!(api.accepted_unique(), set(&addrs));
+    assert_eq!(api.accepted_addresses().len(), 1000);
+    assert!(api.accepted_batches().iter().all(|b| b.len() <= 300));
+    assert!(api.requests().iter().any(|r| r.status == 413));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_every_address_is_rejected_it_is_a_configuration_problem_not_bad_addresses() {
+    let env = env();
+    let api = fake();
+    let addrs = cowrie::public_addresses(16);
+    for a in &addrs {
+        api.reject_address(a);
+    }
+    write_logins(&env.log, &addrs);
+    let c = config(&env, &api);
+    let state = c.state_dir.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(daemon::run(c, RunOptions::default(), async {
+        let _ = rx.await;
+    }));
+    // Bisection down to single addresses, two of them, one probe.
+    assert!(
+        api.wait_for_requests_async(12, Duration::from_secs(20))
+            .await
+    );
+    tx.send(()).unwrap();
+    daemon.await.unwrap().unwrap();
+    let q = tjfwd::daemon::open_queue(&Config::default_for_tests(state)).unwrap();
+    assert_eq!(q.pending_count().unwrap(), 16, "nothing dropped");
+    for a in &addrs {
+        assert!(
+            q.dead(a.parse().unwrap()).unwrap().is_none(),
+            "{a} dead-lettered"
+        );
+    }
+    let h = q.health().unwrap();
+    assert_eq!(h.last_error_status, 422);
+    assert!(
+        h.last_error_message.contains("check [threatjammer]"),
+        "{}",
+        h.last_error_message
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_carry_the_documented_headers_and_body() {
+    let env = env();
+    let api = fake();
+    write_logins(
+        &env.log,
+        &["11.5.5.5".to_string(), "2a01:4f8::7".to_string()],
+    );
+    let mut c = config(&env, &api);
+    c.threatjammer.ttl = 3600;
+    c.threatjammer.tags = vec!["COWRIE".into(), "SSH".into()];
+    drain(c, Duration::from_secs(20)).await;
+    let reqs = api.requests();
+    assert_eq!(reqs.len(), 1);
+    let r = &reqs[0];
+    assert_eq!(r.status, 202);
+    assert_eq!(
+        r.header("user-agent"),
+        Some(concat!("tjfwd/", env!("CARGO_PKG_VERSION")))
+    );
+    assert_eq!(r.header("accept"), Some("application/json"));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(
+        r.authorization.as_deref(),
+        Some(&*format!("Bearer {}", api.token()))
+    );
+    assert_eq!(r.ttl, Some(3600));
+    assert_eq!(r.dataset.as_deref(), Some("ABUSE"));
+    assert_eq!(r.tags, ["COWRIE", "SSH"]);
+    assert_eq!(r.addresses, ["11.5.5.5", "2a01:4f8::7"]);
+}
