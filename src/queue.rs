@@ -220,18 +220,20 @@ impl Queue {
         checkpoint: Option<(&FileId, &Checkpoint)>,
         now_ms: u64,
     ) -> Result<EnqueueOutcome, QueueError> {
-        // Fold the chunk first: one entry per address.
-        let mut folded: HashMap<IpAddr, (u64, u64, u64)> = HashMap::new();
+        // Fold the chunk first: one entry per address, in order of first
+        // appearance (so the queue stays oldest-first within a chunk too).
+        let mut index: HashMap<IpAddr, usize> = HashMap::new();
+        let mut folded: Vec<(Vec<u8>, (u64, u64, u64))> = Vec::new();
         for s in sightings {
-            let e = folded.entry(s.addr).or_insert((s.seen_ms, s.seen_ms, 0));
+            let i = *index.entry(s.addr).or_insert_with(|| {
+                folded.push((v1::addr_key(s.addr), (s.seen_ms, s.seen_ms, 0)));
+                folded.len() - 1
+            });
+            let e = &mut folded[i].1;
             e.0 = e.0.min(s.seen_ms);
             e.1 = e.1.max(s.seen_ms);
             e.2 += 1;
         }
-        let folded: Vec<(Vec<u8>, (u64, u64, u64))> = folded
-            .into_iter()
-            .map(|(ip, v)| (v1::addr_key(ip), v))
-            .collect();
         let ckpt = checkpoint.map(|(id, c)| (v1::checkpoint_key(id), v1::encode(c)));
         let policy = self.policy;
         (

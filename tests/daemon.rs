@@ -71,6 +71,11 @@ async fn drain(config: Config, limit: Duration) -> Arc<Stats> {
         .expect("the daemon failed")
 }
 
+/// Opens a stopped daemon's state directory, to look inside.
+fn open_state(state: &Path) -> tjfwd::queue::Queue {
+    tjfwd::daemon::open_queue(&Config::default_for_tests(state.to_path_buf())).unwrap()
+}
+
 fn write_logins(path: &Path, addrs: &[String]) {
     let lines: Vec<String> = addrs
         .iter()
@@ -217,15 +222,7 @@ async fn one_bad_address(detail_indices: bool) -> FakeApi {
     assert_eq!(api.accepted_unique(), set(&good));
     assert_eq!(api.accepted_addresses().len(), 999, "no duplicates");
     // The rejected address is in the dead-letter set, not pending.
-    let q = tjfwd::queue::Queue::open(
-        &state,
-        1 << 20,
-        tjfwd::queue::Policy {
-            ttl_ms: 1,
-            rereport_after_ms: 0,
-        },
-    )
-    .unwrap();
+    let q = open_state(&state);
     assert_eq!(q.pending_count().unwrap(), 0);
     let dead = q.dead("10.9.9.9".parse().unwrap()).unwrap().unwrap();
     assert_eq!(dead.status, 422);
@@ -330,15 +327,7 @@ async fn a_rejected_token_pauses_sending_and_drops_nothing() {
     assert_eq!(api.accepted_unique(), set(&addrs));
     tx.send(()).unwrap();
     daemon.await.unwrap().unwrap();
-    let q = tjfwd::queue::Queue::open(
-        &state,
-        1 << 20,
-        tjfwd::queue::Policy {
-            ttl_ms: 1,
-            rereport_after_ms: 0,
-        },
-    )
-    .unwrap();
+    let q = open_state(&state);
     let h = q.health().unwrap();
     assert_eq!(h.last_error_status, 401);
     assert!(h.failing_since_ms.is_none(), "healthy again");
@@ -363,7 +352,7 @@ async fn dry_run_sends_nothing_and_acknowledges_nothing() {
     .await
     .unwrap();
     assert_eq!(api.request_count(), 0);
-    let q = tjfwd::daemon::open_queue(&Config::default_for_tests(state)).unwrap();
+    let q = open_state(&state);
     assert_eq!(q.pending_count().unwrap(), 15);
 }
 
@@ -438,7 +427,7 @@ async fn when_every_address_is_rejected_it_is_a_configuration_problem_not_bad_ad
     );
     tx.send(()).unwrap();
     daemon.await.unwrap().unwrap();
-    let q = tjfwd::daemon::open_queue(&Config::default_for_tests(state)).unwrap();
+    let q = open_state(&state);
     assert_eq!(q.pending_count().unwrap(), 16, "nothing dropped");
     for a in &addrs {
         assert!(
