@@ -40,7 +40,7 @@
 use std::fmt;
 use std::fs;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -62,9 +62,9 @@ pub const API_REQUESTS_PER_MINUTE: u32 = 6;
 /// The window of the API's rate limit (`Schedule::rate_window` from a file).
 pub const API_RATE_WINDOW: Duration = Duration::from_secs(60);
 
-const DEFAULT_TTL: u64 = 86_400;
-const DEFAULT_CATEGORY: &str = "ABUSE";
-const DEFAULT_TAGS: [&str; 3] = ["COWRIE", "LOGIN", "SESSION"];
+pub(crate) const DEFAULT_TTL: u64 = 86_400;
+pub(crate) const DEFAULT_CATEGORY: &str = "ABUSE";
+pub(crate) const DEFAULT_TAGS: [&str; 3] = ["COWRIE", "LOGIN", "SESSION"];
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
 const MAX_POLL_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(60);
@@ -75,8 +75,19 @@ const MIB: u64 = 1024 * KIB;
 const GIB: u64 = 1024 * MIB;
 const DEFAULT_CACHE_CAPACITY: u64 = 32 * MIB;
 const MIN_CACHE_CAPACITY: u64 = MIB;
+/// Default of `[input] max_line_bytes`: longer lines are skipped and counted.
+pub const DEFAULT_MAX_LINE_BYTES: usize = MIB as usize;
+/// Smallest accepted `[input] max_line_bytes` (Cowrie's lines are ~350 bytes,
+/// ~1.9 KB for `cowrie.client.kex`).
+pub const MIN_MAX_LINE_BYTES: usize = KIB as usize;
+/// Largest accepted `[input] max_line_bytes` (a line is buffered whole).
+pub const MAX_MAX_LINE_BYTES: usize = 64 * MIB as usize;
+/// Default of `[input] max_connections` (socket clients served at once).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 8;
+/// Largest accepted `[input] max_connections`.
+pub const MAX_MAX_CONNECTIONS: usize = 1024;
 /// What a redacted secret is shown as.
-const REDACTED: &str = "<redacted>";
+pub(crate) const REDACTED: &str = "<redacted>";
 /// How a configuration that does not come from a file is named in messages.
 const NO_FILE: &str = "<config>";
 
@@ -183,6 +194,9 @@ pub struct Config {
     pub storage: Storage,
     /// Non-fatal problems found while loading, to log at start-up (never contain the token).
     pub warnings: Vec<String>,
+    /// Informational remarks found while loading (for example where the
+    /// settings came from), to log at info level at start-up (never contain the token).
+    pub notes: Vec<String>,
 }
 
 /// The `[threatjammer]` section: the Report API and the contents of each report.
@@ -235,6 +249,14 @@ pub struct Input {
     pub start_at: StartAt,
     /// How often the tailer looks for new data, rotation and truncation.
     pub poll_interval: Duration,
+    /// Longest input line accepted, in bytes; a longer line is skipped
+    /// (without being buffered whole) and counted. 1 KiB..=64 MiB.
+    pub max_line_bytes: usize,
+    /// Address to accept Cowrie's `[output_socketlog]` connections on (JSON
+    /// lines over TCP); None: no socket input. Port is never 0.
+    pub listen_tcp: Option<SocketAddr>,
+    /// Most socket clients served at once (1..=1024); further ones wait or are refused.
+    pub max_connections: usize,
 }
 
 /// The `[schedule]` section: batching, rate limit, retries.
@@ -296,6 +318,9 @@ impl Default for Input {
             cowrie_json: None,
             start_at: StartAt::End,
             poll_interval: DEFAULT_POLL_INTERVAL,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            listen_tcp: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -334,6 +359,7 @@ impl Default for Config {
             filter: Filter::default(),
             storage: Storage::default(),
             warnings: Vec::new(),
+            notes: Vec::new(),
         }
     }
 }
@@ -345,16 +371,7 @@ impl Config {
     /// against the file's (absolute) directory. Adds a warning when the file
     /// holds an inline `bearer_token` and is readable by group or others.
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Config, ConfigError> {
-        let text = fs::read_to_string(path).map_err(|io| ConfigError::Read {
-            path: path.to_path_buf(),
-            io,
-        })?;
-        let env_token = std::env::var(TOKEN_ENV).ok();
-        // Resolve against an absolute directory, so that the daemon's paths do
-        // not depend on its working directory; messages keep the name as given.
-        let base = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        let file_mode = fs::metadata(path).ok().map(|m| m.permissions().mode());
-        build(&text, Some(path), Some(&base), opts, env_token, file_mode)
+        load_with(Some(path), opts, std::env::var(TOKEN_ENV).ok(), None)
     }
 
     /// Parses and validates a configuration from `text`. `path` is the file it
@@ -367,7 +384,13 @@ impl Config {
         opts: &LoadOptions,
         env_token: Option<String>,
     ) -> Result<Config, ConfigError> {
-        build(text, path, path, opts, env_token, None)
+        let source = Source {
+            text,
+            path,
+            resolve_base: path,
+            file_mode: None,
+        };
+        build(source, opts, env_token, None)
     }
 
     /// A configuration with every default and no token, with the given state directory.
@@ -403,6 +426,9 @@ impl Config {
                     .map(|p| p.to_string_lossy().into_owned()),
                 start_at: self.input.start_at.as_str(),
                 poll_interval: format_duration(self.input.poll_interval),
+                max_line_bytes: format_size(self.input.max_line_bytes as u64),
+                listen_tcp: self.input.listen_tcp.map(|a| a.to_string()),
+                max_connections: i64::try_from(self.input.max_connections).unwrap_or(i64::MAX),
             },
             schedule: ViewSchedule {
                 batch_size: i64::try_from(self.schedule.batch_size).unwrap_or(i64::MAX),
@@ -478,28 +504,52 @@ struct RawConfig {
     storage: RawStorage,
 }
 
-/// `[threatjammer]` as written.
+/// `[threatjammer]` as written, before validation. Also built from
+/// cowrie.cfg's `[output_threatjammer]` (see `crate::cowrie_cfg`), so that
+/// both are checked by the same rules.
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawThreatJammer {
+pub(crate) struct RawThreatJammer {
     /// Report API endpoint; parsed and checked for https.
-    api_url: Option<String>,
+    pub(crate) api_url: Option<String>,
     /// Inline token (a `Secret` already, so it can never be printed by mistake).
-    bearer_token: Option<Secret>,
+    pub(crate) bearer_token: Option<Secret>,
     /// File holding the token (preferred: the config file can then stay readable).
-    bearer_token_file: Option<PathBuf>,
+    pub(crate) bearer_token_file: Option<PathBuf>,
     /// Report login events.
-    track_login: Option<bool>,
+    pub(crate) track_login: Option<bool>,
     /// Report session events.
-    track_session: Option<bool>,
+    pub(crate) track_session: Option<bool>,
     /// Denylist TTL in seconds; `i64` so that a negative value gets our message.
-    ttl: Option<i64>,
+    pub(crate) ttl: Option<i64>,
     /// Dataset name (`type` in the API).
-    category: Option<String>,
+    pub(crate) category: Option<String>,
     /// Comma-separated string (cowrie's form) or a list of strings.
-    tags: Option<toml::Value>,
+    pub(crate) tags: Option<toml::Value>,
     /// Allow http to non-loopback hosts.
-    allow_insecure_http: Option<bool>,
+    pub(crate) allow_insecure_http: Option<bool>,
+}
+
+impl RawThreatJammer {
+    /// The keys that are set, in the order of the section's documentation.
+    fn set_keys(&self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        let mut add = |set: bool, key| {
+            if set {
+                keys.push(key);
+            }
+        };
+        add(self.api_url.is_some(), "api_url");
+        add(self.bearer_token.is_some(), "bearer_token");
+        add(self.bearer_token_file.is_some(), "bearer_token_file");
+        add(self.track_login.is_some(), "track_login");
+        add(self.track_session.is_some(), "track_session");
+        add(self.ttl.is_some(), "ttl");
+        add(self.category.is_some(), "category");
+        add(self.tags.is_some(), "tags");
+        add(self.allow_insecure_http.is_some(), "allow_insecure_http");
+        keys
+    }
 }
 
 /// `[input]` as written.
@@ -512,6 +562,12 @@ struct RawInput {
     start_at: Option<String>,
     /// humantime duration string.
     poll_interval: Option<toml::Value>,
+    /// A size string ("1MiB") or an integer number of bytes.
+    max_line_bytes: Option<toml::Value>,
+    /// A socket address such as "127.0.0.1:9000" or "[::1]:9000".
+    listen_tcp: Option<String>,
+    /// Socket clients at once, 1..=1024.
+    max_connections: Option<i64>,
 }
 
 /// `[schedule]` as written.
@@ -603,6 +659,13 @@ struct ViewInput {
     start_at: &'static str,
     /// humantime string.
     poll_interval: String,
+    /// Size string that parses back to the same number of bytes.
+    max_line_bytes: String,
+    /// Omitted when not set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen_tcp: Option<String>,
+    /// Socket clients at once.
+    max_connections: i64,
 }
 
 /// `[schedule]` for output.
@@ -638,11 +701,11 @@ struct ViewStorage {
     cache_capacity: String,
 }
 
-fn format_duration(d: Duration) -> String {
+pub(crate) fn format_duration(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
-fn format_size(bytes: u64) -> String {
+pub(crate) fn format_size(bytes: u64) -> String {
     if bytes == 0 {
         return "0B".to_string();
     }
@@ -728,6 +791,40 @@ impl Ctx {
         }
     }
 
+    /// A size: a string like "32MiB" or "1 GiB", or an integer number of bytes.
+    fn size(
+        &self,
+        key: &str,
+        value: Option<toml::Value>,
+        default: u64,
+    ) -> Result<u64, ConfigError> {
+        match value {
+            None => Ok(default),
+            Some(toml::Value::String(s)) => s
+                .trim()
+                .parse::<bytesize::ByteSize>()
+                .map(|b| b.as_u64())
+                .map_err(|e| {
+                    self.invalid(
+                        key,
+                        format!(
+                            "{key} = {s:?} is not a valid size ({e}): write it like \
+                             \"{}\" or as a number of bytes",
+                            format_size(default)
+                        ),
+                    )
+                }),
+            Some(toml::Value::Integer(n)) if n >= 0 => Ok(n as u64),
+            Some(other) => Err(self.invalid(
+                key,
+                format!(
+                    "{key} = {other} is not a size: write it like \"{}\" or as a number of bytes",
+                    format_size(default)
+                ),
+            )),
+        }
+    }
+
     fn nonzero(&self, key: &str, d: Duration) -> Result<Duration, ConfigError> {
         if d.is_zero() {
             Err(self.invalid(
@@ -740,14 +837,90 @@ impl Ctx {
     }
 }
 
-fn build(
-    text: &str,
+/// The TOML text to build a [`Config`] from, and what is known of its file.
+struct Source<'a> {
+    /// The TOML text.
+    text: &'a str,
+    /// The file, as named in messages (None: `<config>`).
+    path: Option<&'a Path>,
+    /// The file whose directory relative paths are joined to (None: kept as written).
+    resolve_base: Option<&'a Path>,
+    /// The file's mode, to warn about an inline token other users can read.
+    file_mode: Option<u32>,
+}
+
+/// `[threatjammer]` and `[input] cowrie_json` supplied by another file than
+/// the TOML one: Cowrie's cowrie.cfg (see `crate::cowrie_cfg`). The TOML file
+/// must then not set them itself.
+pub(crate) struct Supplied {
+    /// The file they come from, as named in messages.
+    pub(crate) file: String,
+    /// How `[threatjammer]` is named in that file, e.g. `[output_threatjammer]`.
+    pub(crate) section: String,
+    /// The `[threatjammer]` values, checked by the same rules as the TOML ones.
+    pub(crate) threatjammer: RawThreatJammer,
+    /// The JSON log (absolute); None when that file names none.
+    pub(crate) cowrie_json: Option<PathBuf>,
+    /// Where `cowrie_json` comes from in that file, e.g. `[output_jsonlog] logfile`.
+    pub(crate) cowrie_json_key: String,
+    /// Refusal when there is neither a JSON log nor `[input] listen_tcp`:
+    /// (key, message).
+    pub(crate) no_input: (String, String),
+    /// Completes "no Threat Jammer bearer token: ..." (how to give one there).
+    pub(crate) token_hint: String,
+    /// Warnings found while reading that file.
+    pub(crate) warnings: Vec<String>,
+    /// Informational remarks found while reading that file.
+    pub(crate) notes: Vec<String>,
+}
+
+/// Reads the TOML file `path` (None: an empty configuration, all defaults)
+/// and builds the configuration, with `[threatjammer]` and `[input]
+/// cowrie_json` taken from `supplied` when given. `env_token` stands for the
+/// value of `TJFWD_BEARER_TOKEN`.
+pub(crate) fn load_with(
     path: Option<&Path>,
-    resolve_base: Option<&Path>,
     opts: &LoadOptions,
     env_token: Option<String>,
-    file_mode: Option<u32>,
+    supplied: Option<Supplied>,
 ) -> Result<Config, ConfigError> {
+    let Some(path) = path else {
+        let source = Source {
+            text: "",
+            path: None,
+            resolve_base: None,
+            file_mode: None,
+        };
+        return build(source, opts, env_token, supplied);
+    };
+    let text = fs::read_to_string(path).map_err(|io| ConfigError::Read {
+        path: path.to_path_buf(),
+        io,
+    })?;
+    // Resolve against an absolute directory, so that the daemon's paths do
+    // not depend on its working directory; messages keep the name as given.
+    let base = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let source = Source {
+        text: &text,
+        path: Some(path),
+        resolve_base: Some(&base),
+        file_mode: fs::metadata(path).ok().map(|m| m.permissions().mode()),
+    };
+    build(source, opts, env_token, supplied)
+}
+
+fn build(
+    source: Source<'_>,
+    opts: &LoadOptions,
+    env_token: Option<String>,
+    supplied: Option<Supplied>,
+) -> Result<Config, ConfigError> {
+    let Source {
+        text,
+        path,
+        resolve_base,
+        file_mode,
+    } = source;
     let file = path.map_or_else(|| NO_FILE.to_string(), |p| p.display().to_string());
     let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
         file: file.clone(),
@@ -761,29 +934,59 @@ fn build(
             .map(Path::to_path_buf),
         warnings: Vec::new(),
     };
+    if let Some(s) = &supplied {
+        refuse_supplied_keys(&ctx, &raw, s)?;
+    }
 
     let state_dir = match raw.state_dir {
         Some(p) => ctx.path("state_dir", p)?,
         None => PathBuf::from(DEFAULT_STATE_DIR),
     };
 
-    let inline_token = raw.threatjammer.bearer_token.is_some();
-    let threatjammer = threatjammer(&mut ctx, raw.threatjammer, env_token)?;
-    if inline_token {
-        if let (Some(p), Some(mode)) = (path, file_mode) {
-            if mode & 0o044 != 0 {
-                ctx.warnings.push(format!(
-                    "{}: the file holds [threatjammer] bearer_token and can be read by other \
-                     users (mode {:04o}): run `chmod 600 {}`, or move the token to a file \
-                     named by bearer_token_file",
-                    p.display(),
-                    mode & 0o7777,
-                    p.display()
-                ));
+    let mut warnings = Vec::new();
+    let mut notes = Vec::new();
+    // [threatjammer] is checked in the context of the file it comes from:
+    // (that context, how the section is named there, how to give a token there).
+    let mut other: Option<(Ctx, String, String)> = None;
+    let (threatjammer, input) = match supplied {
+        None => {
+            let inline_token = raw.threatjammer.bearer_token.is_some();
+            let tj = threatjammer(&mut ctx, "[threatjammer]", raw.threatjammer, env_token)?;
+            if inline_token {
+                if let (Some(p), Some(mode)) = (path, file_mode) {
+                    if mode & 0o044 != 0 {
+                        ctx.warnings.push(format!(
+                            "{}: the file holds [threatjammer] bearer_token and can be read by \
+                             other users (mode {:04o}): run `chmod 600 {}`, or move the token \
+                             to a file named by bearer_token_file",
+                            p.display(),
+                            mode & 0o7777,
+                            p.display()
+                        ));
+                    }
+                }
             }
+            (tj, input(&mut ctx, raw.input)?)
         }
-    }
-    let input = input(&ctx, raw.input)?;
+        Some(s) => {
+            warnings.extend(s.warnings);
+            notes.extend(s.notes);
+            let mut sctx = Ctx {
+                file: s.file,
+                base_dir: None,
+                warnings: Vec::new(),
+            };
+            let tj = threatjammer(&mut sctx, &s.section, s.threatjammer, env_token)?;
+            let mut input = input(&mut ctx, raw.input)?;
+            input.cowrie_json = s.cowrie_json;
+            if input.cowrie_json.is_none() && input.listen_tcp.is_none() {
+                let (key, message) = s.no_input;
+                return Err(sctx.invalid(&key, message));
+            }
+            other = Some((sctx, s.section, s.token_hint));
+            (tj, input)
+        }
+    };
     let schedule = schedule(&mut ctx, raw.schedule)?;
     let filter = filter(&ctx, raw.filter)?;
     let storage = storage(&ctx, raw.storage)?;
@@ -791,17 +994,26 @@ fn build(
     // Checked last: the other keys' mistakes are reported first, as they are
     // what a dry run or `check-config` without the token is meant to find.
     if threatjammer.token.is_none() && !opts.dry_run {
-        let key = "[threatjammer] bearer_token";
-        return Err(ctx.invalid(
-            key,
-            format!(
-                "no Threat Jammer bearer token: set [threatjammer] bearer_token_file (a file \
-                 holding the token, mode 600) or bearer_token, or the environment variable \
-                 {TOKEN_ENV}, or use --dry-run"
+        return Err(match &other {
+            Some((sctx, section, hint)) => sctx.invalid(
+                &format!("{section} bearer_token"),
+                format!("no Threat Jammer bearer token: {hint}"),
             ),
-        ));
+            None => ctx.invalid(
+                "[threatjammer] bearer_token",
+                format!(
+                    "no Threat Jammer bearer token: set [threatjammer] bearer_token_file (a file \
+                     holding the token, mode 600) or bearer_token, or the environment variable \
+                     {TOKEN_ENV}, or use --dry-run"
+                ),
+            ),
+        });
     }
 
+    if let Some((sctx, _, _)) = other {
+        warnings.extend(sctx.warnings);
+    }
+    warnings.extend(ctx.warnings);
     Ok(Config {
         path: path.map(Path::to_path_buf),
         state_dir,
@@ -810,37 +1022,72 @@ fn build(
         schedule,
         filter,
         storage,
-        warnings: ctx.warnings,
+        warnings,
+        notes,
     })
 }
 
+/// With `supplied`, the TOML file must not set what the other file supplies:
+/// two places for one setting would leave the operator guessing which wins.
+fn refuse_supplied_keys(ctx: &Ctx, raw: &RawConfig, s: &Supplied) -> Result<(), ConfigError> {
+    if let Some(name) = raw.threatjammer.set_keys().first() {
+        let key = format!("[threatjammer] {name}");
+        return Err(ctx.invalid(
+            &key,
+            format!(
+                "{key} is set here, but the [threatjammer] settings come from {} ({}) when it \
+                 is given: remove the [threatjammer] section from {} and set {name} in {} \
+                 instead (the bearer token can also come from the environment variable \
+                 {TOKEN_ENV})",
+                s.file, s.section, ctx.file, s.section
+            ),
+        ));
+    }
+    if raw.input.cowrie_json.is_some() {
+        let key = "[input] cowrie_json";
+        return Err(ctx.invalid(
+            key,
+            format!(
+                "{key} is set here, but the JSON log comes from {} ({}) when it is given: \
+                 remove {key} from {}",
+                s.file, s.cowrie_json_key, ctx.file
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the `[threatjammer]` values. `sec` is how the section is named in
+/// messages: `[threatjammer]` in tjfwd.toml, `[output_threatjammer]` in cowrie.cfg.
 fn threatjammer(
     ctx: &mut Ctx,
+    sec: &str,
     raw: RawThreatJammer,
     env_token: Option<String>,
 ) -> Result<ThreatJammer, ConfigError> {
     let allow_insecure_http = raw.allow_insecure_http.unwrap_or(false);
-    let api_url = api_url(ctx, raw.api_url, allow_insecure_http)?;
-    let token = token(ctx, raw.bearer_token, raw.bearer_token_file, env_token)?;
+    let api_url = api_url(ctx, sec, raw.api_url, allow_insecure_http)?;
+    let token = token(ctx, sec, raw.bearer_token, raw.bearer_token_file, env_token)?;
 
     let ttl = match raw.ttl {
         None => DEFAULT_TTL,
         Some(n) if n > 0 => n as u64,
         Some(n) => {
+            let key = format!("{sec} ttl");
             return Err(ctx.invalid(
-                "[threatjammer] ttl",
+                &key,
                 format!(
-                    "[threatjammer] ttl = {n} is out of range: it is the number of seconds an \
+                    "{key} = {n} is out of range: it is the number of seconds an \
                      address stays in the denylist and must be greater than 0 (default {DEFAULT_TTL})"
                 ),
-            ))
+            ));
         }
     };
 
     let category = match raw.category {
         None => DEFAULT_CATEGORY.to_string(),
         Some(c) => {
-            let key = "[threatjammer] category";
+            let key = &format!("{sec} category");
             let valid = |s: &str| {
                 !s.is_empty()
                     && s.bytes()
@@ -863,13 +1110,13 @@ fn threatjammer(
         }
     };
 
-    let tags = tags(ctx, raw.tags)?;
+    let tags = tags(ctx, sec, raw.tags)?;
 
     let track_login = raw.track_login.unwrap_or(true);
     let track_session = raw.track_session.unwrap_or(false);
     if !track_login && !track_session {
         ctx.warnings.push(format!(
-            "{}: [threatjammer] track_login and track_session are both false: no cowrie event \
+            "{}: {sec} track_login and track_session are both false: no cowrie event \
              will be reported",
             ctx.file
         ));
@@ -889,10 +1136,11 @@ fn threatjammer(
 
 fn api_url(
     ctx: &mut Ctx,
+    sec: &str,
     raw: Option<String>,
     allow_insecure_http: bool,
 ) -> Result<Url, ConfigError> {
-    let key = "[threatjammer] api_url";
+    let key = &format!("{sec} api_url");
     let Some(text) = raw else {
         return Ok(Url::parse(DEFAULT_API_URL).expect("the default API URL is valid"));
     };
@@ -931,7 +1179,7 @@ fn api_url(
                         key,
                         format!(
                             "{key} = {text:?} uses plain http, which would send the bearer token \
-                             unencrypted: use https, or set [threatjammer] allow_insecure_http = true \
+                             unencrypted: use https, or set {sec} allow_insecure_http = true \
                              if you really mean it"
                         ),
                     ));
@@ -964,6 +1212,7 @@ fn token_chars_ok(token: &str) -> bool {
 
 fn token(
     ctx: &mut Ctx,
+    sec: &str,
     inline: Option<Secret>,
     file: Option<PathBuf>,
     env_token: Option<String>,
@@ -972,17 +1221,17 @@ fn token(
                              a Threat Jammer token is a single word of printable ASCII";
     let token = match (inline, file) {
         (Some(_), Some(_)) => {
-            let key = "[threatjammer] bearer_token";
+            let key = &format!("{sec} bearer_token");
             return Err(ctx.invalid(
                 key,
                 format!(
-                    "{key} and [threatjammer] bearer_token_file are both set: keep only one \
+                    "{key} and {sec} bearer_token_file are both set: keep only one \
                      (bearer_token_file is preferred, so the configuration file holds no secret)"
                 ),
             ));
         }
         (Some(secret), None) => {
-            let key = "[threatjammer] bearer_token";
+            let key = &format!("{sec} bearer_token");
             let t = secret.expose().trim();
             if t.is_empty() {
                 return Err(ctx.invalid(
@@ -999,7 +1248,7 @@ fn token(
             Some(Secret::new(t.to_string()))
         }
         (None, Some(p)) => {
-            let key = "[threatjammer] bearer_token_file";
+            let key = &format!("{sec} bearer_token_file");
             let p = ctx.path(key, p)?;
             let shown = p.display();
             let bytes = fs::read(&p).map_err(|e| {
@@ -1059,8 +1308,8 @@ fn token(
     Ok(token)
 }
 
-fn tags(ctx: &mut Ctx, raw: Option<toml::Value>) -> Result<Vec<String>, ConfigError> {
-    let key = "[threatjammer] tags";
+fn tags(ctx: &mut Ctx, sec: &str, raw: Option<toml::Value>) -> Result<Vec<String>, ConfigError> {
+    let key = &format!("{sec} tags");
     let items: Vec<String> = match raw {
         None => return Ok(DEFAULT_TAGS.iter().map(|t| t.to_string()).collect()),
         Some(toml::Value::String(s)) => s.split(',').map(str::to_string).collect(),
@@ -1129,7 +1378,7 @@ fn tags(ctx: &mut Ctx, raw: Option<toml::Value>) -> Result<Vec<String>, ConfigEr
     Ok(tags)
 }
 
-fn input(ctx: &Ctx, raw: RawInput) -> Result<Input, ConfigError> {
+fn input(ctx: &mut Ctx, raw: RawInput) -> Result<Input, ConfigError> {
     let cowrie_json = raw
         .cowrie_json
         .map(|p| ctx.path("[input] cowrie_json", p))
@@ -1163,10 +1412,77 @@ fn input(ctx: &Ctx, raw: RawInput) -> Result<Input, ConfigError> {
             ),
         ));
     }
+
+    let key = "[input] max_line_bytes";
+    let max_line_bytes = ctx.size(key, raw.max_line_bytes, DEFAULT_MAX_LINE_BYTES as u64)?;
+    if !(MIN_MAX_LINE_BYTES as u64..=MAX_MAX_LINE_BYTES as u64).contains(&max_line_bytes) {
+        return Err(ctx.invalid(
+            key,
+            format!(
+                "{key} = {max_line_bytes} bytes is out of range: it must be between 1KiB and \
+                 64MiB (default 1MiB; Cowrie's lines are a few KB at most)"
+            ),
+        ));
+    }
+
+    let key = "[input] listen_tcp";
+    let listen_tcp = match raw.listen_tcp {
+        None => None,
+        Some(text) => {
+            let addr = text.trim().parse::<SocketAddr>().map_err(|_| {
+                ctx.invalid(
+                    key,
+                    format!(
+                        "{key} = {text:?} is not a socket address: write an IP address and a \
+                         port, like \"127.0.0.1:9000\" or \"[::1]:9000\" (the address of \
+                         Cowrie's [output_socketlog])"
+                    ),
+                )
+            })?;
+            if addr.port() == 0 {
+                return Err(ctx.invalid(
+                    key,
+                    format!(
+                        "{key} = {text:?} has port 0: give the fixed port Cowrie's \
+                         [output_socketlog] address connects to, like \"127.0.0.1:9000\""
+                    ),
+                ));
+            }
+            if !addr.ip().is_loopback() {
+                ctx.warnings.push(format!(
+                    "{}: {key} = \"{addr}\" is not a loopback address: anyone who can reach \
+                     this port can feed tjfwd events (the socket takes unauthenticated input); \
+                     prefer \"127.0.0.1:{}\" with Cowrie on the same host, or firewall the port",
+                    ctx.file,
+                    addr.port()
+                ));
+            }
+            Some(addr)
+        }
+    };
+
+    let key = "[input] max_connections";
+    let max_connections = match raw.max_connections {
+        None => DEFAULT_MAX_CONNECTIONS,
+        Some(n) if (1..=MAX_MAX_CONNECTIONS as i64).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(ctx.invalid(
+                key,
+                format!(
+                    "{key} = {n} is out of range: it must be between 1 and \
+                     {MAX_MAX_CONNECTIONS} (default {DEFAULT_MAX_CONNECTIONS})"
+                ),
+            ))
+        }
+    };
+
     Ok(Input {
         cowrie_json,
         start_at,
         poll_interval,
+        max_line_bytes: max_line_bytes as usize,
+        listen_tcp,
+        max_connections,
     })
 }
 
@@ -1279,28 +1595,7 @@ fn unmap_v4(net: IpNet) -> IpNet {
 
 fn storage(ctx: &Ctx, raw: RawStorage) -> Result<Storage, ConfigError> {
     let key = "[storage] cache_capacity";
-    let cache_capacity = match raw.cache_capacity {
-        None => DEFAULT_CACHE_CAPACITY,
-        Some(toml::Value::String(s)) => s
-            .trim()
-            .parse::<bytesize::ByteSize>()
-            .map(|b| b.as_u64())
-            .map_err(|e| {
-                ctx.invalid(
-                    key,
-                    format!(
-                        "{key} = {s:?} is not a valid size ({e}): write it like \"32MiB\" or \"1GiB\""
-                    ),
-                )
-            })?,
-        Some(toml::Value::Integer(n)) if n >= 0 => n as u64,
-        Some(other) => {
-            return Err(ctx.invalid(
-                key,
-                format!("{key} = {other} is not a size: write it like \"32MiB\" or \"1GiB\""),
-            ))
-        }
-    };
+    let cache_capacity = ctx.size(key, raw.cache_capacity, DEFAULT_CACHE_CAPACITY)?;
     if cache_capacity < MIN_CACHE_CAPACITY {
         return Err(ctx.invalid(
             key,

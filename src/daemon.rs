@@ -18,15 +18,13 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::decode::decode;
 use crate::filter::Rules;
-use crate::queue::{Policy, Queue, QueueError, Sighting};
+use crate::queue::{EnqueueOutcome, Policy, Queue, QueueError, Sighting};
 use crate::ratelimit::Limit;
 use crate::reporter::{Reporter, ReporterError};
 use crate::scheduler::{Scheduler, Settings};
+use crate::socket::{self, SocketInput};
 use crate::source::{Chunk, Tailer};
 use crate::stats::{escape_for_log, Stats};
-
-/// Default cap on the length of one input line.
-pub const MAX_LINE_BYTES: usize = 1024 * 1024;
 
 /// How `tjfwd run` was asked to behave.
 #[derive(Debug, Clone, Copy, Default)]
@@ -44,6 +42,12 @@ pub enum DaemonError {
     Queue(#[from] QueueError),
     #[error(transparent)]
     Reporter(#[from] ReporterError),
+    #[error("cannot listen on {addr} ([input] listen_tcp): {source}; is another process using the port?")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The queue policy from the configuration.
@@ -108,7 +112,18 @@ pub async fn run(
     let stop = Arc::new(AtomicBool::new(false));
     let ingest = match &config.input.cowrie_json {
         Some(path) => {
-            let tailer = Tailer::new(path.clone(), config.input.start_at, MAX_LINE_BYTES);
+            let tailer = Tailer::new(
+                path.clone(),
+                config.input.start_at,
+                config.input.max_line_bytes,
+            )
+            .with_grace(
+                config
+                    .input
+                    .poll_interval
+                    .saturating_mul(20)
+                    .max(Duration::from_secs(10)),
+            );
             let ctx = Ingest {
                 queue: queue.clone(),
                 rules: Rules::from_config(&config),
@@ -130,6 +145,30 @@ pub async fn run(
             input_done.store(true, Ordering::Release);
             None
         }
+    };
+
+    // The socket input is for a running daemon; --drain reads files only.
+    let socket = match (config.input.listen_tcp, opts.drain) {
+        (Some(addr), false) => {
+            let listener =
+                socket::bind(addr).map_err(|source| DaemonError::Listen { addr, source })?;
+            let input = SocketInput {
+                queue: queue.clone(),
+                rules: Rules::from_config(&config),
+                stats: stats.clone(),
+                notify: notify.clone(),
+                stop: stop.clone(),
+                max_line: config.input.max_line_bytes,
+                max_connections: config.input.max_connections,
+            };
+            Some(
+                std::thread::Builder::new()
+                    .name("tjfwd-listen".into())
+                    .spawn(move || input.run(listener))
+                    .expect("spawning the socket listener"),
+            )
+        }
+        _ => None,
     };
 
     let settings = Settings {
@@ -162,6 +201,9 @@ pub async fn run(
     stop.store(true, Ordering::Release);
     if let Some(handle) = ingest {
         handle.thread().unpark();
+        let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+    }
+    if let Some(handle) = socket {
         let _ = tokio::task::spawn_blocking(move || handle.join()).await;
     }
     queue.flush()?;
@@ -219,7 +261,7 @@ impl Ingest {
                 continue;
             }
             sightings.clear();
-            select_lines(&chunk, &self.rules, &self.stats, now, &mut sightings);
+            select_lines(chunk.lines(), &self.rules, &self.stats, now, &mut sightings);
             let ckpt = chunk.checkpoint(now);
             match self
                 .queue
@@ -228,10 +270,7 @@ impl Ingest {
                 Ok(out) => {
                     failures = 0;
                     tailer.commit();
-                    Stats::add(&self.stats.queued_new, out.queued_new);
-                    Stats::add(&self.stats.queued_updates, out.updated);
-                    Stats::add(&self.stats.already_reported, out.already_reported);
-                    Stats::add(&self.stats.dead_lettered_seen, out.dead);
+                    count_enqueued(&self.stats, &out);
                     if out.queued_new > 0 {
                         self.notify.notify_one();
                     }
@@ -258,15 +297,15 @@ impl Ingest {
     }
 }
 
-/// Decodes, selects and filters the lines of a chunk into `out`.
-pub fn select_lines(
-    chunk: &Chunk,
+/// Decodes, selects and filters lines into `out`.
+pub fn select_lines<'a>(
+    lines: impl Iterator<Item = &'a [u8]>,
     rules: &Rules,
     stats: &Stats,
     now: u64,
     out: &mut Vec<Sighting>,
 ) {
-    for line in chunk.lines() {
+    for line in lines {
         Stats::add(&stats.lines_read, 1);
         let event = match decode(line) {
             Ok(e) => e,
@@ -287,4 +326,12 @@ pub fn select_lines(
             Err(reason) => stats.skip(reason, || escape_for_log(event.src_ip.as_bytes(), 80)),
         }
     }
+}
+
+/// Adds what an enqueue did to the counters.
+pub fn count_enqueued(stats: &Stats, out: &EnqueueOutcome) {
+    Stats::add(&stats.queued_new, out.queued_new);
+    Stats::add(&stats.queued_updates, out.updated);
+    Stats::add(&stats.already_reported, out.already_reported);
+    Stats::add(&stats.dead_lettered_seen, out.dead);
 }

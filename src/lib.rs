@@ -23,6 +23,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod cowrie_cfg;
 pub mod daemon;
 pub mod decode;
 pub mod filter;
@@ -30,5 +31,6 @@ pub mod queue;
 pub mod ratelimit;
 pub mod reporter;
 pub mod scheduler;
+pub mod socket;
 pub mod source;
 pub mod stats;

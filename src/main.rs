@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tjfwd::config::{Config, LoadOptions};
+use tjfwd::cowrie_cfg;
 use tjfwd::daemon::{self, RunOptions};
 
 /// Forwards attacker addresses seen by the Cowrie honeypot to the Threat
@@ -34,13 +35,49 @@ struct Cli {
 enum Command {
     /// Run the forwarder: tail cowrie.json, queue, report.
     Run(RunArgs),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the tjfwd TOML configuration equivalent to Cowrie's cowrie.cfg
+    /// ([output_threatjammer] and the JSON log); never prints the token.
+    ImportCowrie(ImportCowrieArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ImportCowrieArgs {
+    /// Cowrie's configuration file (e.g. /home/cowrie/cowrie/etc/cowrie.cfg).
+    #[arg(value_name = "COWRIE_CFG")]
+    cowrie_config: PathBuf,
+    /// The directory Cowrie runs in (its relative paths are relative to it);
+    /// default: the directory of cowrie.cfg, or its parent if that is `etc`.
+    #[arg(long, value_name = "DIR")]
+    cowrie_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// The configuration file (TOML).
-    #[arg(short, long, env = "TJFWD_CONFIG", value_name = "FILE")]
-    config: PathBuf,
+    /// The configuration file (TOML). Optional with --cowrie-config.
+    #[arg(
+        short,
+        long,
+        env = "TJFWD_CONFIG",
+        value_name = "FILE",
+        required_unless_present = "cowrie_config"
+    )]
+    config: Option<PathBuf>,
+    /// Take [threatjammer] and the JSON log from Cowrie's cowrie.cfg
+    /// ([output_threatjammer], [output_jsonlog]); the TOML file, if any,
+    /// supplies the rest and must not set them.
+    #[arg(long, value_name = "FILE")]
+    cowrie_config: Option<PathBuf>,
+    /// The directory Cowrie runs in (default: the directory of cowrie.cfg,
+    /// or its parent if that is `etc`).
+    #[arg(long, value_name = "DIR", requires = "cowrie_config")]
+    cowrie_dir: Option<PathBuf>,
     /// Do everything but the HTTP request: log each batch, acknowledge nothing.
     /// No token is needed.
     #[arg(long)]
@@ -69,14 +106,44 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => cmd_run(args),
+        Command::Config(ConfigCommand::ImportCowrie(args)) => cmd_import_cowrie(args),
     }
+}
+
+fn cmd_import_cowrie(args: ImportCowrieArgs) -> anyhow::Result<ExitCode> {
+    let imported = cowrie_cfg::import_toml(&args.cowrie_config, args.cowrie_dir.as_deref())?;
+    for w in &imported.warnings {
+        tracing::warn!("{w}");
+    }
+    for n in &imported.notes {
+        tracing::info!("{n}");
+    }
+    print!("{}", imported.toml);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let opts = LoadOptions {
         dry_run: args.dry_run,
     };
-    let mut config = Config::load(&args.config, &opts)?;
+    let mut config = match &args.cowrie_config {
+        Some(cowrie) => cowrie_cfg::load_config(
+            cowrie,
+            args.cowrie_dir.as_deref(),
+            args.config.as_deref(),
+            &opts,
+        )?,
+        None => {
+            let path = args
+                .config
+                .as_deref()
+                .context("--config FILE is required")?;
+            Config::load(path, &opts)?
+        }
+    };
+    for n in &config.notes {
+        tracing::info!("{n}");
+    }
     if let Some(dir) = args.state_dir {
         config.state_dir = dir;
     }

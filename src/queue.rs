@@ -487,6 +487,24 @@ impl Queue {
         Ok(())
     }
 
+    /// When the file input first started; set to `now_ms` (and returned as
+    /// None) the first time it is asked.
+    pub fn input_since(&self, now_ms: u64) -> Result<Option<u64>, QueueError> {
+        let old = self.meta.fetch_and_update(meta_keys::INPUT_SINCE, |v| {
+            Some(v.map_or_else(|| now_ms.to_be_bytes().to_vec(), |v| v.to_vec()))
+        })?;
+        match old {
+            None => Ok(None),
+            Some(v) => Ok(Some(v1::decode_u64("meta/input_since", Some(&v))?)),
+        }
+    }
+
+    /// Forgets the checkpoint of a file that is gone.
+    pub fn remove_checkpoint(&self, id: &FileId) -> Result<(), QueueError> {
+        self.checkpoints.remove(v1::checkpoint_key(id))?;
+        Ok(())
+    }
+
     /// Every stored checkpoint.
     pub fn checkpoints(&self) -> Result<Vec<(FileId, Checkpoint)>, QueueError> {
         let mut out = Vec::new();

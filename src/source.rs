@@ -1,29 +1,51 @@
-//! Source: tails Cowrie's `cowrie.json` from a stored checkpoint.
+//! Source: tails Cowrie's `cowrie.json` from stored checkpoints, across
+//! rotations, truncations and restarts, so that every line is read exactly
+//! once into the queue.
 //!
-//! Invariants:
+//! # Invariants
+//!
 //! - Only whole lines are handed out; a partial last line waits for its
 //!   newline. A line longer than the cap is skipped (and counted) without
 //!   being buffered whole; reading resumes after its newline.
-//! - A file is known by its identity — device, inode and a fingerprint of its
-//!   first line (at most 256 bytes) — never by its path, so a new file under
-//!   the same name (rotation) or a reused inode is never taken for the old one.
-//! - The tailer reads ahead of what is committed: [`Tailer::commit`] is called
-//!   by the caller once the chunk's addresses and the checkpoint are in the
-//!   database (one transaction); [`Tailer::rewind`] goes back to the last
-//!   committed offset when that failed. So the checkpoint never passes a line
-//!   that was not queued.
-//! - New data is found by polling `fstat`/`stat` every `poll_interval` when
-//!   idle (a few syscalls: ~0 CPU).
+//! - A file is known by its identity ([`FileId`]): device, inode and a
+//!   fingerprint of its first line (at most 256 bytes), never by its path. A
+//!   new file under the same name, or a reused inode with other content, is
+//!   never taken for the old one. Checkpoints are kept per identity.
+//! - The tailer reads ahead of what is committed: the caller stores a chunk's
+//!   addresses together with its checkpoint (one transaction) and then calls
+//!   [`Tailer::commit`]; when storing failed it calls [`Tailer::rewind`]. The
+//!   checkpoint never passes a line that was not queued.
+//! - New data is found by polling (`fstat`, `stat`, one 256-byte read of
+//!   the first line) every `poll_interval` when idle: ~0 CPU.
 //!
-//! Rotation here: when the path names another file, the old one is read to
-//! its end first, then the new one from its start. A missing file is waited
-//! for (logged once).
+//! # Rotation
+//!
+//! - **Rename** (Cowrie's `logtype = rotating`, logrotate `create`): when the
+//!   path names another file, the old one keeps being read (a late line is
+//!   not lost) until it has been idle for the grace period, and the new one
+//!   is read from its start.
+//! - **Copy and truncate** (logrotate `copytruncate`, with or without
+//!   `compress`/`delaycompress`): a file that got shorter than what was read,
+//!   or whose first line changed, was truncated. Its unread tail is read from
+//!   the copy (a rotated file with the same fingerprint) if there is one,
+//!   then the file again from its start. Lines written between logrotate's
+//!   copy and its truncate are in neither file: that window is logrotate's.
+//! - **While stopped**: at start, rotated files beside the log
+//!   (`cowrie.json.*`, plain or `.gz`) whose fingerprint matches a checkpoint
+//!   are read from that checkpoint to their end, and rotated files newer than
+//!   them that were never seen are read whole, oldest first; then the live
+//!   file.
+//! - Checkpoints of files that no longer exist are pruned at start and after
+//!   each rotation.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
+use flate2::read::MultiGzDecoder;
 use migrations::v1::{Checkpoint, FileId};
 
 use crate::config::StartAt;
@@ -51,9 +73,7 @@ pub struct Chunk {
 impl Chunk {
     /// The lines, without their newlines.
     pub fn lines(&self) -> impl Iterator<Item = &[u8]> {
-        self.data
-            .split(|&b| b == b'\n')
-            .take(self.data.iter().filter(|&&b| b == b'\n').count())
+        lines_of(&self.data)
     }
 
     /// The checkpoint to store with this chunk.
@@ -71,23 +91,12 @@ impl Chunk {
     }
 }
 
-/// An open input file.
-#[derive(Debug)]
-struct Open {
-    file: File,
-    dev: u64,
-    ino: u64,
-    id: Option<FileId>,
-    /// After the last committed line.
-    committed: u64,
-    /// After the last byte read into `partial`/handed out.
-    read_pos: u64,
-    /// Bytes of an incomplete last line.
-    partial: Vec<u8>,
-    /// Inside a line longer than the cap: drop bytes until its newline.
-    discarding: bool,
-    /// Where the last handed-out chunk ends (committed on `commit`).
-    handed_out: u64,
+/// The lines of `data` (whole lines, each ending in `\n`), without their
+/// newlines.
+pub fn lines_of(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let body = data.strip_suffix(b"\n").unwrap_or(&[]);
+    let empty = data.is_empty();
+    body.split(|&b| b == b'\n').filter(move |_| !empty)
 }
 
 /// Errors of the source: they never stop the daemon, which logs and retries.
@@ -103,14 +112,242 @@ pub enum SourceError {
     Queue(#[from] QueueError),
 }
 
-/// Follows one log path.
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SourceError + '_ {
+    move |source| SourceError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Bytes of an open input: a plain file, or a gzip-compressed rotated one.
+#[derive(Debug)]
+enum Src {
+    Plain(File),
+    Gz(Box<MultiGzDecoder<File>>),
+}
+
+/// One open input file and how far it has been read.
+#[derive(Debug)]
+struct Reader {
+    path: PathBuf,
+    src: Src,
+    dev: u64,
+    ino: u64,
+    /// None while the first line is incomplete (nothing can be committed yet).
+    id: Option<FileId>,
+    /// After the last committed line.
+    committed: u64,
+    /// After the last byte read.
+    read_pos: u64,
+    /// Where the last handed-out chunk ends (committed on `commit`).
+    handed_out: u64,
+    /// The incomplete last line.
+    lines: LineSplitter,
+    /// Rotated readers: since when there has been nothing new.
+    idle_since: Option<Instant>,
+}
+
+impl Reader {
+    /// Opens a plain file at `offset`.
+    fn plain(path: &Path, mut file: File, id: Option<FileId>, offset: u64) -> io::Result<Reader> {
+        let meta = file.metadata()?;
+        file.seek(SeekFrom::Start(offset))?;
+        Ok(Reader::new(
+            path,
+            Src::Plain(file),
+            meta.dev(),
+            meta.ino(),
+            id,
+            offset,
+        ))
+    }
+
+    /// Opens a gzip file and skips `offset` decompressed bytes.
+    fn gz(path: &Path, id: FileId, offset: u64) -> io::Result<Reader> {
+        let file = File::open(path)?;
+        let meta = file.metadata()?;
+        let mut dec = MultiGzDecoder::new(file);
+        let skipped = io::copy(&mut (&mut dec).take(offset), &mut io::sink())?;
+        if skipped < offset {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the compressed file is shorter than its checkpoint",
+            ));
+        }
+        Ok(Reader::new(
+            path,
+            Src::Gz(Box::new(dec)),
+            meta.dev(),
+            meta.ino(),
+            Some(id),
+            offset,
+        ))
+    }
+
+    fn new(path: &Path, src: Src, dev: u64, ino: u64, id: Option<FileId>, offset: u64) -> Reader {
+        Reader {
+            path: path.to_path_buf(),
+            src,
+            dev,
+            ino,
+            id,
+            committed: offset,
+            read_pos: offset,
+            handed_out: offset,
+            lines: LineSplitter::default(),
+            idle_since: None,
+        }
+    }
+
+    fn is_gz(&self) -> bool {
+        matches!(self.src, Src::Gz(_))
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.src {
+            Src::Plain(f) => f.read(buf),
+            Src::Gz(d) => d.read(buf),
+        }
+    }
+
+    /// Splits `data` (just read) into whole lines appended to `chunk`.
+    /// Returns true when the chunk got something to commit.
+    fn take_lines(
+        &mut self,
+        data: &[u8],
+        max_line: usize,
+        stats: &Stats,
+        chunk: &mut Chunk,
+    ) -> bool {
+        let start = self.read_pos;
+        self.read_pos += data.len() as u64;
+        match self.lines.push(data, max_line, stats, &mut chunk.data) {
+            Some(consumed) => {
+                self.handed_out = start + consumed as u64;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Goes back to the committed offset.
+    fn rewind(&mut self) -> io::Result<()> {
+        match &mut self.src {
+            Src::Plain(f) => {
+                f.seek(SeekFrom::Start(self.committed))?;
+            }
+            Src::Gz(_) => {
+                let id = self.id.expect("gz readers have an identity");
+                let path = self.path.clone();
+                *self = Reader::gz(&path, id, self.committed)?;
+            }
+        }
+        self.read_pos = self.committed;
+        self.handed_out = self.committed;
+        self.lines = LineSplitter::default();
+        Ok(())
+    }
+}
+
+/// Cuts a byte stream into whole lines, holding back an incomplete last line
+/// and skipping (without buffering) lines longer than the cap. Shared by the
+/// file and socket inputs.
+#[derive(Debug, Default)]
+pub struct LineSplitter {
+    /// Bytes of an incomplete last line.
+    partial: Vec<u8>,
+    /// Inside a line longer than the cap: drop bytes until its newline.
+    discarding: bool,
+}
+
+impl LineSplitter {
+    /// Appends the whole lines completed by `data` to `out`, each with its
+    /// newline. Returns how many bytes of `data` that consumed (up to and
+    /// including its last newline), or None when it held no newline.
+    pub fn push(
+        &mut self,
+        data: &[u8],
+        max_line: usize,
+        stats: &Stats,
+        out: &mut Vec<u8>,
+    ) -> Option<usize> {
+        let mut rest = data;
+        let mut consumed = None;
+        while !rest.is_empty() {
+            match rest.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    if self.discarding {
+                        self.discarding = false;
+                    } else if self.partial.len() + i > max_line {
+                        self.partial.clear();
+                        skip_too_long(stats, max_line);
+                    } else {
+                        out.extend_from_slice(&self.partial);
+                        out.extend_from_slice(&rest[..=i]);
+                        self.partial.clear();
+                    }
+                    rest = &rest[i + 1..];
+                    consumed = Some(data.len() - rest.len());
+                }
+                None => {
+                    if !self.discarding {
+                        if self.partial.len() + rest.len() > max_line {
+                            self.partial.clear();
+                            self.discarding = true;
+                            skip_too_long(stats, max_line);
+                        } else {
+                            self.partial.extend_from_slice(rest);
+                        }
+                    }
+                    rest = &[];
+                }
+            }
+        }
+        consumed
+    }
+
+    /// Bytes held back (an incomplete line).
+    pub fn pending(&self) -> usize {
+        self.partial.len()
+    }
+}
+
+fn skip_too_long(stats: &Stats, max_line: usize) {
+    stats.skip(SkipReason::TooLong, || {
+        format!("a line longer than {max_line} bytes")
+    });
+}
+
+/// Which reader the last chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Current {
+    None,
+    Rotated(usize),
+    Live,
+}
+
+/// Follows one log path and the files rotated away from it.
 #[derive(Debug)]
 pub struct Tailer {
     path: PathBuf,
     start_at: StartAt,
     max_line: usize,
-    open: Option<Open>,
-    /// Whether the next open is the first of this run (start_at applies).
+    /// How long a rotated file must stay idle before it is closed.
+    grace: Duration,
+    /// Rotated files still to finish, oldest first.
+    rotated: VecDeque<Reader>,
+    /// The file the path names.
+    live: Option<Reader>,
+    current: Current,
+    /// Whether the start-up scan of rotated files has run.
+    scanned: bool,
+    /// Whether this is tjfwd's very first start on this input (start_at
+    /// applies only then).
+    first_run: bool,
+    /// When tjfwd first started on this input (rotated files older than
+    /// that, which no checkpoint names, predate it).
+    since_ms: Option<u64>,
+    /// Whether the next open of the path is the first of this run.
     first_open: bool,
     missing_logged: bool,
     buf: Vec<u8>,
@@ -123,11 +360,24 @@ impl Tailer {
             path,
             start_at,
             max_line,
-            open: None,
+            grace: Duration::from_secs(10),
+            rotated: VecDeque::new(),
+            live: None,
+            current: Current::None,
+            scanned: false,
+            first_run: false,
+            since_ms: None,
             first_open: true,
             missing_logged: false,
             buf: vec![0; CHUNK_BYTES],
         }
+    }
+
+    /// Sets how long a rotated file must stay idle before it is closed
+    /// (default 10 s).
+    pub fn with_grace(mut self, grace: Duration) -> Tailer {
+        self.grace = grace;
+        self
     }
 
     /// The path followed.
@@ -135,16 +385,14 @@ impl Tailer {
         &self.path
     }
 
-    /// The committed position, for the start-up line and status.
+    /// The committed position in the live file.
     pub fn position(&self) -> Option<u64> {
-        self.open.as_ref().map(|o| o.committed)
+        self.live.as_ref().map(|r| r.committed)
     }
 
-    fn io(&self, source: io::Error) -> SourceError {
-        SourceError::Io {
-            path: self.path.clone(),
-            source,
-        }
+    /// Files open (rotated ones being finished, plus the live one).
+    pub fn open_files(&self) -> usize {
+        self.rotated.len() + usize::from(self.live.is_some())
     }
 
     /// Fills `chunk` with the next complete lines. Returns false when there is
@@ -157,174 +405,392 @@ impl Tailer {
         now_ms: u64,
     ) -> Result<bool, SourceError> {
         chunk.data.clear();
-        if self.open.is_none() && !self.try_open(queue, stats, now_ms)? {
+        self.current = Current::None;
+        if !self.scanned {
+            self.scan_rotated(queue, now_ms)?;
+            self.scanned = true;
+        }
+        // Hold the live file open from the start, even while older files are
+        // read first: a rotation or truncation meanwhile is then noticed.
+        let live_open = self.live.is_some() || {
+            let first = self.first_open;
+            let opened = self.open_live(queue, stats, now_ms)?;
+            if opened && !first {
+                // The path had no file: files may have come and been
+                // rotated away meanwhile.
+                self.scan_rotated(queue, now_ms)?;
+            }
+            opened
+        };
+        // Rotated files first: they hold the older lines.
+        let mut i = 0;
+        while i < self.rotated.len() {
+            if self.read_from(Current::Rotated(i), stats, chunk)? {
+                return Ok(true);
+            }
+            let r = &mut self.rotated[i];
+            let idle = *r.idle_since.get_or_insert_with(Instant::now);
+            if r.is_gz() || idle.elapsed() >= self.grace {
+                if r.lines.pending() > 0 {
+                    tracing::warn!(path = %r.path.display(), bytes = r.lines.pending(), "a rotated file ended in an incomplete line; it was dropped");
+                }
+                tracing::debug!(path = %r.path.display(), "finished a rotated file");
+                self.rotated.remove(i);
+                continue;
+            }
+            i += 1;
+        }
+        if !live_open {
             return Ok(false);
         }
         loop {
-            let n = {
-                let open = self.open.as_mut().expect("opened above");
-                open.file.read(&mut self.buf)
-            };
-            let n = n.map_err(|e| self.io(e))?;
-            if n > 0 {
-                let handed = self.take_lines(n, stats, chunk)?;
-                if handed {
-                    return Ok(true);
-                }
+            // Truncated (and maybe written again past our offset) since the
+            // last look? Checked before and after reading, so that lines read
+            // at an old offset of new content are never handed out.
+            if let Some(len) = self.live_truncated()? {
+                self.truncated(queue, stats, len, now_ms)?;
                 continue;
             }
-            // At the end of the open file: truncated, rotated, or just idle?
-            if !self.check_rotation(queue, stats, now_ms)? {
+            if self.read_from(Current::Live, stats, chunk)? {
+                if let Some(len) = self.live_truncated()? {
+                    chunk.data.clear();
+                    self.current = Current::None;
+                    self.truncated(queue, stats, len, now_ms)?;
+                    continue;
+                }
+                return Ok(true);
+            }
+            // At the end of the live file: rotated, or just idle?
+            if !self.check_live(queue, stats, now_ms)? {
                 return Ok(false);
             }
         }
     }
 
-    /// Splits the `n` bytes just read; true when `chunk` got something to commit.
-    fn take_lines(
+    /// Some(size) when the live file got shorter than what was read, or its
+    /// first line is not the one it had (truncated and written again).
+    fn live_truncated(&self) -> Result<Option<u64>, SourceError> {
+        let live = self.live.as_ref().expect("live is open");
+        let Src::Plain(file) = &live.src else {
+            unreachable!("the live file is plain")
+        };
+        let len = file.metadata().map_err(io_err(&self.path))?.len();
+        let replaced = match live.id {
+            Some(id) => identify(file, live.dev, live.ino)
+                .map_err(io_err(&self.path))?
+                .is_none_or(|now| now.fingerprint != id.fingerprint),
+            // No complete line yet: everything read is the incomplete first
+            // line held back, which must still be how the file starts.
+            None if live.read_pos > 0 && !live.lines.discarding => {
+                let held = &live.lines.partial[..live.lines.partial.len().min(FINGERPRINT_BYTES)];
+                let mut now = vec![0u8; held.len()];
+                let n = file.read_at(&mut now, 0).map_err(io_err(&self.path))?;
+                n < held.len() || now != held
+            }
+            None => false,
+        };
+        Ok((len < live.read_pos || replaced).then_some(len))
+    }
+
+    fn reader(&mut self, which: Current) -> Option<&mut Reader> {
+        match which {
+            Current::None => None,
+            Current::Rotated(i) => self.rotated.get_mut(i),
+            Current::Live => self.live.as_mut(),
+        }
+    }
+
+    /// Reads from one reader until it yields a line or has nothing more.
+    fn read_from(
         &mut self,
-        n: usize,
+        which: Current,
         stats: &Stats,
         chunk: &mut Chunk,
     ) -> Result<bool, SourceError> {
         let max_line = self.max_line;
-        let open = self.open.as_mut().expect("open");
-        let start_pos = open.read_pos;
-        open.read_pos += n as u64;
-        let mut data = &self.buf[..n];
-        let mut progressed = false;
-        let mut end = open.handed_out;
-        let mut pos = start_pos;
-        while !data.is_empty() {
-            match data.iter().position(|&b| b == b'\n') {
-                Some(i) => {
-                    pos += i as u64 + 1;
-                    if open.discarding {
-                        open.discarding = false;
-                    } else if open.partial.len() + i > max_line {
-                        open.partial.clear();
-                        stats.skip(SkipReason::TooLong, || {
-                            format!("a line longer than {max_line} bytes")
-                        });
-                    } else {
-                        chunk.data.extend_from_slice(&open.partial);
-                        chunk.data.extend_from_slice(&data[..=i]);
-                        open.partial.clear();
-                    }
-                    end = pos;
-                    progressed = true;
-                    data = &data[i + 1..];
+        let mut buf = std::mem::take(&mut self.buf);
+        let result = (|| {
+            let Some(r) = self.reader(which) else {
+                return Ok(false);
+            };
+            loop {
+                let n = r.read(&mut buf).map_err(io_err(&r.path))?;
+                if n == 0 {
+                    return Ok(false);
                 }
-                None => {
-                    pos += data.len() as u64;
-                    if !open.discarding {
-                        if open.partial.len() + data.len() > max_line {
-                            open.partial.clear();
-                            open.discarding = true;
-                            stats.skip(SkipReason::TooLong, || {
-                                format!("a line longer than {max_line} bytes")
-                            });
-                        } else {
-                            open.partial.extend_from_slice(data);
-                        }
+                r.idle_since = None;
+                if r.take_lines(&buf[..n], max_line, stats, chunk) {
+                    if r.id.is_none() {
+                        r.id = match &r.src {
+                            Src::Plain(f) => identify(f, r.dev, r.ino).map_err(io_err(&r.path))?,
+                            Src::Gz(_) => None,
+                        };
                     }
-                    data = &[];
+                    chunk.id = r.id;
+                    chunk.path = r.path.to_string_lossy().into_owned();
+                    chunk.end_offset = r.handed_out;
+                    return Ok(true);
                 }
             }
+        })();
+        self.buf = buf;
+        if matches!(result, Ok(true)) {
+            self.current = which;
         }
-        if progressed {
-            if open.id.is_none() {
-                open.id =
-                    identify(&mut open.file, open.dev, open.ino, open.read_pos).map_err(|e| {
-                        SourceError::Io {
-                            path: self.path.clone(),
-                            source: e,
-                        }
-                    })?;
-            }
-            open.handed_out = end;
-            chunk.id = open.id;
-            chunk.path = self.path.to_string_lossy().into_owned();
-            chunk.end_offset = end;
-        }
-        Ok(progressed)
+        result
     }
 
     /// Marks the last chunk as stored.
     pub fn commit(&mut self) {
-        if let Some(o) = self.open.as_mut() {
-            o.committed = o.handed_out;
+        let which = self.current;
+        if let Some(r) = self.reader(which) {
+            r.committed = r.handed_out;
         }
     }
 
     /// Goes back to the last committed offset (the chunk was not stored).
     pub fn rewind(&mut self) -> Result<(), SourceError> {
-        if let Some(o) = self.open.as_mut() {
-            o.file
-                .seek(SeekFrom::Start(o.committed))
-                .map_err(|e| SourceError::Io {
-                    path: self.path.clone(),
-                    source: e,
-                })?;
-            o.read_pos = o.committed;
-            o.handed_out = o.committed;
-            o.partial.clear();
-            o.discarding = false;
+        let which = self.current;
+        if let Some(r) = self.reader(which) {
+            r.rewind().map_err(io_err(&r.path.clone()))?;
         }
         Ok(())
     }
 
-    /// At EOF: handles truncation and rotation. True when there may be more
-    /// to read right away.
-    fn check_rotation(
+    /// At EOF of the live file: handles rotation. True when there may be
+    /// more to read right away.
+    fn check_live(
         &mut self,
         queue: &Queue,
         stats: &Stats,
         now_ms: u64,
     ) -> Result<bool, SourceError> {
-        let open = self.open.as_mut().expect("open");
-        let meta = open.file.metadata().map_err(|e| SourceError::Io {
-            path: self.path.clone(),
-            source: e,
-        })?;
-        if meta.len() < open.read_pos {
-            tracing::warn!(path = %self.path.display(), size = meta.len(), offset = open.read_pos, "input file got shorter than what was read (truncated): reading it again from the start");
-            Stats::add(&stats.truncations, 1);
-            open.file
-                .seek(SeekFrom::Start(0))
-                .map_err(|e| SourceError::Io {
-                    path: self.path.clone(),
-                    source: e,
-                })?;
-            open.read_pos = 0;
-            open.committed = 0;
-            open.handed_out = 0;
-            open.partial.clear();
-            open.discarding = false;
-            open.id = None;
-            return Ok(true);
-        }
+        let (dev, ino) = {
+            let live = self.live.as_ref().expect("live is open");
+            (live.dev, live.ino)
+        };
         match std::fs::metadata(&self.path) {
-            Ok(m) if m.dev() == open.dev && m.ino() == open.ino => Ok(false),
+            Ok(m) if m.dev() == dev && m.ino() == ino => Ok(false),
             Ok(_) => {
-                if !open.partial.is_empty() {
-                    tracing::warn!(path = %self.path.display(), bytes = open.partial.len(), "the rotated file ended in an incomplete line; it was dropped");
-                }
-                tracing::info!(path = %self.path.display(), "input file was rotated: following the new file from its start");
+                tracing::info!(path = %self.path.display(), "input file was rotated: finishing the old file, then reading the new one from its start");
                 Stats::add(&stats.rotations, 1);
-                self.open = None;
+                let mut old = self.live.take().expect("live is open");
+                old.idle_since = None;
+                self.rotated.push_back(old);
                 self.first_open = false;
-                self.try_open(queue, stats, now_ms)
+                let opened = self.open_live(queue, stats, now_ms)?;
+                self.scan_rotated(queue, now_ms)?;
+                Ok(opened)
             }
-            // Renamed away and not yet re-created: keep the old one.
+            // Renamed away and not yet re-created, or deleted: keep the old one.
             Err(_) => Ok(false),
         }
     }
 
+    /// The live file was truncated in place (copytruncate): finish its old
+    /// content from the copy, if one is found, then read it from the start.
+    fn truncated(
+        &mut self,
+        queue: &Queue,
+        stats: &Stats,
+        len: u64,
+        now_ms: u64,
+    ) -> Result<(), SourceError> {
+        let old = self.live.take().expect("live is open");
+        tracing::warn!(path = %self.path.display(), size = len, offset = old.read_pos, "input file was truncated (copytruncate?): reading it again from the start");
+        Stats::add(&stats.truncations, 1);
+        let Src::Plain(mut file) = old.src else {
+            unreachable!("the live file is plain")
+        };
+        file.seek(SeekFrom::Start(0)).map_err(io_err(&self.path))?;
+        // Its new identity now, so that a rotated copy of the new content is
+        // recognised as this file and not read twice.
+        let id = identify(&file, old.dev, old.ino).map_err(io_err(&self.path))?;
+        self.live = Some(Reader::new(
+            &self.path,
+            Src::Plain(file),
+            old.dev,
+            old.ino,
+            id,
+            0,
+        ));
+        if let Some(old_id) = old.id {
+            // The copy has the old first line: read what we had not read.
+            if let Some(copy) = self.find_copy(old_id, old.committed)? {
+                tracing::info!(path = %copy.path.display(), offset = old.committed, "reading the rest of the truncated file from its copy");
+                self.rotated.push_back(copy);
+            }
+        }
+        self.scan_rotated(queue, now_ms)
+    }
+
+    /// A rotated file whose first line is `old`'s, to read from `offset`.
+    fn find_copy(&self, old: FileId, offset: u64) -> Result<Option<Reader>, SourceError> {
+        for c in self.candidates()? {
+            if c.id.fingerprint == old.fingerprint && (c.gz || c.len >= offset) {
+                return Ok(Some(c.open(offset).map_err(io_err(&c.path))?));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Rotated files beside the live one (`<name>.*`), oldest first, with
+    /// their identities. Unreadable or not-yet-identifiable ones are skipped.
+    fn candidates(&self) -> Result<Vec<Candidate>, SourceError> {
+        let (Some(dir), Some(name)) = (self.path.parent(), self.path.file_name()) else {
+            return Ok(Vec::new());
+        };
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        let prefix = format!("{}.", name.to_string_lossy());
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(dir)(e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let fname = entry.file_name().to_string_lossy().into_owned();
+            if !fname.starts_with(&prefix) {
+                continue;
+            }
+            let path = entry.path();
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let gz = fname.ends_with(".gz");
+            let id = if gz {
+                identify_gz(&path, meta.dev(), meta.ino())
+            } else {
+                File::open(&path).and_then(|f| identify(&f, meta.dev(), meta.ino()))
+            };
+            match id {
+                Ok(Some(id)) => out.push(Candidate {
+                    path,
+                    id,
+                    gz,
+                    len: meta.len(),
+                    mtime_ms: (meta.mtime().max(0) as u64) * 1000
+                        + meta.mtime_nsec() as u64 / 1_000_000,
+                }),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot read a rotated file; it is skipped");
+                }
+            }
+        }
+        out.sort_by(|a, b| {
+            a.mtime_ms
+                .cmp(&b.mtime_ms)
+                .then_with(|| a.path.cmp(&b.path))
+        });
+        Ok(out)
+    }
+
+    /// Queues the unread parts of rotated files (see the module docs): at
+    /// start, and again after each rotation or truncation, which also catches
+    /// files rotated away before tjfwd ever looked at them.
+    fn scan_rotated(&mut self, queue: &Queue, now_ms: u64) -> Result<(), SourceError> {
+        let since_ms = match self.since_ms {
+            Some(t) => t,
+            None => {
+                let stored = queue.input_since(now_ms)?;
+                // The very first start: start_at decides, rotated files predate us.
+                self.first_run = stored.is_none();
+                let t = stored.unwrap_or(now_ms);
+                self.since_ms = Some(t);
+                if self.first_run {
+                    return Ok(());
+                }
+                t
+            }
+        };
+        let checkpoints = queue.checkpoints()?;
+        // Files already being read, under any name (a hard link, a copy or a
+        // compressed version of an open file is not read twice).
+        let mut open: Vec<(u64, u64)> = self.open_readers().map(|r| (r.dev, r.ino)).collect();
+        let open_fps: Vec<u64> = self
+            .open_readers()
+            .filter_map(|r| r.id.map(|i| i.fingerprint))
+            .collect();
+        if let Ok(m) = std::fs::metadata(&self.path) {
+            open.push((m.dev(), m.ino()));
+        }
+        for c in self.candidates()? {
+            if open.contains(&(c.id.dev, c.id.ino)) || open_fps.contains(&c.id.fingerprint) {
+                continue;
+            }
+            let offset = match resume_offset(&checkpoints, &c.id) {
+                Some(offset) => offset,
+                // Never seen, but written since tjfwd started watching.
+                None if c.mtime_ms >= since_ms => 0,
+                None => continue,
+            };
+            if !c.gz && offset >= c.len {
+                continue; // read to its end before
+            }
+            if c.gz && offset > 0 && gz_isize(&c.path).ok().flatten() == Some(offset as u32) {
+                continue; // read to its end before (ISIZE is the length mod 2^32)
+            }
+            match c.open(offset) {
+                Ok(r) => {
+                    tracing::info!(path = %c.path.display(), offset, "reading the unread part of a rotated file");
+                    self.rotated.push_back(r);
+                }
+                Err(e) => {
+                    tracing::warn!(path = %c.path.display(), error = %e, "cannot read a rotated file; it is skipped")
+                }
+            }
+        }
+        self.prune_checkpoints(queue)
+    }
+
+    fn open_readers(&self) -> impl Iterator<Item = &Reader> {
+        self.rotated.iter().chain(self.live.iter())
+    }
+
+    /// Deletes the checkpoints of files that no longer exist (by fingerprint:
+    /// a rotated copy keeps its original's checkpoint).
+    fn prune_checkpoints(&self, queue: &Queue) -> Result<(), SourceError> {
+        let mut alive: Vec<u64> = self
+            .candidates()?
+            .iter()
+            .map(|c| c.id.fingerprint)
+            .collect();
+        alive.extend(
+            self.open_readers()
+                .filter_map(|r| r.id.map(|i| i.fingerprint)),
+        );
+        if let Ok(f) = File::open(&self.path) {
+            if let Ok(m) = f.metadata() {
+                if let Ok(Some(id)) = identify(&f, m.dev(), m.ino()) {
+                    alive.push(id.fingerprint);
+                }
+            }
+        }
+        for (id, c) in queue.checkpoints()? {
+            if !alive.contains(&id.fingerprint) {
+                tracing::debug!(path = %c.path, offset = c.offset, "pruning the checkpoint of a file that is gone");
+                queue.remove_checkpoint(&id)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Opens the path if it exists, positioned at its checkpoint.
-    fn try_open(&mut self, queue: &Queue, stats: &Stats, now_ms: u64) -> Result<bool, SourceError> {
-        let _ = stats;
-        let mut file = match File::open(&self.path) {
+    fn open_live(
+        &mut self,
+        queue: &Queue,
+        stats: &Stats,
+        now_ms: u64,
+    ) -> Result<bool, SourceError> {
+        let file = match File::open(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // A file that appears after we started is new: start_at
@@ -336,20 +802,20 @@ impl Tailer {
                 }
                 return Ok(false);
             }
-            Err(e) => return Err(self.io(e)),
+            Err(e) => return Err(io_err(&self.path)(e)),
         };
         self.missing_logged = false;
-        let meta = file.metadata().map_err(|e| self.io(e))?;
+        let meta = file.metadata().map_err(io_err(&self.path))?;
         let (dev, ino, len) = (meta.dev(), meta.ino(), meta.len());
-        let id = identify(&mut file, dev, ino, len).map_err(|e| self.io(e))?;
+        let id = identify(&file, dev, ino).map_err(io_err(&self.path))?;
         let stored = match &id {
-            Some(id) => queue.checkpoint(id)?,
+            Some(id) => resume_offset(&queue.checkpoints()?, id),
             None => None,
         };
-        let first_ever = self.first_open && queue.checkpoints()?.is_empty();
-        let mut offset = match (&stored, first_ever, self.start_at) {
-            (Some(c), _, _) => c.offset,
-            (None, true, StartAt::End) => last_line_end(&mut file, len).map_err(|e| self.io(e))?,
+        let first_ever = self.first_open && self.first_run;
+        let mut offset = match (stored, first_ever, self.start_at) {
+            (Some(offset), _, _) => offset,
+            (None, true, StartAt::End) => last_line_end(&file, len).map_err(io_err(&self.path))?,
             _ => 0,
         };
         if offset > len {
@@ -357,7 +823,7 @@ impl Tailer {
             Stats::add(&stats.truncations, 1);
             offset = 0;
         }
-        if let (Some(id), None) = (&id, &stored) {
+        if let (Some(id), None) = (&id, stored) {
             // Remember where we start, so a restart does not skip or repeat.
             queue.set_checkpoint(
                 id,
@@ -368,54 +834,110 @@ impl Tailer {
                 },
             )?;
         }
-        file.seek(SeekFrom::Start(offset)).map_err(|e| self.io(e))?;
         tracing::info!(path = %self.path.display(), offset, size = len, "reading input file");
         self.first_open = false;
-        self.open = Some(Open {
-            file,
-            dev,
-            ino,
-            id,
-            committed: offset,
-            read_pos: offset,
-            partial: Vec::new(),
-            discarding: false,
-            handed_out: offset,
-        });
+        self.live = Some(Reader::plain(&self.path, file, id, offset).map_err(io_err(&self.path))?);
         Ok(true)
     }
 }
 
-/// The identity of an open file, or None while its first line is incomplete
+/// A rotated file found beside the live one.
+#[derive(Debug)]
+struct Candidate {
+    path: PathBuf,
+    id: FileId,
+    gz: bool,
+    /// Size on disk (compressed for gz).
+    len: u64,
+    /// Modification time, ms since the epoch.
+    mtime_ms: u64,
+}
+
+impl Candidate {
+    fn open(&self, offset: u64) -> io::Result<Reader> {
+        if self.gz {
+            Reader::gz(&self.path, self.id, offset)
+        } else {
+            Reader::plain(&self.path, File::open(&self.path)?, Some(self.id), offset)
+        }
+    }
+}
+
+/// Where to resume a file: the furthest checkpoint with its fingerprint.
+/// Files that share a first line are one stream of content (a file, its
+/// renamed, copied or compressed versions), while device and inode are not
+/// to be trusted alone: a deleted file's inode is soon reused.
+fn resume_offset(checkpoints: &[(FileId, Checkpoint)], id: &FileId) -> Option<u64> {
+    checkpoints
+        .iter()
+        .filter(|(k, _)| k.fingerprint == id.fingerprint)
+        .map(|(_, c)| c.offset)
+        .max()
+}
+
+/// The fingerprint of a first line (or of the first 256 bytes of a longer
+/// one); None while the first line is incomplete and shorter than that.
+fn fingerprint_of(head: &[u8]) -> Option<u64> {
+    match head.iter().position(|&b| b == b'\n') {
+        Some(i) => Some(migrations::fnv1a64(&head[..i])),
+        None if head.len() >= FINGERPRINT_BYTES => {
+            Some(migrations::fnv1a64(&head[..FINGERPRINT_BYTES]))
+        }
+        None => None,
+    }
+}
+
+/// The identity of a plain file, or None while its first line is incomplete
 /// and shorter than the fingerprint length.
-fn identify(file: &mut File, dev: u64, ino: u64, len: u64) -> io::Result<Option<FileId>> {
-    use std::os::unix::fs::FileExt;
+fn identify(file: &File, dev: u64, ino: u64) -> io::Result<Option<FileId>> {
     let mut head = [0u8; FINGERPRINT_BYTES];
-    let want = (len as usize).min(FINGERPRINT_BYTES);
     let mut got = 0;
-    while got < want {
-        let n = file.read_at(&mut head[got..want], got as u64)?;
+    while got < FINGERPRINT_BYTES {
+        let n = file.read_at(&mut head[got..], got as u64)?;
         if n == 0 {
             break;
         }
         got += n;
+        if head[..got].contains(&b'\n') {
+            break;
+        }
     }
-    let head = &head[..got];
-    let first_line = match head.iter().position(|&b| b == b'\n') {
-        Some(i) => &head[..i],
-        None if got == FINGERPRINT_BYTES => head,
-        None => return Ok(None),
-    };
-    Ok(Some(FileId {
+    Ok(fingerprint_of(&head[..got]).map(|fingerprint| FileId {
         dev,
         ino,
-        fingerprint: migrations::fnv1a64(first_line),
+        fingerprint,
     }))
 }
 
+/// The identity of a gzip file: its device and inode, and the fingerprint
+/// of its decompressed first line.
+fn identify_gz(path: &Path, dev: u64, ino: u64) -> io::Result<Option<FileId>> {
+    let mut dec = MultiGzDecoder::new(File::open(path)?);
+    let mut head = Vec::with_capacity(FINGERPRINT_BYTES);
+    (&mut dec)
+        .take(FINGERPRINT_BYTES as u64)
+        .read_to_end(&mut head)?;
+    Ok(fingerprint_of(&head).map(|fingerprint| FileId {
+        dev,
+        ino,
+        fingerprint,
+    }))
+}
+
+/// The ISIZE field of a gzip file's last member (length mod 2^32).
+fn gz_isize(path: &Path) -> io::Result<Option<u32>> {
+    let f = File::open(path)?;
+    let len = f.metadata()?.len();
+    if len < 18 {
+        return Ok(None);
+    }
+    let mut b = [0u8; 4];
+    f.read_exact_at(&mut b, len - 4)?;
+    Ok(Some(u32::from_le_bytes(b)))
+}
+
 /// Offset just after the last newline in the first `len` bytes (0 if none).
-fn last_line_end(file: &mut File, len: u64) -> io::Result<u64> {
-    use std::os::unix::fs::FileExt;
+fn last_line_end(file: &File, len: u64) -> io::Result<u64> {
     let mut end = len;
     let mut buf = vec![0u8; 64 * 1024];
     while end > 0 {

@@ -71,6 +71,10 @@ pub mod meta_keys {
     pub const REQUEST_LOG: &[u8] = b"request_log";
     /// [`crate::v1::Health`]: last success and last error of the reporter.
     pub const HEALTH: &[u8] = b"health";
+    /// u64 big-endian: when the file input first started (ms). Rotated files
+    /// written since then that no checkpoint names were never seen and are
+    /// read whole; older ones predate tjfwd. Absent until the first start.
+    pub const INPUT_SINCE: &[u8] = b"input_since";
 }
 
 /// Errors of opening and migrating a database.
