@@ -15,8 +15,13 @@
 //!    the directory of the configuration file, and the bearer token obtained from
 //!    exactly one source.
 //!
-//! Invariants of a [`Config`] produced by [`Config::load`] or
-//! [`Config::from_toml_str`]:
+//! The same checks serve Cowrie's cowrie.cfg: `crate::cowrie_cfg` turns its
+//! `[output_threatjammer]` section into a `RawThreatJammer` and hands it, with
+//! the JSON log's path, to `load_with` as `Supplied` values, which are checked
+//! here with messages naming cowrie.cfg and `[output_threatjammer]`.
+//!
+//! Invariants of a [`Config`] produced by [`Config::load`],
+//! [`Config::from_toml_str`] or `cowrie_cfg::load_config`:
 //!
 //! - `threatjammer.api_url` is https, or http to a loopback host, or http with
 //!   `allow_insecure_http = true`; it carries no user name or password.
@@ -26,6 +31,8 @@
 //! - `1 <= batch_size <= 1000`; `max_requests_per_minute >= 1`;
 //!   `flush_interval`, `request_timeout`, `max_backoff` are non-zero;
 //!   `0 < poll_interval <= 60 s`; `rate_window` is 60 s.
+//! - `1 KiB <= input.max_line_bytes <= 64 MiB`; `1 <= input.max_connections <= 1024`;
+//!   `input.listen_tcp` has a non-zero port (a non-loopback one adds a warning).
 //! - `storage.cache_capacity >= 1 MiB`.
 //! - Paths taken from the file are absolute when the file was found by
 //!   [`Config::load`] (they are joined to the file's directory).
@@ -1035,11 +1042,11 @@ fn refuse_supplied_keys(ctx: &Ctx, raw: &RawConfig, s: &Supplied) -> Result<(), 
         return Err(ctx.invalid(
             &key,
             format!(
-                "{key} is set here, but the [threatjammer] settings come from {} ({}) when it \
-                 is given: remove the [threatjammer] section from {} and set {name} in {} \
-                 instead (the bearer token can also come from the environment variable \
-                 {TOKEN_ENV})",
-                s.file, s.section, ctx.file, s.section
+                "{key} is set here, but {} (--cowrie-config) supplies the [threatjammer] \
+                 settings, from its {} section: remove [threatjammer] from {} and set {name} \
+                 in {} of {} instead (the bearer token can also come from the environment \
+                 variable {TOKEN_ENV})",
+                s.file, s.section, ctx.file, s.section, s.file
             ),
         ));
     }
@@ -1048,8 +1055,8 @@ fn refuse_supplied_keys(ctx: &Ctx, raw: &RawConfig, s: &Supplied) -> Result<(), 
         return Err(ctx.invalid(
             key,
             format!(
-                "{key} is set here, but the JSON log comes from {} ({}) when it is given: \
-                 remove {key} from {}",
+                "{key} is set here, but {} (--cowrie-config) supplies the JSON log, from its \
+                 {}: remove {key} from {}",
                 s.file, s.cowrie_json_key, ctx.file
             ),
         ));
@@ -1830,6 +1837,10 @@ mod tests {
         assert_eq!(c.input.cowrie_json, None);
         assert_eq!(c.input.start_at, StartAt::End);
         assert_eq!(c.input.poll_interval, Duration::from_millis(500));
+        assert_eq!(c.input.max_line_bytes, 1024 * 1024);
+        assert_eq!(c.input.listen_tcp, None);
+        assert_eq!(c.input.max_connections, 8);
+        assert!(c.notes.is_empty());
         let s = &c.schedule;
         assert_eq!(s.batch_size, 1000);
         assert_eq!(s.flush_interval, Duration::from_secs(60));
@@ -1878,6 +1889,9 @@ allow_insecure_http = false
 cowrie_json = "/home/cowrie/cowrie/var/log/cowrie/cowrie.json"
 start_at = "beginning"
 poll_interval = "250ms"
+max_line_bytes = "2MiB"
+listen_tcp = "127.0.0.1:9000"
+max_connections = 16
 
 [schedule]
 batch_size = 500
@@ -1917,6 +1931,12 @@ cache_capacity = "64MiB"
         );
         assert_eq!(c.input.start_at, StartAt::Beginning);
         assert_eq!(c.input.poll_interval, Duration::from_millis(250));
+        assert_eq!(c.input.max_line_bytes, 2 * 1024 * 1024);
+        assert_eq!(
+            c.input.listen_tcp,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9000)))
+        );
+        assert_eq!(c.input.max_connections, 16);
         let s = &c.schedule;
         assert_eq!(s.batch_size, 500);
         assert_eq!(s.flush_interval, Duration::from_secs(5400));
@@ -2322,6 +2342,95 @@ cache_capacity = "64MiB"
     }
 
     #[test]
+    fn max_line_bytes_forms_and_refusals() {
+        let size = |text: &str| parse_ok(text).input.max_line_bytes;
+        assert_eq!(size("[input]\nmax_line_bytes = \"64KiB\""), 64 * 1024);
+        assert_eq!(size("[input]\nmax_line_bytes = \"1 KiB\""), 1024);
+        assert_eq!(size("[input]\nmax_line_bytes = \"64MiB\""), 64 << 20);
+        assert_eq!(size("[input]\nmax_line_bytes = 4096"), 4096);
+        let msg = refused(
+            "[input]\nmax_line_bytes = \"lots\"",
+            "[input] max_line_bytes",
+        );
+        assert!(msg.contains("\"lots\""), "{msg}");
+        assert!(msg.contains("1MiB"), "{msg}");
+        let msg = refused("[input]\nmax_line_bytes = 1023", "[input] max_line_bytes");
+        assert!(msg.contains("between 1KiB and 64MiB"), "{msg}");
+        refused(
+            "[input]\nmax_line_bytes = \"65MiB\"",
+            "[input] max_line_bytes",
+        );
+        refused("[input]\nmax_line_bytes = -1", "[input] max_line_bytes");
+        refused("[input]\nmax_line_bytes = 1.5", "[input] max_line_bytes");
+    }
+
+    #[test]
+    fn listen_tcp_forms_warnings_and_refusals() {
+        let c = parse_ok("[input]\nlisten_tcp = \"[::1]:9000\"");
+        assert_eq!(c.input.listen_tcp, Some("[::1]:9000".parse().unwrap()));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let c = parse_ok("[input]\nlisten_tcp = \" 127.0.0.2:9000 \"");
+        assert_eq!(c.input.listen_tcp, Some("127.0.0.2:9000".parse().unwrap()));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        // Allowed, with a warning: the port takes unauthenticated input.
+        for addr in ["0.0.0.0:9000", "192.0.2.1:9000", "[::]:9000"] {
+            let c = parse_ok(&format!("[input]\nlisten_tcp = \"{addr}\""));
+            assert_eq!(c.input.listen_tcp, Some(addr.parse().unwrap()));
+            assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+            let w = &c.warnings[0];
+            assert!(w.starts_with(FILE), "{w}");
+            assert!(w.contains("[input] listen_tcp"), "{w}");
+            assert!(w.contains("unauthenticated"), "{w}");
+        }
+        for bad in [
+            "localhost:9000",
+            "127.0.0.1",
+            "::1:9000",
+            "127.0.0.1:70000",
+            "",
+        ] {
+            let msg = refused(
+                &format!("[input]\nlisten_tcp = \"{bad}\""),
+                "[input] listen_tcp",
+            );
+            assert!(msg.contains("127.0.0.1:9000"), "{msg}");
+        }
+        let msg = refused(
+            "[input]\nlisten_tcp = \"127.0.0.1:0\"",
+            "[input] listen_tcp",
+        );
+        assert!(msg.contains("port 0"), "{msg}");
+        // A number is a type error.
+        assert!(matches!(
+            parse("[input]\nlisten_tcp = 9000").unwrap_err(),
+            ConfigError::Parse { .. }
+        ));
+    }
+
+    #[test]
+    fn max_connections_range() {
+        assert_eq!(
+            parse_ok("[input]\nmax_connections = 1")
+                .input
+                .max_connections,
+            1
+        );
+        assert_eq!(
+            parse_ok("[input]\nmax_connections = 1024")
+                .input
+                .max_connections,
+            1024
+        );
+        for n in [0, -1, 1025] {
+            let msg = refused(
+                &format!("[input]\nmax_connections = {n}"),
+                "[input] max_connections",
+            );
+            assert!(msg.contains("between 1 and 1024"), "{msg}");
+        }
+    }
+
+    #[test]
     fn type_errors_are_parse_errors_naming_the_file() {
         let err = parse("[threatjammer]\ntrack_login = \"yes\"").unwrap_err();
         assert!(matches!(err, ConfigError::Parse { .. }), "{err:?}");
@@ -2494,9 +2603,15 @@ cache_capacity = "64MiB"
         expected.threatjammer.token = back.threatjammer.token.clone();
         assert_eq!(back, expected, "{out}");
 
-        // Defaults, no token, odd sizes.
+        assert!(out.contains("listen_tcp = \"127.0.0.1:9000\""), "{out}");
+        assert!(out.contains("max_line_bytes = \"2MiB\""), "{out}");
+        assert!(out.contains("max_connections = 16"), "{out}");
+
+        // Defaults, no token, odd sizes, IPv6.
         let mut c = Config::default_for_tests(PathBuf::from("/tmp/state"));
         c.storage.cache_capacity = MIB + 1;
+        c.input.max_line_bytes = 1500;
+        c.input.listen_tcp = Some("[::1]:9100".parse().unwrap());
         let out = c.redacted_toml();
         assert!(!out.contains("bearer_token ="), "{out}");
         let back = Config::from_toml_str(&out, None, &dry(), None)

@@ -664,6 +664,14 @@ impl Ini {
                             ))
                         }
                     };
+                    // A secret copied into another value could be shown by
+                    // that value's messages (a URL, a path...): refused.
+                    if is_secret_key(&opt) && !is_secret_key(&stack[0].1) {
+                        return Err(format!(
+                            "{here}{shown} refers to [{sect}] {opt}, which holds a secret: \
+                             tjfwd does not copy it into another value"
+                        ));
+                    }
                     let Some(entry) = found else {
                         let why = if sect == DEFAULT_SECTION {
                             format!("[DEFAULT] has no key {opt}")
@@ -784,7 +792,10 @@ impl CowrieSettings {
     /// Reads `file` as Cowrie would, with the process's `COWRIE_*`
     /// environment variables. `cowrie_dir` overrides the Cowrie directory.
     pub fn read(file: &Path, cowrie_dir: Option<&Path>) -> Result<CowrieSettings, ConfigError> {
-        CowrieSettings::read_with_env(file, cowrie_dir, std::env::vars())
+        // Not env::vars(), which panics on a variable that is not Unicode.
+        let env = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+        CowrieSettings::read_with_env(file, cowrie_dir, env)
     }
 
     /// [`CowrieSettings::read`] with the given environment.
@@ -1766,6 +1777,23 @@ mod tests {
         assert!(!msg.contains(TOKEN), "{msg}");
         let v = i.get("output_threatjammer", "other");
         assert!(!format!("{v:?}").contains(TOKEN));
+        // A secret interpolated into another value is refused, so that the
+        // other value's messages cannot show it.
+        let i = ini(&format!(
+            "[output_threatjammer]\nbearer_token = {TOKEN}\n\
+             api_url = https://x.example/${{bearer_token}}\n\
+             [output_jsonlog]\nlogfile = ${{output_threatjammer:bearer_token}}/x\n\
+             [honeypot]\nlog_path = ${{output_threatjammer:api_url}}\n"
+        ));
+        for (section, key) in [
+            ("output_threatjammer", "api_url"),
+            ("output_jsonlog", "logfile"),
+            ("honeypot", "log_path"),
+        ] {
+            let msg = value_error(&i, section, key);
+            assert!(msg.contains("holds a secret"), "{msg}");
+            assert!(!msg.contains(TOKEN), "{msg}");
+        }
         let i = ini(&format!("[output_threatjammer]\nbearer_token = {TOKEN}\n"));
         let v = i
             .get("output_threatjammer", "bearer_token")
@@ -1838,7 +1866,7 @@ mod tests {
         assert!(e.contains("\"maybe\" is not a boolean"), "{e}");
         let e = i.get_int("s", "n").unwrap_err().to_string();
         assert!(e.contains("\"1d\" is not an integer"), "{e}");
-        assert_eq!(i.get_bool("s", "ok").unwrap().unwrap().0, true);
+        assert!(i.get_bool("s", "ok").unwrap().unwrap().0);
         assert_eq!(i.get_bool("s", "none").unwrap(), None);
     }
 
@@ -1850,14 +1878,8 @@ mod tests {
             get(&i, "output_jsonlog", "logfile").as_deref(),
             Some("var/log/cowrie/cowrie.json")
         );
-        assert_eq!(
-            i.get_bool("output_jsonlog", "enabled").unwrap().unwrap().0,
-            true
-        );
-        assert_eq!(
-            i.get_bool(PLUGIN_SECTION, "enabled").unwrap().unwrap().0,
-            false
-        );
+        assert!(i.get_bool("output_jsonlog", "enabled").unwrap().unwrap().0);
+        assert!(!i.get_bool(PLUGIN_SECTION, "enabled").unwrap().unwrap().0);
         assert_eq!(
             get(&i, PLUGIN_SECTION, "api_url").as_deref(),
             Some(config::DEFAULT_API_URL)

@@ -1,5 +1,9 @@
 //! The `tjfwd` binary: parses arguments, sets up logging, calls the library.
 //!
+//! Commands: `run` (the daemon; its configuration from `--config` TOML
+//! and/or Cowrie's `--cowrie-config`, built by the library) and `config
+//! import-cowrie` (prints the TOML equivalent of a cowrie.cfg).
+//!
 //! Exit codes (stable, for scripts and monitoring):
 //! - 0: success (for `run`: a clean shutdown after SIGTERM/SIGINT, or the
 //!   end of `--drain`);

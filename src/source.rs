@@ -145,6 +145,9 @@ struct Reader {
     lines: LineSplitter,
     /// Rotated readers: since when there has been nothing new.
     idle_since: Option<Instant>,
+    /// Live reader: size and mtime at the last look at its end, reset when
+    /// data is read.
+    idle_look: Option<(u64, i64, i64)>,
 }
 
 impl Reader {
@@ -152,14 +155,9 @@ impl Reader {
     fn plain(path: &Path, mut file: File, id: Option<FileId>, offset: u64) -> io::Result<Reader> {
         let meta = file.metadata()?;
         file.seek(SeekFrom::Start(offset))?;
-        Ok(Reader::new(
-            path,
-            Src::Plain(file),
-            meta.dev(),
-            meta.ino(),
-            id,
-            offset,
-        ))
+        let mut r = Reader::new(path, Src::Plain(file), meta.dev(), meta.ino(), id, offset);
+        r.idle_look = Some((meta.len(), meta.mtime(), meta.mtime_nsec()));
+        Ok(r)
     }
 
     /// Opens a gzip file and skips `offset` decompressed bytes.
@@ -196,6 +194,7 @@ impl Reader {
             handed_out: offset,
             lines: LineSplitter::default(),
             idle_since: None,
+            idle_look: None,
         }
     }
 
@@ -341,6 +340,8 @@ pub struct Tailer {
     current: Current,
     /// Whether the start-up scan of rotated files has run.
     scanned: bool,
+    /// The live file got its identity (new content): scan again.
+    rescan_pending: bool,
     /// Whether this is tjfwd's very first start on this input (start_at
     /// applies only then).
     first_run: bool,
@@ -365,6 +366,7 @@ impl Tailer {
             live: None,
             current: Current::None,
             scanned: false,
+            rescan_pending: false,
             first_run: false,
             since_ms: None,
             first_open: true,
@@ -406,9 +408,10 @@ impl Tailer {
     ) -> Result<bool, SourceError> {
         chunk.data.clear();
         self.current = Current::None;
-        if !self.scanned {
+        if !self.scanned || self.rescan_pending {
             self.scan_rotated(queue, now_ms)?;
             self.scanned = true;
+            self.rescan_pending = false;
         }
         // Hold the live file open from the start, even while older files are
         // read first: a rotation or truncation meanwhile is then noticed.
@@ -509,6 +512,7 @@ impl Tailer {
     ) -> Result<bool, SourceError> {
         let max_line = self.max_line;
         let mut buf = std::mem::take(&mut self.buf);
+        let mut rescan = false;
         let result = (|| {
             let Some(r) = self.reader(which) else {
                 return Ok(false);
@@ -519,12 +523,16 @@ impl Tailer {
                     return Ok(false);
                 }
                 r.idle_since = None;
+                r.idle_look = None;
                 if r.take_lines(&buf[..n], max_line, stats, chunk) {
                     if r.id.is_none() {
                         r.id = match &r.src {
                             Src::Plain(f) => identify(f, r.dev, r.ino).map_err(io_err(&r.path))?,
                             Src::Gz(_) => None,
                         };
+                        // New content began: whatever came before it (and
+                        // was rotated away unseen) is looked for next time.
+                        rescan = which == Current::Live;
                     }
                     chunk.id = r.id;
                     chunk.path = r.path.to_string_lossy().into_owned();
@@ -537,6 +545,7 @@ impl Tailer {
         if matches!(result, Ok(true)) {
             self.current = which;
         }
+        self.rescan_pending |= rescan;
         result
     }
 
@@ -566,7 +575,17 @@ impl Tailer {
         now_ms: u64,
     ) -> Result<bool, SourceError> {
         let (dev, ino) = {
-            let live = self.live.as_ref().expect("live is open");
+            let live = self.live.as_mut().expect("live is open");
+            // Modified without growing since the last look (truncated and
+            // written again, and maybe copied away, between two polls)?
+            if let Src::Plain(f) = &live.src {
+                let m = f.metadata().map_err(io_err(&self.path))?;
+                let look = (m.len(), m.mtime(), m.mtime_nsec());
+                if live.idle_look.is_some_and(|prev| prev != look) && look.0 == live.read_pos {
+                    self.rescan_pending = true;
+                }
+                live.idle_look = Some(look);
+            }
             (live.dev, live.ino)
         };
         match std::fs::metadata(&self.path) {
