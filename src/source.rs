@@ -1130,4 +1130,116 @@ mod tests {
         t.append(&t.log(), "hello\n");
         assert_eq!(t.drain(&mut tl), ["hello"]);
     }
+
+    #[test]
+    fn a_file_deleted_while_open_is_finished_then_the_new_one_read() {
+        let t = setup();
+        let mut tl = Tailer::new(t.log(), StartAt::Beginning, 1000).with_grace(Duration::ZERO);
+        t.append(&t.log(), "a\n");
+        assert_eq!(t.drain(&mut tl), ["a"]);
+        t.append(&t.log(), "b\n");
+        std::fs::remove_file(t.log()).unwrap();
+        assert_eq!(t.drain(&mut tl), ["b"]);
+        t.append(&t.log(), "c\n");
+        assert_eq!(t.drain(&mut tl), ["c"]);
+        assert_eq!(tl.open_files(), 1);
+    }
+
+    #[test]
+    fn a_log_directory_that_appears_later_and_a_symlinked_path_work() {
+        let t = setup();
+        let real_dir = t.dir.path().join("cowrie/var/log/cowrie");
+        let link = t.dir.path().join("cowrie.json");
+        std::os::unix::fs::symlink(real_dir.join("cowrie.json"), &link).unwrap();
+        let mut tl = Tailer::new(link.clone(), StartAt::End, 1000);
+        assert_eq!(t.drain(&mut tl), Vec::<String>::new());
+        std::fs::create_dir_all(&real_dir).unwrap();
+        t.append(&real_dir.join("cowrie.json"), "x\n");
+        assert_eq!(t.drain(&mut tl), ["x"]);
+        // The link is pointed at another file: that is a rotation.
+        t.append(&real_dir.join("other.json"), "y\n");
+        std::fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink(real_dir.join("other.json"), &link).unwrap();
+        assert_eq!(t.drain(&mut tl), ["y"]);
+    }
+
+    #[test]
+    fn files_rotated_while_stopped_are_read_from_their_checkpoint_plain_or_gz() {
+        let t = setup();
+        t.append(&t.log(), "1\n2\n");
+        {
+            let mut tl = Tailer::new(t.log(), StartAt::Beginning, 1000);
+            assert_eq!(t.drain(&mut tl), ["1", "2"]);
+        }
+        // While stopped: more lines, rotated and compressed, then a new file.
+        t.append(&t.log(), "3\n");
+        let rotated = t.dir.path().join("cowrie.json.1");
+        std::fs::rename(t.log(), &rotated).unwrap();
+        let data = std::fs::read(&rotated).unwrap();
+        let mut enc = flate2::write::GzEncoder::new(
+            File::create(t.dir.path().join("cowrie.json.1.gz")).unwrap(),
+            flate2::Compression::default(),
+        );
+        enc.write_all(&data).unwrap();
+        enc.finish().unwrap();
+        std::fs::remove_file(&rotated).unwrap();
+        t.append(&t.log(), "4\n");
+        let mut tl = Tailer::new(t.log(), StartAt::End, 1000).with_grace(Duration::ZERO);
+        assert_eq!(t.drain(&mut tl), ["3", "4"]);
+        // Reading it again after a restart finds nothing new.
+        let mut tl = Tailer::new(t.log(), StartAt::End, 1000).with_grace(Duration::ZERO);
+        assert_eq!(t.drain(&mut tl), Vec::<String>::new());
+    }
+
+    #[test]
+    fn copytruncate_reads_the_unread_tail_from_the_copy() {
+        let t = setup();
+        let mut tl = Tailer::new(t.log(), StartAt::Beginning, 1000).with_grace(Duration::ZERO);
+        t.append(&t.log(), "1\n");
+        assert_eq!(t.drain(&mut tl), ["1"]);
+        t.append(&t.log(), "2\n");
+        std::fs::copy(t.log(), t.dir.path().join("cowrie.json.1")).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(t.log())
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        t.append(
+            &t.log(),
+            "3 written after the truncation, longer than before\n",
+        );
+        let mut got = t.drain(&mut tl);
+        got.sort();
+        assert_eq!(
+            got,
+            ["2", "3 written after the truncation, longer than before"]
+        );
+        assert_eq!(Stats::get(&t.stats.truncations), 1);
+    }
+
+    #[test]
+    fn checkpoints_of_files_that_are_gone_are_pruned() {
+        let t = setup();
+        let mut tl = Tailer::new(t.log(), StartAt::Beginning, 1000).with_grace(Duration::ZERO);
+        t.append(&t.log(), "first file\n");
+        assert_eq!(t.drain(&mut tl), ["first file"]);
+        let rotated = t.dir.path().join("cowrie.json.2026-11-24");
+        std::fs::rename(t.log(), &rotated).unwrap();
+        t.append(&t.log(), "second file\n");
+        assert_eq!(t.drain(&mut tl), ["second file"]);
+        assert_eq!(t.queue.checkpoints().unwrap().len(), 2);
+        std::fs::remove_file(&rotated).unwrap();
+        std::fs::rename(t.log(), t.dir.path().join("cowrie.json.2026-11-25")).unwrap();
+        t.append(&t.log(), "third file\n");
+        assert_eq!(t.drain(&mut tl), ["third file"]);
+        let paths: Vec<String> = t
+            .queue
+            .checkpoints()
+            .unwrap()
+            .into_iter()
+            .map(|(_, c)| c.path)
+            .collect();
+        assert_eq!(paths.len(), 2, "{paths:?}");
+    }
 }

@@ -349,3 +349,56 @@ fn the_token_never_appears_in_any_output_at_any_log_level() {
     // Not even a part of it.
     assert!(!all_output.contains(&DEFAULT_TOKEN[..12]));
 }
+
+/// Socket input has no file to re-read: what tjfwd read from a connection
+/// is on disk before it reads more, so it survives `kill -9`.
+#[test]
+fn socket_input_survives_kill_9() {
+    use std::io::Write;
+    let env = Env::new();
+    let api = FakeApi::start(FakeConfig::default());
+    let listen = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let cfg = env.config(&api, "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "cowrie_json = \"cowrie.json\"",
+        &format!("listen_tcp = \"{listen}\""),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    api.set_down(true);
+    let mut child = spawn(bin().args(["run", "--config"]).arg(&cfg));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut stream = loop {
+        match std::net::TcpStream::connect(listen) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("cannot connect: {e}\n{}", output_of(&mut child)),
+        }
+    };
+    let addrs = cowrie::public_addresses(20);
+    for (i, a) in addrs.iter().enumerate() {
+        writeln!(stream, "{}", cowrie::login_failed(a, i as u64)).unwrap();
+    }
+    // Wait until a (failing) request carried the last address: then every
+    // address is in the queue, which only an ack or the disk can empty.
+    let last = format!("\"{}\"", addrs[19]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !api.requests().iter().any(|r| r.body.contains(&last)) {
+        assert!(Instant::now() < deadline, "{}", output_of(&mut child));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.child.kill().unwrap();
+    child.child.wait().unwrap();
+    api.set_down(false);
+    let mut child = spawn(bin().args(["run", "--drain", "--config"]).arg(&cfg));
+    let status = wait_with_limit(&mut child, Duration::from_secs(30));
+    let out = output_of(&mut child);
+    assert_eq!(status.map(|s| s.code()), Some(Some(0)), "{out}");
+    assert_eq!(
+        api.accepted_unique(),
+        addrs.iter().cloned().collect(),
+        "{out}"
+    );
+}
