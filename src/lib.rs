@@ -27,6 +27,7 @@ pub mod cowrie_cfg;
 pub mod daemon;
 pub mod decode;
 pub mod filter;
+pub mod health;
 pub mod queue;
 pub mod ratelimit;
 pub mod reporter;

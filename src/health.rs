@@ -1,0 +1,89 @@
+//! Health: one verdict from the reporter's last outcomes, shared by
+//! `tjfwd status` (its exit code) and the admin `/healthz` endpoint, so that
+//! both always agree.
+//!
+//! Degraded when the API refuses our credentials or configuration (401, 403,
+//! a rejected type/tags/ttl...), or when sending has been failing for longer
+//! than five flush intervals.
+
+use std::time::Duration;
+
+use migrations::v1::Health;
+
+/// The verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Reports are getting through (or there was nothing to send).
+    Healthy,
+    /// Something needs the operator; the reason says what.
+    Degraded(String),
+}
+
+impl Verdict {
+    /// Whether healthy.
+    pub fn is_healthy(&self) -> bool {
+        matches!(self, Verdict::Healthy)
+    }
+}
+
+/// Statuses that mean our credentials or configuration are wrong.
+pub fn is_config_status(status: u16) -> bool {
+    matches!(status, 400..=499) && !matches!(status, 408 | 413 | 429)
+}
+
+/// Judges the reporter's health at `now_ms`.
+pub fn verdict(h: &Health, now_ms: u64, flush_interval: Duration) -> Verdict {
+    let Some(since) = h.failing_since_ms else {
+        return Verdict::Healthy;
+    };
+    if is_config_status(h.last_error_status) {
+        return Verdict::Degraded(format!(
+            "the API refuses our requests (HTTP {}): {}",
+            h.last_error_status, h.last_error_message
+        ));
+    }
+    let limit = flush_interval.saturating_mul(5).as_millis() as u64;
+    let failing_for = now_ms.saturating_sub(since);
+    if failing_for > limit {
+        let what = if h.last_error_status == 0 {
+            "no answer".to_string()
+        } else {
+            format!("HTTP {}", h.last_error_status)
+        };
+        return Verdict::Degraded(format!(
+            "sending has been failing for {} s ({what}: {})",
+            failing_for / 1000,
+            h.last_error_message
+        ));
+    }
+    Verdict::Healthy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failing(status: u16, since: u64) -> Health {
+        Health {
+            last_success_ms: Some(0),
+            last_error_ms: Some(since),
+            last_error_status: status,
+            last_error_message: "x".into(),
+            failing_since_ms: Some(since),
+        }
+    }
+
+    #[test]
+    fn verdicts() {
+        let f = Duration::from_secs(60);
+        assert!(verdict(&Health::default(), 1_000_000, f).is_healthy());
+        assert!(!verdict(&failing(401, 999_000), 1_000_000, f).is_healthy());
+        assert!(!verdict(&failing(403, 999_000), 1_000_000, f).is_healthy());
+        assert!(!verdict(&failing(422, 999_000), 1_000_000, f).is_healthy());
+        // Transient failures: degraded only after 5 flush intervals.
+        assert!(verdict(&failing(503, 800_000), 1_000_000, f).is_healthy());
+        assert!(!verdict(&failing(503, 600_000), 1_000_000, f).is_healthy());
+        assert!(!verdict(&failing(0, 600_000), 1_000_000, f).is_healthy());
+        assert!(verdict(&failing(429, 999_000), 1_000_000, f).is_healthy());
+    }
+}
