@@ -34,8 +34,16 @@
 //! - `1 KiB <= input.max_line_bytes <= 64 MiB`; `1 <= input.max_connections <= 1024`;
 //!   `input.listen_tcp` has a non-zero port (a non-loopback one adds a warning).
 //! - `storage.cache_capacity >= 1 MiB`.
+//! - `admin.listen`, when set, is a socket address (port 0 is refused).
 //! - Paths taken from the file are absolute when the file was found by
 //!   [`Config::load`] (they are joined to the file's directory).
+//!
+//! The bearer token comes from exactly one source, the first of:
+//! `[threatjammer] bearer_token`, `bearer_token_file`, the environment
+//! variable `TJFWD_BEARER_TOKEN`, and — for [`Config::load`] and Cowrie's
+//! cowrie.cfg, not for [`Config::from_toml_str`] — the systemd credential
+//! [`CREDENTIAL_NAME`] (`$CREDENTIALS_DIRECTORY/bearer_token`, from
+//! `LoadCredential=bearer_token:/etc/tjfwd/token` in the unit).
 //!
 //! The bearer token is a [`Secret`]: its `Debug` and `Display` print
 //! `<redacted>`, and it never appears in a [`ConfigError`], in a warning, or in
@@ -62,6 +70,12 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/tjfwd";
 pub const DEFAULT_API_URL: &str = "https://dublin.report.threatjammer.com/v1/ip";
 /// Environment variable consulted for the bearer token when the file names none.
 pub const TOKEN_ENV: &str = "TJFWD_BEARER_TOKEN";
+/// Name of the systemd credential holding the bearer token, read from
+/// `$CREDENTIALS_DIRECTORY` when no other source names a token (the unit
+/// says `LoadCredential=bearer_token:/etc/tjfwd/token`).
+pub const CREDENTIAL_NAME: &str = "bearer_token";
+/// Environment variable systemd sets to the directory of the credentials.
+pub const CREDENTIALS_DIRECTORY_ENV: &str = "CREDENTIALS_DIRECTORY";
 /// The Report API accepts at most this many addresses in one request.
 pub const MAX_BATCH_SIZE: usize = 1000;
 /// The Report API's documented request limit per token and per minute.
@@ -199,6 +213,8 @@ pub struct Config {
     pub filter: Filter,
     /// Tuning of the on-disk queue.
     pub storage: Storage,
+    /// The admin HTTP endpoint (metrics, health).
+    pub admin: Admin,
     /// Non-fatal problems found while loading, to log at start-up (never contain the token).
     pub warnings: Vec<String>,
     /// Informational remarks found while loading (for example where the
@@ -304,6 +320,14 @@ pub struct Storage {
     pub cache_capacity: u64,
 }
 
+/// The `[admin]` section: the HTTP endpoint for monitoring.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Admin {
+    /// Address serving `/metrics` (Prometheus text) and `/healthz`; None
+    /// (the default): no admin endpoint.
+    pub listen: Option<SocketAddr>,
+}
+
 impl Default for ThreatJammer {
     fn default() -> Self {
         ThreatJammer {
@@ -365,6 +389,7 @@ impl Default for Config {
             schedule: Schedule::default(),
             filter: Filter::default(),
             storage: Storage::default(),
+            admin: Admin::default(),
             warnings: Vec::new(),
             notes: Vec::new(),
         }
@@ -396,6 +421,7 @@ impl Config {
             path,
             resolve_base: path,
             file_mode: None,
+            credentials_dir: None,
         };
         build(source, opts, env_token, None)
     }
@@ -457,6 +483,9 @@ impl Config {
             storage: ViewStorage {
                 cache_capacity: format_size(self.storage.cache_capacity),
             },
+            admin: ViewAdmin {
+                listen: self.admin.listen.map(|a| a.to_string()),
+            },
         };
         let mut out = String::from("# Effective tjfwd configuration");
         match &self.path {
@@ -509,6 +538,9 @@ struct RawConfig {
     /// `[storage]`: sled tuning.
     #[serde(default)]
     storage: RawStorage,
+    /// `[admin]`: the metrics and health endpoint.
+    #[serde(default)]
+    admin: RawAdmin,
 }
 
 /// `[threatjammer]` as written, before validation. Also built from
@@ -613,6 +645,14 @@ struct RawStorage {
     cache_capacity: Option<toml::Value>,
 }
 
+/// `[admin]` as written.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    /// A socket address string, parsed so an error can show the expected form.
+    listen: Option<String>,
+}
+
 // ---------------------------------------------------------------------------
 // Output layer of redacted_toml (same keys as the raw layer)
 // ---------------------------------------------------------------------------
@@ -632,6 +672,8 @@ struct ViewConfig {
     filter: ViewFilter,
     /// `[storage]`.
     storage: ViewStorage,
+    /// `[admin]`.
+    admin: ViewAdmin,
 }
 
 /// `[threatjammer]` for output.
@@ -706,6 +748,14 @@ struct ViewFilter {
 struct ViewStorage {
     /// Size string that parses back to the same number of bytes.
     cache_capacity: String,
+}
+
+/// `[admin]` for output.
+#[derive(Serialize)]
+struct ViewAdmin {
+    /// Omitted when not set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<String>,
 }
 
 pub(crate) fn format_duration(d: Duration) -> String {
@@ -854,6 +904,9 @@ struct Source<'a> {
     resolve_base: Option<&'a Path>,
     /// The file's mode, to warn about an inline token other users can read.
     file_mode: Option<u32>,
+    /// `$CREDENTIALS_DIRECTORY` (systemd credentials), where the token is
+    /// looked for last, as [`CREDENTIAL_NAME`]; None: not looked for.
+    credentials_dir: Option<PathBuf>,
 }
 
 /// `[threatjammer]` and `[input] cowrie_json` supplied by another file than
@@ -884,7 +937,8 @@ pub(crate) struct Supplied {
 /// Reads the TOML file `path` (None: an empty configuration, all defaults)
 /// and builds the configuration, with `[threatjammer]` and `[input]
 /// cowrie_json` taken from `supplied` when given. `env_token` stands for the
-/// value of `TJFWD_BEARER_TOKEN`.
+/// value of `TJFWD_BEARER_TOKEN`. The systemd credential [`CREDENTIAL_NAME`]
+/// is looked for in `$CREDENTIALS_DIRECTORY` when it is set.
 pub(crate) fn load_with(
     path: Option<&Path>,
     opts: &LoadOptions,
@@ -897,6 +951,7 @@ pub(crate) fn load_with(
             path: None,
             resolve_base: None,
             file_mode: None,
+            credentials_dir: credentials_dir(),
         };
         return build(source, opts, env_token, supplied);
     };
@@ -912,8 +967,16 @@ pub(crate) fn load_with(
         path: Some(path),
         resolve_base: Some(&base),
         file_mode: fs::metadata(path).ok().map(|m| m.permissions().mode()),
+        credentials_dir: credentials_dir(),
     };
     build(source, opts, env_token, supplied)
+}
+
+/// `$CREDENTIALS_DIRECTORY`, set by systemd when the unit loads credentials.
+fn credentials_dir() -> Option<PathBuf> {
+    std::env::var_os(CREDENTIALS_DIRECTORY_ENV)
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
 }
 
 fn build(
@@ -927,7 +990,9 @@ fn build(
         path,
         resolve_base,
         file_mode,
+        credentials_dir,
     } = source;
+    let creds = credentials_dir.as_deref();
     let file = path.map_or_else(|| NO_FILE.to_string(), |p| p.display().to_string());
     let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
         file: file.clone(),
@@ -958,7 +1023,13 @@ fn build(
     let (threatjammer, input) = match supplied {
         None => {
             let inline_token = raw.threatjammer.bearer_token.is_some();
-            let tj = threatjammer(&mut ctx, "[threatjammer]", raw.threatjammer, env_token)?;
+            let tj = threatjammer(
+                &mut ctx,
+                "[threatjammer]",
+                raw.threatjammer,
+                env_token,
+                creds,
+            )?;
             if inline_token {
                 if let (Some(p), Some(mode)) = (path, file_mode) {
                     if mode & 0o044 != 0 {
@@ -983,7 +1054,7 @@ fn build(
                 base_dir: None,
                 warnings: Vec::new(),
             };
-            let tj = threatjammer(&mut sctx, &s.section, s.threatjammer, env_token)?;
+            let tj = threatjammer(&mut sctx, &s.section, s.threatjammer, env_token, creds)?;
             let mut input = input(&mut ctx, raw.input)?;
             input.cowrie_json = s.cowrie_json;
             if input.cowrie_json.is_none() && input.listen_tcp.is_none() {
@@ -997,6 +1068,7 @@ fn build(
     let schedule = schedule(&mut ctx, raw.schedule)?;
     let filter = filter(&ctx, raw.filter)?;
     let storage = storage(&ctx, raw.storage)?;
+    let admin = admin(&ctx, raw.admin)?;
 
     // Checked last: the other keys' mistakes are reported first, as they are
     // what a dry run or `check-config` without the token is meant to find.
@@ -1011,7 +1083,8 @@ fn build(
                 format!(
                     "no Threat Jammer bearer token: set [threatjammer] bearer_token_file (a file \
                      holding the token, mode 600) or bearer_token, or the environment variable \
-                     {TOKEN_ENV}, or use --dry-run"
+                     {TOKEN_ENV}, or pass the systemd credential {CREDENTIAL_NAME} \
+                     (LoadCredential={CREDENTIAL_NAME}:/etc/tjfwd/token), or use --dry-run"
                 ),
             ),
         });
@@ -1029,9 +1102,40 @@ fn build(
         schedule,
         filter,
         storage,
+        admin,
         warnings,
         notes,
     })
+}
+
+fn admin(ctx: &Ctx, raw: RawAdmin) -> Result<Admin, ConfigError> {
+    let key = "[admin] listen";
+    let listen = match raw.listen {
+        None => None,
+        Some(text) => {
+            let addr = text.trim().parse::<SocketAddr>().map_err(|_| {
+                ctx.invalid(
+                    key,
+                    format!(
+                        "{key} = {text:?} is not a socket address: write an IP address and a \
+                         port, like \"127.0.0.1:9108\" or \"[::1]:9108\", or remove the key \
+                         (no admin endpoint)"
+                    ),
+                )
+            })?;
+            if addr.port() == 0 {
+                return Err(ctx.invalid(
+                    key,
+                    format!(
+                        "{key} = {text:?} has port 0: give the fixed port your monitoring \
+                         scrapes, like \"127.0.0.1:9108\""
+                    ),
+                ));
+            }
+            Some(addr)
+        }
+    };
+    Ok(Admin { listen })
 }
 
 /// With `supplied`, the TOML file must not set what the other file supplies:
@@ -1071,10 +1175,18 @@ fn threatjammer(
     sec: &str,
     raw: RawThreatJammer,
     env_token: Option<String>,
+    credentials: Option<&Path>,
 ) -> Result<ThreatJammer, ConfigError> {
     let allow_insecure_http = raw.allow_insecure_http.unwrap_or(false);
     let api_url = api_url(ctx, sec, raw.api_url, allow_insecure_http)?;
-    let token = token(ctx, sec, raw.bearer_token, raw.bearer_token_file, env_token)?;
+    let token = token(
+        ctx,
+        sec,
+        raw.bearer_token,
+        raw.bearer_token_file,
+        env_token,
+        credentials,
+    )?;
 
     let ttl = match raw.ttl {
         None => DEFAULT_TTL,
@@ -1223,6 +1335,7 @@ fn token(
     inline: Option<Secret>,
     file: Option<PathBuf>,
     env_token: Option<String>,
+    credentials: Option<&Path>,
 ) -> Result<Option<Secret>, ConfigError> {
     const BAD_CHARS: &str = "contains spaces, control or non-ASCII characters; \
                              a Threat Jammer token is a single word of printable ASCII";
@@ -1309,10 +1422,57 @@ fn token(
                 }
                 Some(Secret::new(t.to_string()))
             }
-            _ => None,
+            _ => match credentials {
+                Some(dir) => credential_token(ctx, &dir.join(CREDENTIAL_NAME), BAD_CHARS)?,
+                None => None,
+            },
         },
     };
     Ok(token)
+}
+
+/// The token from the systemd credential file `path`
+/// (`$CREDENTIALS_DIRECTORY/bearer_token`); None when there is no such file.
+fn credential_token(
+    ctx: &Ctx,
+    path: &Path,
+    bad_chars: &str,
+) -> Result<Option<Secret>, ConfigError> {
+    let key = &format!("systemd credential {CREDENTIAL_NAME}");
+    let shown = path.display();
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(ctx.invalid(
+                key,
+                format!(
+                    "{key} (\"{shown}\"): cannot read it ({e}): check LoadCredential= in the \
+                     unit and $CREDENTIALS_DIRECTORY"
+                ),
+            ))
+        }
+    };
+    let text = String::from_utf8(bytes).map_err(|_| {
+        ctx.invalid(
+            key,
+            format!("{key} (\"{shown}\") is not UTF-8 text: {bad_chars}"),
+        )
+    })?;
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(ctx.invalid(
+            key,
+            format!(
+                "{key} (\"{shown}\") is empty: write the token in the file the unit's \
+                 LoadCredential={CREDENTIAL_NAME}:FILE names (/etc/tjfwd/token)"
+            ),
+        ));
+    }
+    if !token_chars_ok(t) {
+        return Err(ctx.invalid(key, format!("{key} (\"{shown}\") {bad_chars}")));
+    }
+    Ok(Some(Secret::new(t.to_string())))
 }
 
 fn tags(ctx: &mut Ctx, sec: &str, raw: Option<toml::Value>) -> Result<Vec<String>, ConfigError> {
@@ -2617,5 +2777,117 @@ cache_capacity = "64MiB"
         let back = Config::from_toml_str(&out, None, &dry(), None)
             .unwrap_or_else(|e| panic!("{e}\n{out}"));
         assert_eq!(back, c, "{out}");
+    }
+
+    #[test]
+    fn admin_listen_is_off_by_default_and_parsed() {
+        assert_eq!(parse_ok("").admin.listen, None);
+        let c = parse_ok("[admin]\nlisten = \"127.0.0.1:9108\"");
+        assert_eq!(c.admin.listen, Some("127.0.0.1:9108".parse().unwrap()));
+        let c = parse_ok("[admin]\nlisten = \" [::1]:9108 \"");
+        assert_eq!(c.admin.listen, Some("[::1]:9108".parse().unwrap()));
+        for bad in ["localhost:9108", "9108", "127.0.0.1", ""] {
+            let msg = refused(&format!("[admin]\nlisten = \"{bad}\""), "[admin] listen");
+            assert!(msg.contains("127.0.0.1:9108"), "{msg}");
+        }
+        let msg = refused("[admin]\nlisten = \"127.0.0.1:0\"", "[admin] listen");
+        assert!(msg.contains("port 0"), "{msg}");
+        assert!(matches!(
+            parse("[admin]\nlisten = 9108").unwrap_err(),
+            ConfigError::Parse { .. }
+        ));
+        assert!(matches!(
+            parse("[admin]\nlisen = \"127.0.0.1:9108\"").unwrap_err(),
+            ConfigError::Parse { .. }
+        ));
+        // Round trip through the effective configuration.
+        let c = parse_ok("[admin]\nlisten = \"127.0.0.1:9108\"");
+        let out = c.redacted_toml();
+        assert!(
+            out.contains("[admin]\nlisten = \"127.0.0.1:9108\""),
+            "{out}"
+        );
+    }
+
+    /// Builds from `text` as `load_with` would, with `$CREDENTIALS_DIRECTORY`
+    /// = `creds` (no process environment involved).
+    fn with_credentials(
+        text: &str,
+        env_token: Option<&str>,
+        creds: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
+        let source = Source {
+            text,
+            path: Some(Path::new(FILE)),
+            resolve_base: Some(Path::new(FILE)),
+            file_mode: None,
+            credentials_dir: creds.map(Path::to_path_buf),
+        };
+        build(source, &opts(), env_token.map(str::to_string), None)
+    }
+
+    #[test]
+    fn token_from_a_systemd_credential_comes_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let creds = dir.path();
+        write_file(creds, CREDENTIAL_NAME, &format!("  {TOKEN}\n"), 0o400);
+        // Only the credential: used.
+        let c = with_credentials("", None, Some(creds)).unwrap();
+        assert_eq!(c.threatjammer.token.unwrap().expose(), TOKEN);
+        // Every other source wins over it.
+        let c = with_credentials("", Some("from-env"), Some(creds)).unwrap();
+        assert_eq!(c.threatjammer.token.unwrap().expose(), "from-env");
+        let c = with_credentials(
+            "[threatjammer]\nbearer_token = \"inline\"\n",
+            None,
+            Some(creds),
+        )
+        .unwrap();
+        assert_eq!(c.threatjammer.token.unwrap().expose(), "inline");
+        let file = write_file(creds, "other", "from-file", 0o600);
+        let c = with_credentials(
+            &format!(
+                "[threatjammer]\nbearer_token_file = \"{}\"\n",
+                file.display()
+            ),
+            None,
+            Some(creds),
+        )
+        .unwrap();
+        assert_eq!(c.threatjammer.token.unwrap().expose(), "from-file");
+        // from_toml_str never looks at credentials.
+        assert!(Config::from_toml_str("", None, &opts(), None).is_err());
+    }
+
+    #[test]
+    fn a_missing_credential_is_no_token_and_a_bad_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = with_credentials("", None, Some(dir.path())).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("LoadCredential=bearer_token:"), "{msg}");
+        for (content, what) in [
+            ("", "is empty"),
+            ("a b", "spaces"),
+            ("\u{e9}t\u{e9}", "spaces"),
+        ] {
+            write_file(dir.path(), CREDENTIAL_NAME, content, 0o400);
+            let err = with_credentials("", None, Some(dir.path())).unwrap_err();
+            assert_eq!(invalid_key(&err), "systemd credential bearer_token");
+            let msg = err.to_string();
+            assert!(msg.contains(what), "{msg}");
+            assert!(msg.contains(CREDENTIAL_NAME), "{msg}");
+        }
+        fs::write(dir.path().join(CREDENTIAL_NAME), b"\xff\xfe").unwrap();
+        let msg = with_credentials("", None, Some(dir.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("not UTF-8"), "{msg}");
+        // The credentials directory itself is not a file: a read error names it.
+        fs::remove_file(dir.path().join(CREDENTIAL_NAME)).unwrap();
+        fs::create_dir(dir.path().join(CREDENTIAL_NAME)).unwrap();
+        let msg = with_credentials("", None, Some(dir.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("cannot read it"), "{msg}");
     }
 }

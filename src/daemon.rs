@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 
 use crate::clock::now_ms;
 use crate::config::Config;
+use crate::control::{self, DaemonHooks, Ops};
 use crate::decode::decode;
 use crate::filter::Rules;
 use crate::queue::{EnqueueOutcome, Policy, Queue, QueueError, Sighting};
@@ -42,6 +43,14 @@ pub enum DaemonError {
     Queue(#[from] QueueError),
     #[error(transparent)]
     Reporter(#[from] ReporterError),
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
+    #[error("cannot create the control socket {path}: {source}")]
+    Control {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr} ([input] listen_tcp): {source}; is another process using the port?")]
     Listen {
         addr: std::net::SocketAddr,
@@ -67,6 +76,26 @@ pub fn open_queue(config: &Config) -> Result<Queue, QueueError> {
     )
 }
 
+/// Opens the queue, waiting up to `patience` while another process holds
+/// it: an operator command (`tjfwd status` with no daemon running) holds the
+/// state directory for a moment, which must not stop a daemon from starting.
+pub async fn open_queue_waiting(config: &Config, patience: Duration) -> Result<Queue, QueueError> {
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut logged = false;
+    loop {
+        match open_queue(config) {
+            Err(QueueError::Locked { .. }) if tokio::time::Instant::now() < deadline => {
+                if !logged {
+                    tracing::info!(state_dir = %config.state_dir.display(), "the state directory is busy (an operator command?): waiting");
+                    logged = true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Runs the daemon until `shutdown` completes (or, with `drain`, until
 /// everything is read and sent). Returns once sled has been flushed.
 pub async fn run(
@@ -82,7 +111,7 @@ pub async fn run(
     } else {
         Some(Reporter::new(&config)?)
     };
-    let queue = Arc::new(open_queue(&config)?);
+    let queue = Arc::new(open_queue_waiting(&config, Duration::from_secs(5)).await?);
     let stats = Arc::new(Stats::default());
     let tj = &config.threatjammer;
     tracing::info!(
@@ -107,6 +136,8 @@ pub async fn run(
         "started"
     );
 
+    // The admin endpoint ([admin] listen: metrics, health); stops when dropped.
+    let admin = crate::admin::start_configured(&config, &queue, &stats)?;
     let notify = Arc::new(Notify::new());
     let input_done = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -187,15 +218,40 @@ pub async fn run(
             tj.tags.join(",")
         ),
     };
+    let flush_now = Arc::new(AtomicBool::new(false));
     let scheduler = Scheduler::new(
         queue.clone(),
         reporter,
         settings,
         stats.clone(),
-        notify,
+        notify.clone(),
         input_done,
+        flush_now.clone(),
     );
+
+    // The control socket, for the operator commands.
+    let listener = control::bind(&config.state_dir).map_err(|source| DaemonError::Control {
+        path: control::socket_path(&config.state_dir),
+        source,
+    })?;
+    let (control_stop, control_stopped) = tokio::sync::oneshot::channel::<()>();
+    let ops = Arc::new(Ops {
+        queue: queue.clone(),
+        config: config.clone(),
+        daemon: Some(DaemonHooks {
+            notify,
+            flush_now,
+            stats: stats.clone(),
+        }),
+    });
+    let control_task = tokio::spawn(control::serve(listener, ops, async {
+        let _ = control_stopped.await;
+    }));
+
     scheduler.run(shutdown).await;
+    drop(admin);
+    let _ = control_stop.send(());
+    let _ = control_task.await;
 
     tracing::info!("stopping");
     stop.store(true, Ordering::Release);

@@ -20,14 +20,20 @@
 //! - [`scheduler`]: when to send, and what to do with each answer.
 //! - [`daemon`]: `tjfwd run`, wiring it all with a shutdown future.
 //! - [`stats`]: counters shared by the stages; [`clock`]: stored time.
+//! - [`admin`]: the `[admin] listen` HTTP endpoint (`/metrics`, `/healthz`).
+//! - [`logging`]: log format and level of the binary (human, journald, JSON).
 
+pub mod admin;
 pub mod clock;
+pub mod commands;
 pub mod config;
+pub mod control;
 pub mod cowrie_cfg;
 pub mod daemon;
 pub mod decode;
 pub mod filter;
 pub mod health;
+pub mod logging;
 pub mod queue;
 pub mod ratelimit;
 pub mod reporter;
@@ -35,3 +41,4 @@ pub mod scheduler;
 pub mod socket;
 pub mod source;
 pub mod stats;
+pub mod status;

@@ -1,24 +1,30 @@
 //! The `tjfwd` binary: parses arguments, sets up logging, calls the library.
 //!
-//! Commands: `run` (the daemon; its configuration from `--config` TOML
-//! and/or Cowrie's `--cowrie-config`, built by the library) and `config
-//! import-cowrie` (prints the TOML equivalent of a cowrie.cfg).
+//! Commands: `run` (the daemon), the operator commands `status`, `replay`,
+//! `resend`, `export`, `flush`, `check-config` (they talk to a running
+//! daemon through its control socket, or open the database when none runs),
+//! `config import-cowrie`, `completions` and `man`. Every command takes the
+//! same configuration flags (`--config`, `TJFWD_CONFIG`, `--cowrie-config`).
 //!
 //! Exit codes (stable, for scripts and monitoring):
 //! - 0: success (for `run`: a clean shutdown after SIGTERM/SIGINT, or the
-//!   end of `--drain`);
+//!   end of `--drain`; for `status`: healthy);
 //! - 1: failure (invalid configuration, state directory in use, storage
-//!   error...);
-//! - 2: usage error (unknown flag, missing argument).
+//!   error...; for `status`: degraded);
+//! - 2: usage error (unknown flag, missing argument; for `status`: not
+//!   running).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use tjfwd::commands;
 use tjfwd::config::{Config, LoadOptions};
+use tjfwd::control::ResendFilter;
 use tjfwd::cowrie_cfg;
 use tjfwd::daemon::{self, RunOptions};
+use tjfwd::logging::{self, LogFormat, LogOptions};
 
 /// Forwards attacker addresses seen by the Cowrie honeypot to the Threat
 /// Jammer Report API, durably.
@@ -31,6 +37,14 @@ struct Cli {
     /// Less log output (-q warnings and errors only).
     #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
     quiet: u8,
+    /// Log line format: human (journald-friendly under systemd) or json
+    /// (one object a line, for log shippers).
+    #[arg(long, value_enum, global = true, env = "TJFWD_LOG_FORMAT", default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    /// Log level (error, warn, info, debug, trace) or RUST_LOG-style
+    /// directives (tjfwd=debug,sled=info); wins over RUST_LOG, -v and -q.
+    #[arg(long, global = true, env = "TJFWD_LOG_LEVEL", value_name = "LEVEL", value_parser = logging::parse_level)]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -39,9 +53,171 @@ struct Cli {
 enum Command {
     /// Run the forwarder: tail cowrie.json, queue, report.
     Run(RunArgs),
+    /// Show where tjfwd stands (exit 0 healthy, 1 degraded, 2 not running).
+    Status(StatusArgs),
+    /// Queue the addresses of historical Cowrie logs (plain, .gz, - for stdin).
+    Replay(ReplayArgs),
+    /// Queue again addresses already reported (or dead-lettered).
+    Resend(ResendArgs),
+    /// Print the active denylist mirror with remaining TTLs.
+    Export(ExportArgs),
+    /// Send now what is pending (still under the rate limit).
+    Flush(ConfigOnlyArgs),
+    /// Validate the configuration and print the effective one (token redacted).
+    CheckConfig(CheckConfigArgs),
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+/// The configuration, the same for every command.
+#[derive(Debug, clap::Args)]
+struct ConfigArgs {
+    /// The configuration file (TOML). Optional with --cowrie-config.
+    #[arg(
+        short,
+        long,
+        env = "TJFWD_CONFIG",
+        value_name = "FILE",
+        required_unless_present = "cowrie_config"
+    )]
+    config: Option<PathBuf>,
+    /// Take [threatjammer] and the JSON log from Cowrie's cowrie.cfg
+    /// ([output_threatjammer], [output_jsonlog]); the TOML file, if any,
+    /// supplies the rest and must not set them.
+    #[arg(long, value_name = "FILE")]
+    cowrie_config: Option<PathBuf>,
+    /// The directory Cowrie runs in (default: the directory of cowrie.cfg,
+    /// or its parent if that is `etc`).
+    #[arg(long, value_name = "DIR", requires = "cowrie_config")]
+    cowrie_dir: Option<PathBuf>,
+    /// Use this state directory instead of the configured state_dir.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    /// Loads the configuration; `need_token` refuses one without a token.
+    fn load(&self, need_token: bool) -> anyhow::Result<Config> {
+        let opts = LoadOptions {
+            dry_run: !need_token,
+        };
+        let mut config = match &self.cowrie_config {
+            Some(cowrie) => cowrie_cfg::load_config(
+                cowrie,
+                self.cowrie_dir.as_deref(),
+                self.config.as_deref(),
+                &opts,
+            )?,
+            None => {
+                let path = self
+                    .config
+                    .as_deref()
+                    .context("--config FILE is required")?;
+                Config::load(path, &opts)?
+            }
+        };
+        for n in &config.notes {
+            tracing::info!("{n}");
+        }
+        if let Some(dir) = &self.state_dir {
+            config.state_dir = dir.clone();
+        }
+        Ok(config)
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct ConfigOnlyArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct CheckConfigArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Accept a configuration without a token (as `run --dry-run` does).
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// JSON output (a stable interface: docs/STATUS.md).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct ReplayArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Log files: plain or gzip; - for standard input.
+    #[arg(value_name = "FILE", required = true)]
+    files: Vec<PathBuf>,
+    /// Only events at or after this time: RFC 3339, or a duration ago (7d).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    since: Option<u64>,
+    /// Only events before this time: RFC 3339, or a duration ago (1d).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    until: Option<u64>,
+    /// Print the distinct addresses with their counts; queue nothing.
+    #[arg(long, conflicts_with = "send")]
+    dry_run: bool,
+    /// When no daemon runs: send what is pending afterwards (under the
+    /// rate limit), then exit.
+    #[arg(long)]
+    send: bool,
+    /// Plain progress lines instead of a progress bar.
+    #[arg(long)]
+    no_progress_bar: bool,
+}
+
+fn parse_time(s: &str) -> Result<u64, String> {
+    tjfwd::commands::replay::parse_time(s)
+}
+
+#[derive(Debug, clap::Args)]
+struct ResendArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Addresses whose TTL has not run out (the default).
+    #[arg(long, conflicts_with = "dead_letter")]
+    active: bool,
+    /// Addresses reported (or dead-lettered) within this long (e.g. 2h, 7d).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    since: Option<std::time::Duration>,
+    /// Only this address.
+    #[arg(long, value_name = "ADDR")]
+    ip: Option<std::net::IpAddr>,
+    /// Only addresses in this network.
+    #[arg(long, value_name = "NET")]
+    cidr: Option<ipnet::IpNet>,
+    /// Retry what the API rejected (the dead-letter set), once its cause is fixed.
+    #[arg(long)]
+    dead_letter: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "plain")]
+    format: tjfwd::commands::export::Format,
+    /// nft table / ipset set name prefix (sets NAME4 and NAME6).
+    #[arg(long, default_value = "tjfwd")]
+    name: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,24 +240,8 @@ struct ImportCowrieArgs {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// The configuration file (TOML). Optional with --cowrie-config.
-    #[arg(
-        short,
-        long,
-        env = "TJFWD_CONFIG",
-        value_name = "FILE",
-        required_unless_present = "cowrie_config"
-    )]
-    config: Option<PathBuf>,
-    /// Take [threatjammer] and the JSON log from Cowrie's cowrie.cfg
-    /// ([output_threatjammer], [output_jsonlog]); the TOML file, if any,
-    /// supplies the rest and must not set them.
-    #[arg(long, value_name = "FILE")]
-    cowrie_config: Option<PathBuf>,
-    /// The directory Cowrie runs in (default: the directory of cowrie.cfg,
-    /// or its parent if that is `etc`).
-    #[arg(long, value_name = "DIR", requires = "cowrie_config")]
-    cowrie_dir: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigArgs,
     /// Do everything but the HTTP request: log each batch, acknowledge nothing.
     /// No token is needed.
     #[arg(long)]
@@ -90,14 +250,16 @@ struct RunArgs {
     /// rate limit, without waiting for flush_interval), then exit.
     #[arg(long)]
     drain: bool,
-    /// Use this state directory instead of the configured state_dir.
-    #[arg(long, value_name = "DIR")]
-    state_dir: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose, cli.quiet);
+    logging::init(&LogOptions {
+        format: cli.log_format,
+        level: cli.log_level.clone(),
+        verbose: cli.verbose,
+        quiet: cli.quiet,
+    });
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -110,6 +272,57 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => cmd_run(args),
+        Command::Status(a) => Ok(ExitCode::from(commands::status::run(
+            &a.config.load(false)?,
+            a.json,
+        )?)),
+        Command::Replay(a) => {
+            let config = a.config.load(false)?;
+            let opts = commands::replay::Options {
+                files: a.files,
+                since_ms: a.since,
+                until_ms: a.until,
+                dry_run: a.dry_run,
+                send: a.send,
+                progress_bar: a.no_progress_bar.then_some(false),
+            };
+            commands::replay::run(&config, &opts)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Resend(a) => {
+            let filter = ResendFilter {
+                dead_letter: a.dead_letter,
+                active_only: !a.dead_letter,
+                within_ms: a.since.map(|d| d.as_millis() as u64),
+                ip: a.ip,
+                cidr: a.cidr,
+            };
+            let _ = a.active; // the default; the flag documents it
+            commands::resend::run(&a.config.load(false)?, &filter)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export(a) => {
+            commands::export::run(&a.config.load(false)?, a.format, &a.name)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Flush(a) => {
+            commands::flush::run(&a.config.load(false)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig(a) => {
+            commands::check_config::run(&a.config.load(!a.dry_run)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "tjfwd", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .context("cannot write the man page")?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config(ConfigCommand::ImportCowrie(args)) => cmd_import_cowrie(args),
     }
 }
@@ -127,30 +340,7 @@ fn cmd_import_cowrie(args: ImportCowrieArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let opts = LoadOptions {
-        dry_run: args.dry_run,
-    };
-    let mut config = match &args.cowrie_config {
-        Some(cowrie) => cowrie_cfg::load_config(
-            cowrie,
-            args.cowrie_dir.as_deref(),
-            args.config.as_deref(),
-            &opts,
-        )?,
-        None => {
-            let path = args
-                .config
-                .as_deref()
-                .context("--config FILE is required")?;
-            Config::load(path, &opts)?
-        }
-    };
-    for n in &config.notes {
-        tracing::info!("{n}");
-    }
-    if let Some(dir) = args.state_dir {
-        config.state_dir = dir;
-    }
+    let config = args.config.load(!args.dry_run)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -185,25 +375,4 @@ async fn shutdown_signal() {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
     }
-}
-
-/// Human-readable logs on stderr; `-v`/`-q` pick the level, RUST_LOG wins.
-fn init_logging(verbose: u8, quiet: u8) {
-    use tracing_subscriber::EnvFilter;
-    let level = match (quiet, verbose) {
-        (q, _) if q > 0 => "warn",
-        (_, 0) => "info",
-        (_, 1) => "debug",
-        _ => "trace",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(format!(
-            "{level},sled=warn,hyper=warn,reqwest=warn,rustls=warn"
-        ))
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }

@@ -68,7 +68,7 @@ pub struct Sighting {
 }
 
 /// What an [`Queue::enqueue`] did with its sightings (distinct addresses).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EnqueueOutcome {
     /// Addresses that became pending.
     pub queued_new: u64,
@@ -183,9 +183,22 @@ impl Queue {
             .cache_capacity(cache_capacity)
             .mode(sled::Mode::LowSpace)
             .open()
-            .map_err(|source| QueueError::Open {
-                dir: dir.clone(),
-                source,
+            .map_err(|source| match &source {
+                // sled's own lock: a process that just closed the database
+                // may still hold it for a moment (its flusher thread).
+                sled::Error::Io(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.to_string().contains("could not acquire lock") =>
+                {
+                    QueueError::Locked {
+                        dir: dir.clone(),
+                        lock: dir.join("db"),
+                    }
+                }
+                _ => QueueError::Open {
+                    dir: dir.clone(),
+                    source,
+                },
             })?;
         let created_by = concat!("tjfwd ", env!("CARGO_PKG_VERSION"));
         migrations::migrate(&db, created_by).map_err(|source| QueueError::Schema {
@@ -537,6 +550,62 @@ impl Queue {
     pub fn set_health(&self, h: &Health) -> Result<(), QueueError> {
         self.meta.insert(meta_keys::HEALTH, v1::encode(h))?;
         Ok(())
+    }
+
+    /// Queues addresses again on the operator's request (`tjfwd resend`),
+    /// whatever their reported or dead-letter state: an address leaves the
+    /// dead-letter set and becomes pending (unless it already is). Returns
+    /// (queued, already pending).
+    pub fn requeue(&self, addrs: &[IpAddr], now_ms: u64) -> Result<(u64, u64), QueueError> {
+        let keys: Vec<Vec<u8>> = addrs.iter().map(|a| v1::addr_key(*a)).collect();
+        (&self.meta, &self.pending, &self.order, &self.dead)
+            .transaction(|(meta, pending, order, dead)| {
+                let mut next_seq = tx_counter(meta, meta_keys::NEXT_SEQ)?;
+                let mut count = tx_counter(meta, meta_keys::PENDING_COUNT)?;
+                let (mut queued, mut already) = (0, 0);
+                for key in &keys {
+                    let d = tx_get::<Dead>(dead, "dead", key)?;
+                    dead.remove(key.as_slice())?;
+                    if pending.get(key)?.is_some() {
+                        already += 1;
+                        continue;
+                    }
+                    let p = Pending {
+                        first_seen_ms: d.as_ref().map_or(now_ms, |d| d.first_seen_ms),
+                        last_seen_ms: now_ms,
+                        hits: d.as_ref().map_or(1, |d| d.hits),
+                        seq: next_seq,
+                        queued_at_ms: now_ms,
+                    };
+                    pending.insert(key.as_slice(), v1::encode(&p))?;
+                    order.insert(&v1::seq_key(next_seq), key.as_slice())?;
+                    next_seq += 1;
+                    count += 1;
+                    queued += 1;
+                }
+                meta.insert(meta_keys::NEXT_SEQ, &next_seq.to_be_bytes())?;
+                meta.insert(meta_keys::PENDING_COUNT, &count.to_be_bytes())?;
+                Ok((queued, already))
+            })
+            .map_err(tx_err)
+    }
+
+    /// Every entry of the reported set (a scan: for operator commands).
+    pub fn reported_entries(
+        &self,
+    ) -> impl Iterator<Item = Result<(IpAddr, Reported), QueueError>> + '_ {
+        self.reported.iter().map(|item| {
+            let (k, v) = item?;
+            Ok((v1::addr_from_key(&k)?, v1::decode("reported", &v)?))
+        })
+    }
+
+    /// Every entry of the dead-letter set (a scan: for operator commands).
+    pub fn dead_entries(&self) -> impl Iterator<Item = Result<(IpAddr, Dead), QueueError>> + '_ {
+        self.dead.iter().map(|item| {
+            let (k, v) = item?;
+            Ok((v1::addr_from_key(&k)?, v1::decode("dead", &v)?))
+        })
     }
 
     /// Number of entries in the reported set (a scan: not for hot paths).

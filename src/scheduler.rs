@@ -59,6 +59,9 @@ pub struct Scheduler {
     notify: Arc<Notify>,
     /// Set by the input when it has read everything (drain mode).
     input_done: Arc<AtomicBool>,
+    /// Set by `tjfwd flush`: send what is pending without waiting for the
+    /// flush interval; cleared once nothing is pending.
+    flush_now: Arc<AtomicBool>,
     /// No attempt before this instant (backoff, 429, configuration error).
     /// Monotonic: a wall clock stepped back cannot stretch it.
     blocked_until: Option<Instant>,
@@ -88,6 +91,7 @@ impl Scheduler {
         stats: Arc<Stats>,
         notify: Arc<Notify>,
         input_done: Arc<AtomicBool>,
+        flush_now: Arc<AtomicBool>,
     ) -> Scheduler {
         Scheduler {
             batch_cap: settings.batch_size,
@@ -97,6 +101,7 @@ impl Scheduler {
             stats,
             notify,
             input_done,
+            flush_now,
             blocked_until: None,
             transient_failures: 0,
             config_failures: 0,
@@ -165,7 +170,8 @@ impl Scheduler {
     }
 
     fn next_step(&self, now: u64) -> Result<Step, QueueError> {
-        let draining = self.settings.drain && self.input_done.load(Ordering::Acquire);
+        let flushing = self.flush_now.load(Ordering::Acquire);
+        let draining = flushing || (self.settings.drain && self.input_done.load(Ordering::Acquire));
         let pending = if self.reporter.is_none() {
             // Dry run: what has not been logged yet.
             self.queue
@@ -175,11 +181,11 @@ impl Scheduler {
             self.queue.pending_count()?
         };
         if pending == 0 {
-            return Ok(if draining {
-                Step::Done
-            } else {
-                Step::Wait(None)
-            });
+            if flushing {
+                self.flush_now.store(false, Ordering::Release);
+            }
+            let done = self.settings.drain && self.input_done.load(Ordering::Acquire);
+            return Ok(if done { Step::Done } else { Step::Wait(None) });
         }
         if let Some(until) = self.blocked_until {
             let left = until.saturating_duration_since(Instant::now());
@@ -382,6 +388,7 @@ impl Scheduler {
 
         let addrs: Vec<IpAddr> = batch.iter().map(|b| b.addr).collect();
         let reply = reporter.send(&addrs).await;
+        self.stats.count_reply(reply.status);
 
         let done = now_ms();
         let mut log = self.queue.request_log()?;

@@ -309,6 +309,19 @@ impl LineSplitter {
     pub fn pending(&self) -> usize {
         self.partial.len()
     }
+
+    /// At the end of a finished stream: hands out a last line that has no
+    /// newline (a complete file may end without one).
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> bool {
+        let had = !self.partial.is_empty() && !self.discarding;
+        if had {
+            out.extend_from_slice(&self.partial);
+            out.push(b'\n');
+        }
+        self.partial.clear();
+        self.discarding = false;
+        had
+    }
 }
 
 fn skip_too_long(stats: &Stats, max_line: usize) {
@@ -904,6 +917,14 @@ fn fingerprint_of(head: &[u8]) -> Option<u64> {
         }
         None => None,
     }
+}
+
+/// The identity of the file at `path` (None while its first line is
+/// incomplete).
+pub fn identify_path(path: &Path) -> io::Result<Option<FileId>> {
+    let f = File::open(path)?;
+    let m = f.metadata()?;
+    identify(&f, m.dev(), m.ino())
 }
 
 /// The identity of a plain file, or None while its first line is incomplete

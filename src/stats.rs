@@ -6,6 +6,7 @@
 //! at first, then at most one summary line per reason a minute, so a flood of
 //! garbage cannot flood the log.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -112,6 +113,10 @@ pub struct Stats {
     pub rate_limit_waits: AtomicU64,
     /// Failed attempts that will be retried.
     pub retries: AtomicU64,
+    /// Answered requests by HTTP status (0: no answer: timeout, connection
+    /// error), for the `tjfwd_requests_total{status}` metric. A map behind a
+    /// lock, bumped once a request: statuses are few and requests are rare.
+    replies: Mutex<BTreeMap<u16, u64>>,
     warn_state: Mutex<WarnState>,
 }
 
@@ -153,6 +158,19 @@ impl Stats {
     /// Number of skips for `reason`.
     pub fn skipped(&self, reason: SkipReason) -> u64 {
         self.skipped[reason.index()].load(Ordering::Relaxed)
+    }
+
+    /// Counts the outcome of a request: its HTTP status, or None when no
+    /// answer came (counted as status 0).
+    pub fn count_reply(&self, status: Option<u16>) {
+        let mut m = self.replies.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(status.unwrap_or(0)).or_insert(0) += 1;
+    }
+
+    /// Requests by HTTP status (0: no answer), in status order.
+    pub fn replies(&self) -> Vec<(u16, u64)> {
+        let m = self.replies.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter().map(|(s, n)| (*s, *n)).collect()
     }
 
     /// Bumps a counter by `n`.
@@ -209,5 +227,15 @@ mod tests {
         assert_eq!(s.skipped(SkipReason::NotJson), 3);
         assert_eq!(s.skipped(SkipReason::NonPublic), 1);
         assert_eq!(s.skipped(SkipReason::TooLong), 0);
+    }
+
+    #[test]
+    fn replies_are_counted_by_status() {
+        let s = Stats::default();
+        assert!(s.replies().is_empty());
+        for st in [Some(202), None, Some(429), Some(202)] {
+            s.count_reply(st);
+        }
+        assert_eq!(s.replies(), vec![(0, 1), (202, 2), (429, 1)]);
     }
 }

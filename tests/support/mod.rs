@@ -5,5 +5,6 @@
 //! crate uses every helper, hence the blanket `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod bin;
 pub mod cowrie;
 pub mod fake_api;

@@ -1,0 +1,12 @@
+//! `tjfwd check-config`: validate the configuration and print the effective
+//! one, token redacted. Used by the systemd unit's `ExecStartPre`.
+
+use crate::config::Config;
+
+/// Prints the effective configuration and its warnings.
+pub fn run(config: &Config) {
+    for w in &config.warnings {
+        eprintln!("tjfwd: warning: {w}");
+    }
+    print!("{}", config.redacted_toml());
+}

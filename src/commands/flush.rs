@@ -1,0 +1,29 @@
+//! `tjfwd flush`: send now what is pending, still under the rate limit.
+//!
+//! With a daemon running, its scheduler is asked to send without waiting for
+//! the flush interval. Without one, this command sends it itself (the same
+//! scheduler, in drain mode) and returns when nothing is pending.
+
+use crate::commands::{send_pending, Backend, CommandError};
+use crate::config::Config;
+
+/// Flushes; prints what it did.
+pub fn run(config: &Config) -> Result<(), CommandError> {
+    match Backend::open(config)? {
+        mut b @ Backend::Daemon(_) => {
+            let out = b.flush()?;
+            println!(
+                "asked the daemon to send {} pending addresses now (under the rate limit)",
+                out.pending
+            );
+        }
+        Backend::Local(ops) => {
+            let pending = ops.queue.pending_count()?;
+            drop(ops);
+            println!("no daemon runs: sending {pending} pending addresses (under the rate limit)…");
+            let sent = send_pending(config)?;
+            println!("sent {sent} addresses");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,491 @@
+//! Control: the operations behind `tjfwd status`, `replay`, `resend`,
+//! `export` and `flush`, and the Unix socket through which a running daemon
+//! performs them for the command line.
+//!
+//! sled allows one process per database, so while `tjfwd run` holds the state
+//! directory the commands send their requests to `state_dir/control.sock`;
+//! when no daemon runs, they open the database and perform the very same
+//! [`Ops`] themselves. Either way the command behaves the same.
+//!
+//! # Protocol
+//!
+//! One JSON object per line, request then response, any number per
+//! connection: `{"cmd":"status"}` → `{"ok":true,"result":{...}}` or
+//! `{"ok":false,"error":"..."}`. Requests are at most 64 MiB.
+//!
+//! # Access
+//!
+//! The socket is created mode 0600 in the state directory (itself 0700), and
+//! the daemon checks every connection's peer credentials: only its own user
+//! (and root) may send requests; anyone else is refused and logged.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::IpAddr;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::queue::{EnqueueOutcome, Queue, QueueError, Sighting};
+use crate::stats::Stats;
+use crate::status::{rfc3339, Snapshot};
+
+/// The socket's file name in the state directory.
+pub const SOCKET_NAME: &str = "control.sock";
+/// Largest request or response line.
+const MAX_LINE: usize = 64 << 20;
+
+/// The socket path of a state directory.
+pub fn socket_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(SOCKET_NAME)
+}
+
+/// A request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    Status,
+    /// Queue sightings (from `replay`): (address, event time ms).
+    Enqueue {
+        sightings: Vec<(IpAddr, u64)>,
+    },
+    Resend {
+        filter: ResendFilter,
+    },
+    Export,
+    Flush,
+}
+
+/// Which addresses `resend` queues again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResendFilter {
+    /// From the dead-letter set instead of the reported set.
+    pub dead_letter: bool,
+    /// Only entries whose TTL has not run out (reported set).
+    pub active_only: bool,
+    /// Only entries reported (or dead-lettered) within this many ms.
+    pub within_ms: Option<u64>,
+    /// Only this address.
+    pub ip: Option<IpAddr>,
+    /// Only addresses in this network.
+    pub cidr: Option<IpNet>,
+}
+
+/// What `resend` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResendOutcome {
+    /// Entries that matched the filter.
+    pub matched: u64,
+    /// Of those, newly queued.
+    pub queued: u64,
+    /// Of those, already pending.
+    pub already_pending: u64,
+}
+
+/// One entry of the denylist mirror (`export`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportEntry {
+    pub address: IpAddr,
+    /// Last accepted report (RFC 3339).
+    pub last_reported: String,
+    /// When its TTL runs out (RFC 3339).
+    pub expires_at: String,
+    /// Seconds left.
+    pub remaining_ttl_s: u64,
+    /// Accepted reports.
+    pub reports: u64,
+}
+
+/// What `flush` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlushOutcome {
+    /// Addresses pending when the flush was asked for.
+    pub pending: u64,
+}
+
+/// A response line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Errors of the control operations.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error("the control socket {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the daemon answered: {0}")]
+    Daemon(String),
+    #[error("the daemon's answer could not be read: {0}; is the daemon the same tjfwd version as this command?")]
+    Protocol(String),
+    #[error("{0}")]
+    Unsupported(&'static str),
+}
+
+/// The hooks into a running daemon.
+#[derive(Debug, Clone)]
+pub struct DaemonHooks {
+    /// Wakes the scheduler.
+    pub notify: Arc<Notify>,
+    /// Asks the scheduler to send what is pending without waiting.
+    pub flush_now: Arc<AtomicBool>,
+    /// The daemon's counters.
+    pub stats: Arc<Stats>,
+}
+
+/// The operations, on an open queue.
+pub struct Ops {
+    pub queue: Arc<Queue>,
+    pub config: Config,
+    /// Set inside the daemon; None when a command opened the database.
+    pub daemon: Option<DaemonHooks>,
+}
+
+impl Ops {
+    /// The status snapshot.
+    pub fn status(&self) -> Result<Snapshot, ControlError> {
+        let stats = self.daemon.as_ref().map(|d| &*d.stats);
+        let pid = self.daemon.as_ref().map(|_| std::process::id());
+        Ok(Snapshot::collect(&self.queue, &self.config, stats, pid)?)
+    }
+
+    /// Queues sightings and makes them durable before answering.
+    pub fn enqueue(&self, sightings: &[Sighting]) -> Result<EnqueueOutcome, ControlError> {
+        let out = self.queue.enqueue(sightings, None, now_ms())?;
+        self.queue.flush()?;
+        if let Some(d) = &self.daemon {
+            crate::daemon::count_enqueued(&d.stats, &out);
+            if out.queued_new > 0 {
+                d.notify.notify_one();
+            }
+        }
+        Ok(out)
+    }
+
+    /// Queues again the entries that match `filter`.
+    pub fn resend(&self, filter: &ResendFilter) -> Result<ResendOutcome, ControlError> {
+        let now = now_ms();
+        let recent = |t: u64| filter.within_ms.is_none_or(|w| t >= now.saturating_sub(w));
+        let wanted = |a: IpAddr| {
+            filter.ip.is_none_or(|ip| crate::filter::normalize(ip) == a)
+                && filter.cidr.is_none_or(|net| net.contains(&a))
+        };
+        let mut addrs = Vec::new();
+        if filter.dead_letter {
+            for e in self.queue.dead_entries() {
+                let (a, d) = e?;
+                if wanted(a) && recent(d.at_ms) {
+                    addrs.push(a);
+                }
+            }
+        } else {
+            for e in self.queue.reported_entries() {
+                let (a, r) = e?;
+                if wanted(a)
+                    && recent(r.last_reported_ms)
+                    && (!filter.active_only || r.expires_at_ms > now)
+                {
+                    addrs.push(a);
+                }
+            }
+        }
+        let mut out = ResendOutcome {
+            matched: addrs.len() as u64,
+            ..ResendOutcome::default()
+        };
+        for chunk in addrs.chunks(1000) {
+            let (q, a) = self.queue.requeue(chunk, now)?;
+            out.queued += q;
+            out.already_pending += a;
+        }
+        self.queue.flush()?;
+        if let Some(d) = &self.daemon {
+            if out.queued > 0 {
+                d.notify.notify_one();
+            }
+        }
+        Ok(out)
+    }
+
+    /// The active entries of the denylist mirror, soonest expiry first.
+    pub fn export(&self) -> Result<Vec<ExportEntry>, ControlError> {
+        let now = now_ms();
+        let mut out = Vec::new();
+        for e in self.queue.reported_entries() {
+            let (a, r) = e?;
+            if r.expires_at_ms <= now {
+                continue;
+            }
+            out.push(ExportEntry {
+                address: a,
+                last_reported: rfc3339(r.last_reported_ms),
+                expires_at: rfc3339(r.expires_at_ms),
+                remaining_ttl_s: (r.expires_at_ms - now).div_ceil(1000),
+                reports: r.count,
+            });
+        }
+        out.sort_by(|a, b| {
+            a.expires_at
+                .cmp(&b.expires_at)
+                .then(a.address.cmp(&b.address))
+        });
+        Ok(out)
+    }
+
+    /// Asks the daemon's scheduler to send what is pending now.
+    pub fn flush(&self) -> Result<FlushOutcome, ControlError> {
+        let d = self.daemon.as_ref().ok_or(ControlError::Unsupported(
+            "flush needs the daemon's scheduler",
+        ))?;
+        let pending = self.queue.pending_count()?;
+        d.flush_now.store(true, Ordering::Release);
+        d.notify.notify_one();
+        Ok(FlushOutcome { pending })
+    }
+
+    /// Performs a request.
+    pub fn handle(&self, req: Request) -> Response {
+        fn done<T: Serialize>(r: Result<T, ControlError>) -> Response {
+            match r {
+                Ok(v) => Response {
+                    ok: true,
+                    result: Some(serde_json::to_value(v).expect("plain data serializes")),
+                    error: None,
+                },
+                Err(e) => Response {
+                    ok: false,
+                    result: None,
+                    error: Some(e.to_string()),
+                },
+            }
+        }
+        match req {
+            Request::Status => done(self.status()),
+            Request::Enqueue { sightings } => {
+                let s: Vec<Sighting> = sightings
+                    .into_iter()
+                    .map(|(addr, seen_ms)| Sighting {
+                        addr: crate::filter::normalize(addr),
+                        seen_ms,
+                    })
+                    .collect();
+                done(self.enqueue(&s))
+            }
+            Request::Resend { filter } => done(self.resend(&filter)),
+            Request::Export => done(self.export()),
+            Request::Flush => done(self.flush()),
+        }
+    }
+}
+
+/// Creates the daemon's control socket (any old one is stale: the daemon
+/// holds the state directory's lock), mode 0600.
+pub fn bind(state_dir: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = socket_path(state_dir);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = tokio::net::UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves control requests until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::UnixListener,
+    ops: Arc<Ops>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = &mut shutdown => break,
+        };
+        let stream = match accepted {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        match stream.peer_cred() {
+            Ok(c) if c.uid() == me || c.uid() == 0 => {}
+            Ok(c) => {
+                tracing::warn!(
+                    uid = c.uid(),
+                    "control socket: refused a request from another user"
+                );
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket: cannot check the peer; refused");
+                continue;
+            }
+        }
+        let ops = ops.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection(stream, ops).await {
+                tracing::debug!(error = %e, "control connection ended");
+            }
+        });
+    }
+    let _ = std::fs::remove_file(socket_path(&ops.config.state_dir));
+}
+
+async fn connection(stream: tokio::net::UnixStream, ops: Arc<Ops>) -> std::io::Result<()> {
+    let (r, mut w) = stream.into_split();
+    let mut r = tokio::io::BufReader::new(r);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = (&mut r)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .await?;
+        if n == 0 {
+            return Ok(());
+        }
+        let response = if line.len() > MAX_LINE {
+            Response {
+                ok: false,
+                result: None,
+                error: Some("request too large".into()),
+            }
+        } else {
+            match serde_json::from_slice::<Request>(&line) {
+                Ok(req) => {
+                    let ops = ops.clone();
+                    tokio::task::spawn_blocking(move || ops.handle(req))
+                        .await
+                        .unwrap_or_else(|e| Response {
+                            ok: false,
+                            result: None,
+                            error: Some(format!("internal error: {e}")),
+                        })
+                }
+                Err(e) => Response {
+                    ok: false,
+                    result: None,
+                    error: Some(format!("malformed request: {e}")),
+                },
+            }
+        };
+        let mut out = serde_json::to_vec(&response).expect("plain data serializes");
+        out.push(b'\n');
+        w.write_all(&out).await?;
+        if line.len() > MAX_LINE {
+            return Ok(());
+        }
+    }
+}
+
+use tokio::io::AsyncReadExt as _;
+
+/// A connection to a running daemon.
+pub struct Client {
+    path: PathBuf,
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Client {
+    /// Connects to the daemon of `state_dir`; None when no daemon listens.
+    pub fn connect(state_dir: &Path) -> Result<Option<Client>, ControlError> {
+        let path = socket_path(state_dir);
+        let io = |source| ControlError::Io {
+            path: path.clone(),
+            source,
+        };
+        let stream = match UnixStream::connect(&path) {
+            Ok(s) => s,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(io(e)),
+        };
+        let writer = stream.try_clone().map_err(io)?;
+        Ok(Some(Client {
+            reader: BufReader::new(stream),
+            writer,
+            path,
+        }))
+    }
+
+    /// Sends a request and returns its result.
+    pub fn call<T: serde::de::DeserializeOwned>(
+        &mut self,
+        req: &Request,
+    ) -> Result<T, ControlError> {
+        let io = |source| ControlError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let refused = || {
+            ControlError::Protocol(
+                "the daemon closed the connection: only the daemon's user and root may use the control socket".into(),
+            )
+        };
+        let mut line = serde_json::to_vec(req).expect("plain data serializes");
+        line.push(b'\n');
+        match self.writer.write_all(&line) {
+            Ok(()) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                return Err(refused())
+            }
+            Err(e) => return Err(io(e)),
+        }
+        let mut answer = Vec::new();
+        let n = match std::io::Read::take(&mut self.reader, MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut answer)
+        {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
+            Err(e) => return Err(io(e)),
+        };
+        if n == 0 {
+            return Err(refused());
+        }
+        let resp: Response =
+            serde_json::from_slice(&answer).map_err(|e| ControlError::Protocol(e.to_string()))?;
+        if !resp.ok {
+            return Err(ControlError::Daemon(resp.error.unwrap_or_default()));
+        }
+        serde_json::from_value(resp.result.unwrap_or(serde_json::Value::Null))
+            .map_err(|e| ControlError::Protocol(e.to_string()))
+    }
+}

@@ -1,0 +1,351 @@
+//! Log setup of the `tjfwd` binary: where log lines go and what they look
+//! like.
+//!
+//! Every line goes to stderr, in one of three shapes:
+//!
+//! - **human** (the default): tracing's compact text, with a timestamp, in
+//!   colour when stderr is a terminal;
+//! - **human under systemd**: when stderr is the journal (systemd sets
+//!   `JOURNAL_STREAM` to the `device:inode` of the stream it connected to
+//!   stderr, and we check that it still is), no timestamp and no colour
+//!   (journald adds its own time stamp), and each line starts with the
+//!   kernel-style priority prefix `<3>` error, `<4>` warning, `<6>` info,
+//!   `<7>` debug and trace, which journald strips and turns into the
+//!   entry's `PRIORITY` (so `journalctl -p warning` works);
+//! - **json** (`--log-format json`): one JSON object a line, with
+//!   `timestamp`, `level`, `target` and the event's fields at the top level
+//!   (`message`, `reason`, `status`...), for log shippers. Unchanged under
+//!   systemd: shippers parse the JSON, not journald's priority.
+//!
+//! The level: `--log-level` (a level like `debug`, or `RUST_LOG`-style
+//! directives like `tjfwd=debug,sled=info`) wins; else `RUST_LOG`; else
+//! `-v`/`-vv`/`-q`; else info. A bare level keeps the chatty libraries
+//! (sled, hyper, reqwest, rustls) at warnings; directives are taken as
+//! written.
+//!
+//! Attacker-controlled text never reaches a log line unescaped (see
+//! `stats::escape_for_log`); the JSON encoder escapes what it is given.
+
+use std::fmt;
+use std::io::IsTerminal;
+
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::EnvFilter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// The environment variable systemd sets when stdout/stderr are connected to
+/// the journal: `device:inode` of that stream.
+pub const JOURNAL_STREAM_ENV: &str = "JOURNAL_STREAM";
+
+/// Directives added to a bare level: libraries that are chatty below warn.
+const QUIET_LIBRARIES: &str = "sled=warn,hyper=warn,hyper_util=warn,reqwest=warn,rustls=warn";
+
+/// The shape of log lines (`--log-format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Text for people (journald-friendly under systemd).
+    #[default]
+    Human,
+    /// One JSON object a line, for log shippers.
+    Json,
+}
+
+/// What the command line says about logging.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    /// `--log-format`.
+    pub format: LogFormat,
+    /// `--log-level`: a level or `RUST_LOG`-style directives; wins over
+    /// `RUST_LOG`, `-v` and `-q`.
+    pub level: Option<String>,
+    /// `-v` count (1 debug, 2+ trace).
+    pub verbose: u8,
+    /// `-q` count (warnings and errors only).
+    pub quiet: u8,
+}
+
+/// Checks a `--log-level` value (for clap's `value_parser`): a level or
+/// directives `EnvFilter` accepts.
+pub fn parse_level(value: &str) -> Result<String, String> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err("empty: give a level (error, warn, info, debug, trace) or \
+                    directives like \"tjfwd=debug,sled=info\""
+            .into());
+    }
+    EnvFilter::builder()
+        .parse(v)
+        .map(|_| v.to_string())
+        .map_err(|e| {
+            format!("{e}: give a level (error, warn, info, debug, trace) or directives like \"tjfwd=debug,sled=info\"")
+        })
+}
+
+/// The filter directives for `opts`, given the value of `RUST_LOG`.
+pub fn directives(opts: &LogOptions, rust_log: Option<&str>) -> String {
+    let with_libraries = |level: &str| format!("{level},{QUIET_LIBRARIES}");
+    if let Some(level) = opts.level.as_deref() {
+        return if is_bare_level(level) {
+            with_libraries(level)
+        } else {
+            level.to_string()
+        };
+    }
+    if let Some(env) = rust_log.filter(|v| !v.trim().is_empty()) {
+        return env.to_string();
+    }
+    let level = match (opts.quiet, opts.verbose) {
+        (q, _) if q > 0 => "warn",
+        (_, 0) => "info",
+        (_, 1) => "debug",
+        _ => "trace",
+    };
+    with_libraries(level)
+}
+
+fn is_bare_level(s: &str) -> bool {
+    matches!(
+        s.to_ascii_lowercase().as_str(),
+        "off" | "error" | "warn" | "info" | "debug" | "trace"
+    )
+}
+
+/// The syslog priority journald reads from a `<N>` line prefix.
+pub fn journal_priority(level: Level) -> u8 {
+    match level {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 6,
+        _ => 7,
+    }
+}
+
+/// Whether stderr is the journal: `JOURNAL_STREAM` is set and names the
+/// device and inode of our stderr (a child whose stderr was redirected
+/// inherits the variable but not the stream).
+pub fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(value) = std::env::var_os(JOURNAL_STREAM_ENV) else {
+        return false;
+    };
+    let Some((dev, ino)) = value.to_str().and_then(|v| v.split_once(':')) else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    // fstat(2) of a duplicate of fd 2: same device and inode.
+    let Ok(fd) = std::os::fd::AsFd::as_fd(&std::io::stderr()).try_clone_to_owned() else {
+        return false;
+    };
+    std::fs::File::from(fd)
+        .metadata()
+        .map(|m| m.dev() == dev && m.ino() == ino)
+        .unwrap_or(false)
+}
+
+/// Installs the global subscriber writing to stderr. Call once, first thing.
+pub fn init(opts: &LogOptions) {
+    let journal = stderr_is_journal();
+    let ansi = !journal && std::io::stderr().is_terminal();
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let filter = EnvFilter::new(directives(opts, rust_log.as_deref()));
+    // try_init also routes the `log` records of libraries (sled) to tracing.
+    let _ = subscriber(opts.format, journal, ansi, filter, std::io::stderr).try_init();
+}
+
+/// The subscriber for a format, writing to `writer` (a function for tests).
+pub fn subscriber<W>(
+    format: LogFormat,
+    journal: bool,
+    ansi: bool,
+    filter: EnvFilter,
+    writer: W,
+) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    match (format, journal) {
+        (LogFormat::Json, _) => Box::new(
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false)
+                .finish(),
+        ),
+        (LogFormat::Human, true) => Box::new(
+            builder
+                .with_ansi(false)
+                .event_format(JournalFormat(
+                    tracing_subscriber::fmt::format()
+                        .without_time()
+                        .with_ansi(false),
+                ))
+                .finish(),
+        ),
+        (LogFormat::Human, false) => Box::new(builder.with_ansi(ansi).finish()),
+    }
+}
+
+/// Prefixes each line of an inner format with journald's `<N>` priority.
+struct JournalFormat<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for JournalFormat<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        write!(writer, "<{}>", journal_priority(*event.metadata().level()))?;
+        self.0.format_event(ctx, writer, event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Buf {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    fn capture(format: LogFormat, journal: bool, f: impl FnOnce()) -> String {
+        let buf = Buf::default();
+        let w = buf.clone();
+        let sub = subscriber(format, journal, false, EnvFilter::new("debug"), move || {
+            w.clone()
+        });
+        tracing::subscriber::with_default(sub, f);
+        buf.text()
+    }
+
+    fn events() {
+        tracing::error!(status = 401, "sending is paused");
+        tracing::warn!(reason = "not_json", "skipped a line");
+        tracing::info!(pending = 3, "started");
+        tracing::debug!("details");
+        tracing::trace!("not shown at debug");
+    }
+
+    #[test]
+    fn journal_lines_have_priorities_and_no_time() {
+        let out = capture(LogFormat::Human, true, events);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 4, "{out}");
+        for (line, prefix) in lines.iter().zip(["<3>", "<4>", "<6>", "<7>"]) {
+            assert!(line.starts_with(prefix), "{line}");
+        }
+        assert!(
+            lines[0].contains("ERROR") && lines[0].contains("status=401"),
+            "{out}"
+        );
+        assert!(lines[2].contains("started pending=3"), "{out}");
+        // No timestamp: the level comes right after the prefix.
+        assert!(lines[2].starts_with("<6> INFO "), "{out}");
+        assert!(!out.contains('\x1b'), "{out}");
+    }
+
+    #[test]
+    fn human_lines_have_a_time_and_no_prefix() {
+        let out = capture(LogFormat::Human, false, events);
+        let first = out.lines().next().unwrap();
+        assert!(first.starts_with(char::is_numeric), "{first}");
+        assert!(!first.starts_with('<'), "{first}");
+        assert!(first.contains("ERROR"), "{first}");
+    }
+
+    #[test]
+    fn json_lines_are_objects_with_flat_fields() {
+        for journal in [false, true] {
+            let out = capture(LogFormat::Json, journal, events);
+            let lines: Vec<serde_json::Value> = out
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+                .collect();
+            assert_eq!(lines.len(), 4, "{out}");
+            assert_eq!(lines[0]["level"], "ERROR");
+            assert_eq!(lines[0]["message"], "sending is paused");
+            assert_eq!(lines[0]["status"], 401);
+            assert_eq!(lines[1]["reason"], "not_json");
+            assert_eq!(lines[2]["level"], "INFO");
+            assert!(lines[2]["timestamp"].is_string());
+            assert!(lines[2]["target"].is_string());
+        }
+    }
+
+    #[test]
+    fn level_precedence() {
+        let opts = |level: Option<&str>, verbose, quiet| LogOptions {
+            format: LogFormat::Human,
+            level: level.map(str::to_string),
+            verbose,
+            quiet,
+        };
+        let lib = QUIET_LIBRARIES;
+        assert_eq!(directives(&opts(None, 0, 0), None), format!("info,{lib}"));
+        assert_eq!(directives(&opts(None, 1, 0), None), format!("debug,{lib}"));
+        assert_eq!(directives(&opts(None, 2, 0), None), format!("trace,{lib}"));
+        assert_eq!(directives(&opts(None, 0, 1), None), format!("warn,{lib}"));
+        // RUST_LOG wins over -v/-q ...
+        assert_eq!(directives(&opts(None, 2, 0), Some("error")), "error");
+        assert_eq!(
+            directives(&opts(None, 0, 0), Some("  ")),
+            format!("info,{lib}")
+        );
+        // ... and --log-level over RUST_LOG.
+        assert_eq!(
+            directives(&opts(Some("debug"), 0, 1), Some("error")),
+            format!("debug,{lib}")
+        );
+        assert_eq!(
+            directives(&opts(Some("tjfwd=trace,sled=info"), 0, 0), Some("error")),
+            "tjfwd=trace,sled=info"
+        );
+    }
+
+    #[test]
+    fn log_level_values_are_checked() {
+        assert_eq!(parse_level(" debug ").unwrap(), "debug");
+        assert!(parse_level("tjfwd=debug,sled=info").is_ok());
+        assert!(parse_level("").is_err());
+        assert!(parse_level("tjfwd=loud").is_err());
+    }
+
+    #[test]
+    fn priorities() {
+        assert_eq!(journal_priority(Level::ERROR), 3);
+        assert_eq!(journal_priority(Level::WARN), 4);
+        assert_eq!(journal_priority(Level::INFO), 6);
+        assert_eq!(journal_priority(Level::DEBUG), 7);
+        assert_eq!(journal_priority(Level::TRACE), 7);
+    }
+}

@@ -1,0 +1,514 @@
+//! The operator commands against the real binary, with a daemon running
+//! (through its control socket) and without (the database opened directly):
+//! they must behave the same either way.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::bin::{bin, output_of, sigterm, spawn, wait_with_limit, Env, Running};
+use support::cowrie;
+use support::fake_api::{FakeApi, FakeConfig};
+
+/// Runs a command to completion (with stdin from `input`).
+fn run(cfg: &Path, args: &[&str], input: Option<&[u8]>) -> Output {
+    let mut cmd = bin();
+    cmd.args(args).arg("--config").arg(cfg);
+    if input.is_none() {
+        return cmd.stdin(Stdio::null()).output().unwrap();
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let data = input.unwrap().to_vec();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&data));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    out
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn status_json(cfg: &Path) -> (i32, serde_json::Value) {
+    let o = run(cfg, &["status", "--json"], None);
+    let v = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    (o.status.code().unwrap(), v)
+}
+
+/// A log of `n` distinct public addresses (each seen twice), plus noise.
+fn write_log(path: &Path, addrs: &[String]) {
+    let mut lines = Vec::new();
+    for (i, a) in addrs.iter().enumerate() {
+        lines.push(cowrie::connect(a, i as u64));
+        lines.push(cowrie::login_failed(a, i as u64 * 1000));
+        lines.push(cowrie::login_failed(a, i as u64 * 1000 + 1));
+    }
+    lines.push(cowrie::login_failed("10.0.0.1", 5));
+    lines.push("garbage".into());
+    cowrie::append(path, &lines);
+}
+
+/// A config without a file input (commands feed it), flush interval long so
+/// only `flush` or a full batch sends.
+fn config(env: &Env, api: &FakeApi, flush: &str) -> PathBuf {
+    let cfg = env.config(api, "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("cowrie_json = \"cowrie.json\"\n", "")
+        .replace(
+            "flush_interval = \"100ms\"",
+            &format!("flush_interval = \"{flush}\""),
+        );
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+fn start_daemon(cfg: &Path) -> Running {
+    let mut d = spawn(bin().args(["run", "--config"]).arg(cfg));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let o = run(cfg, &["status", "--json"], None);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        if v["daemon_running"] == true {
+            return d;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "daemon did not start: {}",
+            output_of(&mut d)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn stop_daemon(mut d: Running) -> String {
+    sigterm(&d);
+    let s = wait_with_limit(&mut d, Duration::from_secs(10));
+    let out = output_of(&mut d);
+    assert_eq!(s.and_then(|s| s.code()), Some(0), "{out}");
+    out
+}
+
+fn gz(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn status_without_a_daemon_says_so_and_exits_2() {
+    let env = Env::new();
+    let api = FakeApi::start(FakeConfig::default());
+    let cfg = config(&env, &api, "1h");
+    // No database at all yet: a clear error.
+    let o = run(&cfg, &["status"], None);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("has `tjfwd run` ever run"),
+        "{}",
+        text(&o)
+    );
+    // After a run: not running.
+    let d = start_daemon(&cfg);
+    stop_daemon(d);
+    let o = run(&cfg, &["status"], None);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("not running"),
+        "{}",
+        text(&o)
+    );
+    let (code, v) = status_json(&cfg);
+    assert_eq!(code, 2);
+    assert_eq!(v["daemon_running"], false);
+    assert_eq!(v["pending"], 0);
+    assert!(v["counters"].is_null());
+}
+
+#[test]
+fn replay_queues_once_with_and_without_a_daemon_and_the_daemon_sends() {
+    let env = Env::new();
+    let api = FakeApi::start(FakeConfig::default());
+    let cfg = config(&env, &api, "1h");
+    let addrs = cowrie::public_addresses(120);
+    let plain = env.path("old.json");
+    write_log(&plain, &addrs[..60]);
+    let gzipped = env.path("older.json.gz");
+    let mut other = Vec::new();
+    {
+        let p = env.path("tmp.json");
+        write_log(&p, &addrs[60..]);
+        other = std::fs::read(&p).unwrap_or(other);
+    }
+    std::fs::write(&gzipped, gz(&other)).unwrap();
+    // The database exists once a daemon has run.
+    stop_daemon(start_daemon(&cfg));
+
+    // Without a daemon: plain file and gzip from stdin.
+    let o = run(&cfg, &["replay", plain.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("60 addresses newly queued"),
+        "{}",
+        text(&o)
+    );
+    let o = run(
+        &cfg,
+        &["replay", "-"],
+        Some(&std::fs::read(&gzipped).unwrap()),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(status_json(&cfg).1["pending"], 120);
+    // Again: nothing new.
+    let o = run(
+        &cfg,
+        &["replay", plain.to_str().unwrap(), gzipped.to_str().unwrap()],
+        None,
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(" 0 addresses newly queued"),
+        "{}",
+        text(&o)
+    );
+
+    // With a daemon: the same through the socket; flush sends it all.
+    let d = start_daemon(&cfg);
+    let extra = env.path("extra.json");
+    write_log(&extra, &cowrie::public_addresses(130)[120..]);
+    let o = run(
+        &cfg,
+        &["replay", "--no-progress-bar", extra.to_str().unwrap()],
+        None,
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("10 addresses newly queued"),
+        "{}",
+        text(&o)
+    );
+    let (code, v) = status_json(&cfg);
+    assert_eq!((code, v["pending"].as_u64()), (0, Some(130)), "{v}");
+    assert_eq!(v["counters"]["queued_new"], 10);
+    let o = run(&cfg, &["flush"], None);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("130 pending"),
+        "{}",
+        text(&o)
+    );
+    assert!(api.wait_for_accepted(130, Duration::from_secs(20)));
+    let all: BTreeSet<String> = cowrie::public_addresses(130).into_iter().collect();
+    assert_eq!(api.accepted_unique(), all);
+    // Replaying after the report: the sightings are older, nothing is due.
+    let o = run(&cfg, &["replay", plain.to_str().unwrap()], None);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("60 reported since"),
+        "{}",
+        text(&o)
+    );
+    stop_daemon(d);
+}
+
+#[test]
+fn replay_dry_run_and_time_window() {
+    let env = Env::new();
+    let api = FakeApi::start(FakeConfig::default());
+    let cfg = config(&env, &api, "1h");
+    let addrs = cowrie::public_addresses(5);
+    let log = env.path("old.json");
+    write_log(&log, &addrs);
+    let o = run(&cfg, &["replay", "--dry-run", log.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out.lines().count(), 5, "{out}");
+    assert!(out.lines().all(|l| l.ends_with(" 2")), "{out}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing was queued"));
+    assert!(!env.path("state").exists(), "a dry run touches no state");
+    // Events at 0, 1, 2, 3, 4 s after 2026-11-22T00:00:00Z: keep [1 s, 3 s).
+    let o = run(
+        &cfg,
+        &[
+            "replay",
+            "--dry-run",
+            "--since",
+            "2026-11-22T00:00:01Z",
+            "--until",
+            "2026-11-22T00:00:03Z",
+            log.to_str().unwrap(),
+        ],
+        None,
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out.lines().count(), 2, "{}", text(&o));
+    // A bad time is a usage error.
+    let o = run(
+        &cfg,
+        &["replay", "--since", "yesterday-ish", log.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}
+
+#[test]
+fn replay_send_without_a_daemon_delivers_and_exits() {
+    let env = Env::new();
+    let api = FakeApi::start(FakeConfig::default());
+    let cfg = config(&env, &api, "1h");
+    stop_daemon(start_daemon(&cfg));
+    let addrs = cowrie::public_addresses(25);
+    let log = env.path("old.json");
+    write_log(&log, &addrs);
+    let o = run(&cfg, &["replay", "--send", log.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("sent 25 addresses"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(api.accepted_unique().len(), 25);
+    assert_eq!(status_json(&cfg).1["pending"], 0);
+}
+
+#[test]
+fn resend_export_and_flush_without_and_with_a_daemon() {
+    let env = Env::new();
+    let api = FakeApi::start(FakeConfig::default());
+    let cfg = config(&env, &api, "1h");
+    stop_daemon(start_daemon(&cfg));
+    let addrs = cowrie::public_addresses(8);
+    let log = env.path("old.json");
+    write_log(&log, &addrs);
+    run(&cfg, &["replay", log.to_str().unwrap()], None);
+    // flush without a daemon sends it itself.
+    let o = run(&cfg, &["flush"], None);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("sent 8 addresses"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(api.accepted_addresses().len(), 8);
+
+    // export without a daemon, every format.
+    let o = run(&cfg, &["export"], None);
+    let plain: BTreeSet<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(plain, addrs.iter().cloned().collect::<BTreeSet<_>>());
+    let o = run(&cfg, &["export", "--format", "json"], None);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["entries"].as_array().unwrap().len(), 8);
+    let ttl = v["entries"][0]["remaining_ttl_s"].as_u64().unwrap();
+    assert!(ttl > 86_000 && ttl <= 86_400, "{ttl}");
+    let o = run(&cfg, &["export", "--format", "csv"], None);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 9);
+    let o = run(&cfg, &["export", "--format", "nft"], None);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("add element inet tjfwd tjfwd4 {"));
+    let o = run(
+        &cfg,
+        &["export", "--format", "ipset", "--name", "cowrie"],
+        None,
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&format!("add cowrie4 {} timeout ", addrs[0]))
+    );
+    let o = run(&cfg, &["export", "--name", "bad name"], None);
+    assert_eq!(o.status.code(), Some(1));
+
+    // resend without a daemon: one address, then a network.
+    let o = run(&cfg, &["resend", "--ip", &addrs[0]], None);
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains("1 addresses of the reported set matched: 1 queued again"),
+        "{}",
+        text(&o)
+    );
+    let d = start_daemon(&cfg);
+    // The same with a daemon (through the socket).
+    let o = run(&cfg, &["export"], None);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 8);
+    let o = run(
+        &cfg,
+        &["resend", "--cidr", "11.0.0.0/24", "--since", "1h"],
+        None,
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(
+            "8 addresses of the reported set matched: 7 queued again, 1 were already pending"
+        ),
+        "{}",
+        text(&o)
+    );
+    let o = run(&cfg, &["flush"], None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(api.wait_for_requests(2, Duration::from_secs(20)));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while api.accepted_addresses().len() < 16 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        api.accepted_addresses().len(),
+        16,
+        "each address reported twice"
+    );
+    stop_daemon(d);
+}
+
+#[test]
+fn resend_dead_letter_after_the_cause_is_fixed() {
+    let env = Env::new();
+    let api = FakeApi::start(FakeConfig {
+        detail_indices: true,
+        ..FakeConfig::default()
+    });
+    let cfg = config(&env, &api, "1h");
+    let addrs = cowrie::public_addresses(4);
+    api.reject_address(&addrs[2]);
+    stop_daemon(start_daemon(&cfg));
+    let log = env.path("old.json");
+    write_log(&log, &addrs);
+    let o = run(&cfg, &["replay", "--send", log.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}", text(&o));
+    let (_, v) = status_json(&cfg);
+    assert_eq!(v["dead_letter"], 1, "{v}");
+    assert_eq!(v["dead_letter_by_reason"].as_object().unwrap().len(), 1);
+    api.unreject_address(&addrs[2]);
+    let o = run(&cfg, &["resend", "--dead-letter"], None);
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains("1 addresses of the dead-letter set matched: 1 queued again"),
+        "{}",
+        text(&o)
+    );
+    run(&cfg, &["flush"], None);
+    assert!(api.accepted_unique().contains(&addrs[2]));
+    assert_eq!(status_json(&cfg).1["dead_letter"], 0);
+}
+
+#[test]
+fn status_turns_degraded_on_a_refused_token_and_back() {
+    let env = Env::new();
+    let api = FakeApi::start(FakeConfig::default());
+    let cfg = config(&env, &api, "100ms");
+    let d = start_daemon(&cfg);
+    let (code, v) = status_json(&cfg);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["health"], "healthy");
+    api.set_token("not-ours");
+    let log = env.path("old.json");
+    write_log(&log, &cowrie::public_addresses(3));
+    run(&cfg, &["replay", log.to_str().unwrap()], None);
+    assert!(api.wait_for_requests(1, Duration::from_secs(20)));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, v) = status_json(&cfg);
+        if code == 1 {
+            assert_eq!(v["health"], "degraded");
+            assert!(v["health_reason"].as_str().unwrap().contains("401"), "{v}");
+            assert_eq!(v["last_error"]["status"], 401);
+            let human = String::from_utf8_lossy(&run(&cfg, &["status"], None).stdout).into_owned();
+            assert!(
+                human.contains("degraded") && human.contains("401"),
+                "{human}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "never degraded: {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop_daemon(d);
+}
+
+#[test]
+fn check_config_prints_the_effective_config_without_the_token() {
+    let env = Env::new();
+    let api = FakeApi::start(FakeConfig::default());
+    let cfg = config(&env, &api, "1h");
+    let o = run(&cfg, &["check-config"], None);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("flush_interval = \"1h\""), "{out}");
+    assert!(!out.contains(&api.token()), "{out}");
+    // No token: refused, unless --dry-run.
+    let bare = env.path("bare.toml");
+    std::fs::write(&bare, "state_dir = \"s\"\n").unwrap();
+    let o = bin()
+        .args(["check-config", "--config"])
+        .arg(&bare)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let o = bin()
+        .args(["check-config", "--dry-run", "--config"])
+        .arg(&bare)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+#[test]
+fn completions_and_man_page() {
+    let o = bin().args(["completions", "bash"]).output().unwrap();
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("replay"));
+    let o = bin().args(["man"]).output().unwrap();
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains(".TH tjfwd"));
+}
+
+/// Only the daemon's user (and root) may use the control socket.
+#[test]
+fn control_requests_from_another_user_are_refused() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to run a command as another user");
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let env = Env::new();
+    let api = FakeApi::start(FakeConfig::default());
+    let cfg = config(&env, &api, "1h");
+    let d = start_daemon(&cfg);
+    // Let the other user reach the socket at all (the directory is 0700 and
+    // the socket 0600): the daemon's own check must still refuse.
+    for (p, mode) in [
+        (env.dir.path().to_path_buf(), 0o755),
+        (env.path("state"), 0o755),
+        (env.path("state/control.sock"), 0o777),
+        (cfg.clone(), 0o644),
+        (env.path("token"), 0o644),
+    ] {
+        support::bin::set_mode(&p, mode);
+    }
+    let nobody = 65534;
+    let o = Command::new(env!("CARGO_BIN_EXE_tjfwd"))
+        .args(["status", "--config"])
+        .arg(&cfg)
+        .env_remove("TJFWD_CONFIG")
+        .uid(nobody)
+        .gid(nobody)
+        .output()
+        .unwrap();
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("only the daemon's user and root"),
+        "{}",
+        text(&o)
+    );
+    let out = stop_daemon(d);
+    assert!(out.contains("refused a request from another user"), "{out}");
+}

@@ -1,0 +1,119 @@
+//! Running the real `tjfwd` binary in tests: a temporary directory with a
+//! config pointing at a fake API, children whose output goes to a file (a
+//! pipe nobody reads would fill up and block them), waits with limits.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use super::fake_api::FakeApi;
+
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tjfwd"));
+    c.env_remove("RUST_LOG")
+        .env_remove("TJFWD_CONFIG")
+        .env_remove("TJFWD_BEARER_TOKEN");
+    c
+}
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    pub fn log(&self) -> PathBuf {
+        self.path("cowrie.json")
+    }
+    /// Writes a config file (token in a 0600 file) and returns its path.
+    pub fn config(&self, api: &FakeApi, extra_schedule: &str) -> PathBuf {
+        let token = self.path("token");
+        std::fs::write(&token, format!("{}\n", api.token())).unwrap();
+        set_mode(&token, 0o600);
+        let cfg = self.path("tjfwd.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"state_dir = "state"
+
+[threatjammer]
+api_url = "{url}"
+bearer_token_file = "token"
+
+[input]
+cowrie_json = "cowrie.json"
+start_at = "beginning"
+poll_interval = "20ms"
+
+[schedule]
+flush_interval = "100ms"
+max_backoff = "500ms"
+{extra_schedule}
+"#,
+                url = api.url()
+            ),
+        )
+        .unwrap();
+        set_mode(&cfg, 0o600);
+        cfg
+    }
+}
+
+pub fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A running binary whose output goes to a file (a pipe nobody reads would
+/// fill up and block it).
+pub struct Running {
+    pub child: Child,
+    pub out: tempfile::NamedTempFile,
+}
+
+pub fn spawn(cmd: &mut Command) -> Running {
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(out.reopen().unwrap())
+        .stderr(out.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    Running { child, out }
+}
+
+/// Waits for the child to exit, killing it after `limit`.
+pub fn wait_with_limit(r: &mut Running, limit: Duration) -> Option<ExitStatus> {
+    let child = &mut r.child;
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+pub fn output_of(r: &mut Running) -> String {
+    let mut s = String::new();
+    r.out.reopen().unwrap().read_to_string(&mut s).unwrap();
+    s
+}
+
+pub fn sigterm(r: &Running) {
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(r.child.id() as i32, libc::SIGTERM);
+    }
+}
