@@ -378,32 +378,29 @@ fn run(seed: u64, steps: usize, strict: bool) {
     );
 }
 
+/// The seeds to run: `TJFWD_MODEL_FIRST_SEED` (0) and `TJFWD_MODEL_SEEDS`
+/// (60 in CI; thousands for a longer run).
+fn seeds() -> std::ops::Range<u64> {
+    let var = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let first = var("TJFWD_MODEL_FIRST_SEED", 0);
+    first..first + var("TJFWD_MODEL_SEEDS", 60)
+}
+
 #[test]
 fn every_line_is_read_exactly_once_across_rotations_restarts_and_crashes() {
-    let seeds: u64 = std::env::var("TJFWD_MODEL_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
-    let first: u64 = std::env::var("TJFWD_MODEL_FIRST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    for seed in first..first + seeds {
+    for seed in seeds() {
         run(seed, 120, true);
     }
 }
 
 #[test]
 fn back_to_back_rotations_while_running_lose_nothing_either() {
-    let seeds: u64 = std::env::var("TJFWD_MODEL_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
-    let first: u64 = std::env::var("TJFWD_MODEL_FIRST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    for seed in first..first + seeds {
+    for seed in seeds() {
         run(seed, 120, false);
     }
 }
