@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::control::{self, DaemonHooks, Ops};
-use crate::decode::decode;
+use crate::decode::{cannot_select, decode};
 use crate::filter::Rules;
 use crate::queue::{EnqueueOutcome, Policy, Queue, QueueError, Sighting};
 use crate::ratelimit::Limit;
@@ -363,6 +363,10 @@ pub fn select_lines<'a>(
 ) {
     for line in lines {
         Stats::add(&stats.lines_read, 1);
+        // Most lines cannot be selected: skip them before the JSON parser.
+        if cannot_select(line, rules) {
+            continue;
+        }
         let event = match decode(line) {
             Ok(e) => e,
             Err(reason) => {

@@ -4,10 +4,46 @@
 //! skipped by the JSON parser without being kept, because it holds
 //! attacker-controlled text (usernames, passwords, commands). A line that is
 //! not valid is reported with a [`SkipReason`] and never panics.
+//!
+//! # The prefilter
+//!
+//! Most lines of a Cowrie log are events tjfwd does not select (connections,
+//! client versions, the 1.5–2.3 KB `cowrie.client.kex` lines, commands...).
+//! [`cannot_select`] rejects most of them with a few byte scans, before the
+//! JSON parser, and says "in doubt" (full decode) otherwise. It never rejects
+//! a line that [`decode`] + [`Rules::selects`] would select:
+//!
+//! 1. A line is selected only if it is valid JSON whose top-level object
+//!    has one `eventid`, a string whose decoded value starts with
+//!    `cowrie.login.` or `cowrie.session.`. In a JSON string a letter or a
+//!    dot is written either literally or as a `\uXXXX` escape (`\"`, `\\`,
+//!    `\n`... stand for other characters). So in a line without the two
+//!    bytes `\u`, that key is written literally as `"eventid"`; if this byte
+//!    string occurs only once in the line, that occurrence is the key (a
+//!    nested or a duplicate key would be a second occurrence, and attacker
+//!    text cannot make one: its quotes are escaped, `\"eventid\"`).
+//! 2. Its value is read up to the next `"`; if no `\` stands before that
+//!    quote, the bytes in between are the decoded value itself, and
+//!    [`Rules::selects`] is asked about exactly them.
+//!
+//! Anything else — a `\u` anywhere, zero or two `"eventid"`, other spacing
+//! than Cowrie's `:` or the socket output's `: `, a backslash in the value —
+//! is sent to the full decoder. Lines that do not look well-formed also are,
+//! so that the skip counters stay as they were ([`SkipReason`]): a line is
+//! only rejected when it is printable ASCII (no byte ≥ 0x80, no control
+//! character), starts with `{`, ends with `}`, and has exactly one
+//! `"src_ip"` and at most one `"timestamp"`, each with a string value. What
+//! the prefilter no longer counts is a line of that shape that is broken
+//! elsewhere in its JSON syntax (a missing comma, an unbalanced bracket):
+//! such a line, which cannot hold a selected event, now counts as read
+//! (`lines_read`) instead of `not_json` (as does a valid line whose only
+//! `"eventid"` is in a nested object, which Cowrie never writes, instead of
+//! `missing_eventid`).
 
 use serde::Deserialize;
 use std::borrow::Cow;
 
+use crate::filter::Rules;
 use crate::stats::SkipReason;
 
 /// The fields of one event that tjfwd needs, borrowed from the line.
@@ -48,6 +84,82 @@ pub fn decode(line: &[u8]) -> Result<Event<'_>, SkipReason> {
         src_ip,
         timestamp_ms,
     })
+}
+
+/// True when `line` certainly holds no event that `rules` select, so that
+/// it need not be decoded; false when in doubt. See the module doc for why
+/// this is exact for selection and almost exact for the skip counters.
+pub fn cannot_select(line: &[u8], rules: &Rules) -> bool {
+    if !rules.track_login && !rules.track_session {
+        // Nothing is selected; the decoder still counts broken lines.
+        return false;
+    }
+    if line.first() != Some(&b'{') || line.last() != Some(&b'}') {
+        return false;
+    }
+    // The event id as written (steps 1 and 2 of the module doc). A selected
+    // line, the most common kind, is let through after this one scan.
+    let Ok(Some(eventid)) = string_value(line, &FINDERS[0]) else {
+        return false;
+    };
+    if eventid.contains(&b'\\') {
+        return false;
+    }
+    let Ok(eventid) = std::str::from_utf8(eventid) else {
+        return false;
+    };
+    if rules.selects(eventid) {
+        return false;
+    }
+    // What was read is the event id only if no \u escape stands anywhere.
+    if memchr::memchr_iter(b'\\', line).any(|i| line.get(i + 1) == Some(&b'u')) {
+        return false;
+    }
+    // Only for the skip counters: what the decoder would count (bytes that
+    // are not UTF-8, control characters; `src_ip` missing, not a string or
+    // duplicated; `timestamp` not a string or duplicated) sends the line to it.
+    printable_ascii(line)
+        && matches!(string_value(line, &FINDERS[1]), Ok(Some(_)))
+        && string_value(line, &FINDERS[2]).is_ok()
+}
+
+/// `"eventid"`, `"src_ip"`, `"timestamp"`, each searched with SIMD.
+static FINDERS: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 3]> =
+    std::sync::LazyLock::new(|| {
+        [
+            memchr::memmem::Finder::new(b"\"eventid\""),
+            memchr::memmem::Finder::new(b"\"src_ip\""),
+            memchr::memmem::Finder::new(b"\"timestamp\""),
+        ]
+    });
+
+/// Where the quoted key `key` stands in `line`: `Ok(None)` when it does not
+/// occur; `Ok(Some(raw))` when it occurs exactly once, followed by `:` or
+/// `: ` and a string, `raw` being the bytes up to the next `"` (escapes not
+/// undone); `Err(())` otherwise (in doubt).
+fn string_value<'a>(
+    line: &'a [u8],
+    key: &memchr::memmem::Finder<'_>,
+) -> Result<Option<&'a [u8]>, ()> {
+    let Some(at) = key.find(line) else {
+        return Ok(None);
+    };
+    let rest = &line[at + key.needle().len()..];
+    if key.find(rest).is_some() {
+        return Err(());
+    }
+    let value = rest
+        .strip_prefix(b": \"")
+        .or_else(|| rest.strip_prefix(b":\""))
+        .ok_or(())?;
+    let end = memchr::memchr(b'"', value).ok_or(())?;
+    Ok(Some(&value[..end]))
+}
+
+/// Every byte in 0x20..=0x7f (printable ASCII and DEL). No early exit, so
+/// that the compiler vectorizes it.
+fn printable_ascii(b: &[u8]) -> bool {
+    b.iter().fold(true, |ok, &c| ok & (0x20..0x80).contains(&c))
 }
 
 /// Parses Cowrie's timestamps: `2026-11-22T12:02:37.839685Z`, or with a

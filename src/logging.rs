@@ -168,9 +168,14 @@ pub fn subscriber<W>(
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    // Without log_internal_errors(false), a failed write (stderr closed: a
+    // pipe whose reader exited, journald restarted) is reported with
+    // eprintln!, which panics on that same stderr: the thread that logged
+    // dies (the ingest thread, and a drain would wait for it forever).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(writer)
+        .log_internal_errors(false);
     match (format, journal) {
         (LogFormat::Json, _) => Box::new(
             builder
