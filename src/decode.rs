@@ -98,8 +98,12 @@ pub fn cannot_select(line: &[u8], rules: &Rules) -> bool {
         return false;
     }
     // The event id as written (steps 1 and 2 of the module doc). A selected
-    // line, the most common kind, is let through after this one scan.
-    let Ok(Some(eventid)) = string_value(line, &FINDERS[0]) else {
+    // line, the most common kind, is let through after this short scan.
+    let key = &KEYS[0];
+    let Some(at) = key.find(line) else {
+        return false;
+    };
+    let Some(eventid) = key.string_at(line, at) else {
         return false;
     };
     if eventid.contains(&b'\\') {
@@ -111,49 +115,87 @@ pub fn cannot_select(line: &[u8], rules: &Rules) -> bool {
     if rules.selects(eventid) {
         return false;
     }
-    // What was read is the event id only if no \u escape stands anywhere.
-    if memchr::memchr_iter(b'\\', line).any(|i| line.get(i + 1) == Some(&b'u')) {
+    // What was read is the event id if this is the only `"eventid"` and no
+    // \u escape stands anywhere.
+    if !key.only_at(line, at)
+        || memchr::memchr_iter(b'\\', line).any(|i| line.get(i + 1) == Some(&b'u'))
+    {
         return false;
     }
     // Only for the skip counters: what the decoder would count (bytes that
     // are not UTF-8, control characters; `src_ip` missing, not a string or
     // duplicated; `timestamp` not a string or duplicated) sends the line to it.
     printable_ascii(line)
-        && matches!(string_value(line, &FINDERS[1]), Ok(Some(_)))
-        && string_value(line, &FINDERS[2]).is_ok()
+        && matches!(KEYS[1].unique_string(line), Ok(Some(_)))
+        && KEYS[2].unique_string(line).is_ok()
 }
 
-/// `"eventid"`, `"src_ip"`, `"timestamp"`, each searched with SIMD.
-static FINDERS: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 3]> =
-    std::sync::LazyLock::new(|| {
-        [
-            memchr::memmem::Finder::new(b"\"eventid\""),
-            memchr::memmem::Finder::new(b"\"src_ip\""),
-            memchr::memmem::Finder::new(b"\"timestamp\""),
-        ]
-    });
+/// A quoted key, searched for with SIMD in both directions.
+struct Key {
+    forward: memchr::memmem::Finder<'static>,
+    backward: memchr::memmem::FinderRev<'static>,
+    /// Where Cowrie usually writes it: `eventid` and `timestamp` near the
+    /// end, `src_ip` near the start. Only a matter of speed.
+    from_end: bool,
+}
 
-/// Where the quoted key `key` stands in `line`: `Ok(None)` when it does not
-/// occur; `Ok(Some(raw))` when it occurs exactly once, followed by `:` or
-/// `: ` and a string, `raw` being the bytes up to the next `"` (escapes not
-/// undone); `Err(())` otherwise (in doubt).
-fn string_value<'a>(
-    line: &'a [u8],
-    key: &memchr::memmem::Finder<'_>,
-) -> Result<Option<&'a [u8]>, ()> {
-    let Some(at) = key.find(line) else {
-        return Ok(None);
-    };
-    let rest = &line[at + key.needle().len()..];
-    if key.find(rest).is_some() {
-        return Err(());
+/// `"eventid"`, `"src_ip"`, `"timestamp"`.
+static KEYS: std::sync::LazyLock<[Key; 3]> = std::sync::LazyLock::new(|| {
+    [
+        Key::new(b"\"eventid\"", true),
+        Key::new(b"\"src_ip\"", false),
+        Key::new(b"\"timestamp\"", true),
+    ]
+});
+
+impl Key {
+    fn new(quoted: &'static [u8], from_end: bool) -> Key {
+        Key {
+            forward: memchr::memmem::Finder::new(quoted),
+            backward: memchr::memmem::FinderRev::new(quoted),
+            from_end,
+        }
     }
-    let value = rest
-        .strip_prefix(b": \"")
-        .or_else(|| rest.strip_prefix(b":\""))
-        .ok_or(())?;
-    let end = memchr::memchr(b'"', value).ok_or(())?;
-    Ok(Some(&value[..end]))
+
+    /// Where the key occurs in `line` (searching from Cowrie's usual side).
+    fn find(&self, line: &[u8]) -> Option<usize> {
+        if self.from_end {
+            self.backward.rfind(line)
+        } else {
+            self.forward.find(line)
+        }
+    }
+
+    /// Whether the occurrence at `at` is the only one. Another one,
+    /// overlapping it or not, lies in `line[..at + len - 1]` or `line[at + 1..]`.
+    fn only_at(&self, line: &[u8], at: usize) -> bool {
+        let len = self.forward.needle().len();
+        self.backward.rfind(&line[..at + len - 1]).is_none()
+            && self.forward.find(&line[at + 1..]).is_none()
+    }
+
+    /// The string value of the occurrence at `at`: after `:` or `: `, the
+    /// bytes from the opening quote to the next `"` (escapes not undone).
+    fn string_at<'a>(&self, line: &'a [u8], at: usize) -> Option<&'a [u8]> {
+        let rest = &line[at + self.forward.needle().len()..];
+        let value = rest
+            .strip_prefix(b": \"")
+            .or_else(|| rest.strip_prefix(b":\""))?;
+        let end = memchr::memchr(b'"', value)?;
+        Some(&value[..end])
+    }
+
+    /// `Ok(None)` when the key does not occur, `Ok(Some(raw))` when it
+    /// occurs once with a string value, `Err(())` otherwise.
+    fn unique_string<'a>(&self, line: &'a [u8]) -> Result<Option<&'a [u8]>, ()> {
+        let Some(at) = self.find(line) else {
+            return Ok(None);
+        };
+        match self.string_at(line, at) {
+            Some(v) if self.only_at(line, at) => Ok(Some(v)),
+            _ => Err(()),
+        }
+    }
 }
 
 /// Every byte in 0x20..=0x7f (printable ASCII and DEL). No early exit, so

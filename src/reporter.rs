@@ -51,7 +51,8 @@ pub enum Action {
     /// 429: wait (the server's Retry-After, or a whole window when None).
     RateLimited { wait: Option<Duration> },
     /// Try again later with backoff.
-    Transient { reason: String },
+    /// `status` is 0 when no answer came.
+    Transient { status: u16, reason: String },
     /// 413: split the batch.
     TooLarge,
     /// The server refused some addresses. `indices` are the positions it
@@ -70,7 +71,10 @@ pub enum Action {
 pub fn classify(reply: &Reply, now: SystemTime) -> Action {
     let reason = || summarize(&reply.body);
     let Some(status) = reply.status else {
-        return Action::Transient { reason: reason() };
+        return Action::Transient {
+            status: 0,
+            reason: reason(),
+        };
     };
     match status {
         202 => Action::Delivered,
@@ -81,6 +85,7 @@ pub fn classify(reply: &Reply, now: SystemTime) -> Action {
                 .and_then(|v| parse_retry_after(v, now)),
         },
         408 | 500..=599 => Action::Transient {
+            status,
             reason: format!("HTTP {status}: {}", reason()),
         },
         413 => Action::TooLarge,

@@ -268,7 +268,7 @@ impl Scheduler {
                     self.record_health(Some((429, "too many requests".into())))?;
                     return Ok(());
                 }
-                Action::Transient { reason } => {
+                Action::Transient { status, reason } => {
                     self.transient_failures += 1;
                     let delay = backoff(
                         self.transient_failures,
@@ -278,7 +278,7 @@ impl Scheduler {
                     tracing::warn!(%reason, attempt = self.transient_failures, retry_in_s = delay.as_secs_f32(), "sending failed; will retry");
                     Stats::add(&self.stats.retries, 1);
                     self.block_for(delay);
-                    self.record_health(Some((0, reason)))?;
+                    self.record_health(Some((status, reason)))?;
                     return Ok(());
                 }
                 Action::TooLarge => {

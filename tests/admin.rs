@@ -19,13 +19,15 @@ use tokio::task::JoinHandle;
 
 const WINDOW: Duration = Duration::from_millis(400);
 
-/// A port free a moment ago (the daemon binds it; the race is harmless
-/// on a test machine).
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+/// A port for the next daemon's admin endpoint: distinct within this test
+/// process (ports handed out by `bind(0)` and released could be handed out
+/// again to a parallel test), from a range that depends on the process id.
+fn next_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 2_000) as u16 * 16;
+    let _ = NEXT.compare_exchange(0, base, Ordering::SeqCst, Ordering::SeqCst);
+    NEXT.fetch_add(1, Ordering::SeqCst)
 }
 
 struct Daemon {
@@ -53,29 +55,65 @@ impl Daemon {
         c.schedule.rate_window = WINDOW;
         c.schedule.max_backoff = Duration::from_millis(300);
         c.schedule.request_timeout = Duration::from_secs(5);
-        let admin = free_port();
-        c.admin.listen = Some(admin);
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            daemon::run(c, RunOptions::default(), async {
-                let _ = stopped.await;
-            })
-            .await
-            .map(|_| ())
-        });
-        let d = Daemon {
-            _dir: dir,
-            log,
-            admin,
-            stop: Some(stop),
-            task: Some(task),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap(),
-        };
-        d.wait_until("the admin endpoint answers", |_| true).await;
-        d
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        // A port another process holds makes the daemon fail at start:
+        // then try the next one.
+        for _ in 0..20 {
+            let admin: SocketAddr = ([127, 0, 0, 1], next_port()).into();
+            let mut c = c.clone();
+            c.admin.listen = Some(admin);
+            let (stop, stopped) = oneshot::channel::<()>();
+            let task = tokio::spawn(async move {
+                daemon::run(c, RunOptions::default(), async {
+                    let _ = stopped.await;
+                })
+                .await
+                .map(|_| ())
+            });
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let answered = loop {
+                if task.is_finished() {
+                    break false;
+                }
+                let up = http
+                    .get(format!("http://{admin}/healthz"))
+                    .send()
+                    .await
+                    .is_ok();
+                // Answered, and not by someone else: our daemon is still up
+                // a moment later (a failed bind ends it at once).
+                if up {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    break !task.is_finished();
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the admin endpoint never answered"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            if !answered {
+                match task.await.unwrap() {
+                    Err(DaemonError::Admin(e)) => {
+                        eprintln!("{e}: trying another port");
+                        continue;
+                    }
+                    other => panic!("the daemon stopped: {other:?}"),
+                }
+            }
+            return Daemon {
+                _dir: dir,
+                log,
+                admin,
+                stop: Some(stop),
+                task: Some(task),
+                http,
+            };
+        }
+        panic!("no free port for the admin endpoint");
     }
 
     fn url(&self, path: &str) -> String {
