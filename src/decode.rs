@@ -98,7 +98,7 @@ pub fn cannot_select(line: &[u8], rules: &Rules) -> bool {
         return false;
     }
     // The event id as written (steps 1 and 2 of the module doc). A selected
-    // line, the most common kind, is let through after this short scan.
+    // line, the most common kind, is let through after this one scan.
     let key = &KEYS[0];
     let Some(at) = key.find(line) else {
         return false;
@@ -130,54 +130,34 @@ pub fn cannot_select(line: &[u8], rules: &Rules) -> bool {
         && KEYS[2].unique_string(line).is_ok()
 }
 
-/// A quoted key, searched for with SIMD in both directions.
-struct Key {
-    forward: memchr::memmem::Finder<'static>,
-    backward: memchr::memmem::FinderRev<'static>,
-    /// Where Cowrie usually writes it: `eventid` and `timestamp` near the
-    /// end, `src_ip` near the start. Only a matter of speed.
-    from_end: bool,
-}
+/// A quoted key, searched for with SIMD (memchr's memmem).
+struct Key(memchr::memmem::Finder<'static>);
 
 /// `"eventid"`, `"src_ip"`, `"timestamp"`.
 static KEYS: std::sync::LazyLock<[Key; 3]> = std::sync::LazyLock::new(|| {
     [
-        Key::new(b"\"eventid\"", true),
-        Key::new(b"\"src_ip\"", false),
-        Key::new(b"\"timestamp\"", true),
+        Key(memchr::memmem::Finder::new(b"\"eventid\"")),
+        Key(memchr::memmem::Finder::new(b"\"src_ip\"")),
+        Key(memchr::memmem::Finder::new(b"\"timestamp\"")),
     ]
 });
 
 impl Key {
-    fn new(quoted: &'static [u8], from_end: bool) -> Key {
-        Key {
-            forward: memchr::memmem::Finder::new(quoted),
-            backward: memchr::memmem::FinderRev::new(quoted),
-            from_end,
-        }
-    }
-
-    /// Where the key occurs in `line` (searching from Cowrie's usual side).
+    /// Where the key first occurs in `line`.
     fn find(&self, line: &[u8]) -> Option<usize> {
-        if self.from_end {
-            self.backward.rfind(line)
-        } else {
-            self.forward.find(line)
-        }
+        self.0.find(line)
     }
 
-    /// Whether the occurrence at `at` is the only one. Another one,
-    /// overlapping it or not, lies in `line[..at + len - 1]` or `line[at + 1..]`.
+    /// Whether the first occurrence, at `at`, is the only one: no other
+    /// starts after it (overlapping it or not).
     fn only_at(&self, line: &[u8], at: usize) -> bool {
-        let len = self.forward.needle().len();
-        self.backward.rfind(&line[..at + len - 1]).is_none()
-            && self.forward.find(&line[at + 1..]).is_none()
+        self.0.find(&line[at + 1..]).is_none()
     }
 
     /// The string value of the occurrence at `at`: after `:` or `: `, the
     /// bytes from the opening quote to the next `"` (escapes not undone).
     fn string_at<'a>(&self, line: &'a [u8], at: usize) -> Option<&'a [u8]> {
-        let rest = &line[at + self.forward.needle().len()..];
+        let rest = &line[at + self.0.needle().len()..];
         let value = rest
             .strip_prefix(b": \"")
             .or_else(|| rest.strip_prefix(b":\""))?;
