@@ -270,6 +270,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let quiet = cli.quiet > 0;
     match cli.command {
         Command::Run(args) => cmd_run(args),
         Command::Status(a) => Ok(ExitCode::from(commands::status::run(
@@ -310,7 +311,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig(a) => {
-            commands::check_config::run(&a.config.load(!a.dry_run)?);
+            commands::check_config::run(&a.config.load(!a.dry_run)?, quiet);
             Ok(ExitCode::SUCCESS)
         }
         Command::Completions { shell } => {

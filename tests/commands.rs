@@ -442,6 +442,8 @@ fn check_config_prints_the_effective_config_without_the_token() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("flush_interval = \"1h\""), "{out}");
     assert!(!out.contains(&api.token()), "{out}");
+    let o = run(&cfg, &["check-config", "-q"], None);
+    assert!(o.status.success() && o.stdout.is_empty(), "{}", text(&o));
     // No token: refused, unless --dry-run.
     let bare = env.path("bare.toml");
     std::fs::write(&bare, "state_dir = \"s\"\n").unwrap();

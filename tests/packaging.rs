@@ -65,7 +65,7 @@ fn the_unit_is_hardened_as_required() {
         ("Restart", "on-failure"),
         (
             "ExecStartPre",
-            "/usr/bin/tjfwd check-config --config /etc/tjfwd/tjfwd.toml",
+            "/usr/bin/tjfwd check-config -q --config /etc/tjfwd/tjfwd.toml",
         ),
         (
             "ExecStart",

@@ -3,10 +3,12 @@
 
 use crate::config::Config;
 
-/// Prints the effective configuration and its warnings.
-pub fn run(config: &Config) {
+/// Prints the effective configuration (unless `quiet`) and its warnings.
+pub fn run(config: &Config, quiet: bool) {
     for w in &config.warnings {
         eprintln!("tjfwd: warning: {w}");
     }
-    print!("{}", config.redacted_toml());
+    if !quiet {
+        print!("{}", config.redacted_toml());
+    }
 }
