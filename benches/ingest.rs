@@ -13,7 +13,8 @@
 //! - `select_lines_without_prefilter`: decode → select → filter as
 //!   `select_lines` did before the prefilter (kept here as the baseline);
 //! - `select_lines`: `tjfwd::daemon::select_lines` (prefilter, decode,
-//!   select, filter, counters), with `track_login` and with both tracks;
+//!   select, filter, counters); both with `track_login` only (`/login`)
+//!   and with both tracks (`/login+session`);
 //! - `lines_of+select_lines`: the same, split by `tjfwd::source::lines_of`
 //!   instead of the bench's memchr split (what the daemon and replay do).
 //!
@@ -158,20 +159,17 @@ fn bench_set(c: &mut Criterion, name: &str, data: &[u8]) {
     });
     let stats = Stats::default();
     let mut out = Vec::with_capacity(8192);
-    g.bench_function("select_lines_without_prefilter", |b| {
-        b.iter(|| {
-            run(&mut |chunk| {
-                out.clear();
-                select_lines_without_prefilter(split(chunk), &login, &stats, NOW, &mut out);
-                out.len()
+    for (label, rules) in [("login", rules(false)), ("login+session", rules(true))] {
+        g.bench_function(format!("select_lines_without_prefilter/{label}"), |b| {
+            b.iter(|| {
+                run(&mut |chunk| {
+                    out.clear();
+                    select_lines_without_prefilter(split(chunk), &rules, &stats, NOW, &mut out);
+                    out.len()
+                })
             })
-        })
-    });
-    for (label, rules) in [
-        ("select_lines/login", rules(false)),
-        ("select_lines/login+session", rules(true)),
-    ] {
-        g.bench_function(label, |b| {
+        });
+        g.bench_function(format!("select_lines/{label}"), |b| {
             b.iter(|| {
                 run(&mut |chunk| {
                     out.clear();

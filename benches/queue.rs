@@ -2,7 +2,7 @@
 //! sled database in a temporary directory with 50,000 addresses pending:
 //!
 //! - `enqueue_chunk`: one 256 KiB chunk's sightings (what the tailer hands
-//!   over per transaction, ~570 generated lines) and its checkpoint, in one
+//!   over per transaction, ~580 generated lines) and its checkpoint, in one
 //!   transaction; chunks of the generated log in turn, so most addresses are
 //!   already pending (updates) and some are new;
 //! - `enqueue_chunk_new`: the same number of sightings, all new addresses;
@@ -42,7 +42,7 @@ fn open(dir: &std::path::Path) -> Queue {
 
 /// The sightings of each 256 KiB chunk of a generated log.
 fn chunks() -> Vec<Vec<Sighting>> {
-    let data = cowrie_gen::lines(200_000, 50_000, 3);
+    let data = cowrie_gen::lines(600_000, 50_000, 3);
     let rules = Rules {
         track_login: true,
         track_session: false,

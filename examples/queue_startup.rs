@@ -9,6 +9,9 @@
 //! cargo run --release --example queue_startup -- open /tmp/q1m
 //! # Space of an existing state directory, per pending address:
 //! cargo run --release --example queue_startup -- space /tmp/q1m
+//! # What sled needs for the same data written once: every tree copied
+//! # into a fresh database with tjfwd's settings (state dir not in use):
+//! cargo run --release --example queue_startup -- copy /tmp/q1m /tmp/q1m-copy
 //! ```
 //!
 //! "Ready to send" is what the daemon does before its first request: open
@@ -44,13 +47,17 @@ fn main() {
         ["fill", dir, n] => fill(Path::new(dir), parse(n), 5_000),
         ["fill", dir, n, "--chunk", k] => fill(Path::new(dir), parse(n), parse(k)),
         ["open", dir] => open_ready(Path::new(dir)),
+        ["copy", dir, dest] => copy(Path::new(dir), Path::new(dest)),
         ["space", dir] => {
+            // Measured before opening: opening makes sled write a little.
+            let bytes = du(&PathBuf::from(dir));
             let q = open(Path::new(dir));
             let pending = q.pending_count().unwrap_or_else(|e| die(&e.to_string()));
-            drop(q);
-            space(Path::new(dir), pending);
+            report_space(bytes, pending);
         }
-        _ => die("usage: queue_startup fill DIR N [--chunk K] | open DIR | space DIR"),
+        _ => die(
+            "usage: queue_startup fill DIR N [--chunk K] | open DIR | space DIR | copy DIR DEST",
+        ),
     }
 }
 
@@ -146,8 +153,54 @@ fn open_ready(dir: &Path) {
     );
 }
 
+/// Copies the trees of `dir`'s database into a new one at `dest` (sled
+/// directly, with the settings `Queue::open` uses), and reports the payload
+/// (keys and values) and the copy's size on disk.
+fn copy(dir: &Path, dest: &Path) {
+    let sled_open = |p: PathBuf| {
+        sled::Config::new()
+            .path(p)
+            .cache_capacity(CACHE)
+            .mode(sled::Mode::LowSpace)
+            .open()
+            .unwrap_or_else(|e| die(&e.to_string()))
+    };
+    let pending = {
+        let q = open(dir);
+        q.pending_count().unwrap_or_else(|e| die(&e.to_string()))
+    };
+    if dest.exists() {
+        die(&format!("{} exists", dest.display()));
+    }
+    let src = sled_open(dir.join("db"));
+    let dst = sled_open(dest.join("db"));
+    let mut payload = 0u64;
+    for name in src.tree_names() {
+        let (from, to) = (
+            src.open_tree(&name).unwrap_or_else(|e| die(&e.to_string())),
+            dst.open_tree(&name).unwrap_or_else(|e| die(&e.to_string())),
+        );
+        for kv in from.iter() {
+            let (k, v) = kv.unwrap_or_else(|e| die(&e.to_string()));
+            payload += (k.len() + v.len()) as u64;
+            to.insert(k, v).unwrap_or_else(|e| die(&e.to_string()));
+        }
+    }
+    dst.flush().unwrap_or_else(|e| die(&e.to_string()));
+    drop(dst);
+    println!(
+        "payload: bytes={payload} bytes_per_pending={:.0}",
+        payload as f64 / pending.max(1) as f64
+    );
+    print!("fresh copy ");
+    space(dest, pending);
+}
+
 fn space(dir: &Path, pending: u64) {
-    let bytes = du(&dir.to_path_buf());
+    report_space(du(&dir.to_path_buf()), pending);
+}
+
+fn report_space(bytes: u64, pending: u64) {
     println!(
         "on disk: bytes={bytes} pending={pending} bytes_per_pending={:.0}",
         bytes as f64 / pending.max(1) as f64

@@ -355,4 +355,217 @@ mod tests {
             assert_eq!(parse_timestamp_ms(bad), None, "{bad}");
         }
     }
+
+    fn login_rules() -> Rules {
+        Rules {
+            track_login: true,
+            track_session: false,
+            report_non_public: false,
+            allowlist: vec![],
+        }
+    }
+
+    /// What the daemon did before the prefilter: selected by the full decode.
+    fn selected(line: &[u8], rules: &Rules) -> bool {
+        decode(line).is_ok_and(|e| rules.selects(&e.eventid))
+    }
+
+    const CONNECT: &str = r#"{"session":"ccb09c63f749","protocol":"ssh","src_ip":"1.2.3.4","src_port":42078,"dst_ip":"10.0.0.1","dst_port":2222,"eventid":"cowrie.session.connect","sensor":"s","uuid":"u","timestamp":"2026-11-25T10:58:47.245969Z","message":"New connection: 1.2.3.4:42078 (10.0.0.1:2222) [session: ccb09c63f749]"}"#;
+    const KEX: &str = r#"{"session":"c0","protocol":"ssh","src_ip":"1.2.3.4","src_port":1,"dst_ip":"10.0.0.1","dst_port":2222,"hassh":"4c94","hasshAlgorithms":"curve25519-sha256;aes128-ctr;hmac-sha2-256;none","kexAlgs":["curve25519-sha256","ext-info-c"],"keyAlgs":["ssh-ed25519"],"encCS":["aes128-ctr"],"macCS":["hmac-sha2-256"],"compCS":["none"],"langCS":[""],"eventid":"cowrie.client.kex","sensor":"s","uuid":"u","timestamp":"2026-11-25T10:58:49.734383Z","message":"SSH client hassh fingerprint: 4c94"}"#;
+    const LOGIN: &str = r#"{"session":"c0","protocol":"ssh","src_ip":"1.2.3.4","src_port":1,"dst_ip":"10.0.0.1","dst_port":2222,"username":"root","password":"123456","eventid":"cowrie.login.failed","sensor":"s","uuid":"u","timestamp":"2026-11-25T10:58:49.737329Z","message":"login attempt [root/123456] failed"}"#;
+
+    #[test]
+    fn prefilter_skips_unselected_cowrie_lines_in_both_spacings() {
+        let r = login_rules();
+        for line in [CONNECT, KEX] {
+            assert!(cannot_select(line.as_bytes(), &r), "{line}");
+            // Cowrie's socket output: ", " and ": ".
+            let spaced = line.replace("\",\"", "\", \"").replace("\":", "\": ");
+            assert!(cannot_select(spaced.as_bytes(), &r), "{spaced}");
+            assert!(decode(spaced.as_bytes()).is_ok());
+        }
+    }
+
+    #[test]
+    fn prefilter_never_skips_a_selected_line() {
+        let mut r = login_rules();
+        for line in [
+            LOGIN.to_string(),
+            LOGIN.replace("login.failed", "login.success"),
+            LOGIN.replace("\",\"", "\", \"").replace("\":", "\": "),
+        ] {
+            assert!(!cannot_select(line.as_bytes(), &r), "{line}");
+            assert!(selected(line.as_bytes(), &r));
+        }
+        assert!(cannot_select(CONNECT.as_bytes(), &r));
+        r.track_session = true;
+        assert!(!cannot_select(CONNECT.as_bytes(), &r));
+        r.track_login = false;
+        assert!(cannot_select(LOGIN.as_bytes(), &r));
+        // Nothing tracked: nothing to skip for, the decoder sees every line.
+        r.track_session = false;
+        assert!(!cannot_select(CONNECT.as_bytes(), &r));
+    }
+
+    /// Attacker text that spells the fields, as Cowrie writes it (escaped):
+    /// never taken for the real ones, either way.
+    #[test]
+    fn prefilter_is_not_fooled_by_attacker_text() {
+        let r = login_rules();
+        let tricks = [
+            r#""eventid":"cowrie.login.failed""#,
+            r#"","eventid":"cowrie.login.success","src_ip":"6.6.6.6"#,
+            r#""eventid": "cowrie.login.failed", "src_ip": "6.6.6.6""#,
+            "}\n{\"eventid\":\"cowrie.login.failed\",\"src_ip\":\"6.6.6.6\"}",
+            r#"\u0063owrie.login.failed"#,
+            "cowrie.login.failed",
+        ];
+        for t in tricks {
+            let esc = serde_json::to_string(t).unwrap();
+            let esc = &esc[1..esc.len() - 1];
+            // In a command, a client version, a user name: still not selected,
+            // and (except where a \u appears) skipped by the prefilter.
+            for (field, line) in [
+                ("input", CONNECT),
+                ("version", CONNECT),
+                ("username", CONNECT),
+            ] {
+                let line = line.replacen(
+                    "\"eventid\"",
+                    &format!("\"{field}\":\"{esc}\",\"eventid\""),
+                    1,
+                );
+                assert!(decode(line.as_bytes()).is_ok(), "{line}");
+                assert!(!selected(line.as_bytes(), &r), "{line}");
+                let has_u = line.contains("\\u");
+                assert_eq!(cannot_select(line.as_bytes(), &r), !has_u, "{line}");
+            }
+            // In the password of a login: still selected, never skipped.
+            let line = LOGIN.replace("\"123456\"", &format!("\"{esc}\""));
+            assert!(selected(line.as_bytes(), &r), "{line}");
+            assert!(!cannot_select(line.as_bytes(), &r), "{line}");
+            // An unselected event whose password names a selected one.
+            let line = CONNECT.replacen(
+                "\"eventid\"",
+                &format!("\"password\":\"{esc}\",\"eventid\""),
+                1,
+            );
+            assert!(!selected(line.as_bytes(), &r), "{line}");
+        }
+    }
+
+    #[test]
+    fn prefilter_is_in_doubt_about_escapes_duplicates_and_nesting() {
+        let r = login_rules();
+        for line in [
+            // Escaped value or key: decoded, they are a selected event.
+            CONNECT.replace("cowrie.session.connect", r"cowrie.\u006cogin.failed"),
+            CONNECT.replace("\"eventid\"", r#""\u0065ventid""#),
+            // A \u anywhere (here it is harmless): in doubt.
+            CONNECT.replace("\"sensor\":\"s\"", r#""sensor":"\u0073""#),
+            // Escapes other than \u in the value: in doubt.
+            CONNECT.replace("cowrie.session.connect", r"cowrie.session.connect\/x"),
+            // Two "eventid": duplicate (an error) or nested (not the real one).
+            CONNECT.replacen("{", r#"{"eventid":"cowrie.command.input","#, 1),
+            CONNECT.replacen("{", r#"{"x":{"eventid":"cowrie.command.input"},"#, 1),
+            // Other spacing than Cowrie's.
+            CONNECT.replace("\"eventid\":", "\"eventid\"  :"),
+            CONNECT.replace("\"eventid\":", "\"eventid\":\t"),
+        ] {
+            assert!(!cannot_select(line.as_bytes(), &r), "{line}");
+        }
+        let selected_escaped =
+            CONNECT.replace("cowrie.session.connect", r"cowrie.\u006cogin.failed");
+        assert!(selected(selected_escaped.as_bytes(), &r));
+    }
+
+    /// Broken lines still reach the decoder, which counts them by reason.
+    #[test]
+    fn prefilter_leaves_broken_lines_to_the_decoder() {
+        let r = login_rules();
+        let cases: Vec<(Vec<u8>, SkipReason)> = vec![
+            (CONNECT.as_bytes()[..200].to_vec(), SkipReason::NotJson),
+            (
+                CONNECT
+                    .replace("ccb09c63f749\"", "ccb09c63f749\u{1}\"")
+                    .into_bytes(),
+                SkipReason::NotJson,
+            ),
+            (
+                {
+                    let mut b = CONNECT.as_bytes().to_vec();
+                    b[20] = 0xff;
+                    b
+                },
+                SkipReason::NotUtf8,
+            ),
+            (
+                CONNECT.replace("\"src_ip\":\"1.2.3.4\",", "").into_bytes(),
+                SkipReason::MissingSrcIp,
+            ),
+            (
+                CONNECT
+                    .replace("\"src_ip\":\"1.2.3.4\"", "\"src_ip\":1234")
+                    .into_bytes(),
+                SkipReason::InvalidField,
+            ),
+            (
+                CONNECT
+                    .replace("\"src_ip\":\"1.2.3.4\"", "\"src_ip\":null")
+                    .into_bytes(),
+                SkipReason::MissingSrcIp,
+            ),
+            (
+                CONNECT
+                    .replacen("{", "{\"src_ip\":\"1.2.3.4\",", 1)
+                    .into_bytes(),
+                SkipReason::InvalidField,
+            ),
+            (
+                CONNECT
+                    .replace(
+                        "\"timestamp\":\"2026-11-25T10:58:47.245969Z\"",
+                        "\"timestamp\":5",
+                    )
+                    .into_bytes(),
+                SkipReason::InvalidField,
+            ),
+            (
+                CONNECT
+                    .replacen("{", "{\"timestamp\":\"x\",", 1)
+                    .into_bytes(),
+                SkipReason::InvalidField,
+            ),
+            (
+                CONNECT
+                    .replace("\"eventid\":\"cowrie.session.connect\",", "")
+                    .into_bytes(),
+                SkipReason::MissingEventid,
+            ),
+            (
+                CONNECT
+                    .replace("\"eventid\":\"cowrie.session.connect\"", "\"eventid\":7")
+                    .into_bytes(),
+                SkipReason::InvalidField,
+            ),
+        ];
+        for (line, reason) in cases {
+            let shown = String::from_utf8_lossy(&line).into_owned();
+            assert_eq!(decode(&line).unwrap_err(), reason, "{shown}");
+            assert!(!cannot_select(&line, &r), "{shown}");
+        }
+        // Not Cowrie's shape (trailing space, CRLF): in doubt, though valid.
+        for line in [
+            format!("{CONNECT} "),
+            format!("{CONNECT}\r"),
+            format!(" {CONNECT}"),
+        ] {
+            assert!(!cannot_select(line.as_bytes(), &r), "{line}");
+        }
+        // The documented exception: broken JSON syntax elsewhere in a line
+        // of the right shape is no longer counted as not_json.
+        let broken = CONNECT.replace(",\"dst_ip\"", "\"dst_ip\"");
+        assert_eq!(decode(broken.as_bytes()).unwrap_err(), SkipReason::NotJson);
+        assert!(cannot_select(broken.as_bytes(), &r));
+    }
 }

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# End-to-end benchmarks of tjfwd (README "Benchmarks"):
+#
+# 1. hyperfine: `tjfwd replay` of a 2,000,000-line generated Cowrie log with
+#    50,000 unique addresses into a fresh state dir, against the floor
+#    (examples/floor.rs: read, split, serde_json into a borrowed struct);
+# 2. peak RSS of that replay (`/usr/bin/time -v`);
+# 3. bytes on disk per pending address after it (and in a fresh copy of
+#    the same data: what sled needs at best);
+# 4. startup with 1,000,000 pending addresses: open → ready to send through
+#    the library (examples/queue_startup.rs), cold (page cache dropped, when
+#    root) and warm, and `tjfwd run --dry-run` until its first batch.
+#
+#   bash benches/replay.sh                      # everything
+#   RUNS=3 BENCH_DIR=/var/tmp/tjfwd-bench bash benches/replay.sh
+#
+# Needs hyperfine and GNU time (`apt-get install hyperfine time`). The log
+# (~850 MiB) and the state directories live in $BENCH_DIR (default
+# /tmp/tjfwd-bench) and are reused between runs.
+set -euo pipefail
+
+RUNS=${RUNS:-5}
+LINES=${LINES:-2000000}
+ADDRESSES=${ADDRESSES:-50000}
+PENDING=${PENDING:-1000000}
+BENCH_DIR=${BENCH_DIR:-/tmp/tjfwd-bench}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+cargo build --release --quiet --bin tjfwd --example floor --example gen_cowrie_log --example queue_startup
+BIN=$ROOT/target/release
+TJFWD=$BIN/tjfwd
+mkdir -p "$BENCH_DIR"
+LOG=$BENCH_DIR/cowrie-${LINES}-${ADDRESSES}.json
+STATE=$BENCH_DIR/state
+CONF=$BENCH_DIR/tjfwd.toml
+printf 'state_dir = "%s"\n' "$STATE" >"$CONF"
+
+echo "## machine"
+echo "$(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //') @ $(grep -m1 'cpu MHz' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //') MHz, $(grep -m1 'cache size' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //') cache, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM; $(uname -sr); $(rustc --version)"
+
+if [ ! -s "$LOG" ]; then
+    "$BIN/examples/gen_cowrie_log" --lines "$LINES" --addresses "$ADDRESSES" --seed 1 --out "$LOG"
+fi
+echo "## log: $LOG ($(stat -c %s "$LOG") bytes, $LINES lines, $ADDRESSES addresses)"
+
+# A fresh state directory with an empty database (replay wants one that
+# `tjfwd run` created): not timed.
+FRESH="rm -rf $STATE && $TJFWD run --config $CONF --dry-run --drain -q"
+REPLAY="$TJFWD replay --config $CONF --no-progress-bar -q $LOG"
+FLOOR="$BIN/examples/floor $LOG"
+
+echo "## replay vs floor (hyperfine)"
+hyperfine --warmup 1 --runs "$RUNS" \
+    --export-json "$BENCH_DIR/replay.json" --export-markdown "$BENCH_DIR/replay.md" \
+    --prepare "$FRESH" -n "tjfwd replay" "$REPLAY" \
+    --prepare "true" -n "floor" "$FLOOR"
+python3 - "$BENCH_DIR/replay.json" "$LINES" <<'EOF'
+import json, sys
+r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
+lines = int(sys.argv[2])
+t, f = r["tjfwd replay"]["mean"], r["floor"]["mean"]
+print(f"tjfwd replay: {t:.3f} s, {lines / t / 1e6:.2f} M lines/s")
+print(f"floor:        {f:.3f} s, {lines / f / 1e6:.2f} M lines/s")
+print(f"tjfwd / floor throughput: {f / t:.2f}x")
+EOF
+
+echo "## peak RSS of the replay (/usr/bin/time -v)"
+bash -c "$FRESH"
+/usr/bin/time -v $REPLAY 2>&1 | grep -E "Maximum resident|Elapsed \(wall|User time|System time"
+
+echo "## bytes on disk per pending address after the replay"
+"$BIN/examples/queue_startup" space "$STATE"
+# The same data written once into a fresh database: sled's floor.
+rm -rf "$STATE-copy"
+"$BIN/examples/queue_startup" copy "$STATE" "$STATE-copy"
+
+echo "## startup with $PENDING pending addresses"
+Q=$BENCH_DIR/pending-$PENDING
+if [ ! -d "$Q" ]; then
+    "$BIN/examples/queue_startup" fill "$Q" "$PENDING"
+else
+    "$BIN/examples/queue_startup" space "$Q"
+fi
+for i in 1 2 3; do
+    if [ "$(id -u)" = 0 ] && sync && echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; then
+        echo -n "cold: "
+    else
+        echo -n "warm: "
+    fi
+    "$BIN/examples/queue_startup" open "$Q"
+done
+for i in 1 2 3; do
+    echo -n "warm: "
+    "$BIN/examples/queue_startup" open "$Q"
+done
+# The daemon itself: from exec to its first (dry-run) batch of 1000.
+printf 'state_dir = "%s"\n' "$Q" >"$BENCH_DIR/pending.toml"
+for i in 1 2 3; do
+    OUT=$BENCH_DIR/run.log
+    start=$(date +%s%N)
+    "$TJFWD" run --config "$BENCH_DIR/pending.toml" --dry-run 2>"$OUT" &
+    pid=$!
+    until grep -q "would send a batch" "$OUT"; do sleep 0.005; done
+    end=$(date +%s%N)
+    kill "$pid"
+    wait "$pid" || true
+    echo "tjfwd run --dry-run: first batch of $(grep -m1 -o 'count=[0-9]*' "$OUT" | cut -d= -f2) after $(((end - start) / 1000000)) ms"
+done
