@@ -248,7 +248,21 @@ pub async fn run(
         let _ = control_stopped.await;
     }));
 
-    scheduler.run(shutdown).await;
+    // Read every record once, in the background (the queue is usable at
+    // once): damage that sled's open did not notice stops the daemon with
+    // the advice to run `tjfwd recover`, before it builds on a broken base.
+    let damaged = Arc::new(Notify::new());
+    let verify = spawn_verify(queue.clone(), damaged.clone(), stop.clone());
+    let stopped_by_damage = Arc::new(AtomicBool::new(false));
+    let flag = stopped_by_damage.clone();
+    scheduler
+        .run(async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = damaged.notified() => flag.store(true, Ordering::Release),
+            }
+        })
+        .await;
     drop(admin);
     let _ = control_stop.send(());
     let _ = control_task.await;
@@ -263,6 +277,16 @@ pub async fn run(
         let _ = tokio::task::spawn_blocking(move || handle.join()).await;
     }
     queue.flush()?;
+    let _ = tokio::task::spawn_blocking(move || verify.join()).await;
+    if stopped_by_damage.load(Ordering::Acquire) {
+        return Err(DaemonError::Queue(QueueError::Damaged {
+            dir: config.state_dir.clone(),
+            detail: std::fs::read_to_string(config.state_dir.join(crate::queue::DAMAGED_MARKER))
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        }));
+    }
     let skipped: Vec<String> = crate::stats::SkipReason::ALL
         .iter()
         .filter(|r| stats.skipped(**r) > 0)
@@ -279,6 +303,38 @@ pub async fn run(
         "stopped; queue flushed to disk"
     );
     Ok(stats)
+}
+
+/// Verifies the database on a thread of its own; on damage, records it
+/// ([`crate::queue::mark_damaged`]) and wakes `damaged`.
+fn spawn_verify(
+    queue: Arc<Queue>,
+    damaged: Arc<Notify>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("tjfwd-verify".into())
+        .spawn(move || {
+            let started = std::time::Instant::now();
+            let v = queue.verify_until(&stop);
+            if v.problems == 0 {
+                tracing::debug!(pending = v.pending, reported = v.reported, seconds = started.elapsed().as_secs_f64(), "database verified");
+                return;
+            }
+            let detail = format!("{} problems, first: {}", v.problems, v.details.first().map_or("", |d| d.as_str()));
+            if let Err(e) = crate::queue::mark_damaged(queue.dir(), &detail) {
+                tracing::error!(error = %e, "cannot record the damage in the state directory");
+            }
+            tracing::error!(
+                "{}",
+                QueueError::Damaged {
+                    dir: queue.dir().to_path_buf(),
+                    detail,
+                }
+            );
+            damaged.notify_one();
+        })
+        .expect("spawning the verify thread")
 }
 
 /// What the ingest thread needs.

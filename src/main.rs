@@ -65,6 +65,9 @@ enum Command {
     Flush(ConfigOnlyArgs),
     /// Validate the configuration and print the effective one (token redacted).
     CheckConfig(CheckConfigArgs),
+    /// Examine a damaged database, move it aside and rebuild the queue from
+    /// what it still holds and the Cowrie logs on disk (nothing is deleted).
+    Recover(RecoverArgs),
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -252,6 +255,19 @@ struct RunArgs {
     drain: bool,
 }
 
+#[derive(Debug, clap::Args)]
+struct RecoverArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Only examine the database and say what is wrong (exit 0 sound,
+    /// 1 damaged); change nothing.
+    #[arg(long)]
+    check: bool,
+    /// Rebuild even when the database is sound.
+    #[arg(long, conflicts_with = "check")]
+    force: bool,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(&LogOptions {
@@ -313,6 +329,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig(a) => {
             commands::check_config::run(&a.config.load(!a.dry_run)?, quiet);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Recover(a) => {
+            let config = a.config.load(false)?;
+            let opts = commands::recover::Options {
+                check: a.check,
+                force: a.force,
+            };
+            let sound = commands::recover::run(&config, opts, &mut std::io::stdout())?;
+            Ok(if a.check && !sound {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "tjfwd", &mut std::io::stdout());

@@ -40,6 +40,13 @@ pub enum QueueError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "the database in {dir} is damaged ({detail}); tjfwd has not changed it. \
+         Stop every tjfwd using this state_dir, then run `tjfwd recover` with the same \
+         configuration: it moves the damaged database aside (nothing is deleted) and \
+         rebuilds the queue from it and from the Cowrie logs still on disk"
+    )]
+    Damaged { dir: PathBuf, detail: String },
     #[error("cannot open the database in {dir}: {source}")]
     Open {
         dir: PathBuf,
@@ -100,6 +107,21 @@ pub struct Policy {
     pub rereport_after_ms: u64,
 }
 
+/// What [`Queue::verify`] found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub pending: u64,
+    pub reported: u64,
+    pub dead: u64,
+    pub checkpoints: u64,
+    /// Problems found (0: the database is sound).
+    pub problems: u64,
+    /// The first few problems, in words.
+    pub details: Vec<String>,
+    /// Every record was read (false: stopped early).
+    pub complete: bool,
+}
+
 /// The open database.
 pub struct Queue {
     db: sled::Db,
@@ -155,28 +177,37 @@ impl Queue {
         cache_capacity: u64,
         policy: Policy,
     ) -> Result<Queue, QueueError> {
+        let lock = lock_state_dir(state_dir)?;
+        Queue::open_locked(state_dir, lock, cache_capacity, policy)
+    }
+
+    /// Opens the database of a state directory whose lock (from
+    /// [`lock_state_dir`]) the caller holds; the queue keeps it.
+    pub fn open_locked(
+        state_dir: &Path,
+        lock: File,
+        cache_capacity: u64,
+        policy: Policy,
+    ) -> Result<Queue, QueueError> {
         let dir = state_dir.to_path_buf();
-        let io = |source| QueueError::StateDir {
-            dir: dir.clone(),
-            source,
-        };
-        create_private_dir(&dir).map_err(io)?;
-        let lock_path = dir.join("tjfwd.lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(QueueError::Locked {
-                    dir: dir.clone(),
-                    lock: lock_path,
-                })
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        if let Ok(detail) = std::fs::read_to_string(dir.join(DAMAGED_MARKER)) {
+            return Err(QueueError::Damaged {
+                dir,
+                detail: format!(
+                    "found by an earlier check, see {}: {}",
+                    DAMAGED_MARKER,
+                    detail.lines().next().unwrap_or("")
+                ),
+            });
+        }
+        let db_path = dir.join("db");
+        if db_path.exists() && !db_path.join("db").exists() {
+            // sled would quietly start an empty database beside its
+            // snapshot: the queue would be gone without a word.
+            return Err(QueueError::Damaged {
+                dir: dir.clone(),
+                detail: format!("{} is missing", db_path.join("db").display()),
+            });
         }
         let db = sled::Config::new()
             .path(dir.join("db"))
@@ -195,15 +226,29 @@ impl Queue {
                         lock: dir.join("db"),
                     }
                 }
+                sled::Error::Corruption { .. } => QueueError::Damaged {
+                    dir: dir.clone(),
+                    detail: "sled found corrupted data while opening it".into(),
+                },
                 _ => QueueError::Open {
                     dir: dir.clone(),
                     source,
                 },
             })?;
         let created_by = concat!("tjfwd ", env!("CARGO_PKG_VERSION"));
-        migrations::migrate(&db, created_by).map_err(|source| QueueError::Schema {
-            dir: dir.clone(),
-            source,
+        migrations::migrate(&db, created_by).map_err(|source| match source {
+            MigrationError::Corrupt(detail) => QueueError::Damaged {
+                dir: dir.clone(),
+                detail,
+            },
+            MigrationError::Sled(sled::Error::Corruption { .. }) => QueueError::Damaged {
+                dir: dir.clone(),
+                detail: "sled found corrupted data while reading its metadata".into(),
+            },
+            source => QueueError::Schema {
+                dir: dir.clone(),
+                source,
+            },
         })?;
         Ok(Queue {
             meta: db.open_tree(trees::META)?,
@@ -600,6 +645,16 @@ impl Queue {
         })
     }
 
+    /// Every entry of the pending set, in key order (a scan).
+    pub fn pending_entries(
+        &self,
+    ) -> impl Iterator<Item = Result<(IpAddr, Pending), QueueError>> + '_ {
+        self.pending.iter().map(|item| {
+            let (k, v) = item?;
+            Ok((v1::addr_from_key(&k)?, v1::decode("pending", &v)?))
+        })
+    }
+
     /// Every entry of the dead-letter set (a scan: for operator commands).
     pub fn dead_entries(&self) -> impl Iterator<Item = Result<(IpAddr, Dead), QueueError>> + '_ {
         self.dead.iter().map(|item| {
@@ -633,6 +688,175 @@ impl Queue {
         Ok(v1::get(&self.dead, "dead", &v1::addr_key(addr))?)
     }
 
+    /// Sets when the file input first started (`tjfwd recover`: 0, so that
+    /// every retained rotated file is read).
+    pub fn set_input_since(&self, ms: u64) -> Result<(), QueueError> {
+        self.meta.insert(meta_keys::INPUT_SINCE, &ms.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Puts back a reported entry salvaged from a damaged database (with its
+    /// expiry key), unless a later one is already there.
+    pub fn restore_reported(&self, addr: IpAddr, r: &Reported) -> Result<(), QueueError> {
+        let key = v1::addr_key(addr);
+        (&self.reported, &self.expiry)
+            .transaction(|(reported, expiry)| {
+                if let Some(old) = tx_get::<Reported>(reported, "reported", &key)? {
+                    if old.last_reported_ms >= r.last_reported_ms {
+                        return Ok(());
+                    }
+                    expiry.remove(v1::expiry_key(old.expires_at_ms, &key))?;
+                }
+                reported.insert(key.as_slice(), v1::encode(r))?;
+                expiry.insert(v1::expiry_key(r.expires_at_ms, &key), &[])?;
+                Ok(())
+            })
+            .map_err(tx_err)
+    }
+
+    /// Puts back a dead-letter entry salvaged from a damaged database.
+    pub fn restore_dead(&self, addr: IpAddr, d: &Dead) -> Result<(), QueueError> {
+        self.dead.insert(v1::addr_key(addr), v1::encode(d))?;
+        Ok(())
+    }
+
+    /// Reads every record of every tree and checks that the trees agree
+    /// with each other and with the stored counters (a full scan: for
+    /// `tjfwd recover --check`, not for hot paths).
+    pub fn verify(&self) -> Verified {
+        self.verify_until(&std::sync::atomic::AtomicBool::new(false))
+    }
+
+    /// [`Queue::verify`], giving up (with `complete: false`) once `stop` is set.
+    pub fn verify_until(&self, stop: &std::sync::atomic::AtomicBool) -> Verified {
+        let stopped = || stop.load(std::sync::atomic::Ordering::Relaxed);
+        let mut v = Verified::default();
+        let problem = |v: &mut Verified, what: String| {
+            v.problems += 1;
+            if v.details.len() < 20 {
+                v.details.push(what);
+            }
+        };
+        let count = self
+            .meta
+            .get(meta_keys::PENDING_COUNT)
+            .map_err(QueueError::from)
+            .and_then(|b| Ok(v1::decode_u64("meta/pending_count", b.as_deref())?));
+        let next_seq = self
+            .meta
+            .get(meta_keys::NEXT_SEQ)
+            .map_err(QueueError::from)
+            .and_then(|b| Ok(v1::decode_u64("meta/next_seq", b.as_deref())?));
+        for (name, r) in [
+            ("request log", self.request_log().map(drop)),
+            ("health record", self.health().map(drop)),
+        ] {
+            if let Err(e) = r {
+                problem(&mut v, format!("{name}: {e}"));
+            }
+        }
+        let mut max_seq = None::<u64>;
+        for item in self.pending.iter() {
+            if stopped() {
+                return v;
+            }
+            let checked = item.map_err(QueueError::from).and_then(|(k, val)| {
+                let addr = v1::addr_from_key(&k)?;
+                let p: Pending = v1::decode("pending", &val)?;
+                Ok((addr, k, p))
+            });
+            match checked {
+                Ok((addr, k, p)) => {
+                    v.pending += 1;
+                    max_seq = max_seq.max(Some(p.seq));
+                    match self.order.get(v1::seq_key(p.seq)) {
+                        Ok(Some(o)) if o == k => {}
+                        Ok(_) => problem(
+                            &mut v,
+                            format!("pending {addr} (seq {}) has no order entry", p.seq),
+                        ),
+                        Err(e) => problem(&mut v, format!("order of {addr}: {e}")),
+                    }
+                }
+                Err(e) => {
+                    problem(&mut v, format!("pending tree: {e}"));
+                    break;
+                }
+            }
+        }
+        let mut orders = 0u64;
+        for item in self.order.iter() {
+            if stopped() {
+                return v;
+            }
+            match item {
+                Ok((_, key)) => {
+                    orders += 1;
+                    if let Ok(None) = self.pending.get(&key) {
+                        problem(&mut v, "an order entry names no pending address".into());
+                    }
+                }
+                Err(e) => {
+                    problem(&mut v, format!("order tree: {e}"));
+                    break;
+                }
+            }
+        }
+        if orders != v.pending {
+            let what = format!("{orders} order entries for {} pending addresses", v.pending);
+            problem(&mut v, what);
+        }
+        match count {
+            Ok(c) if c == v.pending => {}
+            Ok(c) => {
+                let what = format!("pending counter says {c}, the tree holds {}", v.pending);
+                problem(&mut v, what)
+            }
+            Err(e) => problem(&mut v, e.to_string()),
+        }
+        match next_seq {
+            Ok(n) if max_seq.is_none_or(|m| m < n) => {}
+            Ok(n) => problem(&mut v, format!("next sequence {n} is not above {max_seq:?}")),
+            Err(e) => problem(&mut v, e.to_string()),
+        }
+        for item in self.reported_entries() {
+            if stopped() {
+                return v;
+            }
+            match item {
+                Ok(_) => v.reported += 1,
+                Err(e) => {
+                    problem(&mut v, format!("reported tree: {e}"));
+                    break;
+                }
+            }
+        }
+        for item in self.expiry.iter() {
+            if let Err(e) = item
+                .map_err(QueueError::from)
+                .and_then(|(k, _)| Ok(v1::split_expiry_key(&k).map(drop)?))
+            {
+                problem(&mut v, format!("expiry tree: {e}"));
+                break;
+            }
+        }
+        for item in self.dead_entries() {
+            match item {
+                Ok(_) => v.dead += 1,
+                Err(e) => {
+                    problem(&mut v, format!("dead-letter tree: {e}"));
+                    break;
+                }
+            }
+        }
+        match self.checkpoints() {
+            Ok(c) => v.checkpoints = c.len() as u64,
+            Err(e) => problem(&mut v, format!("checkpoints: {e}")),
+        }
+        v.complete = true;
+        v
+    }
+
     /// Writes everything to disk (fsync).
     pub fn flush(&self) -> Result<(), QueueError> {
         self.db.flush()?;
@@ -646,6 +870,43 @@ impl Queue {
 fn is_due(r: &Reported, seen_ms: u64, policy: Policy) -> bool {
     seen_ms > r.last_reported_ms
         && seen_ms >= r.last_reported_ms.saturating_add(policy.rereport_after_ms)
+}
+
+/// The file, in the state directory, that records that the database was
+/// found damaged while running: later starts refuse until `tjfwd recover`.
+pub const DAMAGED_MARKER: &str = "DAMAGED";
+
+/// Records that the database in `state_dir` is damaged (see [`DAMAGED_MARKER`]).
+pub fn mark_damaged(state_dir: &Path, detail: &str) -> std::io::Result<()> {
+    let tmp = state_dir.join(format!("{DAMAGED_MARKER}.tmp"));
+    std::fs::write(&tmp, format!("{detail}\n"))?;
+    std::fs::rename(&tmp, state_dir.join(DAMAGED_MARKER))
+}
+
+/// Creates the state directory (0700) if needed and takes its lock
+/// (`tjfwd.lock`), held as long as the returned file is open.
+pub fn lock_state_dir(state_dir: &Path) -> Result<File, QueueError> {
+    let dir = state_dir.to_path_buf();
+    let io = |source| QueueError::StateDir {
+        dir: dir.clone(),
+        source,
+    };
+    create_private_dir(&dir).map_err(io)?;
+    let lock_path = dir.join("tjfwd.lock");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io)?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(QueueError::Locked {
+            dir: dir.clone(),
+            lock: lock_path,
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
 }
 
 /// Creates `dir` (and parents) with mode 0700 for the last component.

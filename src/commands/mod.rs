@@ -1,5 +1,5 @@
 //! The operator commands, one file each: [`replay`], [`resend`], [`status`],
-//! [`export`], [`flush`], [`check_config`].
+//! [`export`], [`flush`], [`check_config`], [`recover`].
 //!
 //! Each works through a [`Backend`]: the running daemon's control socket when
 //! there is one, else the database opened directly. The result is the same
@@ -8,6 +8,7 @@
 pub mod check_config;
 pub mod export;
 pub mod flush;
+pub mod recover;
 pub mod replay;
 pub mod resend;
 pub mod status;

@@ -1,0 +1,477 @@
+//! `tjfwd recover`: what to do when the database is damaged.
+//!
+//! It never deletes anything. With the state directory locked (no daemon may
+//! run), it
+//!
+//! 1. examines the database on a scratch copy (opening a sled database
+//!    writes to it; the original is left exactly as it was found) and reads
+//!    every record ([`Queue::verify`]);
+//! 2. stops there with `--check`, or when the database is sound (unless
+//!    `--force`);
+//! 3. moves the database aside (`db` → `db.damaged-<time>`), creates a new
+//!    one, and salvages every record it can still read from the copy:
+//!    reported entries (so addresses are not reported again before their
+//!    time), dead letters, pending addresses, and the request log (when it
+//!    cannot be read, the rate window is taken as full, so the first send
+//!    waits a whole window: the API limit holds across the recovery too);
+//! 4. rebuilds the queue from the Cowrie logs still on disk: the configured
+//!    input and every rotated file beside it, from their beginning (the
+//!    checkpoints are not trusted). Sightings of addresses salvaged as
+//!    reported only queue them again when they are due, as always.
+//!
+//! Older archives elsewhere can be queued afterwards with `tjfwd replay`.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use migrations::v1::{Dead, Pending, RequestLog};
+
+use crate::clock::now_ms;
+use crate::commands::CommandError;
+use crate::config::{Config, StartAt};
+use crate::daemon::{count_enqueued, policy, select_lines};
+use crate::filter::Rules;
+use crate::queue::{lock_state_dir, Queue, QueueError, Sighting, Verified, DAMAGED_MARKER};
+use crate::source::{Chunk, Tailer};
+use crate::stats::Stats;
+
+/// Sightings written per transaction while salvaging.
+const SALVAGE_CHUNK: usize = 2_000;
+
+/// What `recover` was asked to do.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Examine only; change nothing.
+    pub check: bool,
+    /// Rebuild even when the database is sound.
+    pub force: bool,
+}
+
+/// What the examination found.
+#[derive(Debug)]
+pub enum Diagnosis {
+    /// No database at all.
+    Missing,
+    /// It opens and every record reads back consistently.
+    Sound(Verified),
+    /// It opens, but records are unreadable or inconsistent.
+    Inconsistent(Verified),
+    /// It does not open (or reading it panicked).
+    Unopenable(String),
+}
+
+impl Diagnosis {
+    pub fn is_sound(&self) -> bool {
+        matches!(self, Diagnosis::Sound(_))
+    }
+}
+
+/// What was salvaged from the damaged database.
+#[derive(Debug, Default)]
+struct Salvage {
+    reported: u64,
+    dead: u64,
+    pending: u64,
+    request_log: bool,
+    unreadable: u64,
+}
+
+/// Runs `tjfwd recover`, writing its report to `out`. Returns whether the
+/// database was sound (the exit status of `--check`).
+pub fn run(config: &Config, opts: Options, out: &mut dyn Write) -> Result<bool, CommandError> {
+    let state_dir = &config.state_dir;
+    let lock = lock_state_dir(state_dir).map_err(|e| match e {
+        QueueError::Locked { dir, .. } => CommandError::Other(format!(
+            "{} is in use (a tjfwd daemon or command is running with it); stop it first \
+             (systemctl stop tjfwd), then run recover again",
+            dir.display()
+        )),
+        e => e.into(),
+    })?;
+    let db_dir = state_dir.join("db");
+    let scratch = state_dir.join("recover.scratch");
+    remove_scratch(&scratch)?;
+
+    let (diagnosis, salvaged_from) = examine(&db_dir, &scratch, config)?;
+    let w = |out: &mut dyn Write, s: String| -> Result<(), CommandError> {
+        writeln!(out, "{s}").map_err(|e| CommandError::Other(format!("cannot write: {e}")))
+    };
+    match &diagnosis {
+        Diagnosis::Missing => w(out, format!("no database in {}", state_dir.display()))?,
+        Diagnosis::Sound(v) => w(
+            out,
+            format!(
+                "the database in {} is sound: {} pending, {} reported, {} dead-lettered, {} checkpoints",
+                state_dir.display(),
+                v.pending,
+                v.reported,
+                v.dead,
+                v.checkpoints
+            ),
+        )?,
+        Diagnosis::Inconsistent(v) => {
+            w(
+                out,
+                format!(
+                    "the database in {} is damaged: {} problems; readable: {} pending, {} reported, {} dead-lettered",
+                    state_dir.display(),
+                    v.problems,
+                    v.pending,
+                    v.reported,
+                    v.dead
+                ),
+            )?;
+            for d in &v.details {
+                w(out, format!("  {d}"))?;
+            }
+        }
+        Diagnosis::Unopenable(why) => w(
+            out,
+            format!(
+                "the database in {} is damaged and cannot be opened: {why}",
+                state_dir.display()
+            ),
+        )?,
+    }
+    let marker = std::fs::read_to_string(state_dir.join(DAMAGED_MARKER)).ok();
+    if let Some(m) = &marker {
+        w(
+            out,
+            format!(
+                "the daemon found it damaged while running ({}): {}",
+                state_dir.join(DAMAGED_MARKER).display(),
+                m.trim()
+            ),
+        )?;
+    }
+    let sound = diagnosis.is_sound() && marker.is_none();
+    if opts.check {
+        drop(salvaged_from);
+        remove_scratch(&scratch)?;
+        return Ok(sound || matches!(diagnosis, Diagnosis::Missing));
+    }
+    if sound && !opts.force {
+        drop(salvaged_from);
+        remove_scratch(&scratch)?;
+        w(
+            out,
+            "nothing to recover (--force rebuilds it from the logs anyway)".into(),
+        )?;
+        return Ok(true);
+    }
+
+    // Move the database aside: a rename, nothing is deleted.
+    let aside = if db_dir.exists() {
+        let aside = aside_path(state_dir);
+        std::fs::rename(&db_dir, &aside).map_err(|e| {
+            CommandError::Other(format!(
+                "cannot move {} aside to {}: {e}",
+                db_dir.display(),
+                aside.display()
+            ))
+        })?;
+        w(
+            out,
+            format!("moved the old database aside to {}", aside.display()),
+        )?;
+        Some(aside)
+    } else {
+        None
+    };
+    if marker.is_some() {
+        let to = aside.as_deref().unwrap_or(state_dir).join(if aside.is_some() {
+            DAMAGED_MARKER.to_string()
+        } else {
+            format!("{DAMAGED_MARKER}.recovered")
+        });
+        std::fs::rename(state_dir.join(DAMAGED_MARKER), &to).map_err(|e| {
+            CommandError::Other(format!("cannot move the {DAMAGED_MARKER} marker to {}: {e}", to.display()))
+        })?;
+    }
+
+    let queue = Queue::open_locked(state_dir, lock, config.storage.cache_capacity, policy(config))?;
+    let now = now_ms();
+    let salvage = match &salvaged_from {
+        Some(old) => salvage(old, &queue, now)?,
+        None => Salvage::default(),
+    };
+    if !salvage.request_log {
+        // Unknown recent requests: take the window as full.
+        let full = RequestLog {
+            sent_at_ms: vec![now; config.schedule.max_requests_per_minute as usize],
+        };
+        queue.record_request(&full)?;
+    }
+    drop(salvaged_from);
+    remove_scratch(&scratch)?;
+    w(
+        out,
+        format!(
+            "salvaged {} reported, {} dead-lettered, {} pending addresses{}{}",
+            salvage.reported,
+            salvage.dead,
+            salvage.pending,
+            if salvage.request_log {
+                ", and the request log"
+            } else {
+                "; the request log was unreadable, so the first send waits a whole rate window"
+            },
+            if salvage.unreadable > 0 {
+                format!(" ({} records were unreadable)", salvage.unreadable)
+            } else {
+                String::new()
+            }
+        ),
+    )?;
+
+    let stats = Stats::default();
+    if let Some(path) = &config.input.cowrie_json {
+        rebuild_from_logs(config, &queue, path, &stats)?;
+        w(
+            out,
+            format!(
+                "read {} lines of {} and its rotated files: {} login/session events, {} addresses queued again",
+                Stats::get(&stats.lines_read),
+                path.display(),
+                Stats::get(&stats.events_selected),
+                Stats::get(&stats.queued_new)
+            ),
+        )?;
+    } else {
+        w(
+            out,
+            "no [input] cowrie_json is configured: nothing to re-read".into(),
+        )?;
+    }
+    queue.flush()?;
+    w(
+        out,
+        format!(
+            "the new database holds {} pending addresses; start tjfwd again. \
+             Older logs kept elsewhere can be queued with `tjfwd replay`.{}",
+            queue.pending_count()?,
+            aside
+                .map(|a| format!(
+                    " Once all is well, {} may be deleted.",
+                    a.display()
+                ))
+                .unwrap_or_default()
+        ),
+    )?;
+    Ok(sound)
+}
+
+/// Where the damaged database goes: `db.damaged-<UTC time>` (never reused).
+fn aside_path(state_dir: &Path) -> PathBuf {
+    let stamp = httpdate_like(now_ms());
+    let mut p = state_dir.join(format!("db.damaged-{stamp}"));
+    let mut n = 1;
+    while p.exists() {
+        p = state_dir.join(format!("db.damaged-{stamp}.{n}"));
+        n += 1;
+    }
+    p
+}
+
+/// `YYYYmmddTHHMMSSZ`.
+fn httpdate_like(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    let s = humantime::format_rfc3339_seconds(t).to_string();
+    s.replace(['-', ':'], "")
+}
+
+fn remove_scratch(scratch: &Path) -> Result<(), CommandError> {
+    match std::fs::remove_dir_all(scratch) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(CommandError::Other(format!(
+            "cannot remove the scratch copy {}: {e}",
+            scratch.display()
+        ))),
+    }
+}
+
+/// Copies the database to `scratch/db` and opens and verifies the copy.
+/// Returns the diagnosis and the opened copy (to salvage from), if it opened.
+fn examine(
+    db_dir: &Path,
+    scratch: &Path,
+    config: &Config,
+) -> Result<(Diagnosis, Option<Queue>), CommandError> {
+    if !db_dir.exists() {
+        return Ok((Diagnosis::Missing, None));
+    }
+    copy_dir(db_dir, &scratch.join("db")).map_err(|e| {
+        CommandError::Other(format!(
+            "cannot copy {} to {} to examine it: {e} (is the disk full?)",
+            db_dir.display(),
+            scratch.display()
+        ))
+    })?;
+    let result = quietly(|| {
+        let q = Queue::open(scratch, config.storage.cache_capacity, policy(config))?;
+        let v = q.verify();
+        Ok::<_, QueueError>((q, v))
+    });
+    Ok(match result {
+        Ok(Ok((q, v))) if v.problems == 0 => (Diagnosis::Sound(v), Some(q)),
+        Ok(Ok((q, v))) => (Diagnosis::Inconsistent(v), Some(q)),
+        Ok(Err(QueueError::Damaged { detail, .. })) => (Diagnosis::Unopenable(detail), None),
+        Ok(Err(e)) => (Diagnosis::Unopenable(e.to_string()), None),
+        Err(panic) => (Diagnosis::Unopenable(panic), None),
+    })
+}
+
+/// Runs `f`, turning a panic (sled may panic on some damaged files) into an
+/// error message instead of a crash report on stderr.
+fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    let message = Arc::new(Mutex::new(String::new()));
+    let seen = message.clone();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if let Ok(mut m) = seen.lock() {
+            *m = format!("reading it failed: {info}");
+        }
+    }));
+    let r = std::panic::catch_unwind(AssertUnwindSafe(f));
+    std::panic::set_hook(previous);
+    r.map_err(|_| {
+        let m = message.lock().map(|m| m.clone()).unwrap_or_default();
+        if m.is_empty() {
+            "reading it failed".into()
+        } else {
+            m
+        }
+    })
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies every readable record of `old` into the new queue.
+fn salvage(old: &Queue, new: &Queue, now: u64) -> Result<Salvage, CommandError> {
+    let mut s = Salvage::default();
+    let read = quietly(|| -> Result<(), QueueError> {
+        for item in old.reported_entries() {
+            match item {
+                Ok((addr, r)) => {
+                    new.restore_reported(addr, &r)?;
+                    s.reported += 1;
+                }
+                Err(QueueError::Sled(_)) => {
+                    s.unreadable += 1;
+                    break;
+                }
+                Err(_) => s.unreadable += 1,
+            }
+        }
+        for item in old.dead_entries() {
+            match item {
+                Ok((addr, d)) => {
+                    let d: Dead = d;
+                    new.restore_dead(addr, &d)?;
+                    s.dead += 1;
+                }
+                Err(QueueError::Sled(_)) => {
+                    s.unreadable += 1;
+                    break;
+                }
+                Err(_) => s.unreadable += 1,
+            }
+        }
+        let mut chunk: Vec<Sighting> = Vec::with_capacity(SALVAGE_CHUNK);
+        for item in old.pending_entries() {
+            match item {
+                Ok((addr, p)) => {
+                    push_pending(&mut chunk, addr, &p);
+                    s.pending += 1;
+                    if chunk.len() >= SALVAGE_CHUNK {
+                        new.enqueue(&chunk, None, now)?;
+                        chunk.clear();
+                    }
+                }
+                Err(QueueError::Sled(_)) => {
+                    s.unreadable += 1;
+                    break;
+                }
+                Err(_) => s.unreadable += 1,
+            }
+        }
+        new.enqueue(&chunk, None, now)?;
+        if let Ok(log) = old.request_log() {
+            new.record_request(&log)?;
+            s.request_log = true;
+        }
+        Ok(())
+    });
+    match read {
+        Ok(Ok(())) => Ok(s),
+        Ok(Err(e)) => Err(e.into()),
+        // A panic while reading the old copy: keep what was salvaged.
+        Err(_) => {
+            s.unreadable += 1;
+            Ok(s)
+        }
+    }
+}
+
+fn push_pending(chunk: &mut Vec<Sighting>, addr: IpAddr, p: &Pending) {
+    chunk.push(Sighting {
+        addr,
+        seen_ms: p.first_seen_ms,
+    });
+    if p.last_seen_ms != p.first_seen_ms {
+        chunk.push(Sighting {
+            addr,
+            seen_ms: p.last_seen_ms,
+        });
+    }
+}
+
+/// Reads the input and its rotated files from their beginning into `queue`.
+fn rebuild_from_logs(
+    config: &Config,
+    queue: &Queue,
+    path: &Path,
+    stats: &Stats,
+) -> Result<(), CommandError> {
+    // "Started watching at the epoch": every retained rotated file is read.
+    queue.set_input_since(0)?;
+    let rules = Rules::from_config(config);
+    let mut tailer = Tailer::new(
+        path.to_path_buf(),
+        StartAt::Beginning,
+        config.input.max_line_bytes,
+    );
+    let mut chunk = Chunk::default();
+    let mut sightings = Vec::new();
+    loop {
+        let now = now_ms();
+        let got = tailer
+            .next_chunk(queue, stats, &mut chunk, now)
+            .map_err(|e| CommandError::Other(format!("cannot read the input: {e}")))?;
+        if !got {
+            return Ok(());
+        }
+        sightings.clear();
+        select_lines(chunk.lines(), &rules, stats, now, &mut sightings);
+        let ckpt = chunk.checkpoint(now);
+        let outcome = queue.enqueue(&sightings, ckpt.as_ref().map(|(id, c)| (id, c)), now)?;
+        tailer.commit();
+        count_enqueued(stats, &outcome);
+    }
+}
