@@ -39,7 +39,7 @@ use tokio::sync::oneshot;
 
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::health::{verdict, Verdict};
+use crate::health::{overall, Verdict};
 use crate::queue::{Queue, QueueError};
 use crate::ratelimit::Limit;
 use crate::stats::{SkipReason, Stats};
@@ -223,7 +223,13 @@ impl Admin {
             bytes_behind,
             last_success_s: health.last_success_ms.map(ms_to_s),
             last_error_s: health.last_error_ms.map(ms_to_s),
-            healthy: verdict(&health, now, self.sources.flush_interval).is_healthy(),
+            healthy: overall(
+                &health,
+                now,
+                self.sources.flush_interval,
+                self.sources.stats.paused().as_deref(),
+            )
+            .is_healthy(),
             requests_in_window: self.sources.limit.in_window(&log.sent_at_ms, now) as u64,
             started_s: ms_to_s(self.started_ms),
         })
@@ -533,7 +539,13 @@ async fn healthz(State(admin): State<Arc<Admin>>) -> Response {
                 .into_response()
         }
     };
-    match verdict(&health, now_ms(), admin.sources.flush_interval) {
+    let paused = admin.sources.stats.paused();
+    match overall(
+        &health,
+        now_ms(),
+        admin.sources.flush_interval,
+        paused.as_deref(),
+    ) {
         Verdict::Healthy => (StatusCode::OK, "ok\n").into_response(),
         Verdict::Degraded(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -33,7 +33,7 @@
 //!   `0 < poll_interval <= 60 s`; `rate_window` is 60 s.
 //! - `1 KiB <= input.max_line_bytes <= 64 MiB`; `1 <= input.max_connections <= 1024`;
 //!   `input.listen_tcp` has a non-zero port (a non-loopback one adds a warning).
-//! - `storage.cache_capacity >= 1 MiB`.
+//! - `storage.cache_capacity >= 1 MiB`; `queue.max_pending >= 1000`.
 //! - `admin.listen`, when set, is a socket address (port 0 is refused).
 //! - Paths taken from the file are absolute when the file was found by
 //!   [`Config::load`] (they are joined to the file's directory).
@@ -96,6 +96,11 @@ const MIB: u64 = 1024 * KIB;
 const GIB: u64 = 1024 * MIB;
 const DEFAULT_CACHE_CAPACITY: u64 = 32 * MIB;
 const MIN_CACHE_CAPACITY: u64 = MIB;
+/// Default of `[queue] max_pending`: two days of sending at the API's limit
+/// (6,000 addresses a minute would be 8.6 M; 2 M is ~1 GiB of disk).
+pub const DEFAULT_MAX_PENDING: u64 = 2_000_000;
+/// Smallest accepted `[queue] max_pending` (one full batch).
+pub const MIN_MAX_PENDING: u64 = 1000;
 /// Default of `[input] max_line_bytes`: longer lines are skipped and counted.
 pub const DEFAULT_MAX_LINE_BYTES: usize = MIB as usize;
 /// Smallest accepted `[input] max_line_bytes` (Cowrie's lines are ~350 bytes,
@@ -213,6 +218,8 @@ pub struct Config {
     pub filter: Filter,
     /// Tuning of the on-disk queue.
     pub storage: Storage,
+    /// `[queue]`.
+    pub queue: QueueLimits,
     /// The admin HTTP endpoint (metrics, health).
     pub admin: Admin,
     /// Non-fatal problems found while loading, to log at start-up (never contain the token).
@@ -320,6 +327,23 @@ pub struct Storage {
     pub cache_capacity: u64,
 }
 
+/// The `[queue]` section: bounds of the pending set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// At this many pending addresses the inputs stop reading (the file
+    /// input stops advancing, the socket input stops reading its clients)
+    /// until sending brings the number down: nothing is dropped.
+    pub max_pending: u64,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        QueueLimits {
+            max_pending: DEFAULT_MAX_PENDING,
+        }
+    }
+}
+
 /// The `[admin]` section: the HTTP endpoint for monitoring.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Admin {
@@ -389,6 +413,7 @@ impl Default for Config {
             schedule: Schedule::default(),
             filter: Filter::default(),
             storage: Storage::default(),
+            queue: QueueLimits::default(),
             admin: Admin::default(),
             warnings: Vec::new(),
             notes: Vec::new(),
@@ -483,6 +508,9 @@ impl Config {
             storage: ViewStorage {
                 cache_capacity: format_size(self.storage.cache_capacity),
             },
+            queue: ViewQueue {
+                max_pending: i64::try_from(self.queue.max_pending).unwrap_or(i64::MAX),
+            },
             admin: ViewAdmin {
                 listen: self.admin.listen.map(|a| a.to_string()),
             },
@@ -538,6 +566,9 @@ struct RawConfig {
     /// `[storage]`: sled tuning.
     #[serde(default)]
     storage: RawStorage,
+    /// `[queue]`: bounds of the pending set.
+    #[serde(default)]
+    queue: RawQueue,
     /// `[admin]`: the metrics and health endpoint.
     #[serde(default)]
     admin: RawAdmin,
@@ -645,6 +676,14 @@ struct RawStorage {
     cache_capacity: Option<toml::Value>,
 }
 
+/// `[queue]` as written.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueue {
+    /// Pending addresses at which the inputs pause.
+    max_pending: Option<i64>,
+}
+
 /// `[admin]` as written.
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -672,6 +711,8 @@ struct ViewConfig {
     filter: ViewFilter,
     /// `[storage]`.
     storage: ViewStorage,
+    /// `[queue]`.
+    queue: ViewQueue,
     /// `[admin]`.
     admin: ViewAdmin,
 }
@@ -748,6 +789,13 @@ struct ViewFilter {
 struct ViewStorage {
     /// Size string that parses back to the same number of bytes.
     cache_capacity: String,
+}
+
+/// `[queue]` for output.
+#[derive(Serialize)]
+struct ViewQueue {
+    /// Pending addresses at which the inputs pause.
+    max_pending: i64,
 }
 
 /// `[admin]` for output.
@@ -1068,6 +1116,7 @@ fn build(
     let schedule = schedule(&mut ctx, raw.schedule)?;
     let filter = filter(&ctx, raw.filter)?;
     let storage = storage(&ctx, raw.storage)?;
+    let queue = queue_limits(&ctx, raw.queue)?;
     let admin = admin(&ctx, raw.admin)?;
 
     // Checked last: the other keys' mistakes are reported first, as they are
@@ -1102,6 +1151,7 @@ fn build(
         schedule,
         filter,
         storage,
+        queue,
         admin,
         warnings,
         notes,
@@ -1773,6 +1823,24 @@ fn storage(ctx: &Ctx, raw: RawStorage) -> Result<Storage, ConfigError> {
         ));
     }
     Ok(Storage { cache_capacity })
+}
+
+fn queue_limits(ctx: &Ctx, raw: RawQueue) -> Result<QueueLimits, ConfigError> {
+    let key = "[queue] max_pending";
+    let max_pending = match raw.max_pending {
+        None => DEFAULT_MAX_PENDING,
+        Some(n) if n >= MIN_MAX_PENDING as i64 => n as u64,
+        Some(n) => {
+            return Err(ctx.invalid(
+                key,
+                format!(
+                    "{key} = {n} is too small: it must be at least {MIN_MAX_PENDING} \
+                     (default {DEFAULT_MAX_PENDING})"
+                ),
+            ))
+        }
+    };
+    Ok(QueueLimits { max_pending })
 }
 
 // ---------------------------------------------------------------------------

@@ -164,6 +164,7 @@ pub async fn run(
                 stop: stop.clone(),
                 poll: config.input.poll_interval,
                 drain: opts.drain,
+                max_pending: config.queue.max_pending,
             };
             Some(
                 std::thread::Builder::new()
@@ -191,6 +192,7 @@ pub async fn run(
                 stop: stop.clone(),
                 max_line: config.input.max_line_bytes,
                 max_connections: config.input.max_connections,
+                max_pending: config.queue.max_pending,
             };
             Some(
                 std::thread::Builder::new()
@@ -318,10 +320,19 @@ fn spawn_verify(
             let started = std::time::Instant::now();
             let v = queue.verify_until(&stop);
             if v.problems == 0 {
-                tracing::debug!(pending = v.pending, reported = v.reported, seconds = started.elapsed().as_secs_f64(), "database verified");
+                tracing::debug!(
+                    pending = v.pending,
+                    reported = v.reported,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "database verified"
+                );
                 return;
             }
-            let detail = format!("{} problems, first: {}", v.problems, v.details.first().map_or("", |d| d.as_str()));
+            let detail = format!(
+                "{} problems, first: {}",
+                v.problems,
+                v.details.first().map_or("", |d| d.as_str())
+            );
             if let Err(e) = crate::queue::mark_damaged(queue.dir(), &detail) {
                 tracing::error!(error = %e, "cannot record the damage in the state directory");
             }
@@ -347,6 +358,7 @@ struct Ingest {
     stop: Arc<AtomicBool>,
     poll: Duration,
     drain: bool,
+    max_pending: u64,
 }
 
 impl Ingest {
@@ -355,6 +367,10 @@ impl Ingest {
         let mut sightings = Vec::new();
         let mut failures = 0u32;
         while !self.stop.load(Ordering::Acquire) {
+            if !has_room(&self.queue, self.max_pending, &self.stats) {
+                std::thread::park_timeout(self.poll);
+                continue;
+            }
             let now = now_ms();
             let got = match tailer.next_chunk(&self.queue, &self.stats, &mut chunk, now) {
                 Ok(got) => got,
@@ -380,6 +396,9 @@ impl Ingest {
                 .enqueue(&sightings, ckpt.as_ref().map(|(id, c)| (id, c)), now)
             {
                 Ok(out) => {
+                    if failures > 0 {
+                        self.stats.set_paused(None);
+                    }
                     failures = 0;
                     tailer.commit();
                     count_enqueued(&self.stats, &out);
@@ -390,6 +409,8 @@ impl Ingest {
                 Err(e) => {
                     failures += 1;
                     tracing::error!(error = %e, "cannot queue addresses; the input is not advanced and will be read again");
+                    self.stats
+                        .set_paused(Some(format!("cannot write the queue: {e}")));
                     if let Err(e) = tailer.rewind() {
                         tracing::warn!(error = %e, "cannot rewind the input");
                     }
@@ -407,6 +428,30 @@ impl Ingest {
             .min(Duration::from_secs(30));
         std::thread::park_timeout(d);
     }
+}
+
+/// Whether the queue has room for more (backpressure): below
+/// `[queue] max_pending`, the inputs read; at it, they wait for the
+/// scheduler to send. Records the pause in `stats` (status, metrics, log).
+pub fn has_room(queue: &Queue, max_pending: u64, stats: &Stats) -> bool {
+    let pending = match queue.pending_count() {
+        Ok(n) => n,
+        // The enqueue will fail too, and say why.
+        Err(_) => return true,
+    };
+    let full = pending >= max_pending;
+    let paused = stats.paused();
+    let full_reason = || {
+        format!(
+            "the queue is full: {pending} pending addresses, [queue] max_pending = {max_pending}"
+        )
+    };
+    match (full, paused) {
+        (true, None) => stats.set_paused(Some(full_reason())),
+        (false, Some(p)) if p.starts_with("the queue is full") => stats.set_paused(None),
+        _ => {}
+    }
+    !full
 }
 
 /// Decodes, selects and filters lines into `out`.

@@ -59,6 +59,15 @@ pub fn verdict(h: &Health, now_ms: u64, flush_interval: Duration) -> Verdict {
     Verdict::Healthy
 }
 
+/// [`verdict`], also degraded while the inputs are paused (the queue is
+/// full, or cannot be written): the one verdict of status and `/healthz`.
+pub fn overall(h: &Health, now_ms: u64, flush_interval: Duration, paused: Option<&str>) -> Verdict {
+    match (verdict(h, now_ms, flush_interval), paused) {
+        (Verdict::Healthy, Some(why)) => Verdict::Degraded(format!("input paused: {why}")),
+        (v, _) => v,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +94,10 @@ mod tests {
         assert!(!verdict(&failing(503, 600_000), 1_000_000, f).is_healthy());
         assert!(!verdict(&failing(0, 600_000), 1_000_000, f).is_healthy());
         assert!(verdict(&failing(429, 999_000), 1_000_000, f).is_healthy());
+        assert_eq!(
+            overall(&Health::default(), 1_000_000, f, Some("the queue is full")),
+            Verdict::Degraded("input paused: the queue is full".into())
+        );
+        assert!(overall(&Health::default(), 1_000_000, f, None).is_healthy());
     }
 }

@@ -41,7 +41,7 @@ pub enum QueueError {
         source: std::io::Error,
     },
     #[error(
-        "the database in {dir} is damaged ({detail}); tjfwd has not changed it. \
+        "the database in {dir} is damaged ({detail}); tjfwd has deleted nothing. \
          Stop every tjfwd using this state_dir, then run `tjfwd recover` with the same \
          configuration: it moves the damaged database aside (nothing is deleted) and \
          rebuilds the queue from it and from the Cowrie logs still on disk"
@@ -250,8 +250,17 @@ impl Queue {
                 source,
             },
         })?;
+        let meta = db.open_tree(trees::META)?;
+        let now =
+            v1::decode_u64("meta/next_seq", meta.get(meta_keys::NEXT_SEQ)?.as_deref()).unwrap_or(0);
+        if let Some(detail) = seal_says_older(&dir, now) {
+            return Err(QueueError::Damaged {
+                dir: dir.clone(),
+                detail,
+            });
+        }
         Ok(Queue {
-            meta: db.open_tree(trees::META)?,
+            meta,
             pending: db.open_tree(trees::PENDING)?,
             order: db.open_tree(trees::ORDER)?,
             reported: db.open_tree(trees::REPORTED)?,
@@ -582,8 +591,7 @@ impl Queue {
     /// before returning, so that no restart can forget it.
     pub fn record_request(&self, log: &RequestLog) -> Result<(), QueueError> {
         self.meta.insert(meta_keys::REQUEST_LOG, v1::encode(log))?;
-        self.db.flush()?;
-        Ok(())
+        self.flush()
     }
 
     /// The reporter's health record.
@@ -688,10 +696,19 @@ impl Queue {
         Ok(v1::get(&self.dead, "dead", &v1::addr_key(addr))?)
     }
 
+    /// The next sequence number of the `order` tree.
+    pub fn next_seq(&self) -> Result<u64, QueueError> {
+        Ok(v1::decode_u64(
+            "meta/next_seq",
+            self.meta.get(meta_keys::NEXT_SEQ)?.as_deref(),
+        )?)
+    }
+
     /// Sets when the file input first started (`tjfwd recover`: 0, so that
     /// every retained rotated file is read).
     pub fn set_input_since(&self, ms: u64) -> Result<(), QueueError> {
-        self.meta.insert(meta_keys::INPUT_SINCE, &ms.to_be_bytes())?;
+        self.meta
+            .insert(meta_keys::INPUT_SINCE, &ms.to_be_bytes())?;
         Ok(())
     }
 
@@ -816,7 +833,10 @@ impl Queue {
         }
         match next_seq {
             Ok(n) if max_seq.is_none_or(|m| m < n) => {}
-            Ok(n) => problem(&mut v, format!("next sequence {n} is not above {max_seq:?}")),
+            Ok(n) => problem(
+                &mut v,
+                format!("next sequence {n} is not above {max_seq:?}"),
+            ),
             Err(e) => problem(&mut v, e.to_string()),
         }
         for item in self.reported_entries() {
@@ -859,7 +879,15 @@ impl Queue {
 
     /// Writes everything to disk (fsync).
     pub fn flush(&self) -> Result<(), QueueError> {
+        // The counter is read before the fsync, so the seal never claims
+        // more than what is on disk.
+        let next_seq = self.meta.get(meta_keys::NEXT_SEQ)?;
         self.db.flush()?;
+        if let Ok(n) = v1::decode_u64("meta/next_seq", next_seq.as_deref()) {
+            if let Err(e) = write_seal(&self.dir, n) {
+                tracing::warn!(error = %e, "cannot write {SEAL}", );
+            }
+        }
         Ok(())
     }
 }
@@ -870,6 +898,40 @@ impl Queue {
 fn is_due(r: &Reported, seen_ms: u64, policy: Policy) -> bool {
     seen_ms > r.last_reported_ms
         && seen_ms >= r.last_reported_ms.saturating_add(policy.rereport_after_ms)
+}
+
+/// The file, in the state directory, holding the queue's sequence counter as
+/// of its last fsync. sled treats a cut-off log as a torn write and opens the
+/// database as it was before the cut, without a word; a counter below the
+/// seal's shows that committed data is gone.
+pub const SEAL: &str = "tjfwd.seal";
+
+fn write_seal(dir: &Path, next_seq: u64) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{SEAL}.tmp"));
+    std::fs::write(&tmp, format!("next_seq {next_seq}\n"))?;
+    std::fs::rename(&tmp, dir.join(SEAL))
+}
+
+/// Whether the seal in `dir` shows a database whose sequence counter is
+/// `next_seq` to have lost committed data; if so, the explanation.
+pub fn seal_says_older(dir: &Path, next_seq: u64) -> Option<String> {
+    let sealed = read_seal(dir)?;
+    (next_seq < sealed).then(|| {
+        let seal = dir.join(SEAL);
+        format!(
+            "it is older than its last save: its sequence counter is {next_seq}, {} records \
+             {sealed}, so a part of it was lost (a truncated or damaged file, or a copy \
+             restored from a backup; if you restored it on purpose, delete {} and start again)",
+            seal.display(),
+            seal.display()
+        )
+    })
+}
+
+/// The sequence counter the seal records, if there is a readable seal.
+fn read_seal(dir: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(dir.join(SEAL)).ok()?;
+    text.trim().strip_prefix("next_seq ")?.parse().ok()
 }
 
 /// The file, in the state directory, that records that the database was

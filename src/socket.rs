@@ -41,6 +41,8 @@ pub struct SocketInput {
     pub stop: Arc<AtomicBool>,
     pub max_line: usize,
     pub max_connections: usize,
+    /// `[queue] max_pending`: no reading at or above it (backpressure).
+    pub max_pending: u64,
 }
 
 /// Binds the listening socket (so that a bad address fails at start).
@@ -110,6 +112,12 @@ impl SocketInput {
         let mut chunk = Vec::new();
         let mut sightings = Vec::new();
         while !self.stop.load(Ordering::Acquire) {
+            // A full queue: leave the data in the kernel's buffers (and
+            // then Cowrie's) rather than read what could not be queued.
+            if !crate::daemon::has_room(&self.queue, self.max_pending, &self.stats) {
+                std::thread::sleep(TICK);
+                continue;
+            }
             let n = match stream.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
@@ -153,6 +161,9 @@ impl SocketInput {
                     .and_then(|out| self.queue.flush().map(|_| out));
                 match stored {
                     Ok(out) => {
+                        if failures > 0 {
+                            self.stats.set_paused(None);
+                        }
                         crate::daemon::count_enqueued(&self.stats, &out);
                         if out.queued_new > 0 {
                             self.notify.notify_one();
@@ -162,6 +173,8 @@ impl SocketInput {
                     Err(e) => {
                         failures += 1;
                         tracing::error!(%peer, error = %e, "cannot queue addresses from the socket; not reading more from it until this works");
+                        self.stats
+                            .set_paused(Some(format!("cannot write the queue: {e}")));
                         if self.stop.load(Ordering::Acquire) {
                             return;
                         }

@@ -118,6 +118,10 @@ pub struct Stats {
     /// lock, bumped once a request: statuses are few and requests are rare.
     replies: Mutex<BTreeMap<u16, u64>>,
     warn_state: Mutex<WarnState>,
+    /// Why the inputs are paused (queue full, storage failing), if they are.
+    paused: Mutex<Option<String>>,
+    /// Times the inputs paused.
+    pub input_pauses: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -153,6 +157,33 @@ impl Stats {
                 }
             }
         }
+    }
+
+    /// Records that the inputs are paused, and why; logs the change once
+    /// (a warning when it starts, info when it ends).
+    pub fn set_paused(&self, why: Option<String>) {
+        let mut p = self.paused.lock().unwrap_or_else(|e| e.into_inner());
+        if *p == why {
+            return;
+        }
+        match (&*p, &why) {
+            (None, Some(w)) => {
+                self.input_pauses.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(reason = %w, "input paused: nothing more is read until this clears (nothing is dropped)");
+            }
+            (Some(_), None) => tracing::info!("input resumed"),
+            (Some(_), Some(w)) => tracing::warn!(reason = %w, "input still paused"),
+            (None, None) => {}
+        }
+        *p = why;
+    }
+
+    /// Why the inputs are paused, if they are.
+    pub fn paused(&self) -> Option<String> {
+        self.paused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Number of skips for `reason`.

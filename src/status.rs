@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::health::{verdict, Verdict};
+use crate::health::{overall, Verdict};
 use crate::queue::{Queue, QueueError};
 use crate::ratelimit::Limit;
 use crate::stats::{SkipReason, Stats};
@@ -36,6 +36,14 @@ pub struct Snapshot {
     pub health_reason: Option<String>,
     /// The file input, when configured.
     pub input: Option<InputStatus>,
+    /// Why the inputs are not reading (the queue is at `[queue] max_pending`,
+    /// or it cannot be written: disk full...), if they are not. Nothing is
+    /// dropped meanwhile: the file input resumes where it stopped.
+    #[serde(default)]
+    pub input_paused: Option<String>,
+    /// `[queue] max_pending`.
+    #[serde(default)]
+    pub max_pending: u64,
     /// Addresses waiting to be reported.
     pub pending: u64,
     /// Seconds the oldest pending address has waited.
@@ -153,7 +161,21 @@ impl Snapshot {
     ) -> Result<Snapshot, QueueError> {
         let now = now_ms();
         let health = queue.health()?;
-        let v = verdict(&health, now, config.schedule.flush_interval);
+        let pending = queue.pending_count()?;
+        let input_paused = match stats {
+            Some(s) => s.paused(),
+            None if pending >= config.queue.max_pending => Some(format!(
+                "the queue is full: {pending} pending addresses, [queue] max_pending = {}",
+                config.queue.max_pending
+            )),
+            None => None,
+        };
+        let v = overall(
+            &health,
+            now,
+            config.schedule.flush_interval,
+            input_paused.as_deref(),
+        );
         let (mut reported, mut active) = (0, 0);
         for e in queue.reported_entries() {
             let (_, r) = e?;
@@ -220,7 +242,9 @@ impl Snapshot {
                 Verdict::Degraded(r) => Some(r),
             },
             input,
-            pending: queue.pending_count()?,
+            input_paused,
+            max_pending: config.queue.max_pending,
+            pending,
             oldest_pending_age_s: queue
                 .oldest_queued_at()?
                 .map(|t| now.saturating_sub(t) / 1000),
@@ -281,6 +305,9 @@ impl Snapshot {
             .map(|a| format!(", oldest waiting {a} s"))
             .unwrap_or_default();
         let _ = writeln!(s, "pending:     {}{age}", self.pending);
+        if let Some(p) = &self.input_paused {
+            let _ = writeln!(s, "input paused: {p}");
+        }
         let _ = writeln!(
             s,
             "reported:    {} ({} active)",

@@ -34,7 +34,9 @@ use crate::commands::CommandError;
 use crate::config::{Config, StartAt};
 use crate::daemon::{count_enqueued, policy, select_lines};
 use crate::filter::Rules;
-use crate::queue::{lock_state_dir, Queue, QueueError, Sighting, Verified, DAMAGED_MARKER};
+use crate::queue::{
+    lock_state_dir, seal_says_older, Queue, QueueError, Sighting, Verified, DAMAGED_MARKER, SEAL,
+};
 use crate::source::{Chunk, Tailer};
 use crate::stats::Stats;
 
@@ -181,25 +183,53 @@ pub fn run(config: &Config, opts: Options, out: &mut dyn Write) -> Result<bool, 
     } else {
         None
     };
+    let seal = state_dir.join(SEAL);
+    if seal.exists() {
+        // The new database counts from 0: the old seal is the old one's.
+        let to = match &aside {
+            Some(a) => a.join(SEAL),
+            None => state_dir.join(format!("{SEAL}.old")),
+        };
+        std::fs::rename(&seal, &to).map_err(|e| {
+            CommandError::Other(format!(
+                "cannot move {} to {}: {e}",
+                seal.display(),
+                to.display()
+            ))
+        })?;
+    }
     if marker.is_some() {
-        let to = aside.as_deref().unwrap_or(state_dir).join(if aside.is_some() {
-            DAMAGED_MARKER.to_string()
-        } else {
-            format!("{DAMAGED_MARKER}.recovered")
-        });
+        let to = aside
+            .as_deref()
+            .unwrap_or(state_dir)
+            .join(if aside.is_some() {
+                DAMAGED_MARKER.to_string()
+            } else {
+                format!("{DAMAGED_MARKER}.recovered")
+            });
         std::fs::rename(state_dir.join(DAMAGED_MARKER), &to).map_err(|e| {
-            CommandError::Other(format!("cannot move the {DAMAGED_MARKER} marker to {}: {e}", to.display()))
+            CommandError::Other(format!(
+                "cannot move the {DAMAGED_MARKER} marker to {}: {e}",
+                to.display()
+            ))
         })?;
     }
 
-    let queue = Queue::open_locked(state_dir, lock, config.storage.cache_capacity, policy(config))?;
+    let queue = Queue::open_locked(
+        state_dir,
+        lock,
+        config.storage.cache_capacity,
+        policy(config),
+    )?;
     let now = now_ms();
     let salvage = match &salvaged_from {
         Some(old) => salvage(old, &queue, now)?,
         None => Salvage::default(),
     };
-    if !salvage.request_log {
-        // Unknown recent requests: take the window as full.
+    let window_known = salvage.request_log && diagnosis.is_sound();
+    if !window_known {
+        // Unknown recent requests (a damaged or rolled-back database may
+        // have lost the last ones): take the window as full.
         let full = RequestLog {
             sent_at_ms: vec![now; config.schedule.max_requests_per_minute as usize],
         };
@@ -214,10 +244,10 @@ pub fn run(config: &Config, opts: Options, out: &mut dyn Write) -> Result<bool, 
             salvage.reported,
             salvage.dead,
             salvage.pending,
-            if salvage.request_log {
+            if window_known {
                 ", and the request log"
             } else {
-                "; the request log was unreadable, so the first send waits a whole rate window"
+                "; the recent requests are not known for sure, so the first send waits a whole rate window"
             },
             if salvage.unreadable > 0 {
                 format!(" ({} records were unreadable)", salvage.unreadable)
@@ -254,10 +284,7 @@ pub fn run(config: &Config, opts: Options, out: &mut dyn Write) -> Result<bool, 
              Older logs kept elsewhere can be queued with `tjfwd replay`.{}",
             queue.pending_count()?,
             aside
-                .map(|a| format!(
-                    " Once all is well, {} may be deleted.",
-                    a.display()
-                ))
+                .map(|a| format!(" Once all is well, {} may be deleted.", a.display()))
                 .unwrap_or_default()
         ),
     )?;
@@ -311,9 +338,15 @@ fn examine(
             scratch.display()
         ))
     })?;
+    let state_dir = db_dir.parent().unwrap_or(Path::new("."));
     let result = quietly(|| {
         let q = Queue::open(scratch, config.storage.cache_capacity, policy(config))?;
-        let v = q.verify();
+        let mut v = q.verify();
+        // The copy has no seal: compare with the state directory's.
+        if let Some(older) = seal_says_older(state_dir, q.next_seq()?) {
+            v.problems += 1;
+            v.details.insert(0, older);
+        }
         Ok::<_, QueueError>((q, v))
     });
     Ok(match result {
