@@ -285,6 +285,17 @@ fn max_in_window(records: &[RequestRecord], window: Duration) -> (usize, usize) 
     (best, full)
 }
 
+/// The shortest time spanned by `MAX_PER_WINDOW + 1` consecutive requests:
+/// at least the window when the limit held (how close it came).
+fn tightest_span(records: &[RequestRecord]) -> Option<Duration> {
+    let mut times: Vec<Instant> = records.iter().map(|r| r.at).collect();
+    times.sort();
+    times
+        .windows(MAX_PER_WINDOW + 1)
+        .map(|w| w[MAX_PER_WINDOW].duration_since(w[0]))
+        .min()
+}
+
 /// Where the figures go: `target/chaos-figures.json`.
 fn figures_path() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -419,7 +430,14 @@ fn kill_9_at_random_moments_loses_nothing_invents_nothing_and_keeps_the_rate_lim
         };
         if let Some(status) = child.child.try_wait().unwrap() {
             let out = output_of(&mut child);
-            panic!("kill {k}: tjfwd exited by itself ({status}) before the kill:\n{out}");
+            runs_log.push_str(&format!("=== run {k}: exited by itself ({status})\n{out}"));
+            std::fs::write(env.path("tjfwd-runs.log"), &runs_log).unwrap();
+            stop.store(true, Ordering::Relaxed);
+            let kept = env.dir.keep();
+            panic!(
+                "kill {k}: tjfwd exited by itself ({status}) before the kill (files kept in {}):\n{out}",
+                kept.display()
+            );
         }
         sigkill(&mut child);
         *done.entry(moment).or_default() += 1;
@@ -470,6 +488,7 @@ fn kill_9_at_random_moments_loses_nothing_invents_nothing_and_keeps_the_rate_lim
     let missing: Vec<&IpAddr> = w.written.difference(&accepted).collect();
     let invented: Vec<&IpAddr> = accepted.difference(&w.written).collect();
     let (max_window, full_windows) = max_in_window(&records, WINDOW);
+    let tightest = tightest_span(&records).map(|d| d.as_secs_f64() * 1000.0);
     let mut by_status: BTreeMap<u16, usize> = BTreeMap::new();
     for r in &records {
         *by_status.entry(r.status).or_default() += 1;
@@ -509,6 +528,7 @@ fn kill_9_at_random_moments_loses_nothing_invents_nothing_and_keeps_the_rate_lim
         "rate_window_ms": WINDOW.as_millis() as u64,
         "max_requests_in_any_window": max_window,
         "requests_ending_a_full_window": full_windows,
+        "tightest_7_request_span_ms": tightest,
         "final_drain_s": drain_time.as_secs_f64(),
         "run_time_s": started.elapsed().as_secs_f64(),
     });
@@ -675,4 +695,62 @@ fn cowrie_timestamps_and_rotation_dates_are_real_dates() {
     );
     assert_eq!(cowrie::date_at(1_709_164_800_000), "2024-02-29");
     assert_eq!(cowrie::date_at(1_798_761_600_000 - 1), "2026-12-31");
+}
+
+/// Regression: tjfwd records each request before sending it and moves the
+/// record to the time of the answer, so that the server, which counts a
+/// request when it arrives, never sees more than the limit. A request cut
+/// off by a crash kept its *send* time: when it reached the server later
+/// (a slow network) and the window was then filled after the restart, the
+/// server saw 7 requests in one window (and answered 429).
+#[test]
+fn a_request_cut_off_by_a_crash_counts_in_the_window_from_the_restart() {
+    let env = Env::new();
+    let window = Duration::from_secs(3);
+    let api = FakeApi::start(FakeConfig {
+        window,
+        ..FakeConfig::default()
+    });
+    let addrs = cowrie::public_addresses(9000); // nine full batches
+    let lines: Vec<String> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| cowrie::login_failed(a, i as u64))
+        .collect();
+    cowrie::append(&env.log(), &lines);
+    let cfg = env.config(&api, "");
+    let run = |extra: &[&str]| {
+        let mut c = bin();
+        c.arg("run").args(extra).arg("--config").arg(&cfg);
+        c.env(WINDOW_ENV, window.as_millis().to_string());
+        c
+    };
+    // The first request reaches the server 800 ms after it was sent.
+    api.push_failure(Failure::Late(Duration::from_millis(800)));
+    let mut child = spawn(&mut run(&[]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while api.pending_failures() > 0 {
+        assert!(Instant::now() < deadline, "{}", output_of(&mut child));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // On its way: the daemon dies. It is restarted once the request has
+    // arrived (systemd waits RestartSec=10s).
+    sigkill(&mut child);
+    assert!(api.wait_for_requests(1, Duration::from_secs(5)));
+    let mut child = spawn(&mut run(&["--drain"]));
+    let status = wait_with_limit(&mut child, Duration::from_secs(60));
+    let out = output_of(&mut child);
+    assert_eq!(status.map(|s| s.code()), Some(Some(0)), "{out}");
+    assert_eq!(
+        api.accepted_unique(),
+        addrs.iter().cloned().collect::<BTreeSet<_>>()
+    );
+    let records = api.requests();
+    let (max, _) = max_in_window(&records, window);
+    let statuses: Vec<u16> = records.iter().map(|r| r.status).collect();
+    assert!(
+        max <= MAX_PER_WINDOW,
+        "{max} requests in one {window:?} window: {statuses:?}"
+    );
+    assert!(!statuses.contains(&429), "{statuses:?}");
 }

@@ -162,6 +162,11 @@ pub enum Failure {
     /// Wait this long, then answer normally: the rate-limit verdict is the
     /// one of the request's arrival, the body checks run after the delay.
     Delay(Duration),
+    /// Latency on the way in: the request reaches the server this much
+    /// later, so it is admitted, counted by the rate limiter, recorded (its
+    /// `at`) and answered only then. Consumed when the request is read
+    /// (whatever its token), before the other failures are considered.
+    Late(Duration),
 }
 
 /// One request the fake received, whatever its answer.
@@ -792,6 +797,8 @@ impl ServerState {
             }
             Some(Failure::Drop) => return Admission::Reply(Reply::Drop),
             Some(Failure::Delay(d)) => delay = Some(d),
+            // Taken on arrival by the next request (see `process`), not here.
+            Some(late @ Failure::Late(_)) => self.failures.push_front(late),
         }
         Admission::Proceed {
             delay,
@@ -1157,6 +1164,20 @@ async fn handle(
 }
 
 async fn process(shared: Arc<Shared>, parts: Parts, body: Bytes) -> Reply {
+    let late = {
+        let mut state = shared.lock();
+        match state.failures.front() {
+            Some(Failure::Late(d)) => {
+                let d = *d;
+                state.failures.pop_front();
+                Some(d)
+            }
+            _ => None,
+        }
+    };
+    if let Some(d) = late {
+        tokio::time::sleep(d).await;
+    }
     let mut rec = new_record(&parts);
     record_body(&mut rec, &body);
     let admission = shared.lock().admit(&parts, &mut rec);
