@@ -30,7 +30,8 @@
 //! - `ttl > 0`; `category` matches `[A-Z0-9_]+`; every tag matches `[A-Z0-9]+`.
 //! - `1 <= batch_size <= 1000`; `max_requests_per_minute >= 1`;
 //!   `flush_interval`, `request_timeout`, `max_backoff` are non-zero;
-//!   `0 < poll_interval <= 60 s`; `rate_window` is 60 s.
+//!   `0 < poll_interval <= 60 s`; `rate_window` is 60 s (shorter only through
+//!   the test-only [`Config::apply_test_rate_window`]).
 //! - `1 KiB <= input.max_line_bytes <= 64 MiB`; `1 <= input.max_connections <= 1024`;
 //!   `input.listen_tcp` has a non-zero port (a non-loopback one adds a warning).
 //! - `storage.cache_capacity >= 1 MiB`; `queue.max_pending >= 1000`.
@@ -82,6 +83,9 @@ pub const MAX_BATCH_SIZE: usize = 1000;
 pub const API_REQUESTS_PER_MINUTE: u32 = 6;
 /// The window of the API's rate limit (`Schedule::rate_window` from a file).
 pub const API_RATE_WINDOW: Duration = Duration::from_secs(60);
+/// Test-only environment variable shortening the rate window of the binary
+/// (milliseconds); see [`Config::apply_test_rate_window`].
+pub const TEST_RATE_WINDOW_ENV: &str = "TJFWD_TEST_RATE_WINDOW_MS";
 
 pub(crate) const DEFAULT_TTL: u64 = 86_400;
 pub(crate) const DEFAULT_CATEGORY: &str = "ABUSE";
@@ -305,7 +309,8 @@ pub struct Schedule {
     /// An address reported less than this long ago is not queued again (0 = always).
     pub rereport_after: Duration,
     /// Length of the rate-limit window: not a TOML key, always 60 s from a file
-    /// (the API's window); tests built in code shorten it.
+    /// (the API's window); tests built in code shorten it, tests of the binary
+    /// through the test-only `TJFWD_TEST_RATE_WINDOW_MS`.
     pub rate_window: Duration,
 }
 
@@ -457,6 +462,39 @@ impl Config {
             state_dir,
             ..Config::default()
         }
+    }
+
+    /// Applies the test-only environment variable [`TEST_RATE_WINDOW_ENV`]
+    /// (its value, if set): the rate-limit window becomes that many
+    /// milliseconds (1..=60000) instead of the API's 60 s, and a warning says
+    /// so (logged at start, printed by `check-config`, which also shows the
+    /// window). For tests of the binary that must not wait minutes; never set
+    /// it in production: the API would answer 429 to the extra requests.
+    pub fn apply_test_rate_window(&mut self, value: Option<&str>) -> Result<(), ConfigError> {
+        let Some(value) = value else {
+            return Ok(());
+        };
+        let ms = value
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|ms| (1..=API_RATE_WINDOW.as_millis() as u64).contains(ms))
+            .ok_or_else(|| ConfigError::Invalid {
+                file: "environment".to_string(),
+                key: TEST_RATE_WINDOW_ENV.to_string(),
+                message: format!(
+                    "{TEST_RATE_WINDOW_ENV} = {value:?} is not a number of milliseconds from 1 \
+                     to 60000; it is for tests only: unset it"
+                ),
+            })?;
+        self.schedule.rate_window = Duration::from_millis(ms);
+        self.warnings.push(format!(
+            "{TEST_RATE_WINDOW_ENV} is set: the rate window is {} instead of the API's {} \
+             (for tests only; unset it in production)",
+            format_duration(self.schedule.rate_window),
+            format_duration(API_RATE_WINDOW)
+        ));
+        Ok(())
     }
 
     /// The effective configuration as TOML (for `tjfwd check-config`), with the
@@ -2957,5 +2995,35 @@ cache_capacity = "64MiB"
             .unwrap_err()
             .to_string();
         assert!(msg.contains("cannot read it"), "{msg}");
+    }
+
+    #[test]
+    fn the_test_rate_window_knob_shortens_the_window_and_says_so() {
+        let mut c = Config::default();
+        c.apply_test_rate_window(None).unwrap();
+        assert_eq!(c.schedule.rate_window, API_RATE_WINDOW);
+        assert!(c.warnings.is_empty());
+        assert!(!c.redacted_toml().contains("rate window"));
+
+        c.apply_test_rate_window(Some("1500")).unwrap();
+        assert_eq!(c.schedule.rate_window, Duration::from_millis(1500));
+        assert_eq!(c.warnings.len(), 1);
+        assert!(
+            c.warnings[0].contains(TEST_RATE_WINDOW_ENV),
+            "{:?}",
+            c.warnings
+        );
+        assert!(c.warnings[0].contains("1s 500ms"), "{:?}", c.warnings);
+        assert!(c
+            .redacted_toml()
+            .contains("# rate window (not settable in TOML): 1s 500ms"));
+
+        for bad in ["", "0", "-5", "1.5", "60001", "1s", "abc"] {
+            let mut c = Config::default();
+            let e = c.apply_test_rate_window(Some(bad)).unwrap_err().to_string();
+            assert!(e.contains(TEST_RATE_WINDOW_ENV), "{bad}: {e}");
+            assert!(e.contains("unset it"), "{bad}: {e}");
+            assert_eq!(c.schedule.rate_window, API_RATE_WINDOW);
+        }
     }
 }

@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 use tjfwd::commands;
-use tjfwd::config::{Config, LoadOptions};
+use tjfwd::config::{Config, LoadOptions, TEST_RATE_WINDOW_ENV};
 use tjfwd::control::ResendFilter;
 use tjfwd::cowrie_cfg;
 use tjfwd::daemon::{self, RunOptions};
@@ -133,6 +133,10 @@ impl ConfigArgs {
         if let Some(dir) = &self.state_dir {
             config.state_dir = dir.clone();
         }
+        // Test-only: a shorter rate window, so tests of the binary need not
+        // wait minutes (a warning says so at start and in check-config).
+        let window = std::env::var_os(TEST_RATE_WINDOW_ENV);
+        config.apply_test_rate_window(window.as_ref().map(|v| v.to_string_lossy()).as_deref())?;
         Ok(config)
     }
 }

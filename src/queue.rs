@@ -209,6 +209,7 @@ impl Queue {
                 detail: format!("{} is missing", db_path.join("db").display()),
             });
         }
+        remove_interrupted_snapshots(&dir.join("db")).map_err(io)?;
         let db = sled::Config::new()
             .path(dir.join("db"))
             .cache_capacity(cache_capacity)
@@ -983,6 +984,36 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         .create(dir)
 }
 
+/// Removes the snapshots sled left unfinished (`snap.<lsn>.generating`).
+///
+/// sled 0.34 writes a snapshot only while opening the database (after
+/// replaying its log): to `snap.<lsn>.generating`, synced, then renamed to
+/// `snap.<lsn>`. But it also takes `.generating` files for snapshots, and
+/// the last in name order wins, so a process killed while writing one (a
+/// kill -9 or an OOM kill during start-up) left a database that every later
+/// open refused as corrupt ("Read corrupted data") — tjfwd could then never
+/// start again. Such a file was never in use: the open that wrote it had not
+/// finished, so the database is the previous snapshot plus the log, which
+/// is what sled reads once the file is gone. Called with the directory lock
+/// held, so no other process is writing one.
+fn remove_interrupted_snapshots(db_dir: &Path) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(db_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!(file = %entry.path().display(), "removing a database snapshot left unfinished by a crash");
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1188,5 +1219,27 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, QueueError::Locked { .. }));
         assert!(err.to_string().contains(&d.path().display().to_string()));
+    }
+
+    #[test]
+    fn a_snapshot_left_half_written_by_a_crash_does_not_stop_the_next_open() {
+        // sled writes its snapshot while opening, to snap.<lsn>.generating,
+        // then renames it; killed in between, it left a file that every
+        // later open read as the snapshot and refused as corrupt (found by
+        // tests/chaos.rs after ~400 kill -9).
+        let d = tempfile::tempdir().unwrap();
+        {
+            let q = open(d.path());
+            q.enqueue(&[s("1.1.1.1", 10), s("2.2.2.2", 20)], None, 100)
+                .unwrap();
+            q.flush().unwrap();
+        }
+        drop(open(d.path())); // an open that writes a snapshot
+        let half = d.path().join("db").join("snap.7FFFFFFFFFFFFFFF.generating");
+        std::fs::write(&half, [0xab; 100]).unwrap();
+        let q = open(d.path());
+        assert_eq!(q.pending_count().unwrap(), 2);
+        assert!(q.pending("1.1.1.1".parse().unwrap()).unwrap().is_some());
+        assert!(!half.exists());
     }
 }

@@ -13,7 +13,8 @@ pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tjfwd"));
     c.env_remove("RUST_LOG")
         .env_remove("TJFWD_CONFIG")
-        .env_remove("TJFWD_BEARER_TOKEN");
+        .env_remove("TJFWD_BEARER_TOKEN")
+        .env_remove("TJFWD_TEST_RATE_WINDOW_MS");
     c
 }
 

@@ -7,19 +7,38 @@ use std::path::Path;
 
 /// A timestamp in Cowrie's format, `ms` after 2026-11-22T00:00:00Z.
 pub fn timestamp(ms: u64) -> String {
-    let base = 1_795_305_600_000u64; // 2026-11-22T00:00:00Z
-    let t = base + ms;
-    let secs = t / 1000;
+    timestamp_at(1_795_305_600_000 + ms) // 2026-11-22T00:00:00Z
+}
+
+/// A timestamp in Cowrie's format (`2026-11-22T12:02:37.839685Z`) for
+/// `epoch_ms` milliseconds since 1970-01-01T00:00:00Z.
+pub fn timestamp_at(epoch_ms: u64) -> String {
+    let secs = epoch_ms / 1000;
     let day_secs = secs % 86_400;
-    let days = secs / 86_400 - 1_795_305_600 / 86_400;
     format!(
-        "2026-11-{:02}T{:02}:{:02}:{:02}.{:03}000Z",
-        22 + days,
+        "{}T{:02}:{:02}:{:02}.{:03}000Z",
+        date_at(epoch_ms),
         day_secs / 3600,
         day_secs % 3600 / 60,
         day_secs % 60,
-        t % 1000
+        epoch_ms % 1000
     )
+}
+
+/// The UTC date `YYYY-MM-DD` of `epoch_ms` (the suffix Cowrie gives a
+/// rotated log: `cowrie.json.2026-11-22`).
+pub fn date_at(epoch_ms: u64) -> String {
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01.
+    let z = (epoch_ms / 86_400_000) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 /// A JSON string literal (escaped) for `s`.
@@ -29,6 +48,12 @@ fn js(s: &str) -> String {
 
 /// One event line (no newline).
 pub fn event(eventid: &str, src_ip: &str, own_fields: &str, ts_ms: u64) -> String {
+    event_with_timestamp(eventid, src_ip, own_fields, &timestamp(ts_ms))
+}
+
+/// One event line (no newline) with a timestamp as written (see
+/// [`timestamp_at`]).
+pub fn event_with_timestamp(eventid: &str, src_ip: &str, own_fields: &str, ts: &str) -> String {
     let own = if own_fields.is_empty() {
         String::new()
     } else {
@@ -38,7 +63,6 @@ pub fn event(eventid: &str, src_ip: &str, own_fields: &str, ts_ms: u64) -> Strin
         r#"{{"session":"a1b2c3d4e5f6","protocol":"ssh","src_ip":{ip},"src_port":51234,"dst_ip":"127.0.0.1","dst_port":2222,{own}"eventid":{eid},"sensor":"test","uuid":"6f0e3c2a-9a5b-11f0-8d2e-0242ac120002","timestamp":"{ts}","message":"test event"}}"#,
         ip = js(src_ip),
         eid = js(eventid),
-        ts = timestamp(ts_ms),
     )
 }
 

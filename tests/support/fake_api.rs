@@ -66,6 +66,8 @@
 //! real server, the fake may accept a batch whose `202` the client never saw.
 //! The "accepted" helpers only consider genuine (not scripted) `202`s on
 //! [`REPORT_PATH`]; use [`FakeApi::requests`] for the other endpoints.
+//! [`FakeApi::subscribe`] notifies each decided request as it is recorded,
+//! before its answer is written (fault-injection tests kill the client then).
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::future::IntoFuture;
@@ -160,6 +162,11 @@ pub enum Failure {
     /// Wait this long, then answer normally: the rate-limit verdict is the
     /// one of the request's arrival, the body checks run after the delay.
     Delay(Duration),
+    /// Latency on the way in: the request reaches the server this much
+    /// later, so it is admitted, counted by the rate limiter, recorded (its
+    /// `at`) and answered only then. Consumed when the request is read
+    /// (whatever its token), before the other failures are considered.
+    Late(Duration),
 }
 
 /// One request the fake received, whatever its answer.
@@ -215,6 +222,21 @@ impl RequestRecord {
     }
 }
 
+/// What [`FakeApi::subscribe`] sends for each decided request.
+#[derive(Clone, Debug)]
+pub struct Answered {
+    /// The request's [`RequestRecord::at`].
+    pub at: Instant,
+    /// Request path without the query.
+    pub path: String,
+    /// Status answered; `0` when the connection is dropped.
+    pub status: u16,
+    /// Whether it is a genuine `202` (see [`RequestRecord::accepted`]).
+    pub accepted: bool,
+    /// How many addresses the body held.
+    pub addresses: usize,
+}
+
 /// A running fake Report API. Stops when dropped.
 pub struct FakeApi {
     addr: SocketAddr,
@@ -234,8 +256,15 @@ impl FakeApi {
     /// port accepts connections as soon as this returns. Panics (test setup
     /// failure) only if the socket, runtime or thread cannot be created.
     pub fn start(cfg: FakeConfig) -> FakeApi {
-        let std_listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .expect("fake API: bind 127.0.0.1:0");
+        Self::start_at(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), cfg)
+    }
+
+    /// Like [`FakeApi::start`], on the given address: e.g. the port of a fake
+    /// that was shut down, to model an API that refused connections for a
+    /// while and then came back. Panics if the address cannot be bound.
+    pub fn start_at(addr: SocketAddr, cfg: FakeConfig) -> FakeApi {
+        let std_listener =
+            std::net::TcpListener::bind(addr).expect("fake API: bind the requested address");
         std_listener
             .set_nonblocking(true)
             .expect("fake API: set_nonblocking");
@@ -382,6 +411,17 @@ impl FakeApi {
     /// Undoes every [`FakeApi::reject_address`].
     pub fn clear_rejected(&self) {
         self.shared.lock().rejected.clear();
+    }
+
+    /// A channel that receives an [`Answered`] for every request decided
+    /// from now on, right after it is recorded and before its answer is
+    /// written to the connection: a test can act (e.g. kill the client) at
+    /// the moment a batch was accepted but the client may not have stored
+    /// the acknowledgement yet. Dropping the receiver unsubscribes.
+    pub fn subscribe(&self) -> std::sync::mpsc::Receiver<Answered> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.shared.lock().subscribers.push(tx);
+        rx
     }
 
     // ----- recording ---------------------------------------------------
@@ -668,6 +708,8 @@ struct ServerState {
     /// Per token: arrival times within the current window, oldest first.
     windows: HashMap<String, VecDeque<Instant>>,
     records: Vec<RequestRecord>,
+    /// Receivers of [`FakeApi::subscribe`]; dropped ones are forgotten.
+    subscribers: Vec<std::sync::mpsc::Sender<Answered>>,
 }
 
 impl ServerState {
@@ -680,6 +722,7 @@ impl ServerState {
             rejected: HashSet::new(),
             windows: HashMap::new(),
             records: Vec::new(),
+            subscribers: Vec::new(),
         }
     }
 
@@ -754,6 +797,8 @@ impl ServerState {
             }
             Some(Failure::Drop) => return Admission::Reply(Reply::Drop),
             Some(Failure::Delay(d)) => delay = Some(d),
+            // Taken on arrival by the next request (see `process`), not here.
+            Some(late @ Failure::Late(_)) => self.failures.push_front(late),
         }
         Admission::Proceed {
             delay,
@@ -1119,6 +1164,20 @@ async fn handle(
 }
 
 async fn process(shared: Arc<Shared>, parts: Parts, body: Bytes) -> Reply {
+    let late = {
+        let mut state = shared.lock();
+        match state.failures.front() {
+            Some(Failure::Late(d)) => {
+                let d = *d;
+                state.failures.pop_front();
+                Some(d)
+            }
+            _ => None,
+        }
+    };
+    if let Some(d) = late {
+        tokio::time::sleep(d).await;
+    }
     let mut rec = new_record(&parts);
     record_body(&mut rec, &body);
     let admission = shared.lock().admit(&parts, &mut rec);
@@ -1143,7 +1202,21 @@ async fn process(shared: Arc<Shared>, parts: Parts, body: Bytes) -> Reply {
     if let Reply::Respond { retry_after, .. } = &reply {
         rec.retry_after = retry_after.clone();
     }
-    shared.lock().records.push(rec);
+    let mut state = shared.lock();
+    if !state.subscribers.is_empty() {
+        let answered = Answered {
+            at: rec.at,
+            path: rec.path.clone(),
+            status: rec.status,
+            accepted: rec.accepted,
+            addresses: rec.addresses.len(),
+        };
+        state
+            .subscribers
+            .retain(|tx| tx.send(answered.clone()).is_ok());
+    }
+    state.records.push(rec);
+    drop(state);
     reply
 }
 
