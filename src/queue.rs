@@ -40,6 +40,9 @@ pub enum QueueError {
         #[source]
         source: std::io::Error,
     },
+    /// The state directory is not safe to use (see `crate::permissions`).
+    #[error("refusing the state directory: {0}")]
+    Unsafe(String),
     #[error("cannot open the database in {dir}: {source}")]
     Open {
         dir: PathBuf,
@@ -161,6 +164,7 @@ impl Queue {
             source,
         };
         create_private_dir(&dir).map_err(io)?;
+        crate::permissions::check_state_dir(&dir).map_err(QueueError::Unsafe)?;
         let lock_path = dir.join("tjfwd.lock");
         let lock = OpenOptions::new()
             .create(true)
