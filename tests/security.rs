@@ -368,22 +368,24 @@ fn a_readable_token_file_draws_a_warning() {
     let env = Env::new();
     let cfg = env.config(&api, LIMITS);
     let token = env.path("token");
-    for (mode, warned) in [(0o644, true), (0o604, true), (0o640, false), (0o600, false)] {
-        set_mode(&token, mode);
-        let o = run(&["check-config", "-q"], &cfg);
-        assert!(o.status.success(), "{}", text(&o));
-        let err = String::from_utf8_lossy(&o.stderr);
-        let warning = format!("chmod 600 {}", token.display());
-        assert_eq!(
-            err.contains(&warning),
-            warned,
-            "mode {mode:o}: {}",
-            text(&o)
-        );
-        assert!(!err.contains(&api.token()), "{}", text(&o));
-    }
+    // `check-config -q` with `file` at each mode: warned or not.
+    let check = |cfg: &Path, file: &Path, modes: &[(u32, bool)]| {
+        for &(mode, warned) in modes {
+            set_mode(file, mode);
+            let o = run(&["check-config", "-q"], cfg);
+            assert!(o.status.success(), "{}", text(&o));
+            let err = String::from_utf8_lossy(&o.stderr);
+            let warning = format!("chmod 600 {}", file.display());
+            assert_eq!(err.contains(&warning), warned, "{mode:o}: {}", text(&o));
+            assert!(!err.contains(&api.token()), "{}", text(&o));
+        }
+    };
+    check(
+        &cfg,
+        &token,
+        &[(0o644, true), (0o604, true), (0o640, false), (0o600, false)],
+    );
     // The same for a config file holding the token inline.
-    set_mode(&token, 0o600);
     let inline = env.path("inline.toml");
     std::fs::write(
         &inline,
@@ -394,18 +396,316 @@ fn a_readable_token_file_draws_a_warning() {
         ),
     )
     .unwrap();
-    for (mode, warned) in [(0o644, true), (0o600, false)] {
-        set_mode(&inline, mode);
-        let o = run(&["check-config", "-q"], &inline);
-        assert!(o.status.success(), "{}", text(&o));
-        let err = String::from_utf8_lossy(&o.stderr);
-        let warning = format!("chmod 600 {}", inline.display());
-        assert_eq!(
-            err.contains(&warning),
-            warned,
-            "mode {mode:o}: {}",
-            text(&o)
-        );
-        assert!(!err.contains(&api.token()), "{}", text(&o));
+    check(
+        &inline,
+        &inline,
+        &[(0o644, true), (0o640, false), (0o600, false)],
+    );
+}
+
+// ===== the token =============================================================
+
+/// A token no other text contains.
+const TOKEN: &str = "tjfwd-SeCrEt-7f3a9c1e5b2d4068";
+
+/// Standard base64 (the test needs it for one string: no crate for that).
+fn base64(data: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
     }
+    out
+}
+
+/// What must never be found: the token, a part of it, `Bearer <token>`,
+/// and base64 of both (as in a dumped header or a basic-auth mistake).
+fn needles() -> Vec<String> {
+    let bearer = format!("Bearer {TOKEN}");
+    vec![
+        TOKEN.to_string(),
+        TOKEN[..16].to_string(),
+        TOKEN[TOKEN.len() - 16..].to_string(),
+        bearer.clone(),
+        base64(TOKEN.as_bytes()),
+        base64(bearer.as_bytes()),
+        base64(format!(":{TOKEN}").as_bytes()),
+    ]
+}
+
+/// Everything the commands printed, and the files they wrote, by name.
+#[derive(Default)]
+struct Seen {
+    items: Vec<(String, Vec<u8>)>,
+}
+
+impl Seen {
+    fn add(&mut self, label: String, bytes: Vec<u8>) {
+        self.items.push((label, bytes));
+    }
+
+    fn output(&mut self, label: String, o: &Output) {
+        self.add(format!("{label} (stdout)"), o.stdout.clone());
+        self.add(format!("{label} (stderr)"), o.stderr.clone());
+    }
+
+    /// Every file under `dir`.
+    fn files(&mut self, dir: &Path) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let p = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            if meta.is_dir() {
+                self.files(&p);
+            } else if meta.is_file() {
+                self.add(p.display().to_string(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+
+    fn assert_clean(&self) {
+        for (label, bytes) in &self.items {
+            for n in needles() {
+                assert!(
+                    !bytes.windows(n.len()).any(|w| w == n.as_bytes()),
+                    "{n:?} found in {label}:\n{}",
+                    String::from_utf8_lossy(bytes)
+                );
+            }
+        }
+    }
+
+    fn text(&self) -> String {
+        let mut s = String::new();
+        for (_, b) in &self.items {
+            s.push_str(&String::from_utf8_lossy(b));
+        }
+        s
+    }
+}
+
+#[test]
+fn base64_is_standard() {
+    assert_eq!(base64(b""), "");
+    assert_eq!(base64(b"f"), "Zg==");
+    assert_eq!(base64(b"fo"), "Zm8=");
+    assert_eq!(base64(b"foo"), "Zm9v");
+    assert_eq!(base64(b"Bearer x"), "QmVhcmVyIHg=");
+}
+
+/// Runs every command of the real binary, with and without a daemon, at
+/// trace level in the human and the JSON log formats, through successes, a
+/// 401 (wrong token), 503s, dry runs and broken configurations, with the
+/// token in a file, inline, in the environment and in cowrie.cfg; then
+/// scans every byte printed and every file in the state directory.
+#[test]
+fn the_token_never_appears_in_anything_any_command_prints_or_writes() {
+    let api = FakeApi::start(FakeConfig {
+        token: TOKEN.to_string(),
+        ..fake_config()
+    });
+    let env = Env::new();
+    let cfg = env.config(&api, LIMITS);
+    let cfg_s = cfg.to_str().unwrap().to_string();
+    let mut seen = Seen::default();
+    let addrs = queue_addresses(&env, 4);
+
+    // A log for replay, and Cowrie's own configuration holding the token.
+    let old_log = env.path("old.json");
+    let old: Vec<String> = cowrie::public_addresses(8)[4..]
+        .iter()
+        .enumerate()
+        .map(|(i, a)| cowrie::login_failed(a, i as u64))
+        .collect();
+    cowrie::append(&old_log, &old);
+    let old_s = old_log.to_str().unwrap().to_string();
+    std::fs::create_dir_all(env.path("cowrie/etc")).unwrap();
+    let cowrie_cfg = env.path("cowrie/etc/cowrie.cfg");
+    std::fs::write(
+        &cowrie_cfg,
+        format!(
+            "[output_threatjammer]\nenabled = false\napi_url = {}\nbearer_token = {TOKEN}\n\
+             [output_jsonlog]\nlogfile = {}\n",
+            api.url(),
+            env.log().display()
+        ),
+    )
+    .unwrap();
+    set_mode(&cowrie_cfg, 0o644); // readable: its warning must not quote the token
+    let cowrie_s = cowrie_cfg.to_str().unwrap().to_string();
+    let cowrie_state = env.path("cowrie-state").to_str().unwrap().to_string();
+    // Broken configurations with the token inline (toml quotes the line at
+    // fault in its errors), next to it, and in the environment.
+    let broken: Vec<(PathBuf, String)> = [
+        format!("[threatjammer]\nbearer_token = \"{TOKEN}\" oops\n"),
+        format!("[threatjammer]\nbearer_token = \"{TOKEN}\"\nttl = 0\n"),
+        format!("[threatjammer]\nbearer_token = \"{TOKEN} x\"\n"),
+        format!("bearer_token = \"{TOKEN}\"\n[threatjammer]\nbearer_token = \"{TOKEN}\"\n"),
+        format!("[threatjammer]\nbearer_token = \"{TOKEN}\"\nbearer_token_file = \"token\"\n"),
+        format!("[threatjammer]\nbearer_token = [\"{TOKEN}\"]\n"),
+        format!("[threatjammer]\nbearer_token = \"{TOKEN}\"\napi_url = \"http://192.0.2.1/\"\n"),
+        "[schedule]\nbatch_size = 0\n".to_string(),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, text)| {
+        let p = env.path(&format!("broken-{i}.toml"));
+        std::fs::write(&p, text).unwrap();
+        set_mode(&p, 0o644);
+        (p.clone(), p.to_str().unwrap().to_string())
+    })
+    .collect();
+
+    // Trace for tjfwd and for every library (hyper, reqwest, rustls, sled:
+    // they are at warn by default), where headers would show if anything
+    // logged them: through RUST_LOG with -vv (human), and through
+    // --log-level (JSON).
+    let everything = "trace,sled=trace,hyper=trace,hyper_util=trace,reqwest=trace,rustls=trace";
+    let levels: [&[&str]; 2] = [
+        &["-vv"],
+        &["--log-format", "json", "--log-level", everything],
+    ];
+    for (round, level) in levels.iter().enumerate() {
+        let run_cmd = |seen: &mut Seen, args: &[&str], envs: &[(&str, &str)]| {
+            let mut c = bin();
+            c.args(*level).args(args).env("RUST_LOG", everything);
+            for (k, v) in envs {
+                c.env(k, v);
+            }
+            let o = c.output().unwrap();
+            seen.output(format!("{level:?} {args:?}"), &o);
+            o
+        };
+        let no_daemon_commands: Vec<Vec<&str>> = vec![
+            vec!["status", "--config", &cfg_s],
+            vec!["status", "--json", "--config", &cfg_s],
+            vec!["replay", "--dry-run", &old_s, "--config", &cfg_s],
+            vec!["replay", "--no-progress-bar", &old_s, "--config", &cfg_s],
+            vec!["resend", "--active", "--config", &cfg_s],
+            vec!["resend", "--dead-letter", "--config", &cfg_s],
+            vec!["export", "--format", "json", "--config", &cfg_s],
+            vec!["export", "--format", "nft", "--config", &cfg_s],
+            vec!["flush", "--config", &cfg_s],
+            vec!["check-config", "--config", &cfg_s],
+            vec!["check-config", "--dry-run", "--config", &cfg_s],
+            vec!["config", "import-cowrie", &cowrie_s],
+            vec!["check-config", "--cowrie-config", &cowrie_s],
+            vec![
+                "run",
+                "--dry-run",
+                "--drain",
+                "--cowrie-config",
+                &cowrie_s,
+                "--state-dir",
+                &cowrie_state,
+            ],
+        ];
+
+        // The API answers 401 (another token), then 503, then accepts: the
+        // queue is sent with `run --drain`.
+        api.set_token("not-our-token");
+        api.push_failures([support::fake_api::Failure::Status(503)]);
+        let mut d = spawn(
+            bin()
+                .args(*level)
+                .args(["run", "--config", &cfg_s])
+                .env("RUST_LOG", everything),
+        );
+        assert!(
+            api.wait_for_requests(2 * round + 1, Duration::from_secs(20)),
+            "{}",
+            output_of(&mut d)
+        );
+        let code = {
+            // With the daemon: the commands go through its control socket.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !env.path("state/control.sock").exists() {
+                assert!(Instant::now() < deadline);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let mut last = None;
+            for args in &no_daemon_commands {
+                last = run_cmd(&mut seen, args, &[]).status.code();
+            }
+            last
+        };
+        assert!(code.is_some());
+        sigterm(&d);
+        wait_with_limit(&mut d, Duration::from_secs(10));
+        seen.add(
+            format!("{level:?} run (daemon)"),
+            output_of(&mut d).into_bytes(),
+        );
+
+        api.set_token(TOKEN);
+        let o = run_cmd(&mut seen, &["run", "--drain", "--config", &cfg_s], &[]);
+        assert!(o.status.success(), "{}", text(&o));
+        // Without a daemon.
+        for args in &no_daemon_commands {
+            run_cmd(&mut seen, args, &[]);
+        }
+        // The token from the environment, and broken configurations.
+        run_cmd(
+            &mut seen,
+            &["check-config", "--config", broken[7].1.as_str()],
+            &[("TJFWD_BEARER_TOKEN", TOKEN)],
+        );
+        for (_, b) in &broken {
+            for args in [
+                vec!["check-config", "--config", b.as_str()],
+                vec!["run", "--drain", "--config", b.as_str()],
+                vec!["status", "--config", b.as_str()],
+            ] {
+                let o = run_cmd(&mut seen, &args, &[("TJFWD_BEARER_TOKEN", TOKEN)]);
+                assert!(!o.status.success() || args[0] != "run", "{}", text(&o));
+            }
+        }
+        // A broken cowrie.cfg holding the token.
+        let bad_cowrie = env.path("cowrie/etc/bad.cfg");
+        std::fs::write(
+            &bad_cowrie,
+            format!("[output_threatjammer]\nbearer_token = {TOKEN}\nttl = ${{nope}}\n{TOKEN}\n"),
+        )
+        .unwrap();
+        for args in [
+            vec!["config", "import-cowrie", bad_cowrie.to_str().unwrap()],
+            vec![
+                "check-config",
+                "--cowrie-config",
+                bad_cowrie.to_str().unwrap(),
+            ],
+        ] {
+            let o = run_cmd(&mut seen, &args, &[]);
+            assert!(!o.status.success(), "{}", text(&o));
+        }
+    }
+    assert_eq!(api.accepted_unique().len(), 8, "everything was delivered");
+    seen.files(&env.path("state"));
+    seen.files(&env.path("cowrie-state"));
+
+    let all = seen.text();
+    assert!(all.contains("401"), "the 401 was logged");
+    assert!(all.contains("HTTP 503"), "the 503 was logged");
+    assert!(
+        all.contains("<redacted>"),
+        "check-config showed the token redacted"
+    );
+    assert!(
+        all.contains("\"level\":\"TRACE\""),
+        "JSON at trace level ran"
+    );
+    assert!(all.contains(" TRACE "), "human at trace level ran");
+    assert!(addrs.iter().all(|a| all.contains(a.as_str())));
+    seen.assert_clean();
 }
