@@ -196,6 +196,77 @@ fn tls_without_ca_file_refuses_the_server_keeps_the_queue_and_says_why() {
     );
 }
 
+/// With --cowrie-config, [threatjammer] comes from cowrie.cfg, which has no
+/// ca_file: tjfwd.toml may set that one key beside it (and only that one).
+#[test]
+fn tls_ca_file_beside_cowrie_config() {
+    let ca = Ca::new("tjfwd test CA");
+    let api = FakeApi::start_tls(fake_config(), &ca.server(&["127.0.0.1"]));
+    let env = Env::new();
+    std::fs::write(env.path("ca.pem"), ca.cert_pem()).unwrap();
+    let addrs = queue_addresses(&env, 3);
+    std::fs::create_dir_all(env.path("cowrie/etc")).unwrap();
+    let cowrie_cfg = env.path("cowrie/etc/cowrie.cfg");
+    std::fs::write(
+        &cowrie_cfg,
+        format!(
+            "[output_threatjammer]\nenabled = false\napi_url = {}\nbearer_token = {}\n\
+             [output_jsonlog]\nlogfile = {}\n",
+            api.url(),
+            api.token(),
+            env.log().display()
+        ),
+    )
+    .unwrap();
+    set_mode(&cowrie_cfg, 0o600);
+    let toml = env.path("extra.toml");
+    let extra = format!(
+        "state_dir = \"state\"\n[threatjammer]\nca_file = \"ca.pem\"\n\
+         [input]\nstart_at = \"beginning\"\npoll_interval = \"20ms\"\n\
+         [schedule]\nflush_interval = \"100ms\"\n{LIMITS}\n"
+    );
+    std::fs::write(&toml, &extra).unwrap();
+    let args = |cmd: &[&str]| {
+        let mut c = bin();
+        c.args(cmd)
+            .arg("--cowrie-config")
+            .arg(&cowrie_cfg)
+            .arg("--config")
+            .arg(&toml);
+        c
+    };
+    let o = args(&["check-config"]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let shown = format!("ca_file = \"{}\"", env.path("ca.pem").display());
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&shown),
+        "{}",
+        text(&o)
+    );
+    let mut d = spawn(&mut args(&["run", "--drain"]));
+    let s = wait_with_limit(&mut d, Duration::from_secs(30));
+    let out = output_of(&mut d);
+    assert_eq!(s.and_then(|s| s.code()), Some(0), "{out}");
+    assert_eq!(
+        api.accepted_unique(),
+        addrs.iter().cloned().collect(),
+        "{out}"
+    );
+    // Any other [threatjammer] key there is still refused.
+    std::fs::write(
+        &toml,
+        extra.replace("[threatjammer]\n", "[threatjammer]\nttl = 5\n"),
+    )
+    .unwrap();
+    let o = args(&["check-config"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("[threatjammer] ttl is set here"),
+        "{}",
+        text(&o)
+    );
+}
+
 /// A certificate of the trusted CA, but for another host: refused.
 #[test]
 fn tls_certificate_for_another_host_is_refused() {
