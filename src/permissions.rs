@@ -54,11 +54,21 @@ fn check(path: &Path, meta: &fs::Metadata, me: u32, state_dir: &Path) -> Result<
     let shown = path.display();
     let owner = meta.uid();
     if owner != me && owner != 0 {
+        // Root running a command on the service's directory (the daemon is
+        // stopped, or it would have answered through its socket): run it as
+        // the service's user; a chown would lock the service out.
+        let fix = if me == 0 {
+            format!("run the command as that user: `runuser -u \"$(id -nu {owner})\" -- tjfwd ...`")
+        } else {
+            format!(
+                "run tjfwd as user {owner}, or make the state directory this user's: \
+                 `chown -R {me} {}`",
+                state_dir.display()
+            )
+        };
         return Err(format!(
             "{shown} belongs to user {owner}, but tjfwd runs as user {me}: another user's \
-             directory could make tjfwd read or write what it should not. Run tjfwd as user \
-             {owner}, or make the state directory this user's: `chown -R {me} {}`",
-            state_dir.display()
+             directory could make tjfwd read or write what it should not; {fix}"
         ));
     }
     let mode = meta.mode() & 0o7777;
@@ -137,7 +147,7 @@ mod tests {
         let err = check_state_dir(d.path()).unwrap_err();
         assert!(err.contains("belongs to user 65534"), "{err}");
         assert!(
-            err.contains(&format!("chown -R 0 {}", d.path().display())),
+            err.contains("runuser -u \"$(id -nu 65534)\" -- tjfwd"),
             "{err}"
         );
         // Root's is fine for anyone (root could do anything anyway).

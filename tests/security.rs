@@ -426,7 +426,7 @@ fn a_state_dir_of_another_user_is_refused() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(err.contains("belongs to user 65534"), "{}", text(&o));
-    assert!(err.contains("chown -R 0"), "{}", text(&o));
+    assert!(err.contains("runuser -u"), "{}", text(&o));
     assert!(!env.path("state/db").exists(), "nothing was written there");
 }
 
