@@ -25,6 +25,8 @@
 //!
 //! - `threatjammer.api_url` is https, or http to a loopback host, or http with
 //!   `allow_insecure_http = true`; it carries no user name or password.
+//! - `threatjammer.ca_file`, when set, was readable and held at least one
+//!   valid PEM certificate when the configuration was loaded.
 //! - `threatjammer.token` is `Some` unless `LoadOptions::dry_run` was set; it is a
 //!   single non-empty run of printable ASCII without spaces.
 //! - `ttl > 0`; `category` matches `[A-Z0-9_]+`; every tag matches `[A-Z0-9]+`.
@@ -57,7 +59,7 @@ use std::fmt;
 use std::fs;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -252,6 +254,11 @@ pub struct ThreatJammer {
     pub tags: Vec<String>,
     /// Allows plain http to a non-loopback host (the token then travels in clear).
     pub allow_insecure_http: bool,
+    /// A PEM bundle of the CAs that sign the API's certificate (a private
+    /// deployment). When set, tjfwd trusts exactly these CAs and not the
+    /// built-in public roots; when None, the public roots. Verification is
+    /// always on.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Where the tailer starts reading a cowrie.json it has no checkpoint for.
@@ -368,6 +375,7 @@ impl Default for ThreatJammer {
             category: DEFAULT_CATEGORY.to_string(),
             tags: DEFAULT_TAGS.iter().map(|t| t.to_string()).collect(),
             allow_insecure_http: false,
+            ca_file: None,
         }
     }
 }
@@ -450,7 +458,7 @@ impl Config {
             text,
             path,
             resolve_base: path,
-            file_mode: None,
+            file_meta: None,
             credentials_dir: None,
         };
         build(source, opts, env_token, None)
@@ -513,6 +521,10 @@ impl Config {
                 category: tj.category.clone(),
                 tags: tj.tags.clone(),
                 allow_insecure_http: tj.allow_insecure_http,
+                ca_file: tj
+                    .ca_file
+                    .as_ref()
+                    .map(|p| p.to_string_lossy().into_owned()),
             },
             input: ViewInput {
                 cowrie_json: self
@@ -636,6 +648,9 @@ pub(crate) struct RawThreatJammer {
     pub(crate) tags: Option<toml::Value>,
     /// Allow http to non-loopback hosts.
     pub(crate) allow_insecure_http: Option<bool>,
+    /// PEM bundle of a private CA (only from tjfwd.toml: cowrie.cfg has no
+    /// such key, so it is allowed beside `--cowrie-config`).
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 impl RawThreatJammer {
@@ -656,6 +671,8 @@ impl RawThreatJammer {
         add(self.category.is_some(), "category");
         add(self.tags.is_some(), "tags");
         add(self.allow_insecure_http.is_some(), "allow_insecure_http");
+        // ca_file is not listed: cowrie.cfg cannot set it, so tjfwd.toml may
+        // beside --cowrie-config.
         keys
     }
 }
@@ -775,6 +792,9 @@ struct ViewThreatJammer {
     tags: Vec<String>,
     /// Allow http to non-loopback hosts.
     allow_insecure_http: bool,
+    /// Omitted when not set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ca_file: Option<String>,
 }
 
 /// `[input]` for output.
@@ -988,8 +1008,8 @@ struct Source<'a> {
     path: Option<&'a Path>,
     /// The file whose directory relative paths are joined to (None: kept as written).
     resolve_base: Option<&'a Path>,
-    /// The file's mode, to warn about an inline token other users can read.
-    file_mode: Option<u32>,
+    /// The file's metadata, to warn about an inline token other users can read.
+    file_meta: Option<fs::Metadata>,
     /// `$CREDENTIALS_DIRECTORY` (systemd credentials), where the token is
     /// looked for last, as [`CREDENTIAL_NAME`]; None: not looked for.
     credentials_dir: Option<PathBuf>,
@@ -1036,7 +1056,7 @@ pub(crate) fn load_with(
             text: "",
             path: None,
             resolve_base: None,
-            file_mode: None,
+            file_meta: None,
             credentials_dir: credentials_dir(),
         };
         return build(source, opts, env_token, supplied);
@@ -1052,7 +1072,7 @@ pub(crate) fn load_with(
         text: &text,
         path: Some(path),
         resolve_base: Some(&base),
-        file_mode: fs::metadata(path).ok().map(|m| m.permissions().mode()),
+        file_meta: fs::metadata(path).ok(),
         credentials_dir: credentials_dir(),
     };
     build(source, opts, env_token, supplied)
@@ -1075,12 +1095,12 @@ fn build(
         text,
         path,
         resolve_base,
-        file_mode,
+        file_meta,
         credentials_dir,
     } = source;
     let creds = credentials_dir.as_deref();
     let file = path.map_or_else(|| NO_FILE.to_string(), |p| p.display().to_string());
-    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+    let mut raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
         file: file.clone(),
         message: render_parse_error(text, &e),
     })?;
@@ -1106,7 +1126,10 @@ fn build(
     // [threatjammer] is checked in the context of the file it comes from:
     // (that context, how the section is named there, how to give a token there).
     let mut other: Option<(Ctx, String, String)> = None;
-    let (threatjammer, input) = match supplied {
+    // Taken out first: it is checked in the TOML file's context even beside
+    // --cowrie-config (cowrie.cfg has no such key).
+    let ca_file = ca_file(&ctx, raw.threatjammer.ca_file.take())?;
+    let (mut threatjammer, input) = match supplied {
         None => {
             let inline_token = raw.threatjammer.bearer_token.is_some();
             let tj = threatjammer(
@@ -1115,16 +1138,16 @@ fn build(
                 raw.threatjammer,
                 env_token,
                 creds,
+                &state_dir,
             )?;
             if inline_token {
-                if let (Some(p), Some(mode)) = (path, file_mode) {
-                    if mode & 0o044 != 0 {
+                if let (Some(p), Some(meta)) = (path, &file_meta) {
+                    if let Some(who) = secret_readers(meta, &state_dir) {
                         ctx.warnings.push(format!(
                             "{}: the file holds [threatjammer] bearer_token and can be read by \
-                             other users (mode {:04o}): run `chmod 600 {}`, or move the token \
-                             to a file named by bearer_token_file",
+                             {who}: run `chmod 600 {}`, or move the token to a file named by \
+                             bearer_token_file",
                             p.display(),
-                            mode & 0o7777,
                             p.display()
                         ));
                     }
@@ -1140,7 +1163,14 @@ fn build(
                 base_dir: None,
                 warnings: Vec::new(),
             };
-            let tj = threatjammer(&mut sctx, &s.section, s.threatjammer, env_token, creds)?;
+            let tj = threatjammer(
+                &mut sctx,
+                &s.section,
+                s.threatjammer,
+                env_token,
+                creds,
+                &state_dir,
+            )?;
             let mut input = input(&mut ctx, raw.input)?;
             input.cowrie_json = s.cowrie_json;
             if input.cowrie_json.is_none() && input.listen_tcp.is_none() {
@@ -1151,6 +1181,7 @@ fn build(
             (tj, input)
         }
     };
+    threatjammer.ca_file = ca_file;
     let schedule = schedule(&mut ctx, raw.schedule)?;
     let filter = filter(&ctx, raw.filter)?;
     let storage = storage(&ctx, raw.storage)?;
@@ -1264,6 +1295,7 @@ fn threatjammer(
     raw: RawThreatJammer,
     env_token: Option<String>,
     credentials: Option<&Path>,
+    state_dir: &Path,
 ) -> Result<ThreatJammer, ConfigError> {
     let allow_insecure_http = raw.allow_insecure_http.unwrap_or(false);
     let api_url = api_url(ctx, sec, raw.api_url, allow_insecure_http)?;
@@ -1274,6 +1306,7 @@ fn threatjammer(
         raw.bearer_token_file,
         env_token,
         credentials,
+        state_dir,
     )?;
 
     let ttl = match raw.ttl {
@@ -1338,7 +1371,72 @@ fn threatjammer(
         category,
         tags,
         allow_insecure_http,
+        ca_file: None,
     })
+}
+
+/// Largest token file read: a token is a few dozen bytes, and a path such
+/// as /dev/zero must not make tjfwd read forever.
+const MAX_TOKEN_FILE: u64 = 64 * KIB;
+
+/// Reads at most [`MAX_TOKEN_FILE`] bytes; a longer file is an error.
+fn read_small(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    fs::File::open(path)?
+        .take(MAX_TOKEN_FILE + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_TOKEN_FILE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("longer than {} KiB: not a token", MAX_TOKEN_FILE / KIB),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// `[threatjammer] ca_file`: resolved, and read now so that a missing,
+/// unreadable or non-PEM file is a configuration error (with the key and
+/// the file), not a failure at the first request.
+fn ca_file(ctx: &Ctx, raw: Option<PathBuf>) -> Result<Option<PathBuf>, ConfigError> {
+    let key = "[threatjammer] ca_file";
+    let Some(p) = raw else {
+        return Ok(None);
+    };
+    let p = ctx.path(key, p)?;
+    crate::reporter::read_ca_file(&p).map_err(|e| {
+        ctx.invalid(
+            key,
+            format!(
+                "{key} = \"{}\": {e}; it must name a PEM file of the CA certificate(s) that \
+                 sign the API's certificate (or remove the key to trust the public CAs)",
+                p.display()
+            ),
+        )
+    })?;
+    Ok(Some(p))
+}
+
+/// Who besides its owner can read a file holding the token, or None when
+/// nobody else can. A group may: the group tjfwd runs as (its effective
+/// group), or the group owning the state directory (the service's: under
+/// the Debian package, root:tjfwd 0640 is how the tjfwd user reads a file
+/// of root's). Any other group, or everyone, draws a warning.
+fn secret_readers(meta: &fs::Metadata, state_dir: &Path) -> Option<String> {
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o004 != 0 {
+        return Some(format!("every user (mode {mode:04o})"));
+    }
+    if mode & 0o040 != 0 {
+        let gid = meta.gid();
+        // SAFETY: getegid has no preconditions and cannot fail.
+        let ours = gid == unsafe { libc::getegid() };
+        let service = fs::metadata(state_dir).is_ok_and(|m| m.gid() == gid);
+        if !ours && !service {
+            return Some(format!("the users of group {gid} (mode {mode:04o})"));
+        }
+    }
+    None
 }
 
 fn api_url(
@@ -1424,6 +1522,7 @@ fn token(
     file: Option<PathBuf>,
     env_token: Option<String>,
     credentials: Option<&Path>,
+    state_dir: &Path,
 ) -> Result<Option<Secret>, ConfigError> {
     const BAD_CHARS: &str = "contains spaces, control or non-ASCII characters; \
                              a Threat Jammer token is a single word of printable ASCII";
@@ -1459,7 +1558,7 @@ fn token(
             let key = &format!("{sec} bearer_token_file");
             let p = ctx.path(key, p)?;
             let shown = p.display();
-            let bytes = fs::read(&p).map_err(|e| {
+            let bytes = read_small(&p).map_err(|e| {
                 ctx.invalid(
                     key,
                     format!(
@@ -1487,16 +1586,15 @@ fn token(
                     format!("{key} = \"{shown}\": the token file {BAD_CHARS}"),
                 ));
             }
-            if let Ok(meta) = fs::metadata(&p) {
-                let mode = meta.permissions().mode();
-                if mode & 0o004 != 0 {
-                    ctx.warnings.push(format!(
-                        "{}: the token file \"{shown}\" ({key}) can be read by every user \
-                         (mode {:04o}): run `chmod 600 {shown}`",
-                        ctx.file,
-                        mode & 0o7777
-                    ));
-                }
+            if let Some(who) = fs::metadata(&p)
+                .ok()
+                .and_then(|m| secret_readers(&m, state_dir))
+            {
+                ctx.warnings.push(format!(
+                    "{}: the token file \"{shown}\" ({key}) can be read by {who}: run \
+                     `chmod 600 {shown}`",
+                    ctx.file
+                ));
             }
             Some(Secret::new(t.to_string()))
         }
@@ -2803,7 +2901,9 @@ cache_capacity = "64MiB"
     fn warns_about_readable_inline_token() {
         let dir = tempfile::tempdir().unwrap();
         let text = format!("[threatjammer]\nbearer_token = \"{TOKEN}\"\n");
-        for (mode, warned) in [(0o644, true), (0o640, true), (0o604, true), (0o600, false)] {
+        // 0640 with tjfwd's own group (the file's here) is fine: see
+        // secret_readers_of_another_group for a group of other users.
+        for (mode, warned) in [(0o644, true), (0o640, false), (0o604, true), (0o600, false)] {
             let path = write_file(dir.path(), "tjfwd.toml", &text, mode);
             let c = Config::load(&path, &opts()).unwrap();
             assert_eq!(
@@ -2851,6 +2951,99 @@ cache_capacity = "64MiB"
                 assert!(!w.contains(TOKEN), "{w}");
             }
         }
+    }
+
+    /// A file readable by a group tjfwd neither runs as nor owns its state
+    /// with draws a warning; the package's root:tjfwd 0640 (the service's
+    /// group owns the state directory) does not. Needs root (chown).
+    #[test]
+    fn secret_readers_of_another_group() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root to give a file another group");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        fs::create_dir(&state).unwrap();
+        let token = write_file(dir.path(), "token", TOKEN, 0o640);
+        let other_gid = 65534; // nogroup
+        std::os::unix::fs::chown(&token, Some(0), Some(other_gid)).unwrap();
+        let text = format!(
+            "state_dir = \"{}\"\n[threatjammer]\nbearer_token_file = \"{}\"\n",
+            state.display(),
+            token.display()
+        );
+        let c = Config::from_toml_str(&text, None, &opts(), None).unwrap();
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        let w = &c.warnings[0];
+        assert!(w.contains("group 65534") && w.contains("0640"), "{w}");
+        assert!(w.contains(&format!("chmod 600 {}", token.display())), "{w}");
+        assert!(!w.contains(TOKEN), "{w}");
+        // The group owning the state directory is the service's: quiet.
+        std::os::unix::fs::chown(&state, Some(0), Some(other_gid)).unwrap();
+        let c = Config::from_toml_str(&text, None, &opts(), None).unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        // World-readable is never fine.
+        fs::set_permissions(&token, fs::Permissions::from_mode(0o644)).unwrap();
+        let c = Config::from_toml_str(&text, None, &opts(), None).unwrap();
+        assert!(c.warnings[0].contains("every user"), "{:?}", c.warnings);
+    }
+
+    fn ca_pem() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    #[test]
+    fn ca_file_is_read_at_load_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        write_file(dir.path(), "ca.pem", &ca_pem(), 0o644);
+        let config = dir.path().join("tjfwd.toml");
+        let text = "[threatjammer]\nca_file = \"ca.pem\"\n";
+        let c = Config::from_toml_str(text, Some(&config), &dry(), None).unwrap();
+        assert_eq!(c.threatjammer.ca_file, Some(dir.path().join("ca.pem")));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let out = c.redacted_toml();
+        assert!(out.contains("ca_file = "), "{out}");
+        let back = Config::from_toml_str(&out, Some(&config), &dry(), None).unwrap();
+        assert_eq!(back.threatjammer.ca_file, c.threatjammer.ca_file);
+        // Not set: the public roots, and nothing about it in the output.
+        assert_eq!(parse_ok("").threatjammer.ca_file, None);
+        assert!(!parse_ok("").redacted_toml().contains("ca_file"));
+    }
+
+    #[test]
+    fn refuses_missing_empty_or_non_pem_ca_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("tjfwd.toml");
+        let bad_der = "-----BEGIN CERTIFICATE-----\nAAAAAAAA\n-----END CERTIFICATE-----\n";
+        let bad_b64 = "-----BEGIN CERTIFICATE-----\n!!!not base64!!!\n-----END CERTIFICATE-----\n";
+        for (content, expect) in [
+            (None, "cannot read it"),
+            (Some(""), "no PEM certificate"),
+            (Some("just some text\n"), "no PEM certificate"),
+            (Some(bad_b64), "malformed PEM"),
+            (Some(bad_der), "not a valid X.509"),
+        ] {
+            let ca = dir.path().join("ca.pem");
+            let _ = fs::remove_file(&ca);
+            if let Some(c) = content {
+                write_file(dir.path(), "ca.pem", c, 0o644);
+            }
+            let text = "[threatjammer]\nca_file = \"ca.pem\"\n";
+            let err = Config::from_toml_str(text, Some(&config), &dry(), None).unwrap_err();
+            let msg = err.to_string();
+            assert_eq!(invalid_key(&err), "[threatjammer] ca_file", "{msg}");
+            assert!(msg.contains(expect), "{content:?}: {msg}");
+            assert!(msg.contains(&ca.display().to_string()), "{msg}");
+            assert!(msg.starts_with(&config.display().to_string()), "{msg}");
+        }
+        let err = Config::from_toml_str("[threatjammer]\nca_file = \"\"\n", None, &dry(), None)
+            .unwrap_err();
+        assert_eq!(invalid_key(&err), "[threatjammer] ca_file");
     }
 
     #[test]
@@ -2926,7 +3119,7 @@ cache_capacity = "64MiB"
             text,
             path: Some(Path::new(FILE)),
             resolve_base: Some(Path::new(FILE)),
-            file_mode: None,
+            file_meta: None,
             credentials_dir: creds.map(Path::to_path_buf),
         };
         build(source, &opts(), env_token.map(str::to_string), None)

@@ -296,6 +296,28 @@ impl Ops {
     }
 }
 
+impl Response {
+    /// A failure with its message.
+    fn error(message: String) -> Response {
+        Response {
+            ok: false,
+            result: None,
+            error: Some(message),
+        }
+    }
+}
+
+/// The daemon's side of the protocol for one request line as read (at most
+/// `MAX_LINE + 1` bytes, the newline included): the request, or the
+/// response that refuses it. Pure, so that it can be fuzzed.
+pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
+    if line.len() > MAX_LINE {
+        return Err(Response::error("request too large".into()));
+    }
+    serde_json::from_slice::<Request>(line)
+        .map_err(|e| Response::error(format!("malformed request: {e}")))
+}
+
 /// Creates the daemon's control socket (any old one is stale: the daemon
 /// holds the state directory's lock), mode 0600.
 pub fn bind(state_dir: &Path) -> std::io::Result<tokio::net::UnixListener> {
@@ -370,30 +392,14 @@ async fn connection(stream: tokio::net::UnixStream, ops: Arc<Ops>) -> std::io::R
         if n == 0 {
             return Ok(());
         }
-        let response = if line.len() > MAX_LINE {
-            Response {
-                ok: false,
-                result: None,
-                error: Some("request too large".into()),
+        let response = match parse_request(&line) {
+            Ok(req) => {
+                let ops = ops.clone();
+                tokio::task::spawn_blocking(move || ops.handle(req))
+                    .await
+                    .unwrap_or_else(|e| Response::error(format!("internal error: {e}")))
             }
-        } else {
-            match serde_json::from_slice::<Request>(&line) {
-                Ok(req) => {
-                    let ops = ops.clone();
-                    tokio::task::spawn_blocking(move || ops.handle(req))
-                        .await
-                        .unwrap_or_else(|e| Response {
-                            ok: false,
-                            result: None,
-                            error: Some(format!("internal error: {e}")),
-                        })
-                }
-                Err(e) => Response {
-                    ok: false,
-                    result: None,
-                    error: Some(format!("malformed request: {e}")),
-                },
-            }
+            Err(refusal) => refusal,
         };
         let mut out = serde_json::to_vec(&response).expect("plain data serializes");
         out.push(b'\n');
@@ -487,5 +493,38 @@ impl Client {
         }
         serde_json::from_value(resp.result.unwrap_or(serde_json::Value::Null))
             .map_err(|e| ControlError::Protocol(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_request_accepts_requests_and_answers_the_rest() {
+        assert_eq!(
+            parse_request(b"{\"cmd\":\"status\"}\n").unwrap(),
+            Request::Status
+        );
+        assert_eq!(
+            parse_request(br#"{"cmd":"enqueue","sightings":[["203.0.113.7",5]]}"#).unwrap(),
+            Request::Enqueue {
+                sightings: vec![("203.0.113.7".parse().unwrap(), 5)]
+            }
+        );
+        for (line, why) in [
+            (&b"{\"cmd\":\"reboot\"}\n"[..], "malformed request"),
+            (b"\xff\xfe", "malformed request"),
+            (b"", "malformed request"),
+        ] {
+            let r = parse_request(line).unwrap_err();
+            assert!(!r.ok);
+            assert!(r.error.unwrap().starts_with(why));
+        }
+        let big = vec![b' '; MAX_LINE + 1];
+        assert_eq!(
+            parse_request(&big).unwrap_err().error.as_deref(),
+            Some("request too large")
+        );
     }
 }

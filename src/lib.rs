@@ -22,6 +22,7 @@
 //! - [`stats`]: counters shared by the stages; [`clock`]: stored time.
 //! - [`admin`]: the `[admin] listen` HTTP endpoint (`/metrics`, `/healthz`).
 //! - [`logging`]: log format and level of the binary (human, journald, JSON).
+//! - [`permissions`]: the state directory's owner and modes, checked at open.
 
 pub mod admin;
 pub mod clock;
@@ -34,6 +35,7 @@ pub mod decode;
 pub mod filter;
 pub mod health;
 pub mod logging;
+pub mod permissions;
 pub mod queue;
 pub mod ratelimit;
 pub mod reporter;

@@ -47,6 +47,9 @@ pub enum QueueError {
          rebuilds the queue from it and from the Cowrie logs still on disk"
     )]
     Damaged { dir: PathBuf, detail: String },
+    /// The state directory is not safe to use (see `crate::permissions`).
+    #[error("refusing the state directory: {0}")]
+    Unsafe(String),
     #[error("cannot open the database in {dir}: {source}")]
     Open {
         dir: PathBuf,
@@ -190,9 +193,13 @@ impl Queue {
         policy: Policy,
     ) -> Result<Queue, QueueError> {
         let dir = state_dir.to_path_buf();
+        let io = |source| QueueError::StateDir {
+            dir: dir.clone(),
+            source,
+        };
         if let Ok(detail) = std::fs::read_to_string(dir.join(DAMAGED_MARKER)) {
             return Err(QueueError::Damaged {
-                dir,
+                dir: dir.clone(),
                 detail: format!(
                     "found by an earlier check, see {}: {}",
                     DAMAGED_MARKER,
@@ -955,6 +962,7 @@ pub fn lock_state_dir(state_dir: &Path) -> Result<File, QueueError> {
         source,
     };
     create_private_dir(&dir).map_err(io)?;
+    crate::permissions::check_state_dir(&dir).map_err(QueueError::Unsafe)?;
     let lock_path = dir.join("tjfwd.lock");
     let lock = OpenOptions::new()
         .create(true)

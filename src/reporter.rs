@@ -17,8 +17,15 @@
 //! The token is sent in a header marked sensitive and never appears in any
 //! message produced here; server text is escaped and truncated before it is
 //! logged or stored.
+//!
+//! TLS: the server's certificate is always verified (there is no switch to
+//! turn that off). By default against the public roots built into tjfwd;
+//! with `[threatjammer] ca_file`, against exactly the CAs of that PEM bundle
+//! and nothing else (see [`read_ca_file`]).
 
+use std::io::Read;
 use std::net::IpAddr;
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
@@ -31,6 +38,63 @@ pub const USER_AGENT: &str = concat!("tjfwd/", env!("CARGO_PKG_VERSION"));
 
 /// Largest response body read (the API answers with small JSON bodies).
 const MAX_BODY: usize = 16 * 1024;
+
+/// Largest `ca_file` read (a whole system bundle is ~200 KB; a path such as
+/// /dev/zero must not make tjfwd read forever).
+const MAX_CA_FILE: u64 = 16 << 20;
+
+/// Reads the PEM bundle of `[threatjammer] ca_file`: every `CERTIFICATE`
+/// block, each checked to be a usable trust anchor. Errors say what is wrong
+/// with the file (not which key named it: the caller adds that).
+pub fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CA_FILE + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read it ({e})"))?;
+    if bytes.len() as u64 > MAX_CA_FILE {
+        return Err(format!(
+            "it is larger than {} MiB: it should be a PEM bundle of CA certificates",
+            MAX_CA_FILE >> 20
+        ));
+    }
+    let certs = reqwest::Certificate::from_pem_bundle(&bytes)
+        .map_err(|_| "it holds a malformed PEM certificate block".to_string())?;
+    if certs.is_empty() {
+        return Err(
+            "it holds no PEM certificate (\"-----BEGIN CERTIFICATE-----\" blocks): give the \
+             file of your CA's certificate(s) in PEM format"
+                .to_string(),
+        );
+    }
+    // Each certificate must parse as a trust anchor: building a client does
+    // exactly that check (and nothing else: no connection is made).
+    for (i, cert) in certs.iter().enumerate() {
+        tls_client_builder(std::slice::from_ref(cert))
+            .build()
+            .map_err(|_| {
+                format!(
+                    "certificate {} of {} is not a valid X.509 CA certificate",
+                    i + 1,
+                    certs.len()
+                )
+            })?;
+    }
+    Ok(certs)
+}
+
+/// A client builder with rustls and certificate verification on: against
+/// `private_roots` only when given, else against the built-in public roots.
+fn tls_client_builder(private_roots: &[reqwest::Certificate]) -> reqwest::ClientBuilder {
+    let mut b = reqwest::Client::builder().use_rustls_tls();
+    if !private_roots.is_empty() {
+        // A private CA deployment trusts its CA, not also every public one.
+        b = b.tls_built_in_root_certs(false);
+        for c in private_roots {
+            b = b.add_root_certificate(c.clone());
+        }
+    }
+    b
+}
 
 /// What came back from one attempt, before interpretation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,8 +288,13 @@ impl Reporter {
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
             .map_err(|_| ReporterError::BadToken)?;
         auth.set_sensitive(true);
-        let client = reqwest::Client::builder()
-            .use_rustls_tls()
+        let roots = match &config.threatjammer.ca_file {
+            Some(p) => read_ca_file(p).map_err(|e| {
+                ReporterError::Client(format!("[threatjammer] ca_file = \"{}\": {e}", p.display()))
+            })?,
+            None => Vec::new(),
+        };
+        let client = tls_client_builder(&roots)
             .user_agent(USER_AGENT)
             .timeout(config.schedule.request_timeout)
             .connect_timeout(config.schedule.request_timeout.min(Duration::from_secs(10)))
@@ -311,6 +380,16 @@ fn transport_error(e: &reqwest::Error) -> String {
         msg.push_str(": ");
         msg.push_str(&s.to_string());
         source = s.source();
+    }
+    // rustls says "invalid peer certificate: UnknownIssuer" (or NotValidForName,
+    // Expired...): say that first and what to do, in few words (the reason is
+    // cut at 200 bytes), as retrying alone will not fix it.
+    if let Some(at) = msg.find("invalid peer certificate") {
+        return format!(
+            "TLS certificate not accepted (check the host in [threatjammer] api_url, or set \
+             [threatjammer] ca_file for a private CA): {}",
+            &msg[at..]
+        );
     }
     msg
 }

@@ -17,6 +17,11 @@
 //! [`FakeApi`] (or calling [`FakeApi::shutdown`]) stops the server and closes
 //! its port and every open connection before returning.
 //!
+//! [`FakeApi::start_tls`] serves the same API over TLS (tokio-rustls), with
+//! a certificate chain the test made (see `support::pki`): its URLs are
+//! `https://127.0.0.1:PORT/...`. A client that refuses the certificate
+//! makes no request; [`FakeApi::tls_handshake_failures`] counts those.
+//!
 //! # The contract it enforces
 //!
 //! Served paths: [`REPORT_PATH`] (`/v1/ip`, the one [`FakeApi::url`] returns)
@@ -74,7 +79,7 @@ use std::future::IntoFuture;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
@@ -90,8 +95,12 @@ use axum::serve::{IncomingStream, Listener};
 use axum::Router;
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tokio_rustls::rustls;
+use tokio_rustls::TlsAcceptor;
+
+use super::pki::ServerIdentity;
 
 /// The token [`FakeConfig::default`] accepts.
 pub const DEFAULT_TOKEN: &str = "test-token-0123456789";
@@ -240,6 +249,10 @@ pub struct Answered {
 /// A running fake Report API. Stops when dropped.
 pub struct FakeApi {
     addr: SocketAddr,
+    /// "http", or "https" for [`FakeApi::start_tls`].
+    scheme: &'static str,
+    /// TLS handshakes that failed (the client refused the certificate...).
+    tls_failures: Arc<AtomicUsize>,
     shared: Arc<Shared>,
     shutdown_tx: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -256,13 +269,44 @@ impl FakeApi {
     /// port accepts connections as soon as this returns. Panics (test setup
     /// failure) only if the socket, runtime or thread cannot be created.
     pub fn start(cfg: FakeConfig) -> FakeApi {
-        Self::start_at(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), cfg)
+        FakeApi::start_with(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), cfg, None)
     }
 
     /// Like [`FakeApi::start`], on the given address: e.g. the port of a fake
     /// that was shut down, to model an API that refused connections for a
     /// while and then came back. Panics if the address cannot be bound.
     pub fn start_at(addr: SocketAddr, cfg: FakeConfig) -> FakeApi {
+        FakeApi::start_with(addr, cfg, None)
+    }
+
+    /// Like [`FakeApi::start`], over TLS with `identity` (a certificate
+    /// chain and key, see `support::pki`): the URLs are `https://`.
+    pub fn start_tls(cfg: FakeConfig, identity: &ServerIdentity) -> FakeApi {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(identity.chain_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .expect("fake API: server certificate PEM");
+        let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes())
+            .expect("fake API: server key PEM");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("fake API: TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("fake API: TLS certificate and key");
+        FakeApi::start_with(
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            cfg,
+            Some(TlsAcceptor::from(Arc::new(config))),
+        )
+    }
+
+    fn start_with(addr: SocketAddr, cfg: FakeConfig, tls: Option<TlsAcceptor>) -> FakeApi {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let tls_failures = Arc::new(AtomicUsize::new(0));
         let std_listener =
             std::net::TcpListener::bind(addr).expect("fake API: bind the requested address");
         std_listener
@@ -288,11 +332,17 @@ impl FakeApi {
             .into_make_service_with_connect_info::<ConnHandle>();
 
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+        let failures = Arc::clone(&tls_failures);
         let thread = std::thread::Builder::new()
             .name(format!("fake-api-{}", addr.port()))
             .spawn(move || {
                 runtime.block_on(async move {
-                    let server = axum::serve(KillableListener(listener), app).into_future();
+                    let listener = KillableListener {
+                        tcp: listener,
+                        tls,
+                        tls_failures: failures,
+                    };
+                    let server = axum::serve(listener, app).into_future();
                     tokio::select! {
                         _ = server => {}
                         _ = shutdown_rx => {}
@@ -306,6 +356,8 @@ impl FakeApi {
 
         FakeApi {
             addr,
+            scheme,
+            tls_failures,
             shared,
             shutdown_tx: Some(shutdown_tx),
             thread: Some(thread),
@@ -327,19 +379,26 @@ impl FakeApi {
         }
     }
 
-    /// The report endpoint: `http://127.0.0.1:PORT/v1/ip`.
+    /// The report endpoint: `http://127.0.0.1:PORT/v1/ip` (`https://` with
+    /// [`FakeApi::start_tls`], as in the other URLs).
     pub fn url(&self) -> String {
         self.endpoint_url(REPORT_PATH)
     }
 
     /// `http://127.0.0.1:PORT` (no trailing slash).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// `http://127.0.0.1:PORT` followed by `path` (which starts with `/`).
     pub fn endpoint_url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        format!("{}://{}{}", self.scheme, self.addr, path)
+    }
+
+    /// TLS handshakes that failed (with [`FakeApi::start_tls`]): e.g. the
+    /// client did not trust the certificate. Those clients sent no request.
+    pub fn tls_handshake_failures(&self) -> usize {
+        self.tls_failures.load(Ordering::SeqCst)
     }
 
     /// The bound socket address.
@@ -1253,8 +1312,17 @@ impl IntoResponse for Reply {
 
 // ===== connections that can be dropped without an answer ===================
 
-/// Accepts TCP connections wrapped in [`KillableStream`].
-struct KillableListener(TcpListener);
+/// Accepts TCP connections (after a TLS handshake when `tls` is set),
+/// wrapped in [`KillableStream`].
+struct KillableListener {
+    tcp: TcpListener,
+    tls: Option<TlsAcceptor>,
+    tls_failures: Arc<AtomicUsize>,
+}
+
+/// A plain or TLS connection.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
 impl Listener for KillableListener {
     type Io = KillableStream;
@@ -1262,9 +1330,25 @@ impl Listener for KillableListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
-            match self.0.accept().await {
-                Ok((inner, addr)) => {
-                    let _ = inner.set_nodelay(true);
+            match self.tcp.accept().await {
+                Ok((tcp, addr)) => {
+                    let _ = tcp.set_nodelay(true);
+                    let inner: Box<dyn Io> = match &self.tls {
+                        None => Box::new(tcp),
+                        // In the accept loop, one at a time: fine for tests,
+                        // bounded so a silent client cannot stall it.
+                        Some(acceptor) => {
+                            match tokio::time::timeout(Duration::from_secs(5), acceptor.accept(tcp))
+                                .await
+                            {
+                                Ok(Ok(tls)) => Box::new(tls),
+                                _ => {
+                                    self.tls_failures.fetch_add(1, Ordering::SeqCst);
+                                    continue;
+                                }
+                            }
+                        }
+                    };
                     let stream = KillableStream {
                         inner,
                         killed: Arc::new(AtomicBool::new(false)),
@@ -1279,7 +1363,7 @@ impl Listener for KillableListener {
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
+        self.tcp.local_addr()
     }
 }
 
@@ -1287,7 +1371,7 @@ impl Listener for KillableListener {
 /// makes hyper abandon the connection (closing the socket) before it writes a
 /// single byte of the pending response.
 struct KillableStream {
-    inner: TcpStream,
+    inner: Box<dyn Io>,
     killed: Arc<AtomicBool>,
 }
 

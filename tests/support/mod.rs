@@ -8,3 +8,4 @@
 pub mod bin;
 pub mod cowrie;
 pub mod fake_api;
+pub mod pki;
