@@ -3,8 +3,8 @@
 //! daemon, and queues the addresses with their original timestamps.
 //!
 //! Memory stays bounded whatever the size of the logs: files are streamed,
-//! and sightings are queued in chunks of a few thousand (through the daemon
-//! when one runs). Replaying the same file twice queues nothing new unless
+//! and sightings are queued in batches of 5,000 (through the daemon when one
+//! runs) by a second thread, while this one reads on. Replaying the same file twice queues nothing new unless
 //! the addresses are due again (seen after their last report).
 //! `--dry-run` prints the distinct addresses with their counts instead.
 
@@ -13,6 +13,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, IsTerminal, Read};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use flate2::read::MultiGzDecoder;
@@ -26,7 +27,9 @@ use crate::queue::{EnqueueOutcome, Sighting};
 use crate::source::{lines_of, LineSplitter};
 use crate::stats::{SkipReason, Stats};
 
-/// Sightings queued per request.
+/// Sightings queued per request. Not more: a sled transaction keeps every
+/// node version it replaces until it ends, so memory grows with its size
+/// (40,000 sightings a transaction: 99 MiB peak RSS instead of 40 MiB).
 const CHUNK_SIGHTINGS: usize = 5_000;
 /// Bytes read at a time.
 const READ_BYTES: usize = 256 * 1024;
@@ -162,29 +165,109 @@ impl Progress {
     }
 }
 
+/// Where the writer thread puts sightings: the queue (through the daemon
+/// when one runs), or, with `--dry-run`, a count per address.
+enum Sink {
+    Queue(Backend),
+    DryRun(HashMap<IpAddr, u64>),
+}
+
+impl Sink {
+    fn put(
+        &mut self,
+        sightings: &[Sighting],
+        queued: &mut EnqueueOutcome,
+    ) -> Result<(), CommandError> {
+        match self {
+            Sink::DryRun(unique) => {
+                for s in sightings {
+                    *unique.entry(s.addr).or_insert(0) += 1;
+                }
+            }
+            Sink::Queue(b) => add(queued, &b.enqueue(sightings)?),
+        }
+        Ok(())
+    }
+}
+
+/// The writer thread: queues each batch it is sent, in order, and hands
+/// the emptied vector back for reuse. It stops at the first error (the
+/// reader then finds the channel closed) and returns the sink and what was
+/// queued.
+fn write_batches(
+    mut sink: Sink,
+    batches: mpsc::Receiver<Vec<Sighting>>,
+    recycle: mpsc::Sender<Vec<Sighting>>,
+) -> (Sink, EnqueueOutcome, Result<(), CommandError>) {
+    let mut queued = EnqueueOutcome::default();
+    for mut batch in batches {
+        if let Err(e) = sink.put(&batch, &mut queued) {
+            return (sink, queued, Err(e));
+        }
+        batch.clear();
+        let _ = recycle.send(batch);
+    }
+    (sink, queued, Ok(()))
+}
+
 /// Replays the files; prints a summary (or, with `--dry-run`, the addresses).
+///
+/// Two threads: this one reads, splits, decodes, selects and filters; a
+/// writer thread queues the sightings (sled transactions, and the fsync that
+/// makes each batch durable) meanwhile, on the other core. They are joined
+/// by a channel of one batch, so at most three batches exist at a time
+/// (being filled, waiting, being written) and memory stays bounded.
 pub fn run(config: &Config, opts: &Options) -> Result<(), CommandError> {
     if opts.files.is_empty() {
         return Err(CommandError::Other(
             "no files to replay (use - for standard input)".into(),
         ));
     }
-    let mut backend = if opts.dry_run {
-        None
+    let sink = if opts.dry_run {
+        Sink::DryRun(HashMap::new())
     } else {
-        Some(Backend::open(config)?)
+        Sink::Queue(Backend::open(config)?)
     };
-    let rules = Rules::from_config(config);
+    let (tx, rx) = mpsc::sync_channel::<Vec<Sighting>>(1);
+    let (recycle_tx, recycle) = mpsc::channel::<Vec<Sighting>>();
+    let writer = std::thread::Builder::new()
+        .name("tjfwd-replay-writer".into())
+        .spawn(move || write_batches(sink, rx, recycle_tx))
+        .map_err(|e| CommandError::Other(format!("cannot start the writer thread: {e}")))?;
     let stats = Stats::default();
     let mut totals = Totals::default();
-    let mut unique: HashMap<IpAddr, u64> = HashMap::new();
+    let read = read_files(config, opts, &stats, &mut totals, tx, &recycle);
+    let (sink, queued, written) = writer
+        .join()
+        .map_err(|_| CommandError::Other("the writer thread panicked".into()))?;
+    totals.queued = queued;
+    // A writer error explains a reader that stopped early: it comes first.
+    written?;
+    read?;
+    let (backend, unique) = match sink {
+        Sink::Queue(b) => (Some(b), HashMap::new()),
+        Sink::DryRun(u) => (None, u),
+    };
+    summarize(config, opts, &stats, &totals, backend, unique)
+}
+
+/// The reading side of [`run`]: every file, in order, into batches of
+/// sightings sent to the writer. Stops early (Ok) if the writer is gone.
+fn read_files(
+    config: &Config,
+    opts: &Options,
+    stats: &Stats,
+    totals: &mut Totals,
+    tx: mpsc::SyncSender<Vec<Sighting>>,
+    recycle: &mpsc::Receiver<Vec<Sighting>>,
+) -> Result<(), CommandError> {
+    let rules = Rules::from_config(config);
     let show_bar = opts
         .progress_bar
         .unwrap_or_else(|| io::stderr().is_terminal());
     let mut buf = vec![0u8; READ_BYTES];
     let mut chunk = Vec::with_capacity(READ_BYTES + 1024);
     let mut pending: Vec<Sighting> = Vec::with_capacity(CHUNK_SIGHTINGS * 2);
-    let mut batch: Vec<Sighting> = Vec::new();
     let now = now_ms();
 
     for file in &opts.files {
@@ -210,10 +293,10 @@ pub fn run(config: &Config, opts: &Options) -> Result<(), CommandError> {
             if n == 0 {
                 splitter.finish(&mut chunk);
             } else {
-                splitter.push(&buf[..n], config.input.max_line_bytes, &stats, &mut chunk);
+                splitter.push(&buf[..n], config.input.max_line_bytes, stats, &mut chunk);
             }
             let before = pending.len();
-            select_lines(lines_of(&chunk), &rules, &stats, now, &mut pending);
+            select_lines(lines_of(&chunk), &rules, stats, now, &mut pending);
             // The time window, on the events' own timestamps.
             let mut kept = before;
             for i in before..pending.len() {
@@ -228,37 +311,40 @@ pub fn run(config: &Config, opts: &Options) -> Result<(), CommandError> {
                 }
             }
             pending.truncate(kept);
-            if pending.len() >= CHUNK_SIGHTINGS || (n == 0 && !pending.is_empty()) {
-                totals.sightings += pending.len() as u64;
-                match backend.as_mut() {
-                    None => {
-                        for s in &pending {
-                            *unique.entry(s.addr).or_insert(0) += 1;
-                        }
-                    }
-                    Some(b) => {
-                        std::mem::swap(&mut batch, &mut pending);
-                        let out = b.enqueue(&batch)?;
-                        add(&mut totals.queued, &out);
-                        batch.clear();
-                    }
+            let end_of_file = n == 0;
+            if pending.len() >= CHUNK_SIGHTINGS || (end_of_file && !pending.is_empty()) {
+                let fresh = recycle
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(CHUNK_SIGHTINGS * 2));
+                let batch = std::mem::replace(&mut pending, fresh);
+                totals.sightings += batch.len() as u64;
+                if tx.send(batch).is_err() {
+                    // The writer stopped on an error, which `run` reports.
+                    progress.finish();
+                    return Ok(());
                 }
-                pending.clear();
             }
             let bytes = count.load(std::sync::atomic::Ordering::Relaxed);
             totals.bytes = base_bytes + bytes;
-            let found = match backend {
-                None => unique.len() as u64,
-                Some(_) => totals.sightings,
-            };
-            progress.update(bytes, Stats::get(&stats.lines_read), found, file);
-            if n == 0 {
+            progress.update(bytes, Stats::get(&stats.lines_read), totals.sightings, file);
+            if end_of_file {
                 break;
             }
         }
         progress.finish();
     }
+    Ok(())
+}
 
+/// Prints what the replay did.
+fn summarize(
+    config: &Config,
+    opts: &Options,
+    stats: &Stats,
+    totals: &Totals,
+    backend: Option<Backend>,
+    unique: HashMap<IpAddr, u64>,
+) -> Result<(), CommandError> {
     let skipped: Vec<String> = SkipReason::ALL
         .iter()
         .filter(|r| stats.skipped(**r) > 0)
