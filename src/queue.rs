@@ -77,6 +77,42 @@ pub struct Sighting {
     pub seen_ms: u64,
 }
 
+/// The sightings of one address in a chunk, folded: what
+/// [`Queue::enqueue`] stores of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Folded {
+    pub addr: IpAddr,
+    /// The earliest event time.
+    pub first_seen_ms: u64,
+    /// The latest event time (the one compared with the last report).
+    pub last_seen_ms: u64,
+    /// How many sightings.
+    pub hits: u64,
+}
+
+/// Folds a chunk: one entry per address, in order of first appearance (so
+/// the queue stays oldest-first within a chunk too).
+pub fn fold(sightings: &[Sighting]) -> Vec<Folded> {
+    let mut index: HashMap<IpAddr, usize> = HashMap::with_capacity(sightings.len());
+    let mut folded: Vec<Folded> = Vec::new();
+    for s in sightings {
+        let i = *index.entry(s.addr).or_insert_with(|| {
+            folded.push(Folded {
+                addr: s.addr,
+                first_seen_ms: s.seen_ms,
+                last_seen_ms: s.seen_ms,
+                hits: 0,
+            });
+            folded.len() - 1
+        });
+        let e = &mut folded[i];
+        e.first_seen_ms = e.first_seen_ms.min(s.seen_ms);
+        e.last_seen_ms = e.last_seen_ms.max(s.seen_ms);
+        e.hits += 1;
+    }
+    folded
+}
+
 /// What an [`Queue::enqueue`] did with its sightings (distinct addresses).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EnqueueOutcome {
@@ -295,23 +331,25 @@ impl Queue {
         checkpoint: Option<(&FileId, &Checkpoint)>,
         now_ms: u64,
     ) -> Result<EnqueueOutcome, QueueError> {
-        // Fold the chunk first: one entry per address, in order of first
-        // appearance (so the queue stays oldest-first within a chunk too).
-        let mut index: HashMap<IpAddr, usize> = HashMap::new();
-        let mut folded: Vec<(Vec<u8>, (u64, u64, u64))> = Vec::new();
-        for s in sightings {
-            let i = *index.entry(s.addr).or_insert_with(|| {
-                folded.push((v1::addr_key(s.addr), (s.seen_ms, s.seen_ms, 0)));
-                folded.len() - 1
-            });
-            let e = &mut folded[i].1;
-            e.0 = e.0.min(s.seen_ms);
-            e.1 = e.1.max(s.seen_ms);
-            e.2 += 1;
-        }
+        let folded = fold(sightings);
+        self.enqueue_folded(&folded, checkpoint, now_ms, None)
+    }
+
+    /// [`Queue::enqueue`] of sightings already folded by [`fold`] (or
+    /// merged like it: each address once). With `pending_after`, it is
+    /// set to whether each entry's address is pending after the call.
+    pub fn enqueue_folded(
+        &self,
+        folded: &[Folded],
+        checkpoint: Option<(&FileId, &Checkpoint)>,
+        now_ms: u64,
+        pending_after: Option<&mut Vec<bool>>,
+    ) -> Result<EnqueueOutcome, QueueError> {
+        let keys: Vec<Vec<u8>> = folded.iter().map(|f| v1::addr_key(f.addr)).collect();
         let ckpt = checkpoint.map(|(id, c)| (v1::checkpoint_key(id), v1::encode(c)));
         let policy = self.policy;
-        (
+        let want_after = pending_after.is_some();
+        let (out, after) = (
             &self.meta,
             &self.pending,
             &self.order,
@@ -321,18 +359,21 @@ impl Queue {
         )
             .transaction(|(meta, pending, order, reported, dead, checkpoints)| {
                 let mut out = EnqueueOutcome::default();
+                let mut after = Vec::with_capacity(if want_after { folded.len() } else { 0 });
                 let mut next_seq = tx_counter(meta, meta_keys::NEXT_SEQ)?;
                 let mut count = tx_counter(meta, meta_keys::PENDING_COUNT)?;
-                for (key, (first, last, hits)) in &folded {
-                    let (first, last, hits) = (*first, *last, *hits);
+                for (key, f) in keys.iter().zip(folded) {
+                    let (first, last, hits) = (f.first_seen_ms, f.last_seen_ms, f.hits);
                     if let Some(mut p) = tx_get::<Pending>(pending, "pending", key)? {
                         p.first_seen_ms = p.first_seen_ms.min(first);
                         p.last_seen_ms = p.last_seen_ms.max(last);
                         p.hits += hits;
                         pending.insert(key.as_slice(), v1::encode(&p))?;
                         out.updated += 1;
+                        after.push(true);
                         continue;
                     }
+                    after.push(false);
                     if dead.get(key)?.is_some() {
                         out.dead += 1;
                         continue;
@@ -352,6 +393,7 @@ impl Queue {
                     };
                     pending.insert(key.as_slice(), v1::encode(&p))?;
                     order.insert(&v1::seq_key(next_seq), key.as_slice())?;
+                    *after.last_mut().expect("pushed above") = true;
                     next_seq += 1;
                     count += 1;
                     out.queued_new += 1;
@@ -363,9 +405,13 @@ impl Queue {
                 if let Some((k, v)) = &ckpt {
                     checkpoints.insert(k.as_slice(), v.as_slice())?;
                 }
-                Ok(out)
+                Ok((out, after))
             })
-            .map_err(tx_err)
+            .map_err(tx_err)?;
+        if let Some(p) = pending_after {
+            *p = after;
+        }
+        Ok(out)
     }
 
     /// Number of pending addresses (a stored counter, not a scan).

@@ -94,9 +94,18 @@ impl Chunk {
 /// The lines of `data` (whole lines, each ending in `\n`), without their
 /// newlines.
 pub fn lines_of(data: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let body = data.strip_suffix(b"\n").unwrap_or(&[]);
-    let empty = data.is_empty();
-    body.split(|&b| b == b'\n').filter(move |_| !empty)
+    // Only what ends in a newline counts (and only up to the last one).
+    let body = match memchr::memrchr(b'\n', data) {
+        Some(last) => &data[..=last],
+        None => &[],
+    };
+    let mut start = 0;
+    // memchr finds each newline with SIMD, instead of a byte at a time.
+    memchr::memchr_iter(b'\n', body).map(move |end| {
+        let line = &body[start..end];
+        start = end + 1;
+        line
+    })
 }
 
 /// Errors of the source: they never stop the daemon, which logs and retries.
@@ -270,39 +279,53 @@ impl LineSplitter {
         stats: &Stats,
         out: &mut Vec<u8>,
     ) -> Option<usize> {
-        let mut rest = data;
-        let mut consumed = None;
-        while !rest.is_empty() {
-            match rest.iter().position(|&b| b == b'\n') {
-                Some(i) => {
-                    if self.discarding {
-                        self.discarding = false;
-                    } else if self.partial.len() + i > max_line {
-                        self.partial.clear();
-                        skip_too_long(stats, max_line);
-                    } else {
-                        out.extend_from_slice(&self.partial);
-                        out.extend_from_slice(&rest[..=i]);
-                        self.partial.clear();
-                    }
-                    rest = &rest[i + 1..];
-                    consumed = Some(data.len() - rest.len());
-                }
-                None => {
-                    if !self.discarding {
-                        if self.partial.len() + rest.len() > max_line {
-                            self.partial.clear();
-                            self.discarding = true;
-                            skip_too_long(stats, max_line);
-                        } else {
-                            self.partial.extend_from_slice(rest);
-                        }
-                    }
-                    rest = &[];
+        let Some(last) = memchr::memrchr(b'\n', data) else {
+            // No newline: the whole of `data` extends the incomplete line.
+            if !self.discarding {
+                if self.partial.len() + data.len() > max_line {
+                    self.partial.clear();
+                    self.discarding = true;
+                    skip_too_long(stats, max_line);
+                } else {
+                    self.partial.extend_from_slice(data);
                 }
             }
+            return None;
+        };
+        // Whole lines are copied in runs: from `run` up to the newline
+        // before a line that must be dropped, in one copy each.
+        let (mut start, mut run, mut first) = (0, 0, true);
+        for end in memchr::memchr_iter(b'\n', &data[..=last]) {
+            if std::mem::take(&mut first) {
+                // The first line completes what was held back.
+                if self.discarding {
+                    self.discarding = false;
+                    run = end + 1;
+                } else if self.partial.len() + end > max_line {
+                    self.partial.clear();
+                    skip_too_long(stats, max_line);
+                    run = end + 1;
+                } else if !self.partial.is_empty() {
+                    out.extend_from_slice(&self.partial);
+                    self.partial.clear();
+                }
+            } else if end - start > max_line {
+                out.extend_from_slice(&data[run..start]);
+                skip_too_long(stats, max_line);
+                run = end + 1;
+            }
+            start = end + 1;
         }
-        consumed
+        out.extend_from_slice(&data[run..=last]);
+        // The rest (after the last newline) starts an incomplete line.
+        let rest = &data[last + 1..];
+        if rest.len() > max_line {
+            self.discarding = true;
+            skip_too_long(stats, max_line);
+        } else {
+            self.partial.extend_from_slice(rest);
+        }
+        Some(last + 1)
     }
 
     /// Bytes held back (an incomplete line).
@@ -1262,5 +1285,113 @@ mod tests {
             .map(|(_, c)| c.path)
             .collect();
         assert_eq!(paths.len(), 2, "{paths:?}");
+    }
+}
+
+/// `LineSplitter` and `lines_of` against the byte-at-a-time reference they
+/// replaced (memchr finds the newlines now, and runs of lines are copied at
+/// once): the same lines out, the same bytes consumed, the same lines
+/// skipped as too long, however the stream is cut.
+#[cfg(test)]
+mod splitter_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The previous implementation, kept as the model.
+    #[derive(Default)]
+    struct Reference {
+        partial: Vec<u8>,
+        discarding: bool,
+        skipped: u64,
+    }
+
+    impl Reference {
+        fn push(&mut self, data: &[u8], max_line: usize, out: &mut Vec<u8>) -> Option<usize> {
+            let mut rest = data;
+            let mut consumed = None;
+            while !rest.is_empty() {
+                match rest.iter().position(|&b| b == b'\n') {
+                    Some(i) => {
+                        if self.discarding {
+                            self.discarding = false;
+                        } else if self.partial.len() + i > max_line {
+                            self.partial.clear();
+                            self.skipped += 1;
+                        } else {
+                            out.extend_from_slice(&self.partial);
+                            out.extend_from_slice(&rest[..=i]);
+                            self.partial.clear();
+                        }
+                        rest = &rest[i + 1..];
+                        consumed = Some(data.len() - rest.len());
+                    }
+                    None => {
+                        if !self.discarding {
+                            if self.partial.len() + rest.len() > max_line {
+                                self.partial.clear();
+                                self.discarding = true;
+                                self.skipped += 1;
+                            } else {
+                                self.partial.extend_from_slice(rest);
+                            }
+                        }
+                        rest = &[];
+                    }
+                }
+            }
+            consumed
+        }
+
+        fn lines_of(data: &[u8]) -> Vec<&[u8]> {
+            let body = data.strip_suffix(b"\n").unwrap_or(&[]);
+            let empty = data.is_empty();
+            body.split(|&b| b == b'\n').filter(|_| !empty).collect()
+        }
+    }
+
+    /// Streams of short lines (newline-heavy), cut at arbitrary points.
+    fn stream() -> impl Strategy<Value = (Vec<u8>, Vec<usize>, usize)> {
+        (
+            proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'x'), Just(b'y')], 0..300),
+            proptest::collection::vec(0usize..40, 0..20),
+            0usize..12,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn splitter_matches_the_bytewise_reference((data, cuts, max_line) in stream()) {
+            let stats = Stats::default();
+            let (mut new, mut old) = (LineSplitter::default(), Reference::default());
+            let mut rest = &data[..];
+            let mut cuts = cuts.into_iter();
+            while !rest.is_empty() {
+                let n = cuts.next().unwrap_or(usize::MAX).min(rest.len());
+                let (piece, tail) = rest.split_at(n);
+                rest = tail;
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                let got = new.push(piece, max_line, &stats, &mut a);
+                let want = old.push(piece, max_line, &mut b);
+                prop_assert_eq!(got, want);
+                prop_assert_eq!(&a, &b);
+                prop_assert_eq!(new.pending(), old.partial.len());
+                prop_assert_eq!(new.discarding, old.discarding);
+                prop_assert_eq!(stats.skipped(SkipReason::TooLong), old.skipped);
+            }
+        }
+
+        #[test]
+        fn lines_of_matches_the_bytewise_reference(
+            data in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'x')], 0..60)
+        ) {
+            let got: Vec<&[u8]> = lines_of(&data).collect();
+            // The reference expects whole lines only, as chunks hold.
+            let whole = match memchr::memrchr(b'\n', &data) {
+                Some(i) => &data[..=i],
+                None => &data[..0],
+            };
+            prop_assert_eq!(got, Reference::lines_of(whole));
+        }
     }
 }
