@@ -318,7 +318,7 @@ fn spawn_verify(
         .name("tjfwd-verify".into())
         .spawn(move || {
             let started = std::time::Instant::now();
-            let v = queue.verify_until(&stop);
+            let v = queue.verify_until(&stop, false);
             if v.problems == 0 {
                 tracing::debug!(
                     pending = v.pending,
