@@ -106,13 +106,63 @@ pub async fn run(
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
+    let stats = Arc::new(Stats::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Runs of the daemon: one, unless the storage failed (disk full...) and
+    // became writable again, when sled must be opened anew (it keeps
+    // failing after an I/O error until then).
+    let runs = async {
+        loop {
+            let mut rx = stop_rx.clone();
+            let stopped = async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            };
+            match run_once(&config, opts, &stats, stopped).await? {
+                Ended::Stopped => return Ok(stats.clone()),
+                Ended::Reopen => {
+                    tracing::warn!("the state directory is writable again: reopening the database and going on");
+                }
+            }
+        }
+    };
+    tokio::pin!(shutdown);
+    tokio::pin!(runs);
+    let mut signalled = false;
+    loop {
+        tokio::select! {
+            r = &mut runs => return r,
+            _ = &mut shutdown, if !signalled => {
+                signalled = true;
+                let _ = stop_tx.send(true);
+            }
+        }
+    }
+}
+
+/// How a run of the daemon ended.
+enum Ended {
+    /// Shut down (or drained).
+    Stopped,
+    /// The storage failed and is writable again: open it anew.
+    Reopen,
+}
+
+async fn run_once(
+    config: &Config,
+    opts: RunOptions,
+    stats: &Arc<Stats>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<Ended, DaemonError> {
+    let config = config.clone();
     let reporter = if opts.dry_run {
         None
     } else {
         Some(Reporter::new(&config)?)
     };
     let queue = Arc::new(open_queue_waiting(&config, Duration::from_secs(5)).await?);
-    let stats = Arc::new(Stats::default());
+    let stats = stats.clone();
+    stats.set_paused(None);
+    let reopen = Arc::new(Notify::new());
     let tj = &config.threatjammer;
     tracing::info!(
         "tjfwd initialized. Category={}. TTL={}. Session Tracking={}. Login Tracking={}",
@@ -165,6 +215,7 @@ pub async fn run(
                 poll: config.input.poll_interval,
                 drain: opts.drain,
                 max_pending: config.queue.max_pending,
+                reopen: reopen.clone(),
             };
             Some(
                 std::thread::Builder::new()
@@ -257,11 +308,14 @@ pub async fn run(
     let verify = spawn_verify(queue.clone(), damaged.clone(), stop.clone());
     let stopped_by_damage = Arc::new(AtomicBool::new(false));
     let flag = stopped_by_damage.clone();
+    let reopening = Arc::new(AtomicBool::new(false));
+    let reopen_flag = reopening.clone();
     scheduler
         .run(async move {
             tokio::select! {
                 _ = shutdown => {}
                 _ = damaged.notified() => flag.store(true, Ordering::Release),
+                _ = reopen.notified() => reopen_flag.store(true, Ordering::Release),
             }
         })
         .await;
@@ -278,8 +332,20 @@ pub async fn run(
     if let Some(handle) = socket {
         let _ = tokio::task::spawn_blocking(move || handle.join()).await;
     }
-    queue.flush()?;
+    let reopening = reopening.load(Ordering::Acquire);
+    match queue.flush() {
+        // sled refuses everything after an I/O error: what it did not
+        // write was never acknowledged (the input was rewound).
+        Err(e) if reopening => {
+            tracing::warn!(error = %e, "the old database could not be flushed (storage failed before)")
+        }
+        r => r?,
+    }
     let _ = tokio::task::spawn_blocking(move || verify.join()).await;
+    if reopening {
+        drop(queue);
+        return Ok(Ended::Reopen);
+    }
     if stopped_by_damage.load(Ordering::Acquire) {
         return Err(DaemonError::Queue(QueueError::Damaged {
             dir: config.state_dir.clone(),
@@ -304,7 +370,7 @@ pub async fn run(
         skipped = %skipped.join(" "),
         "stopped; queue flushed to disk"
     );
-    Ok(stats)
+    Ok(Ended::Stopped)
 }
 
 /// Verifies the database on a thread of its own; on damage, records it
@@ -359,6 +425,8 @@ struct Ingest {
     poll: Duration,
     drain: bool,
     max_pending: u64,
+    /// Woken when the storage failed and is writable again.
+    reopen: Arc<Notify>,
 }
 
 impl Ingest {
@@ -408,6 +476,15 @@ impl Ingest {
                 }
                 Err(e) => {
                     failures += 1;
+                    if matches!(e, QueueError::Sled(sled::Error::Io(_)))
+                        && storage_writable(self.queue.dir())
+                    {
+                        // sled fails every write after an I/O error: only
+                        // a new instance can use the space freed since.
+                        tracing::warn!(error = %e, "the queue failed to write, and the state directory is writable now: the database will be reopened");
+                        self.reopen.notify_one();
+                        return; // not "input done": the next run reads on
+                    }
                     tracing::error!(error = %e, "cannot queue addresses; the input is not advanced and will be read again");
                     self.stats
                         .set_paused(Some(format!("cannot write the queue: {e}")));
@@ -428,6 +505,21 @@ impl Ingest {
             .min(Duration::from_secs(30));
         std::thread::park_timeout(d);
     }
+}
+
+/// Whether the state directory takes a write of a few segments again (the
+/// room sled needs to go on), tested with a scratch file.
+fn storage_writable(dir: &std::path::Path) -> bool {
+    use std::io::Write;
+    let probe = dir.join("space.probe");
+    let ok = std::fs::File::create(&probe)
+        .and_then(|mut f| {
+            f.write_all(&vec![0u8; 2 << 20])?;
+            f.sync_all()
+        })
+        .is_ok();
+    let _ = std::fs::remove_file(&probe);
+    ok
 }
 
 /// Whether the queue has room for more (backpressure): below

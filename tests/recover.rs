@@ -98,7 +98,7 @@ fn logs_with_rotations(env: &Env, per_file: usize) -> Vec<String> {
     let all = cowrie::public_addresses(per_file * 3);
     let day = 86_400_000;
     let t0 = 0; // ms after 2026-11-22 (see support::cowrie::timestamp)
-    // cowrie.json.2.gz: the oldest.
+                // cowrie.json.2.gz: the oldest.
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     for l in login_lines(&all[..per_file], t0) {
         gz.write_all(l.as_bytes()).unwrap();
