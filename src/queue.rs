@@ -253,32 +253,49 @@ impl Queue {
             });
         }
         remove_interrupted_snapshots(&dir.join("db")).map_err(io)?;
-        let db = sled::Config::new()
-            .path(dir.join("db"))
-            .cache_capacity(cache_capacity)
-            .mode(sled::Mode::LowSpace)
-            .open()
-            .map_err(|source| match &source {
-                // sled's own lock: a process that just closed the database
-                // may still hold it for a moment (its flusher thread).
-                sled::Error::Io(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.to_string().contains("could not acquire lock") =>
+        // We hold tjfwd.lock, so no other tjfwd uses the directory: sled's
+        // own lock can only be held for a moment more by the background
+        // threads of a database this process (or one that just exited)
+        // has closed. Wait for them rather than fail.
+        let lock_deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let opened = loop {
+            let r = sled::Config::new()
+                .path(dir.join("db"))
+                .cache_capacity(cache_capacity)
+                .mode(sled::Mode::LowSpace)
+                .open();
+            match &r {
+                Err(sled::Error::Io(e))
+                    if (e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.to_string().contains("could not acquire lock"))
+                        && std::time::Instant::now() < lock_deadline =>
                 {
-                    QueueError::Locked {
-                        dir: dir.clone(),
-                        lock: dir.join("db"),
-                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
                 }
-                sled::Error::Corruption { .. } => QueueError::Damaged {
+                _ => break r,
+            }
+        };
+        let db = opened.map_err(|source| match &source {
+            // sled's own lock: a process that just closed the database
+            // may still hold it for a moment (its flusher thread).
+            sled::Error::Io(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.to_string().contains("could not acquire lock") =>
+            {
+                QueueError::Locked {
                     dir: dir.clone(),
-                    detail: "sled found corrupted data while opening it".into(),
-                },
-                _ => QueueError::Open {
-                    dir: dir.clone(),
-                    source,
-                },
-            })?;
+                    lock: dir.join("db"),
+                }
+            }
+            sled::Error::Corruption { .. } => QueueError::Damaged {
+                dir: dir.clone(),
+                detail: "sled found corrupted data while opening it".into(),
+            },
+            _ => QueueError::Open {
+                dir: dir.clone(),
+                source,
+            },
+        })?;
         let created_by = concat!("tjfwd ", env!("CARGO_PKG_VERSION"));
         migrations::migrate(&db, created_by).map_err(|source| match source {
             MigrationError::Corrupt(detail) => QueueError::Damaged {
