@@ -215,7 +215,10 @@ async fn run_once(
                 poll: config.input.poll_interval,
                 drain: opts.drain,
                 max_pending: config.queue.max_pending,
-                reopen: reopen.clone(),
+                storage: StorageWatch {
+                    dir: config.state_dir.clone(),
+                    reopen: reopen.clone(),
+                },
             };
             Some(
                 std::thread::Builder::new()
@@ -280,7 +283,11 @@ async fn run_once(
         notify.clone(),
         input_done,
         flush_now.clone(),
-    );
+    )
+    .with_storage_watch(StorageWatch {
+        dir: config.state_dir.clone(),
+        reopen: reopen.clone(),
+    });
 
     // The control socket, for the operator commands.
     let listener = control::bind(&config.state_dir).map_err(|source| DaemonError::Control {
@@ -425,8 +432,30 @@ struct Ingest {
     poll: Duration,
     drain: bool,
     max_pending: u64,
-    /// Woken when the storage failed and is writable again.
+    /// Asks for a new database when the storage failed and is writable again.
+    storage: StorageWatch,
+}
+
+/// After a storage error: whether the state directory is writable again,
+/// in which case the daemon reopens the database (sled fails every write
+/// after an I/O error, even once space is freed: only a new instance can
+/// use it).
+#[derive(Clone)]
+pub struct StorageWatch {
+    dir: std::path::PathBuf,
     reopen: Arc<Notify>,
+}
+
+impl StorageWatch {
+    /// Looks at a failed queue operation; true when a reopen was asked for.
+    pub fn recovered(&self, e: &QueueError) -> bool {
+        if !matches!(e, QueueError::Sled(sled::Error::Io(_))) || !storage_writable(&self.dir) {
+            return false;
+        }
+        tracing::warn!(error = %e, "the queue failed to write, and the state directory is writable now: the database will be reopened");
+        self.reopen.notify_one();
+        true
+    }
 }
 
 impl Ingest {
@@ -476,13 +505,7 @@ impl Ingest {
                 }
                 Err(e) => {
                     failures += 1;
-                    if matches!(e, QueueError::Sled(sled::Error::Io(_)))
-                        && storage_writable(self.queue.dir())
-                    {
-                        // sled fails every write after an I/O error: only
-                        // a new instance can use the space freed since.
-                        tracing::warn!(error = %e, "the queue failed to write, and the state directory is writable now: the database will be reopened");
-                        self.reopen.notify_one();
+                    if self.storage.recovered(&e) {
                         return; // not "input done": the next run reads on
                     }
                     tracing::error!(error = %e, "cannot queue addresses; the input is not advanced and will be read again");

@@ -73,6 +73,9 @@ pub struct Scheduler {
     batch_cap: usize,
     /// Dry run: the next sequence not yet logged.
     dry_run_cursor: u64,
+    /// Told about storage errors (the daemon reopens the database once the
+    /// disk is writable again).
+    storage_watch: Option<crate::daemon::StorageWatch>,
 }
 
 /// What to do next.
@@ -106,7 +109,14 @@ impl Scheduler {
             transient_failures: 0,
             config_failures: 0,
             dry_run_cursor: 0,
+            storage_watch: None,
         }
+    }
+
+    /// Reports storage errors to `watch` (see [`crate::daemon::StorageWatch`]).
+    pub fn with_storage_watch(mut self, watch: crate::daemon::StorageWatch) -> Scheduler {
+        self.storage_watch = Some(watch);
+        self
     }
 
     /// Runs until `shutdown` completes (or, in drain mode, until the queue is
@@ -129,6 +139,9 @@ impl Scheduler {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the queue; retrying in 5 s");
+                    if let Some(w) = &self.storage_watch {
+                        w.recovered(&e);
+                    }
                     Step::Wait(Some(Duration::from_secs(5)))
                 }
             };
@@ -149,6 +162,9 @@ impl Scheduler {
                     };
                     if let Err(e) = result {
                         tracing::error!(error = %e, "storage error while sending; nothing was lost, retrying in 5 s");
+                        if let Some(w) = &self.storage_watch {
+                            w.recovered(&e);
+                        }
                         self.block_for(Duration::from_secs(5));
                     }
                 }

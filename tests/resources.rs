@@ -322,6 +322,7 @@ fn a_full_disk_pauses_the_input_loses_nothing_and_tjfwd_catches_up_once_space_is
         |v| v["input_paused"].is_null() && v["input"]["bytes_behind"] == 0,
     );
     assert_eq!(v["health"], "healthy", "{v:#}");
+
     assert!(api.max_requests_in_window(Duration::from_secs(2)) <= 6);
     sigterm(&d);
     assert!(wait_with_limit(&mut d, Duration::from_secs(10)).is_some_and(|s| s.success()));
