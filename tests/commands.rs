@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::bin::{bin, output_of, sigterm, spawn, wait_with_limit, Env, Running};
+use support::bin::{bin, output_of, sigterm, spawn, text, wait_with_limit, Env, Running};
 use support::cowrie;
 use support::fake_api::{FakeApi, FakeConfig};
 
@@ -33,15 +33,6 @@ fn run(cfg: &Path, args: &[&str], input: Option<&[u8]>) -> Output {
     let out = child.wait_with_output().unwrap();
     writer.join().unwrap().unwrap();
     out
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn status_json(cfg: &Path) -> (i32, serde_json::Value) {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use support::bin::{bin, spawn, wait_with_limit, Env};
+use support::bin::{bin, spawn, text, wait_with_limit, Env};
 use support::cowrie;
 use support::fake_api::{FakeApi, FakeConfig};
 
@@ -39,15 +39,6 @@ fn run(cfg: &Path, args: &[&str]) -> Output {
             panic!("{args:?} still running after 60 s:\n{}", text(&o));
         }
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn pending(cfg: &Path) -> u64 {

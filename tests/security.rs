@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use support::bin::{bin, output_of, set_mode, sigterm, spawn, wait_with_limit, Env, Running};
+use support::bin::{bin, output_of, set_mode, sigterm, spawn, text, wait_with_limit, Env, Running};
 use support::cowrie;
 use support::fake_api::{FakeApi, FakeConfig};
 use support::pki::Ca;
@@ -37,15 +37,6 @@ fn fake_config() -> FakeConfig {
 /// `tjfwd ARGS...` to completion.
 fn run(args: &[&str], cfg: &Path) -> Output {
     bin().args(args).arg("--config").arg(cfg).output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// A config for `api` (see `Env::config`) with `[threatjammer]` lines added.

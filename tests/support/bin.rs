@@ -4,7 +4,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use super::fake_api::FakeApi;
@@ -117,4 +117,14 @@ pub fn sigterm(r: &Running) {
     unsafe {
         libc::kill(r.child.id() as i32, libc::SIGTERM);
     }
+}
+
+/// A finished command's exit code, stdout and stderr, for assert messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
