@@ -164,7 +164,21 @@ impl Ops {
     pub fn status(&self) -> Result<Snapshot, ControlError> {
         let stats = self.daemon.as_ref().map(|d| &*d.stats);
         let pid = self.daemon.as_ref().map(|_| std::process::id());
-        Ok(Snapshot::collect(&self.queue, &self.config, stats, pid)?)
+        match Snapshot::collect(&self.queue, &self.config, stats, pid) {
+            Ok(s) => Ok(s),
+            // A running daemon answers whatever its database does.
+            Err(e) if pid.is_some() => {
+                tracing::warn!(error = %e, "status: cannot read the whole queue");
+                Ok(Snapshot::unreadable(
+                    &self.queue,
+                    &self.config,
+                    stats,
+                    pid,
+                    &e,
+                ))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Queues sightings and makes them durable before answering.

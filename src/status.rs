@@ -146,6 +146,34 @@ impl Counters {
     }
 }
 
+/// The file input's position: its size, and the checkpoint of the file now
+/// at `path`.
+fn input_status(queue: &Queue, path: &std::path::Path) -> Result<InputStatus, QueueError> {
+    let meta = std::fs::metadata(path).ok();
+    let id = crate::source::identify_path(path).ok().flatten();
+    let offset = match id {
+        Some(id) => queue
+            .checkpoints()?
+            .into_iter()
+            .filter(|(k, _)| k.fingerprint == id.fingerprint)
+            .map(|(_, c)| c.offset)
+            .max(),
+        None => None,
+    };
+    let size = meta.as_ref().map(|m| m.len());
+    Ok(InputStatus {
+        path: path.display().to_string(),
+        exists: meta.is_some(),
+        size,
+        offset,
+        bytes_behind: match (size, offset) {
+            (Some(s), Some(o)) => Some(s.saturating_sub(o)),
+            (Some(s), None) => Some(s),
+            _ => None,
+        },
+    })
+}
+
 /// RFC 3339 (seconds) of a time in ms since the epoch.
 pub fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
@@ -200,31 +228,7 @@ impl Snapshot {
         let log = queue.request_log()?;
         let input = match &config.input.cowrie_json {
             None => None,
-            Some(path) => {
-                let meta = std::fs::metadata(path).ok();
-                let id = crate::source::identify_path(path).ok().flatten();
-                let offset = match id {
-                    Some(id) => queue
-                        .checkpoints()?
-                        .into_iter()
-                        .filter(|(k, _)| k.fingerprint == id.fingerprint)
-                        .map(|(_, c)| c.offset)
-                        .max(),
-                    None => None,
-                };
-                let size = meta.as_ref().map(|m| m.len());
-                Some(InputStatus {
-                    path: path.display().to_string(),
-                    exists: meta.is_some(),
-                    size,
-                    offset,
-                    bytes_behind: match (size, offset) {
-                        (Some(s), Some(o)) => Some(s.saturating_sub(o)),
-                        (Some(s), None) => Some(s),
-                        _ => None,
-                    },
-                })
-            }
+            Some(path) => Some(input_status(queue, path)?),
         };
         Ok(Snapshot {
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -267,6 +271,55 @@ impl Snapshot {
             },
             counters: stats.map(Counters::of),
         })
+    }
+
+    /// What a running daemon can still say when its database cannot be read
+    /// (sled fails reads too after some I/O errors: a full disk): degraded,
+    /// with the reason, the pause and the in-memory counters. The queue's
+    /// figures are what could be read (0 otherwise).
+    pub fn unreadable(
+        queue: &Queue,
+        config: &Config,
+        stats: Option<&Stats>,
+        daemon_pid: Option<u32>,
+        error: &QueueError,
+    ) -> Snapshot {
+        let now = now_ms();
+        let paused = stats.and_then(Stats::paused);
+        Snapshot {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            daemon_running: daemon_pid.is_some(),
+            daemon_pid,
+            state_dir: config.state_dir.display().to_string(),
+            health: "degraded".to_string(),
+            health_reason: Some(match &paused {
+                Some(p) => format!("input paused: {p}; cannot read the queue: {error}"),
+                None => format!("cannot read the queue: {error}"),
+            }),
+            input: config
+                .input
+                .cowrie_json
+                .as_ref()
+                .and_then(|p| input_status(queue, p).ok()),
+            input_paused: paused,
+            max_pending: config.queue.max_pending,
+            pending: queue.pending_count().unwrap_or(0),
+            oldest_pending_age_s: None,
+            reported: 0,
+            reported_active: 0,
+            dead_letter: 0,
+            dead_letter_by_reason: BTreeMap::new(),
+            last_success: None,
+            last_error: None,
+            failing_since: None,
+            rate_limit: RateLimitStatus {
+                max_requests: config.schedule.max_requests_per_minute,
+                window_s: config.schedule.rate_window.as_secs(),
+                requests_in_window: 0,
+                next_allowed: rfc3339(now),
+            },
+            counters: stats.map(Counters::of),
+        }
     }
 
     /// The exit code of `tjfwd status`: 0 healthy, 1 degraded, 2 not running.
@@ -361,5 +414,33 @@ impl Snapshot {
             );
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_daemon_that_cannot_read_its_queue_still_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::default_for_tests(dir.path().join("state"));
+        let queue = crate::daemon::open_queue(&config).unwrap();
+        let stats = Stats::default();
+        stats.set_paused(Some(
+            "cannot write the queue: No space left on device".into(),
+        ));
+        let err = QueueError::Sled(sled::Error::Io(std::io::Error::other("disk full")));
+        let s = Snapshot::unreadable(&queue, &config, Some(&stats), Some(42), &err);
+        assert_eq!(s.health, "degraded");
+        assert_eq!(s.exit_code(), 1);
+        let reason = s.health_reason.unwrap();
+        assert!(
+            reason.contains("No space left") && reason.contains("cannot read the queue"),
+            "{reason}"
+        );
+        assert!(s.input_paused.unwrap().contains("No space left"));
+        assert_eq!(s.daemon_pid, Some(42));
+        assert!(s.counters.is_some());
     }
 }

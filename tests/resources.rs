@@ -57,7 +57,11 @@ fn wait_status(
             return v;
         }
         if Instant::now() > deadline {
-            panic!("waited for {what}: last status {v:#}\n{}", output_of(d));
+            panic!(
+                "waited for {what}: last status {v:#} ({})\n{}",
+                String::from_utf8_lossy(&o.stderr),
+                output_of(d)
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -296,7 +300,8 @@ fn a_full_disk_pauses_the_input_loses_nothing_and_tjfwd_catches_up_once_space_is
         },
     );
     assert_eq!(v["health"], "degraded", "{v:#}");
-    assert!(v["input"]["bytes_behind"].as_u64().unwrap() > 0, "{v:#}");
+    // (null when even the checkpoints cannot be read back: see Snapshot::unreadable)
+    assert_ne!(v["input"]["bytes_behind"], 0, "{v:#}");
     assert!(
         d.child.try_wait().unwrap().is_none(),
         "tjfwd must keep running"
