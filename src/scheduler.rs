@@ -295,6 +295,10 @@ impl Scheduler {
                     self.transient_failures = 0;
                     self.config_failures = 0;
                     self.record_health(None)?;
+                    // On disk now (one fsync a batch, at most 6 a minute):
+                    // a crash after this does not send the batch again. Only
+                    // the moment between the 202 and this line can.
+                    self.queue.flush()?;
                     accepted_any = true;
                     for (item, status, reason) in suspects.drain(..) {
                         self.dead_letter(&[item], status, &reason)?;

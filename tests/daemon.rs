@@ -325,6 +325,26 @@ async fn a_rejected_token_pauses_sending_and_drops_nothing() {
             .await
     );
     assert_eq!(api.accepted_unique(), set(&addrs));
+    // The server has accepted; wait until the daemon has taken the 202 in
+    // (a shutdown before that abandons the request unacknowledged).
+    let s2 = state.clone();
+    let acked = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(mut c)) = tjfwd::control::Client::connect(&s2) {
+                let snap: Result<tjfwd::status::Snapshot, _> =
+                    c.call(&tjfwd::control::Request::Status);
+                if snap.is_ok_and(|s| s.pending == 0 && s.failing_since.is_none()) {
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    })
+    .await
+    .unwrap();
+    assert!(acked, "the daemon never acknowledged the accepted batch");
     tx.send(()).unwrap();
     daemon.await.unwrap().unwrap();
     let q = open_state(&state);
