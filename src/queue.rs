@@ -175,6 +175,8 @@ pub struct Queue {
     policy: Policy,
     /// Held (locked) for the life of the queue.
     _lock: File,
+    /// When the seal was last written (ms; see [`SEAL`]).
+    sealed_at_ms: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Queue {
@@ -332,6 +334,7 @@ impl Queue {
             dir,
             policy,
             _lock: lock,
+            sealed_at_ms: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -972,6 +975,15 @@ impl Queue {
         // more than what is on disk.
         let next_seq = self.meta.get(meta_keys::NEXT_SEQ)?;
         self.db.flush()?;
+        // At most once a second (the socket input flushes every chunk): a
+        // seal that lags behind only checks a little less.
+        let now = crate::clock::now_ms();
+        let last = self.sealed_at_ms.load(std::sync::atomic::Ordering::Relaxed);
+        if now.saturating_sub(last) < 1000 {
+            return Ok(());
+        }
+        self.sealed_at_ms
+            .store(now, std::sync::atomic::Ordering::Relaxed);
         if let Ok(n) = v1::decode_u64("meta/next_seq", next_seq.as_deref()) {
             if let Err(e) = write_seal(&self.dir, n) {
                 tracing::warn!(error = %e, "cannot write {SEAL}", );
@@ -1291,6 +1303,32 @@ mod tests {
         assert_eq!(q.checkpoints().unwrap().len(), 1);
         assert_eq!(q.pending_count().unwrap(), 1);
         assert_eq!(q.request_log().unwrap().sent_at_ms, vec![5, 6]);
+    }
+
+    #[test]
+    fn a_database_behind_its_seal_is_refused_as_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let q = open(dir.path());
+            q.enqueue(&[s("1.2.3.4", 5)], None, 10).unwrap();
+            q.flush().unwrap();
+        }
+        assert_eq!(read_seal(dir.path()), Some(1));
+        // As if the database had lost its last writes since the seal.
+        write_seal(dir.path(), 7).unwrap();
+        let policy = Policy {
+            ttl_ms: TTL,
+            rereport_after_ms: 0,
+        };
+        match Queue::open(dir.path(), 8 << 20, policy) {
+            Err(QueueError::Damaged { detail, .. }) => {
+                assert!(detail.contains("older than its last save"), "{detail}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // Deleting the seal (a backup restored on purpose) opens it again.
+        std::fs::remove_file(dir.path().join(SEAL)).unwrap();
+        assert_eq!(open(dir.path()).pending_count().unwrap(), 1);
     }
 
     #[test]
