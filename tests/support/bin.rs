@@ -80,6 +80,16 @@ pub struct Running {
     pub out: tempfile::NamedTempFile,
 }
 
+/// A test that fails (panics) must not leave its daemon running.
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 pub fn spawn(cmd: &mut Command) -> Running {
     let out = tempfile::NamedTempFile::new().unwrap();
     let child = cmd
