@@ -393,6 +393,9 @@ fn spawn_verify(
             let started = std::time::Instant::now();
             let v = queue.verify_until(&stop, false);
             if v.problems == 0 {
+                if !v.complete {
+                    return; // stopped before the end
+                }
                 tracing::debug!(
                     pending = v.pending,
                     reported = v.reported,

@@ -907,29 +907,29 @@ impl Queue {
                 }
             }
         }
-        if !cross_check {
-            // (the counters are compared with trees that may have moved on)
-        } else if orders != v.pending {
-            let what = format!("{orders} order entries for {} pending addresses", v.pending);
-            problem(&mut v, what);
-        }
-        match count {
-            Ok(_) if !cross_check => {}
-            Ok(c) if c == v.pending => {}
-            Ok(c) => {
-                let what = format!("pending counter says {c}, the tree holds {}", v.pending);
-                problem(&mut v, what)
+        let count = count.map_err(|e| problem(&mut v, e.to_string())).ok();
+        let next_seq = next_seq.map_err(|e| problem(&mut v, e.to_string())).ok();
+        // (online, the trees and counters may have moved on between reads)
+        if cross_check {
+            let mut mismatches = Vec::new();
+            if orders != v.pending {
+                mismatches.push(format!(
+                    "{orders} order entries for {} pending addresses",
+                    v.pending
+                ));
             }
-            Err(e) => problem(&mut v, e.to_string()),
-        }
-        match next_seq {
-            Ok(_) if !cross_check => {}
-            Ok(n) if max_seq.is_none_or(|m| m < n) => {}
-            Ok(n) => problem(
-                &mut v,
-                format!("next sequence {n} is not above {max_seq:?}"),
-            ),
-            Err(e) => problem(&mut v, e.to_string()),
+            if let Some(c) = count.filter(|c| *c != v.pending) {
+                mismatches.push(format!(
+                    "pending counter says {c}, the tree holds {}",
+                    v.pending
+                ));
+            }
+            if let Some(n) = next_seq.filter(|n| max_seq.is_some_and(|m| m >= *n)) {
+                mismatches.push(format!("next sequence {n} is not above {max_seq:?}"));
+            }
+            for m in mismatches {
+                problem(&mut v, m);
+            }
         }
         for item in self.reported_entries() {
             if stopped() {
@@ -1303,6 +1303,32 @@ mod tests {
         assert_eq!(q.checkpoints().unwrap().len(), 1);
         assert_eq!(q.pending_count().unwrap(), 1);
         assert_eq!(q.request_log().unwrap().sent_at_ms, vec![5, 6]);
+    }
+
+    #[test]
+    fn verify_compares_the_trees_offline_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = open(dir.path());
+        q.enqueue(&[s("1.2.3.4", 5), s("5.6.7.8", 6)], None, 10)
+            .unwrap();
+        assert_eq!(q.verify().problems, 0);
+        assert!(q.verify().complete);
+        // A pending entry lost without its order entry and counter.
+        q.pending
+            .remove(v1::addr_key("1.2.3.4".parse().unwrap()))
+            .unwrap();
+        let v = q.verify();
+        assert_eq!(v.problems, 3, "{:?}", v.details);
+        assert!(
+            v.details
+                .iter()
+                .any(|d| d.contains("2 order entries for 1 pending")),
+            "{:?}",
+            v.details
+        );
+        let online = q.verify_until(&std::sync::atomic::AtomicBool::new(false), false);
+        assert_eq!(online.problems, 0, "{:?}", online.details);
+        assert_eq!(online.pending, 1);
     }
 
     #[test]

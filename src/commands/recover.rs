@@ -293,7 +293,7 @@ pub fn run(config: &Config, opts: Options, out: &mut dyn Write) -> Result<bool, 
 
 /// Where the damaged database goes: `db.damaged-<UTC time>` (never reused).
 fn aside_path(state_dir: &Path) -> PathBuf {
-    let stamp = httpdate_like(now_ms());
+    let stamp = compact_utc(now_ms());
     let mut p = state_dir.join(format!("db.damaged-{stamp}"));
     let mut n = 1;
     while p.exists() {
@@ -304,7 +304,7 @@ fn aside_path(state_dir: &Path) -> PathBuf {
 }
 
 /// `YYYYmmddTHHMMSSZ`.
-fn httpdate_like(ms: u64) -> String {
+fn compact_utc(ms: u64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
     let s = humantime::format_rfc3339_seconds(t).to_string();
     s.replace(['-', ':'], "")
