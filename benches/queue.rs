@@ -144,7 +144,7 @@ fn queue_ops(c: &mut Criterion) {
         )
     });
     g.bench_function("take_batch_1000", |b| {
-        b.iter(|| black_box(q.peek_batch(1000, 0).unwrap().len()))
+        b.iter(|| black_box(q.peek_batch(1000).unwrap().len()))
     });
     // As the scheduler does: acknowledge the oldest 1000. The setup (not
     // timed) queues 1000 new addresses first, so the pending set keeps its size.
@@ -161,7 +161,7 @@ fn queue_ops(c: &mut Criterion) {
                     })
                     .collect();
                 q.enqueue(&s, None, NOW).unwrap();
-                q.peek_batch(1000, 0).unwrap()
+                q.peek_batch(1000).unwrap()
             },
             |items| q.ack(&items, NOW, NOW).unwrap(),
             BatchSize::PerIteration,

@@ -138,9 +138,7 @@ fn open_ready(dir: &Path) {
     let t_count = t0.elapsed();
     let oldest = q.oldest_queued_at().unwrap_or_else(|e| die(&e.to_string()));
     let t_oldest = t0.elapsed();
-    let batch = q
-        .peek_batch(1000, 0)
-        .unwrap_or_else(|e| die(&e.to_string()));
+    let batch = q.peek_batch(1000).unwrap_or_else(|e| die(&e.to_string()));
     let t_batch = t0.elapsed();
     println!(
         "ready to send: pending={pending} oldest_queued_at={oldest:?} batch={} open_ms={:.1} pending_count_ms={:.1} oldest_queued_at_ms={:.1} peek_batch_ms={:.1} total_ms={:.1}",

@@ -7,7 +7,9 @@
 //!
 //! - [`Queue::enqueue`]: a chunk of sightings *and* the input checkpoint that
 //!   follows them. After a crash the source is re-read from the checkpoint, so
-//!   a line is either queued and passed, or neither.
+//!   a line is either queued and passed, or neither. The addresses a chunk
+//!   queues share one `order` group (schema v2: one sequence number and one
+//!   `order` entry for up to [`GROUP_MAX`] of them).
 //! - [`Queue::ack`]: a delivered batch leaves `pending`/`order` and enters
 //!   `reported`/`expiry`. A crash between the 202 and the ack re-sends the
 //!   batch (at-least-once), never loses it.
@@ -22,6 +24,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use migrations::v1::{self, Checkpoint, Dead, FileId, Health, Pending, Reported, RequestLog};
+use migrations::v2::{self, GROUP_MAX};
 use migrations::{meta_keys, trees, MigrationError};
 use sled::transaction::{abort, ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
@@ -126,15 +129,51 @@ pub struct EnqueueOutcome {
     pub dead: u64,
 }
 
+/// Where a sighting would go ([`Queue::classify`]), as counted in
+/// [`EnqueueOutcome`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Already pending: its entry is updated.
+    Pending,
+    /// In the dead-letter set: not queued.
+    Dead,
+    /// Reported after (or too soon before) the sighting: not queued.
+    NotDue,
+    /// Queued.
+    New,
+}
+
 /// An address taken for sending, with what is needed to acknowledge it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchItem {
     pub addr: IpAddr,
-    /// Its `order` sequence when taken: the ack only applies to that entry.
+    /// The sequence of its `order` group when taken: the ack only applies
+    /// to the address as queued in that group.
     pub seq: u64,
+    /// Its place in that group (for [`QueuePos`]).
+    pub index: u32,
     /// Its hit count when taken: more hits at ack time mean new sightings
     /// arrived while the request was in flight.
     pub hits: u64,
+}
+
+impl BatchItem {
+    /// The place in the queue just after this address.
+    pub fn next_pos(&self) -> QueuePos {
+        QueuePos {
+            seq: self.seq,
+            index: self.index + 1,
+        }
+    }
+}
+
+/// A place in the queue's FIFO order: the address at `index` in the group
+/// `seq` (or the first one after it, if the group is shorter or gone).
+/// The default is the front of the queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct QueuePos {
+    pub seq: u64,
+    pub index: u32,
 }
 
 /// Policy values the queue applies inside its transactions.
@@ -208,6 +247,39 @@ fn tx_get<T: serde::de::DeserializeOwned>(
 fn tx_counter(meta: &TransactionalTree, key: &[u8]) -> TxResult<u64> {
     let v = meta.get(key)?;
     v1::decode_u64("meta counter", v.as_deref()).or_else(abort)
+}
+
+/// Writes the `order` groups of addresses queued together, GROUP_MAX to a
+/// group, from sequence `first_seq` on; returns the next free sequence.
+fn tx_insert_groups(order: &TransactionalTree, first_seq: u64, keys: &[&[u8]]) -> TxResult<u64> {
+    let mut seq = first_seq;
+    for chunk in keys.chunks(GROUP_MAX) {
+        order.insert(&v1::seq_key(seq), v2::encode_group(chunk.iter().copied()))?;
+        seq += 1;
+    }
+    Ok(seq)
+}
+
+/// Takes addresses out of their `order` groups: `leaving` maps a group's
+/// sequence to the keys that leave it. A group left empty is removed.
+fn tx_leave_groups(
+    order: &TransactionalTree,
+    leaving: &std::collections::BTreeMap<u64, Vec<Vec<u8>>>,
+) -> TxResult<()> {
+    for (seq, keys) in leaving {
+        let Some(value) = order.get(v1::seq_key(*seq))? else {
+            continue;
+        };
+        let members = v2::group_members(&value).or_else(abort)?;
+        let gone: std::collections::HashSet<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        let rest: Vec<&[u8]> = members.into_iter().filter(|m| !gone.contains(m)).collect();
+        if rest.is_empty() {
+            order.remove(&v1::seq_key(*seq))?;
+        } else {
+            order.insert(&v1::seq_key(*seq), v2::encode_group(rest))?;
+        }
+    }
+    Ok(())
 }
 
 impl Queue {
@@ -365,6 +437,31 @@ impl Queue {
         now_ms: u64,
         pending_after: Option<&mut Vec<bool>>,
     ) -> Result<EnqueueOutcome, QueueError> {
+        self.enqueue_inner(folded, None, checkpoint, now_ms, pending_after)
+    }
+
+    /// [`Queue::enqueue_folded`] of entries held back since `queued_at[i]`
+    /// (one time per entry): an address this queues gets that time as its
+    /// `queued_at_ms`, as if it had been written then (`tjfwd replay`
+    /// writes new addresses once, after folding their later sightings).
+    pub fn enqueue_folded_at(
+        &self,
+        folded: &[Folded],
+        queued_at: &[u64],
+        now_ms: u64,
+    ) -> Result<EnqueueOutcome, QueueError> {
+        assert_eq!(folded.len(), queued_at.len(), "one queued_at per entry");
+        self.enqueue_inner(folded, Some(queued_at), None, now_ms, None)
+    }
+
+    fn enqueue_inner(
+        &self,
+        folded: &[Folded],
+        queued_at: Option<&[u64]>,
+        checkpoint: Option<(&FileId, &Checkpoint)>,
+        now_ms: u64,
+        pending_after: Option<&mut Vec<bool>>,
+    ) -> Result<EnqueueOutcome, QueueError> {
         let keys: Vec<Vec<u8>> = folded.iter().map(|f| v1::addr_key(f.addr)).collect();
         let ckpt = checkpoint.map(|(id, c)| (v1::checkpoint_key(id), v1::encode(c)));
         let policy = self.policy;
@@ -380,8 +477,11 @@ impl Queue {
             .transaction(|(meta, pending, order, reported, dead, checkpoints)| {
                 let mut out = EnqueueOutcome::default();
                 let mut after = Vec::with_capacity(if want_after { folded.len() } else { 0 });
-                let mut next_seq = tx_counter(meta, meta_keys::NEXT_SEQ)?;
+                let first_seq = tx_counter(meta, meta_keys::NEXT_SEQ)?;
                 let mut count = tx_counter(meta, meta_keys::PENDING_COUNT)?;
+                // The addresses this call queues, in order: they make the
+                // groups `first_seq`, `first_seq + 1`... of GROUP_MAX each.
+                let mut queued: Vec<&[u8]> = Vec::new();
                 for (key, f) in keys.iter().zip(folded) {
                     let (first, last, hits) = (f.first_seen_ms, f.last_seen_ms, f.hits);
                     if let Some(mut p) = tx_get::<Pending>(pending, "pending", key)? {
@@ -408,17 +508,17 @@ impl Queue {
                         first_seen_ms: first,
                         last_seen_ms: last,
                         hits,
-                        seq: next_seq,
-                        queued_at_ms: now_ms,
+                        seq: first_seq + (queued.len() / GROUP_MAX) as u64,
+                        queued_at_ms: queued_at.map_or(now_ms, |q| q[after.len() - 1]),
                     };
                     pending.insert(key.as_slice(), v1::encode(&p))?;
-                    order.insert(&v1::seq_key(next_seq), key.as_slice())?;
+                    queued.push(key);
                     *after.last_mut().expect("pushed above") = true;
-                    next_seq += 1;
                     count += 1;
                     out.queued_new += 1;
                 }
-                if out.queued_new > 0 {
+                if !queued.is_empty() {
+                    let next_seq = tx_insert_groups(order, first_seq, &queued)?;
                     meta.insert(meta_keys::NEXT_SEQ, &next_seq.to_be_bytes())?;
                     meta.insert(meta_keys::PENDING_COUNT, &count.to_be_bytes())?;
                 }
@@ -432,6 +532,28 @@ impl Queue {
             *p = after;
         }
         Ok(out)
+    }
+
+    /// What [`Queue::enqueue_folded`] would do with each entry, without
+    /// writing anything (point lookups only). For a caller that holds the
+    /// queue alone and writes the entries later (`tjfwd replay`).
+    pub fn classify(&self, folded: &[Folded]) -> Result<Vec<Class>, QueueError> {
+        folded
+            .iter()
+            .map(|f| {
+                let key = v1::addr_key(f.addr);
+                if self.pending.contains_key(&key)? {
+                    return Ok(Class::Pending);
+                }
+                if self.dead.contains_key(&key)? {
+                    return Ok(Class::Dead);
+                }
+                match v1::get::<Reported>(&self.reported, "reported", &key)? {
+                    Some(r) if !is_due(&r, f.last_seen_ms, self.policy) => Ok(Class::NotDue),
+                    _ => Ok(Class::New),
+                }
+            })
+            .collect()
     }
 
     /// Number of pending addresses (a stored counter, not a scan).
@@ -454,36 +576,62 @@ impl Queue {
     /// When the oldest pending address was queued.
     pub fn oldest_queued_at(&self) -> Result<Option<u64>, QueueError> {
         for item in self.order.iter() {
-            let (_, key) = item?;
-            if let Some(p) = v1::get::<Pending>(&self.pending, "pending", &key)? {
-                return Ok(Some(p.queued_at_ms));
+            let (_, group) = item?;
+            for key in v2::group_members(&group)? {
+                if let Some(p) = v1::get::<Pending>(&self.pending, "pending", key)? {
+                    return Ok(Some(p.queued_at_ms));
+                }
             }
         }
         Ok(None)
     }
 
-    /// The oldest pending addresses (at most `n`) whose sequence is at least
-    /// `from_seq`, oldest first. Nothing is removed: see [`Queue::ack`].
-    pub fn peek_batch(&self, n: usize, from_seq: u64) -> Result<Vec<BatchItem>, QueueError> {
+    /// The oldest pending addresses (at most `n`), oldest first. Nothing is
+    /// removed: see [`Queue::ack`].
+    pub fn peek_batch(&self, n: usize) -> Result<Vec<BatchItem>, QueueError> {
+        self.peek_batch_from(n, QueuePos::default())
+    }
+
+    /// [`Queue::peek_batch`] from a place in the queue on (`--dry-run`
+    /// shows each address once: it starts after the last one shown).
+    pub fn peek_batch_from(&self, n: usize, from: QueuePos) -> Result<Vec<BatchItem>, QueueError> {
         let mut out = Vec::with_capacity(n.min(1024));
-        for item in self.order.range(v1::seq_key(from_seq)..) {
+        for item in self.order.range(v1::seq_key(from.seq)..) {
             if out.len() >= n {
                 break;
             }
-            let (seq, key) = item?;
-            let Some(p) = v1::get::<Pending>(&self.pending, "pending", &key)? else {
-                continue;
-            };
+            let (seq, group) = item?;
             let seq = u64::from_be_bytes(
                 seq.as_ref()
                     .try_into()
                     .map_err(|_| MigrationError::Corrupt("order key is not 8 bytes".into()))?,
             );
-            out.push(BatchItem {
-                addr: v1::addr_from_key(&key)?,
-                seq,
-                hits: p.hits,
-            });
+            let skip = if seq == from.seq {
+                from.index as usize
+            } else {
+                0
+            };
+            for (index, key) in v2::group_members(&group)?
+                .into_iter()
+                .enumerate()
+                .skip(skip)
+            {
+                if out.len() >= n {
+                    break;
+                }
+                let Some(p) = v1::get::<Pending>(&self.pending, "pending", key)? else {
+                    continue;
+                };
+                if p.seq != seq {
+                    continue;
+                }
+                out.push(BatchItem {
+                    addr: v1::addr_from_key(key)?,
+                    seq,
+                    index: index as u32,
+                    hits: p.hits,
+                });
+            }
         }
         Ok(out)
     }
@@ -504,7 +652,9 @@ impl Queue {
         )
             .transaction(|(meta, pending, order, reported, expiry)| {
                 let mut count = tx_counter(meta, meta_keys::PENDING_COUNT)?;
-                let mut next_seq = tx_counter(meta, meta_keys::NEXT_SEQ)?;
+                let next_seq = tx_counter(meta, meta_keys::NEXT_SEQ)?;
+                let mut leaving = std::collections::BTreeMap::<u64, Vec<Vec<u8>>>::new();
+                let mut again: Vec<Vec<u8>> = Vec::new();
                 for item in items {
                     let key = v1::addr_key(item.addr);
                     let old = tx_get::<Reported>(reported, "reported", &key)?;
@@ -526,19 +676,21 @@ impl Queue {
                     if p.seq != item.seq {
                         continue;
                     }
-                    order.remove(&v1::seq_key(p.seq))?;
+                    leaving.entry(p.seq).or_default().push(key.clone());
                     if p.hits > item.hits && is_due(&r, p.last_seen_ms, policy) {
                         p.hits -= item.hits;
-                        p.seq = next_seq;
+                        p.seq = next_seq + (again.len() / GROUP_MAX) as u64;
                         p.queued_at_ms = now_ms;
-                        next_seq += 1;
-                        order.insert(&v1::seq_key(p.seq), key.as_slice())?;
                         pending.insert(key.as_slice(), v1::encode(&p))?;
+                        again.push(key);
                     } else {
                         pending.remove(key.as_slice())?;
                         count = count.saturating_sub(1);
                     }
                 }
+                tx_leave_groups(order, &leaving)?;
+                let again: Vec<&[u8]> = again.iter().map(Vec::as_slice).collect();
+                let next_seq = tx_insert_groups(order, next_seq, &again)?;
                 meta.insert(meta_keys::PENDING_COUNT, &count.to_be_bytes())?;
                 meta.insert(meta_keys::NEXT_SEQ, &next_seq.to_be_bytes())?;
                 Ok(())
@@ -557,12 +709,13 @@ impl Queue {
         (&self.meta, &self.pending, &self.order, &self.dead)
             .transaction(|(meta, pending, order, dead)| {
                 let mut count = tx_counter(meta, meta_keys::PENDING_COUNT)?;
+                let mut leaving = std::collections::BTreeMap::<u64, Vec<Vec<u8>>>::new();
                 for item in items {
                     let key = v1::addr_key(item.addr);
                     let Some(p) = tx_get::<Pending>(pending, "pending", &key)? else {
                         continue;
                     };
-                    order.remove(&v1::seq_key(p.seq))?;
+                    leaving.entry(p.seq).or_default().push(key.clone());
                     pending.remove(key.as_slice())?;
                     count = count.saturating_sub(1);
                     let d = Dead {
@@ -575,6 +728,7 @@ impl Queue {
                     };
                     dead.insert(key.as_slice(), v1::encode(&d))?;
                 }
+                tx_leave_groups(order, &leaving)?;
                 meta.insert(meta_keys::PENDING_COUNT, &count.to_be_bytes())?;
                 Ok(())
             })
@@ -687,9 +841,10 @@ impl Queue {
         let keys: Vec<Vec<u8>> = addrs.iter().map(|a| v1::addr_key(*a)).collect();
         (&self.meta, &self.pending, &self.order, &self.dead)
             .transaction(|(meta, pending, order, dead)| {
-                let mut next_seq = tx_counter(meta, meta_keys::NEXT_SEQ)?;
+                let first_seq = tx_counter(meta, meta_keys::NEXT_SEQ)?;
                 let mut count = tx_counter(meta, meta_keys::PENDING_COUNT)?;
-                let (mut queued, mut already) = (0, 0);
+                let mut already = 0;
+                let mut queued: Vec<&[u8]> = Vec::new();
                 for key in &keys {
                     let d = tx_get::<Dead>(dead, "dead", key)?;
                     dead.remove(key.as_slice())?;
@@ -701,18 +856,17 @@ impl Queue {
                         first_seen_ms: d.as_ref().map_or(now_ms, |d| d.first_seen_ms),
                         last_seen_ms: now_ms,
                         hits: d.as_ref().map_or(1, |d| d.hits),
-                        seq: next_seq,
+                        seq: first_seq + (queued.len() / GROUP_MAX) as u64,
                         queued_at_ms: now_ms,
                     };
                     pending.insert(key.as_slice(), v1::encode(&p))?;
-                    order.insert(&v1::seq_key(next_seq), key.as_slice())?;
-                    next_seq += 1;
+                    queued.push(key);
                     count += 1;
-                    queued += 1;
                 }
+                let next_seq = tx_insert_groups(order, first_seq, &queued)?;
                 meta.insert(meta_keys::NEXT_SEQ, &next_seq.to_be_bytes())?;
                 meta.insert(meta_keys::PENDING_COUNT, &count.to_be_bytes())?;
-                Ok((queued, already))
+                Ok((queued.len() as u64, already))
             })
             .map_err(tx_err)
     }
@@ -865,20 +1019,9 @@ impl Queue {
                 Ok((addr, k, p))
             });
             match checked {
-                Ok((addr, k, p)) => {
+                Ok((_, _, p)) => {
                     v.pending += 1;
                     max_seq = max_seq.max(Some(p.seq));
-                    if !cross_check {
-                        continue;
-                    }
-                    match self.order.get(v1::seq_key(p.seq)) {
-                        Ok(Some(o)) if o == k => {}
-                        Ok(_) => problem(
-                            &mut v,
-                            format!("pending {addr} (seq {}) has no order entry", p.seq),
-                        ),
-                        Err(e) => problem(&mut v, format!("order of {addr}: {e}")),
-                    }
                 }
                 Err(e) => {
                     problem(&mut v, format!("pending tree: {e}"));
@@ -886,24 +1029,55 @@ impl Queue {
                 }
             }
         }
+        // Every address a group lists must be pending with the group's
+        // sequence, once. With as many listed as pending, that makes each
+        // pending address listed exactly once, in the group its `seq` names.
         let mut orders = 0u64;
         for item in self.order.iter() {
             if stopped() {
                 return v;
             }
-            match item {
-                Ok((_, key)) => {
-                    orders += 1;
-                    if !cross_check {
-                        continue;
-                    }
-                    if let Ok(None) = self.pending.get(&key) {
-                        problem(&mut v, "an order entry names no pending address".into());
-                    }
-                }
+            let checked = item.map_err(QueueError::from).and_then(|(k, group)| {
+                let seq = v1::decode_u64("order key", Some(&k))?;
+                let members: Vec<Vec<u8>> = v2::group_members(&group)?
+                    .into_iter()
+                    .map(<[u8]>::to_vec)
+                    .collect();
+                Ok((seq, members))
+            });
+            let (seq, members) = match checked {
+                Ok(g) => g,
                 Err(e) => {
                     problem(&mut v, format!("order tree: {e}"));
                     break;
+                }
+            };
+            orders += members.len() as u64;
+            max_seq = max_seq.max(Some(seq));
+            if !cross_check {
+                continue;
+            }
+            let mut seen = std::collections::HashSet::with_capacity(members.len());
+            for key in &members {
+                let addr = v1::addr_from_key(key).map_or_else(|e| e.to_string(), |a| a.to_string());
+                if !seen.insert(key.as_slice()) {
+                    problem(&mut v, format!("order group {seq} lists {addr} twice"));
+                    continue;
+                }
+                match v1::get::<Pending>(&self.pending, "pending", key) {
+                    Ok(Some(p)) if p.seq == seq => {}
+                    Ok(Some(p)) => problem(
+                        &mut v,
+                        format!(
+                            "order group {seq} lists {addr}, which is pending in group {}",
+                            p.seq
+                        ),
+                    ),
+                    Ok(None) => problem(
+                        &mut v,
+                        format!("order group {seq} lists {addr}, which is not pending"),
+                    ),
+                    Err(e) => problem(&mut v, format!("pending {addr}: {e}")),
                 }
             }
         }
@@ -914,7 +1088,7 @@ impl Queue {
             let mut mismatches = Vec::new();
             if orders != v.pending {
                 mismatches.push(format!(
-                    "{orders} order entries for {} pending addresses",
+                    "{orders} addresses in order groups for {} pending addresses",
                     v.pending
                 ));
             }
@@ -1171,7 +1345,7 @@ mod tests {
             q.enqueue(&[s(&format!("5.5.5.{i}"), 1)], None, u64::from(i))
                 .unwrap();
         }
-        let b = q.peek_batch(4, 0).unwrap();
+        let b = q.peek_batch(4).unwrap();
         let got: Vec<String> = b.iter().map(|i| i.addr.to_string()).collect();
         assert_eq!(got, ["5.5.5.0", "5.5.5.1", "5.5.5.2", "5.5.5.3"]);
         q.ack(&b, 1000, 1001).unwrap();
@@ -1181,7 +1355,7 @@ mod tests {
             (r.last_reported_ms, r.expires_at_ms, r.count),
             (1000, 1000 + TTL, 1)
         );
-        assert_eq!(q.peek_batch(100, 0).unwrap().len(), 6);
+        assert_eq!(q.peek_batch(100).unwrap().len(), 6);
         assert_eq!(q.oldest_queued_at().unwrap(), Some(4));
         // A second ack of the same items is harmless.
         q.ack(&b, 1000, 1001).unwrap();
@@ -1193,14 +1367,14 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let q = open(d.path());
         q.enqueue(&[s("9.9.9.9", 10)], None, 10).unwrap();
-        let b = q.peek_batch(10, 0).unwrap();
+        let b = q.peek_batch(10).unwrap();
         q.ack(&b, 1000, 1000).unwrap();
         let out = q.enqueue(&[s("9.9.9.9", 999)], None, 1001).unwrap();
         assert_eq!(out.already_reported, 1);
         assert_eq!(q.pending_count().unwrap(), 0);
         let out = q.enqueue(&[s("9.9.9.9", 1001)], None, 1001).unwrap();
         assert_eq!(out.queued_new, 1);
-        let b = q.peek_batch(10, 0).unwrap();
+        let b = q.peek_batch(10).unwrap();
         q.ack(&b, 2000, 2000).unwrap();
         let r = q.reported("9.9.9.9".parse().unwrap()).unwrap().unwrap();
         assert_eq!(
@@ -1226,7 +1400,7 @@ mod tests {
         )
         .unwrap();
         q.enqueue(&[s("9.9.9.9", 10)], None, 10).unwrap();
-        q.ack(&q.peek_batch(10, 0).unwrap(), 1000, 1000).unwrap();
+        q.ack(&q.peek_batch(10).unwrap(), 1000, 1000).unwrap();
         assert_eq!(
             q.enqueue(&[s("9.9.9.9", 1499)], None, 0)
                 .unwrap()
@@ -1247,14 +1421,14 @@ mod tests {
         let q = open(d.path());
         q.enqueue(&[s("7.7.7.7", 10), s("8.8.4.4", 10)], None, 10)
             .unwrap();
-        let b = q.peek_batch(10, 0).unwrap();
+        let b = q.peek_batch(10).unwrap();
         // Sent at 1000; a new sighting at 1500 arrives before the ack.
         q.enqueue(&[s("7.7.7.7", 1500)], None, 1500).unwrap();
         q.ack(&b, 1000, 2000).unwrap();
         assert_eq!(q.pending_count().unwrap(), 1);
         let p = q.pending("7.7.7.7".parse().unwrap()).unwrap().unwrap();
         assert_eq!((p.hits, p.queued_at_ms), (1, 2000));
-        assert_eq!(q.peek_batch(10, 0).unwrap().len(), 1);
+        assert_eq!(q.peek_batch(10).unwrap().len(), 1);
     }
 
     #[test]
@@ -1263,7 +1437,7 @@ mod tests {
         let q = open(d.path());
         q.enqueue(&[s("6.6.6.6", 1), s("4.4.4.4", 1)], None, 1)
             .unwrap();
-        let b = q.peek_batch(10, 0).unwrap();
+        let b = q.peek_batch(10).unwrap();
         let bad: Vec<_> = b
             .iter()
             .filter(|i| i.addr.to_string() == "6.6.6.6")
@@ -1322,7 +1496,7 @@ mod tests {
         assert!(
             v.details
                 .iter()
-                .any(|d| d.contains("2 order entries for 1 pending")),
+                .any(|d| d.contains("2 addresses in order groups for 1 pending")),
             "{:?}",
             v.details
         );
@@ -1394,5 +1568,243 @@ mod tests {
         assert_eq!(q.pending_count().unwrap(), 2);
         assert!(q.pending("1.1.1.1".parse().unwrap()).unwrap().is_some());
         assert!(!half.exists());
+    }
+
+    /// A batch taken across and inside groups: acknowledging part of a
+    /// group leaves the rest queued in order; the dry-run cursor resumes
+    /// inside a group; more than GROUP_MAX new addresses make several groups.
+    #[test]
+    fn groups_keep_fifo_order_through_partial_acks() {
+        let d = tempfile::tempdir().unwrap();
+        let q = open(d.path());
+        let addr = |i: u32| IpAddr::V4(std::net::Ipv4Addr::from(0x0b00_0000 + i));
+        let first: Vec<Sighting> = (0..2500)
+            .map(|i| Sighting {
+                addr: addr(i),
+                seen_ms: 1,
+            })
+            .collect();
+        assert_eq!(q.enqueue(&first, None, 10).unwrap().queued_new, 2500);
+        assert_eq!(
+            q.next_seq().unwrap(),
+            3,
+            "2500 addresses: groups of 1000, 1000, 500"
+        );
+        q.enqueue(
+            &[Sighting {
+                addr: addr(9000),
+                seen_ms: 1,
+            }],
+            None,
+            11,
+        )
+        .unwrap();
+        let b = q.peek_batch(1200).unwrap();
+        assert_eq!(b.len(), 1200);
+        assert!(b
+            .iter()
+            .enumerate()
+            .all(|(i, item)| item.addr == addr(i as u32)));
+        assert_eq!(
+            (b[999].seq, b[999].index, b[1000].seq, b[1000].index),
+            (0, 999, 1, 0)
+        );
+        // The dry-run cursor, from inside group 1.
+        let rest = q.peek_batch_from(5000, b[1099].next_pos()).unwrap();
+        assert_eq!(rest.len(), 1401);
+        assert_eq!(
+            (rest[0].addr, rest[0].seq, rest[0].index),
+            (addr(1100), 1, 100)
+        );
+        assert_eq!(rest.last().unwrap().addr, addr(9000));
+        // Acknowledge every other address of the batch.
+        let acked: Vec<BatchItem> = b.iter().step_by(2).cloned().collect();
+        q.ack(&acked, 100, 100).unwrap();
+        assert_eq!(q.pending_count().unwrap(), 2501 - 600);
+        let left = q.peek_batch(5000).unwrap();
+        let want: Vec<IpAddr> = (1..1200)
+            .step_by(2)
+            .chain(1200..2500)
+            .map(addr)
+            .chain([addr(9000)])
+            .collect();
+        assert_eq!(left.iter().map(|i| i.addr).collect::<Vec<_>>(), want);
+        assert_eq!(q.verify().problems, 0, "{:?}", q.verify().details);
+        // Dead-letter the rest of group 0 (odd addresses below 1000): it goes.
+        let group0: Vec<BatchItem> = left.iter().filter(|i| i.seq == 0).cloned().collect();
+        assert_eq!(group0.len(), 500);
+        q.dead_letter(&group0, 422, "bad", 200).unwrap();
+        assert!(q.order.get(v1::seq_key(0)).unwrap().is_none());
+        assert_eq!(q.oldest_queued_at().unwrap(), Some(10));
+        let v = q.verify();
+        assert_eq!(
+            (v.problems, v.pending, v.dead),
+            (0, 1401, 500),
+            "{:?}",
+            v.details
+        );
+    }
+
+    mod model {
+        //! The queue against a model: a FIFO list and three maps.
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::{BTreeMap, VecDeque};
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            /// Sightings (address, time); `big` adds 1,500 new addresses.
+            Enqueue(Vec<(u8, u64)>, bool),
+            /// Take n; sightings arrive in flight; ack the items `mask` picks.
+            Ack(usize, Vec<(u8, u64)>, u64),
+            /// Take n; dead-letter the items `mask` picks.
+            Dead(usize, u64),
+            Requeue(Vec<u8>),
+        }
+
+        fn sightings() -> impl Strategy<Value = Vec<(u8, u64)>> {
+            proptest::collection::vec((0u8..24, 0u64..5000), 0..16)
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                4 => (sightings(), proptest::bool::weighted(0.05)).prop_map(|(s, b)| Op::Enqueue(s, b)),
+                3 => (1usize..40, sightings(), any::<u64>()).prop_map(|(n, s, m)| Op::Ack(n, s, m)),
+                1 => (1usize..10, any::<u64>()).prop_map(|(n, m)| Op::Dead(n, m)),
+                1 => proptest::collection::vec(0u8..24, 0..5).prop_map(Op::Requeue),
+            ]
+        }
+
+        fn addr(i: u32) -> IpAddr {
+            if i % 5 == 4 {
+                IpAddr::V6(std::net::Ipv6Addr::from(
+                    0x2001_0db8_u128 << 96 | u128::from(i),
+                ))
+            } else {
+                IpAddr::V4(std::net::Ipv4Addr::from(0x0b00_0000 + i))
+            }
+        }
+
+        #[derive(Default)]
+        struct Model {
+            /// FIFO of pending addresses with (first, last, hits).
+            pending: VecDeque<(IpAddr, (u64, u64, u64))>,
+            reported: BTreeMap<IpAddr, u64>,
+            dead: BTreeMap<IpAddr, (u64, u64)>,
+        }
+
+        impl Model {
+            fn find(&mut self, a: IpAddr) -> Option<&mut (u64, u64, u64)> {
+                self.pending
+                    .iter_mut()
+                    .find(|(x, _)| *x == a)
+                    .map(|(_, e)| e)
+            }
+
+            fn enqueue(&mut self, s: &[Sighting]) {
+                for f in fold(s) {
+                    if let Some(e) = self.find(f.addr) {
+                        *e = (
+                            e.0.min(f.first_seen_ms),
+                            e.1.max(f.last_seen_ms),
+                            e.2 + f.hits,
+                        );
+                    } else if self.dead.contains_key(&f.addr)
+                        || self
+                            .reported
+                            .get(&f.addr)
+                            .is_some_and(|r| f.last_seen_ms <= *r)
+                    {
+                    } else {
+                        self.pending
+                            .push_back((f.addr, (f.first_seen_ms, f.last_seen_ms, f.hits)));
+                    }
+                }
+            }
+        }
+
+        fn to_sightings(v: &[(u8, u64)]) -> Vec<Sighting> {
+            v.iter()
+                .map(|&(i, t)| Sighting {
+                    addr: addr(u32::from(i)),
+                    seen_ms: t,
+                })
+                .collect()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(48))]
+            #[test]
+            fn the_queue_behaves_as_a_fifo_model(ops in proptest::collection::vec(op(), 1..30)) {
+                let d = tempfile::tempdir().unwrap();
+                let q = open(d.path());
+                let mut m = Model::default();
+                let mut big = 100u32;
+                for (step, op) in ops.iter().enumerate() {
+                    let now = 10_000 + step as u64;
+                    match op {
+                        Op::Enqueue(s, add_big) => {
+                            let mut s = to_sightings(s);
+                            if *add_big {
+                                s.extend((0..1500).map(|i| Sighting { addr: addr(big + i), seen_ms: 7 }));
+                                big += 1500;
+                            }
+                            q.enqueue(&s, None, now).unwrap();
+                            m.enqueue(&s);
+                        }
+                        Op::Ack(n, flight, mask) => {
+                            let b = q.peek_batch(*n).unwrap();
+                            let flight = to_sightings(flight);
+                            q.enqueue(&flight, None, now).unwrap();
+                            m.enqueue(&flight);
+                            let picked: Vec<BatchItem> = b.iter().enumerate()
+                                .filter(|(i, _)| mask >> (i % 64) & 1 == 1).map(|(_, x)| x.clone()).collect();
+                            q.ack(&picked, now, now).unwrap();
+                            for item in &picked {
+                                m.reported.insert(item.addr, now);
+                                let i = m.pending.iter().position(|(x, _)| *x == item.addr).unwrap();
+                                let (a, (first, last, hits)) = m.pending.remove(i).unwrap();
+                                if hits > item.hits && last > now {
+                                    m.pending.push_back((a, (first, last, hits - item.hits)));
+                                }
+                            }
+                        }
+                        Op::Dead(n, mask) => {
+                            let b = q.peek_batch(*n).unwrap();
+                            let picked: Vec<BatchItem> = b.iter().enumerate()
+                                .filter(|(i, _)| mask >> (i % 64) & 1 == 1).map(|(_, x)| x.clone()).collect();
+                            q.dead_letter(&picked, 422, "x", now).unwrap();
+                            for item in &picked {
+                                let i = m.pending.iter().position(|(x, _)| *x == item.addr).unwrap();
+                                let (a, (first, _, hits)) = m.pending.remove(i).unwrap();
+                                m.dead.insert(a, (first, hits));
+                            }
+                        }
+                        Op::Requeue(list) => {
+                            let addrs: Vec<IpAddr> = list.iter().map(|&i| addr(u32::from(i))).collect();
+                            q.requeue(&addrs, now).unwrap();
+                            for a in addrs {
+                                let d = m.dead.remove(&a);
+                                if m.find(a).is_none() {
+                                    let (first, hits) = d.unwrap_or((now, 1));
+                                    m.pending.push_back((a, (first, now, hits)));
+                                }
+                            }
+                        }
+                    }
+                    let v = q.verify();
+                    prop_assert_eq!(v.problems, 0, "after {:?}: {:?}", op, v.details);
+                    prop_assert_eq!(q.pending_count().unwrap(), m.pending.len() as u64);
+                    let all = q.peek_batch(usize::MAX).unwrap();
+                    let got: Vec<(IpAddr, u64)> = all.iter().map(|i| (i.addr, i.hits)).collect();
+                    let want: Vec<(IpAddr, u64)> = m.pending.iter().map(|(a, e)| (*a, e.2)).collect();
+                    prop_assert_eq!(got, want, "after {:?}", op);
+                    for (a, (first, last, _)) in &m.pending {
+                        let p = q.pending(*a).unwrap().unwrap();
+                        prop_assert_eq!((p.first_seen_ms, p.last_seen_ms), (*first, *last));
+                    }
+                }
+            }
+        }
     }
 }

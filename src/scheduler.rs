@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::clock::now_ms;
-use crate::queue::{BatchItem, Queue, QueueError};
+use crate::queue::{BatchItem, Queue, QueueError, QueuePos};
 use crate::ratelimit::{backoff, Limit};
 use crate::reporter::{classify, Action, Reporter};
 use crate::stats::Stats;
@@ -71,8 +71,8 @@ pub struct Scheduler {
     config_failures: u32,
     /// Batch size in use: lowered when the server answers 413.
     batch_cap: usize,
-    /// Dry run: the next sequence not yet logged.
-    dry_run_cursor: u64,
+    /// Dry run: the place in the queue after the last address logged.
+    dry_run_cursor: QueuePos,
     /// Told about storage errors (the daemon reopens the database once the
     /// disk is writable again).
     storage_watch: Option<crate::daemon::StorageWatch>,
@@ -108,7 +108,7 @@ impl Scheduler {
             blocked_until: None,
             transient_failures: 0,
             config_failures: 0,
-            dry_run_cursor: 0,
+            dry_run_cursor: QueuePos::default(),
             storage_watch: None,
         }
     }
@@ -218,7 +218,7 @@ impl Scheduler {
         let pending = if self.reporter.is_none() {
             // Dry run: what has not been logged yet.
             self.queue
-                .peek_batch(self.batch_cap, self.dry_run_cursor)?
+                .peek_batch_from(self.batch_cap, self.dry_run_cursor)?
                 .len() as u64
         } else {
             self.queue.pending_count()?
@@ -263,7 +263,7 @@ impl Scheduler {
             self.dry_run_batch()?;
             return Ok(());
         };
-        let items = self.queue.peek_batch(self.batch_cap, 0)?;
+        let items = self.queue.peek_batch(self.batch_cap)?;
         if items.is_empty() {
             // The counter said something is pending, the tree says no.
             let n = self.queue.repair_pending_count()?;
@@ -492,11 +492,13 @@ impl Scheduler {
     }
 
     fn dry_run_batch(&mut self) -> Result<(), QueueError> {
-        let items = self.queue.peek_batch(self.batch_cap, self.dry_run_cursor)?;
+        let items = self
+            .queue
+            .peek_batch_from(self.batch_cap, self.dry_run_cursor)?;
         let Some(last) = items.last() else {
             return Ok(());
         };
-        self.dry_run_cursor = last.seq + 1;
+        self.dry_run_cursor = last.next_pos();
         let addrs: Vec<String> = items.iter().map(|i| i.addr.to_string()).collect();
         tracing::info!(
             dry_run = true,

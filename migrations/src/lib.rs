@@ -6,7 +6,7 @@
 //! crate — so that the format is defined in one place and cannot drift with
 //! the code that uses it.
 //!
-//! # Layout, schema v1
+//! # Layout, schema v2 (current)
 //!
 //! One sled database. Tree names are part of the format:
 //!
@@ -14,7 +14,7 @@
 //! |---------------|---------------------------------------|-----------------------|
 //! | `meta`        | ASCII name (see [`meta_keys`])         | per key, see there    |
 //! | `pending`     | address ([`v1::addr_key`])             | [`v1::Pending`]       |
-//! | `order`       | sequence, u64 big-endian               | address key           |
+//! | `order`       | group sequence, u64 big-endian        | [`v2::Group`]: addresses queued together |
 //! | `reported`    | address                               | [`v1::Reported`]      |
 //! | `expiry`      | expires_at ms u64 BE ‖ address         | empty                 |
 //! | `dead`        | address                               | [`v1::Dead`]          |
@@ -23,14 +23,35 @@
 //! Addresses are 4 bytes (IPv4) or 16 bytes (IPv6), network order; an
 //! IPv4-mapped IPv6 address is stored as IPv4. Values are one version byte
 //! followed by bincode 1.3 (default options: little-endian, fixed-width
-//! integers). Counters in `meta` are raw u64 big-endian. Times are
-//! milliseconds since the Unix epoch.
+//! integers), except `order` groups ([`v2::encode_group`]). Counters in
+//! `meta` are raw u64 big-endian. Times are milliseconds since the Unix
+//! epoch.
 //!
-//! Invariants kept by the writers (all in single transactions):
-//! `pending` and `order` hold the same addresses (each pending entry's `seq`
-//! is its `order` key); `meta/pending_count` equals the number of `pending`
-//! entries; each `reported` entry has exactly one `expiry` key carrying its
+//! Invariants kept by the writers (all in single transactions): every
+//! `pending` entry's `seq` names the `order` group that lists its address,
+//! and every address a group lists is pending with that group's `seq` (so
+//! an address is in exactly one group, and no group is empty);
+//! `meta/pending_count` equals the number of `pending` entries; each
+//! `reported` entry has exactly one `expiry` key carrying its
 //! `expires_at_ms`.
+//!
+//! ## Why groups (v1 → v2)
+//!
+//! Schema v1 had one `order` entry per pending address (sequence → address).
+//! sled 0.34 stores such an append-only tree badly: a queue of 50,000
+//! addresses took 250 bytes on disk per address for `order` alone (more than
+//! `pending`, 157), and its insert cost as much as the `pending` insert. In
+//! v2 the addresses that one write queues (a chunk of the log, a resend)
+//! share one sequence number and one `order` entry listing them, at most
+//! [`v2::GROUP_MAX`] to a group. FIFO order is kept: groups in sequence
+//! order, addresses in their group's order.
+//!
+//! # Schema v1 (migrated by step 2)
+//!
+//! As v2, except that `order` holds one entry per pending address: its
+//! sequence (u64 big-endian) → its address key, raw. Migration 1 → 2
+//! rewrites each such entry as a group of one under the same key; nothing
+//! else changes.
 //!
 //! # Compatibility rule
 //!
@@ -41,7 +62,7 @@
 use std::fmt;
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Tree names (part of the on-disk format).
 pub mod trees {
@@ -52,7 +73,7 @@ pub mod trees {
     pub const EXPIRY: &str = "expiry";
     pub const DEAD: &str = "dead";
     pub const CHECKPOINTS: &str = "checkpoints";
-    /// Every tree of schema v1, in a stable order.
+    /// Every tree of schema v1 (and v2: the same names), in a stable order.
     pub const ALL_V1: [&str; 7] = [META, PENDING, ORDER, REPORTED, EXPIRY, DEAD, CHECKPOINTS];
 }
 
@@ -142,11 +163,18 @@ pub struct Migration {
 }
 
 /// The ordered migrations. Released steps never change.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    to: 1,
-    description: "create the v1 trees and counters",
-    run: v1::create,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        to: 1,
+        description: "create the v1 trees and counters",
+        run: v1::create,
+    },
+    Migration {
+        to: 2,
+        description: "order entries become groups (each v1 entry a group of one)",
+        run: v2::from_v1,
+    },
+];
 
 /// Reads the schema version stored in `db` (0 if none).
 pub fn stored_version(db: &sled::Db) -> Result<u32, MigrationError> {
@@ -416,6 +444,100 @@ pub mod v1 {
     }
 }
 
+/// Schema v2: `order` groups (the rest is as in [`v1`]).
+pub mod v2 {
+    use super::{trees, MigrationError};
+
+    /// The first byte of every group value.
+    pub const GROUP_VERSION: u8 = 2;
+
+    /// The most addresses one group lists: the API's largest batch. A
+    /// larger group would make each acknowledgement rewrite a longer value
+    /// (a batch taken from the middle of a group rewrites what is left).
+    pub const GROUP_MAX: usize = 1000;
+
+    /// An `order` value: the addresses queued together under one sequence
+    /// number, in queue order. Encoded as [`GROUP_VERSION`], then each
+    /// address key ([`super::v1::addr_key`]) as its length (4 or 16, one
+    /// byte) and its bytes: a group of one IPv4 address is 6 bytes.
+    pub struct Group;
+
+    /// Encodes a group of address keys (each 4 or 16 bytes).
+    pub fn encode_group<'a>(keys: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+        let mut out = vec![GROUP_VERSION];
+        for k in keys {
+            debug_assert!(
+                k.len() == 4 || k.len() == 16,
+                "address key of {} bytes",
+                k.len()
+            );
+            out.push(k.len() as u8);
+            out.extend_from_slice(k);
+        }
+        out
+    }
+
+    /// The address keys of a group, in order; an error for anything
+    /// [`encode_group`] cannot have written (an empty group included).
+    pub fn group_members(value: &[u8]) -> Result<Vec<&[u8]>, MigrationError> {
+        let corrupt = |what: &str| Err(MigrationError::Corrupt(format!("order group: {what}")));
+        let Some((&GROUP_VERSION, mut rest)) = value.split_first() else {
+            return corrupt("unknown value version");
+        };
+        let mut out = Vec::with_capacity(rest.len() / 5);
+        while let Some((&len, tail)) = rest.split_first() {
+            let len = usize::from(len);
+            if (len != 4 && len != 16) || tail.len() < len {
+                return corrupt("bad address length");
+            }
+            let (key, tail) = tail.split_at(len);
+            out.push(key);
+            rest = tail;
+        }
+        if out.is_empty() {
+            return corrupt("empty");
+        }
+        Ok(out)
+    }
+
+    /// Migration 1 → 2: every v1 `order` entry (sequence → raw address key)
+    /// becomes a group of one under the same key; `pending` is unchanged
+    /// (each entry's `seq` already names its entry).
+    ///
+    /// Written in atomic batches of 10,000 and resumable: a v1 value is 4 or
+    /// 16 bytes, a group of one 6 or 18, so a migration cut short by a
+    /// crash converts the rest when it runs again (the schema version is
+    /// only raised after the last batch). A value that is neither is left
+    /// as it is for `tjfwd recover --check` to report, rather than making
+    /// the database unopenable.
+    pub fn from_v1(db: &sled::Db) -> Result<(), MigrationError> {
+        const BATCH: usize = 10_000;
+        let order = db.open_tree(trees::ORDER)?;
+        let mut from: Vec<u8> = Vec::new();
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            let mut last = None;
+            for item in order.range(from.as_slice()..).take(BATCH) {
+                let (k, v) = item?;
+                if v.len() == 4 || v.len() == 16 {
+                    batch.insert(k.clone(), encode_group([v.as_ref()]));
+                }
+                n += 1;
+                last = Some(k);
+            }
+            order.apply_batch(batch)?;
+            match last {
+                Some(k) if n == BATCH => {
+                    from = k.to_vec();
+                    from.push(0); // the next key after k
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -512,5 +634,69 @@ mod tests {
             fingerprint: 3,
         };
         assert_eq!(v1::file_id_from_key(&v1::checkpoint_key(&id)).unwrap(), id);
+    }
+
+    #[test]
+    fn groups_round_trip_and_refuse_what_encode_cannot_write() {
+        let a = v1::addr_key("1.2.3.4".parse().unwrap());
+        let b = v1::addr_key("2001:db8::1".parse().unwrap());
+        let g = v2::encode_group([a.as_slice(), b.as_slice(), a.as_slice()]);
+        assert_eq!(g.len(), 1 + 5 + 17 + 5);
+        assert_eq!(
+            v2::group_members(&g).unwrap(),
+            [a.as_slice(), b.as_slice(), a.as_slice()]
+        );
+        assert_eq!(v2::encode_group([a.as_slice()]), [2, 4, 1, 2, 3, 4]);
+        for bad in [
+            &[][..],
+            &[2],
+            &[1, 4, 1, 2, 3, 4],
+            &[2, 4, 1, 2, 3],
+            &[2, 5, 1, 2, 3, 4, 5],
+            &[2, 4, 1, 2, 3, 4, 16],
+        ] {
+            assert!(v2::group_members(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// A migration cut short (some entries converted, the version still 1)
+    /// converts the rest when it runs again; a damaged value stays as it is.
+    #[test]
+    fn v1_to_v2_converts_order_entries_and_resumes() {
+        let (_d, db) = temp_db();
+        let meta = db.open_tree(trees::META).unwrap();
+        v1::create(&db).unwrap();
+        meta.insert(meta_keys::SCHEMA_VERSION, &1u32.to_be_bytes())
+            .unwrap();
+        let order = db.open_tree(trees::ORDER).unwrap();
+        let keys: Vec<Vec<u8>> = (0..25_000u32)
+            .map(|i| {
+                if i % 7 == 0 {
+                    v1::addr_key(IpAddr::V6(std::net::Ipv6Addr::from(u128::from(i) + 1)))
+                } else {
+                    v1::addr_key(IpAddr::V4(std::net::Ipv4Addr::from(i + 1)))
+                }
+            })
+            .collect();
+        for (i, k) in keys.iter().enumerate() {
+            order.insert(v1::seq_key(i as u64), k.as_slice()).unwrap();
+        }
+        // As if a first run had converted entry 3 and then crashed.
+        order
+            .insert(v1::seq_key(3), v2::encode_group([keys[3].as_slice()]))
+            .unwrap();
+        order.insert(v1::seq_key(9), &[7u8, 7, 7][..]).unwrap();
+        assert_eq!(migrate(&db, "test").unwrap(), Migrated { from: 1, to: 2 });
+        for (i, k) in keys.iter().enumerate() {
+            let v = order.get(v1::seq_key(i as u64)).unwrap().unwrap();
+            if i == 9 {
+                assert_eq!(v.as_ref(), [7, 7, 7]);
+                assert!(v2::group_members(&v).is_err());
+            } else {
+                assert_eq!(v2::group_members(&v).unwrap(), [k.as_slice()], "entry {i}");
+            }
+        }
+        assert_eq!(order.len(), keys.len());
+        assert_eq!(stored_version(&db).unwrap(), 2);
     }
 }

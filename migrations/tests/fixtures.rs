@@ -2,12 +2,15 @@
 //! version are checked in under `tests/fixtures/vN/` and must keep opening
 //! (and migrating) with their content intact.
 //!
-//! Regenerate a fixture only for a *new* schema version:
-//! `cargo test -p migrations --test fixtures -- --ignored write_v1_fixture`.
+//! Write a fixture only for a *new* schema version, once, and never again:
+//! `cargo test -p migrations --test fixtures -- --ignored write_v2_fixture`.
+//! (`write_v1_fixture` is kept to show how the v1 one was made; it writes
+//! v1 by hand, since `migrate` now goes on to v2.)
 
 use std::path::{Path, PathBuf};
 
 use migrations::v1::{self, Checkpoint, FileId, Pending, Reported};
+use migrations::v2;
 use migrations::{meta_keys, migrate, stored_version, trees, SCHEMA_VERSION};
 
 fn fixture(version: u32) -> PathBuf {
@@ -41,7 +44,12 @@ fn write_v1_fixture() {
     let dir = fixture(1);
     let _ = std::fs::remove_dir_all(&dir);
     let db = sled::Config::new().path(&dir).open().unwrap();
-    migrate(&db, "tjfwd fixture").unwrap();
+    // What `migrate` did when v1 was the newest schema.
+    let meta = db.open_tree(trees::META).unwrap();
+    meta.insert(meta_keys::CREATED_BY, "tjfwd fixture").unwrap();
+    v1::create(&db).unwrap();
+    meta.insert(meta_keys::SCHEMA_VERSION, &1u32.to_be_bytes())
+        .unwrap();
     let key = v1::addr_key(PENDING_ADDR.parse().unwrap());
     let p = Pending {
         first_seen_ms: 1000,
@@ -107,11 +115,12 @@ fn v1_fixture_opens_and_keeps_its_content() {
         (p.first_seen_ms, p.last_seen_ms, p.hits, p.queued_at_ms),
         (1000, 2000, 3, 2500)
     );
+    // Migrated: the v1 order entry is now a group of one, same key.
     let order = db.open_tree(trees::ORDER).unwrap();
-    assert_eq!(
-        order.get(v1::seq_key(0)).unwrap().unwrap().as_ref(),
-        key.as_slice()
-    );
+    assert_eq!(stored_version(&db).unwrap(), SCHEMA_VERSION);
+    let group = order.get(v1::seq_key(0)).unwrap().unwrap();
+    assert_eq!(v2::group_members(&group).unwrap(), [key.as_slice()]);
+    assert_eq!(order.len(), 1);
     let meta = db.open_tree(trees::META).unwrap();
     assert_eq!(
         v1::decode_u64("c", meta.get(meta_keys::PENDING_COUNT).unwrap().as_deref()).unwrap(),
@@ -138,4 +147,98 @@ fn v1_fixture_opens_and_keeps_its_content() {
     .unwrap()
     .unwrap();
     assert_eq!(c.offset, 4096);
+}
+
+const V2_PENDING: [&str; 3] = ["11.0.0.2", "2a01:4f8::2", "11.0.0.3"];
+
+#[test]
+#[ignore = "writes the checked-in fixture"]
+fn write_v2_fixture() {
+    let dir = fixture(2);
+    let _ = std::fs::remove_dir_all(&dir);
+    let db = sled::Config::new().path(&dir).open().unwrap();
+    assert_eq!(migrate(&db, "tjfwd fixture").unwrap().to, 2);
+    // Three addresses queued together (group 5), as one enqueue writes them.
+    let keys: Vec<Vec<u8>> = V2_PENDING
+        .iter()
+        .map(|a| v1::addr_key(a.parse().unwrap()))
+        .collect();
+    let pending = db.open_tree(trees::PENDING).unwrap();
+    for (i, key) in keys.iter().enumerate() {
+        let p = Pending {
+            first_seen_ms: 1000 + i as u64,
+            last_seen_ms: 2000,
+            hits: 1 + i as u64,
+            seq: 5,
+            queued_at_ms: 2500,
+        };
+        pending.insert(key, v1::encode(&p)).unwrap();
+    }
+    db.open_tree(trees::ORDER)
+        .unwrap()
+        .insert(
+            v1::seq_key(5),
+            v2::encode_group(keys.iter().map(Vec::as_slice)),
+        )
+        .unwrap();
+    let meta = db.open_tree(trees::META).unwrap();
+    meta.insert(meta_keys::NEXT_SEQ, &6u64.to_be_bytes())
+        .unwrap();
+    meta.insert(meta_keys::PENDING_COUNT, &3u64.to_be_bytes())
+        .unwrap();
+    let c = Checkpoint {
+        path: "/var/log/cowrie/cowrie.json".into(),
+        offset: 8192,
+        updated_at_ms: 40,
+    };
+    db.open_tree(trees::CHECKPOINTS)
+        .unwrap()
+        .insert(v1::checkpoint_key(&FILE), v1::encode(&c))
+        .unwrap();
+    db.flush().unwrap();
+}
+
+#[test]
+fn v2_fixture_opens_and_keeps_its_content() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&fixture(2), tmp.path());
+    let db = sled::Config::new().path(tmp.path()).open().unwrap();
+    assert_eq!(stored_version(&db).unwrap(), 2);
+    let m = migrate(&db, "test").unwrap();
+    assert_eq!((m.from, m.to), (2, SCHEMA_VERSION));
+    let keys: Vec<Vec<u8>> = V2_PENDING
+        .iter()
+        .map(|a| v1::addr_key(a.parse().unwrap()))
+        .collect();
+    let group = db
+        .open_tree(trees::ORDER)
+        .unwrap()
+        .get(v1::seq_key(5))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        v2::group_members(&group).unwrap(),
+        keys.iter().map(Vec::as_slice).collect::<Vec<_>>()
+    );
+    let pending = db.open_tree(trees::PENDING).unwrap();
+    for (i, key) in keys.iter().enumerate() {
+        let p: Pending = v1::get(&pending, "p", key).unwrap().unwrap();
+        assert_eq!(
+            (p.seq, p.hits, p.first_seen_ms),
+            (5, 1 + i as u64, 1000 + i as u64)
+        );
+    }
+    let meta = db.open_tree(trees::META).unwrap();
+    assert_eq!(
+        v1::decode_u64("c", meta.get(meta_keys::PENDING_COUNT).unwrap().as_deref()).unwrap(),
+        3
+    );
+    let c: Checkpoint = v1::get(
+        &db.open_tree(trees::CHECKPOINTS).unwrap(),
+        "c",
+        &v1::checkpoint_key(&FILE),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(c.offset, 8192);
 }

@@ -588,7 +588,7 @@ mod tests {
         };
         q.enqueue(&[s(0, 10), s(1, 20), s(2, 30), s(3, 40)], None, 100)
             .unwrap();
-        let batch = q.peek_batch(10, 0).unwrap();
+        let batch = q.peek_batch(10).unwrap();
         let (dead, sent): (Vec<_>, Vec<_>) = batch.into_iter().partition(|b| b.addr == addr(3));
         q.dead_letter(&dead, 422, "rejected", 500).unwrap();
         q.ack(&sent, 1000, 1000).unwrap();
@@ -611,7 +611,7 @@ mod tests {
             .collect();
         (
             q.pending_count().unwrap(),
-            q.peek_batch(100, 0).unwrap(),
+            q.peek_batch(100).unwrap(),
             per_address,
         )
     }
