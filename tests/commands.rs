@@ -213,6 +213,48 @@ fn replay_queues_once_with_and_without_a_daemon_and_the_daemon_sends() {
     stop_daemon(d);
 }
 
+/// The reading thread's errors reach the operator: a file that cannot be
+/// opened after one that was read, and a gzip file cut short. What was
+/// read before the error stays queued (a replay again queues nothing twice).
+#[test]
+fn replay_reports_a_file_it_cannot_read_after_queueing_the_ones_before() {
+    let env = Env::new();
+    let api = FakeApi::start(FakeConfig::default());
+    let cfg = config(&env, &api, "1h");
+    let addrs = cowrie::public_addresses(40);
+    let good = env.path("good.json");
+    write_log(&good, &addrs[..20]);
+    stop_daemon(start_daemon(&cfg));
+    let missing = env.path("missing.json");
+    let o = run(
+        &cfg,
+        &["replay", good.to_str().unwrap(), missing.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("cannot read") && err.contains("missing.json"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(status_json(&cfg).1["pending"], 20);
+    let cut = env.path("cut.json.gz");
+    let whole = {
+        let p = env.path("tmp.json");
+        write_log(&p, &addrs[20..]);
+        gz(&std::fs::read(&p).unwrap())
+    };
+    std::fs::write(&cut, &whole[..whole.len() * 2 / 3]).unwrap();
+    let o = run(&cfg, &["replay", cut.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("cut.json.gz"),
+        "{}",
+        text(&o)
+    );
+}
+
 #[test]
 fn replay_dry_run_and_time_window() {
     let env = Env::new();

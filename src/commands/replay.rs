@@ -2,10 +2,13 @@
 //! for standard input), applies the same select and filter rules as the
 //! daemon, and queues the addresses with their original timestamps.
 //!
-//! Memory stays bounded whatever the size of the logs: files are streamed,
-//! and sightings are queued in batches of 5,000 (through the daemon when one
-//! runs) by a second thread, while this one reads on. Replaying the same file twice queues nothing new unless
-//! the addresses are due again (seen after their last report).
+//! Memory stays bounded whatever the size of the logs: files are streamed
+//! in chunks of 256 KiB, and sightings are queued in batches of 5,000
+//! (through the daemon when one runs). Three threads share the work: one
+//! reads the files and cuts them into lines, one decodes, selects and
+//! filters (the ingest path of the daemon, single-threaded as there), and
+//! one writes to the queue. Replaying the same file twice queues nothing
+//! new unless the addresses are due again (seen after their last report).
 //! `--dry-run` prints the distinct addresses with their counts instead.
 
 use std::collections::HashMap;
@@ -13,6 +16,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, IsTerminal, Read};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -76,23 +80,19 @@ struct Totals {
 /// A reader that counts the bytes read from the file itself.
 struct Counting<R> {
     inner: R,
-    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    count: Arc<AtomicU64>,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.count
-            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }
 
 /// Opens a file (or stdin), decompressing gzip (detected by its magic bytes).
-fn open(
-    path: &Path,
-    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
-) -> io::Result<(Box<dyn Read>, Option<u64>)> {
+fn open(path: &Path, count: Arc<AtomicU64>) -> io::Result<(Box<dyn Read>, Option<u64>)> {
     let (raw, size): (Box<dyn Read>, Option<u64>) = if path == Path::new("-") {
         (Box::new(io::stdin().lock()), None)
     } else {
@@ -398,11 +398,12 @@ fn write_batches(
 
 /// Replays the files; prints a summary (or, with `--dry-run`, the addresses).
 ///
-/// Two threads: this one reads, splits, decodes, selects and filters; a
-/// writer thread queues the sightings (sled transactions, and the fsync that
-/// makes each batch durable) meanwhile, on the other core. They are joined
-/// by a channel of one batch, so at most three batches exist at a time
-/// (being filled, waiting, being written) and memory stays bounded.
+/// Three threads: a reading one ([`read_lines`]: the files, cut into
+/// chunks of whole lines), this one (decodes, selects and filters), and a
+/// writer that queues the sightings (sled transactions, and the fsync that
+/// makes each batch durable). They are joined by channels of one or two
+/// items, so at most three batches of sightings and five chunks of lines
+/// exist at a time and memory stays bounded.
 pub fn run(config: &Config, opts: &Options) -> Result<(), CommandError> {
     if opts.files.is_empty() {
         return Err(CommandError::Other(
@@ -443,8 +444,78 @@ pub fn run(config: &Config, opts: &Options) -> Result<(), CommandError> {
     summarize(config, opts, &stats, &totals, backend, unique)
 }
 
-/// The reading side of [`run`]: every file, in order, into batches of
+/// What the reading thread hands to the decoding one.
+enum Piece {
+    /// A new file starts: its size when known, and its bytes-read counter.
+    File(Option<u64>, Arc<AtomicU64>),
+    /// Whole lines of the current file, each with its newline (the
+    /// vector goes back through the recycle channel).
+    Lines(Vec<u8>),
+    /// The current file ended.
+    End,
+}
+
+/// The reading thread of a replay: opens each file, reads it (the kernel's
+/// copy out of the page cache, and gunzip), and cuts it into chunks of
+/// whole lines, while the decoding thread works on the previous chunk.
+/// Stops at the first error, and when the decoding side hangs up.
+fn read_lines(
+    files: &[PathBuf],
+    max_line: usize,
+    stats: &Stats,
+    tx: mpsc::SyncSender<Piece>,
+    recycle: mpsc::Receiver<Vec<u8>>,
+) -> Result<(), CommandError> {
+    let mut buf = vec![0u8; READ_BYTES];
+    for file in files {
+        let count = Arc::new(AtomicU64::new(0));
+        let (mut reader, size) = open(file, count.clone())
+            .map_err(|e| CommandError::Other(format!("cannot read {}: {e}", file.display())))?;
+        if tx.send(Piece::File(size, count)).is_err() {
+            return Ok(());
+        }
+        let mut splitter = LineSplitter::default();
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(CommandError::Other(format!(
+                        "reading {}: {e}",
+                        file.display()
+                    )))
+                }
+            };
+            let mut chunk = recycle
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(READ_BYTES + 1024));
+            chunk.clear();
+            if n == 0 {
+                splitter.finish(&mut chunk);
+            } else {
+                splitter.push(&buf[..n], max_line, stats, &mut chunk);
+            }
+            if !chunk.is_empty() && tx.send(Piece::Lines(chunk)).is_err() {
+                return Ok(());
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        if tx.send(Piece::End).is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// The decoding side of [`run`]: every file, in order, into batches of
 /// sightings sent to the writer. Stops early (Ok) if the writer is gone.
+///
+/// The files are read and cut into lines by a third thread
+/// ([`read_lines`]), so that this one only decodes, selects and filters:
+/// reading the 2M-line benchmark log out of the page cache alone takes a
+/// third of what this thread does with it.
 fn read_files(
     config: &Config,
     opts: &Options,
@@ -453,42 +524,79 @@ fn read_files(
     tx: mpsc::SyncSender<Vec<Sighting>>,
     recycle: &mpsc::Receiver<Vec<Sighting>>,
 ) -> Result<(), CommandError> {
+    std::thread::scope(|scope| {
+        let (lines_tx, lines) = mpsc::sync_channel::<Piece>(2);
+        let (recycle_lines, recycled_lines) = mpsc::channel::<Vec<u8>>();
+        let reader = std::thread::Builder::new()
+            .name("tjfwd-replay-reader".into())
+            .spawn_scoped(scope, || {
+                read_lines(
+                    &opts.files,
+                    config.input.max_line_bytes,
+                    stats,
+                    lines_tx,
+                    recycled_lines,
+                )
+            })
+            .map_err(|e| CommandError::Other(format!("cannot start the reading thread: {e}")))?;
+        let decoded = decode_files(
+            config,
+            opts,
+            stats,
+            totals,
+            lines,
+            recycle_lines,
+            tx,
+            recycle,
+        );
+        // A reading error explains a decoder that stopped early.
+        let read = reader
+            .join()
+            .map_err(|_| CommandError::Other("the reading thread panicked".into()))?;
+        read.and(decoded)
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decode_files(
+    config: &Config,
+    opts: &Options,
+    stats: &Stats,
+    totals: &mut Totals,
+    lines: mpsc::Receiver<Piece>,
+    recycle_lines: mpsc::Sender<Vec<u8>>,
+    tx: mpsc::SyncSender<Vec<Sighting>>,
+    recycle: &mpsc::Receiver<Vec<Sighting>>,
+) -> Result<(), CommandError> {
     let rules = Rules::from_config(config);
     let show_bar = opts
         .progress_bar
         .unwrap_or_else(|| io::stderr().is_terminal());
-    let mut buf = vec![0u8; READ_BYTES];
-    let mut chunk = Vec::with_capacity(READ_BYTES + 1024);
     let mut pending: Vec<Sighting> = Vec::with_capacity(CHUNK_SIGHTINGS * 2);
     let now = now_ms();
-
-    for file in &opts.files {
-        let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let (mut reader, size) = open(file, count.clone())
-            .map_err(|e| CommandError::Other(format!("cannot read {}: {e}", file.display())))?;
-        let mut progress = Progress::new(show_bar, size);
-        let mut splitter = LineSplitter::default();
-        let base_bytes = totals.bytes;
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    progress.finish();
-                    return Err(CommandError::Other(format!(
-                        "reading {}: {e}",
-                        file.display()
-                    )));
-                }
-            };
-            chunk.clear();
-            if n == 0 {
-                splitter.finish(&mut chunk);
-            } else {
-                splitter.push(&buf[..n], config.input.max_line_bytes, stats, &mut chunk);
+    let mut files = opts.files.iter();
+    let mut file = Path::new("");
+    let mut progress = Progress::new(false, None);
+    let mut count = Arc::new(AtomicU64::new(0));
+    let mut base_bytes = totals.bytes;
+    // Ends when the reading thread does (at the end, or on an error).
+    for msg in lines {
+        let chunk = match msg {
+            Piece::File(size, c) => {
+                file = files.next().map_or(Path::new("-"), PathBuf::as_path);
+                progress = Progress::new(show_bar, size);
+                count = c;
+                base_bytes = totals.bytes;
+                continue;
             }
+            Piece::Lines(chunk) => Some(chunk),
+            Piece::End => None,
+        };
+        let end_of_file = chunk.is_none();
+        if let Some(chunk) = chunk {
             let before = pending.len();
             select_lines(lines_of(&chunk), &rules, stats, now, &mut pending);
+            let _ = recycle_lines.send(chunk);
             // The time window, on the events' own timestamps.
             let mut kept = before;
             for i in before..pending.len() {
@@ -503,28 +611,27 @@ fn read_files(
                 }
             }
             pending.truncate(kept);
-            let end_of_file = n == 0;
-            if pending.len() >= CHUNK_SIGHTINGS || (end_of_file && !pending.is_empty()) {
-                let fresh = recycle
-                    .try_recv()
-                    .unwrap_or_else(|_| Vec::with_capacity(CHUNK_SIGHTINGS * 2));
-                let batch = std::mem::replace(&mut pending, fresh);
-                totals.sightings += batch.len() as u64;
-                if tx.send(batch).is_err() {
-                    // The writer stopped on an error, which `run` reports.
-                    progress.finish();
-                    return Ok(());
-                }
-            }
-            let bytes = count.load(std::sync::atomic::Ordering::Relaxed);
-            totals.bytes = base_bytes + bytes;
-            progress.update(bytes, Stats::get(&stats.lines_read), totals.sightings, file);
-            if end_of_file {
-                break;
+        }
+        if pending.len() >= CHUNK_SIGHTINGS || (end_of_file && !pending.is_empty()) {
+            let fresh = recycle
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(CHUNK_SIGHTINGS * 2));
+            let batch = std::mem::replace(&mut pending, fresh);
+            totals.sightings += batch.len() as u64;
+            if tx.send(batch).is_err() {
+                // The writer stopped on an error, which `run` reports.
+                progress.finish();
+                return Ok(());
             }
         }
-        progress.finish();
+        let bytes = count.load(Ordering::Relaxed);
+        totals.bytes = base_bytes + bytes;
+        progress.update(bytes, Stats::get(&stats.lines_read), totals.sightings, file);
+        if end_of_file {
+            progress.finish();
+        }
     }
+    progress.finish();
     Ok(())
 }
 
