@@ -18,7 +18,6 @@
 //! The directory is locked (`tjfwd.lock`) for the life of a [`Queue`], so a
 //! second process gets a clear error instead of a sled panic.
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -95,8 +94,14 @@ pub struct Folded {
 
 /// Folds a chunk: one entry per address, in order of first appearance (so
 /// the queue stays oldest-first within a chunk too).
+///
+/// The addresses are the attackers': hashed with foldhash, which is fast
+/// and seeded at random per process, so that nobody can choose addresses
+/// that collide in it.
 pub fn fold(sightings: &[Sighting]) -> Vec<Folded> {
-    let mut index: HashMap<IpAddr, usize> = HashMap::with_capacity(sightings.len());
+    use foldhash::HashMapExt;
+    let mut index: foldhash::HashMap<IpAddr, usize> =
+        foldhash::HashMap::with_capacity(sightings.len());
     let mut folded: Vec<Folded> = Vec::new();
     for s in sightings {
         let i = *index.entry(s.addr).or_insert_with(|| {

@@ -227,6 +227,14 @@ enum Known {
     Pending(Folded),
 }
 
+/// A [`Known`] address, and the last chunk that had it (each chunk counts
+/// an address once in its outcome, as `enqueue` does).
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    known: Known,
+    chunk: u64,
+}
+
 /// The sightings of a replay that holds the queue alone (no daemon runs),
 /// folded in memory and each address written once, later.
 ///
@@ -259,15 +267,19 @@ enum Known {
 /// no checkpoint) must be run again, which queues nothing twice.
 #[derive(Debug, Default)]
 struct Deferred {
-    known: HashMap<IpAddr, Known>,
+    /// Hashed with foldhash (seeded at random: the addresses are the
+    /// attackers').
+    known: foldhash::HashMap<IpAddr, Entry>,
+    /// The number of the current chunk.
+    chunk: u64,
     /// Held new addresses, in order of first appearance, with their
     /// `queued_at`.
     held: Vec<Folded>,
     held_at: Vec<u64>,
     /// The `Known::Pending` addresses with unwritten sightings.
     unwritten: Vec<IpAddr>,
-    /// Scratch: the addresses of a chunk `known` does not have.
-    unknown: Vec<Folded>,
+    /// Scratch: the sightings of a chunk whose address `known` does not have.
+    unknown: Vec<Sighting>,
     /// `KNOWN_MAX` unless a test sets a smaller bound.
     known_max: Option<usize>,
 }
@@ -285,42 +297,60 @@ impl Deferred {
         now: u64,
     ) -> Result<EnqueueOutcome, QueueError> {
         let mut out = EnqueueOutcome::default();
+        self.chunk += 1;
         self.unknown.clear();
-        for f in fold(sightings) {
-            match self.known.get_mut(&f.addr) {
-                Some(Known::Held(i)) => {
-                    merge(&mut self.held[*i], &f);
-                    out.updated += 1;
+        // Sighting by sighting: most addresses are known, and are folded
+        // into what is held for them without folding the chunk first.
+        for s in sightings {
+            let Some(e) = self.known.get_mut(&s.addr) else {
+                self.unknown.push(*s);
+                continue;
+            };
+            if e.chunk != self.chunk {
+                e.chunk = self.chunk;
+                out.updated += 1;
+            }
+            let one = Folded {
+                addr: s.addr,
+                first_seen_ms: s.seen_ms,
+                last_seen_ms: s.seen_ms,
+                hits: 1,
+            };
+            match &mut e.known {
+                Known::Held(i) => merge(&mut self.held[*i], &one),
+                Known::Pending(d) if d.hits == 0 => {
+                    self.unwritten.push(s.addr);
+                    *d = one;
                 }
-                Some(Known::Pending(d)) => {
-                    if d.hits == 0 {
-                        self.unwritten.push(f.addr);
-                        *d = f;
-                    } else {
-                        merge(d, &f);
-                    }
-                    out.updated += 1;
-                }
-                None => self.unknown.push(f),
+                Known::Pending(d) => merge(d, &one),
             }
         }
-        let classes = queue.classify(&self.unknown)?;
-        for (f, class) in self.unknown.iter().zip(classes) {
-            match class {
+        let unknown = fold(&self.unknown);
+        let classes = queue.classify(&unknown)?;
+        let chunk = self.chunk;
+        for (f, class) in unknown.iter().zip(classes) {
+            let known = match class {
                 Class::Pending => {
-                    self.known.insert(f.addr, Known::Pending(*f));
                     self.unwritten.push(f.addr);
                     out.updated += 1;
+                    Known::Pending(*f)
                 }
-                Class::Dead => out.dead += 1,
-                Class::NotDue => out.already_reported += 1,
+                Class::Dead => {
+                    out.dead += 1;
+                    continue;
+                }
+                Class::NotDue => {
+                    out.already_reported += 1;
+                    continue;
+                }
                 Class::New => {
-                    self.known.insert(f.addr, Known::Held(self.held.len()));
                     self.held.push(*f);
                     self.held_at.push(now);
                     out.queued_new += 1;
+                    Known::Held(self.held.len() - 1)
                 }
-            }
+            };
+            self.known.insert(f.addr, Entry { known, chunk });
         }
         if self.known.len() >= self.known_max() {
             // Bounded memory: write everything, start again.
@@ -342,8 +372,9 @@ impl Deferred {
             queue.enqueue_folded_at(held, at, now)?;
         }
         for f in self.held.drain(..) {
-            self.known
-                .insert(f.addr, Known::Pending(Folded { hits: 0, ..f }));
+            if let Some(e) = self.known.get_mut(&f.addr) {
+                e.known = Known::Pending(Folded { hits: 0, ..f });
+            }
         }
         self.held_at.clear();
         while !self.unwritten.is_empty() {
@@ -351,7 +382,7 @@ impl Deferred {
             let entries: Vec<Folded> = self
                 .unwritten
                 .drain(from..)
-                .filter_map(|addr| match self.known.get_mut(&addr)? {
+                .filter_map(|addr| match &mut self.known.get_mut(&addr)?.known {
                     Known::Pending(d) => Some(std::mem::replace(d, Folded { hits: 0, ..*d })),
                     Known::Held(_) => None,
                 })
