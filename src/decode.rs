@@ -67,8 +67,21 @@ struct Raw<'a> {
     timestamp: Option<Cow<'a, str>>,
 }
 
-/// Decodes one line (without its newline).
+/// Decodes one line (without its newline): the fast path when the line is
+/// in its subset (see the module doc), else serde_json ([`decode_serde`]).
+/// Either way the answer is the one [`decode_serde`] gives.
 pub fn decode(line: &[u8]) -> Result<Event<'_>, SkipReason> {
+    match decode_fast(line) {
+        Some(event) => Ok(event),
+        None => decode_serde(line),
+    }
+}
+
+/// The reference decoder: UTF-8 validation, then serde_json into a
+/// borrowed struct of the three fields. [`decode`] answers what this
+/// answers, for every input; the tests, the fuzzer and the benches compare
+/// the two.
+pub fn decode_serde(line: &[u8]) -> Result<Event<'_>, SkipReason> {
     let text = std::str::from_utf8(line).map_err(|_| SkipReason::NotUtf8)?;
     let raw: Raw<'_> = serde_json::from_str(text).map_err(|e| match e.classify() {
         // Valid JSON, wrong shape: a field of the wrong type, a duplicate
@@ -84,6 +97,383 @@ pub fn decode(line: &[u8]) -> Result<Event<'_>, SkipReason> {
         src_ip,
         timestamp_ms,
     })
+}
+
+/// The fast path: `Some(event)` when `line` is in the subset of JSON the
+/// module doc describes, with the same event [`decode_serde`] returns for
+/// it; `None` ("in doubt") for anything else, which [`decode`] then hands
+/// to serde_json. Never a different answer, only none.
+pub fn decode_fast(line: &[u8]) -> Option<Event<'_>> {
+    // One vectorized pass; from here on every byte is in 0x20..=0x7e, which
+    // the word scans below rely on, and no UTF-8 can be invalid.
+    if !strict_ascii(line) {
+        return None;
+    }
+    let mut s = Scanner::new(line);
+    s.spaces();
+    s.eat(b'{')?;
+    s.spaces();
+    // Value spans of `eventid`, `src_ip`, `timestamp`.
+    let mut fields: [Option<(usize, usize)>; 3] = [None; 3];
+    loop {
+        s.eat(b'"')?;
+        let (start, end, escaped) = s.string()?;
+        s.spaces();
+        s.eat(b':')?;
+        s.spaces();
+        // A key with an escape other than \u (which `string` refuses)
+        // cannot decode to one of the three names: it is ignored.
+        let known = if escaped {
+            None
+        } else {
+            field_index(&line[start..end])
+        };
+        match known {
+            Some(k) => {
+                // A duplicate (serde_json: an error) or anything but a plain
+                // string (null, a number, escapes): in doubt.
+                if fields[k].is_some() {
+                    return None;
+                }
+                s.eat(b'"')?;
+                let (vs, ve, escaped) = s.string()?;
+                if escaped {
+                    return None;
+                }
+                fields[k] = Some((vs, ve));
+            }
+            None => s.skip_value()?,
+        }
+        s.spaces();
+        match s.next()? {
+            b',' => s.spaces(),
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    s.spaces();
+    if s.i != line.len() {
+        return None;
+    }
+    let text = |(a, b): (usize, usize)| {
+        let bytes = &line[a..b];
+        debug_assert!(bytes.is_ascii());
+        // SAFETY: `strict_ascii(line)` holds: every byte of it is ASCII, so
+        // any part of it is UTF-8 (`std::str::from_utf8` here cost more than
+        // a tenth of the fast path).
+        unsafe { std::str::from_utf8_unchecked(bytes) }
+    };
+    // Missing fields: serde_json's answer carries the reason.
+    let eventid = text(fields[0]?);
+    let src_ip = text(fields[1]?);
+    let timestamp_ms = fields[2].and_then(|t| parse_timestamp_ms(text(t)));
+    Some(Event {
+        eventid: Cow::Borrowed(eventid),
+        src_ip: Cow::Borrowed(src_ip),
+        timestamp_ms,
+    })
+}
+
+/// Which of the three fields a key (as written, without escapes) names.
+fn field_index(key: &[u8]) -> Option<usize> {
+    match key {
+        b"eventid" => Some(0),
+        b"src_ip" => Some(1),
+        b"timestamp" => Some(2),
+        _ => None,
+    }
+}
+
+/// Every byte printable ASCII, 0x20..=0x7e: no control character (which
+/// also rules out the whitespace other than the space), no DEL, nothing
+/// that is not ASCII. No early exit, so that the compiler vectorizes it.
+fn strict_ascii(b: &[u8]) -> bool {
+    b.iter()
+        .fold(true, |ok, &c| ok & (c.wrapping_sub(0x20) < 0x5f))
+}
+
+/// Bit `j` set iff `block[j]` is `"` or `\`: where strings end or have an
+/// escape. Computed once per 64 bytes of the line, so that finding the end
+/// of a string costs a few instructions whatever its length.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+fn quote_or_backslash_mask(block: &[u8; 64]) -> u64 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+    let mut mask = 0u64;
+    for (k, chunk) in block.chunks_exact(16).enumerate() {
+        // SAFETY: SSE2 is enabled (the cfg above; every x86_64 target has
+        // it), and `chunk` is 16 bytes in bounds, which the unaligned load
+        // reads.
+        let hits = unsafe {
+            let v = _mm_loadu_si128(chunk.as_ptr().cast());
+            let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+            let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+            _mm_movemask_epi8(_mm_or_si128(quote, backslash))
+        };
+        mask |= u64::from(hits as u16) << (16 * k);
+    }
+    mask
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+fn quote_or_backslash_mask(block: &[u8; 64]) -> u64 {
+    quote_or_backslash_mask_swar(block)
+}
+
+/// The same, 8 bytes at a time in a `u64` (the other architectures' way,
+/// tested against the SSE2 one on x86_64). Exact for bytes below 0x80,
+/// which are all a line [`strict_ascii`] accepted holds (the padding of the
+/// last block is zeros): a byte xor the target is 0 only where it matches,
+/// and adding 0x7f to a byte below 0x80 sets its top bit, without a carry
+/// into the next byte, iff the byte is not 0.
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
+fn quote_or_backslash_mask_swar(block: &[u8; 64]) -> u64 {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    let mut mask = 0u64;
+    for (k, word) in block.chunks_exact(8).enumerate() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let w = u64::from_le_bytes(w);
+        let q = (w ^ (ONES * u64::from(b'"'))).wrapping_add(ONES * 0x7f);
+        let s = (w ^ (ONES * u64::from(b'\\'))).wrapping_add(ONES * 0x7f);
+        let high = !(q & s) & (ONES * 0x80);
+        // The top bit of byte j to bit j.
+        let bits = (high >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56;
+        mask |= bits << (8 * k);
+    }
+    mask
+}
+
+/// A cursor over a line that [`strict_ascii`] accepted.
+struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+    /// The 64-byte block of `b` (its offset) whose mask `mask` is.
+    block: usize,
+    /// [`quote_or_backslash_mask`] of that block (zero-padded at the end).
+    mask: u64,
+}
+
+impl<'a> Scanner<'a> {
+    fn new(b: &'a [u8]) -> Scanner<'a> {
+        Scanner {
+            b,
+            i: 0,
+            block: usize::MAX,
+            mask: 0,
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let c = self.peek()?;
+        self.i += 1;
+        Some(c)
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.next()? == c).then_some(())
+    }
+
+    /// JSON whitespace; the space is the only kind left in the subset.
+    fn spaces(&mut self) {
+        while self.peek() == Some(b' ') {
+            self.i += 1;
+        }
+    }
+
+    /// The mask of the block at `block` (a multiple of 64 below the length).
+    #[inline(always)]
+    fn mask_at(&mut self, block: usize) -> u64 {
+        if block != self.block {
+            self.load_mask(block);
+        }
+        self.mask
+    }
+
+    #[inline(never)]
+    fn load_mask(&mut self, block: usize) {
+        self.block = block;
+        self.mask = match self.b.get(block..block + 64) {
+            Some(full) => quote_or_backslash_mask(full.try_into().expect("64 bytes")),
+            None => {
+                let mut last = [0u8; 64];
+                let rest = &self.b[block..];
+                last[..rest.len()].copy_from_slice(rest);
+                quote_or_backslash_mask(&last)
+            }
+        };
+    }
+
+    /// The first `"` or `\` at or after `i`.
+    fn find_quote_or_backslash(&mut self, i: usize) -> Option<usize> {
+        let mut block = i & !63;
+        if block >= self.b.len() {
+            return None;
+        }
+        let mut m = self.mask_at(block) & (u64::MAX << (i & 63));
+        while m == 0 {
+            block += 64;
+            if block >= self.b.len() {
+                return None;
+            }
+            m = self.mask_at(block);
+        }
+        Some(block + m.trailing_zeros() as usize)
+    }
+
+    /// A string whose opening quote was just eaten: its content's span
+    /// (escapes not undone) and whether it has escapes, the cursor after
+    /// its closing quote. `None` for `\u` (serde_json checks surrogates in
+    /// some strings and not in others: not worth repeating), for an escape
+    /// serde_json rejects, and for a string the line does not close.
+    #[inline(always)]
+    fn string(&mut self) -> Option<(usize, usize, bool)> {
+        let start = self.i;
+        let mut escaped = false;
+        let mut at = start;
+        loop {
+            let p = self.find_quote_or_backslash(at)?;
+            if self.b[p] == b'"' {
+                self.i = p + 1;
+                return Some((start, p, escaped));
+            }
+            match self.b.get(p + 1)? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                _ => return None,
+            }
+            escaped = true;
+            at = p + 2;
+        }
+    }
+
+    /// A number, by the JSON grammar (serde_json's `ignore_integer`,
+    /// `ignore_decimal`, `ignore_exponent`): `-`? (`0` | [1-9][0-9]*)
+    /// (`.` [0-9]+)? ([eE] [+-]? [0-9]+)?. Its value is not needed.
+    fn number(&mut self) -> Option<()> {
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        match self.next()? {
+            b'0' => {}
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            self.some_digits()?;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            self.some_digits()?;
+        }
+        // What follows (`,`, `}`, `]`, a space; a digit after a leading 0
+        // is none of them) is checked by the caller.
+        Some(())
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    fn some_digits(&mut self) -> Option<()> {
+        let from = self.i;
+        self.digits();
+        (self.i > from).then_some(())
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.i + word.len();
+        (self.b.get(self.i..end)? == word).then(|| self.i = end)
+    }
+
+    /// An object member's key and colon, in an ignored value.
+    fn key(&mut self) -> Option<()> {
+        self.eat(b'"')?;
+        self.string()?;
+        self.spaces();
+        self.eat(b':')?;
+        self.spaces();
+        Some(())
+    }
+
+    /// Skips one value that tjfwd does not read, validating it as
+    /// serde_json's `ignore_value` does: strings, numbers, literals, and
+    /// arrays and objects nested to any depth (`ignore_value` keeps its
+    /// own stack and has no recursion limit; here more than 64 levels are
+    /// left to it).
+    fn skip_value(&mut self) -> Option<()> {
+        // The open containers, innermost in bit 0: 1 for an object.
+        let mut stack = 0u64;
+        let mut depth = 0u32;
+        loop {
+            // A value, or the start of a container.
+            let mut opened = false;
+            match self.peek()? {
+                b'"' => {
+                    self.i += 1;
+                    self.string()?;
+                }
+                b'-' | b'0'..=b'9' => self.number()?,
+                b't' => self.literal(b"true")?,
+                b'f' => self.literal(b"false")?,
+                b'n' => self.literal(b"null")?,
+                c @ (b'[' | b'{') => {
+                    if depth == 64 {
+                        return None;
+                    }
+                    self.i += 1;
+                    self.spaces();
+                    stack = stack << 1 | u64::from(c == b'{');
+                    depth += 1;
+                    let close = if c == b'{' { b'}' } else { b']' };
+                    if self.peek() == Some(close) {
+                        // Empty: closed at once, below.
+                    } else {
+                        if c == b'{' {
+                            self.key()?;
+                        }
+                        opened = true;
+                    }
+                }
+                _ => return None,
+            }
+            if opened {
+                continue;
+            }
+            // After a value: close containers until a comma or the end.
+            loop {
+                if depth == 0 {
+                    return Some(());
+                }
+                self.spaces();
+                let object = stack & 1 == 1;
+                match self.next()? {
+                    b',' => {
+                        self.spaces();
+                        if object {
+                            self.key()?;
+                        }
+                        break;
+                    }
+                    b'}' if object => {}
+                    b']' if !object => {}
+                    _ => return None,
+                }
+                stack >>= 1;
+                depth -= 1;
+            }
+        }
+    }
 }
 
 /// True when `line` certainly holds no event that `rules` select, so that
@@ -567,5 +957,441 @@ mod tests {
         let broken = CONNECT.replace(",\"dst_ip\"", "\"dst_ip\"");
         assert_eq!(decode(broken.as_bytes()).unwrap_err(), SkipReason::NotJson);
         assert!(cannot_select(broken.as_bytes(), &r));
+    }
+
+    /// The fast path's answer on `line`, checked: when it answers, serde_json
+    /// answers the same; and `decode` always answers what serde_json does.
+    fn fast(line: &[u8]) -> Option<Event<'_>> {
+        let shown = String::from_utf8_lossy(line).into_owned();
+        let f = decode_fast(line);
+        if let Some(e) = &f {
+            assert_eq!(decode_serde(line).as_ref(), Ok(e), "{shown}");
+        }
+        assert_eq!(decode(line), decode_serde(line), "{shown}");
+        f
+    }
+
+    fn taken(line: &str) -> Event<'_> {
+        fast(line.as_bytes()).unwrap_or_else(|| panic!("deferred: {line}"))
+    }
+
+    fn deferred(line: &str) {
+        assert_eq!(fast(line.as_bytes()), None, "taken: {line}");
+    }
+
+    /// `LOGIN` with its password's JSON token (quotes included) replaced.
+    fn login_with_password(token: &str) -> String {
+        LOGIN.replace("\"password\":\"123456\"", &format!("\"password\":{token}"))
+    }
+
+    #[test]
+    fn fast_path_takes_cowrie_lines() {
+        for line in [LOGIN, CONNECT, KEX] {
+            assert!(decode_fast(line.as_bytes()).is_some(), "{line}");
+            let spaced = line.replace("\",\"", "\", \"").replace("\":", "\": ");
+            taken(&spaced);
+            taken(&format!("  {line}   "));
+        }
+        let e = taken(LOGIN);
+        assert_eq!(e.eventid, "cowrie.login.failed");
+        assert_eq!(e.src_ip, "1.2.3.4");
+        assert_eq!(e.timestamp_ms, Some(1_795_604_329_737));
+        assert!(matches!(e.eventid, Cow::Borrowed(_)));
+        assert!(matches!(e.src_ip, Cow::Borrowed(_)));
+        // No timestamp, or one tjfwd cannot read: taken, None as before.
+        let e = taken(r#"{"eventid":"cowrie.login.failed","src_ip":"1.2.3.4"}"#);
+        assert_eq!(e.timestamp_ms, None);
+        let e = taken(r#"{"eventid":"e","src_ip":"1.2.3.4","timestamp":"yesterday"}"#);
+        assert_eq!(e.timestamp_ms, None);
+    }
+
+    /// Attacker text that spells the fields, JSON-escaped as Cowrie writes
+    /// it, in each of the fields it controls: taken, and the real fields read.
+    #[test]
+    fn fast_path_is_not_fooled_by_attacker_text() {
+        let tricks = [
+            r#""eventid":"cowrie.login.success""#,
+            r#"","src_ip":"6.6.6.6"#,
+            r#"","eventid":"cowrie.login.success","src_ip":"6.6.6.6"#,
+            "}\n{\"eventid\":\"cowrie.login.failed\",\"src_ip\":\"6.6.6.6\"}",
+            r#"\"#,
+            r#"\\"#,
+            r#"\""#,
+            r#"\\""#,
+            r#"x\"#,
+            r#"x\\\"#,
+            r#"{"a":[1,{"b":"}"}]}"#,
+            "\t\r\u{8}\u{c}/",
+            r#"\xd0\xbf"#,
+        ];
+        for t in tricks {
+            let token = serde_json::to_string(t).unwrap();
+            for (field, line) in [
+                ("password", LOGIN),
+                ("username", LOGIN),
+                ("input", CONNECT),
+                ("version", CONNECT),
+            ] {
+                let line = line.replacen(
+                    "\"eventid\"",
+                    &format!("\"{field}\":{token},\"eventid\""),
+                    1,
+                );
+                let e = taken(&line);
+                assert!(
+                    e.eventid == "cowrie.login.failed" || e.eventid == "cowrie.session.connect"
+                );
+                assert_eq!(e.src_ip, "1.2.3.4", "{line}");
+            }
+        }
+        // Non-ASCII text, as json.dumps writes it (\uXXXX): left to serde_json.
+        let token = serde_json::to_string("\u{0}").unwrap();
+        deferred(&login_with_password(&token));
+        deferred(&login_with_password(r#""\u0070assword""#));
+    }
+
+    /// Runs of backslashes right before a quote: an even run ends the
+    /// string, an odd one escapes the quote. Written raw, not by an encoder.
+    #[test]
+    fn backslash_runs_before_a_quote() {
+        for n in 0..8 {
+            let run = "\\".repeat(n);
+            for token in [format!("\"{run}\""), format!("\"x{run}\"")] {
+                let line = login_with_password(&token);
+                let f = fast(line.as_bytes());
+                if n % 2 == 0 {
+                    assert_eq!(f.unwrap().src_ip, "1.2.3.4", "{line}");
+                } else {
+                    // The string swallows `,"eventid":` ...: never taken
+                    // as the real fields (here it is not even an object).
+                    assert_eq!(f, None, "{line}");
+                }
+            }
+            // In the middle of the value, with another quote after it.
+            let line = login_with_password(&format!("\"a{run}\\\"b\""));
+            let f = fast(line.as_bytes());
+            assert_eq!(f.is_some(), n % 2 == 0, "{line}");
+        }
+        // An odd run that leaves valid JSON: the key after it is text.
+        let line = r#"{"password":"a\",\"src_ip\":\"6.6.6.6","eventid":"cowrie.login.failed","src_ip":"1.2.3.4"}"#;
+        assert_eq!(taken(line).src_ip, "1.2.3.4");
+    }
+
+    #[test]
+    fn escapes_in_strings() {
+        // Every escape serde_json accepts besides \u: taken in ignored
+        // values and keys.
+        taken(&login_with_password(r#""\"\\\/\b\f\n\r\t""#));
+        let line = LOGIN.replace("\"username\"", r#""user\"name""#);
+        assert_eq!(taken(&line).eventid, "cowrie.login.failed");
+        // An escaped key is never one of the three ("event\/id" is "event/id").
+        let line = r#"{"event\/id":"x","eventid":"cowrie.login.failed","src_ip":"1.2.3.4"}"#;
+        assert_eq!(taken(line).eventid, "cowrie.login.failed");
+        // Others are errors: left to serde_json, which says not_json.
+        for bad in [r#""\x41""#, r#""\a""#, r#""\'""#, r#""\ ""#, r#""\U0041""#] {
+            let line = login_with_password(bad);
+            deferred(&line);
+            assert_eq!(decode(line.as_bytes()), Err(SkipReason::NotJson), "{line}");
+        }
+        // \u anywhere: deferred, decoded by serde_json.
+        for line in [
+            login_with_password(r#""\u0041""#),
+            login_with_password(r#""\ud800""#),
+            login_with_password(r#""\u12""#),
+            LOGIN.replace("\"eventid\"", r#""\u0065ventid""#),
+            LOGIN.replace("cowrie.login.failed", r"cowrie.login.\u0066ailed"),
+        ] {
+            deferred(&line);
+        }
+        // Other escapes in the three fields: deferred (the value is not
+        // the bytes as written), and serde_json decodes them.
+        for line in [
+            LOGIN.replace("cowrie.login.failed", r"cowrie.login\/failed"),
+            LOGIN.replace("\"1.2.3.4\"", r#""1.2.3.4\n""#),
+            LOGIN.replace(
+                "2026-11-25T10:58:49.737329Z",
+                r"2026-11-25T10:58:49.737329Z\t",
+            ),
+        ] {
+            deferred(&line);
+            assert!(decode(line.as_bytes()).is_ok(), "{line}");
+        }
+    }
+
+    #[test]
+    fn duplicates() {
+        for dup in [
+            r#""eventid":"cowrie.login.success""#,
+            r#""src_ip":"6.6.6.6""#,
+            r#""timestamp":"2026-11-25T10:58:49Z""#,
+            r#""eventid":null"#,
+        ] {
+            for line in [
+                LOGIN.replacen('{', &format!("{{{dup},"), 1),
+                LOGIN.replacen('}', &format!(",{dup}}}"), 1),
+            ] {
+                deferred(&line);
+                assert_eq!(
+                    decode(line.as_bytes()),
+                    Err(SkipReason::InvalidField),
+                    "{line}"
+                );
+            }
+        }
+        // An ignored key twice is fine for serde_json, and for the fast path.
+        taken(&LOGIN.replacen('{', r#"{"session":"x","#, 1));
+    }
+
+    #[test]
+    fn nesting() {
+        // Nested objects with the three names inside: not the real ones.
+        let line = LOGIN.replacen(
+            '{',
+            r#"{"x":{"eventid":"cowrie.session.connect","src_ip":"6.6.6.6"},"#,
+            1,
+        );
+        assert_eq!(taken(&line).src_ip, "1.2.3.4");
+        for value in [
+            "[]",
+            "{}",
+            "[ ]",
+            "{ }",
+            "[[],{}]",
+            r#"[1,"a",true,false,null,-2.5e3,{"k":[{"l":{}}]}]"#,
+            r#"{ "a" : [ 1 , 2 ] , "b" : { } }"#,
+            &"[".repeat(64).to_string(),
+        ] {
+            let value = if value.chars().all(|c| c == '[') {
+                format!("{value}{}", "]".repeat(value.len()))
+            } else {
+                value.to_string()
+            };
+            taken(&login_with_password(&value));
+        }
+        // Deeper than 64: serde_json takes it (its ignore has no limit).
+        let deep = format!("{}{}", "[".repeat(65), "]".repeat(65));
+        deferred(&login_with_password(&deep));
+        let deep = format!("{}1{}", "[{\"a\":".repeat(200), "}]".repeat(200));
+        deferred(&login_with_password(&deep));
+        for bad in [
+            "[",
+            "]",
+            "[1,]",
+            "[,1]",
+            "[,]",
+            "{,}",
+            r#"{"a"}"#,
+            r#"{"a":}"#,
+            r#"{"a":1,}"#,
+            r#"{1:2}"#,
+            "[1 2]",
+            "[1:2]",
+            "[}",
+            "{]",
+            r#"{"a":1]"#,
+            "[[]",
+            "[]]",
+        ] {
+            let line = login_with_password(bad);
+            deferred(&line);
+            assert_eq!(decode(line.as_bytes()), Err(SkipReason::NotJson), "{line}");
+        }
+        // A container as one of the three: a type error, left to serde_json.
+        for line in [
+            LOGIN.replace("\"1.2.3.4\"", r#"["1.2.3.4"]"#),
+            LOGIN.replace("\"cowrie.login.failed\"", r#"{"a":"b"}"#),
+        ] {
+            deferred(&line);
+            assert_eq!(
+                decode(line.as_bytes()),
+                Err(SkipReason::InvalidField),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn numbers_and_literals() {
+        for good in [
+            "0",
+            "-0",
+            "7",
+            "-7",
+            "1e5",
+            "1E5",
+            "1e+5",
+            "1e-5",
+            "1.5E+3",
+            "-1.5e-3",
+            "0.0",
+            "0e0",
+            "10",
+            "123456789012345678901234567890",
+            "1e999999",
+            "-0.000001",
+            "true",
+            "false",
+            "null",
+        ] {
+            taken(&LOGIN.replace("\"src_port\":1", &format!("\"src_port\":{good}")));
+            taken(&LOGIN.replace("\"src_port\":1", &format!("\"src_port\": {good} ")));
+        }
+        for bad in [
+            "",
+            "-",
+            "--1",
+            "+1",
+            "01",
+            "-01",
+            "00",
+            "1.",
+            "1.e5",
+            ".5",
+            "1e",
+            "1e+",
+            "1E-",
+            "1.5.3",
+            "0x10",
+            "1f",
+            "Infinity",
+            "NaN",
+            "-a",
+            "1 2",
+            "nul",
+            "nulll",
+            "True",
+            "falsey",
+            "tru",
+            "undefined",
+        ] {
+            let line = LOGIN.replace("\"src_port\":1", &format!("\"src_port\":{bad}"));
+            deferred(&line);
+            assert_eq!(decode(line.as_bytes()), Err(SkipReason::NotJson), "{line}");
+        }
+        // The three fields must be strings: other types are left to serde_json.
+        for (value, reason) in [
+            ("null", SkipReason::MissingSrcIp),
+            ("1234", SkipReason::InvalidField),
+            ("true", SkipReason::InvalidField),
+        ] {
+            let line = LOGIN.replace("\"1.2.3.4\"", value);
+            deferred(&line);
+            assert_eq!(decode(line.as_bytes()), Err(reason), "{line}");
+        }
+        let line = LOGIN.replace("\"2026-11-25T10:58:49.737329Z\"", "null");
+        deferred(&line);
+        assert_eq!(decode(line.as_bytes()).unwrap().timestamp_ms, None);
+    }
+
+    #[test]
+    fn the_shape_of_the_line() {
+        // Spaces anywhere JSON allows them: taken.
+        let spaced = r#"  {  "eventid"  :  "cowrie.login.failed"  ,  "src_ip"  :  "1.2.3.4"  }  "#;
+        assert_eq!(taken(spaced).eventid, "cowrie.login.failed");
+        // Other whitespace is valid JSON, but outside the subset: deferred.
+        for ws in ["\t", "\r", "\n"] {
+            for line in [
+                format!("{LOGIN}{ws}"),
+                format!("{ws}{LOGIN}"),
+                LOGIN.replace(":\"root\"", &format!(":{ws}\"root\"")),
+            ] {
+                deferred(&line);
+                assert!(decode(line.as_bytes()).is_ok(), "{line:?}");
+            }
+        }
+        // Trailing characters, missing or extra punctuation, no object.
+        for (line, reason) in [
+            (format!("{LOGIN}x"), SkipReason::NotJson),
+            (format!("{LOGIN}}}"), SkipReason::NotJson),
+            (format!("{LOGIN},"), SkipReason::NotJson),
+            (format!("{LOGIN}{LOGIN}"), SkipReason::NotJson),
+            (format!("x{LOGIN}"), SkipReason::NotJson),
+            (
+                LOGIN.replace(",\"sensor\"", "\"sensor\""),
+                SkipReason::NotJson,
+            ),
+            (
+                LOGIN.replace(",\"sensor\"", ",,\"sensor\""),
+                SkipReason::NotJson,
+            ),
+            (
+                LOGIN.replace("\"sensor\":", "\"sensor\""),
+                SkipReason::NotJson,
+            ),
+            (
+                LOGIN.replace("\"sensor\":", "\"sensor\"::"),
+                SkipReason::NotJson,
+            ),
+            (LOGIN.replace("\"sensor\":", "sensor:"), SkipReason::NotJson),
+            (
+                LOGIN.replace("\"sensor\":", "'sensor':"),
+                SkipReason::NotJson,
+            ),
+            (LOGIN.replacen('}', ",}", 1), SkipReason::NotJson),
+            ("{}".to_string(), SkipReason::MissingEventid),
+            ("  { }  ".to_string(), SkipReason::MissingEventid),
+            ("{".to_string(), SkipReason::NotJson),
+            ("}".to_string(), SkipReason::NotJson),
+            ("".to_string(), SkipReason::NotJson),
+            ("   ".to_string(), SkipReason::NotJson),
+            ("[1,2]".to_string(), SkipReason::InvalidField),
+            ("\"x\"".to_string(), SkipReason::InvalidField),
+            ("null".to_string(), SkipReason::InvalidField),
+            (
+                r#"{"src_ip":"1.2.3.4"}"#.to_string(),
+                SkipReason::MissingEventid,
+            ),
+            (
+                r#"{"eventid":"cowrie.login.failed"}"#.to_string(),
+                SkipReason::MissingSrcIp,
+            ),
+        ] {
+            deferred(&line);
+            assert_eq!(decode(line.as_bytes()), Err(reason), "{line}");
+        }
+        // serde's derived struct also reads an array, field by field: left
+        // to serde_json, which does.
+        let line = r#"["cowrie.login.failed","1.2.3.4"]"#;
+        deferred(line);
+        assert_eq!(decode(line.as_bytes()).unwrap().src_ip, "1.2.3.4");
+        // Not printable ASCII: deferred (serde_json says not_utf8, not_json,
+        // or decodes it).
+        for bad in [&b"\x7f"[..], b"\x00", b"\x1b", b"\xc3\xa9", b"\xff"] {
+            let mut line = LOGIN.as_bytes().to_vec();
+            line.splice(30..30, bad.iter().copied());
+            assert_eq!(fast(&line), None);
+            let mut line = login_with_password("\"\"").into_bytes();
+            let at = line.windows(2).position(|w| w == b"\"\"").unwrap() + 1;
+            line.splice(at..at, bad.iter().copied());
+            assert_eq!(fast(&line), None);
+        }
+    }
+
+    /// Every prefix of a line, and every line with one byte removed: the
+    /// fast path answers as serde_json or defers, and only the whole line
+    /// (or a removal inside ignored text) is taken.
+    #[test]
+    fn truncated_and_damaged_lines() {
+        for line in [LOGIN, KEX] {
+            let b = line.as_bytes();
+            for n in 0..b.len() {
+                assert_eq!(fast(&b[..n]), None, "{}", &line[..n]);
+            }
+            for i in 0..b.len() {
+                let mut d = b.to_vec();
+                d.remove(i);
+                fast(&d);
+                for c in [
+                    b'"', b'\\', b'{', b'}', b'[', b']', b',', b':', b'0', b' ', b'e', b'-',
+                ] {
+                    let mut d = b.to_vec();
+                    d.insert(i, c);
+                    fast(&d);
+                    d.remove(i);
+                    d[i] = c;
+                    fast(&d);
+                }
+            }
+        }
     }
 }
