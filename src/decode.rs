@@ -104,51 +104,47 @@ pub fn decode_serde(line: &[u8]) -> Result<Event<'_>, SkipReason> {
 /// it; `None` ("in doubt") for anything else, which [`decode`] then hands
 /// to serde_json. Never a different answer, only none.
 pub fn decode_fast(line: &[u8]) -> Option<Event<'_>> {
-    // One vectorized pass; from here on every byte is in 0x20..=0x7e, which
-    // the word scans below rely on, and no UTF-8 can be invalid.
-    if !strict_ascii(line) {
-        return None;
-    }
-    let mut s = Scanner::new(line);
+    // One vectorized pass. From here on every byte is in 0x20..=0x7e: no
+    // UTF-8 can be invalid, no whitespace but the space can occur; and
+    // where the quotes and backslashes of the first 512 bytes are is known.
+    let classified = classify(line)?;
+    let mut s = Scanner::new(line, &classified);
     s.spaces();
     s.eat(b'{')?;
     s.spaces();
     // Value spans of `eventid`, `src_ip`, `timestamp`.
-    let mut fields: [Option<(usize, usize)>; 3] = [None; 3];
+    let (mut eventid, mut src_ip, mut timestamp) = (None, None, None);
     loop {
         s.eat(b'"')?;
         let (start, end, escaped) = s.string()?;
-        s.spaces();
-        s.eat(b':')?;
-        s.spaces();
+        s.colon()?;
         // A key with an escape other than \u (which `string` refuses)
         // cannot decode to one of the three names: it is ignored.
-        let known = if escaped {
-            None
-        } else {
-            field_index(&line[start..end])
-        };
-        match known {
-            Some(k) => {
-                // A duplicate (serde_json: an error) or anything but a plain
-                // string (null, a number, escapes): in doubt.
-                if fields[k].is_some() {
-                    return None;
+        let field = match field_index(&line[start..end]) {
+            Some(0) if !escaped => &mut eventid,
+            Some(1) if !escaped => &mut src_ip,
+            Some(2) if !escaped => &mut timestamp,
+            _ => {
+                s.skip_value()?;
+                if s.comma()? {
+                    continue;
                 }
-                s.eat(b'"')?;
-                let (vs, ve, escaped) = s.string()?;
-                if escaped {
-                    return None;
-                }
-                fields[k] = Some((vs, ve));
+                break;
             }
-            None => s.skip_value()?,
+        };
+        // A duplicate (serde_json: an error) or anything but a plain string
+        // (null, a number, escapes): in doubt.
+        if field.is_some() {
+            return None;
         }
-        s.spaces();
-        match s.next()? {
-            b',' => s.spaces(),
-            b'}' => break,
-            _ => return None,
+        s.eat(b'"')?;
+        let (vs, ve, escaped) = s.string()?;
+        if escaped {
+            return None;
+        }
+        *field = Some((vs, ve));
+        if !s.comma()? {
+            break;
         }
     }
     s.spaces();
@@ -158,172 +154,300 @@ pub fn decode_fast(line: &[u8]) -> Option<Event<'_>> {
     let text = |(a, b): (usize, usize)| {
         let bytes = &line[a..b];
         debug_assert!(bytes.is_ascii());
-        // SAFETY: `strict_ascii(line)` holds: every byte of it is ASCII, so
-        // any part of it is UTF-8 (`std::str::from_utf8` here cost more than
-        // a tenth of the fast path).
+        // SAFETY: every byte of `line` is ASCII (`classify` above), so any part of it is UTF-8. (`std::str::from_utf8` here
+        // cost a tenth of the fast path.)
         unsafe { std::str::from_utf8_unchecked(bytes) }
     };
     // Missing fields: serde_json's answer carries the reason.
-    let eventid = text(fields[0]?);
-    let src_ip = text(fields[1]?);
-    let timestamp_ms = fields[2].and_then(|t| parse_timestamp_ms(text(t)));
     Some(Event {
-        eventid: Cow::Borrowed(eventid),
-        src_ip: Cow::Borrowed(src_ip),
-        timestamp_ms,
+        eventid: Cow::Borrowed(text(eventid?)),
+        src_ip: Cow::Borrowed(text(src_ip?)),
+        timestamp_ms: timestamp.and_then(|t| parse_timestamp_ms(text(t))),
     })
 }
 
-/// Which of the three fields a key (as written, without escapes) names.
+/// Which of the three fields a key (as written) names: 0 `eventid`,
+/// 1 `src_ip`, 2 `timestamp`. Compared a word at a time.
+#[inline(always)]
 fn field_index(key: &[u8]) -> Option<usize> {
-    match key {
-        b"eventid" => Some(0),
-        b"src_ip" => Some(1),
-        b"timestamp" => Some(2),
+    let word = |at: usize| u32::from_le_bytes([key[at], key[at + 1], key[at + 2], key[at + 3]]);
+    let le = |w: &[u8; 4]| u32::from_le_bytes(*w);
+    match key.len() {
+        7 if word(0) == le(b"even") && word(3) == le(b"ntid") => Some(0),
+        6 if word(0) == le(b"src_") && word(2) == le(b"c_ip") => Some(1),
+        9 if word(0) == le(b"time") && word(4) == le(b"stam") && key[8] == b'p' => Some(2),
         _ => None,
     }
 }
 
-/// Every byte printable ASCII, 0x20..=0x7e: no control character (which
-/// also rules out the whitespace other than the space), no DEL, nothing
-/// that is not ASCII. No early exit, so that the compiler vectorizes it.
-fn strict_ascii(b: &[u8]) -> bool {
-    b.iter()
-        .fold(true, |ok, &c| ok & (c.wrapping_sub(0x20) < 0x5f))
+/// What one pass over a line finds, before it is parsed.
+struct Classified {
+    /// No backslash in the line: every quote opens or closes a string.
+    plain: bool,
+    /// [`BlockScan::quotes`] and [`BlockScan::backslashes`] of the first
+    /// [`HEAD_BLOCKS`] blocks of 64 bytes (those of the others are
+    /// computed again when the parser gets there).
+    quotes: [u64; HEAD_BLOCKS],
+    backslashes: [u64; HEAD_BLOCKS],
 }
 
-/// Bit `j` set iff `block[j]` is `"` or `\`: where strings end or have an
-/// escape. Computed once per 64 bytes of the line, so that finding the end
-/// of a string costs a few instructions whatever its length.
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-fn quote_or_backslash_mask(block: &[u8; 64]) -> u64 {
-    use std::arch::x86_64::{
-        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+/// 512 bytes: login lines are shorter (99.99% of them in the generated
+/// 2M-line log).
+const HEAD_BLOCKS: usize = 8;
+
+/// Scans the whole line, 64 bytes at a time: `None` unless every byte is
+/// printable ASCII, 0x20..=0x7e (no control character, so no whitespace
+/// but the space; no DEL; nothing that is not ASCII, so no invalid UTF-8).
+fn classify(line: &[u8]) -> Option<Classified> {
+    let mut c = Classified {
+        plain: true,
+        quotes: [0; HEAD_BLOCKS],
+        backslashes: [0; HEAD_BLOCKS],
     };
-    let mut mask = 0u64;
+    let (mut bad, mut backslashes) = (false, 0u64);
+    for (k, start) in (0..line.len()).step_by(64).enumerate() {
+        let scan = block_at(line, start);
+        if k < HEAD_BLOCKS {
+            c.quotes[k] = scan.quotes;
+            c.backslashes[k] = scan.backslashes;
+        }
+        bad |= scan.bad;
+        backslashes |= scan.backslashes;
+    }
+    c.plain = backslashes == 0;
+    (!bad).then_some(c)
+}
+
+/// What a block of 64 bytes of a line holds.
+#[derive(Debug, PartialEq, Eq)]
+struct BlockScan {
+    /// Bit `j` set iff byte `j` is `"`.
+    quotes: u64,
+    /// Bit `j` set iff byte `j` is `\`.
+    backslashes: u64,
+    /// A byte outside 0x20..=0x7e.
+    bad: bool,
+}
+
+/// [`BlockScan`] of the 64 bytes of `line` from `start` (below its length);
+/// the last block, when shorter, as if padded with spaces.
+#[inline(always)]
+fn block_at(line: &[u8], start: usize) -> BlockScan {
+    if let Some(block) = line.get(start..start + 64) {
+        return scan_block(block.try_into().expect("64 bytes"));
+    }
+    let rest = line.len() - start;
+    if line.len() >= 64 {
+        // The last 64 bytes of the line, shifted: no copy.
+        let scan = scan_block(line[line.len() - 64..].try_into().expect("64 bytes"));
+        let shift = 64 - rest;
+        return BlockScan {
+            quotes: scan.quotes >> shift,
+            backslashes: scan.backslashes >> shift,
+            bad: scan.bad,
+        };
+    }
+    let mut padded = [b' '; 64];
+    padded[..rest].copy_from_slice(&line[start..]);
+    scan_block(&padded)
+}
+
+/// [`block_at`] for the blocks past the first [`HEAD_BLOCKS`].
+#[inline(never)]
+fn block_masks_after_head(line: &[u8], start: usize) -> (u64, u64) {
+    let scan = block_at(line, start);
+    (scan.quotes, scan.backslashes)
+}
+
+/// [`BlockScan`] of 64 bytes, SSE2: 16 bytes at a time, no branch.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+fn scan_block(block: &[u8; 64]) -> BlockScan {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
+    let (mut quotes, mut backslashes, mut bad) = (0u64, 0u64, 0i32);
     for (k, chunk) in block.chunks_exact(16).enumerate() {
         // SAFETY: SSE2 is enabled (the cfg above; every x86_64 target has
         // it), and `chunk` is 16 bytes in bounds, which the unaligned load
         // reads.
-        let hits = unsafe {
+        let (q, b, x) = unsafe {
             let v = _mm_loadu_si128(chunk.as_ptr().cast());
-            let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
-            let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
-            _mm_movemask_epi8(_mm_or_si128(quote, backslash))
+            // Signed compare: the bytes from 0x80 are negative, below 0x20.
+            let low = _mm_cmplt_epi8(v, _mm_set1_epi8(0x20));
+            let del = _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f));
+            (
+                _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8))),
+                _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8))),
+                _mm_movemask_epi8(_mm_or_si128(low, del)),
+            )
         };
-        mask |= u64::from(hits as u16) << (16 * k);
+        quotes |= u64::from(q as u16) << (16 * k);
+        backslashes |= u64::from(b as u16) << (16 * k);
+        bad |= x;
     }
-    mask
+    BlockScan {
+        quotes,
+        backslashes,
+        bad: bad != 0,
+    }
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-fn quote_or_backslash_mask(block: &[u8; 64]) -> u64 {
-    quote_or_backslash_mask_swar(block)
+fn scan_block(block: &[u8; 64]) -> BlockScan {
+    scan_block_scalar(block)
 }
 
-/// The same, 8 bytes at a time in a `u64` (the other architectures' way,
-/// tested against the SSE2 one on x86_64). Exact for bytes below 0x80,
-/// which are all a line [`strict_ascii`] accepted holds (the padding of the
-/// last block is zeros): a byte xor the target is 0 only where it matches,
-/// and adding 0x7f to a byte below 0x80 sets its top bit, without a carry
-/// into the next byte, iff the byte is not 0.
+/// The same a byte at a time: the other architectures' way, and the
+/// reference the SSE2 one is tested against.
 #[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
-fn quote_or_backslash_mask_swar(block: &[u8; 64]) -> u64 {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    let mut mask = 0u64;
-    for (k, word) in block.chunks_exact(8).enumerate() {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(word);
-        let w = u64::from_le_bytes(w);
-        let q = (w ^ (ONES * u64::from(b'"'))).wrapping_add(ONES * 0x7f);
-        let s = (w ^ (ONES * u64::from(b'\\'))).wrapping_add(ONES * 0x7f);
-        let high = !(q & s) & (ONES * 0x80);
-        // The top bit of byte j to bit j.
-        let bits = (high >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56;
-        mask |= bits << (8 * k);
+fn scan_block_scalar(block: &[u8; 64]) -> BlockScan {
+    let (mut quotes, mut backslashes, mut bad) = (0u64, 0u64, false);
+    for (j, &c) in block.iter().enumerate() {
+        quotes |= u64::from(c == b'"') << j;
+        backslashes |= u64::from(c == b'\\') << j;
+        bad |= !(0x20..=0x7e).contains(&c);
     }
-    mask
+    BlockScan {
+        quotes,
+        backslashes,
+        bad,
+    }
 }
 
-/// A cursor over a line that [`strict_ascii`] accepted.
+/// A cursor over a line that [`classify`] accepted.
+///
+/// Passed by value to what is not inlined, so that it stays in registers.
+#[derive(Clone, Copy)]
 struct Scanner<'a> {
     b: &'a [u8],
+    /// The next byte to read.
     i: usize,
-    /// The 64-byte block of `b` (its offset) whose mask `mask` is.
+    /// What [`classify`] found: whether the line is plain (no backslash:
+    /// every quote opens or closes a string, and they are consumed in
+    /// order), the masks of its first blocks.
+    pre: &'a Classified,
+    /// The 64-byte block of `b` (its offset) that `quotes` and
+    /// `backslashes` are about ([`Scanner::block_masks`]).
     block: usize,
-    /// [`quote_or_backslash_mask`] of that block (zero-padded at the end).
-    mask: u64,
+    /// Plain: the quotes of that block not consumed yet. Otherwise all its
+    /// quotes.
+    quotes: u64,
+    backslashes: u64,
 }
 
 impl<'a> Scanner<'a> {
-    fn new(b: &'a [u8]) -> Scanner<'a> {
+    fn new(b: &'a [u8], pre: &'a Classified) -> Scanner<'a> {
         Scanner {
             b,
             i: 0,
-            block: usize::MAX,
-            mask: 0,
+            pre,
+            // Plain lines go through the blocks in order from the first.
+            block: if pre.plain {
+                0usize.wrapping_sub(64)
+            } else {
+                usize::MAX
+            },
+            quotes: 0,
+            backslashes: 0,
         }
     }
 
+    /// The quotes and backslashes of the block at `start` (a multiple of
+    /// 64 below the length).
+    #[inline(always)]
+    fn block_masks(&self, start: usize) -> (u64, u64) {
+        match (
+            self.pre.quotes.get(start / 64),
+            self.pre.backslashes.get(start / 64),
+        ) {
+            (Some(&q), Some(&b)) => (q, b),
+            _ => block_masks_after_head(self.b, start),
+        }
+    }
+
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
 
+    #[inline(always)]
     fn next(&mut self) -> Option<u8> {
         let c = self.peek()?;
         self.i += 1;
         Some(c)
     }
 
+    #[inline(always)]
     fn eat(&mut self, c: u8) -> Option<()> {
         (self.next()? == c).then_some(())
     }
 
     /// JSON whitespace; the space is the only kind left in the subset.
+    #[inline(always)]
     fn spaces(&mut self) {
         while self.peek() == Some(b' ') {
             self.i += 1;
         }
     }
 
-    /// The mask of the block at `block` (a multiple of 64 below the length).
+    /// `:` between spaces, after a key.
     #[inline(always)]
-    fn mask_at(&mut self, block: usize) -> u64 {
-        if block != self.block {
-            self.load_mask(block);
+    fn colon(&mut self) -> Option<()> {
+        if self.peek() == Some(b':') && self.b.get(self.i + 1) != Some(&b' ') {
+            self.i += 1;
+            return Some(());
         }
-        self.mask
+        self.spaces();
+        self.eat(b':')?;
+        self.spaces();
+        Some(())
     }
 
-    #[inline(never)]
-    fn load_mask(&mut self, block: usize) {
-        self.block = block;
-        self.mask = match self.b.get(block..block + 64) {
-            Some(full) => quote_or_backslash_mask(full.try_into().expect("64 bytes")),
-            None => {
-                let mut last = [0u8; 64];
-                let rest = &self.b[block..];
-                last[..rest.len()].copy_from_slice(rest);
-                quote_or_backslash_mask(&last)
+    /// After a member of the top-level object: `true` after a `,` (with the
+    /// spaces after it), `false` after the closing `}`.
+    #[inline(always)]
+    fn comma(&mut self) -> Option<bool> {
+        self.spaces();
+        match self.next()? {
+            b',' => {
+                self.spaces();
+                Some(true)
             }
-        };
+            b'}' => Some(false),
+            _ => None,
+        }
     }
 
-    /// The first `"` or `\` at or after `i`.
-    fn find_quote_or_backslash(&mut self, i: usize) -> Option<usize> {
-        let mut block = i & !63;
+    /// In a plain line, the next quote not consumed yet.
+    #[inline(always)]
+    fn next_quote(&mut self) -> Option<usize> {
+        while self.quotes == 0 {
+            self.block = self.block.wrapping_add(64);
+            if self.block >= self.b.len() {
+                return None;
+            }
+            self.quotes = self.block_masks(self.block).0;
+        }
+        let p = self.block + self.quotes.trailing_zeros() as usize;
+        self.quotes &= self.quotes - 1;
+        Some(p)
+    }
+
+    /// Otherwise: the block of `i` and its quotes and backslashes at or
+    /// after `i`; `None` past the end of the line.
+    #[inline(always)]
+    fn masks_from(&mut self, i: usize) -> Option<(usize, u64, u64)> {
+        let block = i & !63;
         if block >= self.b.len() {
             return None;
         }
-        let mut m = self.mask_at(block) & (u64::MAX << (i & 63));
-        while m == 0 {
-            block += 64;
-            if block >= self.b.len() {
-                return None;
-            }
-            m = self.mask_at(block);
+        if block != self.block {
+            (self.quotes, self.backslashes) = self.block_masks(block);
+            self.block = block;
         }
-        Some(block + m.trailing_zeros() as usize)
+        let from = u64::MAX << (i & 63);
+        Some((block, self.quotes & from, self.backslashes & from))
     }
 
     /// A string whose opening quote was just eaten: its content's span
@@ -334,14 +458,34 @@ impl<'a> Scanner<'a> {
     #[inline(always)]
     fn string(&mut self) -> Option<(usize, usize, bool)> {
         let start = self.i;
+        if self.pre.plain {
+            // The next quote is the one just eaten (any quote before it
+            // would have stopped the parser), the one after it closes the
+            // string.
+            if self.next_quote()? + 1 != start {
+                return None;
+            }
+            let end = self.next_quote()?;
+            self.i = end + 1;
+            return Some((start, end, false));
+        }
         let mut escaped = false;
         let mut at = start;
         loop {
-            let p = self.find_quote_or_backslash(at)?;
-            if self.b[p] == b'"' {
-                self.i = p + 1;
-                return Some((start, p, escaped));
+            let (block, quotes, backslashes) = self.masks_from(at)?;
+            if quotes != 0
+                && (backslashes == 0 || quotes.trailing_zeros() < backslashes.trailing_zeros())
+            {
+                let end = block + quotes.trailing_zeros() as usize;
+                self.i = end + 1;
+                return Some((start, end, escaped));
             }
+            if backslashes == 0 {
+                // Neither in the rest of this block.
+                at = block + 64;
+                continue;
+            }
+            let p = block + backslashes.trailing_zeros() as usize;
             match self.b.get(p + 1)? {
                 b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
                 _ => return None,
@@ -354,6 +498,7 @@ impl<'a> Scanner<'a> {
     /// A number, by the JSON grammar (serde_json's `ignore_integer`,
     /// `ignore_decimal`, `ignore_exponent`): `-`? (`0` | [1-9][0-9]*)
     /// (`.` [0-9]+)? ([eE] [+-]? [0-9]+)?. Its value is not needed.
+    #[inline(always)]
     fn number(&mut self) -> Option<()> {
         if self.peek() == Some(b'-') {
             self.i += 1;
@@ -379,39 +524,60 @@ impl<'a> Scanner<'a> {
         Some(())
     }
 
+    #[inline(always)]
     fn digits(&mut self) {
         while let Some(b'0'..=b'9') = self.peek() {
             self.i += 1;
         }
     }
 
+    #[inline(always)]
     fn some_digits(&mut self) -> Option<()> {
         let from = self.i;
         self.digits();
         (self.i > from).then_some(())
     }
 
+    #[inline(always)]
     fn literal(&mut self, word: &[u8]) -> Option<()> {
         let end = self.i + word.len();
         (self.b.get(self.i..end)? == word).then(|| self.i = end)
     }
 
-    /// An object member's key and colon, in an ignored value.
-    fn key(&mut self) -> Option<()> {
-        self.eat(b'"')?;
-        self.string()?;
-        self.spaces();
-        self.eat(b':')?;
-        self.spaces();
+    /// A value tjfwd does not read, validated as serde_json's
+    /// `ignore_value` does.
+    #[inline(always)]
+    fn skip_value(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'"' => {
+                self.i += 1;
+                self.string()?;
+            }
+            b'-' | b'0'..=b'9' => self.number()?,
+            b't' => self.literal(b"true")?,
+            b'f' => self.literal(b"false")?,
+            b'n' => self.literal(b"null")?,
+            b'[' | b'{' => *self = self.skip_container()?,
+            _ => return None,
+        }
         Some(())
     }
 
-    /// Skips one value that tjfwd does not read, validating it as
-    /// serde_json's `ignore_value` does: strings, numbers, literals, and
-    /// arrays and objects nested to any depth (`ignore_value` keeps its
-    /// own stack and has no recursion limit; here more than 64 levels are
-    /// left to it).
-    fn skip_value(&mut self) -> Option<()> {
+    /// An object member's key and colon, in an ignored value.
+    #[inline(always)]
+    fn key(&mut self) -> Option<()> {
+        self.eat(b'"')?;
+        self.string()?;
+        self.colon()
+    }
+
+    /// An array or an object that tjfwd does not read (the cursor on its
+    /// `[` or `{`): strings, numbers, literals, and arrays and objects
+    /// nested to any depth, as `ignore_value` accepts them (it keeps its
+    /// own stack, with no recursion limit; more than 64 levels are left to
+    /// it here).
+    #[inline(never)]
+    fn skip_container(mut self) -> Option<Self> {
         // The open containers, innermost in bit 0: 1 for an object.
         let mut stack = 0u64;
         let mut depth = 0u32;
@@ -419,14 +585,6 @@ impl<'a> Scanner<'a> {
             // A value, or the start of a container.
             let mut opened = false;
             match self.peek()? {
-                b'"' => {
-                    self.i += 1;
-                    self.string()?;
-                }
-                b'-' | b'0'..=b'9' => self.number()?,
-                b't' => self.literal(b"true")?,
-                b'f' => self.literal(b"false")?,
-                b'n' => self.literal(b"null")?,
                 c @ (b'[' | b'{') => {
                     if depth == 64 {
                         return None;
@@ -436,16 +594,15 @@ impl<'a> Scanner<'a> {
                     stack = stack << 1 | u64::from(c == b'{');
                     depth += 1;
                     let close = if c == b'{' { b'}' } else { b']' };
-                    if self.peek() == Some(close) {
-                        // Empty: closed at once, below.
-                    } else {
+                    if self.peek() != Some(close) {
+                        // Not empty (else it is closed below).
                         if c == b'{' {
                             self.key()?;
                         }
                         opened = true;
                     }
                 }
-                _ => return None,
+                _ => self.skip_value()?,
             }
             if opened {
                 continue;
@@ -453,7 +610,7 @@ impl<'a> Scanner<'a> {
             // After a value: close containers until a comma or the end.
             loop {
                 if depth == 0 {
-                    return Some(());
+                    return Some(self);
                 }
                 self.spaces();
                 let object = stack & 1 == 1;
@@ -578,6 +735,70 @@ fn printable_ascii(b: &[u8]) -> bool {
 /// numeric offset `+0100` / `+01:00`. Returns ms since the Unix epoch, or
 /// None for anything else (the caller then uses the time it read the line).
 pub fn parse_timestamp_ms(s: &str) -> Option<u64> {
+    parse_cowrie_utc_ms(s.as_bytes()).or_else(|| parse_timestamp_ms_general(s))
+}
+
+/// The shape Cowrie writes with its default (UTC) timezone,
+/// `2026-11-22T12:02:37.839685Z`, read without loops: `Some` only where
+/// [`parse_timestamp_ms_general`] gives the same (tested), `None` to let it
+/// decide.
+fn parse_cowrie_utc_ms(b: &[u8]) -> Option<u64> {
+    let b: &[u8; 27] = b.try_into().ok()?;
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'.'
+        || b[26] != b'Z'
+    {
+        return None;
+    }
+    // The 20 digits, 8 bytes at a time: in each word, the bytes that must
+    // be digits (0xff in `m`) are in 0x30..=0x39: high nibble 3, and still
+    // 3 after adding 6 (no carry leaves a byte whose high nibble is 3).
+    let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+    let digits = |w: u64, m: u64| {
+        let (high, three) = (m & 0xf0f0_f0f0_f0f0_f0f0, m & 0x3030_3030_3030_3030);
+        let w = w & m;
+        w & high == three && w.wrapping_add(m & 0x0606_0606_0606_0606) & high == three
+    };
+    // Bytes 0..8 `2026-11-`, 8..16 `22T12:02`, 16..24 `:37.8396`, 19..27
+    // `.839685Z`; the masks as read (byte 0 first), hence the swap.
+    if !(digits(word(0), 0xffff_ffff_00ff_ff00_u64.swap_bytes())
+        & digits(word(8), 0xffff_00ff_ff00_ffff_u64.swap_bytes())
+        & digits(word(16), 0x00ff_ff00_ffff_ffff_u64.swap_bytes())
+        & digits(word(19), 0x00ff_ffff_ffff_ff00_u64.swap_bytes()))
+    {
+        return None;
+    }
+    let digit = |i: usize| b[i] - b'0';
+    let two = |i: usize| i64::from(digit(i)) * 10 + i64::from(digit(i + 1));
+    let (year, month, day) = (two(0) * 100 + two(2), two(5), two(8));
+    let (hour, min, sec) = (two(11), two(14), two(17));
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
+        return None;
+    }
+    if year < 1970 {
+        // Before the epoch (None), or a year 0 that the unsigned
+        // arithmetic below would get wrong: the general code decides.
+        return None;
+    }
+    let millis = two(20) * 10 + i64::from(digit(22));
+    // days_from_civil for years from 1970, in unsigned arithmetic (its
+    // divisions are cheaper): the same values.
+    let (y, m, d) = (year as u64, month as u64, day as u64);
+    let y = if m <= 2 { y - 1 } else { y };
+    let (era, yoe) = (y / 400, y % 400);
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + (hour * 3600 + min * 60 + sec) as u64;
+    Some(secs * 1000 + millis as u64)
+}
+
+/// Every form [`parse_timestamp_ms`] reads.
+fn parse_timestamp_ms_general(s: &str) -> Option<u64> {
     let b = s.as_bytes();
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
         return None;
@@ -713,6 +934,51 @@ mod tests {
         let e = decode(br#"{"eventid":"cowrie.login.\u0066ailed","src_ip":"1.2.3.4"}"#).unwrap();
         assert_eq!(e.eventid, "cowrie.login.failed");
         assert_eq!(e.timestamp_ms, None);
+    }
+
+    /// The loop-free reading of Cowrie's UTC shape answers as the general
+    /// one wherever it answers: every byte of a timestamp replaced by every
+    /// other, and dates across leap years, centuries and the epoch.
+    #[test]
+    fn cowrie_utc_timestamps_read_as_the_general_code_does() {
+        let check = |t: &[u8]| {
+            if let Some(ms) = parse_cowrie_utc_ms(t) {
+                let t = std::str::from_utf8(t).unwrap();
+                assert_eq!(parse_timestamp_ms_general(t), Some(ms), "{t}");
+            }
+        };
+        let base = b"2026-11-22T12:02:37.839685Z";
+        assert!(parse_cowrie_utc_ms(base).is_some());
+        for i in 0..base.len() {
+            for c in 0..=255u8 {
+                let mut t = *base;
+                t[i] = c;
+                check(&t);
+            }
+        }
+        let mut taken = 0;
+        for year in [
+            0, 1, 399, 400, 1600, 1900, 1969, 1970, 1971, 1999, 2000, 2024, 2100, 2400, 9999,
+        ] {
+            for month in 0..=13 {
+                for day in [0, 1, 28, 29, 30, 31, 32] {
+                    for (h, m, s) in [
+                        (0, 0, 0),
+                        (23, 59, 59),
+                        (23, 59, 60),
+                        (24, 0, 0),
+                        (0, 60, 0),
+                        (0, 0, 61),
+                    ] {
+                        let t =
+                            format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.999999Z");
+                        check(t.as_bytes());
+                        taken += usize::from(parse_cowrie_utc_ms(t.as_bytes()).is_some());
+                    }
+                }
+            }
+        }
+        assert!(taken > 1000, "{taken}");
     }
 
     #[test]
