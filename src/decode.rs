@@ -115,7 +115,6 @@ pub fn decode_fast(line: &[u8]) -> Option<Event<'_>> {
     // Value spans of `eventid`, `src_ip`, `timestamp`.
     let (mut eventid, mut src_ip, mut timestamp) = (None, None, None);
     loop {
-        s.eat(b'"')?;
         let (start, end, escaped) = s.string()?;
         s.colon()?;
         // A key with an escape other than \u (which `string` refuses)
@@ -137,7 +136,6 @@ pub fn decode_fast(line: &[u8]) -> Option<Event<'_>> {
         if field.is_some() {
             return None;
         }
-        s.eat(b'"')?;
         let (vs, ve, escaped) = s.string()?;
         if escaped {
             return None;
@@ -181,138 +179,150 @@ fn field_index(key: &[u8]) -> Option<usize> {
 }
 
 /// What one pass over a line finds, before it is parsed.
+#[derive(Debug, PartialEq, Eq)]
 struct Classified {
     /// No backslash in the line: every quote opens or closes a string.
     plain: bool,
-    /// [`BlockScan::quotes`] and [`BlockScan::backslashes`] of the first
-    /// [`HEAD_BLOCKS`] blocks of 64 bytes (those of the others are
+    /// Bit `j` of `quotes[k]` is set iff byte `64 k + j` is `"`, for the
+    /// first [`HEAD_BLOCKS`] blocks of 64 bytes (those of the others are
     /// computed again when the parser gets there).
     quotes: [u64; HEAD_BLOCKS],
-    backslashes: [u64; HEAD_BLOCKS],
 }
 
 /// 512 bytes: login lines are shorter (99.99% of them in the generated
 /// 2M-line log).
 const HEAD_BLOCKS: usize = 8;
 
-/// Scans the whole line, 64 bytes at a time: `None` unless every byte is
-/// printable ASCII, 0x20..=0x7e (no control character, so no whitespace
-/// but the space; no DEL; nothing that is not ASCII, so no invalid UTF-8).
+/// Reads the whole line once: `None` unless every byte is printable
+/// ASCII, 0x20..=0x7e (no control character, so no whitespace but the
+/// space; no DEL; nothing that is not ASCII, so no invalid UTF-8). SSE2,
+/// 16 bytes at a time, no branch but the loop's.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 fn classify(line: &[u8]) -> Option<Classified> {
+    use std::arch::x86_64::{
+        _mm_add_epi8, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8,
+        _mm_or_si128, _mm_set1_epi8, _mm_setzero_si128,
+    };
     let mut c = Classified {
         plain: true,
         quotes: [0; HEAD_BLOCKS],
-        backslashes: [0; HEAD_BLOCKS],
     };
-    let (mut bad, mut backslashes) = (false, 0u64);
-    for (k, start) in (0..line.len()).step_by(64).enumerate() {
-        let scan = block_at(line, start);
-        if k < HEAD_BLOCKS {
-            c.quotes[k] = scan.quotes;
-            c.backslashes[k] = scan.backslashes;
-        }
-        bad |= scan.bad;
-        backslashes |= scan.backslashes;
-    }
-    c.plain = backslashes == 0;
-    (!bad).then_some(c)
-}
-
-/// What a block of 64 bytes of a line holds.
-#[derive(Debug, PartialEq, Eq)]
-struct BlockScan {
-    /// Bit `j` set iff byte `j` is `"`.
-    quotes: u64,
-    /// Bit `j` set iff byte `j` is `\`.
-    backslashes: u64,
-    /// A byte outside 0x20..=0x7e.
-    bad: bool,
-}
-
-/// [`BlockScan`] of the 64 bytes of `line` from `start` (below its length);
-/// the last block, when shorter, as if padded with spaces.
-#[inline(always)]
-fn block_at(line: &[u8], start: usize) -> BlockScan {
-    if let Some(block) = line.get(start..start + 64) {
-        return scan_block(block.try_into().expect("64 bytes"));
-    }
-    let rest = line.len() - start;
-    if line.len() >= 64 {
-        // The last 64 bytes of the line, shifted: no copy.
-        let scan = scan_block(line[line.len() - 64..].try_into().expect("64 bytes"));
-        let shift = 64 - rest;
-        return BlockScan {
-            quotes: scan.quotes >> shift,
-            backslashes: scan.backslashes >> shift,
-            bad: scan.bad,
-        };
-    }
+    // A line shorter than a block is read from a copy padded with spaces
+    // (neither quotes nor bad bytes); a longer one ends with a block that
+    // overlaps the one before it, its mask shifted.
     let mut padded = [b' '; 64];
-    padded[..rest].copy_from_slice(&line[start..]);
-    scan_block(&padded)
-}
-
-/// [`block_at`] for the blocks past the first [`HEAD_BLOCKS`].
-#[inline(never)]
-fn block_masks_after_head(line: &[u8], start: usize) -> (u64, u64) {
-    let scan = block_at(line, start);
-    (scan.quotes, scan.backslashes)
-}
-
-/// [`BlockScan`] of 64 bytes, SSE2: 16 bytes at a time, no branch.
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-fn scan_block(block: &[u8; 64]) -> BlockScan {
-    use std::arch::x86_64::{
-        _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
-        _mm_set1_epi8,
+    let data = if line.len() < 64 {
+        padded[..line.len()].copy_from_slice(line);
+        &padded[..]
+    } else {
+        line
     };
-    let (mut quotes, mut backslashes, mut bad) = (0u64, 0u64, 0i32);
-    for (k, chunk) in block.chunks_exact(16).enumerate() {
-        // SAFETY: SSE2 is enabled (the cfg above; every x86_64 target has
-        // it), and `chunk` is 16 bytes in bounds, which the unaligned load
-        // reads.
-        let (q, b, x) = unsafe {
-            let v = _mm_loadu_si128(chunk.as_ptr().cast());
-            // Signed compare: the bytes from 0x80 are negative, below 0x20.
-            let low = _mm_cmplt_epi8(v, _mm_set1_epi8(0x20));
-            let del = _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f));
-            (
-                _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8))),
-                _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8))),
-                _mm_movemask_epi8(_mm_or_si128(low, del)),
-            )
-        };
-        quotes |= u64::from(q as u16) << (16 * k);
-        backslashes |= u64::from(b as u16) << (16 * k);
-        bad |= x;
+    let n = data.len();
+    // SAFETY: SSE2 is enabled (the cfg above; every x86_64 target has it),
+    // and every load reads 16 bytes within `data` (`at + 64 <= n`).
+    unsafe {
+        let (mut bad, mut backslash) = (_mm_setzero_si128(), _mm_setzero_si128());
+        for (k, start) in (0..n).step_by(64).enumerate() {
+            let (at, shift) = if start + 64 <= n {
+                (start, 0)
+            } else {
+                (n - 64, 64 - (n - start))
+            };
+            let mut quotes = 0u64;
+            for j in 0..4 {
+                let v = _mm_loadu_si128(data[at + 16 * j..at + 16 * j + 16].as_ptr().cast());
+                // 0x20..=0x7e + 1 is 0x21..=0x7f, the bytes that are
+                // 0x21 or more as signed bytes; every other byte + 1 is
+                // below (0x7f + 1 and 0x80..=0xff + 1 are negative).
+                let low = _mm_cmplt_epi8(_mm_add_epi8(v, _mm_set1_epi8(1)), _mm_set1_epi8(0x21));
+                bad = _mm_or_si128(bad, low);
+                backslash = _mm_or_si128(backslash, _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8)));
+                let q = _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8)));
+                quotes |= u64::from(q as u16) << (16 * j);
+            }
+            if let Some(slot) = c.quotes.get_mut(k) {
+                *slot = quotes >> shift;
+            }
+        }
+        if _mm_movemask_epi8(bad) != 0 {
+            return None;
+        }
+        c.plain = _mm_movemask_epi8(backslash) == 0;
     }
-    BlockScan {
-        quotes,
-        backslashes,
-        bad: bad != 0,
-    }
+    Some(c)
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-fn scan_block(block: &[u8; 64]) -> BlockScan {
-    scan_block_scalar(block)
+fn classify(line: &[u8]) -> Option<Classified> {
+    classify_scalar(line)
 }
 
 /// The same a byte at a time: the other architectures' way, and the
 /// reference the SSE2 one is tested against.
 #[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
-fn scan_block_scalar(block: &[u8; 64]) -> BlockScan {
-    let (mut quotes, mut backslashes, mut bad) = (0u64, 0u64, false);
-    for (j, &c) in block.iter().enumerate() {
+fn classify_scalar(line: &[u8]) -> Option<Classified> {
+    let mut c = Classified {
+        plain: !line.contains(&b'\\'),
+        quotes: [0; HEAD_BLOCKS],
+    };
+    for (i, &b) in line.iter().enumerate() {
+        if !(0x20..=0x7e).contains(&b) {
+            return None;
+        }
+        if let Some(q) = c.quotes.get_mut(i / 64) {
+            *q |= u64::from(b == b'"') << (i % 64);
+        }
+    }
+    Some(c)
+}
+
+/// Where the quotes and the backslashes are in the 64 bytes of `line`
+/// from `start` (below its length; past the end, none), for the parser
+/// where [`classify`] did not keep them: bit `j` of the first mask is set
+/// iff byte `start + j` is `"`, of the second iff it is `\`.
+#[inline(never)]
+fn block_masks(line: &[u8], start: usize) -> (u64, u64) {
+    match line.get(start..start + 64) {
+        Some(block) => block_masks_64(block.try_into().expect("64 bytes")),
+        None => block_masks_scalar(&line[start..]),
+    }
+}
+
+/// [`block_masks`] of 64 bytes, SSE2.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+fn block_masks_64(block: &[u8; 64]) -> (u64, u64) {
+    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
+    let (mut quotes, mut backslashes) = (0u64, 0u64);
+    for (j, chunk) in block.chunks_exact(16).enumerate() {
+        // SAFETY: SSE2 is enabled (the cfg above; every x86_64 target has
+        // it), and `chunk` is 16 bytes in bounds, which the load reads.
+        let (q, b) = unsafe {
+            let v = _mm_loadu_si128(chunk.as_ptr().cast());
+            (
+                _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8))),
+                _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8))),
+            )
+        };
+        quotes |= u64::from(q as u16) << (16 * j);
+        backslashes |= u64::from(b as u16) << (16 * j);
+    }
+    (quotes, backslashes)
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+fn block_masks_64(block: &[u8; 64]) -> (u64, u64) {
+    block_masks_scalar(block)
+}
+
+/// [`block_masks`] of up to 64 bytes, a byte at a time (and the
+/// reference the SSE2 one is tested against).
+fn block_masks_scalar(bytes: &[u8]) -> (u64, u64) {
+    let (mut quotes, mut backslashes) = (0u64, 0u64);
+    for (j, &c) in bytes.iter().take(64).enumerate() {
         quotes |= u64::from(c == b'"') << j;
         backslashes |= u64::from(c == b'\\') << j;
-        bad |= !(0x20..=0x7e).contains(&c);
     }
-    BlockScan {
-        quotes,
-        backslashes,
-        bad,
-    }
+    (quotes, backslashes)
 }
 
 /// A cursor over a line that [`classify`] accepted.
@@ -328,7 +338,7 @@ struct Scanner<'a> {
     /// order), the masks of its first blocks.
     pre: &'a Classified,
     /// The 64-byte block of `b` (its offset) that `quotes` and
-    /// `backslashes` are about ([`Scanner::block_masks`]).
+    /// `backslashes` are about ([`block_masks`]).
     block: usize,
     /// Plain: the quotes of that block not consumed yet. Otherwise all its
     /// quotes.
@@ -353,16 +363,13 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// The quotes and backslashes of the block at `start` (a multiple of
-    /// 64 below the length).
+    /// The quotes of the block at `start` (a multiple of 64 below the
+    /// length) of a plain line.
     #[inline(always)]
-    fn block_masks(&self, start: usize) -> (u64, u64) {
-        match (
-            self.pre.quotes.get(start / 64),
-            self.pre.backslashes.get(start / 64),
-        ) {
-            (Some(&q), Some(&b)) => (q, b),
-            _ => block_masks_after_head(self.b, start),
+    fn quotes_at(&self, start: usize) -> u64 {
+        match self.pre.quotes.get(start / 64) {
+            Some(&q) => q,
+            None => block_masks(self.b, start).0,
         }
     }
 
@@ -427,7 +434,7 @@ impl<'a> Scanner<'a> {
             if self.block >= self.b.len() {
                 return None;
             }
-            self.quotes = self.block_masks(self.block).0;
+            self.quotes = self.quotes_at(self.block);
         }
         let p = self.block + self.quotes.trailing_zeros() as usize;
         self.quotes &= self.quotes - 1;
@@ -443,32 +450,35 @@ impl<'a> Scanner<'a> {
             return None;
         }
         if block != self.block {
-            (self.quotes, self.backslashes) = self.block_masks(block);
+            (self.quotes, self.backslashes) = block_masks(self.b, block);
             self.block = block;
         }
         let from = u64::MAX << (i & 63);
         Some((block, self.quotes & from, self.backslashes & from))
     }
 
-    /// A string whose opening quote was just eaten: its content's span
+    /// A string, the cursor on its opening quote: its content's span
     /// (escapes not undone) and whether it has escapes, the cursor after
-    /// its closing quote. `None` for `\u` (serde_json checks surrogates in
-    /// some strings and not in others: not worth repeating), for an escape
-    /// serde_json rejects, and for a string the line does not close.
+    /// its closing quote. `None` if there is no string there, for `\u`
+    /// (serde_json checks surrogates in some strings and not in others:
+    /// not worth repeating), for an escape serde_json rejects, and for a
+    /// string the line does not close.
     #[inline(always)]
     fn string(&mut self) -> Option<(usize, usize, bool)> {
-        let start = self.i;
         if self.pre.plain {
-            // The next quote is the one just eaten (any quote before it
-            // would have stopped the parser), the one after it closes the
-            // string.
-            if self.next_quote()? + 1 != start {
+            // The quotes are consumed in order: the next one must be here
+            // (any quote before it would have stopped the parser), and
+            // the one after it closes the string.
+            if self.next_quote()? != self.i {
                 return None;
             }
             let end = self.next_quote()?;
+            let start = self.i + 1;
             self.i = end + 1;
             return Some((start, end, false));
         }
+        self.eat(b'"')?;
+        let start = self.i;
         let mut escaped = false;
         let mut at = start;
         loop {
@@ -550,7 +560,6 @@ impl<'a> Scanner<'a> {
     fn skip_value(&mut self) -> Option<()> {
         match self.peek()? {
             b'"' => {
-                self.i += 1;
                 self.string()?;
             }
             b'-' | b'0'..=b'9' => self.number()?,
@@ -566,7 +575,6 @@ impl<'a> Scanner<'a> {
     /// An object member's key and colon, in an ignored value.
     #[inline(always)]
     fn key(&mut self) -> Option<()> {
-        self.eat(b'"')?;
         self.string()?;
         self.colon()
     }
