@@ -397,10 +397,8 @@ fn same_as_serde(line: &[u8]) -> Result<(), TestCaseError> {
     prop_assert_eq!(&decode(line), &want, "decode: {}", shown);
     let fast = decode_fast(line);
     let general = decode_fast_general(line);
-    for got in [&fast, &general] {
-        if let Some(e) = got {
-            prop_assert_eq!(Ok(e), want.as_ref(), "fast path: {}", shown);
-        }
+    for e in [&fast, &general].into_iter().flatten() {
+        prop_assert_eq!(Ok(e), want.as_ref(), "fast path: {}", shown);
     }
     if !line.contains(&b'\\') {
         prop_assert_eq!(&fast, &general, "plain and general modes: {}", shown);
@@ -524,19 +522,40 @@ fn json_value() -> impl Strategy<Value = String> {
     ];
     leaf.prop_recursive(4, 24, 4, |inner| {
         prop_oneof![
-            (proptest::collection::vec((inner.clone(), ws(), ws()), 0..4), ws()).prop_map(
-                |(items, end)| {
-                    let items: Vec<String> =
-                        items.into_iter().map(|(v, a, b)| format!("{a}{v}{b}")).collect();
+            (
+                proptest::collection::vec((inner.clone(), ws(), ws()), 0..4),
+                ws()
+            )
+                .prop_map(|(items, end)| {
+                    let items: Vec<String> = items
+                        .into_iter()
+                        .map(|(v, a, b)| format!("{a}{v}{b}"))
+                        .collect();
                     format!("[{}{end}]", items.join(","))
-                }
-            ),
+                }),
             // A broken container now and then: a trailing or doubled comma,
             // a missing one, a bracket left open or the wrong one.
-            (inner.clone(), proptest::sample::select(vec![
-                "[{v},]", "[,{v}]", "[{v},,{v}]", "[{v} {v}]", "[{v}", "[{v}}", "{{\"k\":{v},}}",
-                "{{\"k\" {v}}}", "{{\"k\":{v}]", "{{{v}}}", "{{\"k\":{v},\"k\"}}", "[{v}]]",
-            ])).prop_map(|(v, shape)| shape.replace("{v}", &v).replace("{{", "{").replace("}}", "}")),
+            (
+                inner.clone(),
+                proptest::sample::select(vec![
+                    "[{v},]",
+                    "[,{v}]",
+                    "[{v},,{v}]",
+                    "[{v} {v}]",
+                    "[{v}",
+                    "[{v}}",
+                    "{{\"k\":{v},}}",
+                    "{{\"k\" {v}}}",
+                    "{{\"k\":{v}]",
+                    "{{{v}}}",
+                    "{{\"k\":{v},\"k\"}}",
+                    "[{v}]]",
+                ])
+            )
+                .prop_map(|(v, shape)| shape
+                    .replace("{v}", &v)
+                    .replace("{{", "{")
+                    .replace("}}", "}")),
             (
                 proptest::collection::vec((string_body(), inner, ws(), ws()), 0..4),
                 ws()
@@ -594,15 +613,20 @@ fn random_object() -> impl Strategy<Value = Vec<u8>> {
 /// any value (numbers of every shape, nested values, broken ones now and
 /// then), with or without spaces.
 fn cowrie_line_with_a_member() -> impl Strategy<Value = Vec<u8>> {
-    (any::<proptest::sample::Index>(), string_body(), json_value(), ws(), ws()).prop_map(
-        |(pick, key, value, a, b)| {
+    (
+        any::<proptest::sample::Index>(),
+        string_body(),
+        json_value(),
+        ws(),
+        ws(),
+    )
+        .prop_map(|(pick, key, value, a, b)| {
             let lines = cowrie_lines();
             let line = &lines[pick.index(lines.len())];
             let mut out = format!("{{{a}\"{key}\"{b}:{a}{value}{b},").into_bytes();
             out.extend_from_slice(&line[1..]);
             out
-        },
-    )
+        })
 }
 
 proptest! {
@@ -704,7 +728,11 @@ fn fast_path_is_taken_on_generated_cowrie_lines() {
         login.len()
     );
     let fast_all = lines.iter().filter(|l| decode_fast(l).is_some()).count();
-    assert!(fast_all * 100 >= lines.len() * 99, "{fast_all} of {}", lines.len());
+    assert!(
+        fast_all * 100 >= lines.len() * 99,
+        "{fast_all} of {}",
+        lines.len()
+    );
     // Both of its modes, and the lines with escapes (`\x` in passwords,
     // `\"` in commands) that the general one reads.
     let escaped = lines
