@@ -8,10 +8,15 @@
 //!
 //! - `floor_parse`: the floor program's work, serde_json into a borrowed
 //!   struct of the three fields;
-//! - `decode`: `tjfwd::decode::decode`;
+//! - `decode`: `tjfwd::decode::decode` (the fast path, else serde_json);
+//! - `decode_fast`: `tjfwd::decode::decode_fast` alone (lines it defers
+//!   cost only the attempt);
+//! - `decode_serde`: `tjfwd::decode::decode_serde`, the serde_json decoder
+//!   that `decode` was before the fast path;
 //! - `prefilter`: `tjfwd::decode::cannot_select` alone;
 //! - `select_lines_without_prefilter`: decode → select → filter as
-//!   `select_lines` did before the prefilter (kept here as the baseline);
+//!   `select_lines` did before the prefilter and the fast path, with
+//!   `decode_serde` (kept here as the baseline);
 //! - `select_lines`: `tjfwd::daemon::select_lines` (prefilter, decode,
 //!   select, filter, counters); both with `track_login` only (`/login`)
 //!   and with both tracks (`/login+session`);
@@ -30,7 +35,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tjfwd::daemon::select_lines;
-use tjfwd::decode::{cannot_select, decode};
+use tjfwd::decode::{cannot_select, decode, decode_fast, decode_serde};
 use tjfwd::filter::Rules;
 use tjfwd::queue::Sighting;
 use tjfwd::stats::{escape_for_log, Stats};
@@ -92,7 +97,7 @@ fn select_lines_without_prefilter<'a>(
 ) {
     for line in lines {
         Stats::add(&stats.lines_read, 1);
-        let event = match decode(line) {
+        let event = match decode_serde(line) {
             Ok(e) => e,
             Err(reason) => {
                 stats.skip(reason, || escape_for_log(line, 120));
@@ -148,6 +153,26 @@ fn bench_set(c: &mut Criterion, name: &str, data: &[u8]) {
             run(&mut |chunk| {
                 split(chunk)
                     .filter_map(|l| decode(l).ok())
+                    .map(|e| e.eventid.len())
+                    .sum()
+            })
+        })
+    });
+    g.bench_function("decode_fast", |b| {
+        b.iter(|| {
+            run(&mut |chunk| {
+                split(chunk)
+                    .filter_map(decode_fast)
+                    .map(|e| e.eventid.len())
+                    .sum()
+            })
+        })
+    });
+    g.bench_function("decode_serde", |b| {
+        b.iter(|| {
+            run(&mut |chunk| {
+                split(chunk)
+                    .filter_map(|l| decode_serde(l).ok())
                     .map(|e| e.eventid.len())
                     .sum()
             })

@@ -1,16 +1,17 @@
 //! Property tests of the line decoder, its prefilter and the select/filter
 //! rules: no input makes them panic; attacker-controlled text — whatever it
 //! contains, including strings that look like the fields tjfwd reads —
-//! never changes what is read from a line; and the prefilter never skips a
+//! never changes what is read from a line; the prefilter never skips a
 //! line the decoder would select, nor one it would count as broken other
-//! than by its JSON syntax (see `tjfwd::decode`'s module doc).
+//! than by its JSON syntax (see `tjfwd::decode`'s module doc); and the
+//! decoder's fast path answers exactly as serde_json does, or defers.
 
 #[path = "../benches/support/cowrie_gen.rs"]
 mod cowrie_gen;
 
 use proptest::prelude::*;
 use tjfwd::daemon::select_lines;
-use tjfwd::decode::{cannot_select, decode};
+use tjfwd::decode::{cannot_select, decode, decode_fast, decode_fast_general, decode_serde};
 use tjfwd::filter::Rules;
 use tjfwd::stats::{SkipReason, Stats};
 
@@ -384,5 +385,362 @@ fn generator_addresses_are_public() {
     let mut rng = cowrie_gen::Rng::new(5);
     for ip in cowrie_gen::address_pool(&mut rng, 20_000) {
         assert!(tjfwd::filter::is_public(ip), "{ip}");
+    }
+}
+
+/// `decode` answers as serde_json alone (`decode_serde`) does; the fast
+/// path, in both of its modes, answers the same or not at all; and on a
+/// line without a backslash its two modes agree.
+fn same_as_serde(line: &[u8]) -> Result<(), TestCaseError> {
+    let shown = String::from_utf8_lossy(line).into_owned();
+    let want = decode_serde(line);
+    prop_assert_eq!(&decode(line), &want, "decode: {}", shown);
+    let fast = decode_fast(line);
+    let general = decode_fast_general(line);
+    for e in [&fast, &general].into_iter().flatten() {
+        prop_assert_eq!(Ok(e), want.as_ref(), "fast path: {}", shown);
+    }
+    if !line.contains(&b'\\') {
+        prop_assert_eq!(&fast, &general, "plain and general modes: {}", shown);
+    }
+    Ok(())
+}
+
+/// Cases for the differential tests: `PROPTEST_CASES` when set (for long
+/// runs), else `n`.
+fn cases(n: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(n)
+}
+
+/// Generated Cowrie lines (every event kind, attacker text naming the
+/// fields, `\x` and `\u` escapes), from three seeds.
+fn cowrie_lines() -> &'static [Vec<u8>] {
+    static LINES: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+    LINES.get_or_init(|| {
+        [3, 17, 29]
+            .into_iter()
+            .flat_map(|seed| {
+                let data = cowrie_gen::lines(4_000, 300, seed);
+                data.strip_suffix(b"\n")
+                    .unwrap()
+                    .split(|&b| b == b'\n')
+                    .map(<[u8]>::to_vec)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    })
+}
+
+/// A byte to put in a line: mostly JSON's own punctuation, digits, the
+/// letters of literals and exponents, spaces; sometimes anything.
+fn json_byte() -> impl Strategy<Value = u8> {
+    prop_oneof![
+        8 => proptest::sample::select(b"\"\\{}[],: 0123456789-+.eEtrufalsn/bu".to_vec()),
+        1 => any::<u8>(),
+    ]
+}
+
+/// A change to a line: a byte replaced, inserted or removed (positions
+/// taken modulo the length).
+#[derive(Debug, Clone)]
+enum Mutation {
+    Replace(usize, u8),
+    Insert(usize, u8),
+    Delete(usize),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (any::<usize>(), json_byte()).prop_map(|(i, b)| Mutation::Replace(i, b)),
+        (any::<usize>(), json_byte()).prop_map(|(i, b)| Mutation::Insert(i, b)),
+        any::<usize>().prop_map(Mutation::Delete),
+    ]
+}
+
+fn mutate(line: &mut Vec<u8>, m: &Mutation) {
+    match *m {
+        Mutation::Replace(i, b) if !line.is_empty() => {
+            let i = i % line.len();
+            line[i] = b;
+        }
+        Mutation::Insert(i, b) => line.insert(i % (line.len() + 1), b),
+        Mutation::Delete(i) if !line.is_empty() => {
+            line.remove(i % line.len());
+        }
+        _ => {}
+    }
+}
+
+/// Whitespace between tokens: mostly none or spaces (the fast path's
+/// subset), sometimes the other kinds JSON allows.
+fn ws() -> impl Strategy<Value = &'static str> {
+    proptest::sample::select(vec!["", "", "", " ", " ", "  ", "\t", "\n", "\r\n"])
+}
+
+/// A JSON number in any of its shapes, and some that are not numbers.
+fn number_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => "-?(0|[1-9][0-9]{0,6})(\\.[0-9]{1,4})?([eE][+-]?[0-9]{1,3})?",
+        1 => proptest::sample::select(vec![
+            "-", "01", "-01", "1.", ".5", "+1", "1e", "1e+", "1E-", "--1", "0x1f", "1.5.3",
+            "NaN", "Infinity", "-0", "1e999999", "00",
+        ])
+        .prop_map(str::to_string),
+    ]
+}
+
+/// The body of a JSON string (between its quotes): printable text, the
+/// escapes serde_json accepts (\u with or without surrogates), and some
+/// it does not.
+fn string_body() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        24 => "[ !#-\\[\\]-~]{1,12}",
+        8 => proptest::sample::select(vec![
+            "\\\"", "\\\\", "\\/", "\\b", "\\f", "\\n", "\\r", "\\t", "\\\\\\\"",
+        ]).prop_map(str::to_string),
+        1 => proptest::sample::select(vec![
+            "\\u0041", "\\u00e9", "\\ud83d\\ude00", "\\ud800", "\\udc00", "\\u12", "\\uzzzz",
+            "\\x41", "\\a", "\\'", "\\ ", "\t", "\u{7f}", "\u{e9}",
+        ]).prop_map(str::to_string),
+        4 => proptest::sample::select(vec![
+            "eventid", "src_ip", "timestamp", "\\\",\\\"eventid\\\":\\\"cowrie.login.success",
+        ]).prop_map(str::to_string),
+    ];
+    proptest::collection::vec(piece, 0..5).prop_map(|v| v.concat())
+}
+
+/// Any JSON value as text, nested up to a few levels, with whitespace of
+/// every kind between its tokens.
+fn json_value() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        3 => string_body().prop_map(|s| format!("\"{s}\"")),
+        2 => number_text(),
+        1 => proptest::sample::select(vec!["true", "false", "null", "nul", "tru"]).prop_map(str::to_string),
+    ];
+    leaf.prop_recursive(4, 24, 4, |inner| {
+        prop_oneof![
+            (
+                proptest::collection::vec((inner.clone(), ws(), ws()), 0..4),
+                ws()
+            )
+                .prop_map(|(items, end)| {
+                    let items: Vec<String> = items
+                        .into_iter()
+                        .map(|(v, a, b)| format!("{a}{v}{b}"))
+                        .collect();
+                    format!("[{}{end}]", items.join(","))
+                }),
+            // A broken container now and then: a trailing or doubled comma,
+            // a missing one, a bracket left open or the wrong one.
+            (
+                inner.clone(),
+                proptest::sample::select(vec![
+                    "[{v},]",
+                    "[,{v}]",
+                    "[{v},,{v}]",
+                    "[{v} {v}]",
+                    "[{v}",
+                    "[{v}}",
+                    "{{\"k\":{v},}}",
+                    "{{\"k\" {v}}}",
+                    "{{\"k\":{v}]",
+                    "{{{v}}}",
+                    "{{\"k\":{v},\"k\"}}",
+                    "[{v}]]",
+                ])
+            )
+                .prop_map(|(v, shape)| shape
+                    .replace("{v}", &v)
+                    .replace("{{", "{")
+                    .replace("}}", "}")),
+            (
+                proptest::collection::vec((string_body(), inner, ws(), ws()), 0..4),
+                ws()
+            )
+                .prop_map(|(members, end)| {
+                    let members: Vec<String> = members
+                        .into_iter()
+                        .map(|(k, v, a, b)| format!("{a}\"{k}\"{b}:{a}{v}{b}"))
+                        .collect();
+                    format!("{{{}{end}}}", members.join(","))
+                }),
+        ]
+    })
+}
+
+/// A top-level member: one of the three fields (a plain string, an
+/// escaped one, or another kind of value) or any other key with any value.
+fn top_member() -> impl Strategy<Value = String> {
+    let field = proptest::sample::select(vec!["eventid", "src_ip", "timestamp"]);
+    let field_value = prop_oneof![
+        6 => proptest::sample::select(vec![
+            "\"cowrie.login.failed\"", "\"cowrie.session.connect\"", "\"1.2.3.4\"",
+            "\"::ffff:5.6.7.8\"", "\"2026-11-22T12:02:37.839685Z\"", "\"2026-11-22T13:02:37+0100\"",
+            "\"\"", "\"cowrie.login.\\u0066ailed\"", "\"1.2.3.4\\n\"", "\"x\\\"y\"",
+        ]).prop_map(str::to_string),
+        1 => json_value(),
+    ];
+    prop_oneof![
+        2 => (field, field_value, ws(), ws()).prop_map(|(k, v, a, b)| format!("{a}\"{k}\"{b}:{a}{v}{b}")),
+        3 => (string_body(), json_value(), ws(), ws()).prop_map(|(k, v, a, b)| format!("{a}\"{k}\"{b}:{a}{v}{b}")),
+    ]
+}
+
+/// An object line of random members, with the three fields usually there
+/// (and sometimes twice), whitespace around it, sometimes something after.
+fn random_object() -> impl Strategy<Value = Vec<u8>> {
+    (
+        proptest::collection::vec(top_member(), 0..8),
+        any::<bool>(),
+        ws(),
+        ws(),
+        prop_oneof![8 => Just(""), 1 => Just("x"), 1 => Just("}"), 1 => Just(",")],
+    )
+        .prop_map(|(mut members, real, before, after, tail)| {
+            if real {
+                members.insert(0, "\"eventid\":\"cowrie.login.success\"".into());
+                let at = members.len() / 2;
+                members.insert(at, "\"src_ip\":\"1.2.3.4\"".into());
+            }
+            format!("{before}{{{}}}{after}{tail}", members.join(",")).into_bytes()
+        })
+}
+
+/// A generated Cowrie line with one more member after its `{`: any key,
+/// any value (numbers of every shape, nested values, broken ones now and
+/// then), with or without spaces.
+fn cowrie_line_with_a_member() -> impl Strategy<Value = Vec<u8>> {
+    (
+        any::<proptest::sample::Index>(),
+        string_body(),
+        json_value(),
+        ws(),
+        ws(),
+    )
+        .prop_map(|(pick, key, value, a, b)| {
+            let lines = cowrie_lines();
+            let line = &lines[pick.index(lines.len())];
+            let mut out = format!("{{{a}\"{key}\"{b}:{a}{value}{b},").into_bytes();
+            out.extend_from_slice(&line[1..]);
+            out
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(3000), ..ProptestConfig::default() })]
+
+    #[test]
+    fn fast_path_answers_as_serde_with_any_extra_member(line in cowrie_line_with_a_member()) {
+        same_as_serde(&line)?;
+    }
+
+    /// Every shape of number where Cowrie writes one (`src_port`).
+    #[test]
+    fn fast_path_answers_as_serde_on_any_number(
+        pick in any::<proptest::sample::Index>(),
+        number in number_text(),
+        (a, b) in (ws(), ws()),
+    ) {
+        let lines = cowrie_lines();
+        let line = String::from_utf8(lines[pick.index(lines.len())].clone()).unwrap();
+        let at = line.find("\"src_port\":").unwrap() + "\"src_port\":".len();
+        let end = at + line[at..].find(',').unwrap();
+        let line = format!("{}{a}{number}{b}{}", &line[..at], &line[end..]);
+        same_as_serde(line.as_bytes())?;
+    }
+
+    #[test]
+    fn fast_path_answers_as_serde_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        same_as_serde(&bytes)?;
+    }
+
+    #[test]
+    fn fast_path_answers_as_serde_on_json_bytes(bytes in proptest::collection::vec(json_byte(), 0..200)) {
+        same_as_serde(&bytes)?;
+        let mut line = b"{\"eventid\":\"e\",\"src_ip\":\"1\",\"x\":".to_vec();
+        line.extend_from_slice(&bytes);
+        same_as_serde(&line)?;
+    }
+
+    /// Generated Cowrie lines, as they are and with a few bytes changed,
+    /// inserted or removed (mostly quotes, backslashes, brackets, commas,
+    /// digits), and cut short.
+    #[test]
+    fn fast_path_answers_as_serde_on_mutated_cowrie_lines(
+        pick in any::<proptest::sample::Index>(),
+        mutations in proptest::collection::vec(mutation(), 0..4),
+        cut in prop_oneof![6 => Just(None), 1 => any::<usize>().prop_map(Some)],
+    ) {
+        let lines = cowrie_lines();
+        let mut line = lines[pick.index(lines.len())].clone();
+        same_as_serde(&line)?;
+        for m in &mutations {
+            mutate(&mut line, m);
+            same_as_serde(&line)?;
+        }
+        if let Some(c) = cut {
+            line.truncate(c % (line.len() + 1));
+            same_as_serde(&line)?;
+        }
+    }
+
+    /// Random objects: any keys and values (nested, numbers of every
+    /// shape, escapes valid and not, literals), the three fields as strings
+    /// or not, duplicated or missing, any whitespace; then mutated.
+    #[test]
+    fn fast_path_answers_as_serde_on_random_objects(
+        line in random_object(),
+        mutations in proptest::collection::vec(mutation(), 0..3),
+    ) {
+        let mut line = line;
+        same_as_serde(&line)?;
+        for m in &mutations {
+            mutate(&mut line, m);
+            same_as_serde(&line)?;
+        }
+    }
+
+    /// The objects of the prefilter's tests (attacker text, escaped keys,
+    /// nesting, lists, numbers for strings, a flipped byte, a cut).
+    #[test]
+    fn fast_path_answers_as_serde_on_cowrie_like_objects(line in object_line()) {
+        same_as_serde(&line)?;
+    }
+}
+
+/// The fast path is taken: on generated Cowrie logs, for all login lines
+/// but those with a `\u` escape (none: user names and passwords are
+/// escaped byte by byte) and for nearly every line, so that a fast path
+/// that always deferred would fail here.
+#[test]
+fn fast_path_is_taken_on_generated_cowrie_lines() {
+    let lines = cowrie_lines();
+    let is_login = |l: &[u8]| memchr::memmem::find(l, b"\"eventid\":\"cowrie.login.").is_some();
+    let login: Vec<&Vec<u8>> = lines.iter().filter(|l| is_login(l)).collect();
+    let fast_login = login.iter().filter(|l| decode_fast(l).is_some()).count();
+    assert!(login.len() > 5_000, "{}", login.len());
+    assert!(
+        fast_login * 1000 >= login.len() * 999,
+        "{fast_login} of {} login lines",
+        login.len()
+    );
+    let fast_all = lines.iter().filter(|l| decode_fast(l).is_some()).count();
+    assert!(
+        fast_all * 100 >= lines.len() * 99,
+        "{fast_all} of {}",
+        lines.len()
+    );
+    // Both of its modes, and the lines with escapes (`\x` in passwords,
+    // `\"` in commands) that the general one reads.
+    let escaped = lines
+        .iter()
+        .filter(|l| l.contains(&b'\\') && decode_fast(l).is_some())
+        .count();
+    assert!(escaped > 0);
+    for l in lines {
+        same_as_serde(l).unwrap();
     }
 }
