@@ -7,8 +7,10 @@
 #
 # Toolchain: nightly with AddressSanitizer (cargo fuzz's default) when a
 # nightly toolchain is installed; otherwise stable with `--sanitizer none`,
-# which cargo-fuzz supports (coverage-guided, no ASan: tjfwd's own code has
-# no unsafe memory handling to catch). cargo-fuzz is installed when missing.
+# which cargo-fuzz supports (coverage-guided, no ASan: tjfwd's own unsafe
+# code is the decoder's SSE2 loads from bounds-checked 16-byte slices, and
+# str::from_utf8_unchecked on bytes it checked to be ASCII).
+# cargo-fuzz is installed when missing.
 #
 # FUZZ_SECONDS=0 skips the fuzzing (say so in the log) for quick local runs.
 set -euo pipefail

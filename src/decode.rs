@@ -302,7 +302,11 @@ const HEAD_BLOCKS: usize = 8;
 /// space; no DEL; nothing that is not ASCII, so no invalid UTF-8). SSE2,
 /// 16 bytes at a time, no branch but the loop's.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
 fn classify(line: &[u8]) -> Option<Classified> {
+    if line.len() < 64 {
+        return classify_short(line);
+    }
     use std::arch::x86_64::{
         _mm_add_epi8, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8,
         _mm_or_si128, _mm_set1_epi8, _mm_setzero_si128,
@@ -311,30 +315,23 @@ fn classify(line: &[u8]) -> Option<Classified> {
         plain: true,
         quotes: [0; HEAD_BLOCKS],
     };
-    // A line shorter than a block is read from a copy padded with spaces
-    // (neither quotes nor bad bytes); a longer one ends with a block that
-    // overlaps the one before it, its mask shifted.
-    let mut padded = [b' '; 64];
-    let data = if line.len() < 64 {
-        padded[..line.len()].copy_from_slice(line);
-        &padded[..]
-    } else {
-        line
-    };
-    let n = data.len();
+    let n = line.len();
     // SAFETY: SSE2 is enabled (the cfg above; every x86_64 target has it),
-    // and every load reads 16 bytes within `data` (`at + 64 <= n`).
+    // and every load reads one of the four 16-byte chunks of a 64-byte
+    // slice of `line`.
     unsafe {
         let (mut bad, mut backslash) = (_mm_setzero_si128(), _mm_setzero_si128());
         for (k, start) in (0..n).step_by(64).enumerate() {
+            // The last block, when short, is the last 64 bytes of the line
+            // (it overlaps the one before), its quotes shifted into place.
             let (at, shift) = if start + 64 <= n {
                 (start, 0)
             } else {
                 (n - 64, 64 - (n - start))
             };
             let mut quotes = 0u64;
-            for j in 0..4 {
-                let v = _mm_loadu_si128(data[at + 16 * j..at + 16 * j + 16].as_ptr().cast());
+            for (j, chunk) in line[at..at + 64].chunks_exact(16).enumerate() {
+                let v = _mm_loadu_si128(chunk.as_ptr().cast());
                 // 0x20..=0x7e + 1 is 0x21..=0x7f, the bytes that are
                 // 0x21 or more as signed bytes; every other byte + 1 is
                 // below (0x7f + 1 and 0x80..=0xff + 1 are negative).
@@ -354,6 +351,17 @@ fn classify(line: &[u8]) -> Option<Classified> {
         c.plain = _mm_movemask_epi8(backslash) == 0;
     }
     Some(c)
+}
+
+/// [`classify`] of a line shorter than a block: on a copy padded with
+/// spaces (neither quotes nor bad bytes).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[cold]
+#[inline(never)]
+fn classify_short(line: &[u8]) -> Option<Classified> {
+    let mut padded = [b' '; 64];
+    padded[..line.len()].copy_from_slice(line);
+    classify(&padded)
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
@@ -891,23 +899,33 @@ fn parse_cowrie_utc_ms(b: &[u8]) -> Option<u64> {
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
         return None;
     }
-    if year < 1970 {
-        // Before the epoch (None), or a year 0 that the unsigned
-        // arithmetic below would get wrong: the general code decides.
-        return None;
-    }
-    let millis = two(20) * 10 + i64::from(digit(22));
-    // days_from_civil for years from 1970, in unsigned arithmetic (its
-    // divisions are cheaper): the same values.
-    let (y, m, d) = (year as u64, month as u64, day as u64);
-    let y = if m <= 2 { y - 1 } else { y };
-    let (era, yoe) = (y / 400, y % 400);
-    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    // The days since the epoch from a table (no divisions), for the years
+    // it covers.
+    let first_of_month = *DAYS_TO_MONTH
+        .get(usize::try_from(year - 1970).ok()?)?
+        .get(month as usize - 1)?;
+    let days = u64::from(first_of_month) + day as u64 - 1;
     let secs = days * 86_400 + (hour * 3600 + min * 60 + sec) as u64;
-    Some(secs * 1000 + millis as u64)
+    Some(secs * 1000 + (two(20) * 10 + i64::from(digit(22))) as u64)
 }
+
+/// `DAYS_TO_MONTH[y - 1970][m - 1]`: [`days_from_civil`]`(y, m, 1)`, the
+/// days from 1970-01-01 to the first of month `m` of year `y`, for the
+/// years 1970..2200 (so `days_from_civil(y, m, d)` is that plus `d - 1`,
+/// for any `d`).
+static DAYS_TO_MONTH: [[u32; 12]; 230] = {
+    let mut table = [[0u32; 12]; 230];
+    let mut y = 0;
+    while y < 230 {
+        let mut m = 0;
+        while m < 12 {
+            table[y][m] = days_from_civil(1970 + y as i64, m as i64 + 1, 1) as u32;
+            m += 1;
+        }
+        y += 1;
+    }
+    table
+};
 
 /// Every form [`parse_timestamp_ms`] reads.
 fn parse_timestamp_ms_general(s: &str) -> Option<u64> {
@@ -975,7 +993,7 @@ fn parse_timestamp_ms_general(s: &str) -> Option<u64> {
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+const fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = if y >= 0 { y } else { y - 399 } / 400;
     let yoe = y - era * 400;
@@ -1091,6 +1109,16 @@ mod tests {
             }
         }
         assert!(taken > 1000, "{taken}");
+        // Every year of the tables and around them, every month and day
+        // number (valid or not).
+        for year in 1960..2210 {
+            for month in 0..=13 {
+                for day in 0..=32 {
+                    let t = format!("{year:04}-{month:02}-{day:02}T23:59:60.123456Z");
+                    check(t.as_bytes());
+                }
+            }
+        }
     }
 
     #[test]
