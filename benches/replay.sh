@@ -12,7 +12,7 @@
 #    root) and warm, and `tjfwd run --dry-run` until its first batch.
 #
 #   bash benches/replay.sh                      # everything
-#   RUNS=3 BENCH_DIR=/var/tmp/tjfwd-bench bash benches/replay.sh
+#   RUNS=3 ROUNDS=2 BENCH_DIR=/var/tmp/tjfwd-bench bash benches/replay.sh
 #
 # Needs hyperfine and GNU time (`apt-get install hyperfine time`). The log
 # (~850 MiB) and the state directories live in $BENCH_DIR (default
@@ -20,6 +20,8 @@
 set -euo pipefail
 
 RUNS=${RUNS:-5}
+ROUNDS=${ROUNDS:-3}
+PEAKS=${PEAKS:-5}
 LINES=${LINES:-2000000}
 ADDRESSES=${ADDRESSES:-50000}
 PENDING=${PENDING:-1000000}
@@ -49,24 +51,40 @@ FRESH="rm -rf $STATE && $TJFWD run --config $CONF --dry-run --drain -q"
 REPLAY="$TJFWD replay --config $CONF --no-progress-bar -q $LOG"
 FLOOR="$BIN/examples/floor $LOG"
 
-echo "## replay vs floor (hyperfine)"
-hyperfine --warmup 1 --runs "$RUNS" \
-    --export-json "$BENCH_DIR/replay.json" --export-markdown "$BENCH_DIR/replay.md" \
-    --prepare "$FRESH" -n "tjfwd replay" "$REPLAY" \
-    --prepare "true" -n "floor" "$FLOOR"
-python3 - "$BENCH_DIR/replay.json" "$LINES" <<'EOF'
-import json, sys
-r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
-lines = int(sys.argv[2])
-t, f = r["tjfwd replay"]["mean"], r["floor"]["mean"]
-print(f"tjfwd replay: {t:.3f} s, {lines / t / 1e6:.2f} M lines/s")
-print(f"floor:        {f:.3f} s, {lines / f / 1e6:.2f} M lines/s")
-print(f"tjfwd / floor throughput: {f / t:.2f}x")
+# The machine this was written on is a shared VM whose speed drifts by
+# tens of percent within minutes: the two commands are timed in ROUNDS
+# hyperfine runs of RUNS each, and each round's ratio is taken between
+# runs minutes apart at most. The CPU time (user + sys) is printed too:
+# tjfwd uses three threads, the floor one.
+echo "## replay vs floor (hyperfine, $ROUNDS rounds of $RUNS runs each)"
+for round in $(seq "$ROUNDS"); do
+    hyperfine --warmup 1 --runs "$RUNS" --style basic \
+        --export-json "$BENCH_DIR/replay-$round.json" \
+        --prepare "$FRESH" -n "tjfwd replay" "$REPLAY" \
+        --prepare "true" -n "floor" "$FLOOR"
+done
+python3 - "$BENCH_DIR" "$ROUNDS" "$LINES" <<'EOF'
+import json, statistics, sys
+base, rounds, lines = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ratios = []
+for k in range(1, rounds + 1):
+    r = {x["command"]: x for x in json.load(open(f"{base}/replay-{k}.json"))["results"]}
+    t, f = r["tjfwd replay"], r["floor"]
+    ratios.append(f["mean"] / t["mean"])
+    print(f"round {k}: tjfwd replay {t['mean']:.3f} s ± {t['stddev']:.3f} "
+          f"(user+sys {t['user'] + t['system']:.2f} s, {lines / t['mean'] / 1e6:.2f} M lines/s); "
+          f"floor {f['mean']:.3f} s ± {f['stddev']:.3f} (user+sys {f['user'] + f['system']:.2f} s, "
+          f"{lines / f['mean'] / 1e6:.2f} M lines/s); tjfwd / floor throughput {ratios[-1]:.2f}x")
+print(f"tjfwd / floor throughput, median of {rounds} rounds: {statistics.median(ratios):.2f}x "
+      f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x)")
 EOF
 
-echo "## peak RSS of the replay (/usr/bin/time -v)"
-bash -c "$FRESH"
-/usr/bin/time -v $REPLAY 2>&1 | grep -E "Maximum resident|Elapsed \(wall|User time|System time"
+# Peak RSS depends a little on how the threads are scheduled: several runs.
+echo "## peak RSS of the replay (/usr/bin/time, $PEAKS runs)"
+for i in $(seq "$PEAKS"); do
+    bash -c "$FRESH"
+    /usr/bin/time -f "peak RSS %M KiB, %e s wall, %U s user, %S s sys" $REPLAY >/dev/null
+done
 
 echo "## bytes on disk per pending address after the replay"
 "$BIN/examples/queue_startup" space "$STATE"
