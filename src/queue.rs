@@ -249,6 +249,13 @@ fn tx_get<T: serde::de::DeserializeOwned>(
     }
 }
 
+fn tx_get_pending(tree: &TransactionalTree, key: &[u8]) -> TxResult<Option<Pending>> {
+    match tree.get(key)? {
+        None => Ok(None),
+        Some(v) => v2::decode_pending(&v).map(Some).or_else(abort),
+    }
+}
+
 fn tx_counter(meta: &TransactionalTree, key: &[u8]) -> TxResult<u64> {
     let v = meta.get(key)?;
     v1::decode_u64("meta counter", v.as_deref()).or_else(abort)
@@ -489,11 +496,11 @@ impl Queue {
                 let mut queued: Vec<&[u8]> = Vec::new();
                 for (key, f) in keys.iter().zip(folded) {
                     let (first, last, hits) = (f.first_seen_ms, f.last_seen_ms, f.hits);
-                    if let Some(mut p) = tx_get::<Pending>(pending, "pending", key)? {
+                    if let Some(mut p) = tx_get_pending(pending, key)? {
                         p.first_seen_ms = p.first_seen_ms.min(first);
                         p.last_seen_ms = p.last_seen_ms.max(last);
                         p.hits += hits;
-                        pending.insert(key.as_slice(), v1::encode(&p))?;
+                        pending.insert(key.as_slice(), v2::encode_pending(&p))?;
                         out.updated += 1;
                         after.push(true);
                         continue;
@@ -516,7 +523,7 @@ impl Queue {
                         seq: first_seq + (queued.len() / GROUP_MAX) as u64,
                         queued_at_ms: queued_at.map_or(now_ms, |q| q[after.len() - 1]),
                     };
-                    pending.insert(key.as_slice(), v1::encode(&p))?;
+                    pending.insert(key.as_slice(), v2::encode_pending(&p))?;
                     queued.push(key);
                     *after.last_mut().expect("pushed above") = true;
                     count += 1;
@@ -583,7 +590,7 @@ impl Queue {
         for item in self.order.iter() {
             let (_, group) = item?;
             for key in v2::group_members(&group)? {
-                if let Some(p) = v1::get::<Pending>(&self.pending, "pending", key)? {
+                if let Some(p) = v2::get_pending(&self.pending, key)? {
                     return Ok(Some(p.queued_at_ms));
                 }
             }
@@ -624,7 +631,7 @@ impl Queue {
                 if out.len() >= n {
                     break;
                 }
-                let Some(p) = v1::get::<Pending>(&self.pending, "pending", key)? else {
+                let Some(p) = v2::get_pending(&self.pending, key)? else {
                     continue;
                 };
                 if p.seq != seq {
@@ -675,7 +682,7 @@ impl Queue {
                     reported.insert(key.as_slice(), v1::encode(&r))?;
                     expiry.insert(v1::expiry_key(r.expires_at_ms, &key), &[])?;
 
-                    let Some(mut p) = tx_get::<Pending>(pending, "pending", &key)? else {
+                    let Some(mut p) = tx_get_pending(pending, &key)? else {
                         continue;
                     };
                     if p.seq != item.seq {
@@ -686,7 +693,7 @@ impl Queue {
                         p.hits -= item.hits;
                         p.seq = next_seq + (again.len() / GROUP_MAX) as u64;
                         p.queued_at_ms = now_ms;
-                        pending.insert(key.as_slice(), v1::encode(&p))?;
+                        pending.insert(key.as_slice(), v2::encode_pending(&p))?;
                         again.push(key);
                     } else {
                         pending.remove(key.as_slice())?;
@@ -717,7 +724,7 @@ impl Queue {
                 let mut leaving = std::collections::BTreeMap::<u64, Vec<Vec<u8>>>::new();
                 for item in items {
                     let key = v1::addr_key(item.addr);
-                    let Some(p) = tx_get::<Pending>(pending, "pending", &key)? else {
+                    let Some(p) = tx_get_pending(pending, &key)? else {
                         continue;
                     };
                     leaving.entry(p.seq).or_default().push(key.clone());
@@ -864,7 +871,7 @@ impl Queue {
                         seq: first_seq + (queued.len() / GROUP_MAX) as u64,
                         queued_at_ms: now_ms,
                     };
-                    pending.insert(key.as_slice(), v1::encode(&p))?;
+                    pending.insert(key.as_slice(), v2::encode_pending(&p))?;
                     queued.push(key);
                     count += 1;
                 }
@@ -892,7 +899,7 @@ impl Queue {
     ) -> impl Iterator<Item = Result<(IpAddr, Pending), QueueError>> + '_ {
         self.pending.iter().map(|item| {
             let (k, v) = item?;
-            Ok((v1::addr_from_key(&k)?, v1::decode("pending", &v)?))
+            Ok((v1::addr_from_key(&k)?, v2::decode_pending(&v)?))
         })
     }
 
@@ -921,7 +928,7 @@ impl Queue {
 
     /// The pending entry of an address.
     pub fn pending(&self, addr: IpAddr) -> Result<Option<Pending>, QueueError> {
-        Ok(v1::get(&self.pending, "pending", &v1::addr_key(addr))?)
+        Ok(v2::get_pending(&self.pending, &v1::addr_key(addr))?)
     }
 
     /// The dead-letter entry of an address.
@@ -1020,7 +1027,7 @@ impl Queue {
             }
             let checked = item.map_err(QueueError::from).and_then(|(k, val)| {
                 let addr = v1::addr_from_key(&k)?;
-                let p: Pending = v1::decode("pending", &val)?;
+                let p: Pending = v2::decode_pending(&val)?;
                 Ok((addr, k, p))
             });
             match checked {
@@ -1069,7 +1076,7 @@ impl Queue {
                     problem(&mut v, format!("order group {seq} lists {addr} twice"));
                     continue;
                 }
-                match v1::get::<Pending>(&self.pending, "pending", key) {
+                match v2::get_pending(&self.pending, key) {
                     Ok(Some(p)) if p.seq == seq => {}
                     Ok(Some(p)) => problem(
                         &mut v,

@@ -108,7 +108,7 @@ fn v1_fixture_opens_and_keeps_its_content() {
     assert_eq!((m.from, m.to), (1, SCHEMA_VERSION));
 
     let key = v1::addr_key(PENDING_ADDR.parse().unwrap());
-    let p: Pending = v1::get(&db.open_tree(trees::PENDING).unwrap(), "p", &key)
+    let p: Pending = v2::get_pending(&db.open_tree(trees::PENDING).unwrap(), &key)
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -172,7 +172,7 @@ fn write_v2_fixture() {
             seq: 5,
             queued_at_ms: 2500,
         };
-        pending.insert(key, v1::encode(&p)).unwrap();
+        pending.insert(key, v2::encode_pending(&p)).unwrap();
     }
     db.open_tree(trees::ORDER)
         .unwrap()
@@ -222,7 +222,7 @@ fn v2_fixture_opens_and_keeps_its_content() {
     );
     let pending = db.open_tree(trees::PENDING).unwrap();
     for (i, key) in keys.iter().enumerate() {
-        let p: Pending = v1::get(&pending, "p", key).unwrap().unwrap();
+        let p: Pending = v2::get_pending(&pending, key).unwrap().unwrap();
         assert_eq!(
             (p.seq, p.hits, p.first_seen_ms),
             (5, 1 + i as u64, 1000 + i as u64)
