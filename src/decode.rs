@@ -145,14 +145,120 @@ pub struct Event<'a> {
     pub timestamp_ms: Option<u64>,
 }
 
-#[derive(Deserialize)]
+/// The three fields, as serde_json reads them from an object.
+///
+/// Written out rather than derived: a derived struct also accepts a JSON
+/// array (`["cowrie.login.failed","192.0.2.1"]` would have been an event,
+/// its elements taken as the fields in declaration order). Only an object
+/// is an event; anything else is `invalid_field` (valid JSON of the wrong
+/// shape). Otherwise it does what the derive did: a duplicate field is an
+/// error, a `null` field is absent, unknown fields are skipped unread, and
+/// the strings are borrowed from the line unless they hold an escape.
 struct Raw<'a> {
-    #[serde(borrow, default)]
     eventid: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     src_ip: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     timestamp: Option<Cow<'a, str>>,
+}
+
+impl<'de> Deserialize<'de> for Raw<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(RawVisitor)
+    }
+}
+
+struct RawVisitor;
+
+impl<'de> serde::de::Visitor<'de> for RawVisitor {
+    type Value = Raw<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a Cowrie event (a JSON object)")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Raw<'de>, A::Error> {
+        let mut raw = Raw {
+            eventid: None,
+            src_ip: None,
+            timestamp: None,
+        };
+        // Whether each field was seen, `null` or not: a second one is a
+        // duplicate either way, as with the derive.
+        let mut seen = [false; 3];
+        while let Some(key) = map.next_key::<Field>()? {
+            let (slot, i, name) = match key {
+                Field::Eventid => (&mut raw.eventid, 0, "eventid"),
+                Field::SrcIp => (&mut raw.src_ip, 1, "src_ip"),
+                Field::Timestamp => (&mut raw.timestamp, 2, "timestamp"),
+                Field::Other => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    continue;
+                }
+            };
+            if std::mem::replace(&mut seen[i], true) {
+                return Err(serde::de::Error::duplicate_field(name));
+            }
+            *slot = map.next_value::<Option<BorrowedStr<'de>>>()?.map(|s| s.0);
+        }
+        Ok(raw)
+    }
+}
+
+/// A key of the event object: one of the three fields, or any other.
+enum Field {
+    Eventid,
+    SrcIp,
+    Timestamp,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Field;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Field, E> {
+                Ok(match key {
+                    "eventid" => Field::Eventid,
+                    "src_ip" => Field::SrcIp,
+                    "timestamp" => Field::Timestamp,
+                    _ => Field::Other,
+                })
+            }
+        }
+        deserializer.deserialize_identifier(V)
+    }
+}
+
+/// A string value, borrowed from the line when it has no escape (what
+/// `#[serde(borrow)]` did for a `Cow<str>`).
+struct BorrowedStr<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for BorrowedStr<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = BorrowedStr<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                s: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(BorrowedStr(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(BorrowedStr(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Self::Value, E> {
+                Ok(BorrowedStr(Cow::Owned(s)))
+            }
+        }
+        deserializer.deserialize_str(V)
+    }
 }
 
 /// Decodes one line (without its newline): the fast path when the line is
@@ -1060,6 +1166,40 @@ mod tests {
     }
 
     #[test]
+    fn only_an_object_is_an_event() {
+        // A derived struct would read an array's elements as its fields,
+        // in order: these were events, and queued 192.0.2.1.
+        for line in [
+            &br#"["cowrie.login.failed","192.0.2.1","2026-11-22T12:02:37Z"]"#[..],
+            br#"["cowrie.login.failed","192.0.2.1"]"#,
+            br#" ["cowrie.login.failed", "192.0.2.1"] "#,
+            br#"[["cowrie.login.failed"],"192.0.2.1"]"#,
+        ] {
+            assert_eq!(
+                decode(line).unwrap_err(),
+                SkipReason::InvalidField,
+                "{line:?}"
+            );
+            assert_eq!(decode_serde(line).unwrap_err(), SkipReason::InvalidField);
+            assert!(decode_fast(line).is_none());
+        }
+        // Still: a null field is absent, a duplicate one is an error even
+        // when the first was null, unknown and nested fields are skipped,
+        // escaped keys and values are read, unescaped values borrowed.
+        let ok = br#"{"x":[{"eventid":"no"}],"event\u0069d":"cowrie.login.failed","timestamp":null,"src_ip":"192.0.2.1"}"#;
+        let e = decode_serde(ok).unwrap();
+        assert_eq!(
+            (&*e.eventid, &*e.src_ip, e.timestamp_ms),
+            ("cowrie.login.failed", "192.0.2.1", None)
+        );
+        assert!(matches!(e.src_ip, Cow::Borrowed(_)));
+        let dup = br#"{"src_ip":null,"eventid":"cowrie.login.failed","src_ip":"192.0.2.1"}"#;
+        assert_eq!(decode_serde(dup).unwrap_err(), SkipReason::InvalidField);
+        let esc = br#"{"eventid":"cowrie.login.\u0066ailed","src_ip":"192.0.2.1"}"#;
+        assert!(matches!(decode_serde(esc).unwrap().eventid, Cow::Owned(_)));
+    }
+
+    #[test]
     fn escaped_fields_decode() {
         let e = decode(br#"{"eventid":"cowrie.login.\u0066ailed","src_ip":"1.2.3.4"}"#).unwrap();
         assert_eq!(e.eventid, "cowrie.login.failed");
@@ -1804,11 +1944,11 @@ mod tests {
             deferred(&line);
             assert_eq!(decode(line.as_bytes()), Err(reason), "{line}");
         }
-        // serde's derived struct also reads an array, field by field: left
-        // to serde_json, which does.
+        // An array is not an event (`only_an_object_is_an_event`): left
+        // to serde_json, which says so.
         let line = r#"["cowrie.login.failed","1.2.3.4"]"#;
         deferred(line);
-        assert_eq!(decode(line.as_bytes()).unwrap().src_ip, "1.2.3.4");
+        assert_eq!(decode(line.as_bytes()), Err(SkipReason::InvalidField));
         // Not printable ASCII: deferred (serde_json says not_utf8, not_json,
         // or decodes it).
         for bad in [&b"\x7f"[..], b"\x00", b"\x1b", b"\xc3\xa9", b"\xff"] {
