@@ -289,12 +289,17 @@ impl Scheduler {
             match action {
                 Action::Delivered => {
                     self.queue.ack(&batch, sent_at, now_ms())?;
+                    // The success first, then the counters: a scrape of
+                    // /metrics (or a status) that sees the batch counted
+                    // also sees the success, never a moment of "reported,
+                    // and still failing".
+                    let health = self.record_health(None);
                     Stats::add(&self.stats.requests_ok, 1);
                     Stats::add(&self.stats.addresses_reported, batch.len() as u64);
                     tracing::info!(addresses = batch.len(), "batch reported");
                     self.transient_failures = 0;
                     self.config_failures = 0;
-                    self.record_health(None)?;
+                    health?;
                     // On disk now (one fsync a batch, at most 6 a minute):
                     // a crash after this does not send the batch again. Only
                     // the moment between the 202 and this line can.
