@@ -92,6 +92,27 @@ pub struct Folded {
     pub hits: u64,
 }
 
+impl Folded {
+    /// One sighting.
+    pub fn of(s: &Sighting) -> Folded {
+        Folded {
+            addr: s.addr,
+            first_seen_ms: s.seen_ms,
+            last_seen_ms: s.seen_ms,
+            hits: 1,
+        }
+    }
+
+    /// Folds in more sightings of the same address (min, max, sum: the
+    /// order they come in does not matter).
+    pub fn merge(&mut self, other: &Folded) {
+        debug_assert_eq!(self.addr, other.addr);
+        self.first_seen_ms = self.first_seen_ms.min(other.first_seen_ms);
+        self.last_seen_ms = self.last_seen_ms.max(other.last_seen_ms);
+        self.hits += other.hits;
+    }
+}
+
 /// Folds a chunk: one entry per address, in order of first appearance (so
 /// the queue stays oldest-first within a chunk too).
 ///
@@ -104,19 +125,15 @@ pub fn fold(sightings: &[Sighting]) -> Vec<Folded> {
         foldhash::HashMap::with_capacity(sightings.len());
     let mut folded: Vec<Folded> = Vec::new();
     for s in sightings {
-        let i = *index.entry(s.addr).or_insert_with(|| {
-            folded.push(Folded {
-                addr: s.addr,
-                first_seen_ms: s.seen_ms,
-                last_seen_ms: s.seen_ms,
-                hits: 0,
-            });
-            folded.len() - 1
-        });
-        let e = &mut folded[i];
-        e.first_seen_ms = e.first_seen_ms.min(s.seen_ms);
-        e.last_seen_ms = e.last_seen_ms.max(s.seen_ms);
-        e.hits += 1;
+        match index.entry(s.addr) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                folded[*e.get()].merge(&Folded::of(s));
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(folded.len());
+                folded.push(Folded::of(s));
+            }
+        }
     }
     folded
 }
@@ -272,12 +289,12 @@ fn tx_insert_groups(order: &TransactionalTree, first_seq: u64, keys: &[&[u8]]) -
     Ok(seq)
 }
 
+/// The addresses that leave their `order` groups: group sequence → keys.
+type Leaving = std::collections::BTreeMap<u64, Vec<Vec<u8>>>;
+
 /// Takes addresses out of their `order` groups: `leaving` maps a group's
 /// sequence to the keys that leave it. A group left empty is removed.
-fn tx_leave_groups(
-    order: &TransactionalTree,
-    leaving: &std::collections::BTreeMap<u64, Vec<Vec<u8>>>,
-) -> TxResult<()> {
+fn tx_leave_groups(order: &TransactionalTree, leaving: &Leaving) -> TxResult<()> {
     for (seq, keys) in leaving {
         let Some(value) = order.get(v1::seq_key(*seq))? else {
             continue;
@@ -436,20 +453,18 @@ impl Queue {
         now_ms: u64,
     ) -> Result<EnqueueOutcome, QueueError> {
         let folded = fold(sightings);
-        self.enqueue_folded(&folded, checkpoint, now_ms, None)
+        self.enqueue_folded(&folded, checkpoint, now_ms)
     }
 
     /// [`Queue::enqueue`] of sightings already folded by [`fold`] (or
-    /// merged like it: each address once). With `pending_after`, it is
-    /// set to whether each entry's address is pending after the call.
+    /// merged like it: each address once).
     pub fn enqueue_folded(
         &self,
         folded: &[Folded],
         checkpoint: Option<(&FileId, &Checkpoint)>,
         now_ms: u64,
-        pending_after: Option<&mut Vec<bool>>,
     ) -> Result<EnqueueOutcome, QueueError> {
-        self.enqueue_inner(folded, None, checkpoint, now_ms, pending_after)
+        self.enqueue_inner(folded, None, checkpoint, now_ms)
     }
 
     /// [`Queue::enqueue_folded`] of entries held back since `queued_at[i]`
@@ -463,7 +478,7 @@ impl Queue {
         now_ms: u64,
     ) -> Result<EnqueueOutcome, QueueError> {
         assert_eq!(folded.len(), queued_at.len(), "one queued_at per entry");
-        self.enqueue_inner(folded, Some(queued_at), None, now_ms, None)
+        self.enqueue_inner(folded, Some(queued_at), None, now_ms)
     }
 
     fn enqueue_inner(
@@ -472,13 +487,11 @@ impl Queue {
         queued_at: Option<&[u64]>,
         checkpoint: Option<(&FileId, &Checkpoint)>,
         now_ms: u64,
-        pending_after: Option<&mut Vec<bool>>,
     ) -> Result<EnqueueOutcome, QueueError> {
         let keys: Vec<Vec<u8>> = folded.iter().map(|f| v1::addr_key(f.addr)).collect();
         let ckpt = checkpoint.map(|(id, c)| (v1::checkpoint_key(id), v1::encode(c)));
         let policy = self.policy;
-        let want_after = pending_after.is_some();
-        let (out, after) = (
+        (
             &self.meta,
             &self.pending,
             &self.order,
@@ -488,13 +501,12 @@ impl Queue {
         )
             .transaction(|(meta, pending, order, reported, dead, checkpoints)| {
                 let mut out = EnqueueOutcome::default();
-                let mut after = Vec::with_capacity(if want_after { folded.len() } else { 0 });
                 let first_seq = tx_counter(meta, meta_keys::NEXT_SEQ)?;
                 let mut count = tx_counter(meta, meta_keys::PENDING_COUNT)?;
                 // The addresses this call queues, in order: they make the
                 // groups `first_seq`, `first_seq + 1`... of GROUP_MAX each.
                 let mut queued: Vec<&[u8]> = Vec::new();
-                for (key, f) in keys.iter().zip(folded) {
+                for (i, (key, f)) in keys.iter().zip(folded).enumerate() {
                     let (first, last, hits) = (f.first_seen_ms, f.last_seen_ms, f.hits);
                     if let Some(mut p) = tx_get_pending(pending, key)? {
                         p.first_seen_ms = p.first_seen_ms.min(first);
@@ -502,32 +514,28 @@ impl Queue {
                         p.hits += hits;
                         pending.insert(key.as_slice(), v2::encode_pending(&p))?;
                         out.updated += 1;
-                        after.push(true);
                         continue;
                     }
-                    after.push(false);
-                    if dead.get(key)?.is_some() {
-                        out.dead += 1;
-                        continue;
-                    }
-                    if let Some(r) = tx_get::<Reported>(reported, "reported", key)? {
-                        if !is_due(&r, last, policy) {
-                            out.already_reported += 1;
-                            continue;
+                    let is_dead = dead.get(key)?.is_some();
+                    let r = || tx_get::<Reported>(reported, "reported", key);
+                    match class_unless_pending(is_dead, r, last, policy)? {
+                        Class::Dead => out.dead += 1,
+                        Class::NotDue => out.already_reported += 1,
+                        // (Never `Pending`: that was looked at first.)
+                        Class::New | Class::Pending => {
+                            let p = Pending {
+                                first_seen_ms: first,
+                                last_seen_ms: last,
+                                hits,
+                                seq: first_seq + (queued.len() / GROUP_MAX) as u64,
+                                queued_at_ms: queued_at.map_or(now_ms, |q| q[i]),
+                            };
+                            pending.insert(key.as_slice(), v2::encode_pending(&p))?;
+                            queued.push(key);
+                            count += 1;
+                            out.queued_new += 1;
                         }
                     }
-                    let p = Pending {
-                        first_seen_ms: first,
-                        last_seen_ms: last,
-                        hits,
-                        seq: first_seq + (queued.len() / GROUP_MAX) as u64,
-                        queued_at_ms: queued_at.map_or(now_ms, |q| q[after.len() - 1]),
-                    };
-                    pending.insert(key.as_slice(), v2::encode_pending(&p))?;
-                    queued.push(key);
-                    *after.last_mut().expect("pushed above") = true;
-                    count += 1;
-                    out.queued_new += 1;
                 }
                 if !queued.is_empty() {
                     let next_seq = tx_insert_groups(order, first_seq, &queued)?;
@@ -537,13 +545,9 @@ impl Queue {
                 if let Some((k, v)) = &ckpt {
                     checkpoints.insert(k.as_slice(), v.as_slice())?;
                 }
-                Ok((out, after))
+                Ok(out)
             })
-            .map_err(tx_err)?;
-        if let Some(p) = pending_after {
-            *p = after;
-        }
-        Ok(out)
+            .map_err(tx_err)
     }
 
     /// What [`Queue::enqueue_folded`] would do with each entry, without
@@ -557,13 +561,14 @@ impl Queue {
                 if self.pending.contains_key(&key)? {
                     return Ok(Class::Pending);
                 }
-                if self.dead.contains_key(&key)? {
-                    return Ok(Class::Dead);
-                }
-                match v1::get::<Reported>(&self.reported, "reported", &key)? {
-                    Some(r) if !is_due(&r, f.last_seen_ms, self.policy) => Ok(Class::NotDue),
-                    _ => Ok(Class::New),
-                }
+                let is_dead = self.dead.contains_key(&key)?;
+                let r = || v1::get::<Reported>(&self.reported, "reported", &key);
+                Ok(class_unless_pending(
+                    is_dead,
+                    r,
+                    f.last_seen_ms,
+                    self.policy,
+                )?)
             })
             .collect()
     }
@@ -665,7 +670,7 @@ impl Queue {
             .transaction(|(meta, pending, order, reported, expiry)| {
                 let mut count = tx_counter(meta, meta_keys::PENDING_COUNT)?;
                 let next_seq = tx_counter(meta, meta_keys::NEXT_SEQ)?;
-                let mut leaving = std::collections::BTreeMap::<u64, Vec<Vec<u8>>>::new();
+                let mut leaving = Leaving::new();
                 let mut again: Vec<Vec<u8>> = Vec::new();
                 for item in items {
                     let key = v1::addr_key(item.addr);
@@ -721,7 +726,7 @@ impl Queue {
         (&self.meta, &self.pending, &self.order, &self.dead)
             .transaction(|(meta, pending, order, dead)| {
                 let mut count = tx_counter(meta, meta_keys::PENDING_COUNT)?;
-                let mut leaving = std::collections::BTreeMap::<u64, Vec<Vec<u8>>>::new();
+                let mut leaving = Leaving::new();
                 for item in items {
                     let key = v1::addr_key(item.addr);
                     let Some(p) = tx_get_pending(pending, &key)? else {
@@ -1026,12 +1031,11 @@ impl Queue {
                 return v;
             }
             let checked = item.map_err(QueueError::from).and_then(|(k, val)| {
-                let addr = v1::addr_from_key(&k)?;
-                let p: Pending = v2::decode_pending(&val)?;
-                Ok((addr, k, p))
+                v1::addr_from_key(&k)?;
+                Ok(v2::decode_pending(&val)?)
             });
             match checked {
-                Ok((_, _, p)) => {
+                Ok(p) => {
                     v.pending += 1;
                     max_seq = max_seq.max(Some(p.seq));
                 }
@@ -1177,6 +1181,25 @@ impl Queue {
         }
         Ok(())
     }
+}
+
+/// Where a sighting of an address that is not pending goes: the one rule
+/// of [`Queue::enqueue_folded`] and [`Queue::classify`] (never
+/// [`Class::Pending`]). The reported entry is only read when the address
+/// is not dead-lettered.
+fn class_unless_pending<E>(
+    is_dead: bool,
+    reported: impl FnOnce() -> Result<Option<Reported>, E>,
+    last_seen_ms: u64,
+    policy: Policy,
+) -> Result<Class, E> {
+    if is_dead {
+        return Ok(Class::Dead);
+    }
+    Ok(match reported()? {
+        Some(r) if !is_due(&r, last_seen_ms, policy) => Class::NotDue,
+        _ => Class::New,
+    })
 }
 
 /// Whether a sighting at `seen_ms` of a reported address should queue it

@@ -30,6 +30,46 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A copy of fixture `version`, opened and migrated to the current schema.
+fn open_fixture(version: u32) -> (tempfile::TempDir, sled::Db) {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&fixture(version), tmp.path());
+    let db = sled::Config::new().path(tmp.path()).open().unwrap();
+    assert_eq!(stored_version(&db).unwrap(), version);
+    let m = migrate(&db, "test").unwrap();
+    assert_eq!((m.from, m.to), (version, SCHEMA_VERSION));
+    assert_eq!(stored_version(&db).unwrap(), SCHEMA_VERSION);
+    (tmp, db)
+}
+
+fn write_checkpoint(db: &sled::Db, offset: u64, updated_at_ms: u64) {
+    let c = Checkpoint {
+        path: "/var/log/cowrie/cowrie.json".into(),
+        offset,
+        updated_at_ms,
+    };
+    db.open_tree(trees::CHECKPOINTS)
+        .unwrap()
+        .insert(v1::checkpoint_key(&FILE), v1::encode(&c))
+        .unwrap();
+}
+
+fn checkpoint_offset(db: &sled::Db) -> u64 {
+    let c: Checkpoint = v1::get(
+        &db.open_tree(trees::CHECKPOINTS).unwrap(),
+        "c",
+        &v1::checkpoint_key(&FILE),
+    )
+    .unwrap()
+    .unwrap();
+    c.offset
+}
+
+fn pending_count(db: &sled::Db) -> u64 {
+    let meta = db.open_tree(trees::META).unwrap();
+    v1::decode_u64("c", meta.get(meta_keys::PENDING_COUNT).unwrap().as_deref()).unwrap()
+}
+
 const PENDING_ADDR: &str = "11.0.0.1";
 const REPORTED_ADDR: &str = "2a01:4f8::1";
 const FILE: FileId = FileId {
@@ -86,26 +126,13 @@ fn write_v1_fixture() {
         .unwrap()
         .insert(v1::expiry_key(r.expires_at_ms, &rkey), &[])
         .unwrap();
-    let c = Checkpoint {
-        path: "/var/log/cowrie/cowrie.json".into(),
-        offset: 4096,
-        updated_at_ms: 30,
-    };
-    db.open_tree(trees::CHECKPOINTS)
-        .unwrap()
-        .insert(v1::checkpoint_key(&FILE), v1::encode(&c))
-        .unwrap();
+    write_checkpoint(&db, 4096, 30);
     db.flush().unwrap();
 }
 
 #[test]
 fn v1_fixture_opens_and_keeps_its_content() {
-    let tmp = tempfile::tempdir().unwrap();
-    copy_dir(&fixture(1), tmp.path());
-    let db = sled::Config::new().path(tmp.path()).open().unwrap();
-    assert_eq!(stored_version(&db).unwrap(), 1);
-    let m = migrate(&db, "test").unwrap();
-    assert_eq!((m.from, m.to), (1, SCHEMA_VERSION));
+    let (_tmp, db) = open_fixture(1);
 
     let key = v1::addr_key(PENDING_ADDR.parse().unwrap());
     let p: Pending = v2::get_pending(&db.open_tree(trees::PENDING).unwrap(), &key)
@@ -117,15 +144,10 @@ fn v1_fixture_opens_and_keeps_its_content() {
     );
     // Migrated: the v1 order entry is now a group of one, same key.
     let order = db.open_tree(trees::ORDER).unwrap();
-    assert_eq!(stored_version(&db).unwrap(), SCHEMA_VERSION);
     let group = order.get(v1::seq_key(0)).unwrap().unwrap();
     assert_eq!(v2::group_members(&group).unwrap(), [key.as_slice()]);
     assert_eq!(order.len(), 1);
-    let meta = db.open_tree(trees::META).unwrap();
-    assert_eq!(
-        v1::decode_u64("c", meta.get(meta_keys::PENDING_COUNT).unwrap().as_deref()).unwrap(),
-        1
-    );
+    assert_eq!(pending_count(&db), 1);
     let rkey = v1::addr_key(REPORTED_ADDR.parse().unwrap());
     let r: Reported = v1::get(&db.open_tree(trees::REPORTED).unwrap(), "r", &rkey)
         .unwrap()
@@ -139,14 +161,7 @@ fn v1_fixture_opens_and_keeps_its_content() {
         .unwrap()
         .contains_key(v1::expiry_key(r.expires_at_ms, &rkey))
         .unwrap());
-    let c: Checkpoint = v1::get(
-        &db.open_tree(trees::CHECKPOINTS).unwrap(),
-        "c",
-        &v1::checkpoint_key(&FILE),
-    )
-    .unwrap()
-    .unwrap();
-    assert_eq!(c.offset, 4096);
+    assert_eq!(checkpoint_offset(&db), 4096);
 }
 
 const V2_PENDING: [&str; 3] = ["11.0.0.2", "2a01:4f8::2", "11.0.0.3"];
@@ -186,26 +201,13 @@ fn write_v2_fixture() {
         .unwrap();
     meta.insert(meta_keys::PENDING_COUNT, &3u64.to_be_bytes())
         .unwrap();
-    let c = Checkpoint {
-        path: "/var/log/cowrie/cowrie.json".into(),
-        offset: 8192,
-        updated_at_ms: 40,
-    };
-    db.open_tree(trees::CHECKPOINTS)
-        .unwrap()
-        .insert(v1::checkpoint_key(&FILE), v1::encode(&c))
-        .unwrap();
+    write_checkpoint(&db, 8192, 40);
     db.flush().unwrap();
 }
 
 #[test]
 fn v2_fixture_opens_and_keeps_its_content() {
-    let tmp = tempfile::tempdir().unwrap();
-    copy_dir(&fixture(2), tmp.path());
-    let db = sled::Config::new().path(tmp.path()).open().unwrap();
-    assert_eq!(stored_version(&db).unwrap(), 2);
-    let m = migrate(&db, "test").unwrap();
-    assert_eq!((m.from, m.to), (2, SCHEMA_VERSION));
+    let (_tmp, db) = open_fixture(2);
     let keys: Vec<Vec<u8>> = V2_PENDING
         .iter()
         .map(|a| v1::addr_key(a.parse().unwrap()))
@@ -228,17 +230,6 @@ fn v2_fixture_opens_and_keeps_its_content() {
             (5, 1 + i as u64, 1000 + i as u64)
         );
     }
-    let meta = db.open_tree(trees::META).unwrap();
-    assert_eq!(
-        v1::decode_u64("c", meta.get(meta_keys::PENDING_COUNT).unwrap().as_deref()).unwrap(),
-        3
-    );
-    let c: Checkpoint = v1::get(
-        &db.open_tree(trees::CHECKPOINTS).unwrap(),
-        "c",
-        &v1::checkpoint_key(&FILE),
-    )
-    .unwrap()
-    .unwrap();
-    assert_eq!(c.offset, 8192);
+    assert_eq!(pending_count(&db), 3);
+    assert_eq!(checkpoint_offset(&db), 8192);
 }

@@ -317,19 +317,14 @@ impl Deferred {
                 e.chunk = self.chunk;
                 out.updated += 1;
             }
-            let one = Folded {
-                addr: s.addr,
-                first_seen_ms: s.seen_ms,
-                last_seen_ms: s.seen_ms,
-                hits: 1,
-            };
+            let one = Folded::of(s);
             match &mut e.known {
-                Known::Held(i) => merge(&mut self.held[*i], &one),
+                Known::Held(i) => self.held[*i].merge(&one),
                 Known::Pending(d) if d.hits == 0 => {
                     self.unwritten.push(s.addr);
                     *d = one;
                 }
-                Known::Pending(d) => merge(d, &one),
+                Known::Pending(d) => d.merge(&one),
             }
         }
         let unknown = fold(&self.unknown);
@@ -395,7 +390,7 @@ impl Deferred {
                 })
                 .collect();
             // They are pending: this only updates them (`now` is unused).
-            queue.enqueue_folded(&entries, None, now, None)?;
+            queue.enqueue_folded(&entries, None, now)?;
         }
         Ok(())
     }
@@ -404,13 +399,6 @@ impl Deferred {
     fn is_empty(&self) -> bool {
         self.held.is_empty() && self.unwritten.is_empty()
     }
-}
-
-/// Folds `f` into `into` (the same address), as `enqueue` does.
-fn merge(into: &mut Folded, f: &Folded) {
-    into.first_seen_ms = into.first_seen_ms.min(f.first_seen_ms);
-    into.last_seen_ms = into.last_seen_ms.max(f.last_seen_ms);
-    into.hits += f.hits;
 }
 
 /// The writer thread: queues each batch it is sent, in order, and hands
