@@ -719,11 +719,11 @@ pub mod v2 {
 /// Schema v3: delivery state per report target.
 ///
 /// Each target (Threat Jammer, AbuseIPDB, ...) has a small number, its
-/// [`TargetId`], given once and never reused; the `targets` tree holds its
+/// [`TargetId`](v3::TargetId), given once and never reused; the `targets` tree holds its
 /// name and its own counters and records. What an address owes is kept in
 /// one `pending` entry, whatever the number of targets: its sightings, and
 /// for each target that still owes a report of it, the `order` group it
-/// waits in ([`Intake::owed`]). `reported`, `expiry` and `dead` keys start
+/// waits in ([`Intake::owed`](v3::Intake::owed)). `reported`, `expiry` and `dead` keys start
 /// with the target's id, so each target has its own mirror of what it
 /// accepted, its own expiries and its own dead letters.
 pub mod v3 {
@@ -1484,7 +1484,7 @@ mod tests {
         let expiry = db.open_tree(trees::EXPIRY).unwrap();
         let dead = db.open_tree(trees::DEAD).unwrap();
         let addr = |i: u32| -> Vec<u8> {
-            if i % 5 == 0 {
+            if i.is_multiple_of(5) {
                 v1::addr_key(IpAddr::V6(std::net::Ipv6Addr::from(u128::from(i))))
             } else {
                 // From 0.0.0.1 up: keys that start with 0 too.
@@ -1513,7 +1513,7 @@ mod tests {
             expiry
                 .insert(v1::expiry_key(10_000 + u64::from(i), &k), &[])
                 .unwrap();
-            if i % 3 == 0 {
+            if i.is_multiple_of(3) {
                 dead.insert(
                     &k,
                     v1::encode(&v1::Dead {
@@ -1572,7 +1572,7 @@ mod tests {
             assert!(expiry
                 .contains_key(v3::expiry_key(0, 10_000 + u64::from(i), &k))
                 .unwrap());
-            assert_eq!(dead.contains_key(&rk).unwrap(), i % 3 == 0, "{i}");
+            assert_eq!(dead.contains_key(&rk).unwrap(), i.is_multiple_of(3), "{i}");
         }
         assert_eq!(reported.len(), 4_500);
         assert_eq!(expiry.len(), 4_500);
