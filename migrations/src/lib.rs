@@ -14,7 +14,7 @@
 //! |---------------|---------------------------------------|-----------------------|
 //! | `meta`        | ASCII name (see [`meta_keys`])         | per key, see there    |
 //! | `pending`     | address ([`v1::addr_key`])             | [`v3::Intake`], as [`v3::encode_intake`] |
-//! | `order`       | group sequence, u64 big-endian        | [`v2::Group`]: addresses queued together |
+//! | `order`       | group sequence, u64 big-endian        | when, and which addresses, were queued together ([`v3::encode_group`]) |
 //! | `targets`     | target id ‖ field ([`v3::field_key`])   | per field, see [`v3::fields`] |
 //! | `reported`    | target id ‖ address                   | [`v1::Reported`]      |
 //! | `expiry`      | target id ‖ expires_at ms u64 BE ‖ address | empty            |
@@ -28,8 +28,8 @@
 //! one version byte followed by bincode 1.3 (default options:
 //! little-endian, fixed-width integers), except `pending` entries (version
 //! byte 3, then bincode with variable-length integers:
-//! [`v3::encode_intake`]) and `order` groups ([`v2::encode_group`]).
-//! Counters in `meta` and `targets` are raw u64 big-endian. Times are
+//! [`v3::encode_intake`]) and `order` groups (version byte 3:
+//! [`v3::encode_group`]). Counters in `meta` and `targets` are raw u64 big-endian. Times are
 //! milliseconds since the Unix epoch.
 //!
 //! Invariants kept by the writers (all in single transactions): for every
@@ -51,7 +51,11 @@
 //! bytes beyond its value: over the 200-byte budget an address). In v3 an
 //! address has one `pending` entry listing the targets that still owe it
 //! and the group each waits in: usually one group for all, stored as one
-//! sequence and a mask (22 bytes for one target or three). Each target
+//! sequence and a mask (19 bytes for one target or three). The time an
+//! address was queued moves from its entry to its group (all a group's
+//! addresses were queued by one write), so that a target that queues an
+//! address anew counts its flush interval from then, not from when
+//! another target first queued it. Each target
 //! walks the shared groups in order from its own `head_seq` and takes
 //! the addresses it owes there; a target that reports an address and sees
 //! it again while another target still owes it queues it anew in a later
@@ -60,7 +64,8 @@
 //! # Schema v2 (migrated by step 3)
 //!
 //! As v3, without `targets`: `pending` values are [`v1::Pending`] as
-//! [`v2::encode_pending`] (version byte 2; one `seq`, no targets),
+//! [`v2::encode_pending`] (version byte 2; one `seq` and the time it was
+//! queued, no targets), `order` values are [`v2::encode_group`]s (no time),
 //! `reported`, `expiry` and `dead` keys have no target id, and the one
 //! target's request log and health are `meta/request_log` and
 //! `meta/health` ([`v1::Health`], with an HTTP status and no kind).
@@ -690,6 +695,14 @@ pub mod v2 {
         tree: &sled::Tree,
         convert: impl Fn(&[u8]) -> Option<Vec<u8>>,
     ) -> Result<(), MigrationError> {
+        rewrite_keyed(tree, |_, v| convert(v))
+    }
+
+    /// [`rewrite`] with the key given to `convert` too.
+    pub(crate) fn rewrite_keyed(
+        tree: &sled::Tree,
+        convert: impl Fn(&[u8], &[u8]) -> Option<Vec<u8>>,
+    ) -> Result<(), MigrationError> {
         const BATCH: usize = 1_000;
         let mut from: Vec<u8> = Vec::new();
         loop {
@@ -698,7 +711,7 @@ pub mod v2 {
             let mut last = None;
             for item in tree.range(from.as_slice()..).take(BATCH) {
                 let (k, v) = item?;
-                if let Some(new) = convert(&v) {
+                if let Some(new) = convert(&k, &v) {
                     batch.insert(k.clone(), new);
                 }
                 n += 1;
@@ -836,8 +849,6 @@ pub mod v3 {
         pub last_seen_ms: u64,
         /// Sightings since the entry was made.
         pub hits: u64,
-        /// Wall-clock time it was queued: the flush interval counts from here.
-        pub queued_at_ms: u64,
         /// The targets that owe a report of it, by id, each at most once,
         /// never empty (an entry nobody owes is removed).
         pub owed: Vec<Owed>,
@@ -860,7 +871,6 @@ pub mod v3 {
         first_seen_ms: u64,
         last_seen_after_first: i64,
         hits: u64,
-        queued_at_after_first: i64,
         seq: u64,
         mask: u32,
         others: Vec<(TargetId, u64)>,
@@ -894,7 +904,6 @@ pub mod v3 {
             first_seen_ms: e.first_seen_ms,
             last_seen_after_first: e.last_seen_ms.wrapping_sub(e.first_seen_ms) as i64,
             hits: e.hits,
-            queued_at_after_first: e.queued_at_ms.wrapping_sub(e.first_seen_ms) as i64,
             seq,
             mask,
             others,
@@ -951,11 +960,69 @@ pub mod v3 {
                 .first_seen_ms
                 .wrapping_add(stored.last_seen_after_first as u64),
             hits: stored.hits,
-            queued_at_ms: stored
-                .first_seen_ms
-                .wrapping_add(stored.queued_at_after_first as u64),
             owed,
         })
+    }
+
+    /// The first byte of every v3 `order` value.
+    pub const GROUP_VERSION: u8 = 3;
+
+    /// An `order` value: the wall-clock time its addresses were queued (the
+    /// flush interval of each target that waits in it counts from there),
+    /// then the addresses queued together under its sequence number, in
+    /// queue order. Encoded as [`GROUP_VERSION`], the time as a bincode
+    /// varint, then each address key as its length (4 or 16, one byte) and
+    /// its bytes, as in v2.
+    pub fn encode_group<'a>(
+        queued_at_ms: u64,
+        keys: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Vec<u8> {
+        let mut out = vec![GROUP_VERSION];
+        options()
+            .serialize_into(&mut out, &queued_at_ms)
+            .expect("bincode encoding of an integer");
+        for k in keys {
+            debug_assert!(
+                k.len() == 4 || k.len() == 16,
+                "address key of {} bytes",
+                k.len()
+            );
+            out.push(k.len() as u8);
+            out.extend_from_slice(k);
+        }
+        out
+    }
+
+    /// The time and the address keys of a group, in order; an error for
+    /// anything [`encode_group`] cannot have written (an empty group
+    /// included).
+    pub fn decode_group(value: &[u8]) -> Result<(u64, Vec<&[u8]>), MigrationError> {
+        let corrupt = |what: &str| MigrationError::Corrupt(format!("order group: {what}"));
+        let Some((&GROUP_VERSION, rest)) = value.split_first() else {
+            return Err(corrupt("unknown value version"));
+        };
+        let mut reader = rest;
+        let queued_at_ms: u64 = bincode::DefaultOptions::new()
+            .with_little_endian()
+            .with_varint_encoding()
+            .allow_trailing_bytes()
+            .deserialize_from(&mut reader)
+            .map_err(|_| corrupt("bad time"))?;
+        let mut rest = reader;
+        let mut out = Vec::with_capacity(rest.len() / 5);
+        while let Some((&len, tail)) = rest.split_first() {
+            let len = usize::from(len);
+            if (len != 4 && len != 16) || tail.len() < len {
+                return Err(corrupt("bad address length"));
+            }
+            let (key, tail) = tail.split_at(len);
+            out.push(key);
+            rest = tail;
+        }
+        if out.is_empty() {
+            return Err(corrupt("empty"));
+        }
+        Ok((queued_at_ms, out))
     }
 
     /// A target's last outcomes, for `status` and health.
@@ -999,16 +1066,18 @@ pub mod v3 {
     /// Migration 2 → 3: the v2 database's delivery state becomes Threat
     /// Jammer's (id 0), the only target it can have had.
     ///
-    /// - each `pending` value is written again as an [`Intake`] owed to
-    ///   target 0 at its group;
+    /// - each `order` group is written again with the earliest
+    ///   `queued_at_ms` of the entries waiting in it, then each `pending`
+    ///   value as an [`Intake`] owed to target 0 at its group;
     /// - `reported`, `dead` and `expiry` keys get the id in front;
     /// - `meta/request_log` and `meta/health` move to the `targets` tree
     ///   (the health with its [`FailureKind`], from the status rule of
     ///   [`v1::Health::failure_kind`]); target 0's pending count is
     ///   `meta/pending_count`, which goes on counting `pending` entries.
     ///
-    /// Resumable like 1 → 2: a v2 `pending` value starts with 2 and a v3
-    /// one with 3; a v2 key is one byte shorter than the v3 key that
+    /// Resumable like 1 → 2: v2 `pending` and `order` values start with 2
+    /// and v3 ones with 3 (groups are converted before the entries whose
+    /// times they read); a v2 key is one byte shorter than the v3 key that
     /// replaces it, and each replacement (insert the new key, remove the
     /// old) is one atomic batch; the records are copied before the `meta`
     /// keys are removed. The schema version is raised after the last step.
@@ -1030,13 +1099,27 @@ pub mod v3 {
             return Ok(());
         }
         let t = THREATJAMMER;
+        // Groups first: their time is the earliest queued_at_ms of the v2
+        // entries that wait in them, read before those are rewritten.
+        let order = db.open_tree(trees::ORDER)?;
+        super::v2::rewrite_keyed(&order, |seq, v| {
+            let members = super::v2::group_members(v).ok()?;
+            let seq = u64::from_be_bytes(seq.try_into().ok()?);
+            let queued_at = members
+                .iter()
+                .filter_map(|k| super::v2::get_pending(&pending, k).ok().flatten())
+                .filter(|p| p.seq == seq)
+                .map(|p| p.queued_at_ms)
+                .min()
+                .unwrap_or(0);
+            Some(encode_group(queued_at, members))
+        })?;
         super::v2::rewrite(&pending, |v| {
             let p = super::v2::decode_pending(v).ok()?;
             Some(encode_intake(&Intake {
                 first_seen_ms: p.first_seen_ms,
                 last_seen_ms: p.last_seen_ms,
                 hits: p.hits,
-                queued_at_ms: p.queued_at_ms,
                 owed: vec![Owed {
                     target: t,
                     seq: p.seq,
@@ -1371,7 +1454,6 @@ mod tests {
             first_seen_ms: 1_795_348_957_839,
             last_seen_ms: 1_795_348_958_839,
             hits: 3,
-            queued_at_ms: 1_795_348_957_000,
             owed: vec![v3::Owed {
                 target: 0,
                 seq: 300,
@@ -1379,13 +1461,13 @@ mod tests {
         };
         let bytes = v3::encode_intake(&one);
         // version 3, first_seen (tag 253 + 8 bytes), +1000 zigzagged
-        // (2000: 251 + 2 bytes), hits 3, -839 zigzagged (1677: 251 + 2
-        // bytes), seq 300 (251 + 2 bytes), mask 1, no others (length 0).
+        // (2000: 251 + 2 bytes), hits 3, seq 300 (251 + 2 bytes), mask 1,
+        // no others (length 0).
         let mut expected = vec![3u8, 253];
         expected.extend_from_slice(&1_795_348_957_839u64.to_le_bytes());
-        expected.extend_from_slice(&[251, 0xd0, 0x07, 3, 251, 0x8d, 0x06, 251, 0x2c, 0x01, 1, 0]);
+        expected.extend_from_slice(&[251, 0xd0, 0x07, 3, 251, 0x2c, 0x01, 1, 0]);
         assert_eq!(bytes, expected);
-        assert_eq!(bytes.len(), 22);
+        assert_eq!(bytes.len(), 19);
         assert_eq!(v3::decode_intake(&bytes).unwrap(), one);
 
         // Three targets queued together cost one byte more than one.
@@ -1399,8 +1481,8 @@ mod tests {
             ..one.clone()
         };
         let b3 = v3::encode_intake(&three);
-        assert_eq!(b3.len(), 22);
-        assert_eq!(b3[20], 0b111);
+        assert_eq!(b3.len(), 19);
+        assert_eq!(b3[17], 0b111);
         assert_eq!(v3::decode_intake(&b3).unwrap(), three);
 
         // A target waiting in a later group is listed after the mask.
@@ -1422,7 +1504,7 @@ mod tests {
             ..one.clone()
         };
         let bs = v3::encode_intake(&split);
-        assert_eq!(&bs[20..], &[0b10_0010, 1, 2, 251, 0x2d, 0x01]);
+        assert_eq!(&bs[17..], &[0b10_0010, 1, 2, 251, 0x2d, 0x01]);
         assert_eq!(v3::decode_intake(&bs).unwrap(), split);
 
         for bad in [
@@ -1439,14 +1521,44 @@ mod tests {
         // No target, or a listed target also in the mask, or one listed
         // before the first group: nothing encode_intake writes.
         let mut no_target = bytes.clone();
-        no_target[20] = 0;
+        no_target[17] = 0;
         assert!(v3::decode_intake(&no_target).is_err());
         let mut twice = bs.clone();
-        twice[22] = 1;
+        twice[19] = 1;
         assert!(v3::decode_intake(&twice).is_err());
         let mut earlier = bs.clone();
-        earlier[23..].copy_from_slice(&[251, 0x2b, 0x01]);
+        earlier[20..].copy_from_slice(&[251, 0x2b, 0x01]);
         assert!(v3::decode_intake(&earlier).is_err());
+    }
+
+    #[test]
+    fn v3_groups_are_frozen_round_trip_and_refuse_what_encode_cannot_write() {
+        let a = v1::addr_key("1.2.3.4".parse().unwrap());
+        let b = v1::addr_key("2001:db8::1".parse().unwrap());
+        let g = v3::encode_group(1_795_348_957_000, [a.as_slice(), b.as_slice()]);
+        let (at, members) = v3::decode_group(&g).unwrap();
+        assert_eq!(at, 1_795_348_957_000);
+        assert_eq!(members, [a.as_slice(), b.as_slice()]);
+        // version 3, the time (tag 253 + 8 bytes), then as in v2.
+        let mut expected = vec![3u8, 253];
+        expected.extend_from_slice(&1_795_348_957_000u64.to_le_bytes());
+        expected.extend_from_slice(&[4, 1, 2, 3, 4]);
+        assert_eq!(
+            v3::encode_group(1_795_348_957_000, [a.as_slice()]),
+            expected
+        );
+        assert_eq!(v3::encode_group(7, [a.as_slice()]), [3, 7, 4, 1, 2, 3, 4]);
+        for bad in [
+            &[][..],
+            &[3],
+            &[3, 7],
+            &[2, 4, 1, 2, 3, 4],
+            &[3, 7, 4, 1, 2, 3],
+            &[3, 7, 5, 1, 2, 3, 4, 5],
+            &[3, 253, 1],
+        ] {
+            assert!(v3::decode_group(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
@@ -1531,7 +1643,36 @@ mod tests {
         let meta = db.open_tree(trees::META).unwrap();
         meta.insert(meta_keys::PENDING_COUNT, &4_500u64.to_be_bytes())
             .unwrap();
-        // As if a first run had converted some entries and then crashed.
+        // Groups of ten, as v2 wrote them; group 3's entries were queued
+        // at different times (a replay holds addresses back).
+        let order = db.open_tree(trees::ORDER).unwrap();
+        for g in 0..450u32 {
+            let keys: Vec<Vec<u8>> = (g * 10..g * 10 + 10).map(addr).collect();
+            order
+                .insert(
+                    v1::seq_key(u64::from(g)),
+                    v2::encode_group(keys.iter().map(Vec::as_slice)),
+                )
+                .unwrap();
+        }
+        pending
+            .insert(
+                addr(34),
+                v2::encode_pending(&v1::Pending {
+                    queued_at_ms: 400,
+                    ..entry(34)
+                }),
+            )
+            .unwrap();
+        // As if a first run had converted the groups and some entries, and
+        // then crashed.
+        let g0: Vec<Vec<u8>> = (0..10).map(addr).collect();
+        order
+            .insert(
+                v1::seq_key(0),
+                v3::encode_group(500, g0.iter().map(Vec::as_slice)),
+            )
+            .unwrap();
         pending
             .insert(
                 addr(7),
@@ -1539,7 +1680,6 @@ mod tests {
                     first_seen_ms: 1007,
                     last_seen_ms: 2007,
                     hits: 8,
-                    queued_at_ms: 500,
                     owed: vec![v3::Owed { target: 0, seq: 0 }],
                 }),
             )
@@ -1554,8 +1694,8 @@ mod tests {
             let e = v3::decode_intake(&pending.get(&k).unwrap().unwrap()).unwrap();
             let p = entry(u64::from(i));
             assert_eq!(
-                (e.first_seen_ms, e.last_seen_ms, e.hits, e.queued_at_ms),
-                (p.first_seen_ms, p.last_seen_ms, p.hits, p.queued_at_ms),
+                (e.first_seen_ms, e.last_seen_ms, e.hits),
+                (p.first_seen_ms, p.last_seen_ms, p.hits),
                 "{i}"
             );
             assert_eq!(
@@ -1573,6 +1713,12 @@ mod tests {
                 .contains_key(v3::expiry_key(0, 10_000 + u64::from(i), &k))
                 .unwrap());
             assert_eq!(dead.contains_key(&rk).unwrap(), i.is_multiple_of(3), "{i}");
+        }
+        for g in 0..450u64 {
+            let v = order.get(v1::seq_key(g)).unwrap().unwrap();
+            let (at, members) = v3::decode_group(&v).unwrap();
+            assert_eq!(at, if g == 3 { 400 } else { 500 }, "group {g}");
+            assert_eq!(members.len(), 10);
         }
         assert_eq!(reported.len(), 4_500);
         assert_eq!(expiry.len(), 4_500);

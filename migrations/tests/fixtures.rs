@@ -166,15 +166,16 @@ fn v1_fixture_opens_and_keeps_its_content() {
 
     let key = v1::addr_key(PENDING_ADDR.parse().unwrap());
     let p = intake(&db, &key);
-    assert_eq!(
-        (p.first_seen_ms, p.last_seen_ms, p.hits, p.queued_at_ms),
-        (1000, 2000, 3, 2500)
-    );
+    assert_eq!((p.first_seen_ms, p.last_seen_ms, p.hits), (1000, 2000, 3));
     assert_eq!(p.owed, owed_to_tj(0));
-    // Migrated: the v1 order entry is now a group of one, same key.
+    // Migrated: the v1 order entry is now a group of one, same key, with
+    // the entry's queued_at_ms.
     let order = db.open_tree(trees::ORDER).unwrap();
     let group = order.get(v1::seq_key(0)).unwrap().unwrap();
-    assert_eq!(v2::group_members(&group).unwrap(), [key.as_slice()]);
+    assert_eq!(
+        v3::decode_group(&group).unwrap(),
+        (2500, vec![key.as_slice()])
+    );
     assert_eq!(order.len(), 1);
     assert_eq!(pending_count(&db), 1);
     assert_eq!(target_count(&db, 0, v3::fields::PENDING_COUNT), 1);
@@ -253,8 +254,8 @@ fn v2_fixture_opens_and_keeps_its_content() {
         .unwrap()
         .unwrap();
     assert_eq!(
-        v2::group_members(&group).unwrap(),
-        keys.iter().map(Vec::as_slice).collect::<Vec<_>>()
+        v3::decode_group(&group).unwrap(),
+        (2500, keys.iter().map(Vec::as_slice).collect::<Vec<_>>())
     );
     for (i, key) in keys.iter().enumerate() {
         let p = intake(&db, key);
@@ -360,11 +361,18 @@ fn v2_delivery_state_becomes_threat_jammers() {
     let (_tmp, db) = open_fixture_dir("v2-delivery", 2);
     let key = v1::addr_key(PENDING_ADDR.parse().unwrap());
     let p = intake(&db, &key);
-    assert_eq!(
-        (p.first_seen_ms, p.last_seen_ms, p.hits, p.queued_at_ms),
-        (1000, 2000, 3, 2500)
-    );
+    assert_eq!((p.first_seen_ms, p.last_seen_ms, p.hits), (1000, 2000, 3));
     assert_eq!(p.owed, owed_to_tj(7));
+    let group = db
+        .open_tree(trees::ORDER)
+        .unwrap()
+        .get(v1::seq_key(7))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        v3::decode_group(&group).unwrap(),
+        (2500, vec![key.as_slice()])
+    );
     let targets = db.open_tree(trees::TARGETS).unwrap();
     assert_eq!(
         targets
@@ -461,7 +469,6 @@ fn write_v3_fixture() {
             first_seen_ms: 1000,
             last_seen_ms: 2000 + i as u64,
             hits: 4,
-            queued_at_ms: 2500,
             owed: owed[i].clone(),
         };
         pending.insert(key, v3::encode_intake(&e)).unwrap();
@@ -470,11 +477,11 @@ fn write_v3_fixture() {
     order
         .insert(
             v1::seq_key(3),
-            v2::encode_group(keys.iter().map(Vec::as_slice)),
+            v3::encode_group(2500, keys.iter().map(Vec::as_slice)),
         )
         .unwrap();
     order
-        .insert(v1::seq_key(4), v2::encode_group([keys[1].as_slice()]))
+        .insert(v1::seq_key(4), v3::encode_group(2600, [keys[1].as_slice()]))
         .unwrap();
     let meta = db.open_tree(trees::META).unwrap();
     meta.insert(meta_keys::NEXT_SEQ, &5u64.to_be_bytes())
@@ -537,6 +544,16 @@ fn v3_fixture_opens_and_keeps_its_content() {
         [Owed { target: 0, seq: 4 }, Owed { target: 1, seq: 3 }]
     );
     assert_eq!(intake(&db, &keys[0]).seq_for(1), Some(3));
+    let group = db
+        .open_tree(trees::ORDER)
+        .unwrap()
+        .get(v1::seq_key(4))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        v3::decode_group(&group).unwrap(),
+        (2600, vec![keys[1].as_slice()])
+    );
     assert_eq!(target_count(&db, 1, v3::fields::PENDING_COUNT), 2);
     let rkey = v1::addr_key(REPORTED_ADDR.parse().unwrap());
     let r: Reported = v1::get(
