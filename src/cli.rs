@@ -92,3 +92,38 @@ pub enum ConfigCommand {
     #[allow(rustdoc::broken_intra_doc_links)]
     ImportCowrie(import_cowrie::Args),
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// clap's own consistency checks of the whole command line (conflicting
+    /// or unknown argument names, `requires` naming nothing...), which it
+    /// otherwise makes only for the subcommand being parsed.
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_and_subcommand_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "tjfwd",
+            "check-config",
+            "--config",
+            "t.toml",
+            "--dry-run",
+            "-q",
+        ])
+        .unwrap();
+        assert_eq!(cli.quiet, 1);
+        assert!(matches!(cli.command, Command::CheckConfig(_)));
+        let cli = Cli::try_parse_from(["tjfwd", "config", "import-cowrie", "cowrie.cfg"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Config(ConfigCommand::ImportCowrie(_))
+        ));
+    }
+}
