@@ -19,12 +19,16 @@
 //! - [`reporter`]: the HTTP request and the classification of its answer.
 //! - [`scheduler`]: when to send, and what to do with each answer.
 //! - [`daemon`]: `tjfwd run`, wiring it all with a shutdown future.
+//! - [`cli`]: the command line; [`commands`]: one file per subcommand, its
+//!   flags and code (the operator commands work through the control socket
+//!   or the database).
 //! - [`stats`]: counters shared by the stages; [`clock`]: stored time.
 //! - [`admin`]: the `[admin] listen` HTTP endpoint (`/metrics`, `/healthz`).
 //! - [`logging`]: log format and level of the binary (human, journald, JSON).
 //! - [`permissions`]: the state directory's owner and modes, checked at open.
 
 pub mod admin;
+pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;

@@ -25,12 +25,13 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use migrations::v1::{Dead, Pending, RequestLog};
 
 use crate::clock::now_ms;
-use crate::commands::CommandError;
+use crate::commands::{CommandError, ConfigArgs};
 use crate::config::{Config, StartAt};
 use crate::daemon::{count_enqueued, policy, select_lines};
 use crate::filter::Rules;
@@ -42,6 +43,36 @@ use crate::stats::Stats;
 
 /// Sightings written per transaction while salvaging.
 const SALVAGE_CHUNK: usize = 2_000;
+
+/// The flags of `tjfwd recover`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Only examine the database and say what is wrong (exit 0 sound,
+    /// 1 damaged); change nothing.
+    #[arg(long)]
+    check: bool,
+    /// Rebuild even when the database is sound.
+    #[arg(long, conflicts_with = "check")]
+    force: bool,
+}
+
+/// Runs `tjfwd recover`, its report on standard output; exit 1 when
+/// `--check` finds the database damaged.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = args.config.load(false)?;
+    let opts = Options {
+        check: args.check,
+        force: args.force,
+    };
+    let sound = recover(&config, opts, &mut std::io::stdout())?;
+    Ok(if args.check && !sound {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
 
 /// What `recover` was asked to do.
 #[derive(Debug, Clone, Copy, Default)]
@@ -83,7 +114,7 @@ struct Salvage {
 
 /// Runs `tjfwd recover`, writing its report to `out`. Returns whether the
 /// database was sound (the exit status of `--check`).
-pub fn run(config: &Config, opts: Options, out: &mut dyn Write) -> Result<bool, CommandError> {
+pub fn recover(config: &Config, opts: Options, out: &mut dyn Write) -> Result<bool, CommandError> {
     let state_dir = &config.state_dir;
     let lock = lock_state_dir(state_dir).map_err(|e| match e {
         QueueError::Locked { dir, .. } => CommandError::Other(format!(

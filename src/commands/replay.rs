@@ -16,6 +16,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, IsTerminal, Read};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 use flate2::read::MultiGzDecoder;
 
 use crate::clock::now_ms;
-use crate::commands::{send_pending, Backend, CommandError};
+use crate::commands::{send_pending, Backend, CommandError, ConfigArgs};
 use crate::config::Config;
 use crate::daemon::select_lines;
 use crate::filter::Rules;
@@ -44,6 +45,47 @@ const CHUNK_SIGHTINGS: usize = 5_000;
 const WRITE_ADDRESSES: usize = migrations::v2::GROUP_MAX;
 /// Bytes read at a time.
 const READ_BYTES: usize = 256 * 1024;
+
+/// The flags of `tjfwd replay`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Log files: plain or gzip; - for standard input.
+    #[arg(value_name = "FILE", required = true)]
+    files: Vec<PathBuf>,
+    /// Only events at or after this time: RFC 3339, or a duration ago (7d).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    since: Option<u64>,
+    /// Only events before this time: RFC 3339, or a duration ago (1d).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    until: Option<u64>,
+    /// Print the distinct addresses with their counts; queue nothing.
+    #[arg(long, conflicts_with = "send")]
+    dry_run: bool,
+    /// When no daemon runs: send what is pending afterwards (under the
+    /// rate limit), then exit.
+    #[arg(long)]
+    send: bool,
+    /// Plain progress lines instead of a progress bar.
+    #[arg(long)]
+    no_progress_bar: bool,
+}
+
+/// Runs `tjfwd replay`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = args.config.load(false)?;
+    let opts = Options {
+        files: args.files,
+        since_ms: args.since,
+        until_ms: args.until,
+        dry_run: args.dry_run,
+        send: args.send,
+        progress_bar: args.no_progress_bar.then_some(false),
+    };
+    replay(&config, &opts)?;
+    Ok(ExitCode::SUCCESS)
+}
 
 /// What to replay and how.
 #[derive(Debug, Clone, Default)]
@@ -430,7 +472,7 @@ fn write_batches(
 /// makes each batch durable). They are joined by channels of one or two
 /// items, so at most three batches of sightings and five chunks of lines
 /// exist at a time and memory stays bounded.
-pub fn run(config: &Config, opts: &Options) -> Result<(), CommandError> {
+pub fn replay(config: &Config, opts: &Options) -> Result<(), CommandError> {
     if opts.files.is_empty() {
         return Err(CommandError::Other(
             "no files to replay (use - for standard input)".into(),
@@ -535,7 +577,7 @@ fn read_lines(
     Ok(())
 }
 
-/// The decoding side of [`run`]: every file, in order, into batches of
+/// The decoding side of [`replay`]: every file, in order, into batches of
 /// sightings sent to the writer. Stops early (Ok) if the writer is gone.
 ///
 /// The files are read and cut into lines by a third thread
