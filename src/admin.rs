@@ -596,8 +596,8 @@ mod tests {
     fn both_text_formats_name_every_metric() {
         let dir = tempfile::tempdir().unwrap();
         let admin = Admin::new(sources(dir.path()));
-        admin.sources.stats.count_reply(Some(202));
-        admin.sources.stats.count_reply(None);
+        admin.sources.stats.count_reply(202);
+        admin.sources.stats.count_reply(0);
         for openmetrics in [false, true] {
             let out = encode(admin.sample(now_ms()).unwrap(), openmetrics).unwrap();
             for needle in [

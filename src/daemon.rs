@@ -20,12 +20,11 @@ use crate::control::{self, DaemonHooks, Ops};
 use crate::decode::{cannot_select, decode, decode_fast, decode_serde};
 use crate::filter::Rules;
 use crate::queue::{EnqueueOutcome, Policy, Queue, QueueError, Sighting};
-use crate::ratelimit::Limit;
-use crate::reporter::{Reporter, ReporterError};
-use crate::scheduler::{Scheduler, Settings};
+use crate::scheduler::{Mode, Scheduler};
 use crate::socket::{self, SocketInput};
 use crate::source::{Chunk, Tailer};
 use crate::stats::{escape_for_log, Stats};
+use crate::targets::{self, SetupError, Target};
 
 /// How `tjfwd run` was asked to behave.
 #[derive(Debug, Clone, Copy, Default)]
@@ -42,7 +41,7 @@ pub enum DaemonError {
     #[error(transparent)]
     Queue(#[from] QueueError),
     #[error(transparent)]
-    Reporter(#[from] ReporterError),
+    Target(#[from] SetupError),
     #[error(transparent)]
     Admin(#[from] crate::admin::AdminError),
     #[error("cannot create the control socket {path}: {source}")]
@@ -154,11 +153,10 @@ async fn run_once(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<Ended, DaemonError> {
     let config = config.clone();
-    let reporter = if opts.dry_run {
-        None
-    } else {
-        Some(Reporter::new(&config)?)
-    };
+    // The targets first: a missing token stops the start before anything
+    // else is opened.
+    let mut schedulers = Schedulers::default();
+    targets::start_enabled(&config, opts.dry_run, &mut schedulers)?;
     let queue = Arc::new(open_queue_waiting(&config, Duration::from_secs(5)).await?);
     let stats = stats.clone();
     stats.set_paused(None);
@@ -258,36 +256,22 @@ async fn run_once(
         _ => None,
     };
 
-    let settings = Settings {
-        batch_size: config.schedule.batch_size,
-        flush_interval: config.schedule.flush_interval,
-        limit: Limit {
-            max: config.schedule.max_requests_per_minute,
-            window_ms: config.schedule.rate_window.as_millis() as u64,
-        },
-        max_backoff: config.schedule.max_backoff,
-        drain: opts.drain,
-        describe: format!(
-            "type={} ttl={} tags={}",
-            tj.category,
-            tj.ttl,
-            tj.tags.join(",")
-        ),
-    };
     let flush_now = Arc::new(AtomicBool::new(false));
-    let scheduler = Scheduler::new(
-        queue.clone(),
-        reporter,
-        settings,
-        stats.clone(),
-        notify.clone(),
+    let shared = Shared {
+        queue: queue.clone(),
+        mode: Mode {
+            dry_run: opts.dry_run,
+            drain: opts.drain,
+        },
+        stats: stats.clone(),
+        notify: notify.clone(),
         input_done,
-        flush_now.clone(),
-    )
-    .with_storage_watch(StorageWatch {
-        dir: config.state_dir.clone(),
-        reopen: reopen.clone(),
-    });
+        flush_now: flush_now.clone(),
+        storage: StorageWatch {
+            dir: config.state_dir.clone(),
+            reopen: reopen.clone(),
+        },
+    };
 
     // The control socket, for the operator commands.
     let listener = control::bind(&config.state_dir).map_err(|source| DaemonError::Control {
@@ -317,8 +301,8 @@ async fn run_once(
     let flag = stopped_by_damage.clone();
     let reopening = Arc::new(AtomicBool::new(false));
     let reopen_flag = reopening.clone();
-    scheduler
-        .run(async move {
+    schedulers
+        .run(&shared, async move {
             tokio::select! {
                 _ = shutdown => {}
                 _ = damaged.notified() => flag.store(true, Ordering::Release),
@@ -378,6 +362,88 @@ async fn run_once(
         "stopped; queue flushed to disk"
     );
     Ok(Ended::Stopped)
+}
+
+/// What the schedulers of all targets share with the daemon.
+struct Shared {
+    queue: Arc<Queue>,
+    mode: Mode,
+    stats: Arc<Stats>,
+    /// Woken by the inputs when addresses were queued.
+    notify: Arc<Notify>,
+    /// Set when the inputs have read everything (drain mode).
+    input_done: Arc<AtomicBool>,
+    /// Set by `tjfwd flush`.
+    flush_now: Arc<AtomicBool>,
+    storage: StorageWatch,
+}
+
+/// A scheduler to run, for one enabled target: given what it shares with
+/// the daemon and the stop signal, its run.
+type Start = Box<
+    dyn FnOnce(
+            &Shared,
+            tokio::sync::watch::Receiver<bool>,
+        ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>
+        + Send,
+>;
+
+/// The schedulers of the enabled targets ([`targets::start_enabled`] hands
+/// each target over; they start once the queue is open).
+#[derive(Default)]
+struct Schedulers(Vec<Start>);
+
+impl targets::Starter for Schedulers {
+    fn start<T: Target>(&mut self, target: T) {
+        self.0.push(Box::new(move |shared: &Shared, mut stop| {
+            let scheduler = Scheduler::new(
+                shared.queue.clone(),
+                target,
+                shared.mode,
+                shared.stats.clone(),
+                shared.notify.clone(),
+                shared.input_done.clone(),
+                shared.flush_now.clone(),
+            )
+            .with_storage_watch(shared.storage.clone());
+            Box::pin(scheduler.run(async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            }))
+        }));
+    }
+}
+
+impl Schedulers {
+    /// Runs every scheduler until `shutdown` (or, in drain mode, until all
+    /// are done).
+    async fn run(self, shared: &Shared, shutdown: impl Future<Output = ()>) {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut tasks: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
+        for start in self.0 {
+            tasks.spawn(start(shared, stop_rx.clone()));
+        }
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                next = tasks.join_next() => match next {
+                    None => return,
+                    Some(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Some(_) => {}
+                },
+                _ = &mut shutdown => {
+                    let _ = stop_tx.send(true);
+                    while let Some(r) = tasks.join_next().await {
+                        if let Err(e) = r {
+                            if e.is_panic() {
+                                std::panic::resume_unwind(e.into_panic());
+                            }
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// Verifies the database on a thread of its own; on damage, records it

@@ -1,14 +1,16 @@
-//! Health: one verdict from the reporter's last outcomes, shared by
+//! Health: one verdict from a target's last outcomes, shared by
 //! `tjfwd status` (its exit code) and the admin `/healthz` endpoint, so that
 //! both always agree.
 //!
-//! Degraded when the API refuses our credentials or configuration (401, 403,
-//! a rejected type/tags/ttl...), or when sending has been failing for longer
-//! than five flush intervals.
+//! Degraded when the target refuses our credentials or configuration
+//! ([`FailureKind::Refused`]: for Threat Jammer a 401, a 403, a rejected
+//! type/tags/ttl...), or when sending has been failing for longer than five
+//! flush intervals. The verdict reads the kind of the last failure, never a
+//! service's status code: what a code means is the target's business.
 
 use std::time::Duration;
 
-use migrations::v1::Health;
+pub use migrations::v1::{FailureKind, Health};
 
 /// The verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,30 +28,22 @@ impl Verdict {
     }
 }
 
-/// Statuses that mean our credentials or configuration are wrong.
-pub fn is_config_status(status: u16) -> bool {
-    matches!(status, 400..=499) && !matches!(status, 408 | 413 | 429)
-}
-
 /// Judges the reporter's health at `now_ms`.
 pub fn verdict(h: &Health, now_ms: u64, flush_interval: Duration) -> Verdict {
     let Some(since) = h.failing_since_ms else {
         return Verdict::Healthy;
     };
-    if is_config_status(h.last_error_status) {
+    if h.failure_kind() == FailureKind::Refused {
         return Verdict::Degraded(format!(
-            "the API refuses our requests (HTTP {}): {}",
-            h.last_error_status, h.last_error_message
+            "the API refuses our requests ({}): {}",
+            code(h.last_error_status),
+            h.last_error_message
         ));
     }
     let limit = flush_interval.saturating_mul(5).as_millis() as u64;
     let failing_for = now_ms.saturating_sub(since);
     if failing_for > limit {
-        let what = if h.last_error_status == 0 {
-            "no answer".to_string()
-        } else {
-            format!("HTTP {}", h.last_error_status)
-        };
+        let what = code(h.last_error_status);
         return Verdict::Degraded(format!(
             "sending has been failing for {} s ({what}: {})",
             failing_for / 1000,
@@ -57,6 +51,16 @@ pub fn verdict(h: &Health, now_ms: u64, flush_interval: Duration) -> Verdict {
         ));
     }
     Verdict::Healthy
+}
+
+/// The service's code as operators know it: a target's code is its HTTP
+/// status, 0 when no answer came.
+fn code(status: u16) -> String {
+    if status == 0 {
+        "no answer".to_string()
+    } else {
+        format!("HTTP {status}")
+    }
 }
 
 /// [`verdict`], also degraded while the inputs are paused (the queue is

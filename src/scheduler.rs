@@ -1,59 +1,59 @@
-//! Scheduler: decides when to send, sends through the [`Reporter`], and
-//! applies the answer to the queue.
+//! Scheduler: decides when to send to a [`Target`], sends, and applies the
+//! classified answer ([`Action`]) to the queue. Generic over the target: it
+//! knows actions, never a service's protocol.
 //!
-//! - A batch (oldest first, at most `batch_size`) goes out when `batch_size`
-//!   addresses are pending or the oldest has waited `flush_interval`.
-//! - No more than `max_requests_per_minute` attempts in any rolling window,
+//! - A batch (oldest first, at most the policy's `batch_size`) goes out when
+//!   `batch_size` addresses are pending or the oldest has waited
+//!   `flush_interval`.
+//! - No more than the policy's limit of attempts in any rolling window,
 //!   retries included. Each attempt is recorded and fsynced *before* it is
 //!   sent ([`Queue::record_request`]), so a restart cannot reset the window.
-//! - 202 acks the batch; 429 waits (Retry-After, else a window); transient
-//!   failures back off exponentially with jitter up to `max_backoff`; 413
-//!   splits; 400/422 isolate the rejected addresses (by the indices the server
-//!   names, else by bisection) into the dead-letter set while the rest is
-//!   delivered; configuration/auth errors drop nothing and retry slowly.
+//! - `Delivered` acks the batch; `RateLimited` waits (the service's hint,
+//!   else a window); `Transient` backs off exponentially with jitter up to
+//!   `max_backoff`; `TooLarge` splits; `Rejected` isolates the rejected
+//!   addresses (by the indices the service names, else by bisection) into
+//!   the dead-letter set while the rest is delivered; `Config` drops nothing
+//!   and retries slowly.
 //! - Nothing is removed from the queue except by an ack or a dead-letter move,
 //!   so an abandoned request (shutdown, crash) is simply sent again later.
+//! - Time: waits are on tokio's (monotonic) clock; times stored on disk come
+//!   from a [`Clock`], the system's wall clock except in tests, which run
+//!   the scheduler on tokio's paused clock.
 
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use migrations::v1::{Health, RequestLog};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::clock::now_ms;
+use crate::clock::Clock;
 use crate::queue::{BatchItem, Queue, QueueError, QueuePos};
-use crate::ratelimit::{backoff, Limit};
-use crate::reporter::{classify, Action, Reporter};
+use crate::ratelimit::backoff;
 use crate::stats::Stats;
+use crate::targets::{Action, Policy, Target};
 
-/// Scheduler settings, from `[schedule]`.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Most addresses in one request.
-    pub batch_size: usize,
-    /// Longest time an address waits for a batch to fill.
-    pub flush_interval: Duration,
-    /// The API's rolling-window limit.
-    pub limit: Limit,
-    /// Cap on the transient-failure backoff (and on the slow retry after
-    /// configuration errors).
-    pub max_backoff: Duration,
-    /// Drain mode: send what is pending without waiting for the flush
-    /// interval once the input is read, and stop when nothing is left.
+/// How the daemon runs a scheduler (the target's own settings are its
+/// [`Policy`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Mode {
+    /// Batches are logged, never sent nor acknowledged.
+    pub dry_run: bool,
+    /// Send what is pending without waiting for the flush interval once the
+    /// input is read, and stop when nothing is left.
     pub drain: bool,
-    /// The request's other fields, for dry-run logs (`type=… ttl=… tags=…`).
-    pub describe: String,
 }
 
-/// Sends batches until shut down.
-pub struct Scheduler {
+/// Sends batches to one target until shut down.
+pub struct Scheduler<T: Target> {
     queue: Arc<Queue>,
-    /// None in dry-run mode: batches are logged, never sent.
-    reporter: Option<Reporter>,
-    settings: Settings,
+    target: T,
+    /// The target's policy, read once.
+    policy: Policy,
+    mode: Mode,
+    /// Where times stored on disk come from.
+    clock: Clock,
     stats: Arc<Stats>,
     /// Woken by the input when addresses were queued.
     notify: Arc<Notify>,
@@ -67,6 +67,8 @@ pub struct Scheduler {
     blocked_until: Option<Instant>,
     /// Consecutive transient failures.
     transient_failures: u32,
+    /// The backoff's jitter (seeded in tests).
+    rng: rand::rngs::StdRng,
     /// Consecutive configuration/auth failures.
     config_failures: u32,
     /// Batch size in use: lowered when the server answers 413.
@@ -85,28 +87,32 @@ enum Step {
     Done,
 }
 
-impl Scheduler {
-    /// A scheduler over `queue`; `reporter` None means dry run.
+impl<T: Target> Scheduler<T> {
+    /// A scheduler of `target` over `queue`.
     pub fn new(
         queue: Arc<Queue>,
-        reporter: Option<Reporter>,
-        settings: Settings,
+        target: T,
+        mode: Mode,
         stats: Arc<Stats>,
         notify: Arc<Notify>,
         input_done: Arc<AtomicBool>,
         flush_now: Arc<AtomicBool>,
-    ) -> Scheduler {
+    ) -> Scheduler<T> {
+        let policy = target.policy();
         Scheduler {
-            batch_cap: settings.batch_size,
+            batch_cap: policy.batch_size,
             queue,
-            reporter,
-            settings,
+            target,
+            policy,
+            mode,
+            clock: Clock::System,
             stats,
             notify,
             input_done,
             flush_now,
             blocked_until: None,
             transient_failures: 0,
+            rng: rand::SeedableRng::from_entropy(),
             config_failures: 0,
             dry_run_cursor: QueuePos::default(),
             storage_watch: None,
@@ -114,23 +120,40 @@ impl Scheduler {
     }
 
     /// Reports storage errors to `watch` (see [`crate::daemon::StorageWatch`]).
-    pub fn with_storage_watch(mut self, watch: crate::daemon::StorageWatch) -> Scheduler {
+    pub fn with_storage_watch(mut self, watch: crate::daemon::StorageWatch) -> Scheduler<T> {
         self.storage_watch = Some(watch);
         self
+    }
+
+    /// Reads times stored on disk from `clock` (tests).
+    pub fn with_clock(mut self, clock: Clock) -> Scheduler<T> {
+        self.clock = clock;
+        self
+    }
+
+    /// Draws the backoff's jitter from a generator seeded with `seed`
+    /// (tests).
+    pub fn with_seed(mut self, seed: u64) -> Scheduler<T> {
+        self.rng = rand::SeedableRng::seed_from_u64(seed);
+        self
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
     }
 
     /// Runs until `shutdown` completes (or, in drain mode, until the queue is
     /// empty). An in-flight request is abandoned unacknowledged at shutdown.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
-        if self.reporter.is_some() {
+        if !self.mode.dry_run {
             if let Err(e) = self.settle_last_request() {
                 tracing::warn!(error = %e, "cannot update the request log");
             }
         }
         let mut last_prune = 0u64;
         loop {
-            let now = now_ms();
+            let now = self.now_ms();
             if now.saturating_sub(last_prune) >= 60_000 {
                 last_prune = now;
                 self.prune(now);
@@ -185,7 +208,7 @@ impl Scheduler {
     /// than a request travels). The cost when it was answered: at most one
     /// slot of the window, for at most one window after a start.
     fn settle_last_request(&self) -> Result<(), QueueError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let mut log = self.queue.request_log()?;
         match log.sent_at_ms.last_mut() {
             Some(last) if *last < now => *last = now,
@@ -214,8 +237,8 @@ impl Scheduler {
 
     fn next_step(&self, now: u64) -> Result<Step, QueueError> {
         let flushing = self.flush_now.load(Ordering::Acquire);
-        let draining = flushing || (self.settings.drain && self.input_done.load(Ordering::Acquire));
-        let pending = if self.reporter.is_none() {
+        let draining = flushing || (self.mode.drain && self.input_done.load(Ordering::Acquire));
+        let pending = if self.mode.dry_run {
             // Dry run: what has not been logged yet.
             self.queue
                 .peek_batch_from(self.batch_cap, self.dry_run_cursor)?
@@ -227,7 +250,7 @@ impl Scheduler {
             if flushing {
                 self.flush_now.store(false, Ordering::Release);
             }
-            let done = self.settings.drain && self.input_done.load(Ordering::Acquire);
+            let done = self.mode.drain && self.input_done.load(Ordering::Acquire);
             return Ok(if done { Step::Done } else { Step::Wait(None) });
         }
         if let Some(until) = self.blocked_until {
@@ -238,17 +261,17 @@ impl Scheduler {
         }
         if (pending as usize) < self.batch_cap && !draining {
             if let Some(oldest) = self.queue.oldest_queued_at()? {
-                let due = oldest.saturating_add(self.settings.flush_interval.as_millis() as u64);
+                let due = oldest.saturating_add(self.policy.flush_interval.as_millis() as u64);
                 if due > now {
                     // At most flush_interval, even if the wall clock went back.
-                    let wait = ms(due - now).min(self.settings.flush_interval);
+                    let wait = ms(due - now).min(self.policy.flush_interval);
                     return Ok(Step::Wait(Some(wait)));
                 }
             }
         }
-        if self.reporter.is_some() {
+        if !self.mode.dry_run {
             let log = self.queue.request_log()?;
-            let next = self.settings.limit.next_allowed(&log.sent_at_ms, now);
+            let next = self.policy.limit.next_allowed(&log.sent_at_ms, now);
             if next > now {
                 Stats::add(&self.stats.rate_limit_waits, 1);
                 return Ok(Step::Wait(Some(ms(next - now))));
@@ -259,10 +282,9 @@ impl Scheduler {
 
     /// Sends the oldest batch, isolating rejected addresses if needed.
     async fn send_batch(&mut self) -> Result<(), QueueError> {
-        let Some(reporter) = self.reporter.clone() else {
-            self.dry_run_batch()?;
-            return Ok(());
-        };
+        if self.mode.dry_run {
+            return self.dry_run_batch();
+        }
         let items = self.queue.peek_batch(self.batch_cap)?;
         if items.is_empty() {
             // The counter said something is pending, the tree says no.
@@ -280,15 +302,22 @@ impl Scheduler {
         // Single addresses rejected before anything was accepted: if they
         // all are, the problem is the request, not the addresses.
         let mut suspects: Vec<(BatchItem, u16, String)> = Vec::new();
+        let hint = self.target.rejects_everything_hint();
         while let Some(batch) = work.pop() {
             if batch.is_empty() {
                 continue;
             }
+            if batch.len() > self.batch_cap {
+                // A half pushed before a later 413 lowered the cap: the
+                // service already said this size is too large.
+                push_halves(&mut work, batch);
+                continue;
+            }
             self.wait_for_slot().await?;
-            let (sent_at, action) = self.attempt(&reporter, &batch).await?;
+            let (sent_at, status, action) = self.attempt(&batch).await?;
             match action {
                 Action::Delivered => {
-                    self.queue.ack(&batch, sent_at, now_ms())?;
+                    self.queue.ack(&batch, sent_at, self.now_ms())?;
                     // The success first, then the counters: a scrape of
                     // /metrics (or a status) that sees the batch counted
                     // also sees the success, never a moment of "reported,
@@ -310,22 +339,22 @@ impl Scheduler {
                     }
                 }
                 Action::RateLimited { wait } => {
-                    let wait = wait.unwrap_or(ms(self.settings.limit.window_ms));
+                    let wait = wait.unwrap_or(ms(self.policy.limit.window_ms));
                     tracing::warn!(
                         wait_s = wait.as_secs(),
                         "the API says too many requests (429): waiting"
                     );
                     Stats::add(&self.stats.rate_limit_waits, 1);
                     self.block_for(wait);
-                    self.record_health(Some((429, "too many requests".into())))?;
+                    self.record_health(Some((status, "too many requests".into())))?;
                     return Ok(());
                 }
-                Action::Transient { status, reason } => {
+                Action::Transient { reason } => {
                     self.transient_failures += 1;
                     let delay = backoff(
                         self.transient_failures,
-                        self.settings.max_backoff,
-                        &mut rand::thread_rng(),
+                        self.policy.max_backoff,
+                        &mut self.rng,
                     );
                     tracing::warn!(%reason, attempt = self.transient_failures, retry_in_s = delay.as_secs_f32(), "sending failed; will retry");
                     Stats::add(&self.stats.retries, 1);
@@ -336,7 +365,7 @@ impl Scheduler {
                 Action::TooLarge => {
                     if batch.len() == 1 {
                         self.config_error(
-                            413,
+                            status,
                             "the API says one address is too large a request (413); check api_url"
                                 .into(),
                         )?;
@@ -350,11 +379,7 @@ impl Scheduler {
                     );
                     push_halves(&mut work, batch);
                 }
-                Action::Rejected {
-                    status,
-                    indices,
-                    reason,
-                } => {
+                Action::Rejected { indices, reason } => {
                     if !indices.is_empty()
                         && indices.iter().all(|&i| i < batch.len())
                         && indices.len() < batch.len()
@@ -385,7 +410,7 @@ impl Scheduler {
                         }
                     }
                 }
-                Action::Config { status, reason } => {
+                Action::Config { reason } => {
                     self.config_error(status, reason)?;
                     return Ok(());
                 }
@@ -399,7 +424,7 @@ impl Scheduler {
             } else {
                 self.config_error(
                     status,
-                    format!("the API rejects every address, even alone ({reason}); check [threatjammer] category, tags and ttl"),
+                    format!("the API rejects every address, even alone ({reason}); {hint}"),
                 )?;
             }
         }
@@ -413,9 +438,9 @@ impl Scheduler {
     /// Waits (inside a send) until the rate limit allows one more attempt.
     async fn wait_for_slot(&self) -> Result<(), QueueError> {
         loop {
-            let now = now_ms();
+            let now = self.now_ms();
             let log = self.queue.request_log()?;
-            let next = self.settings.limit.next_allowed(&log.sent_at_ms, now);
+            let next = self.policy.limit.next_allowed(&log.sent_at_ms, now);
             if next <= now {
                 return Ok(());
             }
@@ -425,24 +450,23 @@ impl Scheduler {
     }
 
     /// One request: recorded durably first, then sent; its record is moved
-    /// to the time the answer came. Returns the send time and the action.
-    async fn attempt(
-        &mut self,
-        reporter: &Reporter,
-        batch: &[BatchItem],
-    ) -> Result<(u64, Action), QueueError> {
-        let sent_at = now_ms();
+    /// to the time the answer came. Returns the send time, the service's
+    /// code and the action.
+    async fn attempt(&mut self, batch: &[BatchItem]) -> Result<(u64, u16, Action), QueueError> {
+        let sent_at = self.now_ms();
         let mut log = self.queue.request_log()?;
-        self.settings.limit.prune(&mut log.sent_at_ms, sent_at);
+        self.policy.limit.prune(&mut log.sent_at_ms, sent_at);
         log.sent_at_ms.push(sent_at);
         self.queue.record_request(&log)?;
         Stats::add(&self.stats.requests, 1);
 
-        let addrs: Vec<IpAddr> = batch.iter().map(|b| b.addr).collect();
-        let reply = reporter.send(&addrs).await;
-        self.stats.count_reply(reply.status);
+        let reply = self.target.send(batch).await;
+        let answer = self.target.classify(&reply, self.clock.now());
+        self.stats.count_reply(answer.code);
 
-        let done = now_ms();
+        // Rounded up to the next ms: the window then starts no earlier
+        // than the answer, not up to a millisecond before it.
+        let done = self.now_ms().saturating_add(1);
         let mut log = self.queue.request_log()?;
         if let Some(t) = log.sent_at_ms.iter_mut().rev().find(|t| **t == sent_at) {
             *t = done.max(sent_at);
@@ -450,9 +474,12 @@ impl Scheduler {
         self.queue.record_request(&RequestLog {
             sent_at_ms: log.sent_at_ms,
         })?;
-        let action = classify(&reply, SystemTime::now());
-        tracing::debug!(status = ?reply.status, addresses = batch.len(), "API answered");
-        Ok((sent_at, action))
+        tracing::debug!(
+            status = answer.code,
+            addresses = batch.len(),
+            "API answered"
+        );
+        Ok((sent_at, answer.code, answer.action))
     }
 
     fn dead_letter(
@@ -465,21 +492,21 @@ impl Scheduler {
             tracing::warn!(address = %i.addr, status, %reason, "the API rejected an address: moved to the dead-letter set (tjfwd resend --dead-letter retries it)");
         }
         Stats::add(&self.stats.addresses_dead_lettered, items.len() as u64);
-        self.queue.dead_letter(items, status, reason, now_ms())
+        self.queue.dead_letter(items, status, reason, self.now_ms())
     }
 
     fn config_error(&mut self, status: u16, reason: String) -> Result<(), QueueError> {
         self.config_failures += 1;
         // Retry slowly: a minute at first, then up to max_backoff.
         let delay = Duration::from_secs(60 * u64::from(self.config_failures.min(10)))
-            .min(self.settings.max_backoff.max(Duration::from_secs(1)));
+            .min(self.policy.max_backoff.max(Duration::from_secs(1)));
         tracing::error!(status, %reason, retry_in_s = delay.as_secs(), "sending is paused; nothing is dropped");
         self.block_for(delay);
         self.record_health(Some((status, reason)))
     }
 
     fn record_health(&self, error: Option<(u16, String)>) -> Result<(), QueueError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let mut h = self.queue.health()?;
         match error {
             None => {
@@ -508,7 +535,7 @@ impl Scheduler {
         tracing::info!(
             dry_run = true,
             count = addrs.len(),
-            request = %self.settings.describe,
+            request = %self.target.describe(),
             addresses = %addrs.join(","),
             "would send a batch (nothing is sent or acknowledged)"
         );
@@ -525,4 +552,404 @@ fn push_halves(work: &mut Vec<Vec<BatchItem>>, mut batch: Vec<BatchItem>) {
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
+}
+
+/// The scheduler against a scripted target on tokio's paused clock: the
+/// decisions of the module doc, with no HTTP server and no real waiting.
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::clock::Clock;
+    use crate::health::{verdict, FailureKind};
+    use crate::queue::{Policy as QueuePolicy, Sighting};
+    use crate::ratelimit::Limit;
+    use crate::targets::Answer;
+
+    /// How the scripted target answers a batch (its addresses, and the
+    /// number of the attempt, from 0).
+    type Script = Box<dyn Fn(&[IpAddr], usize) -> Answer + Send + Sync>;
+
+    /// Each request the scripted target got: when, and its addresses.
+    type Sent = Arc<Mutex<Vec<(Instant, Vec<IpAddr>)>>>;
+
+    /// A target whose answers come from a script, and which records each
+    /// batch it is sent with the (paused) time it was sent.
+    struct Scripted {
+        policy: Policy,
+        script: Script,
+        sent: Sent,
+    }
+
+    impl Target for Scripted {
+        type Reply = Answer;
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+        fn policy(&self) -> Policy {
+            self.policy.clone()
+        }
+        fn describe(&self) -> String {
+            "scripted".into()
+        }
+        async fn send(&self, batch: &[BatchItem]) -> Answer {
+            let addrs: Vec<IpAddr> = batch.iter().map(|b| b.addr).collect();
+            let mut sent = self.sent.lock().unwrap();
+            let answer = (self.script)(&addrs, sent.len());
+            sent.push((Instant::now(), addrs));
+            answer
+        }
+        fn classify(&self, reply: &Answer, _now: std::time::SystemTime) -> Answer {
+            reply.clone()
+        }
+        fn rejects_everything_hint(&self) -> &'static str {
+            "check the script"
+        }
+    }
+
+    fn ok() -> Answer {
+        Answer {
+            code: 202,
+            action: Action::Delivered,
+        }
+    }
+
+    fn answer(code: u16, action: Action) -> Answer {
+        Answer { code, action }
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            batch_size: 1000,
+            flush_interval: Duration::from_secs(60),
+            limit: Limit {
+                max: 1000,
+                window_ms: 60_000,
+            },
+            max_backoff: Duration::from_secs(300),
+            rereport_after: Duration::ZERO,
+        }
+    }
+
+    fn addr(i: u32) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(0x0b00_0000 + i))
+    }
+
+    /// A queue holding `n` addresses, and the clock they were queued by.
+    struct Bench {
+        _dir: tempfile::TempDir,
+        queue: Arc<Queue>,
+        clock: Clock,
+        sent: Sent,
+        start: Instant,
+    }
+
+    fn bench(n: u32) -> Bench {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::open(
+            dir.path(),
+            8 << 20,
+            QueuePolicy {
+                ttl_ms: 86_400_000,
+                rereport_after_ms: 0,
+            },
+        )
+        .unwrap();
+        let clock = Clock::following_tokio(1_800_000_000_000);
+        let sightings: Vec<Sighting> = (0..n)
+            .map(|i| Sighting {
+                addr: addr(i),
+                seen_ms: clock.now_ms(),
+            })
+            .collect();
+        for chunk in sightings.chunks(1000) {
+            queue.enqueue(chunk, None, clock.now_ms()).unwrap();
+        }
+        Bench {
+            _dir: dir,
+            queue: Arc::new(queue),
+            clock,
+            sent: Arc::default(),
+            start: Instant::now(),
+        }
+    }
+
+    impl Bench {
+        /// Runs a scheduler of the scripted target for `for_` of paused
+        /// time (or until the queue is empty, with `drain`).
+        async fn run(&self, policy: Policy, script: Script, drain: bool, for_: Duration) {
+            let target = Scripted {
+                policy,
+                script,
+                sent: self.sent.clone(),
+            };
+            let scheduler = Scheduler::new(
+                self.queue.clone(),
+                target,
+                Mode {
+                    dry_run: false,
+                    drain,
+                },
+                Arc::new(Stats::default()),
+                Arc::new(Notify::new()),
+                Arc::new(AtomicBool::new(true)),
+                Arc::new(AtomicBool::new(false)),
+            )
+            .with_clock(self.clock)
+            .with_seed(7);
+            scheduler.run(tokio::time::sleep(for_)).await;
+        }
+
+        /// (seconds after the start, batch size) of each request.
+        fn requests(&self) -> Vec<(f64, usize)> {
+            let sent = self.sent.lock().unwrap();
+            sent.iter()
+                .map(|(at, b)| ((*at - self.start).as_secs_f64(), b.len()))
+                .collect()
+        }
+
+        fn pending(&self) -> u64 {
+            self.queue.pending_count().unwrap()
+        }
+
+        fn dead(&self) -> Vec<IpAddr> {
+            let mut d: Vec<IpAddr> = self.queue.dead_entries().map(|e| e.unwrap().0).collect();
+            d.sort();
+            d
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn full_batches_go_at_once_and_the_rest_after_the_flush_interval() {
+        let b = bench(2500);
+        b.run(
+            policy(),
+            Box::new(|_, _| ok()),
+            false,
+            Duration::from_secs(3600),
+        )
+        .await;
+        let reqs = b.requests();
+        assert_eq!(
+            reqs.iter().map(|r| r.1).collect::<Vec<_>>(),
+            vec![1000, 1000, 500]
+        );
+        // Two full batches at once; the 500 left wait for the flush interval.
+        assert!(reqs[0].0 < 1.0 && reqs[1].0 < 1.0, "{reqs:?}");
+        assert!((60.0..61.0).contains(&reqs[2].0), "{reqs:?}");
+        assert_eq!(b.pending(), 0);
+        assert_eq!(b.queue.reported_count(), 2500);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_too_large_is_split_and_later_batches_stay_small() {
+        let b = bench(1000);
+        let script: Script = Box::new(|batch, _| {
+            if batch.len() > 300 {
+                answer(413, Action::TooLarge)
+            } else {
+                ok()
+            }
+        });
+        b.run(policy(), script, true, Duration::from_secs(3600))
+            .await;
+        let sizes: Vec<usize> = b.requests().iter().map(|r| r.1).collect();
+        // 1000 → 500 → 250: then every batch is at most 250.
+        assert_eq!(&sizes[..3], &[1000, 500, 250], "{sizes:?}");
+        assert!(sizes[3..].iter().all(|&n| n <= 250), "{sizes:?}");
+        assert_eq!(b.pending(), 0);
+        assert_eq!(b.queue.reported_count(), 1000);
+        assert!(b.dead().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rejected_addresses_are_isolated_by_bisection_and_the_rest_delivered() {
+        let b = bench(100);
+        let bad = [addr(7), addr(42), addr(99)];
+        let script: Script = Box::new(move |batch, _| {
+            if batch.iter().any(|a| bad.contains(a)) {
+                answer(
+                    422,
+                    Action::Rejected {
+                        indices: vec![],
+                        reason: "invalid address".into(),
+                    },
+                )
+            } else {
+                ok()
+            }
+        });
+        b.run(policy(), script, true, Duration::from_secs(3600))
+            .await;
+        assert_eq!(b.dead(), bad.to_vec());
+        assert_eq!(b.pending(), 0);
+        assert_eq!(b.queue.reported_count(), 97);
+        let dead = b.queue.dead(addr(42)).unwrap().unwrap();
+        assert_eq!(dead.status, 422);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rejected_addresses_named_by_the_service_go_without_bisection() {
+        let b = bench(10);
+        let script: Script = Box::new(|batch, _| match batch.iter().position(|a| *a == addr(4)) {
+            Some(i) => answer(
+                422,
+                Action::Rejected {
+                    indices: vec![i],
+                    reason: "not public".into(),
+                },
+            ),
+            None => ok(),
+        });
+        b.run(policy(), script, true, Duration::from_secs(3600))
+            .await;
+        assert_eq!(
+            b.requests().iter().map(|r| r.1).collect::<Vec<_>>(),
+            vec![10, 9]
+        );
+        assert_eq!(b.dead(), vec![addr(4)]);
+        assert_eq!(b.queue.reported_count(), 9);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn too_many_requests_waits_for_the_services_hint_or_a_window() {
+        let b = bench(1000);
+        let script: Script = Box::new(|_, n| match n {
+            0 => answer(
+                429,
+                Action::RateLimited {
+                    wait: Some(Duration::from_secs(30)),
+                },
+            ),
+            1 => answer(429, Action::RateLimited { wait: None }),
+            _ => ok(),
+        });
+        b.run(policy(), script, true, Duration::from_secs(3600))
+            .await;
+        let t: Vec<f64> = b.requests().iter().map(|r| r.0).collect();
+        assert_eq!(t.len(), 3, "{t:?}");
+        assert!((30.0..31.0).contains(&(t[1] - t[0])), "{t:?}");
+        // No hint: a whole window of the limit (60 s).
+        assert!((60.0..61.0).contains(&(t[2] - t[1])), "{t:?}");
+        assert_eq!(b.pending(), 0);
+        // Rate limiting does not make the target unhealthy.
+        let h = b.queue.health().unwrap();
+        assert!(h.failing_since_ms.is_none(), "{h:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transient_failures_back_off_exponentially_up_to_the_cap() {
+        let b = bench(5);
+        let mut p = policy();
+        p.max_backoff = Duration::from_secs(20);
+        let script: Script = Box::new(|_, _| {
+            answer(
+                503,
+                Action::Transient {
+                    reason: "HTTP 503: busy".into(),
+                },
+            )
+        });
+        b.run(p, script, true, Duration::from_secs(600)).await;
+        let t: Vec<f64> = b.requests().iter().map(|r| r.0).collect();
+        let gaps: Vec<f64> = t.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.len() > 20, "{gaps:?}");
+        // Equal jitter: each wait is between half and all of its step
+        // (1, 2, 4, 8, 16 s, then the 20 s cap).
+        for (i, g) in gaps.iter().enumerate() {
+            let step = (1u64 << i.min(20)).min(20) as f64;
+            assert!(
+                *g >= step / 2.0 - 0.01 && *g <= step + 0.01,
+                "gap {i}: {g} ({gaps:?})"
+            );
+        }
+        assert!(gaps[6..].iter().all(|g| *g >= 10.0 - 0.01), "{gaps:?}");
+        // Nothing is dropped; the failure is on record, but it is transient.
+        assert_eq!(b.pending(), 5);
+        let h = b.queue.health().unwrap();
+        assert_eq!(h.last_error_status, 503);
+        assert_eq!(h.failure_kind(), FailureKind::Transient);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_configuration_pauses_sending_drops_nothing_and_degrades_health() {
+        let b = bench(20);
+        let script: Script = Box::new(|_, n| {
+            if n < 3 {
+                answer(
+                    401,
+                    Action::Config {
+                        reason: "bad token".into(),
+                    },
+                )
+            } else {
+                ok()
+            }
+        });
+        let mut p = policy();
+        p.max_backoff = Duration::from_secs(150);
+        b.run(p, script, true, Duration::from_secs(3600)).await;
+        let t: Vec<f64> = b.requests().iter().map(|r| r.0).collect();
+        // Retried slowly: a minute, two, then the cap (150 s).
+        let gaps: Vec<f64> = t.windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!(gaps.len(), 3, "{gaps:?}");
+        for (g, want) in gaps.iter().zip([60.0, 120.0, 150.0]) {
+            assert!((want..want + 1.0).contains(g), "{gaps:?}");
+        }
+        assert_eq!(b.pending(), 0);
+        assert_eq!(b.queue.reported_count(), 20);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_configuration_is_a_degraded_health_at_once() {
+        let b = bench(3);
+        let script: Script = Box::new(|_, _| {
+            answer(
+                401,
+                Action::Config {
+                    reason: "bad token".into(),
+                },
+            )
+        });
+        b.run(policy(), script, true, Duration::from_secs(30)).await;
+        assert_eq!(b.requests().len(), 1);
+        assert_eq!(b.pending(), 3);
+        let h = b.queue.health().unwrap();
+        assert_eq!(h.failure_kind(), FailureKind::Refused);
+        let v = verdict(&h, b.clock.now_ms(), Duration::from_secs(60));
+        assert!(!v.is_healthy(), "{v:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rolling_window_limit_holds_across_retries() {
+        let b = bench(5000);
+        let mut p = policy();
+        p.limit = Limit {
+            max: 6,
+            window_ms: 60_000,
+        };
+        p.batch_size = 100;
+        // Every other request fails transiently: retries count too.
+        let script: Script = Box::new(|_, n| {
+            if n % 2 == 1 {
+                answer(
+                    500,
+                    Action::Transient {
+                        reason: "HTTP 500".into(),
+                    },
+                )
+            } else {
+                ok()
+            }
+        });
+        b.run(p, script, false, Duration::from_secs(600)).await;
+        let t: Vec<f64> = b.requests().iter().map(|r| r.0).collect();
+        assert!(t.len() >= 50, "{}", t.len());
+        for (i, start) in t.iter().enumerate() {
+            let in_window = t[i..].iter().take_while(|x| **x < start + 60.0).count();
+            assert!(in_window <= 6, "{in_window} requests from {start} s: {t:?}");
+        }
+    }
 }

@@ -330,6 +330,35 @@ pub mod v1 {
         pub failing_since_ms: Option<u64>,
     }
 
+    /// What kind of failure a health record's last error was.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum FailureKind {
+        /// The service asked us to slow down: waiting is all it takes.
+        RateLimited,
+        /// It may go away by itself (no answer, a server error...).
+        Transient,
+        /// The service refuses our credentials or configuration: the
+        /// operator must act.
+        Refused,
+    }
+
+    impl Health {
+        /// The kind of the last error. Schema v1 and v2 records belong to
+        /// the Threat Jammer target and carry its HTTP status only, so the
+        /// kind follows from the status, by the rule this format always
+        /// meant: 429 is rate limiting; any other 4xx but 408 (timeout) and
+        /// 413 (split and retried) refuses our request; the rest (0 for no
+        /// answer, 408, 5xx, other statuses) is transient.
+        pub fn failure_kind(&self) -> FailureKind {
+            match self.last_error_status {
+                429 => FailureKind::RateLimited,
+                408 | 413 => FailureKind::Transient,
+                400..=499 => FailureKind::Refused,
+                _ => FailureKind::Transient,
+            }
+        }
+    }
+
     /// Encodes a value: version byte, then bincode.
     pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
         let mut out = vec![VALUE_VERSION];

@@ -1,0 +1,133 @@
+//! Report targets: the services tjfwd reports attacker addresses to.
+//!
+//! A target is a plug-in. Everything specific to one service lives in its
+//! own folder and reaches the rest of tjfwd through the [`Target`] trait:
+//!
+//! - how a batch is built and sent ([`Target::send`]), and the pure
+//!   classification of the service's answer into an [`Action`]
+//!   ([`Target::classify`], with a table test in the target's folder);
+//! - its [`Policy`]: batch size, flush interval, rate limit, backoff cap;
+//! - what "due again" means for it ([`Policy::rereport_after`]).
+//!
+//! The [`crate::scheduler::Scheduler`] is generic over the trait: it knows
+//! actions (deliver, split, isolate, wait, back off, pause), never HTTP
+//! statuses. Health judges the kind of a failure
+//! ([`crate::health::FailureKind`]), not a status.
+//!
+//! Adding a target is one new folder (its client, its classification, its
+//! configuration section) and one line in [`start_enabled`].
+
+pub mod threatjammer;
+
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use crate::config::Config;
+use crate::queue::BatchItem;
+use crate::ratelimit::Limit;
+
+/// When and how much a target may be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Most addresses in one request.
+    pub batch_size: usize,
+    /// Longest time an address waits for a batch to fill.
+    pub flush_interval: Duration,
+    /// The service's rolling-window limit; every attempt counts.
+    pub limit: Limit,
+    /// Cap on the transient-failure backoff (and on the slow retry after
+    /// configuration errors).
+    pub max_backoff: Duration,
+    /// A new sighting of an address reported less than this long ago does
+    /// not queue it again (zero: every later sighting does, which resets
+    /// the address's TTL at the service).
+    pub rereport_after: Duration,
+}
+
+/// What the scheduler does with a target's answer. Target-neutral: each
+/// target's `classify` maps its own protocol onto these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// The whole batch was accepted: acknowledge it.
+    Delivered,
+    /// Too many requests: wait (the service's hint, or a whole window when
+    /// None), then send again.
+    RateLimited { wait: Option<Duration> },
+    /// A failure that goes away by itself: retry later with backoff.
+    Transient { reason: String },
+    /// The request was too large: split the batch.
+    TooLarge,
+    /// The service refused some addresses. `indices` are the positions it
+    /// named (empty when it did not say: bisect to find them).
+    Rejected { indices: Vec<usize>, reason: String },
+    /// Our credentials or configuration are wrong: drop nothing, pause,
+    /// retry slowly, tell the operator what to check.
+    Config { reason: String },
+}
+
+/// A classified answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The service's own code for it (the HTTP status; 0 when no answer
+    /// came): shown to the operator and counted in metrics, never acted on.
+    pub code: u16,
+    /// What to do.
+    pub action: Action,
+}
+
+/// A report target.
+///
+/// `send` does the I/O and never fails (a transport error is a reply too);
+/// `classify` is pure, so the contract is a table test.
+pub trait Target: Send + Sync + 'static {
+    /// What `send` returns, before interpretation.
+    type Reply: std::fmt::Debug + Send;
+
+    /// The target's name, as in its configuration section and its logs.
+    fn name(&self) -> &'static str;
+
+    /// Its batch size, flush interval, rate limit and backoff cap.
+    fn policy(&self) -> Policy;
+
+    /// The request's fixed fields, for dry-run logs (`type=… ttl=…`).
+    fn describe(&self) -> String;
+
+    /// Sends one batch (at most `policy().batch_size` addresses).
+    fn send(&self, batch: &[BatchItem]) -> impl Future<Output = Self::Reply> + Send;
+
+    /// What a reply means. Pure: `now` is only for dates in the reply.
+    fn classify(&self, reply: &Self::Reply, now: SystemTime) -> Answer;
+
+    /// Advice when every address is refused even alone: the request, not
+    /// the addresses, must be wrong (which settings to check).
+    fn rejects_everything_hint(&self) -> &'static str;
+}
+
+/// A target could not be set up (its configuration, its credentials, its
+/// HTTP client): the daemon does not start.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct SetupError(Box<dyn std::error::Error + Send + Sync>);
+
+impl From<threatjammer::ReporterError> for SetupError {
+    fn from(e: threatjammer::ReporterError) -> Self {
+        SetupError(Box::new(e))
+    }
+}
+
+/// What the daemon does with each enabled target (start its scheduler).
+pub trait Starter {
+    fn start<T: Target>(&mut self, target: T);
+}
+
+/// Builds every enabled target from the configuration and hands it to
+/// `starter`. With `dry_run`, targets are built without what sending needs
+/// (credentials, HTTP clients). Adding a target is one line here.
+pub fn start_enabled(
+    config: &Config,
+    dry_run: bool,
+    starter: &mut impl Starter,
+) -> Result<(), SetupError> {
+    starter.start(threatjammer::ThreatJammer::from_config(config, dry_run)?);
+    Ok(())
+}

@@ -1,0 +1,242 @@
+//! The Threat Jammer Report API client: one HTTP request per batch, its
+//! answer returned unread as a [`Reply`] (see `classify.rs` for what it
+//! means).
+//!
+//! The token is sent in a header marked sensitive and never appears in any
+//! message produced here; server text is escaped and truncated before it is
+//! logged or stored.
+//!
+//! TLS: the server's certificate is always verified (there is no switch to
+//! turn that off). By default against the public roots built into tjfwd;
+//! with `[threatjammer] ca_file`, against exactly the CAs of that PEM bundle
+//! and nothing else (see [`read_ca_file`]).
+
+use std::io::Read;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+
+use crate::config::Config;
+
+/// The User-Agent tjfwd sends.
+pub const USER_AGENT: &str = concat!("tjfwd/", env!("CARGO_PKG_VERSION"));
+
+/// Largest response body read (the API answers with small JSON bodies).
+const MAX_BODY: usize = 16 * 1024;
+
+/// Largest `ca_file` read (a whole system bundle is ~200 KB; a path such as
+/// /dev/zero must not make tjfwd read forever).
+const MAX_CA_FILE: u64 = 16 << 20;
+
+/// Reads the PEM bundle of `[threatjammer] ca_file`: every `CERTIFICATE`
+/// block, each checked to be a usable trust anchor. Errors say what is wrong
+/// with the file (not which key named it: the caller adds that).
+pub fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CA_FILE + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read it ({e})"))?;
+    if bytes.len() as u64 > MAX_CA_FILE {
+        return Err(format!(
+            "it is larger than {} MiB: it should be a PEM bundle of CA certificates",
+            MAX_CA_FILE >> 20
+        ));
+    }
+    let certs = reqwest::Certificate::from_pem_bundle(&bytes)
+        .map_err(|_| "it holds a malformed PEM certificate block".to_string())?;
+    if certs.is_empty() {
+        return Err(
+            "it holds no PEM certificate (\"-----BEGIN CERTIFICATE-----\" blocks): give the \
+             file of your CA's certificate(s) in PEM format"
+                .to_string(),
+        );
+    }
+    // Each certificate must parse as a trust anchor: building a client does
+    // exactly that check (and nothing else: no connection is made).
+    for (i, cert) in certs.iter().enumerate() {
+        tls_client_builder(std::slice::from_ref(cert))
+            .build()
+            .map_err(|_| {
+                format!(
+                    "certificate {} of {} is not a valid X.509 CA certificate",
+                    i + 1,
+                    certs.len()
+                )
+            })?;
+    }
+    Ok(certs)
+}
+
+/// A client builder with rustls and certificate verification on: against
+/// `private_roots` only when given, else against the built-in public roots.
+fn tls_client_builder(private_roots: &[reqwest::Certificate]) -> reqwest::ClientBuilder {
+    let mut b = reqwest::Client::builder().use_rustls_tls();
+    if !private_roots.is_empty() {
+        // A private CA deployment trusts its CA, not also every public one.
+        b = b.tls_built_in_root_certs(false);
+        for c in private_roots {
+            b = b.add_root_certificate(c.clone());
+        }
+    }
+    b
+}
+
+/// What came back from one attempt, before interpretation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// HTTP status, or None when no response arrived.
+    pub status: Option<u16>,
+    /// The `Retry-After` header, verbatim.
+    pub retry_after: Option<String>,
+    /// The body (at most 16 KiB), or the transport error's description.
+    pub body: String,
+}
+
+/// Sends batches to the API.
+#[derive(Clone)]
+pub struct Reporter {
+    client: reqwest::Client,
+    url: url::Url,
+    auth: HeaderValue,
+    ttl: u64,
+    dataset: String,
+    tags: Vec<String>,
+}
+
+impl std::fmt::Debug for Reporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reporter")
+            .field("url", &self.url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reporter setup errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ReporterError {
+    #[error("no API token is configured: set [threatjammer] bearer_token_file, bearer_token or TJFWD_BEARER_TOKEN, or use --dry-run")]
+    NoToken,
+    #[error("the API token contains characters that cannot be sent in an HTTP header; check the token file")]
+    BadToken,
+    #[error("cannot set up the HTTP client: {0}")]
+    Client(String),
+}
+
+impl Reporter {
+    /// Builds the HTTP client from `[threatjammer]` and `[schedule]`.
+    pub fn new(config: &Config) -> Result<Reporter, ReporterError> {
+        let token = config
+            .threatjammer
+            .token
+            .as_ref()
+            .ok_or(ReporterError::NoToken)?;
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+            .map_err(|_| ReporterError::BadToken)?;
+        auth.set_sensitive(true);
+        let roots = match &config.threatjammer.ca_file {
+            Some(p) => read_ca_file(p).map_err(|e| {
+                ReporterError::Client(format!("[threatjammer] ca_file = \"{}\": {e}", p.display()))
+            })?,
+            None => Vec::new(),
+        };
+        let client = tls_client_builder(&roots)
+            .user_agent(USER_AGENT)
+            .timeout(config.schedule.request_timeout)
+            .connect_timeout(config.schedule.request_timeout.min(Duration::from_secs(10)))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| ReporterError::Client(e.to_string()))?;
+        Ok(Reporter {
+            client,
+            url: config.threatjammer.api_url.clone(),
+            auth,
+            ttl: config.threatjammer.ttl,
+            dataset: config.threatjammer.category.clone(),
+            tags: config.threatjammer.tags.clone(),
+        })
+    }
+
+    /// The JSON body for a batch.
+    pub fn body(&self, addrs: &[IpAddr]) -> Vec<u8> {
+        let addresses: Vec<String> = addrs.iter().map(IpAddr::to_string).collect();
+        serde_json::to_vec(&serde_json::json!({
+            "addresses": addresses,
+            "ttl": self.ttl,
+            "type": self.dataset,
+            "tags": self.tags,
+        }))
+        .expect("serializing strings and numbers")
+    }
+
+    /// Sends one batch; never fails, a transport error is a [`Reply`] too.
+    pub async fn send(&self, addrs: &[IpAddr]) -> Reply {
+        let result = self
+            .client
+            .post(self.url.clone())
+            .header(AUTHORIZATION, self.auth.clone())
+            .header(ACCEPT, "application/json")
+            .header(CONTENT_TYPE, "application/json")
+            .body(self.body(addrs))
+            .send()
+            .await;
+        match result {
+            Err(e) => Reply {
+                status: None,
+                retry_after: None,
+                body: transport_error(&e),
+            },
+            Ok(mut resp) => {
+                let status = resp.status().as_u16();
+                let retry_after = resp
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let mut body = Vec::new();
+                while let Ok(Some(chunk)) = resp.chunk().await {
+                    body.extend_from_slice(&chunk);
+                    if body.len() >= MAX_BODY {
+                        body.truncate(MAX_BODY);
+                        break;
+                    }
+                }
+                Reply {
+                    status: Some(status),
+                    retry_after,
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                }
+            }
+        }
+    }
+}
+
+/// Describes a transport error with its cause chain (no URL query, no headers).
+fn transport_error(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let mut msg = kind.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    // rustls says "invalid peer certificate: UnknownIssuer" (or NotValidForName,
+    // Expired...): say that first and what to do, in few words (the reason is
+    // cut at 200 bytes), as retrying alone will not fix it.
+    if let Some(at) = msg.find("invalid peer certificate") {
+        return format!(
+            "TLS certificate not accepted (check the host in [threatjammer] api_url, or set \
+             [threatjammer] ca_file for a private CA): {}",
+            &msg[at..]
+        );
+    }
+    msg
+}
