@@ -1404,7 +1404,7 @@ fn ca_file(ctx: &Ctx, raw: Option<PathBuf>) -> Result<Option<PathBuf>, ConfigErr
         return Ok(None);
     };
     let p = ctx.path(key, p)?;
-    crate::reporter::read_ca_file(&p).map_err(|e| {
+    crate::tls::read_ca_file(&p).map_err(|e| {
         ctx.invalid(
             key,
             format!(
