@@ -2,16 +2,21 @@
 
 use std::net::SocketAddr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::context::Ctx;
 use super::errors::ConfigError;
+use super::format::ser;
 
 /// The `[admin]` section: the HTTP endpoint for monitoring.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Admin {
     /// Address serving `/metrics` (Prometheus text) and `/healthz`; None
     /// (the default): no admin endpoint.
+    #[serde(
+        serialize_with = "ser::display_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub listen: Option<SocketAddr>,
 }
 

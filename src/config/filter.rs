@@ -3,19 +3,21 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::context::Ctx;
 use super::errors::ConfigError;
+use super::format::ser;
 
 /// The `[filter]` section: addresses that are never reported.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Filter {
     /// Report private, loopback, documentation... addresses too (the API rejects
     /// a whole batch for one of them, so this is for tests against a fake API).
     pub report_non_public: bool,
     /// Networks never reported (own hosts, scanners you run); IPv4-mapped IPv6
     /// entries are stored as IPv4, as addresses are normalized before filtering.
+    #[serde(serialize_with = "ser::display_seq")]
     pub allowlist: Vec<IpNet>,
 }
 

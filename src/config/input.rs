@@ -4,11 +4,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::context::Ctx;
 use super::errors::ConfigError;
-use super::format::{format_duration, KIB, MIB};
+use super::format::{format_duration, ser, KIB, MIB};
 
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
 const MAX_POLL_INTERVAL: Duration = Duration::from_secs(60);
@@ -30,6 +30,7 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 8;
 pub const MAX_MAX_CONNECTIONS: usize = 1024;
 
 /// Where the tailer starts reading a cowrie.json it has no checkpoint for.
+/// Serializes to its TOML spelling.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum StartAt {
     /// Only new events (the log's past is not reported).
@@ -49,22 +50,39 @@ impl StartAt {
     }
 }
 
-/// The `[input]` section: the cowrie JSON log.
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl Serialize for StartAt {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// The `[input]` section: the cowrie JSON log. Serializes to the section's keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Input {
     /// cowrie.json to tail; None when events come only from other inputs.
+    #[serde(
+        serialize_with = "ser::path_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cowrie_json: Option<PathBuf>,
     /// Where to start in a file seen for the first time (no checkpoint yet).
     pub start_at: StartAt,
     /// How often the tailer looks for new data, rotation and truncation.
+    #[serde(serialize_with = "ser::duration")]
     pub poll_interval: Duration,
     /// Longest input line accepted, in bytes; a longer line is skipped
     /// (without being buffered whole) and counted. 1 KiB..=64 MiB.
+    #[serde(serialize_with = "ser::size_usize")]
     pub max_line_bytes: usize,
     /// Address to accept Cowrie's `[output_socketlog]` connections on (JSON
     /// lines over TCP); None: no socket input. Port is never 0.
+    #[serde(
+        serialize_with = "ser::display_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub listen_tcp: Option<SocketAddr>,
     /// Most socket clients served at once (1..=1024); further ones wait or are refused.
+    #[serde(serialize_with = "ser::saturating_i64")]
     pub max_connections: usize,
 }
 

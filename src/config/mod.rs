@@ -15,11 +15,22 @@
 //!    the directory of the configuration file, and the bearer token obtained from
 //!    exactly one source.
 //!
+//! The way back, [`Config::redacted_toml`] (`tjfwd check-config`), is the
+//! resolved layer serialized: each section derives `Serialize` with the keys
+//! of its raw layer and writes durations, sizes, addresses and paths in the
+//! forms the raw layer reads (`format::ser`); a [`Secret`] serializes as
+//! `<redacted>`, and what is not a key (`path`, `warnings`, `notes`,
+//! `rate_window`) is skipped. Parsing the output back gives the same
+//! configuration, but for the token.
+//!
 //! Every section of the file has a module of its own (`threatjammer`,
 //! `input`, `schedule`, `filter`, `storage`, `queue`, `admin`), holding its
 //! raw struct, its resolved struct and that struct's `Default`, its constants
-//! and its `validate` function, and the tests of its keys: adding a key to a
-//! section touches that section's file (and the documentation). The machinery
+//! and its `validate` function, and the tests of its keys. Adding a key to a
+//! section touches that file (a field in each struct, its default, its check)
+//! and the documentation: README's table of keys and the example
+//! `packaging/tjfwd.toml` (`config import-cowrie` writes the keys it shows
+//! itself, see `crate::cowrie_cfg`). The machinery
 //! they share: `context` (`Ctx`: the file named in messages, the directory of
 //! relative paths, the warnings, the checks of paths, durations and sizes),
 //! `errors` ([`ConfigError`], and toml's parse errors with secrets redacted),
@@ -80,13 +91,12 @@ mod storage;
 #[cfg(test)]
 mod tests;
 mod threatjammer;
-mod view;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use admin::RawAdmin;
 use context::Ctx;
@@ -96,10 +106,6 @@ use input::RawInput;
 use queue::RawQueue;
 use schedule::RawSchedule;
 use storage::RawStorage;
-use view::{
-    ViewAdmin, ViewConfig, ViewFilter, ViewInput, ViewQueue, ViewSchedule, ViewStorage,
-    ViewThreatJammer,
-};
 
 pub use admin::Admin;
 pub use errors::ConfigError;
@@ -135,12 +141,15 @@ pub struct LoadOptions {
 }
 
 /// The validated configuration of tjfwd. See the module documentation for the
-/// invariants that hold when it comes from a file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// invariants that hold when it comes from a file. Serializes to the keys of
+/// the file, the bearer token as `<redacted>` (see [`Config::redacted_toml`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Config {
     /// The file it was loaded from, to name it in messages (None when built in code).
+    #[serde(skip)]
     pub path: Option<PathBuf>,
     /// Where the sled database and the control socket live.
+    #[serde(serialize_with = "format::ser::path")]
     pub state_dir: PathBuf,
     /// How and what to report to the Threat Jammer Report API.
     pub threatjammer: ThreatJammer,
@@ -157,9 +166,11 @@ pub struct Config {
     /// The admin HTTP endpoint (metrics, health).
     pub admin: Admin,
     /// Non-fatal problems found while loading, to log at start-up (never contain the token).
+    #[serde(skip)]
     pub warnings: Vec<String>,
     /// Informational remarks found while loading (for example where the
     /// settings came from), to log at info level at start-up (never contain the token).
+    #[serde(skip)]
     pub notes: Vec<String>,
 }
 
@@ -255,70 +266,15 @@ impl Config {
 
     /// The effective configuration as TOML (for `tjfwd check-config`), with the
     /// token shown as `<redacted>`. Parsing it back gives the same configuration,
-    /// except for the token.
+    /// except for the token. The body is this `Config` serialized: every
+    /// section serializes to the keys of its raw layer.
     pub fn redacted_toml(&self) -> String {
-        let tj = &self.threatjammer;
-        let view = ViewConfig {
-            state_dir: self.state_dir.to_string_lossy().into_owned(),
-            threatjammer: ViewThreatJammer {
-                api_url: tj.api_url.to_string(),
-                bearer_token: tj.token.as_ref().map(|_| REDACTED),
-                track_login: tj.track_login,
-                track_session: tj.track_session,
-                ttl: i64::try_from(tj.ttl).unwrap_or(i64::MAX),
-                category: tj.category.clone(),
-                tags: tj.tags.clone(),
-                allow_insecure_http: tj.allow_insecure_http,
-                ca_file: tj
-                    .ca_file
-                    .as_ref()
-                    .map(|p| p.to_string_lossy().into_owned()),
-            },
-            input: ViewInput {
-                cowrie_json: self
-                    .input
-                    .cowrie_json
-                    .as_ref()
-                    .map(|p| p.to_string_lossy().into_owned()),
-                start_at: self.input.start_at.as_str(),
-                poll_interval: format_duration(self.input.poll_interval),
-                max_line_bytes: format_size(self.input.max_line_bytes as u64),
-                listen_tcp: self.input.listen_tcp.map(|a| a.to_string()),
-                max_connections: i64::try_from(self.input.max_connections).unwrap_or(i64::MAX),
-            },
-            schedule: ViewSchedule {
-                batch_size: i64::try_from(self.schedule.batch_size).unwrap_or(i64::MAX),
-                flush_interval: format_duration(self.schedule.flush_interval),
-                max_requests_per_minute: i64::from(self.schedule.max_requests_per_minute),
-                request_timeout: format_duration(self.schedule.request_timeout),
-                max_backoff: format_duration(self.schedule.max_backoff),
-                rereport_after: format_duration(self.schedule.rereport_after),
-            },
-            filter: ViewFilter {
-                report_non_public: self.filter.report_non_public,
-                allowlist: self
-                    .filter
-                    .allowlist
-                    .iter()
-                    .map(|n| n.to_string())
-                    .collect(),
-            },
-            storage: ViewStorage {
-                cache_capacity: format_size(self.storage.cache_capacity),
-            },
-            queue: ViewQueue {
-                max_pending: i64::try_from(self.queue.max_pending).unwrap_or(i64::MAX),
-            },
-            admin: ViewAdmin {
-                listen: self.admin.listen.map(|a| a.to_string()),
-            },
-        };
         let mut out = String::from("# Effective tjfwd configuration");
         match &self.path {
             Some(p) => out.push_str(&format!(" (loaded from {})\n", p.display())),
             None => out.push_str(" (built in code)\n"),
         }
-        if tj.token.is_none() {
+        if self.threatjammer.token.is_none() {
             out.push_str("# No bearer token is configured (dry run only).\n");
         }
         if self.input.cowrie_json.is_none() {
@@ -331,7 +287,7 @@ impl Config {
             ));
         }
         out.push('\n');
-        match toml::to_string(&view) {
+        match toml::to_string(self) {
             Ok(body) => out.push_str(&body),
             Err(e) => out.push_str(&format!("# cannot render the configuration: {e}\n")),
         }

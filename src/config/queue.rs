@@ -1,9 +1,10 @@
 //! The `[queue]` section: bounds of the pending set.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::context::Ctx;
 use super::errors::ConfigError;
+use super::format::ser;
 
 /// Default of `[queue] max_pending`: two days of sending at the API's limit
 /// (6,000 addresses a minute would be 8.6 M; 2 M is ~1 GiB of disk).
@@ -13,11 +14,12 @@ pub const DEFAULT_MAX_PENDING: u64 = 2_000_000;
 pub const MIN_MAX_PENDING: u64 = 1000;
 
 /// The `[queue]` section: bounds of the pending set.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QueueLimits {
     /// At this many pending addresses the inputs stop reading (the file
     /// input stops advancing, the socket input stops reading its clients)
     /// until sending brings the number down: nothing is dropped.
+    #[serde(serialize_with = "ser::saturating_i64")]
     pub max_pending: u64,
 }
 

@@ -2,10 +2,11 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::context::Ctx;
 use super::errors::ConfigError;
+use super::format::ser;
 
 /// The Report API accepts at most this many addresses in one request.
 pub const MAX_BATCH_SIZE: usize = 1000;
@@ -24,24 +25,31 @@ const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(600);
 
-/// The `[schedule]` section: batching, rate limit, retries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The `[schedule]` section: batching, rate limit, retries. Serializes to
+/// the section's keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Schedule {
     /// Most addresses in one request; a full batch is sent at once (API limit 1000).
+    #[serde(serialize_with = "ser::saturating_i64")]
     pub batch_size: usize,
     /// Longest time the oldest pending address waits before a partial batch is sent.
+    #[serde(serialize_with = "ser::duration")]
     pub flush_interval: Duration,
     /// Most requests (retries included) in any rolling `rate_window` (API limit 6/min).
     pub max_requests_per_minute: u32,
     /// Time limit of one HTTP request, connection included.
+    #[serde(serialize_with = "ser::duration")]
     pub request_timeout: Duration,
     /// Upper bound of the exponential backoff after transient failures.
+    #[serde(serialize_with = "ser::duration")]
     pub max_backoff: Duration,
     /// An address reported less than this long ago is not queued again (0 = always).
+    #[serde(serialize_with = "ser::duration")]
     pub rereport_after: Duration,
     /// Length of the rate-limit window: not a TOML key, always 60 s from a file
     /// (the API's window); tests built in code shorten it, tests of the binary
     /// through the test-only `TJFWD_TEST_RATE_WINDOW_MS`.
+    #[serde(skip)]
     pub rate_window: Duration,
 }
 

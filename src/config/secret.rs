@@ -1,18 +1,20 @@
 //! [`Secret`], the type of the bearer token, and what redaction means here.
 //!
-//! A `Secret` prints as `<redacted>` (`Debug`, `Display`); only
-//! [`Secret::expose`] gives the value, where it is actually sent.
+//! A `Secret` prints and serializes as `<redacted>` (`Debug`, `Display`,
+//! `Serialize`); only [`Secret::expose`] gives the value, where it is
+//! actually sent.
 
 use std::fmt;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 
 /// What a redacted secret is shown as.
 pub(crate) const REDACTED: &str = "<redacted>";
 
 /// A value that must never be printed (the Report API bearer token).
-/// `Debug` and `Display` print `<redacted>`; use [`Secret::expose`] only where
-/// the value is actually sent.
+/// `Debug` and `Display` print `<redacted>`, and it serializes as the string
+/// `<redacted>` (so a serialized [`Config`](super::Config) never holds it);
+/// use [`Secret::expose`] only where the value is actually sent.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
@@ -38,6 +40,12 @@ impl fmt::Debug for Secret {
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(REDACTED)
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(REDACTED)
     }
 }
 

@@ -1,18 +1,19 @@
 //! The `[storage]` section: tuning of the sled database.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::context::Ctx;
 use super::errors::ConfigError;
-use super::format::MIB;
+use super::format::{ser, MIB};
 
 const DEFAULT_CACHE_CAPACITY: u64 = 32 * MIB;
 const MIN_CACHE_CAPACITY: u64 = MIB;
 
 /// The `[storage]` section: the sled database.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Storage {
     /// Bytes of sled's page cache.
+    #[serde(serialize_with = "ser::size")]
     pub cache_capacity: u64,
 }
 

@@ -14,12 +14,12 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use url::{Host, Url};
 
 use super::context::Ctx;
 use super::errors::ConfigError;
-use super::format::KIB;
+use super::format::{ser, KIB};
 use super::secret::Secret;
 
 /// Default Report API endpoint (the same as cowrie's `output_threatjammer`).
@@ -41,17 +41,21 @@ pub(crate) const DEFAULT_CATEGORY: &str = "ABUSE";
 pub(crate) const DEFAULT_TAGS: [&str; 3] = ["COWRIE", "LOGIN", "SESSION"];
 
 /// The `[threatjammer]` section: the Report API and the contents of each report.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serializes to the section's keys (the token as `<redacted>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ThreatJammer {
     /// Endpoint the batches are POSTed to (regional; the token belongs to a region).
+    #[serde(serialize_with = "ser::display")]
     pub api_url: Url,
     /// Bearer token of the API; None only in dry-run mode.
+    #[serde(rename = "bearer_token", skip_serializing_if = "Option::is_none")]
     pub token: Option<Secret>,
     /// Report the source of `cowrie.login.*` events (as cowrie's plugin does).
     pub track_login: bool,
     /// Report the source of `cowrie.session.*` events (every connection).
     pub track_session: bool,
     /// Seconds an address stays in the private denylist after a report (`ttl` in the API).
+    #[serde(serialize_with = "ser::saturating_i64")]
     pub ttl: u64,
     /// The dataset the addresses go to (`type` in the API), e.g. `ABUSE`.
     pub category: String,
@@ -63,6 +67,10 @@ pub struct ThreatJammer {
     /// deployment). When set, tjfwd trusts exactly these CAs and not the
     /// built-in public roots; when None, the public roots. Verification is
     /// always on.
+    #[serde(
+        serialize_with = "ser::path_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ca_file: Option<PathBuf>,
 }
 
