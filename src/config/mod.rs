@@ -30,7 +30,7 @@
 //! section touches that file (a field in each struct, its default, its check)
 //! and the documentation: README's table of keys and the example
 //! `packaging/tjfwd.toml` (`config import-cowrie` writes the keys it shows
-//! itself, see `crate::cowrie_cfg`). The machinery
+//! itself, in `cowrie_cfg/import.rs`). The machinery
 //! they share: `context` (`Ctx`: the file named in messages, the directory of
 //! relative paths, the warnings, the checks of paths, durations and sizes),
 //! `errors` ([`ConfigError`], and toml's parse errors with secrets redacted),
