@@ -9,7 +9,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use super::secret::{REDACTED, SENSITIVE_WORDS};
+use super::secret::{looks_secret, REDACTED};
 
 /// Why a configuration could not be loaded. The `Display` text always starts
 /// with the file name and names the key at fault; it never contains the token.
@@ -98,7 +98,7 @@ fn redact_line(line: &str) -> Option<(String, String)> {
             i += 1;
         }
         let word = line[start..i].to_ascii_lowercase();
-        if word.ends_with("_file") || !SENSITIVE_WORDS.iter().any(|s| word.contains(s)) {
+        if word.ends_with("_file") || !looks_secret(&word) {
             continue;
         }
         return Some(match line[i..].find('=') {

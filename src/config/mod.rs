@@ -120,7 +120,7 @@ pub use schedule::{
     Schedule, API_RATE_WINDOW, API_REQUESTS_PER_MINUTE, MAX_BATCH_SIZE, TEST_RATE_WINDOW_ENV,
 };
 pub use secret::Secret;
-pub(crate) use secret::REDACTED;
+pub(crate) use secret::{looks_secret, REDACTED};
 pub use storage::Storage;
 pub(crate) use threatjammer::RawThreatJammer;
 pub use threatjammer::{

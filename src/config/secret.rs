@@ -52,7 +52,7 @@ impl Serialize for Secret {
 /// Parts of key names that suggest the value is a secret. Over-redaction is
 /// harmless (it only hides part of a snippet), under-redaction is not; a typo
 /// such as `bearer_tokn` must be covered too, hence substrings.
-pub(super) const SENSITIVE_WORDS: [&str; 8] = [
+const SENSITIVE_WORDS: [&str; 8] = [
     "token",
     "secret",
     "passw",
@@ -62,6 +62,14 @@ pub(super) const SENSITIVE_WORDS: [&str; 8] = [
     "auth",
     "credential",
 ];
+
+/// Whether a key's name suggests that its value is a secret: it contains
+/// one of [`SENSITIVE_WORDS`], in any case. Used for tjfwd.toml (redaction of
+/// toml's parse errors) and for cowrie.cfg (values never quoted nor copied).
+pub(crate) fn looks_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SENSITIVE_WORDS.iter().any(|w| key.contains(w))
+}
 
 #[cfg(test)]
 mod tests {

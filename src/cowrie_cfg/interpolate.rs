@@ -9,7 +9,7 @@
 use std::fmt;
 
 use super::ini::{Ini, IniError, Origin, DEFAULT_SECTION};
-use crate::config;
+use crate::config::{self, looks_secret};
 
 /// configparser's `MAX_INTERPOLATION_DEPTH`.
 const MAX_INTERPOLATION_DEPTH: usize = 10;
@@ -64,23 +64,6 @@ pub fn parse_int(text: &str) -> Option<i64> {
     let clean: String = digits.chars().filter(|c| *c != '_').collect();
     let n: i64 = clean.parse().ok()?;
     Some(if neg { -n } else { n })
-}
-
-/// Whether a key's value must never be quoted (same words as config.rs uses).
-fn is_secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    [
-        "token",
-        "secret",
-        "passw",
-        "bearer",
-        "apikey",
-        "api_key",
-        "auth",
-        "credential",
-    ]
-    .iter()
-    .any(|w| k.contains(w))
 }
 
 impl Ini {
@@ -183,7 +166,7 @@ impl Ini {
                 "{here}more than {MAX_INTERPOLATION_DEPTH} levels of ${{...}} references"
             ));
         }
-        let secret = stack.iter().any(|(_, k)| is_secret_key(k));
+        let secret = stack.iter().any(|(_, k)| looks_secret(k));
         let mut rest = rest;
         while let Some(p) = rest.find('$') {
             out.push_str(&rest[..p]);
@@ -234,7 +217,7 @@ impl Ini {
                     };
                     // A secret copied into another value could be shown by
                     // that value's messages (a URL, a path...): refused.
-                    if is_secret_key(&opt) && !is_secret_key(&stack[0].1) {
+                    if looks_secret(&opt) && !looks_secret(&stack[0].1) {
                         return Err(format!(
                             "{here}{shown} refers to [{sect}] {opt}, which holds a secret: \
                              tjfwd does not copy it into another value"
