@@ -1,7 +1,7 @@
 //! What tjfwd mirrors of Cowrie 3.1.4 itself, beyond the INI rules: the
-//! defaults built into it (those of its `cowrie.cfg.dist` that matter here)
-//! and the directory it runs in, which relative paths of cowrie.cfg are
-//! relative to.
+//! defaults built into it (those of its `cowrie.cfg.dist` that matter here),
+//! the directory it runs in, which relative paths of cowrie.cfg are
+//! relative to, and the files it reads there.
 
 use std::path::{Path, PathBuf};
 
@@ -42,6 +42,16 @@ pub fn cowrie_dir_for(file: &Path) -> PathBuf {
         (Some(name), Some(parent)) if name == "etc" => parent.to_path_buf(),
         _ => dir.to_path_buf(),
     }
+}
+
+/// The files Cowrie reads, in its order (the last wins per key), for
+/// Cowrie run in `cowrie_dir`.
+pub(super) fn files_cowrie_reads(cowrie_dir: &Path) -> [PathBuf; 3] {
+    [
+        PathBuf::from("/etc/cowrie/cowrie.cfg"),
+        cowrie_dir.join("etc/cowrie.cfg"),
+        cowrie_dir.join("cowrie.cfg"),
+    ]
 }
 
 impl Ini {

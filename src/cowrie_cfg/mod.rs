@@ -32,10 +32,15 @@
 //! The files follow these layers: `ini.rs` (the reader: syntax, sections,
 //! `[DEFAULT]`, files on top of each other, the environment),
 //! `interpolate.rs` (reading one value: interpolation, booleans, integers),
-//! `layout.rs` (Cowrie's embedded defaults, the directory it runs in),
-//! `settings.rs` ([`CowrieSettings`], with the warnings and notes about what
-//! it read), `translate.rs` (settings to [`Config`]), `import.rs`
-//! ([`import_toml`]'s text); `tests.rs` has the helpers the tests share.
+//! `layout.rs` (Cowrie's embedded defaults, the directory it runs in, the
+//! files it reads), `outputs.rs` (one reader per output section tjfwd takes:
+//! `[output_jsonlog]`, `[output_socketlog]`, `[output_threatjammer]`, each
+//! with its warnings), `settings.rs` ([`CowrieSettings`]: the layers read,
+//! the readers called in turn, the remarks about the whole), `translate.rs`
+//! (settings to [`Config`]) and `import.rs` ([`import_toml`]'s text);
+//! `tests.rs` has the helpers the tests share. Taking one more output
+//! section of cowrie.cfg is a reader in `outputs.rs`, called from
+//! `settings.rs`.
 //!
 //! The dependency runs one way: this module uses `crate::config` (its
 //! loader through `Supplied`, `RawThreatJammer`, `Secret`, the formats of
@@ -53,6 +58,7 @@ mod import;
 mod ini;
 mod interpolate;
 mod layout;
+mod outputs;
 mod settings;
 #[cfg(test)]
 mod tests;

@@ -1,34 +1,22 @@
 //! [`CowrieSettings`]: the layers Cowrie reads (the embedded defaults, a
 //! `cowrie.cfg.dist` next to the given file, the given file, the
 //! environment), and what tjfwd takes from them: the JSON log, the socket
-//! output, every key of `[output_threatjammer]`; with the warnings and notes
-//! about them (Cowrie's own plugin enabled, unknown keys, a readable token,
-//! other files Cowrie reads).
+//! output, every key of `[output_threatjammer]`, each read by its function
+//! in `outputs.rs`; with the remarks about the whole (other files Cowrie
+//! reads, where the settings came from).
+//!
+//! Warnings and notes keep the order in which the sections are read.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::ini::{Ini, IniError, Origin};
-use super::layout::cowrie_dir_for;
-use super::{COWRIE_VERSION, PLACEHOLDER_TOKEN, PLUGIN_SECTION};
-use crate::config::{ConfigError, RawThreatJammer, Secret, TOKEN_ENV};
-
-/// The keys of `[output_threatjammer]` tjfwd reads: the plugin's own, and
-/// `allow_insecure_http` (a tjfwd extension Cowrie ignores).
-const PLUGIN_KEYS: [&str; 9] = [
-    "enabled",
-    "api_url",
-    "bearer_token",
-    "track_login",
-    "track_session",
-    "ttl",
-    "category",
-    "tags",
-    "allow_insecure_http",
-];
+use super::layout::{cowrie_dir_for, files_cowrie_reads};
+use super::outputs;
+use super::{COWRIE_VERSION, PLUGIN_SECTION};
+use crate::config::{ConfigError, RawThreatJammer};
 
 /// The settings tjfwd takes from a Cowrie configuration.
 pub struct CowrieSettings {
@@ -76,6 +64,64 @@ impl fmt::Debug for CowrieSettings {
     }
 }
 
+/// One reading of Cowrie's configuration, as the readers of its sections
+/// (`outputs.rs`) see it: the layers read, the given file as named in
+/// messages, and what they collect.
+pub(super) struct Reading<'a> {
+    /// The layers read (defaults, dist file, cowrie.cfg, environment).
+    pub(super) ini: &'a Ini,
+    /// The cowrie.cfg, as named in messages.
+    pub(super) shown: String,
+    /// The `COWRIE_*` variables that set a key read.
+    pub(super) env_overrides: BTreeSet<String>,
+    /// Problems found so far (never contain the token).
+    pub(super) warnings: Vec<String>,
+    /// Informational remarks so far.
+    pub(super) notes: Vec<String>,
+}
+
+impl Reading<'_> {
+    /// An [`IniError`] about a key as a [`ConfigError`] naming the file the
+    /// key was set in (or the given file), the section and the key.
+    pub(super) fn value_error(&self, e: IniError) -> ConfigError {
+        match e {
+            IniError::Value {
+                section,
+                key,
+                origin,
+                message,
+            } => {
+                let (file, at) = match &origin {
+                    Origin::File { path, line } => {
+                        (path.display().to_string(), format!("line {line}"))
+                    }
+                    other => (self.shown.clone(), other.to_string()),
+                };
+                ConfigError::Invalid {
+                    file,
+                    key: format!("[{section}] {key}"),
+                    message: format!("[{section}] {key} ({at}): {message}"),
+                }
+            }
+            IniError::Syntax {
+                file,
+                line,
+                message,
+            } => ConfigError::Parse {
+                file,
+                message: format!("line {line}: {message}"),
+            },
+        }
+    }
+
+    /// Records the environment variable that set a key, if one did.
+    pub(super) fn note_env(&mut self, origin: &Origin) {
+        if let Origin::Env(name) = origin {
+            self.env_overrides.insert(name.clone());
+        }
+    }
+}
+
 pub(super) fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
@@ -110,213 +156,31 @@ impl CowrieSettings {
             None => cowrie_dir_for(&abs),
         };
 
-        let mut warnings = Vec::new();
-        let mut notes = Vec::new();
-        let mut env_overrides = BTreeSet::new();
-        // Converts an IniError about a key into a ConfigError naming the file
-        // the key was set in (or the given file), the section and the key.
-        let value_error = |e: IniError| -> ConfigError {
-            match e {
-                IniError::Value {
-                    section,
-                    key,
-                    origin,
-                    message,
-                } => {
-                    let (file, at) = match &origin {
-                        Origin::File { path, line } => {
-                            (path.display().to_string(), format!("line {line}"))
-                        }
-                        other => (shown.clone(), other.to_string()),
-                    };
-                    ConfigError::Invalid {
-                        file,
-                        key: format!("[{section}] {key}"),
-                        message: format!("[{section}] {key} ({at}): {message}"),
-                    }
-                }
-                IniError::Syntax {
-                    file,
-                    line,
-                    message,
-                } => ConfigError::Parse {
-                    file,
-                    message: format!("line {line}: {message}"),
-                },
-            }
+        let mut r = Reading {
+            ini: &ini,
+            shown: shown.clone(),
+            env_overrides: BTreeSet::new(),
+            warnings: Vec::new(),
+            notes: Vec::new(),
         };
-        let mut note_env = |origin: &Origin| {
-            if let Origin::Env(name) = origin {
-                env_overrides.insert(name.clone());
-            }
-        };
-
-        // The JSON log.
-        let (jsonlog_enabled, origin) = ini
-            .get_bool("output_jsonlog", "enabled")
-            .map_err(value_error)?
-            .unwrap_or((false, Origin::Defaults));
-        note_env(&origin);
-        let json_log = if jsonlog_enabled {
-            let v = ini
-                .get("output_jsonlog", "logfile")
-                .map_err(value_error)?
-                .ok_or_else(|| ConfigError::Invalid {
-                    file: shown.clone(),
-                    key: "[output_jsonlog] logfile".to_string(),
-                    message: "[output_jsonlog] logfile is missing: Cowrie would not start \
-                              its JSON log; set it, e.g. logfile = \
-                              ${honeypot:log_path}/cowrie.json"
-                        .to_string(),
-                })?;
-            note_env(&v.origin);
-            if v.text.trim().is_empty() {
-                return Err(value_error(IniError::Value {
-                    section: "output_jsonlog".into(),
-                    key: "logfile".into(),
-                    origin: v.origin,
-                    message: "the path is empty: set the JSON log's path, e.g. \
-                              ${honeypot:log_path}/cowrie.json"
-                        .into(),
-                }));
-            }
-            let path = cowrie_dir.join(&v.text);
-            match path.parent() {
-                Some(dir) if !dir.is_dir() => warnings.push(format!(
-                    "{shown}: the directory of Cowrie's JSON log, {}, does not exist (yet); \
-                     tjfwd waits for the log to appear. If Cowrie runs in another directory \
-                     than {} (relative paths of cowrie.cfg are relative to it), give that \
-                     directory with --cowrie-dir",
-                    dir.display(),
-                    cowrie_dir.display()
-                )),
-                _ => {}
-            }
-            Some(path)
-        } else {
-            None
-        };
-
-        // The socket output, to point at it when there is no JSON log.
-        let (socket_enabled, origin) = ini
-            .get_bool("output_socketlog", "enabled")
-            .map_err(value_error)?
-            .unwrap_or((false, Origin::Defaults));
-        note_env(&origin);
-        let socketlog = if socket_enabled {
-            let v = ini
-                .get("output_socketlog", "address")
-                .map_err(value_error)?;
-            v.map(|v| {
-                note_env(&v.origin);
-                v.text
-            })
-        } else {
-            None
-        };
-
-        // [output_threatjammer].
+        let json_log = outputs::json_log(&mut r, &cowrie_dir)?;
+        let socketlog = outputs::socketlog(&mut r)?;
+        let plugin = outputs::threatjammer(&mut r)?;
+        let Reading {
+            env_overrides,
+            mut warnings,
+            mut notes,
+            ..
+        } = r;
         let sec = PLUGIN_SECTION;
-        let mut origins = BTreeMap::new();
-        let mut tj = RawThreatJammer::default();
-        let mut string = |key: &str| -> Result<Option<String>, ConfigError> {
-            let v = ini.get(sec, key).map_err(value_error)?;
-            Ok(v.map(|v| {
-                origins.insert(key.to_string(), v.origin);
-                v.text
-            }))
-        };
-        tj.api_url = string("api_url")?;
-        tj.category = string("category")?;
-        tj.tags = string("tags")?.map(toml::Value::String);
-        let token = string("bearer_token")?;
-        let token_origin = origins.get("bearer_token").cloned();
-        let token = token.filter(|t| !t.trim().is_empty() && t.trim() != PLACEHOLDER_TOKEN);
-        let has_token = token.is_some();
-        if !has_token {
-            // Nothing of it is used: errors about the token are not about that line.
-            origins.remove("bearer_token");
-        }
-        tj.bearer_token = token.map(Secret::new);
-        let mut boolean = |key: &str| -> Result<Option<bool>, ConfigError> {
-            let v = ini.get_bool(sec, key).map_err(value_error)?;
-            Ok(v.map(|(b, origin)| {
-                origins.insert(key.to_string(), origin);
-                b
-            }))
-        };
-        let enabled = boolean("enabled")?.unwrap_or(false);
-        tj.track_login = boolean("track_login")?;
-        tj.track_session = boolean("track_session")?;
-        tj.allow_insecure_http = boolean("allow_insecure_http")?;
-        if let Some((ttl, origin)) = ini.get_int(sec, "ttl").map_err(value_error)? {
-            tj.ttl = Some(ttl);
-            origins.insert("ttl".to_string(), origin);
-        }
-        for origin in origins.values() {
-            note_env(origin);
-        }
-
-        let enabled_at = origins
-            .get("enabled")
-            .map_or_else(String::new, |o| format!(" ({o})"));
-        if enabled {
-            warnings.push(format!(
-                "{shown}: [{sec}] enabled = true{enabled_at}: Cowrie's own Threat Jammer \
-                 plugin runs too, so Cowrie and tjfwd would both report the same addresses \
-                 and share the token's limit of 6 requests a minute (expect 429 answers and \
-                 delays). Set enabled = false in [{sec}] of cowrie.cfg and restart Cowrie: \
-                 tjfwd reads the section's other keys either way"
-            ));
-        } else {
-            notes.push(format!(
-                "{shown}: [{sec}] enabled = false: Cowrie's Threat Jammer plugin is off and \
-                 tjfwd reports in its place, with the section's settings"
-            ));
-        }
-
-        let mut ignored: Vec<&str> = ini
-            .own_keys(sec)
-            .into_iter()
-            .filter(|k| !PLUGIN_KEYS.contains(k))
-            .collect();
-        ignored.sort_unstable();
-        if !ignored.is_empty() {
-            warnings.push(format!(
-                "{shown}: [{sec}] has keys tjfwd does not know, ignored: {} (it reads {})",
-                ignored.join(", "),
-                PLUGIN_KEYS.join(", ")
-            ));
-        }
-
-        if let (true, Some(Origin::File { path, .. })) = (has_token, &token_origin) {
-            if let Ok(meta) = fs::metadata(path) {
-                let mode = meta.permissions().mode();
-                if mode & 0o004 != 0 {
-                    warnings.push(format!(
-                        "{}: the file holds [{sec}] bearer_token and every user can read it \
-                         (mode {:04o}): run `chmod o-r {}` (tjfwd's user needs read access, \
-                         e.g. through the group), or, with Cowrie's plugin disabled, move the \
-                         token out of cowrie.cfg into the environment variable {TOKEN_ENV} of \
-                         tjfwd",
-                        path.display(),
-                        mode & 0o7777,
-                        path.display()
-                    ));
-                }
-            }
-        }
 
         // Files Cowrie would read too, which tjfwd does not.
-        let mut others = vec![PathBuf::from("/etc/cowrie/cowrie.cfg")];
-        others.push(cowrie_dir.join("etc/cowrie.cfg"));
-        others.push(cowrie_dir.join("cowrie.cfg"));
         let read: Vec<PathBuf> = ini
             .files()
             .iter()
             .map(|p| fs::canonicalize(p).unwrap_or_else(|_| absolute(p)))
             .collect();
-        for other in others {
+        for other in files_cowrie_reads(&cowrie_dir) {
             if let Ok(canon) = fs::canonicalize(&other) {
                 if canon.is_file() && !read.contains(&canon) {
                     warnings.push(format!(
@@ -348,14 +212,14 @@ impl CowrieSettings {
             files_read: ini.files().to_vec(),
             env_overrides,
             cowrie_dir,
-            plugin_enabled: enabled,
+            plugin_enabled: plugin.enabled,
             json_log,
             socketlog,
-            has_token,
+            has_token: plugin.has_token,
             warnings,
             notes,
-            threatjammer: tj,
-            origins,
+            threatjammer: plugin.threatjammer,
+            origins: plugin.origins,
         })
     }
 }
