@@ -41,7 +41,7 @@ pub struct CowrieSettings {
     pub warnings: Vec<String>,
     /// Informational remarks to log at start-up.
     pub notes: Vec<String>,
-    /// The `[output_threatjammer]` values, for config.rs's checks.
+    /// The `[output_threatjammer]` values, for config's `[threatjammer]` checks.
     pub(super) threatjammer: RawThreatJammer,
     /// Where each `[output_threatjammer]` key was set, to name it in errors.
     pub(super) origins: BTreeMap<String, Origin>,
