@@ -17,6 +17,7 @@
 //! - [`queue`]: the sled database (layout in the `migrations` crate).
 //! - [`ratelimit`]: the rolling-window limit and the backoff, as pure functions.
 //! - [`reporter`]: the HTTP request and the classification of its answer.
+//! - [`tls`]: the TLS trust of the HTTP client (`ca_file`), below config and reporter.
 //! - [`scheduler`]: when to send, and what to do with each answer.
 //! - [`daemon`]: `tjfwd run`, wiring it all with a shutdown future.
 //! - [`cli`]: the command line; [`commands`]: one file per subcommand, its
@@ -48,3 +49,4 @@ pub mod source;
 pub mod stats;
 pub mod status;
 pub mod targets;
+pub mod tls;

@@ -15,7 +15,7 @@ pub mod client;
 
 use std::time::SystemTime;
 
-pub use client::{read_ca_file, Reply, Reporter, ReporterError, USER_AGENT};
+pub use client::{Reply, Reporter, ReporterError, USER_AGENT};
 
 use crate::config::Config;
 use crate::queue::BatchItem;
