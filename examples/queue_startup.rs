@@ -1,5 +1,5 @@
 //! Startup with a large queue, and the queue's bytes on disk, through the
-//! library API (`tjfwd::queue::Queue`).
+//! library API (`tjfwd::store::Queue`).
 //!
 //! ```sh
 //! # Queue 1,000,000 distinct public addresses (chunks of 5,000 sightings,
@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use migrations::v1::{Checkpoint, FileId};
-use tjfwd::queue::{Policy, Queue, Sighting};
+use tjfwd::store::{Policy, Queue, Sighting};
 
 /// The default `[storage] cache_capacity`.
 const CACHE: u64 = 32 << 20;

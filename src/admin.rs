@@ -40,9 +40,9 @@ use tokio::sync::oneshot;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::health::{overall, Verdict};
-use crate::queue::{Queue, QueueError};
 use crate::ratelimit::Limit;
 use crate::stats::{SkipReason, Stats};
+use crate::store::{Queue, QueueError};
 
 /// Longest time the cached sizes of the reported and dead-letter sets are
 /// used before they are counted again.
@@ -566,7 +566,7 @@ async fn index() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::Policy;
+    use crate::store::Policy;
 
     fn sources(dir: &std::path::Path) -> Sources {
         let queue = Arc::new(

@@ -34,9 +34,9 @@ use tokio::sync::Notify;
 
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::queue::{EnqueueOutcome, Queue, QueueError, Sighting};
 use crate::stats::Stats;
 use crate::status::{rfc3339, Snapshot};
+use crate::store::{EnqueueOutcome, Queue, QueueError, Sighting};
 
 /// The socket's file name in the state directory.
 pub const SOCKET_NAME: &str = "control.sock";

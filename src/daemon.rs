@@ -19,13 +19,13 @@ use crate::config::Config;
 use crate::control::{self, DaemonHooks, Ops};
 use crate::decode::{cannot_select, decode, decode_fast, decode_serde};
 use crate::filter::Rules;
-use crate::queue::{EnqueueOutcome, Policy, Queue, QueueError, Sighting};
 use crate::ratelimit::Limit;
 use crate::reporter::{Reporter, ReporterError};
 use crate::scheduler::{Scheduler, Settings};
 use crate::socket::{self, SocketInput};
 use crate::source::{Chunk, Tailer};
 use crate::stats::{escape_for_log, Stats};
+use crate::store::{EnqueueOutcome, Policy, Queue, QueueError, Sighting};
 
 /// How `tjfwd run` was asked to behave.
 #[derive(Debug, Clone, Copy, Default)]
@@ -356,7 +356,7 @@ async fn run_once(
     if stopped_by_damage.load(Ordering::Acquire) {
         return Err(DaemonError::Queue(QueueError::Damaged {
             dir: config.state_dir.clone(),
-            detail: std::fs::read_to_string(config.state_dir.join(crate::queue::DAMAGED_MARKER))
+            detail: std::fs::read_to_string(config.state_dir.join(crate::store::DAMAGED_MARKER))
                 .unwrap_or_default()
                 .trim()
                 .to_string(),
@@ -381,7 +381,7 @@ async fn run_once(
 }
 
 /// Verifies the database on a thread of its own; on damage, records it
-/// ([`crate::queue::mark_damaged`]) and wakes `damaged`.
+/// ([`crate::store::mark_damaged`]) and wakes `damaged`.
 fn spawn_verify(
     queue: Arc<Queue>,
     damaged: Arc<Notify>,
@@ -409,7 +409,7 @@ fn spawn_verify(
                 v.problems,
                 v.details.first().map_or("", |d| d.as_str())
             );
-            if let Err(e) = crate::queue::mark_damaged(queue.dir(), &detail) {
+            if let Err(e) = crate::store::mark_damaged(queue.dir(), &detail) {
                 tracing::error!(error = %e, "cannot record the damage in the state directory");
             }
             tracing::error!(

@@ -14,7 +14,7 @@
 //! - [`source`]: tails `cowrie.json` from a checkpoint, whole lines only.
 //! - [`decode`]: one JSON line → `eventid`, `src_ip`, `timestamp`.
 //! - [`filter`]: the select rule, address normalization and filtering.
-//! - [`queue`]: the sled database (layout in the `migrations` crate).
+//! - [`store`]: the sled database (layout in the `migrations` crate).
 //! - [`ratelimit`]: the rolling-window limit and the backoff, as pure functions.
 //! - [`reporter`]: the HTTP request and the classification of its answer.
 //! - [`scheduler`]: when to send, and what to do with each answer.
@@ -36,7 +36,6 @@ pub mod filter;
 pub mod health;
 pub mod logging;
 pub mod permissions;
-pub mod queue;
 pub mod ratelimit;
 pub mod reporter;
 pub mod scheduler;
@@ -44,3 +43,4 @@ pub mod socket;
 pub mod source;
 pub mod stats;
 pub mod status;
+pub mod store;

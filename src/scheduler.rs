@@ -24,10 +24,10 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::clock::now_ms;
-use crate::queue::{BatchItem, Queue, QueueError, QueuePos};
 use crate::ratelimit::{backoff, Limit};
 use crate::reporter::{classify, Action, Reporter};
 use crate::stats::Stats;
+use crate::store::{BatchItem, Queue, QueueError, QueuePos};
 
 /// Scheduler settings, from `[schedule]`.
 #[derive(Debug, Clone)]

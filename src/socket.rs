@@ -22,9 +22,9 @@ use tokio::sync::Notify;
 
 use crate::clock::now_ms;
 use crate::filter::Rules;
-use crate::queue::Queue;
 use crate::source::{lines_of, LineSplitter};
 use crate::stats::Stats;
+use crate::store::Queue;
 
 /// How often blocked threads look at the stop flag.
 const TICK: Duration = Duration::from_millis(200);

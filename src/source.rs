@@ -49,8 +49,8 @@ use flate2::read::MultiGzDecoder;
 use migrations::v1::{Checkpoint, FileId};
 
 use crate::config::StartAt;
-use crate::queue::{Queue, QueueError};
 use crate::stats::{SkipReason, Stats};
+use crate::store::{Queue, QueueError};
 
 /// Bytes read per chunk (and per transaction).
 const CHUNK_BYTES: usize = 256 * 1024;
@@ -1018,7 +1018,7 @@ fn last_line_end(file: &File, len: u64) -> io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::Policy;
+    use crate::store::Policy;
     use std::io::Write;
 
     struct T {

@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::health::{overall, Verdict};
-use crate::queue::{Queue, QueueError};
 use crate::ratelimit::Limit;
 use crate::stats::{SkipReason, Stats};
+use crate::store::{Queue, QueueError};
 
 /// Where tjfwd stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,9 +18,9 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tjfwd::config::StartAt;
-use tjfwd::queue::{Policy, Queue};
 use tjfwd::source::{Chunk, Tailer};
 use tjfwd::stats::Stats;
+use tjfwd::store::{Policy, Queue};
 
 struct World {
     dir: tempfile::TempDir,

@@ -12,7 +12,7 @@ use tjfwd::config::Config;
 use tjfwd::control::{
     parse_request, ExportEntry, FlushOutcome, Ops, Request, ResendOutcome, Response,
 };
-use tjfwd::queue::{EnqueueOutcome, Policy, Queue};
+use tjfwd::store::{EnqueueOutcome, Policy, Queue};
 use tjfwd::status::Snapshot;
 
 /// One queue for the whole run, in `$TMPDIR/tjfwd-fuzz-control-PID`.

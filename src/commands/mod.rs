@@ -19,8 +19,8 @@ use crate::config::Config;
 use crate::control::{
     Client, ControlError, ExportEntry, FlushOutcome, Ops, Request, ResendFilter, ResendOutcome,
 };
-use crate::queue::{EnqueueOutcome, QueueError, Sighting};
 use crate::status::Snapshot;
+use crate::store::{EnqueueOutcome, QueueError, Sighting};
 
 /// Errors of the commands: each message says what to do.
 #[derive(Debug, thiserror::Error)]

@@ -34,11 +34,11 @@ use crate::commands::CommandError;
 use crate::config::{Config, StartAt};
 use crate::daemon::{count_enqueued, policy, select_lines};
 use crate::filter::Rules;
-use crate::queue::{
-    lock_state_dir, seal_says_older, Queue, QueueError, Sighting, Verified, DAMAGED_MARKER, SEAL,
-};
 use crate::source::{Chunk, Tailer};
 use crate::stats::Stats;
+use crate::store::{
+    lock_state_dir, seal_says_older, Queue, QueueError, Sighting, Verified, DAMAGED_MARKER, SEAL,
+};
 
 /// Sightings written per transaction while salvaging.
 const SALVAGE_CHUNK: usize = 2_000;

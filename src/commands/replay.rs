@@ -27,9 +27,9 @@ use crate::commands::{send_pending, Backend, CommandError};
 use crate::config::Config;
 use crate::daemon::select_lines;
 use crate::filter::Rules;
-use crate::queue::{fold, Class, EnqueueOutcome, Folded, Queue, QueueError, Sighting};
 use crate::source::{lines_of, LineSplitter};
 use crate::stats::{SkipReason, Stats};
+use crate::store::{fold, Class, EnqueueOutcome, Folded, Queue, QueueError, Sighting};
 
 /// Sightings queued per request. Not more: a sled transaction keeps every
 /// node version it replaces until it ends, so memory grows with its size
@@ -736,7 +736,7 @@ fn add(total: &mut EnqueueOutcome, out: &EnqueueOutcome) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::Policy;
+    use crate::store::Policy;
     use migrations::v1::Pending;
     use proptest::prelude::*;
 
