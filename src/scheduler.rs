@@ -5,7 +5,7 @@
 //!   addresses are pending or the oldest has waited `flush_interval`.
 //! - No more than `max_requests_per_minute` attempts in any rolling window,
 //!   retries included. Each attempt is recorded and fsynced *before* it is
-//!   sent ([`Queue::record_request`]), so a restart cannot reset the window.
+//!   sent ([`Store::record_request`]), so a restart cannot reset the window.
 //! - 202 acks the batch; 429 waits (Retry-After, else a window); transient
 //!   failures back off exponentially with jitter up to `max_backoff`; 413
 //!   splits; 400/422 isolate the rejected addresses (by the indices the server
@@ -27,7 +27,7 @@ use crate::clock::now_ms;
 use crate::ratelimit::{backoff, Limit};
 use crate::reporter::{classify, Action, Reporter};
 use crate::stats::Stats;
-use crate::store::{BatchItem, Queue, QueueError, QueuePos};
+use crate::store::{BatchItem, QueuePos, Store, StoreError};
 
 /// Scheduler settings, from `[schedule]`.
 #[derive(Debug, Clone)]
@@ -50,7 +50,7 @@ pub struct Settings {
 
 /// Sends batches until shut down.
 pub struct Scheduler {
-    queue: Arc<Queue>,
+    queue: Arc<Store>,
     /// None in dry-run mode: batches are logged, never sent.
     reporter: Option<Reporter>,
     settings: Settings,
@@ -88,7 +88,7 @@ enum Step {
 impl Scheduler {
     /// A scheduler over `queue`; `reporter` None means dry run.
     pub fn new(
-        queue: Arc<Queue>,
+        queue: Arc<Store>,
         reporter: Option<Reporter>,
         settings: Settings,
         stats: Arc<Stats>,
@@ -184,7 +184,7 @@ impl Scheduler {
     /// have arrived after this process started (the restart takes longer
     /// than a request travels). The cost when it was answered: at most one
     /// slot of the window, for at most one window after a start.
-    fn settle_last_request(&self) -> Result<(), QueueError> {
+    fn settle_last_request(&self) -> Result<(), StoreError> {
         let now = now_ms();
         let mut log = self.queue.request_log()?;
         match log.sent_at_ms.last_mut() {
@@ -212,7 +212,7 @@ impl Scheduler {
         }
     }
 
-    fn next_step(&self, now: u64) -> Result<Step, QueueError> {
+    fn next_step(&self, now: u64) -> Result<Step, StoreError> {
         let flushing = self.flush_now.load(Ordering::Acquire);
         let draining = flushing || (self.settings.drain && self.input_done.load(Ordering::Acquire));
         let pending = if self.reporter.is_none() {
@@ -258,7 +258,7 @@ impl Scheduler {
     }
 
     /// Sends the oldest batch, isolating rejected addresses if needed.
-    async fn send_batch(&mut self) -> Result<(), QueueError> {
+    async fn send_batch(&mut self) -> Result<(), StoreError> {
         let Some(reporter) = self.reporter.clone() else {
             self.dry_run_batch()?;
             return Ok(());
@@ -411,7 +411,7 @@ impl Scheduler {
     }
 
     /// Waits (inside a send) until the rate limit allows one more attempt.
-    async fn wait_for_slot(&self) -> Result<(), QueueError> {
+    async fn wait_for_slot(&self) -> Result<(), StoreError> {
         loop {
             let now = now_ms();
             let log = self.queue.request_log()?;
@@ -430,7 +430,7 @@ impl Scheduler {
         &mut self,
         reporter: &Reporter,
         batch: &[BatchItem],
-    ) -> Result<(u64, Action), QueueError> {
+    ) -> Result<(u64, Action), StoreError> {
         let sent_at = now_ms();
         let mut log = self.queue.request_log()?;
         self.settings.limit.prune(&mut log.sent_at_ms, sent_at);
@@ -460,7 +460,7 @@ impl Scheduler {
         items: &[BatchItem],
         status: u16,
         reason: &str,
-    ) -> Result<(), QueueError> {
+    ) -> Result<(), StoreError> {
         for i in items {
             tracing::warn!(address = %i.addr, status, %reason, "the API rejected an address: moved to the dead-letter set (tjfwd resend --dead-letter retries it)");
         }
@@ -468,7 +468,7 @@ impl Scheduler {
         self.queue.dead_letter(items, status, reason, now_ms())
     }
 
-    fn config_error(&mut self, status: u16, reason: String) -> Result<(), QueueError> {
+    fn config_error(&mut self, status: u16, reason: String) -> Result<(), StoreError> {
         self.config_failures += 1;
         // Retry slowly: a minute at first, then up to max_backoff.
         let delay = Duration::from_secs(60 * u64::from(self.config_failures.min(10)))
@@ -478,7 +478,7 @@ impl Scheduler {
         self.record_health(Some((status, reason)))
     }
 
-    fn record_health(&self, error: Option<(u16, String)>) -> Result<(), QueueError> {
+    fn record_health(&self, error: Option<(u16, String)>) -> Result<(), StoreError> {
         let now = now_ms();
         let mut h = self.queue.health()?;
         match error {
@@ -496,7 +496,7 @@ impl Scheduler {
         self.queue.set_health(&Health { ..h })
     }
 
-    fn dry_run_batch(&mut self) -> Result<(), QueueError> {
+    fn dry_run_batch(&mut self) -> Result<(), StoreError> {
         let items = self
             .queue
             .peek_batch_from(self.batch_cap, self.dry_run_cursor)?;

@@ -20,7 +20,7 @@ use crate::control::{
     Client, ControlError, ExportEntry, FlushOutcome, Ops, Request, ResendFilter, ResendOutcome,
 };
 use crate::status::Snapshot;
-use crate::store::{EnqueueOutcome, QueueError, Sighting};
+use crate::store::{EnqueueOutcome, Sighting, StoreError};
 
 /// Errors of the commands: each message says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +28,7 @@ pub enum CommandError {
     #[error(transparent)]
     Control(#[from] ControlError),
     #[error(transparent)]
-    Queue(#[from] QueueError),
+    Queue(#[from] StoreError),
     #[error("{0}")]
     Other(String),
 }
@@ -66,10 +66,10 @@ impl Backend {
                         daemon: None,
                     })))
                 }
-                Err(QueueError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(100));
                 }
-                Err(QueueError::Locked { dir, .. }) => {
+                Err(StoreError::Locked { dir, .. }) => {
                     return Err(CommandError::Other(format!(
                         "a tjfwd daemon holds {} but its control socket could not be reached; \
                          run this command as the daemon's user (or root), or check that the daemon is not stuck starting",

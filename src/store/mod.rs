@@ -1,21 +1,21 @@
-//! Queue: the on-disk state of tjfwd, in one sled database under `state_dir`.
+//! Store: the on-disk state of tjfwd, in one sled database under `state_dir`.
 //!
 //! The layout and encodings are defined (and frozen) in the `migrations`
 //! crate; this module is the only writer. Every operation that touches more
 //! than one tree is one sled transaction, so after a crash the database holds
 //! either all of it or none:
 //!
-//! - [`Queue::enqueue`]: a chunk of sightings *and* the input checkpoint that
+//! - [`Store::enqueue`]: a chunk of sightings *and* the input checkpoint that
 //!   follows them. After a crash the source is re-read from the checkpoint, so
 //!   a line is either queued and passed, or neither. The addresses a chunk
 //!   queues share one `order` group (schema v2: one sequence number and one
 //!   `order` entry for up to [`GROUP_MAX`] of them).
-//! - [`Queue::ack`]: a delivered batch leaves `pending`/`order` and enters
+//! - [`Store::ack`]: a delivered batch leaves `pending`/`order` and enters
 //!   `reported`/`expiry`. A crash between the 202 and the ack re-sends the
 //!   batch (at-least-once), never loses it.
-//! - [`Queue::dead_letter`]: rejected addresses leave `pending` for `dead`.
+//! - [`Store::dead_letter`]: rejected addresses leave `pending` for `dead`.
 //!
-//! The directory is locked (`tjfwd.lock`) for the life of a [`Queue`], so a
+//! The directory is locked (`tjfwd.lock`) for the life of a [`Store`], so a
 //! second process gets a clear error instead of a sled panic.
 
 use std::fs::{File, OpenOptions};
@@ -28,9 +28,9 @@ use migrations::{meta_keys, trees, MigrationError};
 use sled::transaction::{abort, ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
 
-/// Errors of the queue. Messages say what happened and what to do.
+/// Errors of the store. Messages say what happened and what to do.
 #[derive(Debug, thiserror::Error)]
-pub enum QueueError {
+pub enum StoreError {
     #[error(
         "state directory {dir} is in use by another tjfwd process (lock file {lock}); \
          stop it first, or give this one another state_dir"
@@ -80,7 +80,7 @@ pub struct Sighting {
 }
 
 /// The sightings of one address in a chunk, folded: what
-/// [`Queue::enqueue`] stores of them.
+/// [`Store::enqueue`] stores of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Folded {
     pub addr: IpAddr,
@@ -138,7 +138,7 @@ pub fn fold(sightings: &[Sighting]) -> Vec<Folded> {
     folded
 }
 
-/// What an [`Queue::enqueue`] did with its sightings (distinct addresses).
+/// What an [`Store::enqueue`] did with its sightings (distinct addresses).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EnqueueOutcome {
     /// Addresses that became pending.
@@ -151,7 +151,7 @@ pub struct EnqueueOutcome {
     pub dead: u64,
 }
 
-/// Where a sighting would go ([`Queue::classify`]), as counted in
+/// Where a sighting would go ([`Store::classify`]), as counted in
 /// [`EnqueueOutcome`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
@@ -207,7 +207,7 @@ pub struct Policy {
     pub rereport_after_ms: u64,
 }
 
-/// What [`Queue::verify`] found.
+/// What [`Store::verify`] found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Verified {
     pub pending: u64,
@@ -223,7 +223,7 @@ pub struct Verified {
 }
 
 /// The open database.
-pub struct Queue {
+pub struct Store {
     db: sled::Db,
     dir: PathBuf,
     meta: sled::Tree,
@@ -240,18 +240,18 @@ pub struct Queue {
     sealed_at_ms: std::sync::atomic::AtomicU64,
 }
 
-impl std::fmt::Debug for Queue {
+impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Queue").field("dir", &self.dir).finish()
+        f.debug_struct("Store").field("dir", &self.dir).finish()
     }
 }
 
 type TxResult<T> = Result<T, ConflictableTransactionError<MigrationError>>;
 
-fn tx_err(e: TransactionError<MigrationError>) -> QueueError {
+fn tx_err(e: TransactionError<MigrationError>) -> StoreError {
     match e {
-        TransactionError::Abort(e) => QueueError::Format(e),
-        TransactionError::Storage(e) => QueueError::Sled(e),
+        TransactionError::Abort(e) => StoreError::Format(e),
+        TransactionError::Storage(e) => StoreError::Sled(e),
     }
 }
 
@@ -311,16 +311,16 @@ fn tx_leave_groups(order: &TransactionalTree, leaving: &Leaving) -> TxResult<()>
     Ok(())
 }
 
-impl Queue {
+impl Store {
     /// Opens (creating if needed) the database in `state_dir`, taking the
     /// directory lock and running the migrations.
     pub fn open(
         state_dir: &Path,
         cache_capacity: u64,
         policy: Policy,
-    ) -> Result<Queue, QueueError> {
+    ) -> Result<Store, StoreError> {
         let lock = lock_state_dir(state_dir)?;
-        Queue::open_locked(state_dir, lock, cache_capacity, policy)
+        Store::open_locked(state_dir, lock, cache_capacity, policy)
     }
 
     /// Opens the database of a state directory whose lock (from
@@ -330,14 +330,14 @@ impl Queue {
         lock: File,
         cache_capacity: u64,
         policy: Policy,
-    ) -> Result<Queue, QueueError> {
+    ) -> Result<Store, StoreError> {
         let dir = state_dir.to_path_buf();
-        let io = |source| QueueError::StateDir {
+        let io = |source| StoreError::StateDir {
             dir: dir.clone(),
             source,
         };
         if let Ok(detail) = std::fs::read_to_string(dir.join(DAMAGED_MARKER)) {
-            return Err(QueueError::Damaged {
+            return Err(StoreError::Damaged {
                 dir: dir.clone(),
                 detail: format!(
                     "found by an earlier check, see {}: {}",
@@ -350,7 +350,7 @@ impl Queue {
         if db_path.exists() && !db_path.join("db").exists() {
             // sled would quietly start an empty database beside its
             // snapshot: the queue would be gone without a word.
-            return Err(QueueError::Damaged {
+            return Err(StoreError::Damaged {
                 dir: dir.clone(),
                 detail: format!("{} is missing", db_path.join("db").display()),
             });
@@ -385,31 +385,31 @@ impl Queue {
                 if e.kind() == std::io::ErrorKind::WouldBlock
                     || e.to_string().contains("could not acquire lock") =>
             {
-                QueueError::Locked {
+                StoreError::Locked {
                     dir: dir.clone(),
                     lock: dir.join("db"),
                 }
             }
-            sled::Error::Corruption { .. } => QueueError::Damaged {
+            sled::Error::Corruption { .. } => StoreError::Damaged {
                 dir: dir.clone(),
                 detail: "sled found corrupted data while opening it".into(),
             },
-            _ => QueueError::Open {
+            _ => StoreError::Open {
                 dir: dir.clone(),
                 source,
             },
         })?;
         let created_by = concat!("tjfwd ", env!("CARGO_PKG_VERSION"));
         migrations::migrate(&db, created_by).map_err(|source| match source {
-            MigrationError::Corrupt(detail) => QueueError::Damaged {
+            MigrationError::Corrupt(detail) => StoreError::Damaged {
                 dir: dir.clone(),
                 detail,
             },
-            MigrationError::Sled(sled::Error::Corruption { .. }) => QueueError::Damaged {
+            MigrationError::Sled(sled::Error::Corruption { .. }) => StoreError::Damaged {
                 dir: dir.clone(),
                 detail: "sled found corrupted data while reading its metadata".into(),
             },
-            source => QueueError::Schema {
+            source => StoreError::Schema {
                 dir: dir.clone(),
                 source,
             },
@@ -418,12 +418,12 @@ impl Queue {
         let now =
             v1::decode_u64("meta/next_seq", meta.get(meta_keys::NEXT_SEQ)?.as_deref()).unwrap_or(0);
         if let Some(detail) = seal_says_older(&dir, now) {
-            return Err(QueueError::Damaged {
+            return Err(StoreError::Damaged {
                 dir: dir.clone(),
                 detail,
             });
         }
-        Ok(Queue {
+        Ok(Store {
             meta,
             pending: db.open_tree(trees::PENDING)?,
             order: db.open_tree(trees::ORDER)?,
@@ -451,23 +451,23 @@ impl Queue {
         sightings: &[Sighting],
         checkpoint: Option<(&FileId, &Checkpoint)>,
         now_ms: u64,
-    ) -> Result<EnqueueOutcome, QueueError> {
+    ) -> Result<EnqueueOutcome, StoreError> {
         let folded = fold(sightings);
         self.enqueue_folded(&folded, checkpoint, now_ms)
     }
 
-    /// [`Queue::enqueue`] of sightings already folded by [`fold`] (or
+    /// [`Store::enqueue`] of sightings already folded by [`fold`] (or
     /// merged like it: each address once).
     pub fn enqueue_folded(
         &self,
         folded: &[Folded],
         checkpoint: Option<(&FileId, &Checkpoint)>,
         now_ms: u64,
-    ) -> Result<EnqueueOutcome, QueueError> {
+    ) -> Result<EnqueueOutcome, StoreError> {
         self.enqueue_inner(folded, None, checkpoint, now_ms)
     }
 
-    /// [`Queue::enqueue_folded`] of entries held back since `queued_at[i]`
+    /// [`Store::enqueue_folded`] of entries held back since `queued_at[i]`
     /// (one time per entry): an address this queues gets that time as its
     /// `queued_at_ms`, as if it had been written then (`tjfwd replay`
     /// writes new addresses once, after folding their later sightings).
@@ -476,7 +476,7 @@ impl Queue {
         folded: &[Folded],
         queued_at: &[u64],
         now_ms: u64,
-    ) -> Result<EnqueueOutcome, QueueError> {
+    ) -> Result<EnqueueOutcome, StoreError> {
         assert_eq!(folded.len(), queued_at.len(), "one queued_at per entry");
         self.enqueue_inner(folded, Some(queued_at), None, now_ms)
     }
@@ -487,7 +487,7 @@ impl Queue {
         queued_at: Option<&[u64]>,
         checkpoint: Option<(&FileId, &Checkpoint)>,
         now_ms: u64,
-    ) -> Result<EnqueueOutcome, QueueError> {
+    ) -> Result<EnqueueOutcome, StoreError> {
         let keys: Vec<Vec<u8>> = folded.iter().map(|f| v1::addr_key(f.addr)).collect();
         let ckpt = checkpoint.map(|(id, c)| (v1::checkpoint_key(id), v1::encode(c)));
         let policy = self.policy;
@@ -550,10 +550,10 @@ impl Queue {
             .map_err(tx_err)
     }
 
-    /// What [`Queue::enqueue_folded`] would do with each entry, without
+    /// What [`Store::enqueue_folded`] would do with each entry, without
     /// writing anything (point lookups only). For a caller that holds the
     /// queue alone and writes the entries later (`tjfwd replay`).
-    pub fn classify(&self, folded: &[Folded]) -> Result<Vec<Class>, QueueError> {
+    pub fn classify(&self, folded: &[Folded]) -> Result<Vec<Class>, StoreError> {
         folded
             .iter()
             .map(|f| {
@@ -574,7 +574,7 @@ impl Queue {
     }
 
     /// Number of pending addresses (a stored counter, not a scan).
-    pub fn pending_count(&self) -> Result<u64, QueueError> {
+    pub fn pending_count(&self) -> Result<u64, StoreError> {
         Ok(v1::decode_u64(
             "meta/pending_count",
             self.meta.get(meta_keys::PENDING_COUNT)?.as_deref(),
@@ -583,7 +583,7 @@ impl Queue {
 
     /// Recounts the pending set and stores the count (a scan): the repair
     /// for a counter that disagrees with the tree. Returns the count.
-    pub fn repair_pending_count(&self) -> Result<u64, QueueError> {
+    pub fn repair_pending_count(&self) -> Result<u64, StoreError> {
         let n = self.pending.len() as u64;
         self.meta
             .insert(meta_keys::PENDING_COUNT, &n.to_be_bytes())?;
@@ -591,7 +591,7 @@ impl Queue {
     }
 
     /// When the oldest pending address was queued.
-    pub fn oldest_queued_at(&self) -> Result<Option<u64>, QueueError> {
+    pub fn oldest_queued_at(&self) -> Result<Option<u64>, StoreError> {
         for item in self.order.iter() {
             let (_, group) = item?;
             for key in v2::group_members(&group)? {
@@ -604,14 +604,14 @@ impl Queue {
     }
 
     /// The oldest pending addresses (at most `n`), oldest first. Nothing is
-    /// removed: see [`Queue::ack`].
-    pub fn peek_batch(&self, n: usize) -> Result<Vec<BatchItem>, QueueError> {
+    /// removed: see [`Store::ack`].
+    pub fn peek_batch(&self, n: usize) -> Result<Vec<BatchItem>, StoreError> {
         self.peek_batch_from(n, QueuePos::default())
     }
 
-    /// [`Queue::peek_batch`] from a place in the queue on (`--dry-run`
+    /// [`Store::peek_batch`] from a place in the queue on (`--dry-run`
     /// shows each address once: it starts after the last one shown).
-    pub fn peek_batch_from(&self, n: usize, from: QueuePos) -> Result<Vec<BatchItem>, QueueError> {
+    pub fn peek_batch_from(&self, n: usize, from: QueuePos) -> Result<Vec<BatchItem>, StoreError> {
         let mut out = Vec::with_capacity(n.min(1024));
         for item in self.order.range(v1::seq_key(from.seq)..) {
             if out.len() >= n {
@@ -658,7 +658,7 @@ impl Queue {
     /// pending set — unless a sighting that is due again arrived while the
     /// request was in flight, in which case the address is queued again at
     /// the back so the server resets its TTL once more.
-    pub fn ack(&self, items: &[BatchItem], sent_at_ms: u64, now_ms: u64) -> Result<(), QueueError> {
+    pub fn ack(&self, items: &[BatchItem], sent_at_ms: u64, now_ms: u64) -> Result<(), StoreError> {
         let policy = self.policy;
         (
             &self.meta,
@@ -722,7 +722,7 @@ impl Queue {
         status: u16,
         reason: &str,
         now_ms: u64,
-    ) -> Result<(), QueueError> {
+    ) -> Result<(), StoreError> {
         (&self.meta, &self.pending, &self.order, &self.dead)
             .transaction(|(meta, pending, order, dead)| {
                 let mut count = tx_counter(meta, meta_keys::PENDING_COUNT)?;
@@ -754,7 +754,7 @@ impl Queue {
 
     /// Removes up to `limit` reported entries whose TTL ran out before
     /// `now_ms`. Returns how many went.
-    pub fn prune_expired(&self, now_ms: u64, limit: usize) -> Result<usize, QueueError> {
+    pub fn prune_expired(&self, now_ms: u64, limit: usize) -> Result<usize, StoreError> {
         let mut keys = Vec::new();
         for item in self
             .expiry
@@ -784,7 +784,7 @@ impl Queue {
     }
 
     /// The checkpoint of a file identity.
-    pub fn checkpoint(&self, id: &FileId) -> Result<Option<Checkpoint>, QueueError> {
+    pub fn checkpoint(&self, id: &FileId) -> Result<Option<Checkpoint>, StoreError> {
         Ok(v1::get(
             &self.checkpoints,
             "checkpoint",
@@ -793,7 +793,7 @@ impl Queue {
     }
 
     /// Stores a checkpoint on its own (e.g. `start_at = "end"`).
-    pub fn set_checkpoint(&self, id: &FileId, c: &Checkpoint) -> Result<(), QueueError> {
+    pub fn set_checkpoint(&self, id: &FileId, c: &Checkpoint) -> Result<(), StoreError> {
         self.checkpoints
             .insert(v1::checkpoint_key(id), v1::encode(c))?;
         Ok(())
@@ -801,7 +801,7 @@ impl Queue {
 
     /// When the file input first started; set to `now_ms` (and returned as
     /// None) the first time it is asked.
-    pub fn input_since(&self, now_ms: u64) -> Result<Option<u64>, QueueError> {
+    pub fn input_since(&self, now_ms: u64) -> Result<Option<u64>, StoreError> {
         let old = self.meta.fetch_and_update(meta_keys::INPUT_SINCE, |v| {
             Some(v.map_or_else(|| now_ms.to_be_bytes().to_vec(), |v| v.to_vec()))
         })?;
@@ -812,13 +812,13 @@ impl Queue {
     }
 
     /// Forgets the checkpoint of a file that is gone.
-    pub fn remove_checkpoint(&self, id: &FileId) -> Result<(), QueueError> {
+    pub fn remove_checkpoint(&self, id: &FileId) -> Result<(), StoreError> {
         self.checkpoints.remove(v1::checkpoint_key(id))?;
         Ok(())
     }
 
     /// Every stored checkpoint.
-    pub fn checkpoints(&self) -> Result<Vec<(FileId, Checkpoint)>, QueueError> {
+    pub fn checkpoints(&self) -> Result<Vec<(FileId, Checkpoint)>, StoreError> {
         let mut out = Vec::new();
         for item in self.checkpoints.iter() {
             let (k, v) = item?;
@@ -828,24 +828,24 @@ impl Queue {
     }
 
     /// Send times of requests within the last `window_ms` (for the rate limit).
-    pub fn request_log(&self) -> Result<RequestLog, QueueError> {
+    pub fn request_log(&self) -> Result<RequestLog, StoreError> {
         Ok(v1::get(&self.meta, "meta/request_log", meta_keys::REQUEST_LOG)?.unwrap_or_default())
     }
 
     /// Records a request about to be sent and makes it durable (fsync)
     /// before returning, so that no restart can forget it.
-    pub fn record_request(&self, log: &RequestLog) -> Result<(), QueueError> {
+    pub fn record_request(&self, log: &RequestLog) -> Result<(), StoreError> {
         self.meta.insert(meta_keys::REQUEST_LOG, v1::encode(log))?;
         self.flush()
     }
 
     /// The reporter's health record.
-    pub fn health(&self) -> Result<Health, QueueError> {
+    pub fn health(&self) -> Result<Health, StoreError> {
         Ok(v1::get(&self.meta, "meta/health", meta_keys::HEALTH)?.unwrap_or_default())
     }
 
     /// Stores the reporter's health record.
-    pub fn set_health(&self, h: &Health) -> Result<(), QueueError> {
+    pub fn set_health(&self, h: &Health) -> Result<(), StoreError> {
         self.meta.insert(meta_keys::HEALTH, v1::encode(h))?;
         Ok(())
     }
@@ -854,7 +854,7 @@ impl Queue {
     /// whatever their reported or dead-letter state: an address leaves the
     /// dead-letter set and becomes pending (unless it already is). Returns
     /// (queued, already pending).
-    pub fn requeue(&self, addrs: &[IpAddr], now_ms: u64) -> Result<(u64, u64), QueueError> {
+    pub fn requeue(&self, addrs: &[IpAddr], now_ms: u64) -> Result<(u64, u64), StoreError> {
         let keys: Vec<Vec<u8>> = addrs.iter().map(|a| v1::addr_key(*a)).collect();
         (&self.meta, &self.pending, &self.order, &self.dead)
             .transaction(|(meta, pending, order, dead)| {
@@ -891,7 +891,7 @@ impl Queue {
     /// Every entry of the reported set (a scan: for operator commands).
     pub fn reported_entries(
         &self,
-    ) -> impl Iterator<Item = Result<(IpAddr, Reported), QueueError>> + '_ {
+    ) -> impl Iterator<Item = Result<(IpAddr, Reported), StoreError>> + '_ {
         self.reported.iter().map(|item| {
             let (k, v) = item?;
             Ok((v1::addr_from_key(&k)?, v1::decode("reported", &v)?))
@@ -901,7 +901,7 @@ impl Queue {
     /// Every entry of the pending set, in key order (a scan).
     pub fn pending_entries(
         &self,
-    ) -> impl Iterator<Item = Result<(IpAddr, Pending), QueueError>> + '_ {
+    ) -> impl Iterator<Item = Result<(IpAddr, Pending), StoreError>> + '_ {
         self.pending.iter().map(|item| {
             let (k, v) = item?;
             Ok((v1::addr_from_key(&k)?, v2::decode_pending(&v)?))
@@ -909,7 +909,7 @@ impl Queue {
     }
 
     /// Every entry of the dead-letter set (a scan: for operator commands).
-    pub fn dead_entries(&self) -> impl Iterator<Item = Result<(IpAddr, Dead), QueueError>> + '_ {
+    pub fn dead_entries(&self) -> impl Iterator<Item = Result<(IpAddr, Dead), StoreError>> + '_ {
         self.dead.iter().map(|item| {
             let (k, v) = item?;
             Ok((v1::addr_from_key(&k)?, v1::decode("dead", &v)?))
@@ -927,22 +927,22 @@ impl Queue {
     }
 
     /// The reported entry of an address.
-    pub fn reported(&self, addr: IpAddr) -> Result<Option<Reported>, QueueError> {
+    pub fn reported(&self, addr: IpAddr) -> Result<Option<Reported>, StoreError> {
         Ok(v1::get(&self.reported, "reported", &v1::addr_key(addr))?)
     }
 
     /// The pending entry of an address.
-    pub fn pending(&self, addr: IpAddr) -> Result<Option<Pending>, QueueError> {
+    pub fn pending(&self, addr: IpAddr) -> Result<Option<Pending>, StoreError> {
         Ok(v2::get_pending(&self.pending, &v1::addr_key(addr))?)
     }
 
     /// The dead-letter entry of an address.
-    pub fn dead(&self, addr: IpAddr) -> Result<Option<Dead>, QueueError> {
+    pub fn dead(&self, addr: IpAddr) -> Result<Option<Dead>, StoreError> {
         Ok(v1::get(&self.dead, "dead", &v1::addr_key(addr))?)
     }
 
     /// The next sequence number of the `order` tree.
-    pub fn next_seq(&self) -> Result<u64, QueueError> {
+    pub fn next_seq(&self) -> Result<u64, StoreError> {
         Ok(v1::decode_u64(
             "meta/next_seq",
             self.meta.get(meta_keys::NEXT_SEQ)?.as_deref(),
@@ -951,7 +951,7 @@ impl Queue {
 
     /// Sets when the file input first started (`tjfwd recover`: 0, so that
     /// every retained rotated file is read).
-    pub fn set_input_since(&self, ms: u64) -> Result<(), QueueError> {
+    pub fn set_input_since(&self, ms: u64) -> Result<(), StoreError> {
         self.meta
             .insert(meta_keys::INPUT_SINCE, &ms.to_be_bytes())?;
         Ok(())
@@ -959,7 +959,7 @@ impl Queue {
 
     /// Puts back a reported entry salvaged from a damaged database (with its
     /// expiry key), unless a later one is already there.
-    pub fn restore_reported(&self, addr: IpAddr, r: &Reported) -> Result<(), QueueError> {
+    pub fn restore_reported(&self, addr: IpAddr, r: &Reported) -> Result<(), StoreError> {
         let key = v1::addr_key(addr);
         (&self.reported, &self.expiry)
             .transaction(|(reported, expiry)| {
@@ -977,7 +977,7 @@ impl Queue {
     }
 
     /// Puts back a dead-letter entry salvaged from a damaged database.
-    pub fn restore_dead(&self, addr: IpAddr, d: &Dead) -> Result<(), QueueError> {
+    pub fn restore_dead(&self, addr: IpAddr, d: &Dead) -> Result<(), StoreError> {
         self.dead.insert(v1::addr_key(addr), v1::encode(d))?;
         Ok(())
     }
@@ -989,7 +989,7 @@ impl Queue {
         self.verify_until(&std::sync::atomic::AtomicBool::new(false), true)
     }
 
-    /// [`Queue::verify`], giving up (with `complete: false`) once `stop` is
+    /// [`Store::verify`], giving up (with `complete: false`) once `stop` is
     /// set. Without `cross_check`, only whether every record reads back and
     /// decodes: the trees are not checked against each other, which is only
     /// meaningful while nothing writes (sled's iterators see each tree as it
@@ -1010,12 +1010,12 @@ impl Queue {
         let count = self
             .meta
             .get(meta_keys::PENDING_COUNT)
-            .map_err(QueueError::from)
+            .map_err(StoreError::from)
             .and_then(|b| Ok(v1::decode_u64("meta/pending_count", b.as_deref())?));
         let next_seq = self
             .meta
             .get(meta_keys::NEXT_SEQ)
-            .map_err(QueueError::from)
+            .map_err(StoreError::from)
             .and_then(|b| Ok(v1::decode_u64("meta/next_seq", b.as_deref())?));
         for (name, r) in [
             ("request log", self.request_log().map(drop)),
@@ -1030,7 +1030,7 @@ impl Queue {
             if stopped() {
                 return v;
             }
-            let checked = item.map_err(QueueError::from).and_then(|(k, val)| {
+            let checked = item.map_err(StoreError::from).and_then(|(k, val)| {
                 v1::addr_from_key(&k)?;
                 Ok(v2::decode_pending(&val)?)
             });
@@ -1053,7 +1053,7 @@ impl Queue {
             if stopped() {
                 return v;
             }
-            let checked = item.map_err(QueueError::from).and_then(|(k, group)| {
+            let checked = item.map_err(StoreError::from).and_then(|(k, group)| {
                 let seq = v1::decode_u64("order key", Some(&k))?;
                 let members: Vec<Vec<u8>> = v2::group_members(&group)?
                     .into_iter()
@@ -1135,7 +1135,7 @@ impl Queue {
         }
         for item in self.expiry.iter() {
             if let Err(e) = item
-                .map_err(QueueError::from)
+                .map_err(StoreError::from)
                 .and_then(|(k, _)| Ok(v1::split_expiry_key(&k).map(drop)?))
             {
                 problem(&mut v, format!("expiry tree: {e}"));
@@ -1160,7 +1160,7 @@ impl Queue {
     }
 
     /// Writes everything to disk (fsync).
-    pub fn flush(&self) -> Result<(), QueueError> {
+    pub fn flush(&self) -> Result<(), StoreError> {
         // The counter is read before the fsync, so the seal never claims
         // more than what is on disk.
         let next_seq = self.meta.get(meta_keys::NEXT_SEQ)?;
@@ -1184,7 +1184,7 @@ impl Queue {
 }
 
 /// Where a sighting of an address that is not pending goes: the one rule
-/// of [`Queue::enqueue_folded`] and [`Queue::classify`] (never
+/// of [`Store::enqueue_folded`] and [`Store::classify`] (never
 /// [`Class::Pending`]). The reported entry is only read when the address
 /// is not dead-lettered.
 fn class_unless_pending<E>(
@@ -1257,14 +1257,14 @@ pub fn mark_damaged(state_dir: &Path, detail: &str) -> std::io::Result<()> {
 
 /// Creates the state directory (0700) if needed and takes its lock
 /// (`tjfwd.lock`), held as long as the returned file is open.
-pub fn lock_state_dir(state_dir: &Path) -> Result<File, QueueError> {
+pub fn lock_state_dir(state_dir: &Path) -> Result<File, StoreError> {
     let dir = state_dir.to_path_buf();
-    let io = |source| QueueError::StateDir {
+    let io = |source| StoreError::StateDir {
         dir: dir.clone(),
         source,
     };
     create_private_dir(&dir).map_err(io)?;
-    crate::permissions::check_state_dir(&dir).map_err(QueueError::Unsafe)?;
+    crate::permissions::check_state_dir(&dir).map_err(StoreError::Unsafe)?;
     let lock_path = dir.join("tjfwd.lock");
     let lock = OpenOptions::new()
         .create(true)
@@ -1274,7 +1274,7 @@ pub fn lock_state_dir(state_dir: &Path) -> Result<File, QueueError> {
         .map_err(io)?;
     match lock.try_lock() {
         Ok(()) => Ok(lock),
-        Err(std::fs::TryLockError::WouldBlock) => Err(QueueError::Locked {
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
             dir: dir.clone(),
             lock: lock_path,
         }),
@@ -1330,8 +1330,8 @@ mod tests {
 
     const TTL: u64 = 86_400_000;
 
-    fn open(dir: &Path) -> Queue {
-        Queue::open(
+    fn open(dir: &Path) -> Store {
+        Store::open(
             dir,
             8 << 20,
             Policy {
@@ -1425,7 +1425,7 @@ mod tests {
     #[test]
     fn rereport_after_thins_out_resightings() {
         let d = tempfile::tempdir().unwrap();
-        let q = Queue::open(
+        let q = Store::open(
             d.path(),
             8 << 20,
             Policy {
@@ -1555,8 +1555,8 @@ mod tests {
             ttl_ms: TTL,
             rereport_after_ms: 0,
         };
-        match Queue::open(dir.path(), 8 << 20, policy) {
-            Err(QueueError::Damaged { detail, .. }) => {
+        match Store::open(dir.path(), 8 << 20, policy) {
+            Err(StoreError::Damaged { detail, .. }) => {
                 assert!(detail.contains("older than its last save"), "{detail}")
             }
             other => panic!("{other:?}"),
@@ -1570,7 +1570,7 @@ mod tests {
     fn second_open_is_refused_with_a_clear_error() {
         let d = tempfile::tempdir().unwrap();
         let _q = open(d.path());
-        let err = Queue::open(
+        let err = Store::open(
             d.path(),
             8 << 20,
             Policy {
@@ -1579,7 +1579,7 @@ mod tests {
             },
         )
         .unwrap_err();
-        assert!(matches!(err, QueueError::Locked { .. }));
+        assert!(matches!(err, StoreError::Locked { .. }));
         assert!(err.to_string().contains(&d.path().display().to_string()));
     }
 
