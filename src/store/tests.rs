@@ -1,10 +1,11 @@
 //! Unit tests of the store (split among its files in the next commits).
 
 use super::*;
+use std::path::Path;
 
-const TTL: u64 = 86_400_000;
+pub(super) const TTL: u64 = 86_400_000;
 
-fn open(dir: &Path) -> Store {
+pub(super) fn open(dir: &Path) -> Store {
     Store::open(
         dir,
         8 << 20,
@@ -16,7 +17,7 @@ fn open(dir: &Path) -> Store {
     .unwrap()
 }
 
-fn s(ip: &str, t: u64) -> Sighting {
+pub(super) fn s(ip: &str, t: u64) -> Sighting {
     Sighting {
         addr: ip.parse().unwrap(),
         seen_ms: t,
@@ -212,71 +213,6 @@ fn verify_compares_the_trees_offline_only() {
     let online = q.verify_until(&std::sync::atomic::AtomicBool::new(false), false);
     assert_eq!(online.problems, 0, "{:?}", online.details);
     assert_eq!(online.pending, 1);
-}
-
-#[test]
-fn a_database_behind_its_seal_is_refused_as_damaged() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let q = open(dir.path());
-        q.enqueue(&[s("1.2.3.4", 5)], None, 10).unwrap();
-        q.flush().unwrap();
-    }
-    assert_eq!(read_seal(dir.path()), Some(1));
-    // As if the database had lost its last writes since the seal.
-    write_seal(dir.path(), 7).unwrap();
-    let policy = Policy {
-        ttl_ms: TTL,
-        rereport_after_ms: 0,
-    };
-    match Store::open(dir.path(), 8 << 20, policy) {
-        Err(StoreError::Damaged { detail, .. }) => {
-            assert!(detail.contains("older than its last save"), "{detail}")
-        }
-        other => panic!("{other:?}"),
-    }
-    // Deleting the seal (a backup restored on purpose) opens it again.
-    std::fs::remove_file(dir.path().join(SEAL)).unwrap();
-    assert_eq!(open(dir.path()).pending_count().unwrap(), 1);
-}
-
-#[test]
-fn second_open_is_refused_with_a_clear_error() {
-    let d = tempfile::tempdir().unwrap();
-    let _q = open(d.path());
-    let err = Store::open(
-        d.path(),
-        8 << 20,
-        Policy {
-            ttl_ms: 1,
-            rereport_after_ms: 0,
-        },
-    )
-    .unwrap_err();
-    assert!(matches!(err, StoreError::Locked { .. }));
-    assert!(err.to_string().contains(&d.path().display().to_string()));
-}
-
-#[test]
-fn a_snapshot_left_half_written_by_a_crash_does_not_stop_the_next_open() {
-    // sled writes its snapshot while opening, to snap.<lsn>.generating,
-    // then renames it; killed in between, it left a file that every
-    // later open read as the snapshot and refused as corrupt (found by
-    // tests/chaos.rs after ~400 kill -9).
-    let d = tempfile::tempdir().unwrap();
-    {
-        let q = open(d.path());
-        q.enqueue(&[s("1.1.1.1", 10), s("2.2.2.2", 20)], None, 100)
-            .unwrap();
-        q.flush().unwrap();
-    }
-    drop(open(d.path())); // an open that writes a snapshot
-    let half = d.path().join("db").join("snap.7FFFFFFFFFFFFFFF.generating");
-    std::fs::write(&half, [0xab; 100]).unwrap();
-    let q = open(d.path());
-    assert_eq!(q.pending_count().unwrap(), 2);
-    assert!(q.pending("1.1.1.1".parse().unwrap()).unwrap().is_some());
-    assert!(!half.exists());
 }
 
 /// A batch taken across and inside groups: acknowledging part of a
