@@ -28,6 +28,7 @@ use migrations::{meta_keys, MigrationError};
 use sled::transaction::{abort, ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
 
+mod inputs;
 mod open;
 
 pub use open::{lock_state_dir, mark_damaged, seal_says_older, DAMAGED_MARKER, SEAL};
@@ -655,50 +656,6 @@ impl Store {
         Ok(keys.len())
     }
 
-    /// The checkpoint of a file identity.
-    pub fn checkpoint(&self, id: &FileId) -> Result<Option<Checkpoint>, StoreError> {
-        Ok(v1::get(
-            &self.checkpoints,
-            "checkpoint",
-            &v1::checkpoint_key(id),
-        )?)
-    }
-
-    /// Stores a checkpoint on its own (e.g. `start_at = "end"`).
-    pub fn set_checkpoint(&self, id: &FileId, c: &Checkpoint) -> Result<(), StoreError> {
-        self.checkpoints
-            .insert(v1::checkpoint_key(id), v1::encode(c))?;
-        Ok(())
-    }
-
-    /// When the file input first started; set to `now_ms` (and returned as
-    /// None) the first time it is asked.
-    pub fn input_since(&self, now_ms: u64) -> Result<Option<u64>, StoreError> {
-        let old = self.meta.fetch_and_update(meta_keys::INPUT_SINCE, |v| {
-            Some(v.map_or_else(|| now_ms.to_be_bytes().to_vec(), |v| v.to_vec()))
-        })?;
-        match old {
-            None => Ok(None),
-            Some(v) => Ok(Some(v1::decode_u64("meta/input_since", Some(&v))?)),
-        }
-    }
-
-    /// Forgets the checkpoint of a file that is gone.
-    pub fn remove_checkpoint(&self, id: &FileId) -> Result<(), StoreError> {
-        self.checkpoints.remove(v1::checkpoint_key(id))?;
-        Ok(())
-    }
-
-    /// Every stored checkpoint.
-    pub fn checkpoints(&self) -> Result<Vec<(FileId, Checkpoint)>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.checkpoints.iter() {
-            let (k, v) = item?;
-            out.push((v1::file_id_from_key(&k)?, v1::decode("checkpoint", &v)?));
-        }
-        Ok(out)
-    }
-
     /// Send times of requests within the last `window_ms` (for the rate limit).
     pub fn request_log(&self) -> Result<RequestLog, StoreError> {
         Ok(v1::get(&self.meta, "meta/request_log", meta_keys::REQUEST_LOG)?.unwrap_or_default())
@@ -811,14 +768,6 @@ impl Store {
     /// The dead-letter entry of an address.
     pub fn dead(&self, addr: IpAddr) -> Result<Option<Dead>, StoreError> {
         Ok(v1::get(&self.dead, "dead", &v1::addr_key(addr))?)
-    }
-
-    /// Sets when the file input first started (`tjfwd recover`: 0, so that
-    /// every retained rotated file is read).
-    pub fn set_input_since(&self, ms: u64) -> Result<(), StoreError> {
-        self.meta
-            .insert(meta_keys::INPUT_SINCE, &ms.to_be_bytes())?;
-        Ok(())
     }
 
     /// Puts back a reported entry salvaged from a damaged database (with its

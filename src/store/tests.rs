@@ -161,35 +161,6 @@ fn dead_letter_removes_and_blocks_requeue() {
 }
 
 #[test]
-fn checkpoint_commits_with_the_chunk_and_state_survives_reopen() {
-    let d = tempfile::tempdir().unwrap();
-    let id = FileId {
-        dev: 1,
-        ino: 2,
-        fingerprint: 3,
-    };
-    {
-        let q = open(d.path());
-        let c = Checkpoint {
-            path: "/x".into(),
-            offset: 77,
-            updated_at_ms: 1,
-        };
-        q.enqueue(&[s("1.0.0.1", 1)], Some((&id, &c)), 1).unwrap();
-        q.record_request(&RequestLog {
-            sent_at_ms: vec![5, 6],
-        })
-        .unwrap();
-        q.flush().unwrap();
-    }
-    let q = open(d.path());
-    assert_eq!(q.checkpoint(&id).unwrap().unwrap().offset, 77);
-    assert_eq!(q.checkpoints().unwrap().len(), 1);
-    assert_eq!(q.pending_count().unwrap(), 1);
-    assert_eq!(q.request_log().unwrap().sent_at_ms, vec![5, 6]);
-}
-
-#[test]
 fn verify_compares_the_trees_offline_only() {
     let dir = tempfile::tempdir().unwrap();
     let q = open(dir.path());
