@@ -160,32 +160,6 @@ fn dead_letter_removes_and_blocks_requeue() {
     assert_eq!(q.enqueue(&[s("6.6.6.6", 9)], None, 9).unwrap().dead, 1);
 }
 
-#[test]
-fn verify_compares_the_trees_offline_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let q = open(dir.path());
-    q.enqueue(&[s("1.2.3.4", 5), s("5.6.7.8", 6)], None, 10)
-        .unwrap();
-    assert_eq!(q.verify().problems, 0);
-    assert!(q.verify().complete);
-    // A pending entry lost without its order entry and counter.
-    q.pending
-        .remove(v1::addr_key("1.2.3.4".parse().unwrap()))
-        .unwrap();
-    let v = q.verify();
-    assert_eq!(v.problems, 3, "{:?}", v.details);
-    assert!(
-        v.details
-            .iter()
-            .any(|d| d.contains("2 addresses in order groups for 1 pending")),
-        "{:?}",
-        v.details
-    );
-    let online = q.verify_until(&std::sync::atomic::AtomicBool::new(false), false);
-    assert_eq!(online.problems, 0, "{:?}", online.details);
-    assert_eq!(online.pending, 1);
-}
-
 /// A batch taken across and inside groups: acknowledging part of a
 /// group leaves the rest queued in order; the dry-run cursor resumes
 /// inside a group; more than GROUP_MAX new addresses make several groups.
