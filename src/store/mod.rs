@@ -25,11 +25,14 @@ use std::path::PathBuf;
 use migrations::v1::{self, Checkpoint, Dead, FileId, Health, Pending, Reported, RequestLog};
 use migrations::v2::{self, GROUP_MAX};
 use migrations::{meta_keys, MigrationError};
-use sled::transaction::{abort, ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::transaction::{abort, TransactionalTree};
 use sled::Transactional;
+
+use tx::{tx_counter, tx_err, tx_get, tx_get_pending, TxResult};
 
 mod inputs;
 mod open;
+mod tx;
 mod verify;
 
 pub use open::{lock_state_dir, mark_damaged, seal_says_older, DAMAGED_MARKER, SEAL};
@@ -236,38 +239,6 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").field("dir", &self.dir).finish()
     }
-}
-
-type TxResult<T> = Result<T, ConflictableTransactionError<MigrationError>>;
-
-fn tx_err(e: TransactionError<MigrationError>) -> StoreError {
-    match e {
-        TransactionError::Abort(e) => StoreError::Format(e),
-        TransactionError::Storage(e) => StoreError::Sled(e),
-    }
-}
-
-fn tx_get<T: serde::de::DeserializeOwned>(
-    tree: &TransactionalTree,
-    what: &str,
-    key: &[u8],
-) -> TxResult<Option<T>> {
-    match tree.get(key)? {
-        None => Ok(None),
-        Some(v) => v1::decode(what, &v).map(Some).or_else(abort),
-    }
-}
-
-fn tx_get_pending(tree: &TransactionalTree, key: &[u8]) -> TxResult<Option<Pending>> {
-    match tree.get(key)? {
-        None => Ok(None),
-        Some(v) => v2::decode_pending(&v).map(Some).or_else(abort),
-    }
-}
-
-fn tx_counter(meta: &TransactionalTree, key: &[u8]) -> TxResult<u64> {
-    let v = meta.get(key)?;
-    v1::decode_u64("meta counter", v.as_deref()).or_else(abort)
 }
 
 /// Writes the `order` groups of addresses queued together, GROUP_MAX to a
