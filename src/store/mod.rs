@@ -22,19 +22,21 @@ use std::fs::File;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use migrations::v1::{self, Checkpoint, Dead, FileId, Health, Pending, Reported, RequestLog};
+use migrations::v1::{self, Checkpoint, FileId, Pending, Reported};
 use migrations::v2::{self, GROUP_MAX};
 use migrations::{meta_keys, MigrationError};
-use sled::transaction::{abort, TransactionalTree};
 use sled::Transactional;
 
-use tx::{tx_counter, tx_err, tx_get, tx_get_pending, TxResult};
+use delivery::{is_due, tx_insert_groups};
+use tx::{tx_counter, tx_err, tx_get, tx_get_pending};
 
+mod delivery;
 mod inputs;
 mod open;
 mod tx;
 mod verify;
 
+pub use delivery::{BatchItem, QueuePos};
 pub use open::{lock_state_dir, mark_damaged, seal_says_older, DAMAGED_MARKER, SEAL};
 pub use verify::Verified;
 
@@ -175,39 +177,6 @@ pub enum Class {
     New,
 }
 
-/// An address taken for sending, with what is needed to acknowledge it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchItem {
-    pub addr: IpAddr,
-    /// The sequence of its `order` group when taken: the ack only applies
-    /// to the address as queued in that group.
-    pub seq: u64,
-    /// Its place in that group (for [`QueuePos`]).
-    pub index: u32,
-    /// Its hit count when taken: more hits at ack time mean new sightings
-    /// arrived while the request was in flight.
-    pub hits: u64,
-}
-
-impl BatchItem {
-    /// The place in the queue just after this address.
-    pub fn next_pos(&self) -> QueuePos {
-        QueuePos {
-            seq: self.seq,
-            index: self.index + 1,
-        }
-    }
-}
-
-/// A place in the queue's FIFO order: the address at `index` in the group
-/// `seq` (or the first one after it, if the group is shorter or gone).
-/// The default is the front of the queue.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct QueuePos {
-    pub seq: u64,
-    pub index: u32,
-}
-
 /// Policy values the queue applies inside its transactions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
@@ -239,39 +208,6 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").field("dir", &self.dir).finish()
     }
-}
-
-/// Writes the `order` groups of addresses queued together, GROUP_MAX to a
-/// group, from sequence `first_seq` on; returns the next free sequence.
-fn tx_insert_groups(order: &TransactionalTree, first_seq: u64, keys: &[&[u8]]) -> TxResult<u64> {
-    let mut seq = first_seq;
-    for chunk in keys.chunks(GROUP_MAX) {
-        order.insert(&v1::seq_key(seq), v2::encode_group(chunk.iter().copied()))?;
-        seq += 1;
-    }
-    Ok(seq)
-}
-
-/// The addresses that leave their `order` groups: group sequence → keys.
-type Leaving = std::collections::BTreeMap<u64, Vec<Vec<u8>>>;
-
-/// Takes addresses out of their `order` groups: `leaving` maps a group's
-/// sequence to the keys that leave it. A group left empty is removed.
-fn tx_leave_groups(order: &TransactionalTree, leaving: &Leaving) -> TxResult<()> {
-    for (seq, keys) in leaving {
-        let Some(value) = order.get(v1::seq_key(*seq))? else {
-            continue;
-        };
-        let members = v2::group_members(&value).or_else(abort)?;
-        let gone: std::collections::HashSet<&[u8]> = keys.iter().map(Vec::as_slice).collect();
-        let rest: Vec<&[u8]> = members.into_iter().filter(|m| !gone.contains(m)).collect();
-        if rest.is_empty() {
-            order.remove(&v1::seq_key(*seq))?;
-        } else {
-            order.insert(&v1::seq_key(*seq), v2::encode_group(rest))?;
-        }
-    }
-    Ok(())
 }
 
 impl Store {
@@ -411,338 +347,6 @@ impl Store {
             self.meta.get(meta_keys::PENDING_COUNT)?.as_deref(),
         )?)
     }
-
-    /// When the oldest pending address was queued.
-    pub fn oldest_queued_at(&self) -> Result<Option<u64>, StoreError> {
-        for item in self.order.iter() {
-            let (_, group) = item?;
-            for key in v2::group_members(&group)? {
-                if let Some(p) = v2::get_pending(&self.pending, key)? {
-                    return Ok(Some(p.queued_at_ms));
-                }
-            }
-        }
-        Ok(None)
-    }
-
-    /// The oldest pending addresses (at most `n`), oldest first. Nothing is
-    /// removed: see [`Store::ack`].
-    pub fn peek_batch(&self, n: usize) -> Result<Vec<BatchItem>, StoreError> {
-        self.peek_batch_from(n, QueuePos::default())
-    }
-
-    /// [`Store::peek_batch`] from a place in the queue on (`--dry-run`
-    /// shows each address once: it starts after the last one shown).
-    pub fn peek_batch_from(&self, n: usize, from: QueuePos) -> Result<Vec<BatchItem>, StoreError> {
-        let mut out = Vec::with_capacity(n.min(1024));
-        for item in self.order.range(v1::seq_key(from.seq)..) {
-            if out.len() >= n {
-                break;
-            }
-            let (seq, group) = item?;
-            let seq = u64::from_be_bytes(
-                seq.as_ref()
-                    .try_into()
-                    .map_err(|_| MigrationError::Corrupt("order key is not 8 bytes".into()))?,
-            );
-            let skip = if seq == from.seq {
-                from.index as usize
-            } else {
-                0
-            };
-            for (index, key) in v2::group_members(&group)?
-                .into_iter()
-                .enumerate()
-                .skip(skip)
-            {
-                if out.len() >= n {
-                    break;
-                }
-                let Some(p) = v2::get_pending(&self.pending, key)? else {
-                    continue;
-                };
-                if p.seq != seq {
-                    continue;
-                }
-                out.push(BatchItem {
-                    addr: v1::addr_from_key(key)?,
-                    seq,
-                    index: index as u32,
-                    hits: p.hits,
-                });
-            }
-        }
-        Ok(out)
-    }
-
-    /// Acknowledges a delivered batch sent at `sent_at_ms`: its addresses
-    /// enter the reported set with `expires_at = sent_at + ttl` and leave the
-    /// pending set — unless a sighting that is due again arrived while the
-    /// request was in flight, in which case the address is queued again at
-    /// the back so the server resets its TTL once more.
-    pub fn ack(&self, items: &[BatchItem], sent_at_ms: u64, now_ms: u64) -> Result<(), StoreError> {
-        let policy = self.policy;
-        (
-            &self.meta,
-            &self.pending,
-            &self.order,
-            &self.reported,
-            &self.expiry,
-        )
-            .transaction(|(meta, pending, order, reported, expiry)| {
-                let mut count = tx_counter(meta, meta_keys::PENDING_COUNT)?;
-                let next_seq = tx_counter(meta, meta_keys::NEXT_SEQ)?;
-                let mut leaving = Leaving::new();
-                let mut again: Vec<Vec<u8>> = Vec::new();
-                for item in items {
-                    let key = v1::addr_key(item.addr);
-                    let old = tx_get::<Reported>(reported, "reported", &key)?;
-                    let r = Reported {
-                        first_reported_ms: old.map_or(sent_at_ms, |o| o.first_reported_ms),
-                        last_reported_ms: sent_at_ms,
-                        expires_at_ms: sent_at_ms.saturating_add(policy.ttl_ms),
-                        count: old.map_or(0, |o| o.count) + 1,
-                    };
-                    if let Some(o) = old {
-                        expiry.remove(v1::expiry_key(o.expires_at_ms, &key))?;
-                    }
-                    reported.insert(key.as_slice(), v1::encode(&r))?;
-                    expiry.insert(v1::expiry_key(r.expires_at_ms, &key), &[])?;
-
-                    let Some(mut p) = tx_get_pending(pending, &key)? else {
-                        continue;
-                    };
-                    if p.seq != item.seq {
-                        continue;
-                    }
-                    leaving.entry(p.seq).or_default().push(key.clone());
-                    if p.hits > item.hits && is_due(&r, p.last_seen_ms, policy) {
-                        p.hits -= item.hits;
-                        p.seq = next_seq + (again.len() / GROUP_MAX) as u64;
-                        p.queued_at_ms = now_ms;
-                        pending.insert(key.as_slice(), v2::encode_pending(&p))?;
-                        again.push(key);
-                    } else {
-                        pending.remove(key.as_slice())?;
-                        count = count.saturating_sub(1);
-                    }
-                }
-                tx_leave_groups(order, &leaving)?;
-                let again: Vec<&[u8]> = again.iter().map(Vec::as_slice).collect();
-                let next_seq = tx_insert_groups(order, next_seq, &again)?;
-                meta.insert(meta_keys::PENDING_COUNT, &count.to_be_bytes())?;
-                meta.insert(meta_keys::NEXT_SEQ, &next_seq.to_be_bytes())?;
-                Ok(())
-            })
-            .map_err(tx_err)
-    }
-
-    /// Moves rejected addresses from the pending set to the dead-letter set.
-    pub fn dead_letter(
-        &self,
-        items: &[BatchItem],
-        status: u16,
-        reason: &str,
-        now_ms: u64,
-    ) -> Result<(), StoreError> {
-        (&self.meta, &self.pending, &self.order, &self.dead)
-            .transaction(|(meta, pending, order, dead)| {
-                let mut count = tx_counter(meta, meta_keys::PENDING_COUNT)?;
-                let mut leaving = Leaving::new();
-                for item in items {
-                    let key = v1::addr_key(item.addr);
-                    let Some(p) = tx_get_pending(pending, &key)? else {
-                        continue;
-                    };
-                    leaving.entry(p.seq).or_default().push(key.clone());
-                    pending.remove(key.as_slice())?;
-                    count = count.saturating_sub(1);
-                    let d = Dead {
-                        status,
-                        reason: reason.to_owned(),
-                        at_ms: now_ms,
-                        first_seen_ms: p.first_seen_ms,
-                        last_seen_ms: p.last_seen_ms,
-                        hits: p.hits,
-                    };
-                    dead.insert(key.as_slice(), v1::encode(&d))?;
-                }
-                tx_leave_groups(order, &leaving)?;
-                meta.insert(meta_keys::PENDING_COUNT, &count.to_be_bytes())?;
-                Ok(())
-            })
-            .map_err(tx_err)
-    }
-
-    /// Removes up to `limit` reported entries whose TTL ran out before
-    /// `now_ms`. Returns how many went.
-    pub fn prune_expired(&self, now_ms: u64, limit: usize) -> Result<usize, StoreError> {
-        let mut keys = Vec::new();
-        for item in self
-            .expiry
-            .range(..now_ms.to_be_bytes().to_vec())
-            .take(limit)
-        {
-            keys.push(item?.0);
-        }
-        if keys.is_empty() {
-            return Ok(0);
-        }
-        (&self.reported, &self.expiry)
-            .transaction(|(reported, expiry)| {
-                for k in &keys {
-                    let (at, addr) = v1::split_expiry_key(k).or_else(abort)?;
-                    expiry.remove(k.as_ref())?;
-                    if let Some(r) = tx_get::<Reported>(reported, "reported", addr)? {
-                        if r.expires_at_ms == at {
-                            reported.remove(addr)?;
-                        }
-                    }
-                }
-                Ok(())
-            })
-            .map_err(tx_err)?;
-        Ok(keys.len())
-    }
-
-    /// Send times of requests within the last `window_ms` (for the rate limit).
-    pub fn request_log(&self) -> Result<RequestLog, StoreError> {
-        Ok(v1::get(&self.meta, "meta/request_log", meta_keys::REQUEST_LOG)?.unwrap_or_default())
-    }
-
-    /// Records a request about to be sent and makes it durable (fsync)
-    /// before returning, so that no restart can forget it.
-    pub fn record_request(&self, log: &RequestLog) -> Result<(), StoreError> {
-        self.meta.insert(meta_keys::REQUEST_LOG, v1::encode(log))?;
-        self.flush()
-    }
-
-    /// The reporter's health record.
-    pub fn health(&self) -> Result<Health, StoreError> {
-        Ok(v1::get(&self.meta, "meta/health", meta_keys::HEALTH)?.unwrap_or_default())
-    }
-
-    /// Stores the reporter's health record.
-    pub fn set_health(&self, h: &Health) -> Result<(), StoreError> {
-        self.meta.insert(meta_keys::HEALTH, v1::encode(h))?;
-        Ok(())
-    }
-
-    /// Queues addresses again on the operator's request (`tjfwd resend`),
-    /// whatever their reported or dead-letter state: an address leaves the
-    /// dead-letter set and becomes pending (unless it already is). Returns
-    /// (queued, already pending).
-    pub fn requeue(&self, addrs: &[IpAddr], now_ms: u64) -> Result<(u64, u64), StoreError> {
-        let keys: Vec<Vec<u8>> = addrs.iter().map(|a| v1::addr_key(*a)).collect();
-        (&self.meta, &self.pending, &self.order, &self.dead)
-            .transaction(|(meta, pending, order, dead)| {
-                let first_seq = tx_counter(meta, meta_keys::NEXT_SEQ)?;
-                let mut count = tx_counter(meta, meta_keys::PENDING_COUNT)?;
-                let mut already = 0;
-                let mut queued: Vec<&[u8]> = Vec::new();
-                for key in &keys {
-                    let d = tx_get::<Dead>(dead, "dead", key)?;
-                    dead.remove(key.as_slice())?;
-                    if pending.get(key)?.is_some() {
-                        already += 1;
-                        continue;
-                    }
-                    let p = Pending {
-                        first_seen_ms: d.as_ref().map_or(now_ms, |d| d.first_seen_ms),
-                        last_seen_ms: now_ms,
-                        hits: d.as_ref().map_or(1, |d| d.hits),
-                        seq: first_seq + (queued.len() / GROUP_MAX) as u64,
-                        queued_at_ms: now_ms,
-                    };
-                    pending.insert(key.as_slice(), v2::encode_pending(&p))?;
-                    queued.push(key);
-                    count += 1;
-                }
-                let next_seq = tx_insert_groups(order, first_seq, &queued)?;
-                meta.insert(meta_keys::NEXT_SEQ, &next_seq.to_be_bytes())?;
-                meta.insert(meta_keys::PENDING_COUNT, &count.to_be_bytes())?;
-                Ok((queued.len() as u64, already))
-            })
-            .map_err(tx_err)
-    }
-
-    /// Every entry of the reported set (a scan: for operator commands).
-    pub fn reported_entries(
-        &self,
-    ) -> impl Iterator<Item = Result<(IpAddr, Reported), StoreError>> + '_ {
-        self.reported.iter().map(|item| {
-            let (k, v) = item?;
-            Ok((v1::addr_from_key(&k)?, v1::decode("reported", &v)?))
-        })
-    }
-
-    /// Every entry of the pending set, in key order (a scan).
-    pub fn pending_entries(
-        &self,
-    ) -> impl Iterator<Item = Result<(IpAddr, Pending), StoreError>> + '_ {
-        self.pending.iter().map(|item| {
-            let (k, v) = item?;
-            Ok((v1::addr_from_key(&k)?, v2::decode_pending(&v)?))
-        })
-    }
-
-    /// Every entry of the dead-letter set (a scan: for operator commands).
-    pub fn dead_entries(&self) -> impl Iterator<Item = Result<(IpAddr, Dead), StoreError>> + '_ {
-        self.dead.iter().map(|item| {
-            let (k, v) = item?;
-            Ok((v1::addr_from_key(&k)?, v1::decode("dead", &v)?))
-        })
-    }
-
-    /// Number of entries in the reported set (a scan: not for hot paths).
-    pub fn reported_count(&self) -> usize {
-        self.reported.len()
-    }
-
-    /// Number of dead-lettered addresses (a scan: not for hot paths).
-    pub fn dead_count(&self) -> usize {
-        self.dead.len()
-    }
-
-    /// The reported entry of an address.
-    pub fn reported(&self, addr: IpAddr) -> Result<Option<Reported>, StoreError> {
-        Ok(v1::get(&self.reported, "reported", &v1::addr_key(addr))?)
-    }
-
-    /// The pending entry of an address.
-    pub fn pending(&self, addr: IpAddr) -> Result<Option<Pending>, StoreError> {
-        Ok(v2::get_pending(&self.pending, &v1::addr_key(addr))?)
-    }
-
-    /// The dead-letter entry of an address.
-    pub fn dead(&self, addr: IpAddr) -> Result<Option<Dead>, StoreError> {
-        Ok(v1::get(&self.dead, "dead", &v1::addr_key(addr))?)
-    }
-
-    /// Puts back a reported entry salvaged from a damaged database (with its
-    /// expiry key), unless a later one is already there.
-    pub fn restore_reported(&self, addr: IpAddr, r: &Reported) -> Result<(), StoreError> {
-        let key = v1::addr_key(addr);
-        (&self.reported, &self.expiry)
-            .transaction(|(reported, expiry)| {
-                if let Some(old) = tx_get::<Reported>(reported, "reported", &key)? {
-                    if old.last_reported_ms >= r.last_reported_ms {
-                        return Ok(());
-                    }
-                    expiry.remove(v1::expiry_key(old.expires_at_ms, &key))?;
-                }
-                reported.insert(key.as_slice(), v1::encode(r))?;
-                expiry.insert(v1::expiry_key(r.expires_at_ms, &key), &[])?;
-                Ok(())
-            })
-            .map_err(tx_err)
-    }
-
-    /// Puts back a dead-letter entry salvaged from a damaged database.
-    pub fn restore_dead(&self, addr: IpAddr, d: &Dead) -> Result<(), StoreError> {
-        self.dead.insert(v1::addr_key(addr), v1::encode(d))?;
-        Ok(())
-    }
 }
 
 /// Where a sighting of an address that is not pending goes: the one rule
@@ -762,14 +366,6 @@ fn class_unless_pending<E>(
         Some(r) if !is_due(&r, last_seen_ms, policy) => Class::NotDue,
         _ => Class::New,
     })
-}
-
-/// Whether a sighting at `seen_ms` of a reported address should queue it
-/// again: it must come after the last report, and at least
-/// `rereport_after` after it.
-fn is_due(r: &Reported, seen_ms: u64, policy: Policy) -> bool {
-    seen_ms > r.last_reported_ms
-        && seen_ms >= r.last_reported_ms.saturating_add(policy.rereport_after_ms)
 }
 
 #[cfg(test)]
