@@ -19,24 +19,19 @@
 //! second process gets a clear error instead of a sled panic.
 
 use std::fs::File;
-use std::net::IpAddr;
 use std::path::PathBuf;
 
-use migrations::v1::{self, Checkpoint, FileId, Pending, Reported};
-use migrations::v2::{self, GROUP_MAX};
-use migrations::{meta_keys, MigrationError};
-use sled::Transactional;
-
-use delivery::{is_due, tx_insert_groups};
-use tx::{tx_counter, tx_err, tx_get, tx_get_pending};
+use migrations::MigrationError;
 
 mod delivery;
 mod inputs;
+mod intake;
 mod open;
 mod tx;
 mod verify;
 
 pub use delivery::{BatchItem, QueuePos};
+pub use intake::{fold, Class, EnqueueOutcome, Folded, Sighting};
 pub use open::{lock_state_dir, mark_damaged, seal_says_older, DAMAGED_MARKER, SEAL};
 pub use verify::Verified;
 
@@ -82,101 +77,6 @@ pub enum StoreError {
     Format(#[from] MigrationError),
 }
 
-/// One sighting of an address, ready to queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sighting {
-    /// Normalized, filtered address.
-    pub addr: IpAddr,
-    /// Event time (ms since the epoch).
-    pub seen_ms: u64,
-}
-
-/// The sightings of one address in a chunk, folded: what
-/// [`Store::enqueue`] stores of them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Folded {
-    pub addr: IpAddr,
-    /// The earliest event time.
-    pub first_seen_ms: u64,
-    /// The latest event time (the one compared with the last report).
-    pub last_seen_ms: u64,
-    /// How many sightings.
-    pub hits: u64,
-}
-
-impl Folded {
-    /// One sighting.
-    pub fn of(s: &Sighting) -> Folded {
-        Folded {
-            addr: s.addr,
-            first_seen_ms: s.seen_ms,
-            last_seen_ms: s.seen_ms,
-            hits: 1,
-        }
-    }
-
-    /// Folds in more sightings of the same address (min, max, sum: the
-    /// order they come in does not matter).
-    pub fn merge(&mut self, other: &Folded) {
-        debug_assert_eq!(self.addr, other.addr);
-        self.first_seen_ms = self.first_seen_ms.min(other.first_seen_ms);
-        self.last_seen_ms = self.last_seen_ms.max(other.last_seen_ms);
-        self.hits += other.hits;
-    }
-}
-
-/// Folds a chunk: one entry per address, in order of first appearance (so
-/// the queue stays oldest-first within a chunk too).
-///
-/// The addresses are the attackers': hashed with foldhash, which is fast
-/// and seeded at random per process, so that nobody can choose addresses
-/// that collide in it.
-pub fn fold(sightings: &[Sighting]) -> Vec<Folded> {
-    use foldhash::HashMapExt;
-    let mut index: foldhash::HashMap<IpAddr, usize> =
-        foldhash::HashMap::with_capacity(sightings.len());
-    let mut folded: Vec<Folded> = Vec::new();
-    for s in sightings {
-        match index.entry(s.addr) {
-            std::collections::hash_map::Entry::Occupied(e) => {
-                folded[*e.get()].merge(&Folded::of(s));
-            }
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(folded.len());
-                folded.push(Folded::of(s));
-            }
-        }
-    }
-    folded
-}
-
-/// What an [`Store::enqueue`] did with its sightings (distinct addresses).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct EnqueueOutcome {
-    /// Addresses that became pending.
-    pub queued_new: u64,
-    /// Addresses already pending (their hits and last_seen were updated).
-    pub updated: u64,
-    /// Addresses reported after (or too soon before) the sighting.
-    pub already_reported: u64,
-    /// Addresses in the dead-letter set.
-    pub dead: u64,
-}
-
-/// Where a sighting would go ([`Store::classify`]), as counted in
-/// [`EnqueueOutcome`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
-    /// Already pending: its entry is updated.
-    Pending,
-    /// In the dead-letter set: not queued.
-    Dead,
-    /// Reported after (or too soon before) the sighting: not queued.
-    NotDue,
-    /// Queued.
-    New,
-}
-
 /// Policy values the queue applies inside its transactions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
@@ -208,164 +108,6 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").field("dir", &self.dir).finish()
     }
-}
-
-impl Store {
-    /// Queues a chunk of sightings and, in the same transaction, records the
-    /// input checkpoint that follows them.
-    pub fn enqueue(
-        &self,
-        sightings: &[Sighting],
-        checkpoint: Option<(&FileId, &Checkpoint)>,
-        now_ms: u64,
-    ) -> Result<EnqueueOutcome, StoreError> {
-        let folded = fold(sightings);
-        self.enqueue_folded(&folded, checkpoint, now_ms)
-    }
-
-    /// [`Store::enqueue`] of sightings already folded by [`fold`] (or
-    /// merged like it: each address once).
-    pub fn enqueue_folded(
-        &self,
-        folded: &[Folded],
-        checkpoint: Option<(&FileId, &Checkpoint)>,
-        now_ms: u64,
-    ) -> Result<EnqueueOutcome, StoreError> {
-        self.enqueue_inner(folded, None, checkpoint, now_ms)
-    }
-
-    /// [`Store::enqueue_folded`] of entries held back since `queued_at[i]`
-    /// (one time per entry): an address this queues gets that time as its
-    /// `queued_at_ms`, as if it had been written then (`tjfwd replay`
-    /// writes new addresses once, after folding their later sightings).
-    pub fn enqueue_folded_at(
-        &self,
-        folded: &[Folded],
-        queued_at: &[u64],
-        now_ms: u64,
-    ) -> Result<EnqueueOutcome, StoreError> {
-        assert_eq!(folded.len(), queued_at.len(), "one queued_at per entry");
-        self.enqueue_inner(folded, Some(queued_at), None, now_ms)
-    }
-
-    fn enqueue_inner(
-        &self,
-        folded: &[Folded],
-        queued_at: Option<&[u64]>,
-        checkpoint: Option<(&FileId, &Checkpoint)>,
-        now_ms: u64,
-    ) -> Result<EnqueueOutcome, StoreError> {
-        let keys: Vec<Vec<u8>> = folded.iter().map(|f| v1::addr_key(f.addr)).collect();
-        let ckpt = checkpoint.map(|(id, c)| (v1::checkpoint_key(id), v1::encode(c)));
-        let policy = self.policy;
-        (
-            &self.meta,
-            &self.pending,
-            &self.order,
-            &self.reported,
-            &self.dead,
-            &self.checkpoints,
-        )
-            .transaction(|(meta, pending, order, reported, dead, checkpoints)| {
-                let mut out = EnqueueOutcome::default();
-                let first_seq = tx_counter(meta, meta_keys::NEXT_SEQ)?;
-                let mut count = tx_counter(meta, meta_keys::PENDING_COUNT)?;
-                // The addresses this call queues, in order: they make the
-                // groups `first_seq`, `first_seq + 1`... of GROUP_MAX each.
-                let mut queued: Vec<&[u8]> = Vec::new();
-                for (i, (key, f)) in keys.iter().zip(folded).enumerate() {
-                    let (first, last, hits) = (f.first_seen_ms, f.last_seen_ms, f.hits);
-                    if let Some(mut p) = tx_get_pending(pending, key)? {
-                        p.first_seen_ms = p.first_seen_ms.min(first);
-                        p.last_seen_ms = p.last_seen_ms.max(last);
-                        p.hits += hits;
-                        pending.insert(key.as_slice(), v2::encode_pending(&p))?;
-                        out.updated += 1;
-                        continue;
-                    }
-                    let is_dead = dead.get(key)?.is_some();
-                    let r = || tx_get::<Reported>(reported, "reported", key);
-                    match class_unless_pending(is_dead, r, last, policy)? {
-                        Class::Dead => out.dead += 1,
-                        Class::NotDue => out.already_reported += 1,
-                        // (Never `Pending`: that was looked at first.)
-                        Class::New | Class::Pending => {
-                            let p = Pending {
-                                first_seen_ms: first,
-                                last_seen_ms: last,
-                                hits,
-                                seq: first_seq + (queued.len() / GROUP_MAX) as u64,
-                                queued_at_ms: queued_at.map_or(now_ms, |q| q[i]),
-                            };
-                            pending.insert(key.as_slice(), v2::encode_pending(&p))?;
-                            queued.push(key);
-                            count += 1;
-                            out.queued_new += 1;
-                        }
-                    }
-                }
-                if !queued.is_empty() {
-                    let next_seq = tx_insert_groups(order, first_seq, &queued)?;
-                    meta.insert(meta_keys::NEXT_SEQ, &next_seq.to_be_bytes())?;
-                    meta.insert(meta_keys::PENDING_COUNT, &count.to_be_bytes())?;
-                }
-                if let Some((k, v)) = &ckpt {
-                    checkpoints.insert(k.as_slice(), v.as_slice())?;
-                }
-                Ok(out)
-            })
-            .map_err(tx_err)
-    }
-
-    /// What [`Store::enqueue_folded`] would do with each entry, without
-    /// writing anything (point lookups only). For a caller that holds the
-    /// queue alone and writes the entries later (`tjfwd replay`).
-    pub fn classify(&self, folded: &[Folded]) -> Result<Vec<Class>, StoreError> {
-        folded
-            .iter()
-            .map(|f| {
-                let key = v1::addr_key(f.addr);
-                if self.pending.contains_key(&key)? {
-                    return Ok(Class::Pending);
-                }
-                let is_dead = self.dead.contains_key(&key)?;
-                let r = || v1::get::<Reported>(&self.reported, "reported", &key);
-                Ok(class_unless_pending(
-                    is_dead,
-                    r,
-                    f.last_seen_ms,
-                    self.policy,
-                )?)
-            })
-            .collect()
-    }
-
-    /// Number of pending addresses (a stored counter, not a scan).
-    pub fn pending_count(&self) -> Result<u64, StoreError> {
-        Ok(v1::decode_u64(
-            "meta/pending_count",
-            self.meta.get(meta_keys::PENDING_COUNT)?.as_deref(),
-        )?)
-    }
-}
-
-/// Where a sighting of an address that is not pending goes: the one rule
-/// of [`Store::enqueue_folded`] and [`Store::classify`] (never
-/// [`Class::Pending`]). The reported entry is only read when the address
-/// is not dead-lettered.
-fn class_unless_pending<E>(
-    is_dead: bool,
-    reported: impl FnOnce() -> Result<Option<Reported>, E>,
-    last_seen_ms: u64,
-    policy: Policy,
-) -> Result<Class, E> {
-    if is_dead {
-        return Ok(Class::Dead);
-    }
-    Ok(match reported()? {
-        Some(r) if !is_due(&r, last_seen_ms, policy) => Class::NotDue,
-        _ => Class::New,
-    })
 }
 
 #[cfg(test)]

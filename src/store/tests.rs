@@ -1,6 +1,7 @@
 //! Unit tests of the store (split among its files in the next commits).
 
 use super::*;
+use std::net::IpAddr;
 use std::path::Path;
 
 pub(super) const TTL: u64 = 86_400_000;
@@ -22,82 +23,6 @@ pub(super) fn s(ip: &str, t: u64) -> Sighting {
         addr: ip.parse().unwrap(),
         seen_ms: t,
     }
-}
-
-#[test]
-fn enqueue_dedupes_and_counts() {
-    let d = tempfile::tempdir().unwrap();
-    let q = open(d.path());
-    let out = q
-        .enqueue(
-            &[s("1.1.1.1", 10), s("1.1.1.1", 20), s("2.2.2.2", 15)],
-            None,
-            100,
-        )
-        .unwrap();
-    assert_eq!(out.queued_new, 2);
-    let out = q.enqueue(&[s("1.1.1.1", 30)], None, 200).unwrap();
-    assert_eq!(out.updated, 1);
-    assert_eq!(q.pending_count().unwrap(), 2);
-    let p = q.pending("1.1.1.1".parse().unwrap()).unwrap().unwrap();
-    assert_eq!(
-        (p.first_seen_ms, p.last_seen_ms, p.hits, p.queued_at_ms),
-        (10, 30, 3, 100)
-    );
-    assert_eq!(q.oldest_queued_at().unwrap(), Some(100));
-}
-
-#[test]
-fn resighting_after_report_requeues_but_older_does_not() {
-    let d = tempfile::tempdir().unwrap();
-    let q = open(d.path());
-    q.enqueue(&[s("9.9.9.9", 10)], None, 10).unwrap();
-    let b = q.peek_batch(10).unwrap();
-    q.ack(&b, 1000, 1000).unwrap();
-    let out = q.enqueue(&[s("9.9.9.9", 999)], None, 1001).unwrap();
-    assert_eq!(out.already_reported, 1);
-    assert_eq!(q.pending_count().unwrap(), 0);
-    let out = q.enqueue(&[s("9.9.9.9", 1001)], None, 1001).unwrap();
-    assert_eq!(out.queued_new, 1);
-    let b = q.peek_batch(10).unwrap();
-    q.ack(&b, 2000, 2000).unwrap();
-    let r = q.reported("9.9.9.9".parse().unwrap()).unwrap().unwrap();
-    assert_eq!(
-        (r.first_reported_ms, r.last_reported_ms, r.count),
-        (1000, 2000, 2)
-    );
-    // Exactly one expiry entry: pruning before the new expiry removes nothing.
-    assert_eq!(q.prune_expired(1000 + TTL + 1, 100).unwrap(), 0);
-    assert_eq!(q.prune_expired(2000 + TTL + 1, 100).unwrap(), 1);
-    assert!(q.reported("9.9.9.9".parse().unwrap()).unwrap().is_none());
-}
-
-#[test]
-fn rereport_after_thins_out_resightings() {
-    let d = tempfile::tempdir().unwrap();
-    let q = Store::open(
-        d.path(),
-        8 << 20,
-        Policy {
-            ttl_ms: TTL,
-            rereport_after_ms: 500,
-        },
-    )
-    .unwrap();
-    q.enqueue(&[s("9.9.9.9", 10)], None, 10).unwrap();
-    q.ack(&q.peek_batch(10).unwrap(), 1000, 1000).unwrap();
-    assert_eq!(
-        q.enqueue(&[s("9.9.9.9", 1499)], None, 0)
-            .unwrap()
-            .already_reported,
-        1
-    );
-    assert_eq!(
-        q.enqueue(&[s("9.9.9.9", 1500)], None, 0)
-            .unwrap()
-            .queued_new,
-        1
-    );
 }
 
 mod model {
