@@ -1,22 +1,49 @@
-//! Store: the on-disk state of tjfwd, in one sled database under `state_dir`.
+//! The store: all of tjfwd's state, in one sled database under `state_dir`.
 //!
-//! The layout and encodings are defined (and frozen) in the `migrations`
-//! crate; this module is the only writer. Every operation that touches more
-//! than one tree is one sled transaction, so after a crash the database holds
-//! either all of it or none:
+//! What it holds:
 //!
-//! - [`Store::enqueue`]: a chunk of sightings *and* the input checkpoint that
-//!   follows them. After a crash the source is re-read from the checkpoint, so
-//!   a line is either queued and passed, or neither. The addresses a chunk
-//!   queues share one `order` group (schema v2: one sequence number and one
-//!   `order` entry for up to [`GROUP_MAX`] of them).
-//! - [`Store::ack`]: a delivered batch leaves `pending`/`order` and enters
-//!   `reported`/`expiry`. A crash between the 202 and the ack re-sends the
-//!   batch (at-least-once), never loses it.
-//! - [`Store::dead_letter`]: rejected addresses leave `pending` for `dead`.
+//! - the pending addresses, in FIFO order (`pending`, `order`, and the
+//!   counters `meta/next_seq` and `meta/pending_count`);
+//! - the reported mirror: what the report API holds, and until when
+//!   (`reported`, `expiry`);
+//! - the dead letters: addresses the API rejected (`dead`);
+//! - the input positions: a checkpoint per input file (`checkpoints`), and
+//!   when the file input first started (`meta/input_since`);
+//! - the rate limit's request log and the reporter's health (`meta`).
 //!
-//! The directory is locked (`tjfwd.lock`) for the life of a [`Store`], so a
-//! second process gets a clear error instead of a sled panic.
+//! The format (tree names, key and value encodings, the schema version and
+//! the migrations from older versions) is defined, and frozen, in the
+//! `migrations` crate: `migrations/src/lib.rs`. This module is its only
+//! writer.
+//!
+//! Invariants:
+//!
+//! - Every change that touches more than one tree is one sled transaction,
+//!   so after a crash the database holds all of it or none of it. The trees
+//!   agree as the `migrations` crate states (each pending address in
+//!   exactly one `order` group, the one its entry names; the pending
+//!   counter equal to the number of entries; one `expiry` key per reported
+//!   entry); [`Store::verify`] checks it.
+//! - A [`Store`] holds the state directory's lock (`tjfwd.lock`) for its
+//!   whole life, so a second process gets a clear error instead of a sled
+//!   panic.
+//! - A database that the seal ([`SEAL`]) shows to have lost committed
+//!   writes, or one marked damaged ([`DAMAGED_MARKER`]), is not opened.
+//!
+//! One file per concern, each stating its own invariants at its top:
+//!
+//! | file          | what                                                          |
+//! |---------------|---------------------------------------------------------------|
+//! | `open.rs`     | opening: the directory lock, sled's lock, the seal, the migrations; the fsync |
+//! | `intake.rs`   | sightings coming in: folded, each placed (new, pending, not due, dead); the pending counter |
+//! | `delivery.rs` | sending: batches in FIFO order, ack, dead letters, the reported mirror and its expiry, resend, the request log, health, the scans behind `export` |
+//! | `inputs.rs`   | input positions: the file checkpoints, `input_since`          |
+//! | `verify.rs`   | reading every record back, the cross-checks; the pending recount |
+//! | `tx.rs`       | reads inside transactions                                     |
+//!
+//! `delivery.rs` is the state of delivery to the report API; the intake
+//! reads it and queues into it through two functions there (see its top),
+//! and `inputs.rs` and `open.rs` do not touch it.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -77,7 +104,7 @@ pub enum StoreError {
     Format(#[from] MigrationError),
 }
 
-/// Policy values the queue applies inside its transactions.
+/// Policy values the store applies inside its transactions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
     /// `[threatjammer] ttl`, in ms.
@@ -86,19 +113,29 @@ pub struct Policy {
     pub rereport_after_ms: u64,
 }
 
-/// The open database.
+/// The open store: the sled database and its trees, the directory lock held.
 pub struct Store {
+    /// The database: [`Store::flush`] syncs it.
     db: sled::Db,
+    /// The state directory (for messages, the seal and the DAMAGED marker).
     dir: PathBuf,
+    /// Counters, the request log, health, `input_since` (`migrations::meta_keys`).
     meta: sled::Tree,
+    /// Delivery: each pending address's entry.
     pending: sled::Tree,
+    /// Delivery: the FIFO order, in groups of addresses queued together.
     order: sled::Tree,
+    /// Delivery: the reported mirror.
     reported: sled::Tree,
+    /// Delivery: when each reported entry expires, in time order (pruning).
     expiry: sled::Tree,
+    /// Delivery: the dead letters.
     dead: sled::Tree,
+    /// Input positions: a checkpoint per file identity.
     checkpoints: sled::Tree,
+    /// The TTL and the re-report interval, applied inside transactions.
     policy: Policy,
-    /// Held (locked) for the life of the queue.
+    /// Held (locked) for the life of the store.
     _lock: File,
     /// When the seal was last written (ms; see [`SEAL`]).
     sealed_at_ms: std::sync::atomic::AtomicU64,

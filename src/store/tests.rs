@@ -1,4 +1,6 @@
-//! Unit tests of the store (split among its files in the next commits).
+//! Tests of the store as a whole (a model-based test of its operations),
+//! and what the tests in each file share: a store in a temporary directory
+//! ([`open`]) and a sighting written short ([`s`]).
 
 use super::*;
 use std::net::IpAddr;
