@@ -37,8 +37,8 @@ use crate::config::Config;
 use crate::control::{
     Client, ControlError, ExportEntry, FlushOutcome, Ops, Request, ResendFilter, ResendOutcome,
 };
-use crate::queue::{EnqueueOutcome, QueueError, Sighting};
 use crate::status::Snapshot;
+use crate::store::{EnqueueOutcome, Sighting, StoreError};
 
 /// The target of the log events of the command line's own code: the
 /// binary's crate name, which is what these events carried when that code
@@ -52,7 +52,7 @@ pub enum CommandError {
     #[error(transparent)]
     Control(#[from] ControlError),
     #[error(transparent)]
-    Queue(#[from] QueueError),
+    Queue(#[from] StoreError),
     #[error("{0}")]
     Other(String),
 }
@@ -90,10 +90,10 @@ impl Backend {
                         daemon: None,
                     })))
                 }
-                Err(QueueError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(100));
                 }
-                Err(QueueError::Locked { dir, .. }) => {
+                Err(StoreError::Locked { dir, .. }) => {
                     return Err(CommandError::Other(format!(
                         "a tjfwd daemon holds {} but its control socket could not be reached; \
                          run this command as the daemon's user (or root), or check that the daemon is not stuck starting",

@@ -28,9 +28,9 @@ use crate::commands::{send_pending, Backend, CommandError, ConfigArgs};
 use crate::config::Config;
 use crate::daemon::select_lines;
 use crate::filter::Rules;
-use crate::queue::{fold, Class, EnqueueOutcome, Folded, Queue, QueueError, Sighting};
 use crate::source::{lines_of, LineSplitter};
 use crate::stats::{SkipReason, Stats};
+use crate::store::{fold, Class, EnqueueOutcome, Folded, Sighting, Store, StoreError};
 
 /// Sightings queued per request. Not more: a sled transaction keeps every
 /// node version it replaces until it ends, so memory grows with its size
@@ -219,7 +219,7 @@ impl Progress {
 /// `--dry-run`, a count per address.
 enum Sink {
     Queue(Backend),
-    Local(Backend, Arc<Queue>, Deferred),
+    Local(Backend, Arc<Store>, Deferred),
     DryRun(HashMap<IpAddr, u64>),
 }
 
@@ -298,7 +298,7 @@ struct Entry {
 ///   its chunk came (its `queued_at`), and its later sightings are folded
 ///   into it; held addresses are written, in that order and with those
 ///   times, when the memory bound is reached and at the end
-///   ([`Queue::enqueue_folded_at`]);
+///   ([`Store::enqueue_folded_at`]);
 /// - an address already pending only gets min/max/sum folded into its
 ///   entry, which commute: its sightings are folded and written once;
 /// - reported and dead-lettered addresses are looked up again at each
@@ -341,10 +341,10 @@ impl Deferred {
     /// Takes a chunk in. Returns what `enqueue` would have done with it.
     fn put(
         &mut self,
-        queue: &Queue,
+        queue: &Store,
         sightings: &[Sighting],
         now: u64,
-    ) -> Result<EnqueueOutcome, QueueError> {
+    ) -> Result<EnqueueOutcome, StoreError> {
         let mut out = EnqueueOutcome::default();
         self.chunk += 1;
         self.unknown.clear();
@@ -406,7 +406,7 @@ impl Deferred {
 
     /// Writes every held address and every deferred sighting, in
     /// transactions of at most `WRITE_ADDRESSES` addresses.
-    fn write_all(&mut self, queue: &Queue) -> Result<(), QueueError> {
+    fn write_all(&mut self, queue: &Store) -> Result<(), StoreError> {
         let now = now_ms();
         for (held, at) in self
             .held
@@ -778,7 +778,7 @@ fn add(total: &mut EnqueueOutcome, out: &EnqueueOutcome) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::Policy;
+    use crate::store::Policy;
     use migrations::v1::Pending;
     use proptest::prelude::*;
 
@@ -799,8 +799,8 @@ mod tests {
 
     /// A queue with history: addresses 0-2 reported at 1000 (0 and 1 then
     /// seen again and pending), 3 dead-lettered, 4 pending; 5-7 unknown.
-    fn queue_with_history(dir: &std::path::Path, rereport_after_ms: u64) -> Queue {
-        let q = Queue::open(
+    fn queue_with_history(dir: &std::path::Path, rereport_after_ms: u64) -> Store {
+        let q = Store::open(
             dir,
             4 << 20,
             Policy {
@@ -825,7 +825,7 @@ mod tests {
     }
 
     /// Everything a replay can change, per address of the pool.
-    fn state(q: &Queue) -> impl PartialEq + std::fmt::Debug {
+    fn state(q: &Store) -> impl PartialEq + std::fmt::Debug {
         let per_address: Vec<_> = (0..POOL.len())
             .map(|i| {
                 let a = addr(i);

@@ -18,8 +18,8 @@ use std::time::SystemTime;
 pub use client::{Reply, Reporter, ReporterError, USER_AGENT};
 
 use crate::config::Config;
-use crate::queue::BatchItem;
 use crate::ratelimit::Limit;
+use crate::store::BatchItem;
 use crate::targets::{Answer, Policy, Target};
 
 /// The Threat Jammer target.
