@@ -37,8 +37,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tjfwd::daemon::select_lines;
 use tjfwd::decode::{cannot_select, decode, decode_fast, decode_serde};
 use tjfwd::filter::Rules;
-use tjfwd::queue::Sighting;
 use tjfwd::stats::{escape_for_log, Stats};
+use tjfwd::store::Sighting;
 
 const CHUNK: usize = 256 * 1024;
 const NOW: u64 = 1_900_000_000_000;

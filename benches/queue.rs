@@ -1,4 +1,4 @@
-//! Queue operations through the library API (`tjfwd::queue::Queue`), on a
+//! Queue operations through the library API (`tjfwd::store::Store`), on a
 //! sled database in a temporary directory with 50,000 addresses pending:
 //!
 //! - `enqueue_chunk`: one 256 KiB chunk's sightings (what the tailer hands
@@ -23,13 +23,13 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use migrations::v1::{Checkpoint, FileId};
 use tjfwd::daemon::select_lines;
 use tjfwd::filter::Rules;
-use tjfwd::queue::{Policy, Queue, Sighting};
 use tjfwd::stats::Stats;
+use tjfwd::store::{Policy, Sighting, Store};
 
 const NOW: u64 = 1_900_000_000_000;
 
-fn open(dir: &std::path::Path) -> Queue {
-    Queue::open(
+fn open(dir: &std::path::Path) -> Store {
+    Store::open(
         dir,
         32 << 20, // the default [storage] cache_capacity
         Policy {

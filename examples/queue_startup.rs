@@ -1,5 +1,5 @@
 //! Startup with a large queue, and the queue's bytes on disk, through the
-//! library API (`tjfwd::queue::Queue`).
+//! library API (`tjfwd::store::Store`).
 //!
 //! ```sh
 //! # Queue 1,000,000 distinct public addresses (chunks of 5,000 sightings,
@@ -23,14 +23,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use migrations::v1::{Checkpoint, FileId};
-use tjfwd::queue::{Policy, Queue, Sighting};
+use tjfwd::store::{Policy, Sighting, Store};
 
 /// The default `[storage] cache_capacity`.
 const CACHE: u64 = 32 << 20;
 const NOW: u64 = 1_900_000_000_000;
 
-fn open(dir: &Path) -> Queue {
-    Queue::open(
+fn open(dir: &Path) -> Store {
+    Store::open(
         dir,
         CACHE,
         Policy {
@@ -152,7 +152,7 @@ fn open_ready(dir: &Path) {
 }
 
 /// Copies the trees of `dir`'s database into a new one at `dest` (sled
-/// directly, with the settings `Queue::open` uses), and reports the payload
+/// directly, with the settings `Store::open` uses), and reports the payload
 /// (keys and values) and the copy's size on disk.
 fn copy(dir: &Path, dest: &Path) {
     let sled_open = |p: PathBuf| {

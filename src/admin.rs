@@ -4,7 +4,7 @@
 //! - `GET /metrics`: the Prometheus text format (0.0.4), or OpenMetrics
 //!   1.0 when the scraper asks for it in `Accept` (Prometheus does). Every
 //!   value is read at scrape time from the daemon's counters
-//!   ([`Stats`]) and its database ([`Queue`]); nothing is kept twice.
+//!   ([`Stats`]) and its database ([`Store`]); nothing is kept twice.
 //!   Counters start at zero when the daemon starts (Prometheus' `rate()`
 //!   handles the reset); gauges come from the database and survive
 //!   restarts. The sizes of the reported and dead-letter sets are scans of
@@ -40,9 +40,9 @@ use tokio::sync::oneshot;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::health::{overall, Verdict};
-use crate::queue::{Queue, QueueError};
 use crate::ratelimit::Limit;
 use crate::stats::{SkipReason, Stats};
+use crate::store::{Store, StoreError};
 
 /// Longest time the cached sizes of the reported and dead-letter sets are
 /// used before they are counted again.
@@ -69,7 +69,7 @@ pub struct AdminError {
 pub struct Sources {
     /// The daemon's database: pending, reported and dead-letter sets,
     /// checkpoints, request log, health record.
-    pub queue: Arc<Queue>,
+    pub queue: Arc<Store>,
     /// The daemon's in-memory counters.
     pub stats: Arc<Stats>,
     /// `[input] cowrie_json`, to measure how far behind the input is.
@@ -82,7 +82,7 @@ pub struct Sources {
 
 impl Sources {
     /// The sources of a daemon running `config`.
-    pub fn new(config: &Config, queue: &Arc<Queue>, stats: &Arc<Stats>) -> Sources {
+    pub fn new(config: &Config, queue: &Arc<Store>, stats: &Arc<Stats>) -> Sources {
         Sources {
             queue: queue.clone(),
             stats: stats.clone(),
@@ -115,7 +115,7 @@ impl AdminServer {
 /// Must be called within a tokio runtime.
 pub fn start_configured(
     config: &Config,
-    queue: &Arc<Queue>,
+    queue: &Arc<Store>,
     stats: &Arc<Stats>,
 ) -> Result<Option<AdminServer>, AdminError> {
     match config.admin.listen {
@@ -205,7 +205,7 @@ impl Admin {
     }
 
     /// Reads every value, at `now`.
-    fn sample(&self, now: u64) -> Result<Sample, QueueError> {
+    fn sample(&self, now: u64) -> Result<Sample, StoreError> {
         let q = &self.sources.queue;
         let health = q.health()?;
         let log = q.request_log()?;
@@ -242,7 +242,7 @@ fn ms_to_s(ms: u64) -> f64 {
 
 /// Bytes of the live input file not read yet: its size minus the
 /// checkpoint of its content (None when the file does not exist).
-fn input_bytes_behind(queue: &Queue, path: &std::path::Path) -> Result<Option<u64>, QueueError> {
+fn input_bytes_behind(queue: &Store, path: &std::path::Path) -> Result<Option<u64>, StoreError> {
     let Ok(meta) = std::fs::metadata(path) else {
         return Ok(None);
     };
@@ -566,11 +566,11 @@ async fn index() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::Policy;
+    use crate::store::Policy;
 
     fn sources(dir: &std::path::Path) -> Sources {
         let queue = Arc::new(
-            Queue::open(
+            Store::open(
                 dir,
                 1 << 20,
                 Policy {

@@ -34,9 +34,9 @@ use tokio::sync::Notify;
 
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::queue::{EnqueueOutcome, Queue, QueueError, Sighting};
 use crate::stats::Stats;
 use crate::status::{rfc3339, Snapshot};
+use crate::store::{EnqueueOutcome, Sighting, Store, StoreError};
 
 /// The socket's file name in the state directory.
 pub const SOCKET_NAME: &str = "control.sock";
@@ -125,7 +125,7 @@ pub struct Response {
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     #[error(transparent)]
-    Queue(#[from] QueueError),
+    Queue(#[from] StoreError),
     #[error("the control socket {path}: {source}")]
     Io {
         path: PathBuf,
@@ -153,7 +153,7 @@ pub struct DaemonHooks {
 
 /// The operations, on an open queue.
 pub struct Ops {
-    pub queue: Arc<Queue>,
+    pub queue: Arc<Store>,
     pub config: Config,
     /// Set inside the daemon; None when a command opened the database.
     pub daemon: Option<DaemonHooks>,

@@ -19,11 +19,11 @@ use crate::config::Config;
 use crate::control::{self, DaemonHooks, Ops};
 use crate::decode::{cannot_select, decode, decode_fast, decode_serde};
 use crate::filter::Rules;
-use crate::queue::{EnqueueOutcome, Policy, Queue, QueueError, Sighting};
 use crate::scheduler::{Mode, Scheduler};
 use crate::socket::{self, SocketInput};
 use crate::source::{Chunk, Tailer};
 use crate::stats::{escape_for_log, Stats};
+use crate::store::{EnqueueOutcome, Policy, Sighting, Store, StoreError};
 use crate::targets::{self, SetupError, Target};
 
 /// How `tjfwd run` was asked to behave.
@@ -39,7 +39,7 @@ pub struct RunOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error(transparent)]
-    Queue(#[from] QueueError),
+    Queue(#[from] StoreError),
     #[error(transparent)]
     Target(#[from] SetupError),
     #[error(transparent)]
@@ -67,8 +67,8 @@ pub fn policy(config: &Config) -> Policy {
 }
 
 /// Opens the queue described by the configuration.
-pub fn open_queue(config: &Config) -> Result<Queue, QueueError> {
-    Queue::open(
+pub fn open_queue(config: &Config) -> Result<Store, StoreError> {
+    Store::open(
         &config.state_dir,
         config.storage.cache_capacity,
         policy(config),
@@ -78,12 +78,12 @@ pub fn open_queue(config: &Config) -> Result<Queue, QueueError> {
 /// Opens the queue, waiting up to `patience` while another process holds
 /// it: an operator command (`tjfwd status` with no daemon running) holds the
 /// state directory for a moment, which must not stop a daemon from starting.
-pub async fn open_queue_waiting(config: &Config, patience: Duration) -> Result<Queue, QueueError> {
+pub async fn open_queue_waiting(config: &Config, patience: Duration) -> Result<Store, StoreError> {
     let deadline = tokio::time::Instant::now() + patience;
     let mut logged = false;
     loop {
         match open_queue(config) {
-            Err(QueueError::Locked { .. }) if tokio::time::Instant::now() < deadline => {
+            Err(StoreError::Locked { .. }) if tokio::time::Instant::now() < deadline => {
                 if !logged {
                     tracing::info!(state_dir = %config.state_dir.display(), "the state directory is busy (an operator command?): waiting");
                     logged = true;
@@ -338,9 +338,9 @@ async fn run_once(
         return Ok(Ended::Reopen);
     }
     if stopped_by_damage.load(Ordering::Acquire) {
-        return Err(DaemonError::Queue(QueueError::Damaged {
+        return Err(DaemonError::Queue(StoreError::Damaged {
             dir: config.state_dir.clone(),
-            detail: std::fs::read_to_string(config.state_dir.join(crate::queue::DAMAGED_MARKER))
+            detail: std::fs::read_to_string(config.state_dir.join(crate::store::DAMAGED_MARKER))
                 .unwrap_or_default()
                 .trim()
                 .to_string(),
@@ -366,7 +366,7 @@ async fn run_once(
 
 /// What the schedulers of all targets share with the daemon.
 struct Shared {
-    queue: Arc<Queue>,
+    queue: Arc<Store>,
     mode: Mode,
     stats: Arc<Stats>,
     /// Woken by the inputs when addresses were queued.
@@ -447,9 +447,9 @@ impl Schedulers {
 }
 
 /// Verifies the database on a thread of its own; on damage, records it
-/// ([`crate::queue::mark_damaged`]) and wakes `damaged`.
+/// ([`crate::store::mark_damaged`]) and wakes `damaged`.
 fn spawn_verify(
-    queue: Arc<Queue>,
+    queue: Arc<Store>,
     damaged: Arc<Notify>,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
@@ -475,12 +475,12 @@ fn spawn_verify(
                 v.problems,
                 v.details.first().map_or("", |d| d.as_str())
             );
-            if let Err(e) = crate::queue::mark_damaged(queue.dir(), &detail) {
+            if let Err(e) = crate::store::mark_damaged(queue.dir(), &detail) {
                 tracing::error!(error = %e, "cannot record the damage in the state directory");
             }
             tracing::error!(
                 "{}",
-                QueueError::Damaged {
+                StoreError::Damaged {
                     dir: queue.dir().to_path_buf(),
                     detail,
                 }
@@ -492,7 +492,7 @@ fn spawn_verify(
 
 /// What the ingest thread needs.
 struct Ingest {
-    queue: Arc<Queue>,
+    queue: Arc<Store>,
     rules: Rules,
     stats: Arc<Stats>,
     notify: Arc<Notify>,
@@ -517,8 +517,8 @@ pub struct StorageWatch {
 
 impl StorageWatch {
     /// Looks at a failed queue operation; true when a reopen was asked for.
-    pub fn recovered(&self, e: &QueueError) -> bool {
-        if !matches!(e, QueueError::Sled(sled::Error::Io(_))) || !storage_writable(&self.dir) {
+    pub fn recovered(&self, e: &StoreError) -> bool {
+        if !matches!(e, StoreError::Sled(sled::Error::Io(_))) || !storage_writable(&self.dir) {
             return false;
         }
         tracing::warn!(error = %e, "the queue failed to write, and the state directory is writable now: the database will be reopened");
@@ -617,7 +617,7 @@ fn storage_writable(dir: &std::path::Path) -> bool {
 /// Whether the queue has room for more (backpressure): below
 /// `[queue] max_pending`, the inputs read; at it, they wait for the
 /// scheduler to send. Records the pause in `stats` (status, metrics, log).
-pub fn has_room(queue: &Queue, max_pending: u64, stats: &Stats) -> bool {
+pub fn has_room(queue: &Store, max_pending: u64, stats: &Stats) -> bool {
     let pending = match queue.pending_count() {
         Ok(n) => n,
         // The enqueue will fail too, and say why.

@@ -4,7 +4,7 @@
 //! The modules follow the data flow of DESIGN.md:
 //!
 //! ```text
-//! source ──> decode ──> filter ──> queue (sled) ──> scheduler ──> reporter ──> Report API
+//! source ──> decode ──> filter ──> store (sled) ──> scheduler ──> reporter ──> Report API
 //! tail       eventid    select     dedupe by IP     batch ≤1000    HTTP +
 //! cowrie.json src_ip    public IP  + checkpoint     ≤N req/window  classify
 //!            timestamp  allowlist  one txn          retry/backoff
@@ -14,17 +14,23 @@
 //! - [`source`]: tails `cowrie.json` from a checkpoint, whole lines only.
 //! - [`decode`]: one JSON line → `eventid`, `src_ip`, `timestamp`.
 //! - [`filter`]: the select rule, address normalization and filtering.
-//! - [`queue`]: the sled database (layout in the `migrations` crate).
+//! - [`store`]: the sled database: intake, delivery state, input positions
+//!   (layout in the `migrations` crate).
 //! - [`ratelimit`]: the rolling-window limit and the backoff, as pure functions.
 //! - [`reporter`]: the HTTP request and the classification of its answer.
+//! - [`tls`]: the TLS trust of the HTTP client (`ca_file`), below config and reporter.
 //! - [`scheduler`]: when to send, and what to do with each answer.
 //! - [`daemon`]: `tjfwd run`, wiring it all with a shutdown future.
+//! - [`cli`]: the command line; [`commands`]: one file per subcommand, its
+//!   flags and code (the operator commands work through the control socket
+//!   or the database).
 //! - [`stats`]: counters shared by the stages; [`clock`]: stored time.
 //! - [`admin`]: the `[admin] listen` HTTP endpoint (`/metrics`, `/healthz`).
 //! - [`logging`]: log format and level of the binary (human, journald, JSON).
 //! - [`permissions`]: the state directory's owner and modes, checked at open.
 
 pub mod admin;
+pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
@@ -36,11 +42,12 @@ pub mod filter;
 pub mod health;
 pub mod logging;
 pub mod permissions;
-pub mod queue;
 pub mod ratelimit;
 pub mod scheduler;
 pub mod socket;
 pub mod source;
 pub mod stats;
 pub mod status;
+pub mod store;
 pub mod targets;
+pub mod tls;

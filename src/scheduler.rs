@@ -7,7 +7,7 @@
 //!   `flush_interval`.
 //! - No more than the policy's limit of attempts in any rolling window,
 //!   retries included. Each attempt is recorded and fsynced *before* it is
-//!   sent ([`Queue::record_request`]), so a restart cannot reset the window.
+//!   sent ([`Store::record_request`]), so a restart cannot reset the window.
 //! - `Delivered` acks the batch; `RateLimited` waits (the service's hint,
 //!   else a window); `Transient` backs off exponentially with jitter up to
 //!   `max_backoff`; `TooLarge` splits; `Rejected` isolates the rejected
@@ -29,9 +29,9 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::clock::Clock;
-use crate::queue::{BatchItem, Queue, QueueError, QueuePos};
 use crate::ratelimit::backoff;
 use crate::stats::Stats;
+use crate::store::{BatchItem, QueuePos, Store, StoreError};
 use crate::targets::{Action, Policy, Target};
 
 /// How the daemon runs a scheduler (the target's own settings are its
@@ -47,7 +47,7 @@ pub struct Mode {
 
 /// Sends batches to one target until shut down.
 pub struct Scheduler<T: Target> {
-    queue: Arc<Queue>,
+    queue: Arc<Store>,
     target: T,
     /// The target's policy, read once.
     policy: Policy,
@@ -90,7 +90,7 @@ enum Step {
 impl<T: Target> Scheduler<T> {
     /// A scheduler of `target` over `queue`.
     pub fn new(
-        queue: Arc<Queue>,
+        queue: Arc<Store>,
         target: T,
         mode: Mode,
         stats: Arc<Stats>,
@@ -207,7 +207,7 @@ impl<T: Target> Scheduler<T> {
     /// have arrived after this process started (the restart takes longer
     /// than a request travels). The cost when it was answered: at most one
     /// slot of the window, for at most one window after a start.
-    fn settle_last_request(&self) -> Result<(), QueueError> {
+    fn settle_last_request(&self) -> Result<(), StoreError> {
         let now = self.now_ms();
         let mut log = self.queue.request_log()?;
         match log.sent_at_ms.last_mut() {
@@ -235,7 +235,7 @@ impl<T: Target> Scheduler<T> {
         }
     }
 
-    fn next_step(&self, now: u64) -> Result<Step, QueueError> {
+    fn next_step(&self, now: u64) -> Result<Step, StoreError> {
         let flushing = self.flush_now.load(Ordering::Acquire);
         let draining = flushing || (self.mode.drain && self.input_done.load(Ordering::Acquire));
         let pending = if self.mode.dry_run {
@@ -281,7 +281,7 @@ impl<T: Target> Scheduler<T> {
     }
 
     /// Sends the oldest batch, isolating rejected addresses if needed.
-    async fn send_batch(&mut self) -> Result<(), QueueError> {
+    async fn send_batch(&mut self) -> Result<(), StoreError> {
         if self.mode.dry_run {
             return self.dry_run_batch();
         }
@@ -436,7 +436,7 @@ impl<T: Target> Scheduler<T> {
     }
 
     /// Waits (inside a send) until the rate limit allows one more attempt.
-    async fn wait_for_slot(&self) -> Result<(), QueueError> {
+    async fn wait_for_slot(&self) -> Result<(), StoreError> {
         loop {
             let now = self.now_ms();
             let log = self.queue.request_log()?;
@@ -452,7 +452,7 @@ impl<T: Target> Scheduler<T> {
     /// One request: recorded durably first, then sent; its record is moved
     /// to the time the answer came. Returns the send time, the service's
     /// code and the action.
-    async fn attempt(&mut self, batch: &[BatchItem]) -> Result<(u64, u16, Action), QueueError> {
+    async fn attempt(&mut self, batch: &[BatchItem]) -> Result<(u64, u16, Action), StoreError> {
         let sent_at = self.now_ms();
         let mut log = self.queue.request_log()?;
         self.policy.limit.prune(&mut log.sent_at_ms, sent_at);
@@ -487,7 +487,7 @@ impl<T: Target> Scheduler<T> {
         items: &[BatchItem],
         status: u16,
         reason: &str,
-    ) -> Result<(), QueueError> {
+    ) -> Result<(), StoreError> {
         for i in items {
             tracing::warn!(address = %i.addr, status, %reason, "the API rejected an address: moved to the dead-letter set (tjfwd resend --dead-letter retries it)");
         }
@@ -495,7 +495,7 @@ impl<T: Target> Scheduler<T> {
         self.queue.dead_letter(items, status, reason, self.now_ms())
     }
 
-    fn config_error(&mut self, status: u16, reason: String) -> Result<(), QueueError> {
+    fn config_error(&mut self, status: u16, reason: String) -> Result<(), StoreError> {
         self.config_failures += 1;
         // Retry slowly: a minute at first, then up to max_backoff.
         let delay = Duration::from_secs(60 * u64::from(self.config_failures.min(10)))
@@ -505,7 +505,7 @@ impl<T: Target> Scheduler<T> {
         self.record_health(Some((status, reason)))
     }
 
-    fn record_health(&self, error: Option<(u16, String)>) -> Result<(), QueueError> {
+    fn record_health(&self, error: Option<(u16, String)>) -> Result<(), StoreError> {
         let now = self.now_ms();
         let mut h = self.queue.health()?;
         match error {
@@ -523,7 +523,7 @@ impl<T: Target> Scheduler<T> {
         self.queue.set_health(&Health { ..h })
     }
 
-    fn dry_run_batch(&mut self) -> Result<(), QueueError> {
+    fn dry_run_batch(&mut self) -> Result<(), StoreError> {
         let items = self
             .queue
             .peek_batch_from(self.batch_cap, self.dry_run_cursor)?;
@@ -564,8 +564,8 @@ mod tests {
     use super::*;
     use crate::clock::Clock;
     use crate::health::{verdict, FailureKind};
-    use crate::queue::{Policy as QueuePolicy, Sighting};
     use crate::ratelimit::Limit;
+    use crate::store::{Policy as QueuePolicy, Sighting};
     use crate::targets::Answer;
 
     /// How the scripted target answers a batch (its addresses, and the
@@ -640,7 +640,7 @@ mod tests {
     /// A queue holding `n` addresses, and the clock they were queued by.
     struct Bench {
         _dir: tempfile::TempDir,
-        queue: Arc<Queue>,
+        queue: Arc<Store>,
         clock: Clock,
         sent: Sent,
         start: Instant,
@@ -648,7 +648,7 @@ mod tests {
 
     fn bench(n: u32) -> Bench {
         let dir = tempfile::tempdir().unwrap();
-        let queue = Queue::open(
+        let queue = Store::open(
             dir.path(),
             8 << 20,
             QueuePolicy {

@@ -22,9 +22,9 @@ use tokio::sync::Notify;
 
 use crate::clock::now_ms;
 use crate::filter::Rules;
-use crate::queue::Queue;
 use crate::source::{lines_of, LineSplitter};
 use crate::stats::Stats;
+use crate::store::Store;
 
 /// How often blocked threads look at the stop flag.
 const TICK: Duration = Duration::from_millis(200);
@@ -34,7 +34,7 @@ const READ_BYTES: usize = 64 * 1024;
 /// What the listener and its connections share.
 #[derive(Clone)]
 pub struct SocketInput {
-    pub queue: Arc<Queue>,
+    pub queue: Arc<Store>,
     pub rules: Rules,
     pub stats: Arc<Stats>,
     pub notify: Arc<Notify>,

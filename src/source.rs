@@ -49,8 +49,8 @@ use flate2::read::MultiGzDecoder;
 use migrations::v1::{Checkpoint, FileId};
 
 use crate::config::StartAt;
-use crate::queue::{Queue, QueueError};
 use crate::stats::{SkipReason, Stats};
+use crate::store::{Store, StoreError};
 
 /// Bytes read per chunk (and per transaction).
 const CHUNK_BYTES: usize = 256 * 1024;
@@ -118,7 +118,7 @@ pub enum SourceError {
         source: io::Error,
     },
     #[error(transparent)]
-    Queue(#[from] QueueError),
+    Queue(#[from] StoreError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SourceError + '_ {
@@ -437,7 +437,7 @@ impl Tailer {
     /// nothing new (the caller then waits a poll interval).
     pub fn next_chunk(
         &mut self,
-        queue: &Queue,
+        queue: &Store,
         stats: &Stats,
         chunk: &mut Chunk,
         now_ms: u64,
@@ -606,7 +606,7 @@ impl Tailer {
     /// more to read right away.
     fn check_live(
         &mut self,
-        queue: &Queue,
+        queue: &Store,
         stats: &Stats,
         now_ms: u64,
     ) -> Result<bool, SourceError> {
@@ -646,7 +646,7 @@ impl Tailer {
     /// content from the copy, if one is found, then read it from the start.
     fn truncated(
         &mut self,
-        queue: &Queue,
+        queue: &Store,
         stats: &Stats,
         len: u64,
         now_ms: u64,
@@ -751,7 +751,7 @@ impl Tailer {
     /// Queues the unread parts of rotated files (see the module docs): at
     /// start, and again after each rotation or truncation, which also catches
     /// files rotated away before tjfwd ever looked at them.
-    fn scan_rotated(&mut self, queue: &Queue, now_ms: u64) -> Result<(), SourceError> {
+    fn scan_rotated(&mut self, queue: &Store, now_ms: u64) -> Result<(), SourceError> {
         let since_ms = match self.since_ms {
             Some(t) => t,
             None => {
@@ -812,7 +812,7 @@ impl Tailer {
 
     /// Deletes the checkpoints of files that no longer exist (by fingerprint:
     /// a rotated copy keeps its original's checkpoint).
-    fn prune_checkpoints(&self, queue: &Queue) -> Result<(), SourceError> {
+    fn prune_checkpoints(&self, queue: &Store) -> Result<(), SourceError> {
         let mut alive: Vec<u64> = self
             .candidates()?
             .iter()
@@ -841,7 +841,7 @@ impl Tailer {
     /// Opens the path if it exists, positioned at its checkpoint.
     fn open_live(
         &mut self,
-        queue: &Queue,
+        queue: &Store,
         stats: &Stats,
         now_ms: u64,
     ) -> Result<bool, SourceError> {
@@ -1018,18 +1018,18 @@ fn last_line_end(file: &File, len: u64) -> io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::Policy;
+    use crate::store::Policy;
     use std::io::Write;
 
     struct T {
         dir: tempfile::TempDir,
-        queue: Queue,
+        queue: Store,
         stats: Stats,
     }
 
     fn setup() -> T {
         let dir = tempfile::tempdir().unwrap();
-        let queue = Queue::open(
+        let queue = Store::open(
             &dir.path().join("state"),
             1 << 20,
             Policy {

@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::health::{overall, Verdict};
-use crate::queue::{Queue, QueueError};
 use crate::ratelimit::Limit;
 use crate::stats::{SkipReason, Stats};
+use crate::store::{Store, StoreError};
 
 /// Where tjfwd stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,7 +148,7 @@ impl Counters {
 
 /// The file input's position: its size, and the checkpoint of the file now
 /// at `path`.
-fn input_status(queue: &Queue, path: &std::path::Path) -> Result<InputStatus, QueueError> {
+fn input_status(queue: &Store, path: &std::path::Path) -> Result<InputStatus, StoreError> {
     let meta = std::fs::metadata(path).ok();
     let id = crate::source::identify_path(path).ok().flatten();
     let offset = match id {
@@ -182,11 +182,11 @@ pub fn rfc3339(ms: u64) -> String {
 impl Snapshot {
     /// Collects a snapshot from the database (and the daemon's counters).
     pub fn collect(
-        queue: &Queue,
+        queue: &Store,
         config: &Config,
         stats: Option<&Stats>,
         daemon_pid: Option<u32>,
-    ) -> Result<Snapshot, QueueError> {
+    ) -> Result<Snapshot, StoreError> {
         let now = now_ms();
         let health = queue.health()?;
         let pending = queue.pending_count()?;
@@ -278,11 +278,11 @@ impl Snapshot {
     /// with the reason, the pause and the in-memory counters. The queue's
     /// figures are what could be read (0 otherwise).
     pub fn unreadable(
-        queue: &Queue,
+        queue: &Store,
         config: &Config,
         stats: Option<&Stats>,
         daemon_pid: Option<u32>,
-        error: &QueueError,
+        error: &StoreError,
     ) -> Snapshot {
         let now = now_ms();
         let paused = stats.and_then(Stats::paused);
@@ -430,7 +430,7 @@ mod tests {
         stats.set_paused(Some(
             "cannot write the queue: No space left on device".into(),
         ));
-        let err = QueueError::Sled(sled::Error::Io(std::io::Error::other("disk full")));
+        let err = StoreError::Sled(sled::Error::Io(std::io::Error::other("disk full")));
         let s = Snapshot::unreadable(&queue, &config, Some(&stats), Some(42), &err);
         assert_eq!(s.health, "degraded");
         assert_eq!(s.exit_code(), 1);

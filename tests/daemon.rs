@@ -72,7 +72,7 @@ async fn drain(config: Config, limit: Duration) -> Arc<Stats> {
 }
 
 /// Opens a stopped daemon's state directory, to look inside.
-fn open_state(state: &Path) -> tjfwd::queue::Queue {
+fn open_state(state: &Path) -> tjfwd::store::Store {
     tjfwd::daemon::open_queue(&Config::default_for_tests(state.to_path_buf())).unwrap()
 }
 

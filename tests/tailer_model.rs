@@ -18,13 +18,13 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tjfwd::config::StartAt;
-use tjfwd::queue::{Policy, Queue};
 use tjfwd::source::{Chunk, Tailer};
 use tjfwd::stats::Stats;
+use tjfwd::store::{Policy, Store};
 
 struct World {
     dir: tempfile::TempDir,
-    queue: Queue,
+    queue: Store,
     stats: Stats,
     tailer: Option<Tailer>,
     /// Lines written, by content, with their counts.
@@ -45,7 +45,7 @@ struct World {
 impl World {
     fn new() -> World {
         let dir = tempfile::tempdir().unwrap();
-        let queue = Queue::open(
+        let queue = Store::open(
             &dir.path().join("state"),
             1 << 20,
             Policy {

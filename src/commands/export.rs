@@ -5,12 +5,32 @@
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::process::ExitCode;
 
 use crate::clock::now_ms;
-use crate::commands::{Backend, CommandError};
+use crate::commands::{Backend, CommandError, ConfigArgs};
 use crate::config::Config;
 use crate::control::ExportEntry;
 use crate::status::rfc3339;
+
+/// The flags of `tjfwd export`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "plain")]
+    format: Format,
+    /// nft table / ipset set name prefix (sets NAME4 and NAME6).
+    #[arg(long, default_value = "tjfwd")]
+    name: String,
+}
+
+/// Runs `tjfwd export`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    export(&args.config.load(false)?, args.format, &args.name)?;
+    Ok(ExitCode::SUCCESS)
+}
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -106,7 +126,7 @@ pub fn render(entries: &[ExportEntry], format: Format, name: &str) -> String {
 }
 
 /// Prints the export.
-pub fn run(config: &Config, format: Format, name: &str) -> Result<(), CommandError> {
+pub fn export(config: &Config, format: Format, name: &str) -> Result<(), CommandError> {
     if name.is_empty()
         || name.len() > 24
         || !name

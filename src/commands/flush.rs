@@ -4,11 +4,26 @@
 //! the flush interval. Without one, this command sends it itself (the same
 //! scheduler, in drain mode) and returns when nothing is pending.
 
-use crate::commands::{send_pending, Backend, CommandError};
+use std::process::ExitCode;
+
+use crate::commands::{send_pending, Backend, CommandError, ConfigArgs};
 use crate::config::Config;
 
+/// The flags of `tjfwd flush`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+/// Runs `tjfwd flush`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    flush(&args.config.load(false)?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Flushes; prints what it did.
-pub fn run(config: &Config) -> Result<(), CommandError> {
+pub fn flush(config: &Config) -> Result<(), CommandError> {
     match Backend::open(config)? {
         mut b @ Backend::Daemon(_) => {
             let out = b.flush()?;

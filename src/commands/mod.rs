@@ -1,17 +1,35 @@
-//! The operator commands, one file each: [`replay`], [`resend`], [`status`],
-//! [`export`], [`flush`], [`check_config`], [`recover`].
+//! The subcommands of `tjfwd`, one file each: [`run`] (the daemon), the
+//! operator commands [`status`], [`replay`], [`resend`], [`export`],
+//! [`flush`], [`check_config`], [`recover`], and [`import_cowrie`]
+//! (`config import-cowrie`), [`completions`], [`man`].
 //!
-//! Each works through a [`Backend`]: the running daemon's control socket when
-//! there is one, else the database opened directly. The result is the same
-//! either way (see [`crate::control`]).
+//! Each file holds the command's flags, `Args` (a `clap::Args`, with the
+//! help texts), and `run(args)`, which loads the configuration
+//! ([`ConfigArgs`], flattened into every command that needs one), does the
+//! command and returns its exit code; the operator commands keep their work
+//! in a function named after them, on a loaded [`Config`] (e.g.
+//! [`replay::replay`]). The top-level command line that gathers them is
+//! [`crate::cli`]; `main.rs` only parses, sets up logging and dispatches.
+//! Nothing outside `commands` and `cli` depends on this module.
+//!
+//! The operator commands work through a [`Backend`]: the running daemon's
+//! control socket when there is one, else the database opened directly. The
+//! result is the same either way (see [`crate::control`]).
 
 pub mod check_config;
+pub mod completions;
+mod config_args;
 pub mod export;
 pub mod flush;
+pub mod import_cowrie;
+pub mod man;
 pub mod recover;
 pub mod replay;
 pub mod resend;
+pub mod run;
 pub mod status;
+
+pub use config_args::ConfigArgs;
 
 use std::sync::Arc;
 
@@ -19,8 +37,14 @@ use crate::config::Config;
 use crate::control::{
     Client, ControlError, ExportEntry, FlushOutcome, Ops, Request, ResendFilter, ResendOutcome,
 };
-use crate::queue::{EnqueueOutcome, QueueError, Sighting};
 use crate::status::Snapshot;
+use crate::store::{EnqueueOutcome, Sighting, StoreError};
+
+/// The target of the log events of the command line's own code: the
+/// binary's crate name, which is what these events carried when that code
+/// lived in `main.rs` (log lines read `INFO tjfwd: ...`, and filters such as
+/// `--log-level tjfwd=debug` select them as before).
+pub(crate) const LOG_TARGET: &str = "tjfwd";
 
 /// Errors of the commands: each message says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +52,7 @@ pub enum CommandError {
     #[error(transparent)]
     Control(#[from] ControlError),
     #[error(transparent)]
-    Queue(#[from] QueueError),
+    Queue(#[from] StoreError),
     #[error("{0}")]
     Other(String),
 }
@@ -66,10 +90,10 @@ impl Backend {
                         daemon: None,
                     })))
                 }
-                Err(QueueError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(100));
                 }
-                Err(QueueError::Locked { dir, .. }) => {
+                Err(StoreError::Locked { dir, .. }) => {
                     return Err(CommandError::Other(format!(
                         "a tjfwd daemon holds {} but its control socket could not be reached; \
                          run this command as the daemon's user (or root), or check that the daemon is not stuck starting",
@@ -118,7 +142,7 @@ impl Backend {
         }
     }
 
-    /// Only with a daemon; without one, see [`flush::run`].
+    /// Only with a daemon; without one, see [`flush::flush`].
     pub fn flush(&mut self) -> Result<FlushOutcome, CommandError> {
         match self {
             Backend::Daemon(c) => Ok(c.call(&Request::Flush)?),

@@ -5,7 +5,7 @@
 //!
 //! 1. examines the database on a scratch copy (opening a sled database
 //!    writes to it; the original is left exactly as it was found) and reads
-//!    every record ([`Queue::verify`]);
+//!    every record ([`Store::verify`]);
 //! 2. stops there with `--check`, or when the database is sound (unless
 //!    `--force`);
 //! 3. moves the database aside (`db` → `db.damaged-<time>`), creates a new
@@ -25,23 +25,54 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use migrations::v1::{Dead, Pending, RequestLog};
 
 use crate::clock::now_ms;
-use crate::commands::CommandError;
+use crate::commands::{CommandError, ConfigArgs};
 use crate::config::{Config, StartAt};
 use crate::daemon::{count_enqueued, policy, select_lines};
 use crate::filter::Rules;
-use crate::queue::{
-    lock_state_dir, seal_says_older, Queue, QueueError, Sighting, Verified, DAMAGED_MARKER, SEAL,
-};
 use crate::source::{Chunk, Tailer};
 use crate::stats::Stats;
+use crate::store::{
+    lock_state_dir, seal_says_older, Sighting, Store, StoreError, Verified, DAMAGED_MARKER, SEAL,
+};
 
 /// Sightings written per transaction while salvaging.
 const SALVAGE_CHUNK: usize = 2_000;
+
+/// The flags of `tjfwd recover`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Only examine the database and say what is wrong (exit 0 sound,
+    /// 1 damaged); change nothing.
+    #[arg(long)]
+    check: bool,
+    /// Rebuild even when the database is sound.
+    #[arg(long, conflicts_with = "check")]
+    force: bool,
+}
+
+/// Runs `tjfwd recover`, its report on standard output; exit 1 when
+/// `--check` finds the database damaged.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = args.config.load(false)?;
+    let opts = Options {
+        check: args.check,
+        force: args.force,
+    };
+    let sound = recover(&config, opts, &mut std::io::stdout())?;
+    Ok(if args.check && !sound {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
 
 /// What `recover` was asked to do.
 #[derive(Debug, Clone, Copy, Default)]
@@ -83,10 +114,10 @@ struct Salvage {
 
 /// Runs `tjfwd recover`, writing its report to `out`. Returns whether the
 /// database was sound (the exit status of `--check`).
-pub fn run(config: &Config, opts: Options, out: &mut dyn Write) -> Result<bool, CommandError> {
+pub fn recover(config: &Config, opts: Options, out: &mut dyn Write) -> Result<bool, CommandError> {
     let state_dir = &config.state_dir;
     let lock = lock_state_dir(state_dir).map_err(|e| match e {
-        QueueError::Locked { dir, .. } => CommandError::Other(format!(
+        StoreError::Locked { dir, .. } => CommandError::Other(format!(
             "{} is in use (a tjfwd daemon or command is running with it); stop it first \
              (systemctl stop tjfwd), then run recover again",
             dir.display()
@@ -215,7 +246,7 @@ pub fn run(config: &Config, opts: Options, out: &mut dyn Write) -> Result<bool, 
         })?;
     }
 
-    let queue = Queue::open_locked(
+    let queue = Store::open_locked(
         state_dir,
         lock,
         config.storage.cache_capacity,
@@ -327,7 +358,7 @@ fn examine(
     db_dir: &Path,
     scratch: &Path,
     config: &Config,
-) -> Result<(Diagnosis, Option<Queue>), CommandError> {
+) -> Result<(Diagnosis, Option<Store>), CommandError> {
     if !db_dir.exists() {
         return Ok((Diagnosis::Missing, None));
     }
@@ -340,19 +371,19 @@ fn examine(
     })?;
     let state_dir = db_dir.parent().unwrap_or(Path::new("."));
     let result = quietly(|| {
-        let q = Queue::open(scratch, config.storage.cache_capacity, policy(config))?;
+        let q = Store::open(scratch, config.storage.cache_capacity, policy(config))?;
         let mut v = q.verify();
         // The copy has no seal: compare with the state directory's.
         if let Some(older) = seal_says_older(state_dir, q.next_seq()?) {
             v.problems += 1;
             v.details.insert(0, older);
         }
-        Ok::<_, QueueError>((q, v))
+        Ok::<_, StoreError>((q, v))
     });
     Ok(match result {
         Ok(Ok((q, v))) if v.problems == 0 => (Diagnosis::Sound(v), Some(q)),
         Ok(Ok((q, v))) => (Diagnosis::Inconsistent(v), Some(q)),
-        Ok(Err(QueueError::Damaged { detail, .. })) => (Diagnosis::Unopenable(detail), None),
+        Ok(Err(StoreError::Damaged { detail, .. })) => (Diagnosis::Unopenable(detail), None),
         Ok(Err(e)) => (Diagnosis::Unopenable(e.to_string()), None),
         Err(panic) => (Diagnosis::Unopenable(panic), None),
     })
@@ -396,16 +427,16 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 }
 
 /// Copies every readable record of `old` into the new queue.
-fn salvage(old: &Queue, new: &Queue, now: u64) -> Result<Salvage, CommandError> {
+fn salvage(old: &Store, new: &Store, now: u64) -> Result<Salvage, CommandError> {
     let mut s = Salvage::default();
-    let read = quietly(|| -> Result<(), QueueError> {
+    let read = quietly(|| -> Result<(), StoreError> {
         for item in old.reported_entries() {
             match item {
                 Ok((addr, r)) => {
                     new.restore_reported(addr, &r)?;
                     s.reported += 1;
                 }
-                Err(QueueError::Sled(_)) => {
+                Err(StoreError::Sled(_)) => {
                     s.unreadable += 1;
                     break;
                 }
@@ -419,7 +450,7 @@ fn salvage(old: &Queue, new: &Queue, now: u64) -> Result<Salvage, CommandError> 
                     new.restore_dead(addr, &d)?;
                     s.dead += 1;
                 }
-                Err(QueueError::Sled(_)) => {
+                Err(StoreError::Sled(_)) => {
                     s.unreadable += 1;
                     break;
                 }
@@ -437,7 +468,7 @@ fn salvage(old: &Queue, new: &Queue, now: u64) -> Result<Salvage, CommandError> 
                         chunk.clear();
                     }
                 }
-                Err(QueueError::Sled(_)) => {
+                Err(StoreError::Sled(_)) => {
                     s.unreadable += 1;
                     break;
                 }
@@ -478,7 +509,7 @@ fn push_pending(chunk: &mut Vec<Sighting>, addr: IpAddr, p: &Pending) {
 /// Reads the input and its rotated files from their beginning into `queue`.
 fn rebuild_from_logs(
     config: &Config,
-    queue: &Queue,
+    queue: &Store,
     path: &Path,
     stats: &Stats,
 ) -> Result<(), CommandError> {

@@ -16,6 +16,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, IsTerminal, Read};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -23,13 +24,13 @@ use std::time::{Duration, Instant};
 use flate2::read::MultiGzDecoder;
 
 use crate::clock::now_ms;
-use crate::commands::{send_pending, Backend, CommandError};
+use crate::commands::{send_pending, Backend, CommandError, ConfigArgs};
 use crate::config::Config;
 use crate::daemon::select_lines;
 use crate::filter::Rules;
-use crate::queue::{fold, Class, EnqueueOutcome, Folded, Queue, QueueError, Sighting};
 use crate::source::{lines_of, LineSplitter};
 use crate::stats::{SkipReason, Stats};
+use crate::store::{fold, Class, EnqueueOutcome, Folded, Sighting, Store, StoreError};
 
 /// Sightings queued per request. Not more: a sled transaction keeps every
 /// node version it replaces until it ends, so memory grows with its size
@@ -44,6 +45,47 @@ const CHUNK_SIGHTINGS: usize = 5_000;
 const WRITE_ADDRESSES: usize = migrations::v2::GROUP_MAX;
 /// Bytes read at a time.
 const READ_BYTES: usize = 256 * 1024;
+
+/// The flags of `tjfwd replay`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Log files: plain or gzip; - for standard input.
+    #[arg(value_name = "FILE", required = true)]
+    files: Vec<PathBuf>,
+    /// Only events at or after this time: RFC 3339, or a duration ago (7d).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    since: Option<u64>,
+    /// Only events before this time: RFC 3339, or a duration ago (1d).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    until: Option<u64>,
+    /// Print the distinct addresses with their counts; queue nothing.
+    #[arg(long, conflicts_with = "send")]
+    dry_run: bool,
+    /// When no daemon runs: send what is pending afterwards (under the
+    /// rate limit), then exit.
+    #[arg(long)]
+    send: bool,
+    /// Plain progress lines instead of a progress bar.
+    #[arg(long)]
+    no_progress_bar: bool,
+}
+
+/// Runs `tjfwd replay`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = args.config.load(false)?;
+    let opts = Options {
+        files: args.files,
+        since_ms: args.since,
+        until_ms: args.until,
+        dry_run: args.dry_run,
+        send: args.send,
+        progress_bar: args.no_progress_bar.then_some(false),
+    };
+    replay(&config, &opts)?;
+    Ok(ExitCode::SUCCESS)
+}
 
 /// What to replay and how.
 #[derive(Debug, Clone, Default)]
@@ -177,7 +219,7 @@ impl Progress {
 /// `--dry-run`, a count per address.
 enum Sink {
     Queue(Backend),
-    Local(Backend, Arc<Queue>, Deferred),
+    Local(Backend, Arc<Store>, Deferred),
     DryRun(HashMap<IpAddr, u64>),
 }
 
@@ -256,7 +298,7 @@ struct Entry {
 ///   its chunk came (its `queued_at`), and its later sightings are folded
 ///   into it; held addresses are written, in that order and with those
 ///   times, when the memory bound is reached and at the end
-///   ([`Queue::enqueue_folded_at`]);
+///   ([`Store::enqueue_folded_at`]);
 /// - an address already pending only gets min/max/sum folded into its
 ///   entry, which commute: its sightings are folded and written once;
 /// - reported and dead-lettered addresses are looked up again at each
@@ -299,10 +341,10 @@ impl Deferred {
     /// Takes a chunk in. Returns what `enqueue` would have done with it.
     fn put(
         &mut self,
-        queue: &Queue,
+        queue: &Store,
         sightings: &[Sighting],
         now: u64,
-    ) -> Result<EnqueueOutcome, QueueError> {
+    ) -> Result<EnqueueOutcome, StoreError> {
         let mut out = EnqueueOutcome::default();
         self.chunk += 1;
         self.unknown.clear();
@@ -364,7 +406,7 @@ impl Deferred {
 
     /// Writes every held address and every deferred sighting, in
     /// transactions of at most `WRITE_ADDRESSES` addresses.
-    fn write_all(&mut self, queue: &Queue) -> Result<(), QueueError> {
+    fn write_all(&mut self, queue: &Store) -> Result<(), StoreError> {
         let now = now_ms();
         for (held, at) in self
             .held
@@ -430,7 +472,7 @@ fn write_batches(
 /// makes each batch durable). They are joined by channels of one or two
 /// items, so at most three batches of sightings and five chunks of lines
 /// exist at a time and memory stays bounded.
-pub fn run(config: &Config, opts: &Options) -> Result<(), CommandError> {
+pub fn replay(config: &Config, opts: &Options) -> Result<(), CommandError> {
     if opts.files.is_empty() {
         return Err(CommandError::Other(
             "no files to replay (use - for standard input)".into(),
@@ -535,7 +577,7 @@ fn read_lines(
     Ok(())
 }
 
-/// The decoding side of [`run`]: every file, in order, into batches of
+/// The decoding side of [`replay`]: every file, in order, into batches of
 /// sightings sent to the writer. Stops early (Ok) if the writer is gone.
 ///
 /// The files are read and cut into lines by a third thread
@@ -736,7 +778,7 @@ fn add(total: &mut EnqueueOutcome, out: &EnqueueOutcome) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::Policy;
+    use crate::store::Policy;
     use migrations::v1::Pending;
     use proptest::prelude::*;
 
@@ -757,8 +799,8 @@ mod tests {
 
     /// A queue with history: addresses 0-2 reported at 1000 (0 and 1 then
     /// seen again and pending), 3 dead-lettered, 4 pending; 5-7 unknown.
-    fn queue_with_history(dir: &std::path::Path, rereport_after_ms: u64) -> Queue {
-        let q = Queue::open(
+    fn queue_with_history(dir: &std::path::Path, rereport_after_ms: u64) -> Store {
+        let q = Store::open(
             dir,
             4 << 20,
             Policy {
@@ -783,7 +825,7 @@ mod tests {
     }
 
     /// Everything a replay can change, per address of the pool.
-    fn state(q: &Queue) -> impl PartialEq + std::fmt::Debug {
+    fn state(q: &Store) -> impl PartialEq + std::fmt::Debug {
         let per_address: Vec<_> = (0..POOL.len())
             .map(|i| {
                 let a = addr(i);

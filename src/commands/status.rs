@@ -4,11 +4,31 @@
 //! have been failing for longer than five flush intervals), 2 not running or
 //! an error.
 
-use crate::commands::{Backend, CommandError};
+use std::process::ExitCode;
+
+use crate::commands::{Backend, CommandError, ConfigArgs};
 use crate::config::Config;
 
+/// The flags of `tjfwd status`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// JSON output (a stable interface: docs/STATUS.md).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `tjfwd status`; its exit code is the status's.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    Ok(ExitCode::from(status(
+        &args.config.load(false)?,
+        args.json,
+    )?))
+}
+
 /// Prints the status; returns the exit code.
-pub fn run(config: &Config, json: bool) -> Result<u8, CommandError> {
+pub fn status(config: &Config, json: bool) -> Result<u8, CommandError> {
     let snapshot = Backend::open(config)?.status()?;
     if json {
         println!(

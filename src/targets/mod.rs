@@ -23,8 +23,8 @@ use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use crate::config::Config;
-use crate::queue::BatchItem;
 use crate::ratelimit::Limit;
+use crate::store::BatchItem;
 
 /// When and how much a target may be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]

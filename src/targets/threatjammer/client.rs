@@ -9,79 +9,21 @@
 //! TLS: the server's certificate is always verified (there is no switch to
 //! turn that off). By default against the public roots built into tjfwd;
 //! with `[threatjammer] ca_file`, against exactly the CAs of that PEM bundle
-//! and nothing else (see [`read_ca_file`]).
+//! and nothing else (see [`crate::tls::read_ca_file`]).
 
-use std::io::Read;
 use std::net::IpAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 
 use crate::config::Config;
+use crate::tls::{read_ca_file, tls_client_builder};
 
 /// The User-Agent tjfwd sends.
 pub const USER_AGENT: &str = concat!("tjfwd/", env!("CARGO_PKG_VERSION"));
 
 /// Largest response body read (the API answers with small JSON bodies).
 const MAX_BODY: usize = 16 * 1024;
-
-/// Largest `ca_file` read (a whole system bundle is ~200 KB; a path such as
-/// /dev/zero must not make tjfwd read forever).
-const MAX_CA_FILE: u64 = 16 << 20;
-
-/// Reads the PEM bundle of `[threatjammer] ca_file`: every `CERTIFICATE`
-/// block, each checked to be a usable trust anchor. Errors say what is wrong
-/// with the file (not which key named it: the caller adds that).
-pub fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_CA_FILE + 1).read_to_end(&mut bytes))
-        .map_err(|e| format!("cannot read it ({e})"))?;
-    if bytes.len() as u64 > MAX_CA_FILE {
-        return Err(format!(
-            "it is larger than {} MiB: it should be a PEM bundle of CA certificates",
-            MAX_CA_FILE >> 20
-        ));
-    }
-    let certs = reqwest::Certificate::from_pem_bundle(&bytes)
-        .map_err(|_| "it holds a malformed PEM certificate block".to_string())?;
-    if certs.is_empty() {
-        return Err(
-            "it holds no PEM certificate (\"-----BEGIN CERTIFICATE-----\" blocks): give the \
-             file of your CA's certificate(s) in PEM format"
-                .to_string(),
-        );
-    }
-    // Each certificate must parse as a trust anchor: building a client does
-    // exactly that check (and nothing else: no connection is made).
-    for (i, cert) in certs.iter().enumerate() {
-        tls_client_builder(std::slice::from_ref(cert))
-            .build()
-            .map_err(|_| {
-                format!(
-                    "certificate {} of {} is not a valid X.509 CA certificate",
-                    i + 1,
-                    certs.len()
-                )
-            })?;
-    }
-    Ok(certs)
-}
-
-/// A client builder with rustls and certificate verification on: against
-/// `private_roots` only when given, else against the built-in public roots.
-fn tls_client_builder(private_roots: &[reqwest::Certificate]) -> reqwest::ClientBuilder {
-    let mut b = reqwest::Client::builder().use_rustls_tls();
-    if !private_roots.is_empty() {
-        // A private CA deployment trusts its CA, not also every public one.
-        b = b.tls_built_in_root_certs(false);
-        for c in private_roots {
-            b = b.add_root_certificate(c.clone());
-        }
-    }
-    b
-}
 
 /// What came back from one attempt, before interpretation.
 #[derive(Debug, Clone, PartialEq, Eq)]

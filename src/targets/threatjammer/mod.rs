@@ -15,11 +15,11 @@ pub mod client;
 
 use std::time::SystemTime;
 
-pub use client::{read_ca_file, Reply, Reporter, ReporterError, USER_AGENT};
+pub use client::{Reply, Reporter, ReporterError, USER_AGENT};
 
 use crate::config::Config;
-use crate::queue::BatchItem;
 use crate::ratelimit::Limit;
+use crate::store::BatchItem;
 use crate::targets::{Answer, Policy, Target};
 
 /// The Threat Jammer target.

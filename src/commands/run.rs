@@ -1,0 +1,64 @@
+//! `tjfwd run`: the daemon's command line. Loads the configuration, starts
+//! the async runtime and runs [`daemon::run`] until SIGTERM or SIGINT (or,
+//! with `--drain`, until the input is read and everything pending sent).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::commands::{ConfigArgs, LOG_TARGET};
+use crate::daemon::{self, RunOptions};
+
+/// The flags of `tjfwd run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Do everything but the HTTP request: log each batch, acknowledge nothing.
+    /// No token is needed.
+    #[arg(long)]
+    dry_run: bool,
+    /// Read the input to its end, send everything pending (still under the
+    /// rate limit, without waiting for flush_interval), then exit.
+    #[arg(long)]
+    drain: bool,
+}
+
+/// Runs the daemon; returns once it has shut down cleanly.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = args.config.load(!args.dry_run)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        daemon::run(
+            config,
+            RunOptions {
+                dry_run: args.dry_run,
+                drain: args.drain,
+            },
+            shutdown_signal(),
+        )
+        .await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(target: LOG_TARGET, error = %e, "cannot listen for SIGTERM");
+            std::future::pending::<()>().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!(target: LOG_TARGET, "SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!(target: LOG_TARGET, "SIGINT received"),
+    }
+}

@@ -1,0 +1,169 @@
+//! [`Ctx`], the state shared by the validation of every section: the file
+//! named in messages, the directory relative paths are joined to, the
+//! warnings collected so far, and the checks of values common to several
+//! sections (paths, durations, sizes).
+//!
+//! Every refusal is a [`ConfigError::Invalid`] whose message starts with the
+//! key at fault and says what to write instead.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::errors::ConfigError;
+use super::format::format_size;
+
+/// State shared by the validation steps: the file name for messages, the
+/// directory for relative paths, and the warnings collected so far.
+pub(super) struct Ctx {
+    /// The file as named in messages.
+    pub(super) file: String,
+    /// Directory relative paths are joined to (None: kept as written).
+    pub(super) base_dir: Option<PathBuf>,
+    /// Warnings collected so far.
+    pub(super) warnings: Vec<String>,
+}
+
+impl Ctx {
+    pub(super) fn invalid(&self, key: &str, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.clone(),
+            key: key.to_string(),
+            message,
+        }
+    }
+
+    pub(super) fn resolve(&self, p: PathBuf) -> PathBuf {
+        match &self.base_dir {
+            Some(dir) if p.is_relative() => dir.join(p),
+            _ => p,
+        }
+    }
+
+    pub(super) fn path(&self, key: &str, p: PathBuf) -> Result<PathBuf, ConfigError> {
+        if p.as_os_str().is_empty() {
+            return Err(self.invalid(
+                key,
+                format!("{key} is empty: give a path, or remove the key to use the default"),
+            ));
+        }
+        Ok(self.resolve(p))
+    }
+
+    pub(super) fn duration(
+        &self,
+        key: &str,
+        value: Option<toml::Value>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        match value {
+            None => Ok(default),
+            Some(toml::Value::String(s)) => humantime::parse_duration(s.trim()).map_err(|e| {
+                self.invalid(
+                    key,
+                    format!(
+                        "{key} = {s:?} is not a valid duration ({e}): \
+                         write it like \"500ms\", \"60s\", \"10m\" or \"1h 30m\""
+                    ),
+                )
+            }),
+            Some(toml::Value::Integer(n)) => Err(self.invalid(
+                key,
+                format!(
+                    "{key} = {n} has no unit: write the duration as a string with a unit, \
+                     e.g. {key} = \"{n}s\""
+                ),
+            )),
+            Some(other) => Err(self.invalid(
+                key,
+                format!(
+                    "{key} = {other} is not a duration: write it as a string like \"60s\" or \"10m\""
+                ),
+            )),
+        }
+    }
+
+    /// A size: a string like "32MiB" or "1 GiB", or an integer number of bytes.
+    pub(super) fn size(
+        &self,
+        key: &str,
+        value: Option<toml::Value>,
+        default: u64,
+    ) -> Result<u64, ConfigError> {
+        match value {
+            None => Ok(default),
+            Some(toml::Value::String(s)) => s
+                .trim()
+                .parse::<bytesize::ByteSize>()
+                .map(|b| b.as_u64())
+                .map_err(|e| {
+                    self.invalid(
+                        key,
+                        format!(
+                            "{key} = {s:?} is not a valid size ({e}): write it like \
+                             \"{}\" or as a number of bytes",
+                            format_size(default)
+                        ),
+                    )
+                }),
+            Some(toml::Value::Integer(n)) if n >= 0 => Ok(n as u64),
+            Some(other) => Err(self.invalid(
+                key,
+                format!(
+                    "{key} = {other} is not a size: write it like \"{}\" or as a number of bytes",
+                    format_size(default)
+                ),
+            )),
+        }
+    }
+
+    pub(super) fn nonzero(&self, key: &str, d: Duration) -> Result<Duration, ConfigError> {
+        if d.is_zero() {
+            Err(self.invalid(
+                key,
+                format!("{key} = \"0s\" is not allowed: it must be greater than zero"),
+            ))
+        } else {
+            Ok(d)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::{parse_ok, refused};
+
+    use std::time::Duration;
+
+    #[test]
+    fn refuses_bad_durations() {
+        let msg = refused(
+            "[schedule]\nflush_interval = \"soon\"",
+            "[schedule] flush_interval",
+        );
+        assert!(msg.contains("\"soon\""), "{msg}");
+        assert!(msg.contains("60s"), "{msg}");
+        let msg = refused("[schedule]\nmax_backoff = 600", "[schedule] max_backoff");
+        assert!(msg.contains("\"600s\""), "{msg}");
+        refused(
+            "[schedule]\nrequest_timeout = \"0s\"",
+            "[schedule] request_timeout",
+        );
+        refused(
+            "[schedule]\nflush_interval = \"0s\"",
+            "[schedule] flush_interval",
+        );
+        refused(
+            "[schedule]\nrereport_after = true",
+            "[schedule] rereport_after",
+        );
+        refused("[input]\npoll_interval = \"0ms\"", "[input] poll_interval");
+        let msg = refused("[input]\npoll_interval = \"61s\"", "[input] poll_interval");
+        assert!(msg.contains("60s"), "{msg}");
+        assert_eq!(
+            parse_ok("[input]\npoll_interval = \"60s\"")
+                .input
+                .poll_interval,
+            Duration::from_secs(60)
+        );
+    }
+}

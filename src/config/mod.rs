@@ -1,0 +1,582 @@
+//! The TOML configuration of tjfwd: how the file is read, checked and resolved.
+//!
+//! Loading happens in two layers:
+//!
+//! 1. **Raw layer** (`Raw*` structs, private): a faithful serde image of the file.
+//!    Every table uses `#[serde(deny_unknown_fields)]`, so a misspelt key is an
+//!    error (toml reports the line, the column and the keys it expected) instead
+//!    of a silently ignored setting. Every key is optional; values whose syntax
+//!    we check ourselves (durations, sizes, tags) are kept as `toml::Value`, and
+//!    integers as `i64`, so that range and type errors can name the key and say
+//!    what to write instead.
+//! 2. **Resolved layer** ([`Config`] and its sections): defaults applied, every
+//!    value validated and converted to the type the rest of the crate uses
+//!    (`Duration`, `Url`, `IpNet`, byte counts), relative paths resolved against
+//!    the directory of the configuration file, and the bearer token obtained from
+//!    exactly one source.
+//!
+//! The way back, [`Config::redacted_toml`] (`tjfwd check-config`), is the
+//! resolved layer serialized: each section derives `Serialize` with the keys
+//! of its raw layer and writes durations, sizes, addresses and paths in the
+//! forms the raw layer reads (`format::ser`); a [`Secret`] serializes as
+//! `<redacted>`, and what is not a key (`path`, `warnings`, `notes`,
+//! `rate_window`) is skipped. Parsing the output back gives the same
+//! configuration, but for the token.
+//!
+//! Every section of the file has a module of its own (`threatjammer`,
+//! `input`, `schedule`, `filter`, `storage`, `queue`, `admin`), holding its
+//! raw struct, its resolved struct and that struct's `Default`, its constants
+//! and its `validate` function, and the tests of its keys. Adding a key to a
+//! section touches that file (a field in each struct, its default, its check)
+//! and the documentation: README's table of keys and the example
+//! `packaging/tjfwd.toml` (`config import-cowrie` writes the keys it shows
+//! itself, in `cowrie_cfg/import.rs`). The machinery
+//! they share: `context` (`Ctx`: the file named in messages, the directory of
+//! relative paths, the warnings, the checks of paths, durations and sizes),
+//! `errors` ([`ConfigError`], and toml's parse errors with secrets redacted),
+//! `secret` ([`Secret`]) and `format` (durations and sizes written back as
+//! TOML). This module reads the file and assembles the [`Config`] from the
+//! sections; `tests` holds the tests of the whole loader.
+//!
+//! The same checks serve Cowrie's cowrie.cfg: `crate::cowrie_cfg` turns its
+//! `[output_threatjammer]` section into a `RawThreatJammer` and hands it, with
+//! the JSON log's path, to `load_with` as `Supplied` values, which are checked
+//! here with messages naming cowrie.cfg and `[output_threatjammer]`.
+//!
+//! Invariants of a [`Config`] produced by [`Config::load`],
+//! [`Config::from_toml_str`] or `cowrie_cfg::load_config`:
+//!
+//! - `threatjammer.api_url` is https, or http to a loopback host, or http with
+//!   `allow_insecure_http = true`; it carries no user name or password.
+//! - `threatjammer.ca_file`, when set, was readable and held at least one
+//!   valid PEM certificate when the configuration was loaded.
+//! - `threatjammer.token` is `Some` unless `LoadOptions::dry_run` was set; it is a
+//!   single non-empty run of printable ASCII without spaces.
+//! - `ttl > 0`; `category` matches `[A-Z0-9_]+`; every tag matches `[A-Z0-9]+`.
+//! - `1 <= batch_size <= 1000`; `max_requests_per_minute >= 1`;
+//!   `flush_interval`, `request_timeout`, `max_backoff` are non-zero;
+//!   `0 < poll_interval <= 60 s`; `rate_window` is 60 s (shorter only through
+//!   the test-only [`Config::apply_test_rate_window`]).
+//! - `1 KiB <= input.max_line_bytes <= 64 MiB`; `1 <= input.max_connections <= 1024`;
+//!   `input.listen_tcp` has a non-zero port (a non-loopback one adds a warning).
+//! - `storage.cache_capacity >= 1 MiB`; `queue.max_pending >= 1000`.
+//! - `admin.listen`, when set, is a socket address (port 0 is refused).
+//! - Paths taken from the file are absolute when the file was found by
+//!   [`Config::load`] (they are joined to the file's directory).
+//!
+//! The bearer token comes from exactly one source, the first of:
+//! `[threatjammer] bearer_token`, `bearer_token_file`, the environment
+//! variable `TJFWD_BEARER_TOKEN`, and — for [`Config::load`] and Cowrie's
+//! cowrie.cfg, not for [`Config::from_toml_str`] — the systemd credential
+//! [`CREDENTIAL_NAME`] (`$CREDENTIALS_DIRECTORY/bearer_token`, from
+//! `LoadCredential=bearer_token:/etc/tjfwd/token` in the unit).
+//!
+//! The bearer token is a [`Secret`]: its `Debug` and `Display` print
+//! `<redacted>`, and it never appears in a [`ConfigError`], in a warning, or in
+//! [`Config::redacted_toml`]. toml's own parse errors quote the offending source
+//! line; before such an error is shown, any line that may hold a secret is
+//! redacted (see `render_parse_error`), and the error is kept only as text (it
+//! is not chained as a `source()`, which would print the original).
+
+mod admin;
+mod context;
+mod errors;
+mod filter;
+mod format;
+mod input;
+mod queue;
+mod schedule;
+mod secret;
+mod storage;
+#[cfg(test)]
+mod tests;
+mod threatjammer;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use admin::RawAdmin;
+use context::Ctx;
+use errors::render_parse_error;
+use filter::RawFilter;
+use input::RawInput;
+use queue::RawQueue;
+use schedule::RawSchedule;
+use storage::RawStorage;
+
+pub use admin::Admin;
+pub use errors::ConfigError;
+pub use filter::Filter;
+pub(crate) use format::{format_duration, format_size};
+pub use input::{
+    Input, StartAt, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE_BYTES, MAX_MAX_CONNECTIONS,
+    MAX_MAX_LINE_BYTES, MIN_MAX_LINE_BYTES,
+};
+pub use queue::{QueueLimits, DEFAULT_MAX_PENDING, MIN_MAX_PENDING};
+pub use schedule::{
+    Schedule, API_RATE_WINDOW, API_REQUESTS_PER_MINUTE, MAX_BATCH_SIZE, TEST_RATE_WINDOW_ENV,
+};
+pub use secret::Secret;
+pub(crate) use secret::{looks_secret, REDACTED};
+pub use storage::Storage;
+pub(crate) use threatjammer::RawThreatJammer;
+pub use threatjammer::{
+    ThreatJammer, CREDENTIALS_DIRECTORY_ENV, CREDENTIAL_NAME, DEFAULT_API_URL, TOKEN_ENV,
+};
+
+/// Default location of the state directory (sled database, control socket).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/tjfwd";
+
+/// How a configuration that does not come from a file is named in messages.
+const NO_FILE: &str = "<config>";
+
+/// Options of the command line that change how the configuration is checked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// `--dry-run`: nothing is sent, so a missing bearer token is not an error.
+    pub dry_run: bool,
+}
+
+/// The validated configuration of tjfwd. See the module documentation for the
+/// invariants that hold when it comes from a file. Serializes to the keys of
+/// the file, the bearer token as `<redacted>` (see [`Config::redacted_toml`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Config {
+    /// The file it was loaded from, to name it in messages (None when built in code).
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
+    /// Where the sled database and the control socket live.
+    #[serde(serialize_with = "format::ser::path")]
+    pub state_dir: PathBuf,
+    /// How and what to report to the Threat Jammer Report API.
+    pub threatjammer: ThreatJammer,
+    /// Which cowrie log to tail, and how.
+    pub input: Input,
+    /// When to send batches and how fast to retry.
+    pub schedule: Schedule,
+    /// Which addresses are never reported.
+    pub filter: Filter,
+    /// Tuning of the on-disk queue.
+    pub storage: Storage,
+    /// `[queue]`.
+    pub queue: QueueLimits,
+    /// The admin HTTP endpoint (metrics, health).
+    pub admin: Admin,
+    /// Non-fatal problems found while loading, to log at start-up (never contain the token).
+    #[serde(skip)]
+    pub warnings: Vec<String>,
+    /// Informational remarks found while loading (for example where the
+    /// settings came from), to log at info level at start-up (never contain the token).
+    #[serde(skip)]
+    pub notes: Vec<String>,
+}
+
+impl Default for Config {
+    /// All defaults, no token, no file: what an empty file gives in dry-run mode.
+    fn default() -> Self {
+        Config {
+            path: None,
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            threatjammer: ThreatJammer::default(),
+            input: Input::default(),
+            schedule: Schedule::default(),
+            filter: Filter::default(),
+            storage: Storage::default(),
+            queue: QueueLimits::default(),
+            admin: Admin::default(),
+            warnings: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates the configuration file `path`; the bearer token may
+    /// come from the environment variable `TJFWD_BEARER_TOKEN` (see
+    /// [`Config::from_toml_str`]). Relative paths in the file are resolved
+    /// against the file's (absolute) directory. Adds a warning when the file
+    /// holds an inline `bearer_token` and is readable by group or others.
+    pub fn load(path: &Path, opts: &LoadOptions) -> Result<Config, ConfigError> {
+        load_with(Some(path), opts, std::env::var(TOKEN_ENV).ok(), None)
+    }
+
+    /// Parses and validates a configuration from `text`. `path` is the file it
+    /// came from (used in messages and to resolve relative paths; None: `<config>`
+    /// and paths are kept as written). `env_token` stands for the value of
+    /// `TJFWD_BEARER_TOKEN`. Reads nothing but a `bearer_token_file`.
+    pub fn from_toml_str(
+        text: &str,
+        path: Option<&Path>,
+        opts: &LoadOptions,
+        env_token: Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let source = Source {
+            text,
+            path,
+            resolve_base: path,
+            file_meta: None,
+            credentials_dir: None,
+        };
+        build(source, opts, env_token, None)
+    }
+
+    /// A configuration with every default and no token, with the given state directory.
+    pub fn default_for_tests(state_dir: PathBuf) -> Config {
+        Config {
+            state_dir,
+            ..Config::default()
+        }
+    }
+
+    /// Applies the test-only environment variable [`TEST_RATE_WINDOW_ENV`]
+    /// (its value, if set): the rate-limit window becomes that many
+    /// milliseconds (1..=60000) instead of the API's 60 s, and a warning says
+    /// so (logged at start, printed by `check-config`, which also shows the
+    /// window). For tests of the binary that must not wait minutes; never set
+    /// it in production: the API would answer 429 to the extra requests.
+    pub fn apply_test_rate_window(&mut self, value: Option<&str>) -> Result<(), ConfigError> {
+        let Some(value) = value else {
+            return Ok(());
+        };
+        let ms = value
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|ms| (1..=API_RATE_WINDOW.as_millis() as u64).contains(ms))
+            .ok_or_else(|| ConfigError::Invalid {
+                file: "environment".to_string(),
+                key: TEST_RATE_WINDOW_ENV.to_string(),
+                message: format!(
+                    "{TEST_RATE_WINDOW_ENV} = {value:?} is not a number of milliseconds from 1 \
+                     to 60000; it is for tests only: unset it"
+                ),
+            })?;
+        self.schedule.rate_window = Duration::from_millis(ms);
+        self.warnings.push(format!(
+            "{TEST_RATE_WINDOW_ENV} is set: the rate window is {} instead of the API's {} \
+             (for tests only; unset it in production)",
+            format_duration(self.schedule.rate_window),
+            format_duration(API_RATE_WINDOW)
+        ));
+        Ok(())
+    }
+
+    /// The effective configuration as TOML (for `tjfwd check-config`), with the
+    /// token shown as `<redacted>`. Parsing it back gives the same configuration,
+    /// except for the token. The body is this `Config` serialized: every
+    /// section serializes to the keys of its raw layer.
+    pub fn redacted_toml(&self) -> String {
+        let mut out = String::from("# Effective tjfwd configuration");
+        match &self.path {
+            Some(p) => out.push_str(&format!(" (loaded from {})\n", p.display())),
+            None => out.push_str(" (built in code)\n"),
+        }
+        if self.threatjammer.token.is_none() {
+            out.push_str("# No bearer token is configured (dry run only).\n");
+        }
+        if self.input.cowrie_json.is_none() {
+            out.push_str("# [input] cowrie_json is not set: no file is tailed.\n");
+        }
+        if self.schedule.rate_window != API_RATE_WINDOW {
+            out.push_str(&format!(
+                "# rate window (not settable in TOML): {}\n",
+                format_duration(self.schedule.rate_window)
+            ));
+        }
+        out.push('\n');
+        match toml::to_string(self) {
+            Ok(body) => out.push_str(&body),
+            Err(e) => out.push_str(&format!("# cannot render the configuration: {e}\n")),
+        }
+        out
+    }
+}
+
+/// The file as written. Sections default to empty tables.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    /// `state_dir`: where the database lives (default /var/lib/tjfwd).
+    state_dir: Option<PathBuf>,
+    /// `[threatjammer]`: same keys as cowrie's `[output_threatjammer]`.
+    #[serde(default)]
+    threatjammer: RawThreatJammer,
+    /// `[input]`: the cowrie.json tailer.
+    #[serde(default)]
+    input: RawInput,
+    /// `[schedule]`: batching, rate limit, retries.
+    #[serde(default)]
+    schedule: RawSchedule,
+    /// `[filter]`: addresses never reported.
+    #[serde(default)]
+    filter: RawFilter,
+    /// `[storage]`: sled tuning.
+    #[serde(default)]
+    storage: RawStorage,
+    /// `[queue]`: bounds of the pending set.
+    #[serde(default)]
+    queue: RawQueue,
+    /// `[admin]`: the metrics and health endpoint.
+    #[serde(default)]
+    admin: RawAdmin,
+}
+
+/// The TOML text to build a [`Config`] from, and what is known of its file.
+struct Source<'a> {
+    /// The TOML text.
+    text: &'a str,
+    /// The file, as named in messages (None: `<config>`).
+    path: Option<&'a Path>,
+    /// The file whose directory relative paths are joined to (None: kept as written).
+    resolve_base: Option<&'a Path>,
+    /// The file's metadata, to warn about an inline token other users can read.
+    file_meta: Option<fs::Metadata>,
+    /// `$CREDENTIALS_DIRECTORY` (systemd credentials), where the token is
+    /// looked for last, as [`CREDENTIAL_NAME`]; None: not looked for.
+    credentials_dir: Option<PathBuf>,
+}
+
+/// `[threatjammer]` and `[input] cowrie_json` supplied by another file than
+/// the TOML one: Cowrie's cowrie.cfg (see `crate::cowrie_cfg`). The TOML file
+/// must then not set them itself.
+pub(crate) struct Supplied {
+    /// The file they come from, as named in messages.
+    pub(crate) file: String,
+    /// How `[threatjammer]` is named in that file, e.g. `[output_threatjammer]`.
+    pub(crate) section: String,
+    /// The `[threatjammer]` values, checked by the same rules as the TOML ones.
+    pub(crate) threatjammer: RawThreatJammer,
+    /// The JSON log (absolute); None when that file names none.
+    pub(crate) cowrie_json: Option<PathBuf>,
+    /// Where `cowrie_json` comes from in that file, e.g. `[output_jsonlog] logfile`.
+    pub(crate) cowrie_json_key: String,
+    /// Refusal when there is neither a JSON log nor `[input] listen_tcp`:
+    /// (key, message).
+    pub(crate) no_input: (String, String),
+    /// Completes "no Threat Jammer bearer token: ..." (how to give one there).
+    pub(crate) token_hint: String,
+    /// Warnings found while reading that file.
+    pub(crate) warnings: Vec<String>,
+    /// Informational remarks found while reading that file.
+    pub(crate) notes: Vec<String>,
+}
+
+/// Reads the TOML file `path` (None: an empty configuration, all defaults)
+/// and builds the configuration, with `[threatjammer]` and `[input]
+/// cowrie_json` taken from `supplied` when given. `env_token` stands for the
+/// value of `TJFWD_BEARER_TOKEN`. The systemd credential [`CREDENTIAL_NAME`]
+/// is looked for in `$CREDENTIALS_DIRECTORY` when it is set.
+pub(crate) fn load_with(
+    path: Option<&Path>,
+    opts: &LoadOptions,
+    env_token: Option<String>,
+    supplied: Option<Supplied>,
+) -> Result<Config, ConfigError> {
+    let Some(path) = path else {
+        let source = Source {
+            text: "",
+            path: None,
+            resolve_base: None,
+            file_meta: None,
+            credentials_dir: credentials_dir(),
+        };
+        return build(source, opts, env_token, supplied);
+    };
+    let text = fs::read_to_string(path).map_err(|io| ConfigError::Read {
+        path: path.to_path_buf(),
+        io,
+    })?;
+    // Resolve against an absolute directory, so that the daemon's paths do
+    // not depend on its working directory; messages keep the name as given.
+    let base = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let source = Source {
+        text: &text,
+        path: Some(path),
+        resolve_base: Some(&base),
+        file_meta: fs::metadata(path).ok(),
+        credentials_dir: credentials_dir(),
+    };
+    build(source, opts, env_token, supplied)
+}
+
+/// `$CREDENTIALS_DIRECTORY`, set by systemd when the unit loads credentials.
+fn credentials_dir() -> Option<PathBuf> {
+    std::env::var_os(CREDENTIALS_DIRECTORY_ENV)
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+}
+
+fn build(
+    source: Source<'_>,
+    opts: &LoadOptions,
+    env_token: Option<String>,
+    supplied: Option<Supplied>,
+) -> Result<Config, ConfigError> {
+    let Source {
+        text,
+        path,
+        resolve_base,
+        file_meta,
+        credentials_dir,
+    } = source;
+    let creds = credentials_dir.as_deref();
+    let file = path.map_or_else(|| NO_FILE.to_string(), |p| p.display().to_string());
+    let mut raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        file: file.clone(),
+        message: render_parse_error(text, &e),
+    })?;
+    let mut ctx = Ctx {
+        file,
+        base_dir: resolve_base
+            .and_then(Path::parent)
+            .filter(|d| !d.as_os_str().is_empty())
+            .map(Path::to_path_buf),
+        warnings: Vec::new(),
+    };
+    if let Some(s) = &supplied {
+        refuse_supplied_keys(&ctx, &raw, s)?;
+    }
+
+    let state_dir = match raw.state_dir {
+        Some(p) => ctx.path("state_dir", p)?,
+        None => PathBuf::from(DEFAULT_STATE_DIR),
+    };
+
+    let mut warnings = Vec::new();
+    let mut notes = Vec::new();
+    // [threatjammer] is checked in the context of the file it comes from:
+    // (that context, how the section is named there, how to give a token there).
+    let mut other: Option<(Ctx, String, String)> = None;
+    // Taken out first: it is checked in the TOML file's context even beside
+    // --cowrie-config (cowrie.cfg has no such key).
+    let ca_file = threatjammer::ca_file(&ctx, raw.threatjammer.ca_file.take())?;
+    let (mut threatjammer, input) = match supplied {
+        None => {
+            let inline_token = raw.threatjammer.bearer_token.is_some();
+            let tj = threatjammer::validate(
+                &mut ctx,
+                "[threatjammer]",
+                raw.threatjammer,
+                env_token,
+                creds,
+                &state_dir,
+            )?;
+            if inline_token {
+                if let (Some(p), Some(meta)) = (path, &file_meta) {
+                    if let Some(who) = threatjammer::secret_readers(meta, &state_dir) {
+                        ctx.warnings.push(format!(
+                            "{}: the file holds [threatjammer] bearer_token and can be read by \
+                             {who}: run `chmod 600 {}`, or move the token to a file named by \
+                             bearer_token_file",
+                            p.display(),
+                            p.display()
+                        ));
+                    }
+                }
+            }
+            (tj, input::validate(&mut ctx, raw.input)?)
+        }
+        Some(s) => {
+            warnings.extend(s.warnings);
+            notes.extend(s.notes);
+            let mut sctx = Ctx {
+                file: s.file,
+                base_dir: None,
+                warnings: Vec::new(),
+            };
+            let tj = threatjammer::validate(
+                &mut sctx,
+                &s.section,
+                s.threatjammer,
+                env_token,
+                creds,
+                &state_dir,
+            )?;
+            let mut input = input::validate(&mut ctx, raw.input)?;
+            input.cowrie_json = s.cowrie_json;
+            if input.cowrie_json.is_none() && input.listen_tcp.is_none() {
+                let (key, message) = s.no_input;
+                return Err(sctx.invalid(&key, message));
+            }
+            other = Some((sctx, s.section, s.token_hint));
+            (tj, input)
+        }
+    };
+    threatjammer.ca_file = ca_file;
+    let schedule = schedule::validate(&mut ctx, raw.schedule)?;
+    let filter = filter::validate(&ctx, raw.filter)?;
+    let storage = storage::validate(&ctx, raw.storage)?;
+    let queue = queue::validate(&ctx, raw.queue)?;
+    let admin = admin::validate(&ctx, raw.admin)?;
+
+    // Checked last: the other keys' mistakes are reported first, as they are
+    // what a dry run or `check-config` without the token is meant to find.
+    if threatjammer.token.is_none() && !opts.dry_run {
+        return Err(match &other {
+            Some((sctx, section, hint)) => sctx.invalid(
+                &format!("{section} bearer_token"),
+                format!("no Threat Jammer bearer token: {hint}"),
+            ),
+            None => ctx.invalid(
+                "[threatjammer] bearer_token",
+                format!(
+                    "no Threat Jammer bearer token: set [threatjammer] bearer_token_file (a file \
+                     holding the token, mode 600) or bearer_token, or the environment variable \
+                     {TOKEN_ENV}, or pass the systemd credential {CREDENTIAL_NAME} \
+                     (LoadCredential={CREDENTIAL_NAME}:/etc/tjfwd/token), or use --dry-run"
+                ),
+            ),
+        });
+    }
+
+    if let Some((sctx, _, _)) = other {
+        warnings.extend(sctx.warnings);
+    }
+    warnings.extend(ctx.warnings);
+    Ok(Config {
+        path: path.map(Path::to_path_buf),
+        state_dir,
+        threatjammer,
+        input,
+        schedule,
+        filter,
+        storage,
+        queue,
+        admin,
+        warnings,
+        notes,
+    })
+}
+
+/// With `supplied`, the TOML file must not set what the other file supplies:
+/// two places for one setting would leave the operator guessing which wins.
+fn refuse_supplied_keys(ctx: &Ctx, raw: &RawConfig, s: &Supplied) -> Result<(), ConfigError> {
+    if let Some(name) = raw.threatjammer.set_keys().first() {
+        let key = format!("[threatjammer] {name}");
+        return Err(ctx.invalid(
+            &key,
+            format!(
+                "{key} is set here, but {} (--cowrie-config) supplies the [threatjammer] \
+                 settings, from its {} section: remove [threatjammer] from {} and set {name} \
+                 in {} of {} instead (the bearer token can also come from the environment \
+                 variable {TOKEN_ENV})",
+                s.file, s.section, ctx.file, s.section, s.file
+            ),
+        ));
+    }
+    if raw.input.cowrie_json.is_some() {
+        let key = "[input] cowrie_json";
+        return Err(ctx.invalid(
+            key,
+            format!(
+                "{key} is set here, but {} (--cowrie-config) supplies the JSON log, from its \
+                 {}: remove {key} from {}",
+                s.file, s.cowrie_json_key, ctx.file
+            ),
+        ));
+    }
+    Ok(())
+}

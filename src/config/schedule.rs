@@ -1,0 +1,188 @@
+//! The `[schedule]` section: batching, the rate limit and retries.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::context::Ctx;
+use super::errors::ConfigError;
+use super::format::ser;
+
+/// The Report API accepts at most this many addresses in one request.
+pub const MAX_BATCH_SIZE: usize = 1000;
+
+/// The Report API's documented request limit per token and per minute.
+pub const API_REQUESTS_PER_MINUTE: u32 = 6;
+
+/// The window of the API's rate limit (`Schedule::rate_window` from a file).
+pub const API_RATE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Test-only environment variable shortening the rate window of the binary
+/// (milliseconds); see [`Config::apply_test_rate_window`](super::Config::apply_test_rate_window).
+pub const TEST_RATE_WINDOW_ENV: &str = "TJFWD_TEST_RATE_WINDOW_MS";
+
+const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(60);
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(600);
+
+/// The `[schedule]` section: batching, rate limit, retries. Serializes to
+/// the section's keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Schedule {
+    /// Most addresses in one request; a full batch is sent at once (API limit 1000).
+    #[serde(serialize_with = "ser::saturating_i64")]
+    pub batch_size: usize,
+    /// Longest time the oldest pending address waits before a partial batch is sent.
+    #[serde(serialize_with = "ser::duration")]
+    pub flush_interval: Duration,
+    /// Most requests (retries included) in any rolling `rate_window` (API limit 6/min).
+    pub max_requests_per_minute: u32,
+    /// Time limit of one HTTP request, connection included.
+    #[serde(serialize_with = "ser::duration")]
+    pub request_timeout: Duration,
+    /// Upper bound of the exponential backoff after transient failures.
+    #[serde(serialize_with = "ser::duration")]
+    pub max_backoff: Duration,
+    /// An address reported less than this long ago is not queued again (0 = always).
+    #[serde(serialize_with = "ser::duration")]
+    pub rereport_after: Duration,
+    /// Length of the rate-limit window: not a TOML key, always 60 s from a file
+    /// (the API's window); tests built in code shorten it, tests of the binary
+    /// through the test-only `TJFWD_TEST_RATE_WINDOW_MS`.
+    #[serde(skip)]
+    pub rate_window: Duration,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Schedule {
+            batch_size: MAX_BATCH_SIZE,
+            flush_interval: DEFAULT_FLUSH_INTERVAL,
+            max_requests_per_minute: API_REQUESTS_PER_MINUTE,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_backoff: DEFAULT_MAX_BACKOFF,
+            rereport_after: Duration::ZERO,
+            rate_window: API_RATE_WINDOW,
+        }
+    }
+}
+
+/// `[schedule]` as written.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSchedule {
+    /// Addresses per request, 1..=1000.
+    pub(super) batch_size: Option<i64>,
+    /// humantime duration string.
+    pub(super) flush_interval: Option<toml::Value>,
+    /// Requests per rolling minute, >= 1.
+    pub(super) max_requests_per_minute: Option<i64>,
+    /// humantime duration string.
+    pub(super) request_timeout: Option<toml::Value>,
+    /// humantime duration string.
+    pub(super) max_backoff: Option<toml::Value>,
+    /// humantime duration string.
+    pub(super) rereport_after: Option<toml::Value>,
+}
+
+/// Checks `[schedule]` as written and applies its defaults.
+pub(super) fn validate(ctx: &mut Ctx, raw: RawSchedule) -> Result<Schedule, ConfigError> {
+    let batch_size = match raw.batch_size {
+        None => MAX_BATCH_SIZE,
+        Some(n) if (1..=MAX_BATCH_SIZE as i64).contains(&n) => n as usize,
+        Some(n) => {
+            let key = "[schedule] batch_size";
+            return Err(ctx.invalid(
+                key,
+                format!(
+                    "{key} = {n} is out of range: it must be between 1 and {MAX_BATCH_SIZE} \
+                     (the API takes at most {MAX_BATCH_SIZE} addresses a request)"
+                ),
+            ));
+        }
+    };
+    let key = "[schedule] max_requests_per_minute";
+    let max_requests_per_minute = match raw.max_requests_per_minute {
+        None => API_REQUESTS_PER_MINUTE,
+        Some(n) if n >= 1 && n <= i64::from(u32::MAX) => n as u32,
+        Some(n) => {
+            return Err(ctx.invalid(
+                key,
+                format!(
+                    "{key} = {n} is out of range: it must be at least 1 (the API allows \
+                     {API_REQUESTS_PER_MINUTE} requests a minute)"
+                ),
+            ))
+        }
+    };
+    if max_requests_per_minute > API_REQUESTS_PER_MINUTE {
+        ctx.warnings.push(format!(
+            "{}: {key} = {max_requests_per_minute} is above the API's limit of \
+             {API_REQUESTS_PER_MINUTE} requests a minute: expect 429 responses and delays",
+            ctx.file
+        ));
+    }
+    let key = "[schedule] flush_interval";
+    let flush_interval = ctx.nonzero(
+        key,
+        ctx.duration(key, raw.flush_interval, DEFAULT_FLUSH_INTERVAL)?,
+    )?;
+    let key = "[schedule] request_timeout";
+    let request_timeout = ctx.nonzero(
+        key,
+        ctx.duration(key, raw.request_timeout, DEFAULT_REQUEST_TIMEOUT)?,
+    )?;
+    let key = "[schedule] max_backoff";
+    let max_backoff = ctx.nonzero(
+        key,
+        ctx.duration(key, raw.max_backoff, DEFAULT_MAX_BACKOFF)?,
+    )?;
+    let rereport_after = ctx.duration(
+        "[schedule] rereport_after",
+        raw.rereport_after,
+        Duration::ZERO,
+    )?;
+    Ok(Schedule {
+        batch_size,
+        flush_interval,
+        max_requests_per_minute,
+        request_timeout,
+        max_backoff,
+        rereport_after,
+        rate_window: API_RATE_WINDOW,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::{parse_ok, refused};
+
+    #[test]
+    fn refuses_batch_size_out_of_range() {
+        let msg = refused("[schedule]\nbatch_size = 0", "[schedule] batch_size");
+        assert!(msg.contains("between 1 and 1000"), "{msg}");
+        let msg = refused("[schedule]\nbatch_size = 1001", "[schedule] batch_size");
+        assert!(msg.contains("1001"), "{msg}");
+        assert_eq!(
+            parse_ok("[schedule]\nbatch_size = 1").schedule.batch_size,
+            1
+        );
+        assert_eq!(
+            parse_ok("[schedule]\nbatch_size = 1000")
+                .schedule
+                .batch_size,
+            1000
+        );
+    }
+
+    #[test]
+    fn refuses_max_requests_per_minute_zero_and_warns_above_limit() {
+        refused(
+            "[schedule]\nmax_requests_per_minute = 0",
+            "[schedule] max_requests_per_minute",
+        );
+        let c = parse_ok("[schedule]\nmax_requests_per_minute = 10");
+        assert_eq!(c.schedule.max_requests_per_minute, 10);
+        assert_eq!(c.warnings.len(), 1);
+    }
+}

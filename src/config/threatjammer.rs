@@ -1,0 +1,1057 @@
+//! The `[threatjammer]` section: the Report API endpoint, the bearer token
+//! and the contents of each report.
+//!
+//! The same rules check cowrie.cfg's `[output_threatjammer]` (see
+//! `crate::cowrie_cfg`), which hands its values in as a [`RawThreatJammer`];
+//! messages then name that section. The bearer token comes from exactly one
+//! source, the first of: `bearer_token`, `bearer_token_file`, the
+//! environment variable [`TOKEN_ENV`], and the systemd credential
+//! [`CREDENTIAL_NAME`]; it is a [`Secret`] and never appears in a message or
+//! a warning.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use url::{Host, Url};
+
+use super::context::Ctx;
+use super::errors::ConfigError;
+use super::format::{ser, KIB};
+use super::secret::Secret;
+
+/// Default Report API endpoint (the same as cowrie's `output_threatjammer`).
+pub const DEFAULT_API_URL: &str = "https://dublin.report.threatjammer.com/v1/ip";
+
+/// Environment variable consulted for the bearer token when the file names none.
+pub const TOKEN_ENV: &str = "TJFWD_BEARER_TOKEN";
+
+/// Name of the systemd credential holding the bearer token, read from
+/// `$CREDENTIALS_DIRECTORY` when no other source names a token (the unit
+/// says `LoadCredential=bearer_token:/etc/tjfwd/token`).
+pub const CREDENTIAL_NAME: &str = "bearer_token";
+
+/// Environment variable systemd sets to the directory of the credentials.
+pub const CREDENTIALS_DIRECTORY_ENV: &str = "CREDENTIALS_DIRECTORY";
+
+pub(crate) const DEFAULT_TTL: u64 = 86_400;
+pub(crate) const DEFAULT_CATEGORY: &str = "ABUSE";
+pub(crate) const DEFAULT_TAGS: [&str; 3] = ["COWRIE", "LOGIN", "SESSION"];
+
+/// The `[threatjammer]` section: the Report API and the contents of each report.
+/// Serializes to the section's keys (the token as `<redacted>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ThreatJammer {
+    /// Endpoint the batches are POSTed to (regional; the token belongs to a region).
+    #[serde(serialize_with = "ser::display")]
+    pub api_url: Url,
+    /// Bearer token of the API; None only in dry-run mode.
+    #[serde(rename = "bearer_token", skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    /// Report the source of `cowrie.login.*` events (as cowrie's plugin does).
+    pub track_login: bool,
+    /// Report the source of `cowrie.session.*` events (every connection).
+    pub track_session: bool,
+    /// Seconds an address stays in the private denylist after a report (`ttl` in the API).
+    #[serde(serialize_with = "ser::saturating_i64")]
+    pub ttl: u64,
+    /// The dataset the addresses go to (`type` in the API), e.g. `ABUSE`.
+    pub category: String,
+    /// Tags attached to every report, uppercase alphanumeric.
+    pub tags: Vec<String>,
+    /// Allows plain http to a non-loopback host (the token then travels in clear).
+    pub allow_insecure_http: bool,
+    /// A PEM bundle of the CAs that sign the API's certificate (a private
+    /// deployment). When set, tjfwd trusts exactly these CAs and not the
+    /// built-in public roots; when None, the public roots. Verification is
+    /// always on.
+    #[serde(
+        serialize_with = "ser::path_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for ThreatJammer {
+    fn default() -> Self {
+        ThreatJammer {
+            api_url: Url::parse(DEFAULT_API_URL).expect("the default API URL is valid"),
+            token: None,
+            track_login: true,
+            track_session: false,
+            ttl: DEFAULT_TTL,
+            category: DEFAULT_CATEGORY.to_string(),
+            tags: DEFAULT_TAGS.iter().map(|t| t.to_string()).collect(),
+            allow_insecure_http: false,
+            ca_file: None,
+        }
+    }
+}
+
+/// `[threatjammer]` as written, before validation. Also built from
+/// cowrie.cfg's `[output_threatjammer]` (see `crate::cowrie_cfg`), so that
+/// both are checked by the same rules.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawThreatJammer {
+    /// Report API endpoint; parsed and checked for https.
+    pub(crate) api_url: Option<String>,
+    /// Inline token (a `Secret` already, so it can never be printed by mistake).
+    pub(crate) bearer_token: Option<Secret>,
+    /// File holding the token (preferred: the config file can then stay readable).
+    pub(crate) bearer_token_file: Option<PathBuf>,
+    /// Report login events.
+    pub(crate) track_login: Option<bool>,
+    /// Report session events.
+    pub(crate) track_session: Option<bool>,
+    /// Denylist TTL in seconds; `i64` so that a negative value gets our message.
+    pub(crate) ttl: Option<i64>,
+    /// Dataset name (`type` in the API).
+    pub(crate) category: Option<String>,
+    /// Comma-separated string (cowrie's form) or a list of strings.
+    pub(crate) tags: Option<toml::Value>,
+    /// Allow http to non-loopback hosts.
+    pub(crate) allow_insecure_http: Option<bool>,
+    /// PEM bundle of a private CA (only from tjfwd.toml: cowrie.cfg has no
+    /// such key, so it is allowed beside `--cowrie-config`).
+    pub(crate) ca_file: Option<PathBuf>,
+}
+
+impl RawThreatJammer {
+    /// The keys that are set, in the order of the section's documentation.
+    pub(super) fn set_keys(&self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        let mut add = |set: bool, key| {
+            if set {
+                keys.push(key);
+            }
+        };
+        add(self.api_url.is_some(), "api_url");
+        add(self.bearer_token.is_some(), "bearer_token");
+        add(self.bearer_token_file.is_some(), "bearer_token_file");
+        add(self.track_login.is_some(), "track_login");
+        add(self.track_session.is_some(), "track_session");
+        add(self.ttl.is_some(), "ttl");
+        add(self.category.is_some(), "category");
+        add(self.tags.is_some(), "tags");
+        add(self.allow_insecure_http.is_some(), "allow_insecure_http");
+        // ca_file is not listed: cowrie.cfg cannot set it, so tjfwd.toml may
+        // beside --cowrie-config.
+        keys
+    }
+}
+
+/// Checks the `[threatjammer]` values. `sec` is how the section is named in
+/// messages: `[threatjammer]` in tjfwd.toml, `[output_threatjammer]` in cowrie.cfg.
+pub(super) fn validate(
+    ctx: &mut Ctx,
+    sec: &str,
+    raw: RawThreatJammer,
+    env_token: Option<String>,
+    credentials: Option<&Path>,
+    state_dir: &Path,
+) -> Result<ThreatJammer, ConfigError> {
+    let allow_insecure_http = raw.allow_insecure_http.unwrap_or(false);
+    let api_url = api_url(ctx, sec, raw.api_url, allow_insecure_http)?;
+    let token = token(
+        ctx,
+        sec,
+        raw.bearer_token,
+        raw.bearer_token_file,
+        env_token,
+        credentials,
+        state_dir,
+    )?;
+
+    let ttl = match raw.ttl {
+        None => DEFAULT_TTL,
+        Some(n) if n > 0 => n as u64,
+        Some(n) => {
+            let key = format!("{sec} ttl");
+            return Err(ctx.invalid(
+                &key,
+                format!(
+                    "{key} = {n} is out of range: it is the number of seconds an \
+                     address stays in the denylist and must be greater than 0 (default {DEFAULT_TTL})"
+                ),
+            ));
+        }
+    };
+
+    let category = match raw.category {
+        None => DEFAULT_CATEGORY.to_string(),
+        Some(c) => {
+            let key = &format!("{sec} category");
+            let valid = |s: &str| {
+                !s.is_empty()
+                    && s.bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            };
+            if !valid(&c) {
+                let hint = if valid(&c.to_ascii_uppercase()) {
+                    format!(
+                        "write it in uppercase: category = {:?}",
+                        c.to_ascii_uppercase()
+                    )
+                } else {
+                    format!(
+                        "use a dataset name made of A-Z, 0-9 and _, such as {DEFAULT_CATEGORY:?}"
+                    )
+                };
+                return Err(ctx.invalid(key, format!("{key} = {c:?} is not valid: {hint}")));
+            }
+            c
+        }
+    };
+
+    let tags = tags(ctx, sec, raw.tags)?;
+
+    let track_login = raw.track_login.unwrap_or(true);
+    let track_session = raw.track_session.unwrap_or(false);
+    if !track_login && !track_session {
+        ctx.warnings.push(format!(
+            "{}: {sec} track_login and track_session are both false: no cowrie event \
+             will be reported",
+            ctx.file
+        ));
+    }
+
+    Ok(ThreatJammer {
+        api_url,
+        token,
+        track_login,
+        track_session,
+        ttl,
+        category,
+        tags,
+        allow_insecure_http,
+        ca_file: None,
+    })
+}
+
+/// Largest token file read: a token is a few dozen bytes, and a path such
+/// as /dev/zero must not make tjfwd read forever.
+const MAX_TOKEN_FILE: u64 = 64 * KIB;
+
+/// Reads at most [`MAX_TOKEN_FILE`] bytes; a longer file is an error.
+fn read_small(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    fs::File::open(path)?
+        .take(MAX_TOKEN_FILE + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_TOKEN_FILE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("longer than {} KiB: not a token", MAX_TOKEN_FILE / KIB),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// `[threatjammer] ca_file`: resolved, and read now so that a missing,
+/// unreadable or non-PEM file is a configuration error (with the key and
+/// the file), not a failure at the first request.
+pub(super) fn ca_file(ctx: &Ctx, raw: Option<PathBuf>) -> Result<Option<PathBuf>, ConfigError> {
+    let key = "[threatjammer] ca_file";
+    let Some(p) = raw else {
+        return Ok(None);
+    };
+    let p = ctx.path(key, p)?;
+    crate::tls::read_ca_file(&p).map_err(|e| {
+        ctx.invalid(
+            key,
+            format!(
+                "{key} = \"{}\": {e}; it must name a PEM file of the CA certificate(s) that \
+                 sign the API's certificate (or remove the key to trust the public CAs)",
+                p.display()
+            ),
+        )
+    })?;
+    Ok(Some(p))
+}
+
+/// Who besides its owner can read a file holding the token, or None when
+/// nobody else can. A group may: the group tjfwd runs as (its effective
+/// group), or the group owning the state directory (the service's: under
+/// the Debian package, root:tjfwd 0640 is how the tjfwd user reads a file
+/// of root's). Any other group, or everyone, draws a warning.
+pub(super) fn secret_readers(meta: &fs::Metadata, state_dir: &Path) -> Option<String> {
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o004 != 0 {
+        return Some(format!("every user (mode {mode:04o})"));
+    }
+    if mode & 0o040 != 0 {
+        let gid = meta.gid();
+        // SAFETY: getegid has no preconditions and cannot fail.
+        let ours = gid == unsafe { libc::getegid() };
+        let service = fs::metadata(state_dir).is_ok_and(|m| m.gid() == gid);
+        if !ours && !service {
+            return Some(format!("the users of group {gid} (mode {mode:04o})"));
+        }
+    }
+    None
+}
+
+fn api_url(
+    ctx: &mut Ctx,
+    sec: &str,
+    raw: Option<String>,
+    allow_insecure_http: bool,
+) -> Result<Url, ConfigError> {
+    let key = &format!("{sec} api_url");
+    let Some(text) = raw else {
+        return Ok(Url::parse(DEFAULT_API_URL).expect("the default API URL is valid"));
+    };
+    let url = Url::parse(&text).map_err(|e| {
+        ctx.invalid(
+            key,
+            format!(
+                "{key} = {text:?} is not a valid URL ({e}): write the full address, \
+                 e.g. {DEFAULT_API_URL:?}"
+            ),
+        )
+    })?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ctx.invalid(
+            key,
+            format!(
+                "{key} must not contain a user name or password: remove them; the API is \
+                 authenticated with bearer_token_file"
+            ),
+        ));
+    }
+    match url.scheme() {
+        "https" => {}
+        "http" => {
+            let loopback = match url.host() {
+                Some(Host::Domain(d)) => {
+                    d.eq_ignore_ascii_case("localhost") || d.eq_ignore_ascii_case("localhost.")
+                }
+                Some(Host::Ipv4(a)) => a.is_loopback(),
+                Some(Host::Ipv6(a)) => a.is_loopback(),
+                None => false,
+            };
+            if !loopback {
+                if !allow_insecure_http {
+                    return Err(ctx.invalid(
+                        key,
+                        format!(
+                            "{key} = {text:?} uses plain http, which would send the bearer token \
+                             unencrypted: use https, or set {sec} allow_insecure_http = true \
+                             if you really mean it"
+                        ),
+                    ));
+                }
+                ctx.warnings.push(format!(
+                    "{}: {key} uses plain http to a non-loopback host (allow_insecure_http = true): \
+                     the bearer token travels unencrypted",
+                    ctx.file
+                ));
+            }
+        }
+        other => {
+            return Err(ctx.invalid(
+                key,
+                format!(
+                    "{key} = {text:?} has the scheme {other:?}: the Report API is reached over \
+                     https, e.g. {DEFAULT_API_URL:?}"
+                ),
+            ))
+        }
+    }
+    Ok(url)
+}
+
+/// A token must fit in an HTTP header as `Bearer <token>`: one run of visible
+/// ASCII (RFC 6750's b64token is a subset).
+fn token_chars_ok(token: &str) -> bool {
+    token.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn token(
+    ctx: &mut Ctx,
+    sec: &str,
+    inline: Option<Secret>,
+    file: Option<PathBuf>,
+    env_token: Option<String>,
+    credentials: Option<&Path>,
+    state_dir: &Path,
+) -> Result<Option<Secret>, ConfigError> {
+    const BAD_CHARS: &str = "contains spaces, control or non-ASCII characters; \
+                             a Threat Jammer token is a single word of printable ASCII";
+    let token = match (inline, file) {
+        (Some(_), Some(_)) => {
+            let key = &format!("{sec} bearer_token");
+            return Err(ctx.invalid(
+                key,
+                format!(
+                    "{key} and {sec} bearer_token_file are both set: keep only one \
+                     (bearer_token_file is preferred, so the configuration file holds no secret)"
+                ),
+            ));
+        }
+        (Some(secret), None) => {
+            let key = &format!("{sec} bearer_token");
+            let t = secret.expose().trim();
+            if t.is_empty() {
+                return Err(ctx.invalid(
+                    key,
+                    format!(
+                        "{key} is empty: put the token there, or remove the key and use \
+                         bearer_token_file or the environment variable {TOKEN_ENV}"
+                    ),
+                ));
+            }
+            if !token_chars_ok(t) {
+                return Err(ctx.invalid(key, format!("{key} {BAD_CHARS}")));
+            }
+            Some(Secret::new(t.to_string()))
+        }
+        (None, Some(p)) => {
+            let key = &format!("{sec} bearer_token_file");
+            let p = ctx.path(key, p)?;
+            let shown = p.display();
+            let bytes = read_small(&p).map_err(|e| {
+                ctx.invalid(
+                    key,
+                    format!(
+                        "{key} = \"{shown}\": cannot read the token file ({e}): check the path \
+                         and that the user running tjfwd can read it"
+                    ),
+                )
+            })?;
+            let text = String::from_utf8(bytes).map_err(|_| {
+                ctx.invalid(
+                    key,
+                    format!("{key} = \"{shown}\": the token file is not UTF-8 text: {BAD_CHARS}"),
+                )
+            })?;
+            let t = text.trim();
+            if t.is_empty() {
+                return Err(ctx.invalid(
+                    key,
+                    format!("{key} = \"{shown}\": the token file is empty: write the token in it"),
+                ));
+            }
+            if !token_chars_ok(t) {
+                return Err(ctx.invalid(
+                    key,
+                    format!("{key} = \"{shown}\": the token file {BAD_CHARS}"),
+                ));
+            }
+            if let Some(who) = fs::metadata(&p)
+                .ok()
+                .and_then(|m| secret_readers(&m, state_dir))
+            {
+                ctx.warnings.push(format!(
+                    "{}: the token file \"{shown}\" ({key}) can be read by {who}: run \
+                     `chmod 600 {shown}`",
+                    ctx.file
+                ));
+            }
+            Some(Secret::new(t.to_string()))
+        }
+        (None, None) => match env_token.as_deref().map(str::trim) {
+            Some(t) if !t.is_empty() => {
+                if !token_chars_ok(t) {
+                    return Err(ctx.invalid(
+                        TOKEN_ENV,
+                        format!("the environment variable {TOKEN_ENV} {BAD_CHARS}"),
+                    ));
+                }
+                Some(Secret::new(t.to_string()))
+            }
+            _ => match credentials {
+                Some(dir) => credential_token(ctx, &dir.join(CREDENTIAL_NAME), BAD_CHARS)?,
+                None => None,
+            },
+        },
+    };
+    Ok(token)
+}
+
+/// The token from the systemd credential file `path`
+/// (`$CREDENTIALS_DIRECTORY/bearer_token`); None when there is no such file.
+fn credential_token(
+    ctx: &Ctx,
+    path: &Path,
+    bad_chars: &str,
+) -> Result<Option<Secret>, ConfigError> {
+    let key = &format!("systemd credential {CREDENTIAL_NAME}");
+    let shown = path.display();
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(ctx.invalid(
+                key,
+                format!(
+                    "{key} (\"{shown}\"): cannot read it ({e}): check LoadCredential= in the \
+                     unit and $CREDENTIALS_DIRECTORY"
+                ),
+            ))
+        }
+    };
+    let text = String::from_utf8(bytes).map_err(|_| {
+        ctx.invalid(
+            key,
+            format!("{key} (\"{shown}\") is not UTF-8 text: {bad_chars}"),
+        )
+    })?;
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(ctx.invalid(
+            key,
+            format!(
+                "{key} (\"{shown}\") is empty: write the token in the file the unit's \
+                 LoadCredential={CREDENTIAL_NAME}:FILE names (/etc/tjfwd/token)"
+            ),
+        ));
+    }
+    if !token_chars_ok(t) {
+        return Err(ctx.invalid(key, format!("{key} (\"{shown}\") {bad_chars}")));
+    }
+    Ok(Some(Secret::new(t.to_string())))
+}
+
+fn tags(ctx: &mut Ctx, sec: &str, raw: Option<toml::Value>) -> Result<Vec<String>, ConfigError> {
+    let key = &format!("{sec} tags");
+    let items: Vec<String> = match raw {
+        None => return Ok(DEFAULT_TAGS.iter().map(|t| t.to_string()).collect()),
+        Some(toml::Value::String(s)) => s.split(',').map(str::to_string).collect(),
+        Some(toml::Value::Array(list)) => {
+            let mut items = Vec::with_capacity(list.len());
+            for v in list {
+                match v {
+                    toml::Value::String(s) => items.push(s),
+                    other => {
+                        return Err(ctx.invalid(
+                            key,
+                            format!(
+                                "{key} contains {other}, which is not a string: write the tags \
+                                 as strings, e.g. tags = [\"COWRIE\", \"LOGIN\"]"
+                            ),
+                        ))
+                    }
+                }
+            }
+            items
+        }
+        Some(other) => {
+            return Err(ctx.invalid(
+                key,
+                format!(
+                    "{key} = {other} is not valid: write a comma-separated string such as \
+                     \"COWRIE,LOGIN,SESSION\" or a list such as [\"COWRIE\", \"LOGIN\"]"
+                ),
+            ))
+        }
+    };
+    let valid = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    };
+    let mut tags: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        let t = item.trim();
+        if t.is_empty() {
+            return Err(ctx.invalid(
+                key,
+                format!(
+                    "{key} contains an empty tag: remove the extra comma or empty string \
+                     (for no tags at all, write tags = [])"
+                ),
+            ));
+        }
+        if !valid(t) {
+            let hint = if valid(&t.to_ascii_uppercase()) {
+                format!("write it in uppercase: {:?}", t.to_ascii_uppercase())
+            } else {
+                "tags may contain only A-Z and 0-9".to_string()
+            };
+            return Err(ctx.invalid(key, format!("{key}: the tag {t:?} is not valid: {hint}")));
+        }
+        if tags.iter().any(|x| x == t) {
+            ctx.warnings.push(format!(
+                "{}: {key} lists {t:?} more than once; it is sent once",
+                ctx.file
+            ));
+            continue;
+        }
+        tags.push(t.to_string());
+    }
+    Ok(tags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::{
+        dry, invalid_key, opts, parse_ok, refused, write_file, FILE, TOKEN,
+    };
+    use crate::config::{build, Config, ConfigError, Source};
+    use std::fs;
+    use std::path::Path;
+
+    #[test]
+    fn tags_as_string_and_as_list() {
+        let c = parse_ok("[threatjammer]\ntags = \" COWRIE ,LOGIN,SSH2 \"");
+        assert_eq!(c.threatjammer.tags, ["COWRIE", "LOGIN", "SSH2"]);
+        let c = parse_ok("[threatjammer]\ntags = [\"COWRIE\", \" LOGIN \"]");
+        assert_eq!(c.threatjammer.tags, ["COWRIE", "LOGIN"]);
+        let c = parse_ok("[threatjammer]\ntags = []");
+        assert!(c.threatjammer.tags.is_empty());
+        let c = parse_ok("[threatjammer]\ntags = \"COWRIE,COWRIE\"");
+        assert_eq!(c.threatjammer.tags, ["COWRIE"]);
+        assert_eq!(c.warnings.len(), 1);
+    }
+
+    #[test]
+    fn refuses_bad_tags() {
+        let msg = refused(
+            "[threatjammer]\ntags = \"COWRIE,login\"",
+            "[threatjammer] tags",
+        );
+        assert!(msg.contains("\"LOGIN\""), "{msg}");
+        refused(
+            "[threatjammer]\ntags = [\"COW-RIE\"]",
+            "[threatjammer] tags",
+        );
+        refused("[threatjammer]\ntags = \"COWRIE,\"", "[threatjammer] tags");
+        refused("[threatjammer]\ntags = [1]", "[threatjammer] tags");
+        refused("[threatjammer]\ntags = 5", "[threatjammer] tags");
+    }
+
+    #[test]
+    fn refuses_bad_category() {
+        let msg = refused(
+            "[threatjammer]\ncategory = \"abuse\"",
+            "[threatjammer] category",
+        );
+        assert!(msg.contains("\"ABUSE\""), "{msg}");
+        refused("[threatjammer]\ncategory = \"\"", "[threatjammer] category");
+        refused(
+            "[threatjammer]\ncategory = \"A B\"",
+            "[threatjammer] category",
+        );
+    }
+
+    #[test]
+    fn refuses_malformed_url() {
+        let msg = refused(
+            "[threatjammer]\napi_url = \"not a url\"",
+            "[threatjammer] api_url",
+        );
+        assert!(msg.contains("https://"), "{msg}");
+        refused(
+            "[threatjammer]\napi_url = \"https://\"",
+            "[threatjammer] api_url",
+        );
+        refused(
+            "[threatjammer]\napi_url = \"ftp://example.com/\"",
+            "[threatjammer] api_url",
+        );
+        refused(
+            "[threatjammer]\napi_url = \"https://user:pw@example.com/\"",
+            "[threatjammer] api_url",
+        );
+    }
+
+    #[test]
+    fn refuses_http_to_non_loopback() {
+        let msg = refused(
+            "[threatjammer]\napi_url = \"http://dublin.report.threatjammer.com/v1/ip\"",
+            "[threatjammer] api_url",
+        );
+        assert!(msg.contains("https"), "{msg}");
+        assert!(msg.contains("allow_insecure_http"), "{msg}");
+        refused(
+            "[threatjammer]\napi_url = \"http://10.0.0.1:8080/v1/ip\"",
+            "[threatjammer] api_url",
+        );
+    }
+
+    #[test]
+    fn accepts_http_to_loopback() {
+        for url in [
+            "http://127.0.0.1:8080/v1/ip",
+            "http://127.3.2.1/v1/ip",
+            "http://[::1]:9000/v1/ip",
+            "http://localhost:8080/v1/ip",
+            "http://LOCALHOST/v1/ip",
+        ] {
+            let c = parse_ok(&format!("[threatjammer]\napi_url = \"{url}\""));
+            assert_eq!(c.threatjammer.api_url.scheme(), "http");
+            assert!(c.warnings.is_empty(), "{url}: {:?}", c.warnings);
+        }
+    }
+
+    #[test]
+    fn allow_insecure_http_accepts_http_with_a_warning() {
+        let c = parse_ok(
+            "[threatjammer]\napi_url = \"http://10.0.0.1/v1/ip\"\nallow_insecure_http = true",
+        );
+        assert!(c.threatjammer.allow_insecure_http);
+        assert_eq!(c.threatjammer.api_url.as_str(), "http://10.0.0.1/v1/ip");
+        assert_eq!(c.warnings.len(), 1);
+        assert!(c.warnings[0].contains("unencrypted"));
+    }
+
+    #[test]
+    fn refuses_ttl_zero_or_negative() {
+        let msg = refused("[threatjammer]\nttl = 0", "[threatjammer] ttl");
+        assert!(msg.contains("greater than 0"), "{msg}");
+        refused("[threatjammer]\nttl = -5", "[threatjammer] ttl");
+    }
+
+    #[test]
+    fn refuses_missing_token() {
+        let err = Config::from_toml_str("", Some(Path::new(FILE)), &opts(), None).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with(FILE), "{msg}");
+        assert!(msg.contains("bearer_token_file"), "{msg}");
+        assert!(msg.contains(TOKEN_ENV), "{msg}");
+        assert!(msg.contains("--dry-run"), "{msg}");
+        assert_eq!(invalid_key(&err), "[threatjammer] bearer_token");
+        // An empty environment variable counts as unset.
+        let err = Config::from_toml_str("", Some(Path::new(FILE)), &opts(), Some("  ".into()));
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn missing_token_is_fine_in_dry_run() {
+        let c = Config::from_toml_str("", Some(Path::new(FILE)), &dry(), None).unwrap();
+        assert!(c.threatjammer.token.is_none());
+    }
+
+    #[test]
+    fn refuses_empty_or_malformed_inline_token() {
+        let text = "[threatjammer]\nbearer_token = \"  \"\n";
+        let err = Config::from_toml_str(text, Some(Path::new(FILE)), &opts(), None).unwrap_err();
+        assert_eq!(invalid_key(&err), "[threatjammer] bearer_token");
+        assert!(err.to_string().starts_with(FILE));
+        let text = "[threatjammer]\nbearer_token = \"two words\"\n";
+        let err = Config::from_toml_str(text, Some(Path::new(FILE)), &opts(), None).unwrap_err();
+        assert!(!err.to_string().contains("two words"), "{err}");
+    }
+
+    #[test]
+    fn refuses_both_token_keys() {
+        let text = format!(
+            "[threatjammer]\nbearer_token = \"{TOKEN}\"\nbearer_token_file = \"/etc/tjfwd/token\"\n"
+        );
+        let err = Config::from_toml_str(&text, Some(Path::new(FILE)), &opts(), None).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with(FILE), "{msg}");
+        assert!(msg.contains("bearer_token_file"), "{msg}");
+        assert!(msg.contains("both"), "{msg}");
+        assert!(!msg.contains(TOKEN), "{msg}");
+    }
+
+    #[test]
+    fn token_from_file_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        write_file(dir.path(), "token", &format!("\n  {TOKEN}\n\n"), 0o600);
+        let config = dir.path().join("tjfwd.toml");
+        let text = "state_dir = \"state\"\n[threatjammer]\nbearer_token_file = \"token\"\n\
+                    [input]\ncowrie_json = \"log/cowrie.json\"\n";
+        let c =
+            Config::from_toml_str(text, Some(&config), &opts(), Some("from-env".into())).unwrap();
+        assert_eq!(c.threatjammer.token.as_ref().unwrap().expose(), TOKEN);
+        assert_eq!(c.state_dir, dir.path().join("state"));
+        assert_eq!(
+            c.input.cowrie_json.as_deref(),
+            Some(dir.path().join("log/cowrie.json").as_path())
+        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn refuses_empty_token_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = write_file(dir.path(), "token", " \n\n", 0o600);
+        let text = format!(
+            "[threatjammer]\nbearer_token_file = \"{}\"\n",
+            token.display()
+        );
+        let err = Config::from_toml_str(&text, Some(Path::new(FILE)), &opts(), None).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with(FILE), "{msg}");
+        assert!(msg.contains("[threatjammer] bearer_token_file"), "{msg}");
+        assert!(msg.contains(&token.display().to_string()), "{msg}");
+        assert!(msg.contains("empty"), "{msg}");
+    }
+
+    #[test]
+    fn refuses_unreadable_or_malformed_token_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "[threatjammer]\nbearer_token_file = \"missing\"\n";
+        let config = dir.path().join("tjfwd.toml");
+        let err = Config::from_toml_str(text, Some(&config), &opts(), None).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("[threatjammer] bearer_token_file"), "{msg}");
+        assert!(msg.contains(&dir.path().join("missing").display().to_string()));
+
+        // A file that is not a token: its content is never printed.
+        write_file(dir.path(), "token", "line one\nline two\n", 0o600);
+        let text = "[threatjammer]\nbearer_token_file = \"token\"\n";
+        let err = Config::from_toml_str(text, Some(&config), &opts(), None).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("[threatjammer] bearer_token_file"), "{msg}");
+        assert!(!msg.contains("line one"), "{msg}");
+    }
+
+    #[test]
+    fn token_from_env() {
+        let c = Config::from_toml_str(
+            "",
+            Some(Path::new(FILE)),
+            &opts(),
+            Some(format!(" {TOKEN}\n")),
+        )
+        .unwrap();
+        assert_eq!(c.threatjammer.token.unwrap().expose(), TOKEN);
+        // The file's token wins over the environment.
+        let text = "[threatjammer]\nbearer_token = \"inline\"\n";
+        let c = Config::from_toml_str(text, None, &opts(), Some(TOKEN.into())).unwrap();
+        assert_eq!(c.threatjammer.token.unwrap().expose(), "inline");
+        // A malformed env token is refused without being printed.
+        let err = Config::from_toml_str("", None, &opts(), Some("a b".into())).unwrap_err();
+        assert_eq!(invalid_key(&err), TOKEN_ENV);
+    }
+
+    #[test]
+    fn warns_about_readable_inline_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("[threatjammer]\nbearer_token = \"{TOKEN}\"\n");
+        // 0640 with tjfwd's own group (the file's here) is fine: see
+        // secret_readers_of_another_group for a group of other users.
+        for (mode, warned) in [(0o644, true), (0o640, false), (0o604, true), (0o600, false)] {
+            let path = write_file(dir.path(), "tjfwd.toml", &text, mode);
+            let c = Config::load(&path, &opts()).unwrap();
+            assert_eq!(
+                c.warnings.len(),
+                usize::from(warned),
+                "mode {mode:o}: {:?}",
+                c.warnings
+            );
+            if warned {
+                let w = &c.warnings[0];
+                assert!(w.contains("chmod 600"), "{w}");
+                assert!(w.contains("bearer_token_file"), "{w}");
+                assert!(w.contains(&path.display().to_string()), "{w}");
+                assert!(!w.contains(TOKEN), "{w}");
+            }
+        }
+        // No inline token: a readable config file is fine.
+        let token = write_file(dir.path(), "token", TOKEN, 0o600);
+        let text = format!(
+            "[threatjammer]\nbearer_token_file = \"{}\"\n",
+            token.display()
+        );
+        let path = write_file(dir.path(), "tjfwd.toml", &text, 0o644);
+        let c = Config::load(&path, &opts()).unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn warns_about_world_readable_token_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("tjfwd.toml");
+        let text = "[threatjammer]\nbearer_token_file = \"token\"\n";
+        for (mode, warned) in [(0o644, true), (0o604, true), (0o640, false), (0o600, false)] {
+            write_file(dir.path(), "token", TOKEN, mode);
+            let c = Config::from_toml_str(text, Some(&config), &opts(), None).unwrap();
+            assert_eq!(
+                c.warnings.len(),
+                usize::from(warned),
+                "mode {mode:o}: {:?}",
+                c.warnings
+            );
+            if warned {
+                let w = &c.warnings[0];
+                assert!(w.contains("chmod 600"), "{w}");
+                assert!(!w.contains(TOKEN), "{w}");
+            }
+        }
+    }
+
+    /// A file readable by a group tjfwd neither runs as nor owns its state
+    /// with draws a warning; the package's root:tjfwd 0640 (the service's
+    /// group owns the state directory) does not. Needs root (chown).
+    #[test]
+    fn secret_readers_of_another_group() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root to give a file another group");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        fs::create_dir(&state).unwrap();
+        let token = write_file(dir.path(), "token", TOKEN, 0o640);
+        let other_gid = 65534; // nogroup
+        std::os::unix::fs::chown(&token, Some(0), Some(other_gid)).unwrap();
+        let text = format!(
+            "state_dir = \"{}\"\n[threatjammer]\nbearer_token_file = \"{}\"\n",
+            state.display(),
+            token.display()
+        );
+        let c = Config::from_toml_str(&text, None, &opts(), None).unwrap();
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        let w = &c.warnings[0];
+        assert!(w.contains("group 65534") && w.contains("0640"), "{w}");
+        assert!(w.contains(&format!("chmod 600 {}", token.display())), "{w}");
+        assert!(!w.contains(TOKEN), "{w}");
+        // The group owning the state directory is the service's: quiet.
+        std::os::unix::fs::chown(&state, Some(0), Some(other_gid)).unwrap();
+        let c = Config::from_toml_str(&text, None, &opts(), None).unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        // World-readable is never fine.
+        fs::set_permissions(&token, fs::Permissions::from_mode(0o644)).unwrap();
+        let c = Config::from_toml_str(&text, None, &opts(), None).unwrap();
+        assert!(c.warnings[0].contains("every user"), "{:?}", c.warnings);
+    }
+
+    fn ca_pem() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    #[test]
+    fn ca_file_is_read_at_load_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        write_file(dir.path(), "ca.pem", &ca_pem(), 0o644);
+        let config = dir.path().join("tjfwd.toml");
+        let text = "[threatjammer]\nca_file = \"ca.pem\"\n";
+        let c = Config::from_toml_str(text, Some(&config), &dry(), None).unwrap();
+        assert_eq!(c.threatjammer.ca_file, Some(dir.path().join("ca.pem")));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let out = c.redacted_toml();
+        assert!(out.contains("ca_file = "), "{out}");
+        let back = Config::from_toml_str(&out, Some(&config), &dry(), None).unwrap();
+        assert_eq!(back.threatjammer.ca_file, c.threatjammer.ca_file);
+        // Not set: the public roots, and nothing about it in the output.
+        assert_eq!(parse_ok("").threatjammer.ca_file, None);
+        assert!(!parse_ok("").redacted_toml().contains("ca_file"));
+    }
+
+    #[test]
+    fn refuses_missing_empty_or_non_pem_ca_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("tjfwd.toml");
+        let bad_der = "-----BEGIN CERTIFICATE-----\nAAAAAAAA\n-----END CERTIFICATE-----\n";
+        let bad_b64 = "-----BEGIN CERTIFICATE-----\n!!!not base64!!!\n-----END CERTIFICATE-----\n";
+        for (content, expect) in [
+            (None, "cannot read it"),
+            (Some(""), "no PEM certificate"),
+            (Some("just some text\n"), "no PEM certificate"),
+            (Some(bad_b64), "malformed PEM"),
+            (Some(bad_der), "not a valid X.509"),
+        ] {
+            let ca = dir.path().join("ca.pem");
+            let _ = fs::remove_file(&ca);
+            if let Some(c) = content {
+                write_file(dir.path(), "ca.pem", c, 0o644);
+            }
+            let text = "[threatjammer]\nca_file = \"ca.pem\"\n";
+            let err = Config::from_toml_str(text, Some(&config), &dry(), None).unwrap_err();
+            let msg = err.to_string();
+            assert_eq!(invalid_key(&err), "[threatjammer] ca_file", "{msg}");
+            assert!(msg.contains(expect), "{content:?}: {msg}");
+            assert!(msg.contains(&ca.display().to_string()), "{msg}");
+            assert!(msg.starts_with(&config.display().to_string()), "{msg}");
+        }
+        let err = Config::from_toml_str("[threatjammer]\nca_file = \"\"\n", None, &dry(), None)
+            .unwrap_err();
+        assert_eq!(invalid_key(&err), "[threatjammer] ca_file");
+    }
+
+    /// Builds from `text` as `load_with` would, with `$CREDENTIALS_DIRECTORY`
+    /// = `creds` (no process environment involved).
+    fn with_credentials(
+        text: &str,
+        env_token: Option<&str>,
+        creds: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
+        let source = Source {
+            text,
+            path: Some(Path::new(FILE)),
+            resolve_base: Some(Path::new(FILE)),
+            file_meta: None,
+            credentials_dir: creds.map(Path::to_path_buf),
+        };
+        build(source, &opts(), env_token.map(str::to_string), None)
+    }
+
+    #[test]
+    fn token_from_a_systemd_credential_comes_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let creds = dir.path();
+        write_file(creds, CREDENTIAL_NAME, &format!("  {TOKEN}\n"), 0o400);
+        // Only the credential: used.
+        let c = with_credentials("", None, Some(creds)).unwrap();
+        assert_eq!(c.threatjammer.token.unwrap().expose(), TOKEN);
+        // Every other source wins over it.
+        let c = with_credentials("", Some("from-env"), Some(creds)).unwrap();
+        assert_eq!(c.threatjammer.token.unwrap().expose(), "from-env");
+        let c = with_credentials(
+            "[threatjammer]\nbearer_token = \"inline\"\n",
+            None,
+            Some(creds),
+        )
+        .unwrap();
+        assert_eq!(c.threatjammer.token.unwrap().expose(), "inline");
+        let file = write_file(creds, "other", "from-file", 0o600);
+        let c = with_credentials(
+            &format!(
+                "[threatjammer]\nbearer_token_file = \"{}\"\n",
+                file.display()
+            ),
+            None,
+            Some(creds),
+        )
+        .unwrap();
+        assert_eq!(c.threatjammer.token.unwrap().expose(), "from-file");
+        // from_toml_str never looks at credentials.
+        assert!(Config::from_toml_str("", None, &opts(), None).is_err());
+    }
+
+    #[test]
+    fn a_missing_credential_is_no_token_and_a_bad_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = with_credentials("", None, Some(dir.path())).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("LoadCredential=bearer_token:"), "{msg}");
+        for (content, what) in [
+            ("", "is empty"),
+            ("a b", "spaces"),
+            ("\u{e9}t\u{e9}", "spaces"),
+        ] {
+            write_file(dir.path(), CREDENTIAL_NAME, content, 0o400);
+            let err = with_credentials("", None, Some(dir.path())).unwrap_err();
+            assert_eq!(invalid_key(&err), "systemd credential bearer_token");
+            let msg = err.to_string();
+            assert!(msg.contains(what), "{msg}");
+            assert!(msg.contains(CREDENTIAL_NAME), "{msg}");
+        }
+        fs::write(dir.path().join(CREDENTIAL_NAME), b"\xff\xfe").unwrap();
+        let msg = with_credentials("", None, Some(dir.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("not UTF-8"), "{msg}");
+        // The credentials directory itself is not a file: a read error names it.
+        fs::remove_file(dir.path().join(CREDENTIAL_NAME)).unwrap();
+        fs::create_dir(dir.path().join(CREDENTIAL_NAME)).unwrap();
+        let msg = with_credentials("", None, Some(dir.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("cannot read it"), "{msg}");
+    }
+}

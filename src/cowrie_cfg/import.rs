@@ -1,0 +1,390 @@
+//! `tjfwd config import-cowrie`: the tjfwd TOML equivalent to a cowrie.cfg,
+//! written with comments like `packaging/tjfwd.toml`. It never holds the
+//! token: it names a token file instead.
+
+use std::path::Path;
+
+use super::settings::{absolute, CowrieSettings};
+use super::{COWRIE_VERSION, SUGGESTED_TOKEN_FILE};
+use crate::config::{self, Config, ConfigError, LoadOptions, TOKEN_ENV};
+
+/// What `tjfwd config import-cowrie` prints, and what it has to say.
+#[derive(Debug)]
+pub struct Imported {
+    /// The tjfwd TOML configuration (never holds the token).
+    pub toml: String,
+    /// Warnings (also written as comments at the top of `toml`).
+    pub warnings: Vec<String>,
+    /// Informational remarks.
+    pub notes: Vec<String>,
+}
+
+/// `tjfwd config import-cowrie FILE [--cowrie-dir DIR]`: the tjfwd TOML
+/// configuration equivalent to a cowrie.cfg, with the process's `COWRIE_*`
+/// environment variables.
+pub fn import_toml(cowrie_cfg: &Path, cowrie_dir: Option<&Path>) -> Result<Imported, ConfigError> {
+    import_settings(CowrieSettings::read(cowrie_cfg, cowrie_dir)?)
+}
+
+/// [`import_toml`] from settings already read.
+pub fn import_settings(settings: CowrieSettings) -> Result<Imported, ConfigError> {
+    let file = absolute(&settings.file);
+    let files_read: Vec<String> = settings
+        .files_read
+        .iter()
+        .map(|p| absolute(p).display().to_string())
+        .collect();
+    let env_overrides = settings.env_overrides.clone();
+    let cowrie_dir = settings.cowrie_dir.clone();
+    let has_token = settings.has_token;
+    // Checked as `run` would check it; the token is not needed to print.
+    let config = settings.into_config(None, &LoadOptions { dry_run: true }, None)?;
+    let toml = render(&RenderInput {
+        config: &config,
+        file: &file,
+        files_read: &files_read,
+        env_overrides: &env_overrides,
+        cowrie_dir: &cowrie_dir,
+        has_token,
+    });
+    Ok(Imported {
+        toml,
+        warnings: config.warnings,
+        notes: config.notes,
+    })
+}
+
+struct RenderInput<'a> {
+    config: &'a Config,
+    file: &'a Path,
+    files_read: &'a [String],
+    env_overrides: &'a [String],
+    cowrie_dir: &'a Path,
+    has_token: bool,
+}
+
+/// A TOML string literal.
+fn q(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// `text` as `# ` comment lines of at most about 78 columns, the first
+/// starting with `first`, the next ones indented like it.
+fn comment(out: &mut String, first: &str, text: &str) {
+    let indent = " ".repeat(first.len() + 1);
+    let mut line = format!("# {first}");
+    let mut empty = first.is_empty();
+    for word in text.split_whitespace() {
+        if !empty && line.len() + 1 + word.len() > 78 {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line = format!("# {indent}");
+            empty = true;
+        }
+        if !empty {
+            line.push(' ');
+        }
+        line.push_str(word);
+        empty = false;
+    }
+    out.push_str(line.trim_end());
+    out.push('\n');
+}
+
+/// A `key = value` line with its comment aligned at column 33, like
+/// packaging/tjfwd.toml.
+fn kv(out: &mut String, key: &str, value: &str, note: &str) {
+    let line = format!("{key} = {value}");
+    if note.is_empty() {
+        out.push_str(&line);
+    } else {
+        out.push_str(&format!("{line:<31} # {note}"));
+    }
+    out.push('\n');
+}
+
+fn render(r: &RenderInput<'_>) -> String {
+    let c = r.config;
+    let tj = &c.threatjammer;
+    let mut out = String::new();
+    out.push_str(&format!(
+        "# tjfwd configuration imported from Cowrie's {} by\n\
+         # `tjfwd config import-cowrie` (tjfwd {}). Use it with `tjfwd run --config FILE`.\n#\n",
+        r.file.display(),
+        env!("CARGO_PKG_VERSION")
+    ));
+    let mut read = vec![format!(
+        "Cowrie {COWRIE_VERSION}'s defaults (built into tjfwd)"
+    )];
+    read.extend(r.files_read.iter().cloned());
+    comment(&mut out, "Read:", &read.join(", "));
+    if !r.env_overrides.is_empty() {
+        comment(&mut out, "Environment:", &r.env_overrides.join(", "));
+    }
+    comment(
+        &mut out,
+        "Cowrie directory:",
+        &format!(
+            "{} (the relative paths of cowrie.cfg are relative to it)",
+            r.cowrie_dir.display()
+        ),
+    );
+    out.push_str(
+        "#\n# [threatjammer] holds the keys of cowrie.cfg's [output_threatjammer] and\n\
+         # [input] cowrie_json its [output_jsonlog] logfile; everything else has\n\
+         # tjfwd's defaults. Every key is optional; unknown keys are refused.\n",
+    );
+    for w in &c.warnings {
+        out.push_str("#\n");
+        comment(&mut out, "WARNING:", w);
+    }
+    out.push('\n');
+
+    out.push_str("# The sled database (the queue). Created 0700.\n");
+    kv(
+        &mut out,
+        "state_dir",
+        &q(&c.state_dir.to_string_lossy()),
+        "",
+    );
+    out.push('\n');
+
+    out.push_str("# From [output_threatjammer] of cowrie.cfg.\n[threatjammer]\n");
+    kv(&mut out, "api_url", &q(tj.api_url.as_str()), "");
+    if r.has_token {
+        out.push_str(&format!(
+            "# cowrie.cfg holds the API token; it is not copied here. Put it in this file,\n\
+             # readable only by the user tjfwd runs as, e.g. (paste the token, then Ctrl-D):\n\
+             #   install -m 600 -o tjfwd /dev/stdin {SUGGESTED_TOKEN_FILE}\n"
+        ));
+        kv(&mut out, "bearer_token_file", &q(SUGGESTED_TOKEN_FILE), "");
+    } else {
+        out.push_str(&format!(
+            "# cowrie.cfg holds no API token (only Cowrie's placeholder). Put yours in a file\n\
+             # readable only by tjfwd's user and uncomment the next line, or set the\n\
+             # environment variable {TOKEN_ENV}. Without a token only --dry-run works.\n"
+        ));
+        out.push_str(&format!(
+            "# bearer_token_file = {}\n",
+            q(SUGGESTED_TOKEN_FILE)
+        ));
+    }
+    kv(
+        &mut out,
+        "track_login",
+        &tj.track_login.to_string(),
+        "report cowrie.login.* events",
+    );
+    kv(
+        &mut out,
+        "track_session",
+        &tj.track_session.to_string(),
+        "report cowrie.session.* events",
+    );
+    kv(
+        &mut out,
+        "ttl",
+        &tj.ttl.to_string(),
+        "seconds in your private denylist",
+    );
+    kv(
+        &mut out,
+        "category",
+        &q(&tj.category),
+        "the dataset (\"type\" in the API)",
+    );
+    let tags = if tj.tags.is_empty() {
+        "[]".to_string()
+    } else {
+        q(&tj.tags.join(","))
+    };
+    kv(&mut out, "tags", &tags, "");
+    kv(
+        &mut out,
+        "allow_insecure_http",
+        &tj.allow_insecure_http.to_string(),
+        "plain http:// only to loopback hosts otherwise",
+    );
+    out.push('\n');
+
+    let input = &c.input;
+    out.push_str("[input]\n");
+    match &input.cowrie_json {
+        Some(p) => {
+            out.push_str("# [output_jsonlog] logfile of cowrie.cfg.\n");
+            kv(&mut out, "cowrie_json", &q(&p.to_string_lossy()), "");
+        }
+        None => out.push_str("# cowrie.cfg names no JSON log.\n"),
+    }
+    kv(
+        &mut out,
+        "start_at",
+        &q(input.start_at.as_str()),
+        "first run only (no checkpoint yet): \"end\" | \"beginning\"",
+    );
+    kv(
+        &mut out,
+        "poll_interval",
+        &q(&config::format_duration(input.poll_interval)),
+        "how often an idle tailer looks for new data",
+    );
+    kv(
+        &mut out,
+        "max_line_bytes",
+        &q(&config::format_size(input.max_line_bytes as u64)),
+        "longer lines are skipped and counted",
+    );
+    match input.listen_tcp {
+        Some(a) => kv(&mut out, "listen_tcp", &q(&a.to_string()), ""),
+        None => out.push_str(
+            "# listen_tcp = \"127.0.0.1:9000\"  # also take Cowrie's [output_socketlog] (TCP)\n",
+        ),
+    }
+    kv(
+        &mut out,
+        "max_connections",
+        &input.max_connections.to_string(),
+        "socket clients at once (with listen_tcp)",
+    );
+    out.push('\n');
+
+    let s = &c.schedule;
+    out.push_str("[schedule]\n");
+    kv(
+        &mut out,
+        "batch_size",
+        &s.batch_size.to_string(),
+        "1..=1000 addresses a request",
+    );
+    kv(
+        &mut out,
+        "flush_interval",
+        &q(&config::format_duration(s.flush_interval)),
+        "longest an address waits for a batch to fill",
+    );
+    kv(
+        &mut out,
+        "max_requests_per_minute",
+        &s.max_requests_per_minute.to_string(),
+        "the API's limit, rolling 60 s window, retries included",
+    );
+    kv(
+        &mut out,
+        "request_timeout",
+        &q(&config::format_duration(s.request_timeout)),
+        "",
+    );
+    kv(
+        &mut out,
+        "max_backoff",
+        &q(&config::format_duration(s.max_backoff)),
+        "cap of the retry delay after server errors",
+    );
+    kv(
+        &mut out,
+        "rereport_after",
+        &q(&config::format_duration(s.rereport_after)),
+        "a sighting this soon after the last report does not re-queue",
+    );
+    out.push('\n');
+
+    out.push_str("[filter]\n");
+    kv(
+        &mut out,
+        "report_non_public",
+        &c.filter.report_non_public.to_string(),
+        "private, loopback, documentation... addresses are skipped",
+    );
+    let allow: Vec<String> = c
+        .filter
+        .allowlist
+        .iter()
+        .map(|n| q(&n.to_string()))
+        .collect();
+    kv(
+        &mut out,
+        "allowlist",
+        &format!("[{}]", allow.join(", ")),
+        "CIDRs never reported, e.g. [\"192.0.2.0/24\"]",
+    );
+    out.push('\n');
+
+    out.push_str("[storage]\n");
+    kv(
+        &mut out,
+        "cache_capacity",
+        &q(&config::format_size(c.storage.cache_capacity)),
+        "sled's page cache",
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cowrie_cfg::tests::{Tree, TOKEN};
+
+    use crate::config::{Config, LoadOptions};
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn import_round_trips_through_the_toml_loader() {
+        let t = Tree::new();
+        let text = format!(
+            "[honeypot]\nlog_path = /srv/cowrie/log\n[output_threatjammer]\nenabled = true\n\
+             bearer_token = {TOKEN}\nttl = 600\ntags = COWRIE\ntrack_session = true\n"
+        );
+        let s = t.settings(&text, &[]).unwrap();
+        let expected = t
+            .settings(&text, &[])
+            .unwrap()
+            .into_config(None, &LoadOptions { dry_run: true }, None)
+            .unwrap();
+        let imported = import_settings(s).unwrap();
+        let out = &imported.toml;
+        assert!(!out.contains(TOKEN), "{out}");
+        assert!(
+            out.contains("bearer_token_file = \"/etc/tjfwd/token\""),
+            "{out}"
+        );
+        assert!(out.contains("enabled = false"), "{out}");
+        assert!(imported
+            .warnings
+            .iter()
+            .any(|w| w.contains("enabled = true")));
+        // Load it back, with a token file where the comment says.
+        let token = t.write("token", TOKEN);
+        fs::set_permissions(&token, fs::Permissions::from_mode(0o600)).unwrap();
+        let out = out.replace("/etc/tjfwd/token", &token.display().to_string());
+        let back = Config::from_toml_str(&out, None, &LoadOptions::default(), None)
+            .unwrap_or_else(|e| panic!("{e}\n{out}"));
+        assert_eq!(back.threatjammer.token.as_ref().unwrap().expose(), TOKEN);
+        let mut back_tj = back.threatjammer.clone();
+        back_tj.token = None;
+        let mut expected_tj = expected.threatjammer.clone();
+        expected_tj.token = None;
+        assert_eq!(back_tj, expected_tj);
+        assert_eq!(back.input, expected.input);
+        assert_eq!(back.schedule, expected.schedule);
+        assert_eq!(back.filter, expected.filter);
+        assert_eq!(back.storage, expected.storage);
+        assert_eq!(back.state_dir, expected.state_dir);
+    }
+
+    #[test]
+    fn import_without_a_token_comments_the_token_file_out() {
+        let t = Tree::new();
+        let imported = import_settings(t.settings("", &[]).unwrap()).unwrap();
+        let out = &imported.toml;
+        assert!(
+            out.contains("# bearer_token_file = \"/etc/tjfwd/token\""),
+            "{out}"
+        );
+        assert!(!out.contains("\nbearer_token_file"), "{out}");
+        let back = Config::from_toml_str(out, None, &LoadOptions { dry_run: true }, None)
+            .unwrap_or_else(|e| panic!("{e}\n{out}"));
+        assert!(back.threatjammer.token.is_none());
+        assert_eq!(back.threatjammer, Config::default().threatjammer);
+    }
+}

@@ -1,0 +1,369 @@
+//! Intake: the sightings of attacker addresses that the inputs hand over,
+//! folded per address ([`fold`]) and placed in one transaction per chunk.
+//!
+//! Each distinct address of a chunk goes to exactly one place, by one rule
+//! ([`class_unless_pending`], for both [`Store::enqueue`] and
+//! [`Store::classify`]), counted in [`EnqueueOutcome`]:
+//!
+//! - already pending: its entry is updated (earliest first sighting, latest
+//!   last sighting, hits added);
+//! - dead-lettered: not queued;
+//! - reported, and this sighting is not due again (not after the last
+//!   report, or within `rereport_after` of it): not queued;
+//! - otherwise new: queued at the back, in order of first appearance.
+//!
+//! Invariants:
+//!
+//! - A chunk's sightings and the input checkpoint that follows them are one
+//!   transaction: after a crash a line is either queued and passed, or
+//!   neither.
+//! - The addresses one call queues share `order` groups: one sequence
+//!   number and one `order` entry for up to `GROUP_MAX` of them.
+//! - [`Store::pending_count`] is a stored counter, not a scan: the inputs'
+//!   backpressure (`[queue] max_pending`) reads it on every chunk.
+
+use std::net::IpAddr;
+
+use migrations::meta_keys;
+use migrations::v1::{self, Checkpoint, FileId, Pending, Reported};
+use migrations::v2::{self, GROUP_MAX};
+use sled::Transactional;
+
+use super::delivery::{is_due, tx_insert_groups};
+use super::tx::{tx_counter, tx_err, tx_get, tx_get_pending};
+use super::{Policy, Store, StoreError};
+
+/// One sighting of an address, ready to queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sighting {
+    /// Normalized, filtered address.
+    pub addr: IpAddr,
+    /// Event time (ms since the epoch).
+    pub seen_ms: u64,
+}
+
+/// The sightings of one address in a chunk, folded: what
+/// [`Store::enqueue`] stores of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Folded {
+    pub addr: IpAddr,
+    /// The earliest event time.
+    pub first_seen_ms: u64,
+    /// The latest event time (the one compared with the last report).
+    pub last_seen_ms: u64,
+    /// How many sightings.
+    pub hits: u64,
+}
+
+impl Folded {
+    /// One sighting.
+    pub fn of(s: &Sighting) -> Folded {
+        Folded {
+            addr: s.addr,
+            first_seen_ms: s.seen_ms,
+            last_seen_ms: s.seen_ms,
+            hits: 1,
+        }
+    }
+
+    /// Folds in more sightings of the same address (min, max, sum: the
+    /// order they come in does not matter).
+    pub fn merge(&mut self, other: &Folded) {
+        debug_assert_eq!(self.addr, other.addr);
+        self.first_seen_ms = self.first_seen_ms.min(other.first_seen_ms);
+        self.last_seen_ms = self.last_seen_ms.max(other.last_seen_ms);
+        self.hits += other.hits;
+    }
+}
+
+/// Folds a chunk: one entry per address, in order of first appearance (so
+/// the queue stays oldest-first within a chunk too).
+///
+/// The addresses are the attackers': hashed with foldhash, which is fast
+/// and seeded at random per process, so that nobody can choose addresses
+/// that collide in it.
+pub fn fold(sightings: &[Sighting]) -> Vec<Folded> {
+    use foldhash::HashMapExt;
+    let mut index: foldhash::HashMap<IpAddr, usize> =
+        foldhash::HashMap::with_capacity(sightings.len());
+    let mut folded: Vec<Folded> = Vec::new();
+    for s in sightings {
+        match index.entry(s.addr) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                folded[*e.get()].merge(&Folded::of(s));
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(folded.len());
+                folded.push(Folded::of(s));
+            }
+        }
+    }
+    folded
+}
+
+/// What an [`Store::enqueue`] did with its sightings (distinct addresses).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EnqueueOutcome {
+    /// Addresses that became pending.
+    pub queued_new: u64,
+    /// Addresses already pending (their hits and last_seen were updated).
+    pub updated: u64,
+    /// Addresses reported after (or too soon before) the sighting.
+    pub already_reported: u64,
+    /// Addresses in the dead-letter set.
+    pub dead: u64,
+}
+
+/// Where a sighting would go ([`Store::classify`]), as counted in
+/// [`EnqueueOutcome`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Already pending: its entry is updated.
+    Pending,
+    /// In the dead-letter set: not queued.
+    Dead,
+    /// Reported after (or too soon before) the sighting: not queued.
+    NotDue,
+    /// Queued.
+    New,
+}
+
+impl Store {
+    /// Queues a chunk of sightings and, in the same transaction, records the
+    /// input checkpoint that follows them.
+    pub fn enqueue(
+        &self,
+        sightings: &[Sighting],
+        checkpoint: Option<(&FileId, &Checkpoint)>,
+        now_ms: u64,
+    ) -> Result<EnqueueOutcome, StoreError> {
+        let folded = fold(sightings);
+        self.enqueue_folded(&folded, checkpoint, now_ms)
+    }
+
+    /// [`Store::enqueue`] of sightings already folded by [`fold`] (or
+    /// merged like it: each address once).
+    pub fn enqueue_folded(
+        &self,
+        folded: &[Folded],
+        checkpoint: Option<(&FileId, &Checkpoint)>,
+        now_ms: u64,
+    ) -> Result<EnqueueOutcome, StoreError> {
+        self.enqueue_inner(folded, None, checkpoint, now_ms)
+    }
+
+    /// [`Store::enqueue_folded`] of entries held back since `queued_at[i]`
+    /// (one time per entry): an address this queues gets that time as its
+    /// `queued_at_ms`, as if it had been written then (`tjfwd replay`
+    /// writes new addresses once, after folding their later sightings).
+    pub fn enqueue_folded_at(
+        &self,
+        folded: &[Folded],
+        queued_at: &[u64],
+        now_ms: u64,
+    ) -> Result<EnqueueOutcome, StoreError> {
+        assert_eq!(folded.len(), queued_at.len(), "one queued_at per entry");
+        self.enqueue_inner(folded, Some(queued_at), None, now_ms)
+    }
+
+    fn enqueue_inner(
+        &self,
+        folded: &[Folded],
+        queued_at: Option<&[u64]>,
+        checkpoint: Option<(&FileId, &Checkpoint)>,
+        now_ms: u64,
+    ) -> Result<EnqueueOutcome, StoreError> {
+        let keys: Vec<Vec<u8>> = folded.iter().map(|f| v1::addr_key(f.addr)).collect();
+        let ckpt = checkpoint.map(|(id, c)| (v1::checkpoint_key(id), v1::encode(c)));
+        let policy = self.policy;
+        (
+            &self.meta,
+            &self.pending,
+            &self.order,
+            &self.reported,
+            &self.dead,
+            &self.checkpoints,
+        )
+            .transaction(|(meta, pending, order, reported, dead, checkpoints)| {
+                let mut out = EnqueueOutcome::default();
+                let first_seq = tx_counter(meta, meta_keys::NEXT_SEQ)?;
+                let mut count = tx_counter(meta, meta_keys::PENDING_COUNT)?;
+                // The addresses this call queues, in order: they make the
+                // groups `first_seq`, `first_seq + 1`... of GROUP_MAX each.
+                let mut queued: Vec<&[u8]> = Vec::new();
+                for (i, (key, f)) in keys.iter().zip(folded).enumerate() {
+                    let (first, last, hits) = (f.first_seen_ms, f.last_seen_ms, f.hits);
+                    if let Some(mut p) = tx_get_pending(pending, key)? {
+                        p.first_seen_ms = p.first_seen_ms.min(first);
+                        p.last_seen_ms = p.last_seen_ms.max(last);
+                        p.hits += hits;
+                        pending.insert(key.as_slice(), v2::encode_pending(&p))?;
+                        out.updated += 1;
+                        continue;
+                    }
+                    let is_dead = dead.get(key)?.is_some();
+                    let r = || tx_get::<Reported>(reported, "reported", key);
+                    match class_unless_pending(is_dead, r, last, policy)? {
+                        Class::Dead => out.dead += 1,
+                        Class::NotDue => out.already_reported += 1,
+                        // (Never `Pending`: that was looked at first.)
+                        Class::New | Class::Pending => {
+                            let p = Pending {
+                                first_seen_ms: first,
+                                last_seen_ms: last,
+                                hits,
+                                seq: first_seq + (queued.len() / GROUP_MAX) as u64,
+                                queued_at_ms: queued_at.map_or(now_ms, |q| q[i]),
+                            };
+                            pending.insert(key.as_slice(), v2::encode_pending(&p))?;
+                            queued.push(key);
+                            count += 1;
+                            out.queued_new += 1;
+                        }
+                    }
+                }
+                if !queued.is_empty() {
+                    let next_seq = tx_insert_groups(order, first_seq, &queued)?;
+                    meta.insert(meta_keys::NEXT_SEQ, &next_seq.to_be_bytes())?;
+                    meta.insert(meta_keys::PENDING_COUNT, &count.to_be_bytes())?;
+                }
+                if let Some((k, v)) = &ckpt {
+                    checkpoints.insert(k.as_slice(), v.as_slice())?;
+                }
+                Ok(out)
+            })
+            .map_err(tx_err)
+    }
+
+    /// What [`Store::enqueue_folded`] would do with each entry, without
+    /// writing anything (point lookups only). For a caller that holds the
+    /// queue alone and writes the entries later (`tjfwd replay`).
+    pub fn classify(&self, folded: &[Folded]) -> Result<Vec<Class>, StoreError> {
+        folded
+            .iter()
+            .map(|f| {
+                let key = v1::addr_key(f.addr);
+                if self.pending.contains_key(&key)? {
+                    return Ok(Class::Pending);
+                }
+                let is_dead = self.dead.contains_key(&key)?;
+                let r = || v1::get::<Reported>(&self.reported, "reported", &key);
+                Ok(class_unless_pending(
+                    is_dead,
+                    r,
+                    f.last_seen_ms,
+                    self.policy,
+                )?)
+            })
+            .collect()
+    }
+
+    /// Number of pending addresses (a stored counter, not a scan).
+    pub fn pending_count(&self) -> Result<u64, StoreError> {
+        Ok(v1::decode_u64(
+            "meta/pending_count",
+            self.meta.get(meta_keys::PENDING_COUNT)?.as_deref(),
+        )?)
+    }
+}
+
+/// Where a sighting of an address that is not pending goes: the one rule
+/// of [`Store::enqueue_folded`] and [`Store::classify`] (never
+/// [`Class::Pending`]). The reported entry is only read when the address
+/// is not dead-lettered.
+fn class_unless_pending<E>(
+    is_dead: bool,
+    reported: impl FnOnce() -> Result<Option<Reported>, E>,
+    last_seen_ms: u64,
+    policy: Policy,
+) -> Result<Class, E> {
+    if is_dead {
+        return Ok(Class::Dead);
+    }
+    Ok(match reported()? {
+        Some(r) if !is_due(&r, last_seen_ms, policy) => Class::NotDue,
+        _ => Class::New,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::{open, s, TTL};
+
+    #[test]
+    fn enqueue_dedupes_and_counts() {
+        let d = tempfile::tempdir().unwrap();
+        let q = open(d.path());
+        let out = q
+            .enqueue(
+                &[s("1.1.1.1", 10), s("1.1.1.1", 20), s("2.2.2.2", 15)],
+                None,
+                100,
+            )
+            .unwrap();
+        assert_eq!(out.queued_new, 2);
+        let out = q.enqueue(&[s("1.1.1.1", 30)], None, 200).unwrap();
+        assert_eq!(out.updated, 1);
+        assert_eq!(q.pending_count().unwrap(), 2);
+        let p = q.pending("1.1.1.1".parse().unwrap()).unwrap().unwrap();
+        assert_eq!(
+            (p.first_seen_ms, p.last_seen_ms, p.hits, p.queued_at_ms),
+            (10, 30, 3, 100)
+        );
+        assert_eq!(q.oldest_queued_at().unwrap(), Some(100));
+    }
+
+    #[test]
+    fn resighting_after_report_requeues_but_older_does_not() {
+        let d = tempfile::tempdir().unwrap();
+        let q = open(d.path());
+        q.enqueue(&[s("9.9.9.9", 10)], None, 10).unwrap();
+        let b = q.peek_batch(10).unwrap();
+        q.ack(&b, 1000, 1000).unwrap();
+        let out = q.enqueue(&[s("9.9.9.9", 999)], None, 1001).unwrap();
+        assert_eq!(out.already_reported, 1);
+        assert_eq!(q.pending_count().unwrap(), 0);
+        let out = q.enqueue(&[s("9.9.9.9", 1001)], None, 1001).unwrap();
+        assert_eq!(out.queued_new, 1);
+        let b = q.peek_batch(10).unwrap();
+        q.ack(&b, 2000, 2000).unwrap();
+        let r = q.reported("9.9.9.9".parse().unwrap()).unwrap().unwrap();
+        assert_eq!(
+            (r.first_reported_ms, r.last_reported_ms, r.count),
+            (1000, 2000, 2)
+        );
+        // Exactly one expiry entry: pruning before the new expiry removes nothing.
+        assert_eq!(q.prune_expired(1000 + TTL + 1, 100).unwrap(), 0);
+        assert_eq!(q.prune_expired(2000 + TTL + 1, 100).unwrap(), 1);
+        assert!(q.reported("9.9.9.9".parse().unwrap()).unwrap().is_none());
+    }
+
+    #[test]
+    fn rereport_after_thins_out_resightings() {
+        let d = tempfile::tempdir().unwrap();
+        let q = Store::open(
+            d.path(),
+            8 << 20,
+            Policy {
+                ttl_ms: TTL,
+                rereport_after_ms: 500,
+            },
+        )
+        .unwrap();
+        q.enqueue(&[s("9.9.9.9", 10)], None, 10).unwrap();
+        q.ack(&q.peek_batch(10).unwrap(), 1000, 1000).unwrap();
+        assert_eq!(
+            q.enqueue(&[s("9.9.9.9", 1499)], None, 0)
+                .unwrap()
+                .already_reported,
+            1
+        );
+        assert_eq!(
+            q.enqueue(&[s("9.9.9.9", 1500)], None, 0)
+                .unwrap()
+                .queued_new,
+            1
+        );
+    }
+}

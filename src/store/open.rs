@@ -1,0 +1,378 @@
+//! Opening the store and making it durable: the state directory and its
+//! lock, sled's own lock, the seal, the migrations, and the fsync.
+//!
+//! Invariants:
+//!
+//! - A [`Store`] holds the directory lock (`tjfwd.lock`, taken by
+//!   [`lock_state_dir`]) for its whole life, so one process at most uses a
+//!   state directory, and a second one gets [`StoreError::Locked`]. sled's
+//!   own lock, which the background threads of a database this process (or
+//!   one that just exited) closed may hold a moment longer, is waited for.
+//! - Nothing is opened while a [`DAMAGED_MARKER`] is in the directory, nor a
+//!   database whose sequence counter is below the one its [`SEAL`] records:
+//!   sled opens a cut-off log as it was before the cut, without a word, and
+//!   the seal is how that loss is noticed. The seal never claims more than
+//!   is on disk: [`Store::flush`] reads the counter before the fsync.
+//! - The database is brought to the current schema (the `migrations` crate)
+//!   before anything else reads it; a newer one is refused, untouched.
+//! - Snapshots that sled left half-written are removed before it opens
+//!   ([`remove_interrupted_snapshots`]).
+
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+
+use migrations::v1;
+use migrations::{meta_keys, trees, MigrationError};
+
+use super::{Policy, Store, StoreError};
+
+impl Store {
+    /// Opens (creating if needed) the database in `state_dir`, taking the
+    /// directory lock and running the migrations.
+    pub fn open(
+        state_dir: &Path,
+        cache_capacity: u64,
+        policy: Policy,
+    ) -> Result<Store, StoreError> {
+        let lock = lock_state_dir(state_dir)?;
+        Store::open_locked(state_dir, lock, cache_capacity, policy)
+    }
+
+    /// Opens the database of a state directory whose lock (from
+    /// [`lock_state_dir`]) the caller holds; the store keeps it.
+    pub fn open_locked(
+        state_dir: &Path,
+        lock: File,
+        cache_capacity: u64,
+        policy: Policy,
+    ) -> Result<Store, StoreError> {
+        let dir = state_dir.to_path_buf();
+        let io = |source| StoreError::StateDir {
+            dir: dir.clone(),
+            source,
+        };
+        if let Ok(detail) = std::fs::read_to_string(dir.join(DAMAGED_MARKER)) {
+            return Err(StoreError::Damaged {
+                dir: dir.clone(),
+                detail: format!(
+                    "found by an earlier check, see {}: {}",
+                    DAMAGED_MARKER,
+                    detail.lines().next().unwrap_or("")
+                ),
+            });
+        }
+        let db_path = dir.join("db");
+        if db_path.exists() && !db_path.join("db").exists() {
+            // sled would quietly start an empty database beside its
+            // snapshot: the queue would be gone without a word.
+            return Err(StoreError::Damaged {
+                dir: dir.clone(),
+                detail: format!("{} is missing", db_path.join("db").display()),
+            });
+        }
+        remove_interrupted_snapshots(&dir.join("db")).map_err(io)?;
+        // We hold tjfwd.lock, so no other tjfwd uses the directory: sled's
+        // own lock can only be held for a moment more by the background
+        // threads of a database this process (or one that just exited)
+        // has closed. Wait for them rather than fail.
+        let lock_deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let opened = loop {
+            let r = sled::Config::new()
+                .path(dir.join("db"))
+                .cache_capacity(cache_capacity)
+                .mode(sled::Mode::LowSpace)
+                .open();
+            match &r {
+                Err(sled::Error::Io(e))
+                    if (e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.to_string().contains("could not acquire lock"))
+                        && std::time::Instant::now() < lock_deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                _ => break r,
+            }
+        };
+        let db = opened.map_err(|source| match &source {
+            // sled's own lock: a process that just closed the database
+            // may still hold it for a moment (its flusher thread).
+            sled::Error::Io(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.to_string().contains("could not acquire lock") =>
+            {
+                StoreError::Locked {
+                    dir: dir.clone(),
+                    lock: dir.join("db"),
+                }
+            }
+            sled::Error::Corruption { .. } => StoreError::Damaged {
+                dir: dir.clone(),
+                detail: "sled found corrupted data while opening it".into(),
+            },
+            _ => StoreError::Open {
+                dir: dir.clone(),
+                source,
+            },
+        })?;
+        let created_by = concat!("tjfwd ", env!("CARGO_PKG_VERSION"));
+        migrations::migrate(&db, created_by).map_err(|source| match source {
+            MigrationError::Corrupt(detail) => StoreError::Damaged {
+                dir: dir.clone(),
+                detail,
+            },
+            MigrationError::Sled(sled::Error::Corruption { .. }) => StoreError::Damaged {
+                dir: dir.clone(),
+                detail: "sled found corrupted data while reading its metadata".into(),
+            },
+            source => StoreError::Schema {
+                dir: dir.clone(),
+                source,
+            },
+        })?;
+        let meta = db.open_tree(trees::META)?;
+        let now =
+            v1::decode_u64("meta/next_seq", meta.get(meta_keys::NEXT_SEQ)?.as_deref()).unwrap_or(0);
+        if let Some(detail) = seal_says_older(&dir, now) {
+            return Err(StoreError::Damaged {
+                dir: dir.clone(),
+                detail,
+            });
+        }
+        Ok(Store {
+            meta,
+            pending: db.open_tree(trees::PENDING)?,
+            order: db.open_tree(trees::ORDER)?,
+            reported: db.open_tree(trees::REPORTED)?,
+            expiry: db.open_tree(trees::EXPIRY)?,
+            dead: db.open_tree(trees::DEAD)?,
+            checkpoints: db.open_tree(trees::CHECKPOINTS)?,
+            db,
+            dir,
+            policy,
+            _lock: lock,
+            sealed_at_ms: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes everything to disk (fsync).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        // The counter is read before the fsync, so the seal never claims
+        // more than what is on disk.
+        let next_seq = self.meta.get(meta_keys::NEXT_SEQ)?;
+        self.db.flush()?;
+        // At most once a second (the socket input flushes every chunk): a
+        // seal that lags behind only checks a little less.
+        let now = crate::clock::now_ms();
+        let last = self.sealed_at_ms.load(std::sync::atomic::Ordering::Relaxed);
+        if now.saturating_sub(last) < 1000 {
+            return Ok(());
+        }
+        self.sealed_at_ms
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(n) = v1::decode_u64("meta/next_seq", next_seq.as_deref()) {
+            if let Err(e) = write_seal(&self.dir, n) {
+                tracing::warn!(error = %e, "cannot write {SEAL}", );
+            }
+        }
+        Ok(())
+    }
+
+    /// The next sequence number of the `order` tree: the counter that the
+    /// seal records ([`seal_says_older`]).
+    pub fn next_seq(&self) -> Result<u64, StoreError> {
+        Ok(v1::decode_u64(
+            "meta/next_seq",
+            self.meta.get(meta_keys::NEXT_SEQ)?.as_deref(),
+        )?)
+    }
+}
+
+/// The file, in the state directory, holding the store's sequence counter as
+/// of its last fsync. sled treats a cut-off log as a torn write and opens the
+/// database as it was before the cut, without a word; a counter below the
+/// seal's shows that committed data is gone.
+pub const SEAL: &str = "tjfwd.seal";
+
+fn write_seal(dir: &Path, next_seq: u64) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{SEAL}.tmp"));
+    std::fs::write(&tmp, format!("next_seq {next_seq}\n"))?;
+    std::fs::rename(&tmp, dir.join(SEAL))
+}
+
+/// Whether the seal in `dir` shows a database whose sequence counter is
+/// `next_seq` to have lost committed data; if so, the explanation.
+pub fn seal_says_older(dir: &Path, next_seq: u64) -> Option<String> {
+    let sealed = read_seal(dir)?;
+    (next_seq < sealed).then(|| {
+        let seal = dir.join(SEAL);
+        format!(
+            "it is older than its last save: its sequence counter is {next_seq}, {} records \
+             {sealed}, so a part of it was lost (a truncated or damaged file, or a copy \
+             restored from a backup; if you restored it on purpose, delete {} and start again)",
+            seal.display(),
+            seal.display()
+        )
+    })
+}
+
+/// The sequence counter the seal records, if there is a readable seal.
+fn read_seal(dir: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(dir.join(SEAL)).ok()?;
+    text.trim().strip_prefix("next_seq ")?.parse().ok()
+}
+
+/// The file, in the state directory, that records that the database was
+/// found damaged while running: later starts refuse until `tjfwd recover`.
+pub const DAMAGED_MARKER: &str = "DAMAGED";
+
+/// Records that the database in `state_dir` is damaged (see [`DAMAGED_MARKER`]).
+pub fn mark_damaged(state_dir: &Path, detail: &str) -> std::io::Result<()> {
+    let tmp = state_dir.join(format!("{DAMAGED_MARKER}.tmp"));
+    std::fs::write(&tmp, format!("{detail}\n"))?;
+    std::fs::rename(&tmp, state_dir.join(DAMAGED_MARKER))
+}
+
+/// Creates the state directory (0700) if needed and takes its lock
+/// (`tjfwd.lock`), held as long as the returned file is open.
+pub fn lock_state_dir(state_dir: &Path) -> Result<File, StoreError> {
+    let dir = state_dir.to_path_buf();
+    let io = |source| StoreError::StateDir {
+        dir: dir.clone(),
+        source,
+    };
+    create_private_dir(&dir).map_err(io)?;
+    crate::permissions::check_state_dir(&dir).map_err(StoreError::Unsafe)?;
+    let lock_path = dir.join("tjfwd.lock");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io)?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+            dir: dir.clone(),
+            lock: lock_path,
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
+}
+
+/// Creates `dir` (and parents) with mode 0700 for the last component.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Removes the snapshots sled left unfinished (`snap.<lsn>.generating`).
+///
+/// sled 0.34 writes a snapshot only while opening the database (after
+/// replaying its log): to `snap.<lsn>.generating`, synced, then renamed to
+/// `snap.<lsn>`. But it also takes `.generating` files for snapshots, and
+/// the last in name order wins, so a process killed while writing one (a
+/// kill -9 or an OOM kill during start-up) left a database that every later
+/// open refused as corrupt ("Read corrupted data") — tjfwd could then never
+/// start again. Such a file was never in use: the open that wrote it had not
+/// finished, so the database is the previous snapshot plus the log, which
+/// is what sled reads once the file is gone. Called with the directory lock
+/// held, so no other process is writing one.
+fn remove_interrupted_snapshots(db_dir: &Path) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(db_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!(file = %entry.path().display(), "removing a database snapshot left unfinished by a crash");
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::{open, s, TTL};
+
+    #[test]
+    fn a_database_behind_its_seal_is_refused_as_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let q = open(dir.path());
+            q.enqueue(&[s("1.2.3.4", 5)], None, 10).unwrap();
+            q.flush().unwrap();
+        }
+        assert_eq!(read_seal(dir.path()), Some(1));
+        // As if the database had lost its last writes since the seal.
+        write_seal(dir.path(), 7).unwrap();
+        let policy = Policy {
+            ttl_ms: TTL,
+            rereport_after_ms: 0,
+        };
+        match Store::open(dir.path(), 8 << 20, policy) {
+            Err(StoreError::Damaged { detail, .. }) => {
+                assert!(detail.contains("older than its last save"), "{detail}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // Deleting the seal (a backup restored on purpose) opens it again.
+        std::fs::remove_file(dir.path().join(SEAL)).unwrap();
+        assert_eq!(open(dir.path()).pending_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn second_open_is_refused_with_a_clear_error() {
+        let d = tempfile::tempdir().unwrap();
+        let _q = open(d.path());
+        let err = Store::open(
+            d.path(),
+            8 << 20,
+            Policy {
+                ttl_ms: 1,
+                rereport_after_ms: 0,
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(err, StoreError::Locked { .. }));
+        assert!(err.to_string().contains(&d.path().display().to_string()));
+    }
+
+    #[test]
+    fn a_snapshot_left_half_written_by_a_crash_does_not_stop_the_next_open() {
+        // sled writes its snapshot while opening, to snap.<lsn>.generating,
+        // then renames it; killed in between, it left a file that every
+        // later open read as the snapshot and refused as corrupt (found by
+        // tests/chaos.rs after ~400 kill -9).
+        let d = tempfile::tempdir().unwrap();
+        {
+            let q = open(d.path());
+            q.enqueue(&[s("1.1.1.1", 10), s("2.2.2.2", 20)], None, 100)
+                .unwrap();
+            q.flush().unwrap();
+        }
+        drop(open(d.path())); // an open that writes a snapshot
+        let half = d.path().join("db").join("snap.7FFFFFFFFFFFFFFF.generating");
+        std::fs::write(&half, [0xab; 100]).unwrap();
+        let q = open(d.path());
+        assert_eq!(q.pending_count().unwrap(), 2);
+        assert!(q.pending("1.1.1.1".parse().unwrap()).unwrap().is_some());
+        assert!(!half.exists());
+    }
+}

@@ -1,0 +1,255 @@
+//! Checking the store: every record read back and decoded, the trees
+//! checked against each other and against the stored counters; and the one
+//! repair made in place, a recount of the pending counter.
+//!
+//! The cross-checks are the writers' invariants (stated in the `migrations`
+//! crate): every address an `order` group lists is pending with that
+//! group's sequence, once, and as many addresses are listed as are pending;
+//! `meta/pending_count` equals the number of `pending` entries;
+//! `meta/next_seq` is above every sequence in use. They mean something
+//! only while nothing writes (`tjfwd recover --check`, tests): sled's
+//! iterators see each tree as it changes. Online, [`Store::verify_until`]
+//! without `cross_check` only reads every record back.
+//!
+//! Nothing here writes, except [`Store::repair_pending_count`].
+
+use migrations::meta_keys;
+use migrations::v1;
+use migrations::v2;
+
+use super::{Store, StoreError};
+
+/// What [`Store::verify`] found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub pending: u64,
+    pub reported: u64,
+    pub dead: u64,
+    pub checkpoints: u64,
+    /// Problems found (0: the database is sound).
+    pub problems: u64,
+    /// The first few problems, in words.
+    pub details: Vec<String>,
+    /// Every record was read (false: stopped early).
+    pub complete: bool,
+}
+
+impl Store {
+    /// Reads every record of every tree and checks that the trees agree
+    /// with each other and with the stored counters (a full scan: for
+    /// `tjfwd recover --check`, not for hot paths).
+    pub fn verify(&self) -> Verified {
+        self.verify_until(&std::sync::atomic::AtomicBool::new(false), true)
+    }
+
+    /// [`Store::verify`], giving up (with `complete: false`) once `stop` is
+    /// set. Without `cross_check`, only whether every record reads back and
+    /// decodes: the trees are not checked against each other, which is only
+    /// meaningful while nothing writes (sled's iterators see each tree as it
+    /// changes, not a snapshot of all of them).
+    pub fn verify_until(
+        &self,
+        stop: &std::sync::atomic::AtomicBool,
+        cross_check: bool,
+    ) -> Verified {
+        let stopped = || stop.load(std::sync::atomic::Ordering::Relaxed);
+        let mut v = Verified::default();
+        let problem = |v: &mut Verified, what: String| {
+            v.problems += 1;
+            if v.details.len() < 20 {
+                v.details.push(what);
+            }
+        };
+        let count = self
+            .meta
+            .get(meta_keys::PENDING_COUNT)
+            .map_err(StoreError::from)
+            .and_then(|b| Ok(v1::decode_u64("meta/pending_count", b.as_deref())?));
+        let next_seq = self
+            .meta
+            .get(meta_keys::NEXT_SEQ)
+            .map_err(StoreError::from)
+            .and_then(|b| Ok(v1::decode_u64("meta/next_seq", b.as_deref())?));
+        for (name, r) in [
+            ("request log", self.request_log().map(drop)),
+            ("health record", self.health().map(drop)),
+        ] {
+            if let Err(e) = r {
+                problem(&mut v, format!("{name}: {e}"));
+            }
+        }
+        let mut max_seq = None::<u64>;
+        for item in self.pending.iter() {
+            if stopped() {
+                return v;
+            }
+            let checked = item.map_err(StoreError::from).and_then(|(k, val)| {
+                v1::addr_from_key(&k)?;
+                Ok(v2::decode_pending(&val)?)
+            });
+            match checked {
+                Ok(p) => {
+                    v.pending += 1;
+                    max_seq = max_seq.max(Some(p.seq));
+                }
+                Err(e) => {
+                    problem(&mut v, format!("pending tree: {e}"));
+                    break;
+                }
+            }
+        }
+        // Every address a group lists must be pending with the group's
+        // sequence, once. With as many listed as pending, that makes each
+        // pending address listed exactly once, in the group its `seq` names.
+        let mut orders = 0u64;
+        for item in self.order.iter() {
+            if stopped() {
+                return v;
+            }
+            let checked = item.map_err(StoreError::from).and_then(|(k, group)| {
+                let seq = v1::decode_u64("order key", Some(&k))?;
+                let members: Vec<Vec<u8>> = v2::group_members(&group)?
+                    .into_iter()
+                    .map(<[u8]>::to_vec)
+                    .collect();
+                Ok((seq, members))
+            });
+            let (seq, members) = match checked {
+                Ok(g) => g,
+                Err(e) => {
+                    problem(&mut v, format!("order tree: {e}"));
+                    break;
+                }
+            };
+            orders += members.len() as u64;
+            max_seq = max_seq.max(Some(seq));
+            if !cross_check {
+                continue;
+            }
+            let mut seen = std::collections::HashSet::with_capacity(members.len());
+            for key in &members {
+                let addr = v1::addr_from_key(key).map_or_else(|e| e.to_string(), |a| a.to_string());
+                if !seen.insert(key.as_slice()) {
+                    problem(&mut v, format!("order group {seq} lists {addr} twice"));
+                    continue;
+                }
+                match v2::get_pending(&self.pending, key) {
+                    Ok(Some(p)) if p.seq == seq => {}
+                    Ok(Some(p)) => problem(
+                        &mut v,
+                        format!(
+                            "order group {seq} lists {addr}, which is pending in group {}",
+                            p.seq
+                        ),
+                    ),
+                    Ok(None) => problem(
+                        &mut v,
+                        format!("order group {seq} lists {addr}, which is not pending"),
+                    ),
+                    Err(e) => problem(&mut v, format!("pending {addr}: {e}")),
+                }
+            }
+        }
+        let count = count.map_err(|e| problem(&mut v, e.to_string())).ok();
+        let next_seq = next_seq.map_err(|e| problem(&mut v, e.to_string())).ok();
+        // (online, the trees and counters may have moved on between reads)
+        if cross_check {
+            let mut mismatches = Vec::new();
+            if orders != v.pending {
+                mismatches.push(format!(
+                    "{orders} addresses in order groups for {} pending addresses",
+                    v.pending
+                ));
+            }
+            if let Some(c) = count.filter(|c| *c != v.pending) {
+                mismatches.push(format!(
+                    "pending counter says {c}, the tree holds {}",
+                    v.pending
+                ));
+            }
+            if let Some(n) = next_seq.filter(|n| max_seq.is_some_and(|m| m >= *n)) {
+                mismatches.push(format!("next sequence {n} is not above {max_seq:?}"));
+            }
+            for m in mismatches {
+                problem(&mut v, m);
+            }
+        }
+        for item in self.reported_entries() {
+            if stopped() {
+                return v;
+            }
+            match item {
+                Ok(_) => v.reported += 1,
+                Err(e) => {
+                    problem(&mut v, format!("reported tree: {e}"));
+                    break;
+                }
+            }
+        }
+        for item in self.expiry.iter() {
+            if let Err(e) = item
+                .map_err(StoreError::from)
+                .and_then(|(k, _)| Ok(v1::split_expiry_key(&k).map(drop)?))
+            {
+                problem(&mut v, format!("expiry tree: {e}"));
+                break;
+            }
+        }
+        for item in self.dead_entries() {
+            match item {
+                Ok(_) => v.dead += 1,
+                Err(e) => {
+                    problem(&mut v, format!("dead-letter tree: {e}"));
+                    break;
+                }
+            }
+        }
+        match self.checkpoints() {
+            Ok(c) => v.checkpoints = c.len() as u64,
+            Err(e) => problem(&mut v, format!("checkpoints: {e}")),
+        }
+        v.complete = true;
+        v
+    }
+
+    /// Recounts the pending set and stores the count (a scan): the repair
+    /// for a counter that disagrees with the tree. Returns the count.
+    pub fn repair_pending_count(&self) -> Result<u64, StoreError> {
+        let n = self.pending.len() as u64;
+        self.meta
+            .insert(meta_keys::PENDING_COUNT, &n.to_be_bytes())?;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::{open, s};
+
+    #[test]
+    fn verify_compares_the_trees_offline_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = open(dir.path());
+        q.enqueue(&[s("1.2.3.4", 5), s("5.6.7.8", 6)], None, 10)
+            .unwrap();
+        assert_eq!(q.verify().problems, 0);
+        assert!(q.verify().complete);
+        // A pending entry lost without its order entry and counter.
+        q.pending
+            .remove(v1::addr_key("1.2.3.4".parse().unwrap()))
+            .unwrap();
+        let v = q.verify();
+        assert_eq!(v.problems, 3, "{:?}", v.details);
+        assert!(
+            v.details
+                .iter()
+                .any(|d| d.contains("2 addresses in order groups for 1 pending")),
+            "{:?}",
+            v.details
+        );
+        let online = q.verify_until(&std::sync::atomic::AtomicBool::new(false), false);
+        assert_eq!(online.problems, 0, "{:?}", online.details);
+        assert_eq!(online.pending, 1);
+    }
+}
