@@ -14,7 +14,7 @@
 //! |---------------|---------------------------------------|-----------------------|
 //! | `meta`        | ASCII name (see [`meta_keys`])         | per key, see there    |
 //! | `pending`     | address ([`v1::addr_key`])             | [`v3::Intake`], as [`v3::encode_intake`] |
-//! | `order`       | group sequence, u64 big-endian        | when, and which addresses, were queued together ([`v3::encode_group`]) |
+//! | `order`       | target id ‖ group sequence, u64 BE ([`v3::order_key`]) | when, and which addresses, were queued together for it ([`v3::encode_group`]) |
 //! | `targets`     | target id ‖ field ([`v3::field_key`])   | per field, see [`v3::fields`] |
 //! | `reported`    | target id ‖ address                   | [`v1::Reported`]      |
 //! | `expiry`      | target id ‖ expires_at ms u64 BE ‖ address | empty            |
@@ -34,10 +34,10 @@
 //!
 //! Invariants kept by the writers (all in single transactions): for every
 //! `pending` entry and every target `t` it owes at group `s`
-//! ([`v3::Intake::owed`]), the `order` group `s` lists the address; every
-//! address a group lists is owed to some target at that group (so no group
-//! is empty, and an address is in a group only while some target waits
-//! for it there); `meta/pending_count` equals the number of `pending`
+//! ([`v3::Intake::owed`]), `t`'s `order` group `s` lists the address;
+//! every address a group of `t` lists is owed to `t` at that group (so no
+//! group is empty, and an address is in one group of each target that
+//! owes it); `meta/pending_count` equals the number of `pending`
 //! entries and `targets/{t}pending_count` the number of entries that owe
 //! `t`; each `reported` entry has exactly one `expiry` key, with the same
 //! target, carrying its `expires_at_ms`.
@@ -46,20 +46,20 @@
 //!
 //! Targets must not hold each other back: each has its own place in the
 //! queue, its own mirror, dead letters, request log and health. Copying
-//! the queue per target would cost three `pending` and three group
-//! entries an address with three targets (sled stores an entry at ~100
-//! bytes beyond its value: over the 200-byte budget an address). In v3 an
-//! address has one `pending` entry listing the targets that still owe it
-//! and the group each waits in: usually one group for all, stored as one
-//! sequence and a mask (19 bytes for one target or three). The time an
-//! address was queued moves from its entry to its group (all a group's
-//! addresses were queued by one write), so that a target that queues an
-//! address anew counts its flush interval from then, not from when
-//! another target first queued it. Each target
-//! walks the shared groups in order from its own `head_seq` and takes
-//! the addresses it owes there; a target that reports an address and sees
-//! it again while another target still owes it queues it anew in a later
-//! group, for itself only, so a slow target keeps its place in the FIFO.
+//! the queue per target would cost three `pending` entries an address
+//! with three targets (sled stores an entry at ~100 bytes beyond its
+//! value: over the 200-byte budget an address). In v3 an address has one
+//! `pending` entry, its sightings and the targets that still owe it, each
+//! with the group it waits in: usually the same sequence for all, stored
+//! as one sequence and a mask (19 bytes for one target or three). Each
+//! target has its own FIFO of groups (`order` keys start with its id): a
+//! group lists up to [`v2::GROUP_MAX`] addresses at ~5 bytes each, so a
+//! target's share of the order costs a few bytes an address. A target
+//! that reports an address and sees it again while another still owes it
+//! queues it anew at the back of its own FIFO; the others keep their
+//! place. The time an address was queued moves from its entry to its
+//! group (all a group's addresses were queued by one write), so each
+//! target counts its flush interval from its own wait.
 //!
 //! # Schema v2 (migrated by step 3)
 //!
@@ -695,14 +695,6 @@ pub mod v2 {
         tree: &sled::Tree,
         convert: impl Fn(&[u8]) -> Option<Vec<u8>>,
     ) -> Result<(), MigrationError> {
-        rewrite_keyed(tree, |_, v| convert(v))
-    }
-
-    /// [`rewrite`] with the key given to `convert` too.
-    pub(crate) fn rewrite_keyed(
-        tree: &sled::Tree,
-        convert: impl Fn(&[u8], &[u8]) -> Option<Vec<u8>>,
-    ) -> Result<(), MigrationError> {
         const BATCH: usize = 1_000;
         let mut from: Vec<u8> = Vec::new();
         loop {
@@ -711,7 +703,7 @@ pub mod v2 {
             let mut last = None;
             for item in tree.range(from.as_slice()..).take(BATCH) {
                 let (k, v) = item?;
-                if let Some(new) = convert(&k, &v) {
+                if let Some(new) = convert(&v) {
                     batch.insert(k.clone(), new);
                 }
                 n += 1;
@@ -784,6 +776,28 @@ pub mod v3 {
         k.push(target);
         k.extend_from_slice(field);
         k
+    }
+
+    /// An `order` key: the id, then the group's sequence (u64 big-endian),
+    /// so that each target's groups are a range of their own, in order.
+    pub fn order_key(target: TargetId, seq: u64) -> [u8; 9] {
+        let mut k = [0u8; 9];
+        k[0] = target;
+        k[1..].copy_from_slice(&seq.to_be_bytes());
+        k
+    }
+
+    /// Splits an [`order_key`].
+    pub fn split_order_key(key: &[u8]) -> Result<(TargetId, u64), MigrationError> {
+        match key {
+            [t, seq @ ..] if seq.len() == 8 => {
+                Ok((*t, u64::from_be_bytes(seq.try_into().expect("8 bytes"))))
+            }
+            _ => Err(MigrationError::Corrupt(format!(
+                "order key of {} bytes",
+                key.len()
+            ))),
+        }
     }
 
     /// A `reported` or `dead` key: the id, then the address key.
@@ -1066,20 +1080,21 @@ pub mod v3 {
     /// Migration 2 → 3: the v2 database's delivery state becomes Threat
     /// Jammer's (id 0), the only target it can have had.
     ///
-    /// - each `order` group is written again with the earliest
-    ///   `queued_at_ms` of the entries waiting in it, then each `pending`
-    ///   value as an [`Intake`] owed to target 0 at its group;
+    /// - each `order` group becomes target 0's (its key gets the id in
+    ///   front) with the earliest `queued_at_ms` of the entries waiting in
+    ///   it, then each `pending` value becomes an [`Intake`] owed to target
+    ///   0 at its group;
     /// - `reported`, `dead` and `expiry` keys get the id in front;
     /// - `meta/request_log` and `meta/health` move to the `targets` tree
     ///   (the health with its [`FailureKind`], from the status rule of
     ///   [`v1::Health::failure_kind`]); target 0's pending count is
     ///   `meta/pending_count`, which goes on counting `pending` entries.
     ///
-    /// Resumable like 1 → 2: v2 `pending` and `order` values start with 2
-    /// and v3 ones with 3 (groups are converted before the entries whose
-    /// times they read); a v2 key is one byte shorter than the v3 key that
-    /// replaces it, and each replacement (insert the new key, remove the
-    /// old) is one atomic batch; the records are copied before the `meta`
+    /// Resumable like 1 → 2: v2 `pending` values start with 2 and v3 ones
+    /// with 3 (groups are converted before the entries whose times they
+    /// read); a v2 `order`, `reported`, `dead` or `expiry` key is one byte
+    /// shorter than the v3 key that replaces it, and each replacement
+    /// (insert the new key, remove the old) is one atomic batch; the records are copied before the `meta`
     /// keys are removed. The schema version is raised after the last step.
     /// A database with no delivery state (a new one) registers no target.
     pub fn from_v2(db: &sled::Db) -> Result<(), MigrationError> {
@@ -1102,9 +1117,9 @@ pub mod v3 {
         // Groups first: their time is the earliest queued_at_ms of the v2
         // entries that wait in them, read before those are rewritten.
         let order = db.open_tree(trees::ORDER)?;
-        super::v2::rewrite_keyed(&order, |seq, v| {
+        replace(&order, |key, v| {
+            let seq = u64::from_be_bytes(key.try_into().ok()?);
             let members = super::v2::group_members(v).ok()?;
-            let seq = u64::from_be_bytes(seq.try_into().ok()?);
             let queued_at = members
                 .iter()
                 .filter_map(|k| super::v2::get_pending(&pending, k).ok().flatten())
@@ -1112,7 +1127,7 @@ pub mod v3 {
                 .map(|p| p.queued_at_ms)
                 .min()
                 .unwrap_or(0);
-            Some(encode_group(queued_at, members))
+            Some((order_key(t, seq).to_vec(), encode_group(queued_at, members)))
         })?;
         super::v2::rewrite(&pending, |v| {
             let p = super::v2::decode_pending(v).ok()?;
@@ -1126,19 +1141,20 @@ pub mod v3 {
                 }],
             }))
         })?;
-        rekey(&reported, |k| {
-            (k.len() == 4 || k.len() == 16).then(|| target_addr_key(t, k))
+        let prefixed = |k: &[u8], v: &[u8]| {
+            let mut n = Vec::with_capacity(k.len() + 1);
+            n.push(t);
+            n.extend_from_slice(k);
+            (n, v.to_vec())
+        };
+        replace(&reported, |k, v| {
+            (k.len() == 4 || k.len() == 16).then(|| prefixed(k, v))
         })?;
-        rekey(&dead, |k| {
-            (k.len() == 4 || k.len() == 16).then(|| target_addr_key(t, k))
+        replace(&dead, |k, v| {
+            (k.len() == 4 || k.len() == 16).then(|| prefixed(k, v))
         })?;
-        rekey(&expiry, |k| {
-            (k.len() == 12 || k.len() == 24).then(|| {
-                let mut n = Vec::with_capacity(k.len() + 1);
-                n.push(t);
-                n.extend_from_slice(k);
-                n
-            })
+        replace(&expiry, |k, v| {
+            (k.len() == 12 || k.len() == 24).then(|| prefixed(k, v))
         })?;
         targets.insert(field_key(t, fields::NAME), THREATJAMMER_NAME.as_bytes())?;
         if !targets.contains_key(field_key(t, fields::PENDING_COUNT))? {
@@ -1171,11 +1187,13 @@ pub mod v3 {
         Ok(())
     }
 
-    /// Replaces each key `convert` has a new one for (and keeps its
-    /// value), in atomic batches of 1,000 replacements.
-    fn rekey(
+    /// Replaces each entry `convert` has a new key and value for, in
+    /// atomic batches of 1,000 replacements (insert the new, remove the
+    /// old). New keys may land ahead of the scan: `convert` must refuse
+    /// them.
+    fn replace(
         tree: &sled::Tree,
-        convert: impl Fn(&[u8]) -> Option<Vec<u8>>,
+        convert: impl Fn(&[u8], &[u8]) -> Option<(Vec<u8>, Vec<u8>)>,
     ) -> Result<(), MigrationError> {
         const BATCH: usize = 1_000;
         let mut from: Vec<u8> = Vec::new();
@@ -1186,8 +1204,8 @@ pub mod v3 {
             for item in tree.range(from.as_slice()..) {
                 let (k, v) = item?;
                 last = Some(k.clone());
-                if let Some(new) = convert(&k) {
-                    batch.insert(new, v);
+                if let Some((new_key, new_value)) = convert(&k, &v) {
+                    batch.insert(new_key, new_value);
                     batch.remove(k);
                     n += 1;
                     if n == BATCH {
@@ -1667,9 +1685,10 @@ mod tests {
         // As if a first run had converted the groups and some entries, and
         // then crashed.
         let g0: Vec<Vec<u8>> = (0..10).map(addr).collect();
+        order.remove(v1::seq_key(0)).unwrap();
         order
             .insert(
-                v1::seq_key(0),
+                v3::order_key(0, 0),
                 v3::encode_group(500, g0.iter().map(Vec::as_slice)),
             )
             .unwrap();
@@ -1715,11 +1734,12 @@ mod tests {
             assert_eq!(dead.contains_key(&rk).unwrap(), i.is_multiple_of(3), "{i}");
         }
         for g in 0..450u64 {
-            let v = order.get(v1::seq_key(g)).unwrap().unwrap();
+            let v = order.get(v3::order_key(0, g)).unwrap().unwrap();
             let (at, members) = v3::decode_group(&v).unwrap();
             assert_eq!(at, if g == 3 { 400 } else { 500 }, "group {g}");
             assert_eq!(members.len(), 10);
         }
+        assert_eq!(order.len(), 450, "every v2 key replaced");
         assert_eq!(reported.len(), 4_500);
         assert_eq!(expiry.len(), 4_500);
         assert_eq!(dead.len(), 1_500);

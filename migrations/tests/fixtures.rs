@@ -171,7 +171,7 @@ fn v1_fixture_opens_and_keeps_its_content() {
     // Migrated: the v1 order entry is now a group of one, same key, with
     // the entry's queued_at_ms.
     let order = db.open_tree(trees::ORDER).unwrap();
-    let group = order.get(v1::seq_key(0)).unwrap().unwrap();
+    let group = order.get(v3::order_key(0, 0)).unwrap().unwrap();
     assert_eq!(
         v3::decode_group(&group).unwrap(),
         (2500, vec![key.as_slice()])
@@ -250,7 +250,7 @@ fn v2_fixture_opens_and_keeps_its_content() {
     let group = db
         .open_tree(trees::ORDER)
         .unwrap()
-        .get(v1::seq_key(5))
+        .get(v3::order_key(0, 5))
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -366,7 +366,7 @@ fn v2_delivery_state_becomes_threat_jammers() {
     let group = db
         .open_tree(trees::ORDER)
         .unwrap()
-        .get(v1::seq_key(7))
+        .get(v3::order_key(0, 7))
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -474,14 +474,25 @@ fn write_v3_fixture() {
         pending.insert(key, v3::encode_intake(&e)).unwrap();
     }
     let order = db.open_tree(trees::ORDER).unwrap();
+    // Target 0: both at group 3, then the second again at group 4 (so
+    // only the first stays in group 3); target 1: both at group 3.
     order
         .insert(
-            v1::seq_key(3),
-            v3::encode_group(2500, keys.iter().map(Vec::as_slice)),
+            v3::order_key(0, 3),
+            v3::encode_group(2500, [keys[0].as_slice()]),
         )
         .unwrap();
     order
-        .insert(v1::seq_key(4), v3::encode_group(2600, [keys[1].as_slice()]))
+        .insert(
+            v3::order_key(0, 4),
+            v3::encode_group(2600, [keys[1].as_slice()]),
+        )
+        .unwrap();
+    order
+        .insert(
+            v3::order_key(1, 3),
+            v3::encode_group(2500, keys.iter().map(Vec::as_slice)),
+        )
         .unwrap();
     let meta = db.open_tree(trees::META).unwrap();
     meta.insert(meta_keys::NEXT_SEQ, &5u64.to_be_bytes())
@@ -547,7 +558,7 @@ fn v3_fixture_opens_and_keeps_its_content() {
     let group = db
         .open_tree(trees::ORDER)
         .unwrap()
-        .get(v1::seq_key(4))
+        .get(v3::order_key(0, 4))
         .unwrap()
         .unwrap();
     assert_eq!(
