@@ -8,16 +8,24 @@ use std::path::Path;
 
 pub(super) const TTL: u64 = 86_400_000;
 
-pub(super) fn open(dir: &Path) -> Store {
-    Store::open(
-        dir,
-        8 << 20,
-        Policy {
+/// The target of the tests: the first a new store registers.
+pub(super) const T: TargetId = 0;
+
+/// One target, as tjfwd's first: Threat Jammer's policy with `rereport_after`.
+pub(super) fn one_target(rereport_after_ms: u64) -> Vec<TargetSpec> {
+    vec![TargetSpec {
+        name: "threatjammer".into(),
+        policy: Policy {
             ttl_ms: TTL,
-            rereport_after_ms: 0,
+            rereport_after_ms,
         },
-    )
-    .unwrap()
+    }]
+}
+
+pub(super) fn open(dir: &Path) -> Store {
+    let q = Store::open(dir, 8 << 20, &one_target(0)).unwrap();
+    assert_eq!(q.target_id("threatjammer"), Some(T));
+    q
 }
 
 pub(super) fn s(ip: &str, t: u64) -> Sighting {
@@ -135,13 +143,13 @@ mod model {
                         m.enqueue(&s);
                     }
                     Op::Ack(n, flight, mask) => {
-                        let b = q.peek_batch(*n).unwrap();
+                        let b = q.peek_batch(T, *n).unwrap();
                         let flight = to_sightings(flight);
                         q.enqueue(&flight, None, now).unwrap();
                         m.enqueue(&flight);
                         let picked: Vec<BatchItem> = b.iter().enumerate()
                             .filter(|(i, _)| mask >> (i % 64) & 1 == 1).map(|(_, x)| x.clone()).collect();
-                        q.ack(&picked, now, now).unwrap();
+                        q.ack(T, &picked, now, now).unwrap();
                         for item in &picked {
                             m.reported.insert(item.addr, now);
                             let i = m.pending.iter().position(|(x, _)| *x == item.addr).unwrap();
@@ -152,10 +160,10 @@ mod model {
                         }
                     }
                     Op::Dead(n, mask) => {
-                        let b = q.peek_batch(*n).unwrap();
+                        let b = q.peek_batch(T, *n).unwrap();
                         let picked: Vec<BatchItem> = b.iter().enumerate()
                             .filter(|(i, _)| mask >> (i % 64) & 1 == 1).map(|(_, x)| x.clone()).collect();
-                        q.dead_letter(&picked, 422, "x", now).unwrap();
+                        q.dead_letter(T, &picked, 422, "x", now).unwrap();
                         for item in &picked {
                             let i = m.pending.iter().position(|(x, _)| *x == item.addr).unwrap();
                             let (a, (first, _, hits)) = m.pending.remove(i).unwrap();
@@ -177,7 +185,7 @@ mod model {
                 let v = q.verify();
                 prop_assert_eq!(v.problems, 0, "after {:?}: {:?}", op, v.details);
                 prop_assert_eq!(q.pending_count().unwrap(), m.pending.len() as u64);
-                let all = q.peek_batch(usize::MAX).unwrap();
+                let all = q.peek_batch(T, usize::MAX).unwrap();
                 let got: Vec<(IpAddr, u64)> = all.iter().map(|i| (i.addr, i.hits)).collect();
                 let want: Vec<(IpAddr, u64)> = m.pending.iter().map(|(a, e)| (*a, e.2)).collect();
                 prop_assert_eq!(got, want, "after {:?}", op);

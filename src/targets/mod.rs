@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::Config;
 use crate::ratelimit::Limit;
-use crate::store::BatchItem;
+use crate::store::{BatchItem, TargetSpec};
 
 /// When and how much a target may be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +118,13 @@ impl From<threatjammer::ReporterError> for SetupError {
 /// What the daemon does with each enabled target (start its scheduler).
 pub trait Starter {
     fn start<T: Target>(&mut self, target: T);
+}
+
+/// What the store needs of every enabled target: its name and what "due
+/// again" means for it. Adding a target is one line here too (the same
+/// list as [`start_enabled`]).
+pub fn store_specs(config: &Config) -> Vec<TargetSpec> {
+    vec![threatjammer::store_spec(config)]
 }
 
 /// Builds every enabled target from the configuration and hands it to
