@@ -44,3 +44,6 @@ pub mod socket;
 pub mod source;
 pub mod stats;
 pub mod status;
+
+#[cfg(test)]
+mod testing;

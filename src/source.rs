@@ -1359,7 +1359,7 @@ mod splitter_props {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #![proptest_config(crate::testing::proptest_config(2000))]
         #[test]
         fn splitter_matches_the_bytewise_reference((data, cuts, max_line) in stream()) {
             let stats = Stats::default();

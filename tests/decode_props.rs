@@ -8,8 +8,10 @@
 
 #[path = "../benches/support/cowrie_gen.rs"]
 mod cowrie_gen;
+mod support;
 
 use proptest::prelude::*;
+use support::props::proptest_config;
 use tjfwd::daemon::select_lines;
 use tjfwd::decode::{cannot_select, decode, decode_fast, decode_fast_general, decode_serde};
 use tjfwd::filter::Rules;
@@ -238,7 +240,7 @@ fn object_line() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(proptest_config(2000))]
 
     #[test]
     fn decode_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
@@ -442,15 +444,6 @@ fn same_as_serde(line: &[u8]) -> Result<(), TestCaseError> {
         prop_assert_eq!(&fast, &general, "plain and general modes: {}", shown);
     }
     Ok(())
-}
-
-/// Cases for the differential tests: `PROPTEST_CASES` when set (for long
-/// runs), else `n`.
-fn cases(n: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(n)
 }
 
 /// Generated Cowrie lines (every event kind, attacker text naming the
@@ -668,7 +661,7 @@ fn cowrie_line_with_a_member() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(3000), ..ProptestConfig::default() })]
+    #![proptest_config(proptest_config(3000))]
 
     #[test]
     fn fast_path_answers_as_serde_with_any_extra_member(line in cowrie_line_with_a_member()) {

@@ -814,7 +814,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        #![proptest_config(crate::testing::proptest_config(64))]
         /// Replaying through [`Deferred`] leaves the queue exactly as one
         /// `enqueue` per batch does, with the same outcome counts: new,
         /// pending, reported (due or not, with and without rereport_after),
