@@ -23,6 +23,7 @@
 //! - [`admin`]: the `[admin] listen` HTTP endpoint (`/metrics`, `/healthz`).
 //! - [`logging`]: log format and level of the binary (human, journald, JSON).
 //! - [`permissions`]: the state directory's owner and modes, checked at open.
+//! - [`output`]: what commands print; a reader that went away is not an error.
 
 pub mod admin;
 pub mod clock;
@@ -35,6 +36,7 @@ pub mod decode;
 pub mod filter;
 pub mod health;
 pub mod logging;
+pub mod output;
 pub mod permissions;
 pub mod queue;
 pub mod ratelimit;

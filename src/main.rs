@@ -14,6 +14,7 @@
 //! - 2: usage error (unknown flag, missing argument; for `status`: not
 //!   running).
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -284,7 +285,8 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("tjfwd: error: {e:#}");
+            // Not eprintln!, which panics when standard error is closed.
+            let _ = writeln!(tjfwd::output::stderr(), "tjfwd: error: {e:#}");
             ExitCode::from(1)
         }
     }
@@ -351,7 +353,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig(a) => {
-            commands::check_config::run(&a.config.load(!a.dry_run)?, quiet);
+            commands::check_config::run(&a.config.load(!a.dry_run)?, quiet)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Recover(a) => {
@@ -360,7 +362,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 check: a.check,
                 force: a.force,
             };
-            let sound = commands::recover::run(&config, opts, &mut std::io::stdout())?;
+            let sound = commands::recover::run(&config, opts, &mut tjfwd::output::stdout())?;
             Ok(if a.check && !sound {
                 ExitCode::from(1)
             } else {
@@ -368,12 +370,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "tjfwd", &mut std::io::stdout());
+            // Into memory first: clap_complete panics on a write error.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "tjfwd", &mut script);
+            tjfwd::output::stdout()
+                .write_all(&script)
+                .context("cannot write the completion script")?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Man => {
             clap_mangen::Man::new(Cli::command())
-                .render(&mut std::io::stdout())
+                .render(&mut tjfwd::output::stdout())
                 .context("cannot write the man page")?;
             Ok(ExitCode::SUCCESS)
         }
@@ -389,7 +396,8 @@ fn cmd_import_cowrie(args: ImportCowrieArgs) -> anyhow::Result<ExitCode> {
     for n in &imported.notes {
         tracing::info!("{n}");
     }
-    print!("{}", imported.toml);
+    write!(tjfwd::output::stdout(), "{}", imported.toml)
+        .context("cannot write the configuration")?;
     Ok(ExitCode::SUCCESS)
 }
 

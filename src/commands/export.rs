@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use crate::clock::now_ms;
-use crate::commands::{Backend, CommandError};
+use crate::commands::{print, Backend, CommandError};
 use crate::config::Config;
 use crate::control::ExportEntry;
 use crate::status::rfc3339;
@@ -118,7 +118,7 @@ pub fn run(config: &Config, format: Format, name: &str) -> Result<(), CommandErr
         )));
     }
     let entries = Backend::open(config)?.export()?;
-    print!("{}", render(&entries, format, name));
+    print(render(&entries, format, name))?;
     Ok(())
 }
 

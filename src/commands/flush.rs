@@ -4,7 +4,7 @@
 //! the flush interval. Without one, this command sends it itself (the same
 //! scheduler, in drain mode) and returns when nothing is pending.
 
-use crate::commands::{send_pending, Backend, CommandError};
+use crate::commands::{print, send_pending, Backend, CommandError};
 use crate::config::Config;
 
 /// Flushes; prints what it did.
@@ -12,17 +12,19 @@ pub fn run(config: &Config) -> Result<(), CommandError> {
     match Backend::open(config)? {
         mut b @ Backend::Daemon(_) => {
             let out = b.flush()?;
-            println!(
-                "asked the daemon to send {} pending addresses now (under the rate limit)",
+            print(format_args!(
+                "asked the daemon to send {} pending addresses now (under the rate limit)\n",
                 out.pending
-            );
+            ))?;
         }
         Backend::Local(ops) => {
             let pending = ops.queue.pending_count()?;
             drop(ops);
-            println!("no daemon runs: sending {pending} pending addresses (under the rate limit)…");
+            print(format_args!(
+                "no daemon runs: sending {pending} pending addresses (under the rate limit)…\n"
+            ))?;
             let sent = send_pending(config)?;
-            println!("sent {sent} addresses");
+            print(format_args!("sent {sent} addresses\n"))?;
         }
     }
     Ok(())

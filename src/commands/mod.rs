@@ -31,6 +31,24 @@ pub enum CommandError {
     Queue(#[from] QueueError),
     #[error("{0}")]
     Other(String),
+    /// Standard output could not be written (a closed pipe is not an
+    /// error: see [`crate::output`]).
+    #[error("cannot write to standard output")]
+    Output(#[source] std::io::Error),
+}
+
+/// Prints `text` to standard output through [`crate::output`]: a reader
+/// that went away ends the output quietly, any other error is returned.
+pub(crate) fn print(text: impl std::fmt::Display) -> Result<(), CommandError> {
+    use std::io::Write;
+    write!(crate::output::stdout(), "{text}").map_err(CommandError::Output)
+}
+
+/// A message of the command's own on standard error, through
+/// [`crate::output`]; a failure to write it has nowhere to be reported.
+pub(crate) fn note(text: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(crate::output::stderr(), "{text}");
 }
 
 /// Where a command's operations run.

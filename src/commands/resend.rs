@@ -3,7 +3,7 @@
 //! outage on the API's side or a token change, or once the cause of a
 //! rejection is fixed.
 
-use crate::commands::{Backend, CommandError};
+use crate::commands::{print, Backend, CommandError};
 use crate::config::Config;
 use crate::control::ResendFilter;
 
@@ -16,14 +16,14 @@ pub fn run(config: &Config, filter: &ResendFilter) -> Result<(), CommandError> {
     } else {
         "reported set"
     };
-    println!(
-        "{} addresses of the {from} matched: {} queued again, {} were already pending",
+    print(format_args!(
+        "{} addresses of the {from} matched: {} queued again, {} were already pending\n",
         out.matched, out.queued, out.already_pending
-    );
+    ))?;
     if !b.is_daemon() && out.queued > 0 {
-        println!(
-            "no daemon runs: they are sent when `tjfwd run` starts (or now with `tjfwd flush`)"
-        );
+        print(
+            "no daemon runs: they are sent when `tjfwd run` starts (or now with `tjfwd flush`)\n",
+        )?;
     }
     Ok(())
 }
