@@ -24,6 +24,7 @@
 //! - [`logging`]: log format and level of the binary (human, journald, JSON).
 //! - [`permissions`]: the state directory's owner and modes, checked at open.
 //! - [`output`]: what commands print; a reader that went away is not an error.
+//! - [`errors`]: how an error is shown: its message, then its causes, once.
 
 pub mod admin;
 pub mod clock;
@@ -33,6 +34,7 @@ pub mod control;
 pub mod cowrie_cfg;
 pub mod daemon;
 pub mod decode;
+pub mod errors;
 pub mod filter;
 pub mod health;
 pub mod logging;

@@ -24,6 +24,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::clock::now_ms;
+use crate::errors::chain;
 use crate::queue::{BatchItem, Queue, QueueError, QueuePos};
 use crate::ratelimit::{backoff, Limit};
 use crate::reporter::{classify, Action, Reporter};
@@ -125,7 +126,7 @@ impl Scheduler {
         tokio::pin!(shutdown);
         if self.reporter.is_some() {
             if let Err(e) = self.settle_last_request() {
-                tracing::warn!(error = %e, "cannot update the request log");
+                tracing::warn!(error = %chain(&e), "cannot update the request log");
             }
         }
         let mut last_prune = 0u64;
@@ -138,7 +139,7 @@ impl Scheduler {
             let step = match self.next_step(now) {
                 Ok(s) => s,
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot read the queue; retrying in 5 s");
+                    tracing::error!(error = %chain(&e), "cannot read the queue; retrying in 5 s");
                     if let Some(w) = &self.storage_watch {
                         w.recovered(&e);
                     }
@@ -161,7 +162,7 @@ impl Scheduler {
                         _ = &mut shutdown => return,
                     };
                     if let Err(e) = result {
-                        tracing::error!(error = %e, "storage error while sending; nothing was lost, retrying in 5 s");
+                        tracing::error!(error = %chain(&e), "storage error while sending; nothing was lost, retrying in 5 s");
                         if let Some(w) = &self.storage_watch {
                             w.recovered(&e);
                         }
@@ -205,7 +206,7 @@ impl Scheduler {
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot prune the reported set");
+                    tracing::warn!(error = %chain(&e), "cannot prune the reported set");
                     return;
                 }
             }

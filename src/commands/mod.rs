@@ -29,6 +29,8 @@ pub enum CommandError {
     Control(#[from] ControlError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+    #[error(transparent)]
+    Daemon(#[from] crate::daemon::DaemonError),
     #[error("{0}")]
     Other(String),
     /// Standard output could not be written (a closed pipe is not an
@@ -160,17 +162,15 @@ pub fn send_pending(config: &Config) -> Result<u64, CommandError> {
         .enable_all()
         .build()
         .map_err(|e| CommandError::Other(format!("cannot start the async runtime: {e}")))?;
-    let stats = runtime
-        .block_on(crate::daemon::run(
-            c,
-            crate::daemon::RunOptions {
-                dry_run: false,
-                drain: true,
-            },
-            async {
-                let _ = tokio::signal::ctrl_c().await;
-            },
-        ))
-        .map_err(|e| CommandError::Other(e.to_string()))?;
+    let stats = runtime.block_on(crate::daemon::run(
+        c,
+        crate::daemon::RunOptions {
+            dry_run: false,
+            drain: true,
+        },
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        },
+    ))?;
     Ok(crate::stats::Stats::get(&stats.addresses_reported))
 }

@@ -33,6 +33,7 @@ use crate::clock::now_ms;
 use crate::commands::CommandError;
 use crate::config::{Config, StartAt};
 use crate::daemon::{count_enqueued, policy, select_lines};
+use crate::errors::chain;
 use crate::filter::Rules;
 use crate::queue::{
     lock_state_dir, seal_says_older, Queue, QueueError, Sighting, Verified, DAMAGED_MARKER, SEAL,
@@ -353,7 +354,7 @@ fn examine(
         Ok(Ok((q, v))) if v.problems == 0 => (Diagnosis::Sound(v), Some(q)),
         Ok(Ok((q, v))) => (Diagnosis::Inconsistent(v), Some(q)),
         Ok(Err(QueueError::Damaged { detail, .. })) => (Diagnosis::Unopenable(detail), None),
-        Ok(Err(e)) => (Diagnosis::Unopenable(e.to_string()), None),
+        Ok(Err(e)) => (Diagnosis::Unopenable(chain(&e).to_string()), None),
         Err(panic) => (Diagnosis::Unopenable(panic), None),
     })
 }
