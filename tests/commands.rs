@@ -295,6 +295,86 @@ fn replay_dry_run_and_time_window() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
 
+/// Regression: `tjfwd replay` refused a state directory in which `tjfwd
+/// run` never ran ("no tjfwd database in …"). It creates the state
+/// directory and the database as `run` does (same code, same checks), and
+/// the daemon's first start sends what it queued. The commands that only
+/// read or act on what is there still say there is no database, and
+/// create nothing.
+#[test]
+fn replay_before_the_first_run_creates_the_database() {
+    let env = Env::new();
+    let api = FakeApi::start(FakeConfig::default());
+    let cfg = config(&env, &api, "1h");
+    let state = env.path("state");
+    for args in [&["status"][..], &["export"], &["resend"], &["flush"]] {
+        let o = run(&cfg, args, None);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("no tjfwd database in"),
+            "{args:?}: {}",
+            text(&o)
+        );
+        assert!(!state.exists(), "{args:?} created the state directory");
+    }
+    let addrs = cowrie::public_addresses(12);
+    let log = env.path("old.json");
+    write_log(&log, &addrs);
+    let o = run(&cfg, &["replay", log.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("12 addresses newly queued"),
+        "{}",
+        text(&o)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&state).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+    assert_eq!(status_json(&cfg).1["pending"], 12);
+    let mut d = spawn(bin().args(["run", "--drain", "--config"]).arg(&cfg));
+    let code = wait_with_limit(&mut d, Duration::from_secs(30));
+    assert_eq!(
+        code.and_then(|c| c.code()),
+        Some(0),
+        "{}",
+        output_of(&mut d)
+    );
+    let want: BTreeSet<String> = addrs.iter().cloned().collect();
+    assert_eq!(api.accepted_unique(), want);
+}
+
+/// The state directory a replay would create is checked as `run` checks
+/// it: one others may write to is refused with the same message.
+#[test]
+fn replay_refuses_an_unsafe_state_directory_as_run_does() {
+    let env = Env::new();
+    let api = FakeApi::start(FakeConfig::default());
+    let cfg = config(&env, &api, "1h");
+    std::fs::create_dir(env.path("state")).unwrap();
+    support::bin::set_mode(&env.path("state"), 0o777);
+    let log = env.path("old.json");
+    write_log(&log, &cowrie::public_addresses(3));
+    let replay = run(&cfg, &["replay", log.to_str().unwrap()], None);
+    let daemon = bin()
+        .args(["run", "--drain", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    for o in [&replay, &daemon] {
+        assert_eq!(o.status.code(), Some(1), "{}", text(o));
+    }
+    let refusal = |o: &Output| {
+        String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .find(|l| l.starts_with("tjfwd: error:"))
+            .map(str::to_string)
+    };
+    let said = refusal(&replay).unwrap_or_else(|| panic!("{}", text(&replay)));
+    assert!(said.contains("refusing the state directory"), "{said}");
+    assert_eq!(Some(said), refusal(&daemon), "{}", text(&daemon));
+    assert!(!env.path("state/db").exists());
+}
+
 #[test]
 fn replay_send_without_a_daemon_delivers_and_exits() {
     let env = Env::new();

@@ -63,7 +63,10 @@ pub enum Backend {
 
 impl Backend {
     /// Connects to the daemon of the configured state directory, or opens
-    /// the database when none runs.
+    /// the database when none runs. Refuses a state directory without a
+    /// database: the commands that only read it or act on what it holds
+    /// (status, export, resend, flush) have nothing to say about an empty
+    /// one, and creating it for them would hide a wrong state_dir.
     pub fn open(config: &Config) -> Result<Backend, CommandError> {
         if !config.state_dir.join("db").exists() && Client::connect(&config.state_dir)?.is_none() {
             return Err(CommandError::Other(format!(
@@ -71,6 +74,15 @@ impl Backend {
                 config.state_dir.display()
             )));
         }
+        Backend::open_or_create(config)
+    }
+
+    /// As [`Backend::open`], but without a database creates it (and the
+    /// state directory), as `tjfwd run` does: the same code, so the same
+    /// permission checks ([`crate::permissions`]), lock and schema. For the
+    /// commands that add to the queue (`replay`: an operator may replay
+    /// old logs before the daemon's first start).
+    pub fn open_or_create(config: &Config) -> Result<Backend, CommandError> {
         // A daemon that is starting holds the database before its socket
         // listens: try both for a few seconds.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);

@@ -439,7 +439,7 @@ pub fn run(config: &Config, opts: &Options) -> Result<(), CommandError> {
     let sink = if opts.dry_run {
         Sink::DryRun(HashMap::new())
     } else {
-        Sink::new(Backend::open(config)?)
+        Sink::new(Backend::open_or_create(config)?)
     };
     let (tx, rx) = mpsc::sync_channel::<Vec<Sighting>>(1);
     let (recycle_tx, recycle) = mpsc::channel::<Vec<Sighting>>();
