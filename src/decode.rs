@@ -327,6 +327,9 @@ pub fn decode_fast_general(line: &[u8]) -> Option<Event<'_>> {
 }
 
 /// The parser of the fast path, on a line [`classify`] accepted.
+// Unsafe: `str::from_utf8_unchecked` on parts of a line checked to be
+// ASCII (validating them again cost a tenth of the fast path).
+#[allow(unsafe_code)]
 #[inline(always)]
 fn parse<'a>(line: &'a [u8], classified: &Classified) -> Option<Event<'a>> {
     let mut s = Scanner::new(line, classified);
@@ -419,6 +422,8 @@ const HEAD_BLOCKS: usize = 8;
 /// space; no DEL; nothing that is not ASCII, so no invalid UTF-8). SSE2,
 /// 16 bytes at a time, no branch but the loop's.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+// Unsafe: the SSE2 loads (`_mm_loadu_si128` reads through a pointer).
+#[allow(unsafe_code)]
 #[inline(always)]
 fn classify(line: &[u8]) -> Option<Classified> {
     if line.len() < 64 {
@@ -519,6 +524,8 @@ fn block_masks(line: &[u8], start: usize) -> (u64, u64) {
 
 /// [`block_masks`] of 64 bytes, SSE2.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+// Unsafe: the SSE2 loads (`_mm_loadu_si128` reads through a pointer).
+#[allow(unsafe_code)]
 fn block_masks_64(block: &[u8; 64]) -> (u64, u64) {
     use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
     let (mut quotes, mut backslashes) = (0u64, 0u64);

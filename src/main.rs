@@ -300,6 +300,8 @@ fn main() -> ExitCode {
 /// between 55 and 84 MiB for the same 2M-line log; with two arenas, 54 to
 /// 60 MiB (README "Benchmarks"). Nothing of tjfwd allocates on many
 /// threads at once, so the contention costs nothing measurable.
+// glibc's mallopt has no safe binding: the one unsafe call of the binary.
+#[allow(unsafe_code)]
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {

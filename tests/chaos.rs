@@ -261,10 +261,8 @@ fn env_u64(name: &str) -> Option<u64> {
 }
 
 fn sigkill(r: &mut Running) {
-    // SAFETY: sending a signal to our own child process.
-    unsafe {
-        libc::kill(r.child.id() as i32, libc::SIGKILL);
-    }
+    use rustix::process::{kill_process, Pid, Signal};
+    let _ = kill_process(Pid::from_child(&r.child), Signal::KILL);
     r.child.wait().unwrap();
 }
 
