@@ -29,6 +29,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::clock::Clock;
+use crate::errors::chain;
 use crate::ratelimit::backoff;
 use crate::stats::Stats;
 use crate::store::{BatchItem, QueuePos, Store, StoreError};
@@ -148,7 +149,7 @@ impl<T: Target> Scheduler<T> {
         tokio::pin!(shutdown);
         if !self.mode.dry_run {
             if let Err(e) = self.settle_last_request() {
-                tracing::warn!(error = %e, "cannot update the request log");
+                tracing::warn!(error = %chain(&e), "cannot update the request log");
             }
         }
         let mut last_prune = 0u64;
@@ -161,7 +162,7 @@ impl<T: Target> Scheduler<T> {
             let step = match self.next_step(now) {
                 Ok(s) => s,
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot read the queue; retrying in 5 s");
+                    tracing::error!(error = %chain(&e), "cannot read the queue; retrying in 5 s");
                     if let Some(w) = &self.storage_watch {
                         w.recovered(&e);
                     }
@@ -184,7 +185,7 @@ impl<T: Target> Scheduler<T> {
                         _ = &mut shutdown => return,
                     };
                     if let Err(e) = result {
-                        tracing::error!(error = %e, "storage error while sending; nothing was lost, retrying in 5 s");
+                        tracing::error!(error = %chain(&e), "storage error while sending; nothing was lost, retrying in 5 s");
                         if let Some(w) = &self.storage_watch {
                             w.recovered(&e);
                         }
@@ -228,7 +229,7 @@ impl<T: Target> Scheduler<T> {
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot prune the reported set");
+                    tracing::warn!(error = %chain(&e), "cannot prune the reported set");
                     return;
                 }
             }
