@@ -39,6 +39,7 @@ use tokio::sync::oneshot;
 
 use crate::clock::now_ms;
 use crate::config::Config;
+use crate::errors::chain;
 use crate::health::{overall, Verdict};
 use crate::ratelimit::Limit;
 use crate::stats::{SkipReason, Stats};
@@ -55,7 +56,7 @@ pub const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0;
 
 /// The admin endpoint could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr} ([admin] listen): {source}; is another process using the port?")]
+#[error("cannot listen on {addr} ([admin] listen; is another process using the port?)")]
 pub struct AdminError {
     /// The configured address.
     pub addr: SocketAddr,
@@ -500,7 +501,7 @@ async fn metrics(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Respons
         .any(|v| v.contains("application/openmetrics-text"));
     // Database reads and scans: off the async threads.
     let rendered = tokio::task::spawn_blocking(move || {
-        let sample = admin.sample(now_ms()).map_err(|e| e.to_string())?;
+        let sample = admin.sample(now_ms()).map_err(|e| chain(&e).to_string())?;
         encode(sample, openmetrics).map_err(|e| e.to_string())
     })
     .await;
@@ -536,7 +537,7 @@ async fn healthz(State(admin): State<Arc<Admin>>) -> Response {
         Err(e) => {
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("cannot read the health record: {e}\n"),
+                format!("cannot read the health record: {}\n", chain(&e)),
             )
                 .into_response()
         }

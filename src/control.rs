@@ -34,6 +34,7 @@ use tokio::sync::Notify;
 
 use crate::clock::now_ms;
 use crate::config::Config;
+use crate::errors::chain;
 use crate::stats::Stats;
 use crate::status::{rfc3339, Snapshot};
 use crate::store::{EnqueueOutcome, Sighting, Store, StoreError};
@@ -126,7 +127,7 @@ pub struct Response {
 pub enum ControlError {
     #[error(transparent)]
     Queue(#[from] StoreError),
-    #[error("the control socket {path}: {source}")]
+    #[error("the control socket {path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -168,7 +169,7 @@ impl Ops {
             Ok(s) => Ok(s),
             // A running daemon answers whatever its database does.
             Err(e) if pid.is_some() => {
-                tracing::warn!(error = %e, "status: cannot read the whole queue");
+                tracing::warn!(error = %chain(&e), "status: cannot read the whole queue");
                 Ok(Snapshot::unreadable(
                     &self.queue,
                     &self.config,
@@ -287,7 +288,7 @@ impl Ops {
                 Err(e) => Response {
                     ok: false,
                     result: None,
-                    error: Some(e.to_string()),
+                    error: Some(chain(&e).to_string()),
                 },
             }
         }
@@ -354,8 +355,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
+    let me = rustix::process::geteuid().as_raw();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,

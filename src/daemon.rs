@@ -18,6 +18,7 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::control::{self, DaemonHooks, Ops};
 use crate::decode::{cannot_select, decode, decode_fast, decode_serde};
+use crate::errors::chain;
 use crate::filter::Rules;
 use crate::scheduler::{Mode, Scheduler};
 use crate::socket::{self, SocketInput};
@@ -44,13 +45,13 @@ pub enum DaemonError {
     Target(#[from] SetupError),
     #[error(transparent)]
     Admin(#[from] crate::admin::AdminError),
-    #[error("cannot create the control socket {path}: {source}")]
+    #[error("cannot create the control socket {path}")]
     Control {
         path: std::path::PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot listen on {addr} ([input] listen_tcp): {source}; is another process using the port?")]
+    #[error("cannot listen on {addr} ([input] listen_tcp; is another process using the port?)")]
     Listen {
         addr: std::net::SocketAddr,
         #[source]
@@ -325,7 +326,7 @@ async fn run_once(
         // sled refuses everything after an I/O error: what it did not
         // write was never acknowledged (the input was rewound).
         Err(e) if reopening => {
-            tracing::warn!(error = %e, "the old database could not be flushed (storage failed before)")
+            tracing::warn!(error = %chain(&e), "the old database could not be flushed (storage failed before)")
         }
         r => r?,
     }
@@ -530,7 +531,7 @@ impl StorageWatch {
         if !matches!(e, StoreError::Sled(sled::Error::Io(_))) || !storage_writable(&self.dir) {
             return false;
         }
-        tracing::warn!(error = %e, "the queue failed to write, and the state directory is writable now: the database will be reopened");
+        tracing::warn!(error = %chain(&e), "the queue failed to write, and the state directory is writable now: the database will be reopened");
         self.reopen.notify_one();
         true
     }
@@ -550,7 +551,7 @@ impl Ingest {
             let got = match tailer.next_chunk(&self.queue, &self.stats, &mut chunk, now) {
                 Ok(got) => got,
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the input; retrying");
+                    tracing::warn!(error = %chain(&e), "cannot read the input; retrying");
                     failures += 1;
                     self.pause(failures);
                     continue;
@@ -586,11 +587,11 @@ impl Ingest {
                     if self.storage.recovered(&e) {
                         return; // not "input done": the next run reads on
                     }
-                    tracing::error!(error = %e, "cannot queue addresses; the input is not advanced and will be read again");
+                    tracing::error!(error = %chain(&e), "cannot queue addresses; the input is not advanced and will be read again");
                     self.stats
-                        .set_paused(Some(format!("cannot write the queue: {e}")));
+                        .set_paused(Some(format!("cannot write the queue: {}", chain(&e))));
                     if let Err(e) = tailer.rewind() {
-                        tracing::warn!(error = %e, "cannot rewind the input");
+                        tracing::warn!(error = %chain(&e), "cannot rewind the input");
                     }
                     self.pause(failures);
                 }

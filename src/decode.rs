@@ -106,13 +106,24 @@
 //!    `cowrie.login.` or `cowrie.session.`. In a JSON string a letter or a
 //!    dot is written either literally or as a `\uXXXX` escape (`\"`, `\\`,
 //!    `\n`... stand for other characters). So in a line without the two
-//!    bytes `\u`, that key is written literally as `"eventid"`; if this byte
-//!    string occurs only once in the line, that occurrence is the key (a
-//!    nested or a duplicate key would be a second occurrence, and attacker
-//!    text cannot make one: its quotes are escaped, `\"eventid\"`).
+//!    bytes `\u`, that key is written literally as `"eventid"`, and if this
+//!    byte string occurs only once in the line, no other key of the line is
+//!    `eventid` (a duplicate would be a second occurrence).
 //! 2. Its value is read up to the next `"`; if no `\` stands before that
 //!    quote, the bytes in between are the decoded value itself, and
 //!    [`Rules::selects`] is asked about exactly them.
+//! 3. That one occurrence is the top-level key, not a key of a nested
+//!    object (`{"x":{"eventid":...}}`) nor the end of another key
+//!    (`{"x\"eventid":...}`), when no `\` stands just before it and either
+//!    no `{` or `[` stands before it but the line's first byte, or no
+//!    bracket at all stands after it but the line's last byte. In valid
+//!    JSON, an unescaped quote followed by `eventid":` opens a key; with
+//!    no opening bracket before it, the key is in the outermost object;
+//!    with no bracket after it, only the outermost object closes after it
+//!    (the brackets of valid JSON balance). Cowrie writes no bracket before
+//!    `eventid` but in the kex lines' lists, and none after it in those
+//!    lines. When neither holds (brackets in attacker text on both sides),
+//!    the fast path ([`decode_fast`]) answers, or the line is in doubt.
 //!
 //! Anything else — a `\u` anywhere, zero or two `"eventid"`, other spacing
 //! than Cowrie's `:` or the socket output's `: `, a backslash in the value —
@@ -120,13 +131,13 @@
 //! so that the skip counters stay as they were ([`SkipReason`]): a line is
 //! only rejected when it is printable ASCII (no byte ≥ 0x80, no control
 //! character), starts with `{`, ends with `}`, and has exactly one
-//! `"src_ip"` and at most one `"timestamp"`, each with a string value. What
-//! the prefilter no longer counts is a line of that shape that is broken
+//! `"src_ip"` (the top-level key, as in step 3) and at most one
+//! `"timestamp"`, each with a string value. So a valid line the prefilter
+//! rejects is one the decoder reads without an error, and what the
+//! prefilter no longer counts is only a line of that shape that is broken
 //! elsewhere in its JSON syntax (a missing comma, an unbalanced bracket):
 //! such a line, which cannot hold a selected event, now counts as read
-//! (`lines_read`) instead of `not_json` (as does a valid line whose only
-//! `"eventid"` is in a nested object, which Cowrie never writes, instead of
-//! `missing_eventid`).
+//! (`lines_read`) instead of `not_json`.
 
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -316,6 +327,9 @@ pub fn decode_fast_general(line: &[u8]) -> Option<Event<'_>> {
 }
 
 /// The parser of the fast path, on a line [`classify`] accepted.
+// Unsafe: `str::from_utf8_unchecked` on parts of a line checked to be
+// ASCII (validating them again cost a tenth of the fast path).
+#[allow(unsafe_code)]
 #[inline(always)]
 fn parse<'a>(line: &'a [u8], classified: &Classified) -> Option<Event<'a>> {
     let mut s = Scanner::new(line, classified);
@@ -408,6 +422,8 @@ const HEAD_BLOCKS: usize = 8;
 /// space; no DEL; nothing that is not ASCII, so no invalid UTF-8). SSE2,
 /// 16 bytes at a time, no branch but the loop's.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+// Unsafe: the SSE2 loads (`_mm_loadu_si128` reads through a pointer).
+#[allow(unsafe_code)]
 #[inline(always)]
 fn classify(line: &[u8]) -> Option<Classified> {
     if line.len() < 64 {
@@ -508,6 +524,8 @@ fn block_masks(line: &[u8], start: usize) -> (u64, u64) {
 
 /// [`block_masks`] of 64 bytes, SSE2.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+// Unsafe: the SSE2 loads (`_mm_loadu_si128` reads through a pointer).
+#[allow(unsafe_code)]
 fn block_masks_64(block: &[u8; 64]) -> (u64, u64) {
     use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
     let (mut quotes, mut backslashes) = (0u64, 0u64);
@@ -898,9 +916,33 @@ pub fn cannot_select(line: &[u8], rules: &Rules) -> bool {
     // Only for the skip counters: what the decoder would count (bytes that
     // are not UTF-8, control characters; `src_ip` missing, not a string or
     // duplicated; `timestamp` not a string or duplicated) sends the line to it.
-    printable_ascii(line)
-        && matches!(KEYS[1].unique_string(line), Ok(Some(_)))
-        && KEYS[2].unique_string(line).is_ok()
+    if !printable_ascii(line) || KEYS[2].unique_string(line).is_err() {
+        return false;
+    }
+    let Ok(Some(src_ip)) = KEYS[1].unique_string(line) else {
+        return false;
+    };
+    // Both keys are the top-level ones (step 3), or the decoder would count
+    // the line as missing one. When brackets on both sides leave it open,
+    // the fast path's answer is the decoder's.
+    if top_level_key(line, at) && top_level_key(line, src_ip) {
+        return true;
+    }
+    decode_fast(line).is_some_and(|e| !rules.selects(&e.eventid))
+}
+
+/// Whether the quoted key that starts at `at` (a `"`, after the line's
+/// first byte, a `{`) is a key of the outermost object when the line is
+/// valid JSON; false when unsure. See step 3 of the module doc.
+fn top_level_key(line: &[u8], at: usize) -> bool {
+    if line[at - 1] == b'\\' {
+        return false;
+    }
+    let before = &line[1..at];
+    let after = &line[at..line.len() - 1];
+    memchr::memchr2(b'{', b'[', before).is_none()
+        || (memchr::memchr3(b'{', b'[', b'}', after).is_none()
+            && memchr::memchr(b']', after).is_none())
 }
 
 /// A quoted key, searched for with SIMD (memchr's memmem).
@@ -938,14 +980,14 @@ impl Key {
         Some(&value[..end])
     }
 
-    /// `Ok(None)` when the key does not occur, `Ok(Some(raw))` when it
-    /// occurs once with a string value, `Err(())` otherwise.
-    fn unique_string<'a>(&self, line: &'a [u8]) -> Result<Option<&'a [u8]>, ()> {
+    /// `Ok(None)` when the key does not occur, `Ok(Some(at))` when it
+    /// occurs once, at `at`, with a string value, `Err(())` otherwise.
+    fn unique_string(&self, line: &[u8]) -> Result<Option<usize>, ()> {
         let Some(at) = self.find(line) else {
             return Ok(None);
         };
         match self.string_at(line, at) {
-            Some(v) if self.only_at(line, at) => Ok(Some(v)),
+            Some(_) if self.only_at(line, at) => Ok(Some(at)),
             _ => Err(()),
         }
     }
@@ -1503,6 +1545,62 @@ mod tests {
         let broken = CONNECT.replace(",\"dst_ip\"", "\"dst_ip\"");
         assert_eq!(decode(broken.as_bytes()).unwrap_err(), SkipReason::NotJson);
         assert!(cannot_select(broken.as_bytes(), &r));
+    }
+
+    /// Regression (issue 15): the prefilter skipped a valid line whose only
+    /// `"eventid"` (or `"src_ip"`) was not the top-level key — in a nested
+    /// object, or the end of another key — which the decoder counts as
+    /// `missing_eventid` (`missing_src_ip`). The first line is the one
+    /// `tests/decode_props.rs` shrank to (its top-level key mangled to
+    /// `"eve tid"`).
+    #[test]
+    fn prefilter_skipped_a_line_whose_only_eventid_is_not_top_level() {
+        let r = login_rules();
+        let nested_eventid = r#"{"src_ip": "::ffff:0.0.100.10", "x0": {"eventid": "cowrie.session.file_download.failed"}, "eve tid": "cowrie.login.failed", "password": 1, "timestamp": "2026-11-22T12:02:37.839685Z", "password": "cowrie.login.failed"}"#;
+        let cases = [
+            (nested_eventid.to_string(), SkipReason::MissingEventid),
+            // In a list, or in an object in a list.
+            (
+                CONNECT.replace(
+                    r#""eventid":"cowrie.session.connect""#,
+                    r#""x":[{"eventid":"cowrie.session.connect"}]"#,
+                ),
+                SkipReason::MissingEventid,
+            ),
+            // The end of a key with an escaped quote: `x"eventid`.
+            (
+                CONNECT.replace(r#""eventid""#, r#""x\"eventid""#),
+                SkipReason::MissingEventid,
+            ),
+            // The same of `src_ip`.
+            (
+                CONNECT.replace(r#""src_ip":"1.2.3.4""#, r#""x":{"src_ip":"1.2.3.4"}"#),
+                SkipReason::MissingSrcIp,
+            ),
+            (
+                CONNECT.replace(r#""src_ip""#, r#""x\"src_ip""#),
+                SkipReason::MissingSrcIp,
+            ),
+            // Brackets on both sides of the nested key (so that neither
+            // side alone tells): the fast path defers, in doubt.
+            (
+                KEX.replace(
+                    r#""eventid":"cowrie.client.kex""#,
+                    r#""x":{"eventid":"cowrie.client.kex"}"#,
+                )
+                .replace("fingerprint: 4c94", "fingerprint: [4c94]"),
+                SkipReason::MissingEventid,
+            ),
+        ];
+        for (line, reason) in cases {
+            assert_eq!(decode(line.as_bytes()).unwrap_err(), reason, "{line}");
+            assert!(!cannot_select(line.as_bytes(), &r), "{line}");
+        }
+        // The top-level keys with brackets on both sides are still
+        // skipped: the fast path reads the line.
+        let both = KEX.replace("fingerprint: 4c94", "fingerprint: [4c94]");
+        assert!(decode(both.as_bytes()).is_ok());
+        assert!(cannot_select(both.as_bytes(), &r), "{both}");
     }
 
     /// The fast path's answer on `line`, checked: when it answers, serde_json

@@ -28,6 +28,8 @@
 //! - [`admin`]: the `[admin] listen` HTTP endpoint (`/metrics`, `/healthz`).
 //! - [`logging`]: log format and level of the binary (human, journald, JSON).
 //! - [`permissions`]: the state directory's owner and modes, checked at open.
+//! - [`output`]: what commands print; a reader that went away is not an error.
+//! - [`errors`]: how an error is shown: its message, then its causes, once.
 
 pub mod admin;
 pub mod cli;
@@ -38,9 +40,11 @@ pub mod control;
 pub mod cowrie_cfg;
 pub mod daemon;
 pub mod decode;
+pub mod errors;
 pub mod filter;
 pub mod health;
 pub mod logging;
+pub mod output;
 pub mod permissions;
 pub mod ratelimit;
 pub mod scheduler;
@@ -51,3 +55,6 @@ pub mod status;
 pub mod store;
 pub mod targets;
 pub mod tls;
+
+#[cfg(test)]
+mod testing;

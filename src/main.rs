@@ -16,6 +16,7 @@
 //! - 2: usage error (unknown flag, missing argument; for `status`: not
 //!   running).
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
@@ -28,7 +29,8 @@ fn main() -> ExitCode {
     match run() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("tjfwd: error: {e:#}");
+            // Not eprintln!, which panics when standard error is closed.
+            let _ = writeln!(tjfwd::output::stderr(), "tjfwd: error: {e:#}");
             ExitCode::from(1)
         }
     }
@@ -42,6 +44,8 @@ fn main() -> ExitCode {
 /// between 55 and 84 MiB for the same 2M-line log; with two arenas, 54 to
 /// 60 MiB (README "Benchmarks"). Nothing of tjfwd allocates on many
 /// threads at once, so the contention costs nothing measurable.
+// glibc's mallopt has no safe binding: the one unsafe call of the binary.
+#[allow(unsafe_code)]
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {

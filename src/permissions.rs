@@ -28,8 +28,7 @@ const DB_DIR: &str = "db";
 /// in it and that directory's entries; the error says what is wrong with
 /// which path and what to do.
 pub fn check_state_dir(dir: &Path) -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
+    let me = rustix::process::geteuid().as_raw();
     let meta = fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     check(dir, &meta, me, dir)?;
     let db = dir.join(DB_DIR);
@@ -135,8 +134,7 @@ mod tests {
 
     #[test]
     fn another_non_root_owner_is_refused() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
+        if !rustix::process::geteuid().is_root() {
             eprintln!("skipped: needs root to give a file to another user");
             return;
         }

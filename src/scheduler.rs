@@ -29,6 +29,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::clock::Clock;
+use crate::errors::chain;
 use crate::health::FailureKind;
 use crate::ratelimit::backoff;
 use crate::stats::Stats;
@@ -154,7 +155,7 @@ impl<T: Target> Scheduler<T> {
         tokio::pin!(shutdown);
         if !self.mode.dry_run {
             if let Err(e) = self.settle_last_request() {
-                tracing::warn!(error = %e, "cannot update the request log");
+                tracing::warn!(error = %chain(&e), "cannot update the request log");
             }
         }
         let mut last_prune = 0u64;
@@ -167,7 +168,7 @@ impl<T: Target> Scheduler<T> {
             let step = match self.next_step(now) {
                 Ok(s) => s,
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot read the queue; retrying in 5 s");
+                    tracing::error!(error = %chain(&e), "cannot read the queue; retrying in 5 s");
                     if let Some(w) = &self.storage_watch {
                         w.recovered(&e);
                     }
@@ -190,7 +191,7 @@ impl<T: Target> Scheduler<T> {
                         _ = &mut shutdown => return,
                     };
                     if let Err(e) = result {
-                        tracing::error!(error = %e, "storage error while sending; nothing was lost, retrying in 5 s");
+                        tracing::error!(error = %chain(&e), "storage error while sending; nothing was lost, retrying in 5 s");
                         if let Some(w) = &self.storage_watch {
                             w.recovered(&e);
                         }
@@ -234,7 +235,7 @@ impl<T: Target> Scheduler<T> {
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot prune the reported set");
+                    tracing::warn!(error = %chain(&e), "cannot prune the reported set");
                     return;
                 }
             }

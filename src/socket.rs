@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::clock::now_ms;
+use crate::errors::chain;
 use crate::filter::Rules;
 use crate::source::{lines_of, LineSplitter};
 use crate::stats::Stats;
@@ -172,9 +173,9 @@ impl SocketInput {
                     }
                     Err(e) => {
                         failures += 1;
-                        tracing::error!(%peer, error = %e, "cannot queue addresses from the socket; not reading more from it until this works");
+                        tracing::error!(%peer, error = %chain(&e), "cannot queue addresses from the socket; not reading more from it until this works");
                         self.stats
-                            .set_paused(Some(format!("cannot write the queue: {e}")));
+                            .set_paused(Some(format!("cannot write the queue: {}", chain(&e))));
                         if self.stop.load(Ordering::Acquire) {
                             return;
                         }

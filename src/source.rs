@@ -49,6 +49,7 @@ use flate2::read::MultiGzDecoder;
 use migrations::v1::{Checkpoint, FileId};
 
 use crate::config::StartAt;
+use crate::errors::chain;
 use crate::stats::{SkipReason, Stats};
 use crate::store::{Store, StoreError};
 
@@ -111,7 +112,7 @@ pub fn lines_of(data: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// Errors of the source: they never stop the daemon, which logs and retries.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -736,7 +737,7 @@ impl Tailer {
                 }),
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot read a rotated file; it is skipped");
+                    tracing::warn!(path = %path.display(), error = %chain(&e), "cannot read a rotated file; it is skipped");
                 }
             }
         }
@@ -799,7 +800,7 @@ impl Tailer {
                     self.rotated.push_back(r);
                 }
                 Err(e) => {
-                    tracing::warn!(path = %c.path.display(), error = %e, "cannot read a rotated file; it is skipped")
+                    tracing::warn!(path = %c.path.display(), error = %chain(&e), "cannot read a rotated file; it is skipped")
                 }
             }
         }
@@ -1362,7 +1363,7 @@ mod splitter_props {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #![proptest_config(crate::testing::proptest_config(2000))]
         #[test]
         fn splitter_matches_the_bytewise_reference((data, cuts, max_line) in stream()) {
             let stats = Stats::default();

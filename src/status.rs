@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::now_ms;
 use crate::config::Config;
+use crate::errors::chain;
 use crate::health::{overall, Verdict};
 use crate::ratelimit::Limit;
 use crate::stats::{SkipReason, Stats};
@@ -294,8 +295,8 @@ impl Snapshot {
             state_dir: config.state_dir.display().to_string(),
             health: "degraded".to_string(),
             health_reason: Some(match &paused {
-                Some(p) => format!("input paused: {p}; cannot read the queue: {error}"),
-                None => format!("cannot read the queue: {error}"),
+                Some(p) => format!("input paused: {p}; cannot read the queue: {}", chain(error)),
+                None => format!("cannot read the queue: {}", chain(error)),
             }),
             input: config
                 .input

@@ -103,6 +103,51 @@ fn a_second_process_on_the_same_state_dir_gets_a_clear_error() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// Regression: an error whose message interpolated its cause and also
+/// marked it as its source printed the cause twice ("cannot use state
+/// directory …/file/sub: Not a directory (os error 20); check that it
+/// exists and that this user may write to it: Not a directory (os error
+/// 20)"). The cause is printed once, after the message and its hint.
+#[test]
+fn a_state_directory_error_prints_its_cause_once() {
+    let env = Env::new();
+    let api = FakeApi::start(FakeConfig::default());
+    let cfg = env.config(&api, "");
+    std::fs::write(env.path("file"), "").unwrap();
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("state_dir = \"state\"", "state_dir = \"file/sub\"");
+    std::fs::write(&cfg, text).unwrap();
+    for args in [&["run", "--dry-run"][..], &["status"]] {
+        let out = bin().args(args).arg("--config").arg(&cfg).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr.matches("Not a directory (os error 20)").count(),
+            1,
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&env.path("file/sub").display().to_string()),
+            "{args:?}: {stderr}"
+        );
+    }
+    let out = bin()
+        .args(["run", "--dry-run", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "tjfwd: error: cannot use state directory {} (check that it exists and that this user \
+             may write to it): Not a directory (os error 20)",
+            env.path("file/sub").display()
+        )),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn invalid_configuration_is_refused_naming_the_key_and_the_file() {
     let env = Env::new();

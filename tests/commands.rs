@@ -295,6 +295,86 @@ fn replay_dry_run_and_time_window() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
 
+/// Regression: `tjfwd replay` refused a state directory in which `tjfwd
+/// run` never ran ("no tjfwd database in …"). It creates the state
+/// directory and the database as `run` does (same code, same checks), and
+/// the daemon's first start sends what it queued. The commands that only
+/// read or act on what is there still say there is no database, and
+/// create nothing.
+#[test]
+fn replay_before_the_first_run_creates_the_database() {
+    let env = Env::new();
+    let api = FakeApi::start(FakeConfig::default());
+    let cfg = config(&env, &api, "1h");
+    let state = env.path("state");
+    for args in [&["status"][..], &["export"], &["resend"], &["flush"]] {
+        let o = run(&cfg, args, None);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("no tjfwd database in"),
+            "{args:?}: {}",
+            text(&o)
+        );
+        assert!(!state.exists(), "{args:?} created the state directory");
+    }
+    let addrs = cowrie::public_addresses(12);
+    let log = env.path("old.json");
+    write_log(&log, &addrs);
+    let o = run(&cfg, &["replay", log.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("12 addresses newly queued"),
+        "{}",
+        text(&o)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&state).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+    assert_eq!(status_json(&cfg).1["pending"], 12);
+    let mut d = spawn(bin().args(["run", "--drain", "--config"]).arg(&cfg));
+    let code = wait_with_limit(&mut d, Duration::from_secs(30));
+    assert_eq!(
+        code.and_then(|c| c.code()),
+        Some(0),
+        "{}",
+        output_of(&mut d)
+    );
+    let want: BTreeSet<String> = addrs.iter().cloned().collect();
+    assert_eq!(api.accepted_unique(), want);
+}
+
+/// The state directory a replay would create is checked as `run` checks
+/// it: one others may write to is refused with the same message.
+#[test]
+fn replay_refuses_an_unsafe_state_directory_as_run_does() {
+    let env = Env::new();
+    let api = FakeApi::start(FakeConfig::default());
+    let cfg = config(&env, &api, "1h");
+    std::fs::create_dir(env.path("state")).unwrap();
+    support::bin::set_mode(&env.path("state"), 0o777);
+    let log = env.path("old.json");
+    write_log(&log, &cowrie::public_addresses(3));
+    let replay = run(&cfg, &["replay", log.to_str().unwrap()], None);
+    let daemon = bin()
+        .args(["run", "--drain", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    for o in [&replay, &daemon] {
+        assert_eq!(o.status.code(), Some(1), "{}", text(o));
+    }
+    let refusal = |o: &Output| {
+        String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .find(|l| l.starts_with("tjfwd: error:"))
+            .map(str::to_string)
+    };
+    let said = refusal(&replay).unwrap_or_else(|| panic!("{}", text(&replay)));
+    assert!(said.contains("refusing the state directory"), "{said}");
+    assert_eq!(Some(said), refusal(&daemon), "{}", text(&daemon));
+    assert!(!env.path("state/db").exists());
+}
+
 #[test]
 fn replay_send_without_a_daemon_delivers_and_exits() {
     let env = Env::new();
@@ -507,8 +587,7 @@ fn completions_and_man_page() {
 /// Only the daemon's user (and root) may use the control socket.
 #[test]
 fn control_requests_from_another_user_are_refused() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         eprintln!("skipped: needs root to run a command as another user");
         return;
     }
@@ -546,4 +625,119 @@ fn control_requests_from_another_user_are_refused() {
     );
     let out = stop_daemon(d);
     assert!(out.contains("refused a request from another user"), "{out}");
+}
+
+/// Runs the binary with `args` and its standard output a pipe whose reader
+/// is already gone (`| head -0`), so that its first write meets EPIPE.
+fn run_into_a_closed_pipe(args: &[&std::ffi::OsStr]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    bin()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+/// Regression: `tjfwd replay --dry-run FILE | head -3` panicked ("failed
+/// printing to stdout: Broken pipe", exit 101). Every command that prints
+/// ends quietly, as it would have with a reader, when its reader has gone
+/// away — and still does its work: a replay queues, a flush sends.
+#[test]
+fn printing_into_a_closed_pipe_panicked_with_broken_pipe() {
+    let env = Env::new();
+    let api = FakeApi::start(FakeConfig::default());
+    let cfg = config(&env, &api, "1h");
+    stop_daemon(start_daemon(&cfg));
+    let addrs = cowrie::public_addresses(300);
+    let log = env.path("old.json");
+    write_log(&log, &addrs);
+    let cowrie_cfg =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cowrie/sensor/etc/cowrie.cfg");
+    let with_config = |args: &[&str]| -> Vec<std::ffi::OsString> {
+        let mut v: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        v.extend(["--config".into(), cfg.clone().into_os_string()]);
+        v
+    };
+    let log_arg = log.to_str().unwrap();
+    // Each command, and its exit code with a reader.
+    let cases: Vec<(Vec<std::ffi::OsString>, i32)> = vec![
+        (with_config(&["replay", "--dry-run", log_arg]), 0),
+        (with_config(&["replay", log_arg]), 0),
+        (with_config(&["status"]), 2),
+        (with_config(&["status", "--json"]), 2),
+        (with_config(&["export", "--format", "nft"]), 0),
+        (with_config(&["export", "--format", "ipset"]), 0),
+        (with_config(&["resend"]), 0),
+        (with_config(&["check-config"]), 0),
+        (with_config(&["recover", "--check"]), 0),
+        (with_config(&["flush"]), 0),
+        (vec!["completions".into(), "bash".into()], 0),
+        (vec!["man".into()], 0),
+        (
+            vec![
+                "config".into(),
+                "import-cowrie".into(),
+                cowrie_cfg.into_os_string(),
+            ],
+            0,
+        ),
+        (vec!["--help".into()], 0),
+        (vec!["--version".into()], 0),
+    ];
+    for (args, code) in cases {
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        let o = run_into_a_closed_pipe(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {}", text(&o));
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe") && !err.contains("error"),
+            "{args:?}: {}",
+            text(&o)
+        );
+    }
+    // The replay queued, and the flush sent, all the same.
+    assert_eq!(api.accepted_unique().len(), 300);
+    assert_eq!(status_json(&cfg).1["pending"], 0);
+}
+
+/// A write error other than a closed pipe is still an error.
+#[test]
+fn a_full_disk_behind_standard_output_is_an_error() {
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    let o = bin()
+        .args(["completions", "bash"])
+        .stdout(full())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("tjfwd: error: cannot write the completion script: No space left on device"),
+        "{}",
+        text(&o)
+    );
+    let env = Env::new();
+    let api = FakeApi::start(FakeConfig::default());
+    let cfg = config(&env, &api, "1h");
+    let o = bin()
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .stdout(full())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("tjfwd: error: cannot write to standard output: No space left on device"),
+        "{}",
+        text(&o)
+    );
 }

@@ -8,8 +8,10 @@
 
 #[path = "../benches/support/cowrie_gen.rs"]
 mod cowrie_gen;
+mod support;
 
 use proptest::prelude::*;
+use support::props::proptest_config;
 use tjfwd::daemon::select_lines;
 use tjfwd::decode::{cannot_select, decode, decode_fast, decode_fast_general, decode_serde};
 use tjfwd::filter::Rules;
@@ -120,8 +122,13 @@ enum Member {
     },
     /// `"key":123` (a number where a string is expected, for known keys).
     Num { key: String },
-    /// `"x":{"key":"value"}`: a nested object.
-    Nested { key: String, value: String },
+    /// `"x":{"key":"value"}`: a nested object, or `"x":[{"key":"value"}]`
+    /// in a list.
+    Nested {
+        key: String,
+        value: String,
+        in_list: bool,
+    },
     /// `"key":["a","b"]`.
     List { key: String, items: Vec<String> },
 }
@@ -134,6 +141,9 @@ fn member() -> impl Strategy<Value = Member> {
         Just("password".to_string()),
         Just("input".to_string()),
         Just("kexAlgs".to_string()),
+        // Keys that end with a field's name after an escaped quote.
+        Just("x\"eventid".to_string()),
+        Just("x\"src_ip".to_string()),
         "[a-z_]{1,8}",
     ];
     let value = prop_oneof![
@@ -147,7 +157,8 @@ fn member() -> impl Strategy<Value = Member> {
             |(key, value, k, v)| Member::Str { key, value, esc_key: k && v, esc_value: v && !k }
         ),
         1 => key.clone().prop_map(|key| Member::Num { key }),
-        1 => (key.clone(), value.clone()).prop_map(|(key, value)| Member::Nested { key, value }),
+        1 => (key.clone(), value.clone(), any::<bool>())
+            .prop_map(|(key, value, in_list)| Member::Nested { key, value, in_list }),
         1 => (key, proptest::collection::vec(value, 0..4)).prop_map(|(key, items)| Member::List { key, items }),
     ]
 }
@@ -183,11 +194,18 @@ fn object_line() -> impl Strategy<Value = Vec<u8>> {
                         json_string(value, *esc_value, i)
                     ),
                     Member::Num { key } => format!("{}{colon}{i}", json_string(key, false, 0)),
-                    Member::Nested { key, value } => format!(
-                        "\"x{i}\"{colon}{{{}{colon}{}}}",
-                        json_string(key, false, 0),
-                        json_string(value, false, 0)
-                    ),
+                    Member::Nested {
+                        key,
+                        value,
+                        in_list,
+                    } => {
+                        let (open, close) = if *in_list { ("[", "]") } else { ("", "") };
+                        format!(
+                            "\"x{i}\"{colon}{open}{{{}{colon}{}}}{close}",
+                            json_string(key, false, 0),
+                            json_string(value, false, 0)
+                        )
+                    }
                     Member::List { key, items } => format!(
                         "{}{colon}[{}]",
                         json_string(key, false, 0),
@@ -222,7 +240,7 @@ fn object_line() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(proptest_config(2000))]
 
     #[test]
     fn decode_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
@@ -325,6 +343,28 @@ proptest! {
     }
 }
 
+/// Regression (issue 15): the line `prefilter_never_skips_what_decode_would_select`
+/// once shrank to. Its only `"eventid"` is in a nested object (the
+/// top-level key is mangled to `"eve tid"`): the decoder counts it as
+/// `missing_eventid`, and the prefilter skipped it as unselectable. Its
+/// siblings: the key in an object in a list, or ending another key after an
+/// escaped quote; the same of `"src_ip"` (`missing_src_ip`).
+#[test]
+fn regression_prefilter_skipped_a_nested_eventid_counted_as_missing() {
+    let lines = [
+        r#"{"src_ip": "::ffff:0.0.100.10", "x0": {"eventid": "cowrie.session.file_download.failed"}, "eve tid": "cowrie.login.failed", "password": 1, "timestamp": "2026-11-22T12:02:37.839685Z", "password": "cowrie.login.failed"}"#,
+        r#"{"src_ip":"1.2.3.4","x0":[{"eventid":"cowrie.session.connect"}],"timestamp":"2026-11-22T12:02:37.839685Z"}"#,
+        r#"{"src_ip":"1.2.3.4","x\"eventid":"cowrie.session.connect"}"#,
+        r#"{"eventid":"cowrie.session.connect","x0":{"src_ip":"1.2.3.4"}}"#,
+        r#"{"eventid":"cowrie.session.connect","x\"src_ip":"1.2.3.4"}"#,
+    ];
+    for line in lines {
+        for r in all_rules() {
+            prefilter_is_sound(line.as_bytes(), &r).unwrap();
+        }
+    }
+}
+
 /// On Cowrie-shaped data (the benchmark generator's: every event kind, the
 /// kex lines, attacker text naming the fields, \u escapes), `select_lines`
 /// with its prefilter queues exactly what the decoder alone selects, and
@@ -404,15 +444,6 @@ fn same_as_serde(line: &[u8]) -> Result<(), TestCaseError> {
         prop_assert_eq!(&fast, &general, "plain and general modes: {}", shown);
     }
     Ok(())
-}
-
-/// Cases for the differential tests: `PROPTEST_CASES` when set (for long
-/// runs), else `n`.
-fn cases(n: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(n)
 }
 
 /// Generated Cowrie lines (every event kind, attacker text naming the
@@ -630,7 +661,7 @@ fn cowrie_line_with_a_member() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(3000), ..ProptestConfig::default() })]
+    #![proptest_config(proptest_config(3000))]
 
     #[test]
     fn fast_path_answers_as_serde_with_any_extra_member(line in cowrie_line_with_a_member()) {

@@ -100,8 +100,7 @@ fn skip_or_fail(why: &str) {
 }
 
 fn prerequisites() -> Option<Prereqs> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         say("skipped: the real-Cowrie test must run as root (CI does)");
         return None;
     }
@@ -172,6 +171,8 @@ fn find_tool(name: &str) -> PathBuf {
 /// Moves the calling thread (and whatever it starts from now on) into a new
 /// network namespace with `lo` up and the attackers' addresses on it.
 /// Returns the IPv6 sources that work (none if IPv6 does not).
+// unshare(2) has no safe binding (rustix's is unsafe too, for CLONE_FILES).
+#[allow(unsafe_code)]
 fn enter_private_netns() -> Result<Vec<String>, String> {
     // SAFETY: unshare only changes the calling thread's namespaces.
     if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
@@ -278,10 +279,8 @@ impl Running {
     }
 
     fn sigterm(&self) {
-        // SAFETY: sending a signal to our own child process.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
+        use rustix::process::{kill_process, Pid, Signal};
+        let _ = kill_process(Pid::from_child(&self.child), Signal::TERM);
     }
 }
 

@@ -27,14 +27,13 @@ fn run(cfg: &Path, args: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id() as i32;
+    let pid = rustix::process::Pid::from_child(&child);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || tx.send(child.wait_with_output().unwrap()));
     match rx.recv_timeout(Duration::from_secs(60)) {
         Ok(o) => o,
         Err(_) => {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
             let o = rx.recv().unwrap();
             panic!("{args:?} still running after 60 s:\n{}", text(&o));
         }

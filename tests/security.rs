@@ -402,8 +402,7 @@ fn a_state_dir_others_can_write_is_refused_with_the_fix() {
 /// A state directory of another (non-root) user is refused. Needs root.
 #[test]
 fn a_state_dir_of_another_user_is_refused() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         eprintln!("skipped: needs root to give the directory to another user");
         return;
     }

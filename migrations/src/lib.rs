@@ -174,7 +174,8 @@ impl fmt::Display for MigrationError {
                  or its meta tree is damaged; move it aside and start again"
             ),
             MigrationError::Corrupt(what) => write!(f, "damaged database: {what}"),
-            MigrationError::Sled(e) => write!(f, "storage error: {e}"),
+            // Its cause is its source, shown after it.
+            MigrationError::Sled(_) => write!(f, "storage error"),
         }
     }
 }

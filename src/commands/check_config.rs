@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use crate::commands::ConfigArgs;
+use crate::commands::{note, print, CommandError, ConfigArgs};
 use crate::config::Config;
 
 /// The flags of `tjfwd check-config`.
@@ -19,16 +19,17 @@ pub struct Args {
 /// Runs `tjfwd check-config`; `quiet` (the global `-q`) prints only the
 /// warnings.
 pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
-    check_config(&args.config.load(!args.dry_run)?, quiet);
+    check_config(&args.config.load(!args.dry_run)?, quiet)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Prints the effective configuration (unless `quiet`) and its warnings.
-pub fn check_config(config: &Config, quiet: bool) {
+pub fn check_config(config: &Config, quiet: bool) -> Result<(), CommandError> {
     for w in &config.warnings {
-        eprintln!("tjfwd: warning: {w}");
+        note(format_args!("tjfwd: warning: {w}"));
     }
     if !quiet {
-        print!("{}", config.redacted_toml());
+        print(config.redacted_toml())?;
     }
+    Ok(())
 }

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 
 use crate::clock::now_ms;
-use crate::commands::{Backend, CommandError, ConfigArgs};
+use crate::commands::{print, Backend, CommandError, ConfigArgs};
 use crate::config::Config;
 use crate::control::ExportEntry;
 use crate::status::rfc3339;
@@ -138,7 +138,7 @@ pub fn export(config: &Config, format: Format, name: &str) -> Result<(), Command
         )));
     }
     let entries = Backend::open(config)?.export()?;
-    print!("{}", render(&entries, format, name));
+    print(render(&entries, format, name))?;
     Ok(())
 }
 

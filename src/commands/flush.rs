@@ -6,7 +6,7 @@
 
 use std::process::ExitCode;
 
-use crate::commands::{send_pending, Backend, CommandError, ConfigArgs};
+use crate::commands::{print, send_pending, Backend, CommandError, ConfigArgs};
 use crate::config::Config;
 
 /// The flags of `tjfwd flush`.
@@ -27,17 +27,19 @@ pub fn flush(config: &Config) -> Result<(), CommandError> {
     match Backend::open(config)? {
         mut b @ Backend::Daemon(_) => {
             let out = b.flush()?;
-            println!(
-                "asked the daemon to send {} pending addresses now (under the rate limit)",
+            print(format_args!(
+                "asked the daemon to send {} pending addresses now (under the rate limit)\n",
                 out.pending
-            );
+            ))?;
         }
         Backend::Local(ops) => {
             let pending = ops.queue.pending_count()?;
             drop(ops);
-            println!("no daemon runs: sending {pending} pending addresses (under the rate limit)…");
+            print(format_args!(
+                "no daemon runs: sending {pending} pending addresses (under the rate limit)…\n"
+            ))?;
             let sent = send_pending(config)?;
-            println!("sent {sent} addresses");
+            print(format_args!("sent {sent} addresses\n"))?;
         }
     }
     Ok(())

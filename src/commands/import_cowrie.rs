@@ -3,8 +3,11 @@
 //! go to the log); the token is never printed. The work is
 //! [`cowrie_cfg::import_toml`].
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use anyhow::Context;
 
 use crate::commands::LOG_TARGET;
 use crate::cowrie_cfg;
@@ -30,6 +33,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for n in &imported.notes {
         tracing::info!(target: LOG_TARGET, "{n}");
     }
-    print!("{}", imported.toml);
+    write!(crate::output::stdout(), "{}", imported.toml)
+        .context("cannot write the configuration")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -14,7 +14,7 @@ pub struct Args {}
 /// it).
 pub fn run(_args: Args, cli: clap::Command) -> anyhow::Result<ExitCode> {
     clap_mangen::Man::new(cli)
-        .render(&mut std::io::stdout())
+        .render(&mut crate::output::stdout())
         .context("cannot write the man page")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -53,8 +53,28 @@ pub enum CommandError {
     Control(#[from] ControlError),
     #[error(transparent)]
     Queue(#[from] StoreError),
+    #[error(transparent)]
+    Daemon(#[from] crate::daemon::DaemonError),
     #[error("{0}")]
     Other(String),
+    /// Standard output could not be written (a closed pipe is not an
+    /// error: see [`crate::output`]).
+    #[error("cannot write to standard output")]
+    Output(#[source] std::io::Error),
+}
+
+/// Prints `text` to standard output through [`crate::output`]: a reader
+/// that went away ends the output quietly, any other error is returned.
+pub(crate) fn print(text: impl std::fmt::Display) -> Result<(), CommandError> {
+    use std::io::Write;
+    write!(crate::output::stdout(), "{text}").map_err(CommandError::Output)
+}
+
+/// A message of the command's own on standard error, through
+/// [`crate::output`]; a failure to write it has nowhere to be reported.
+pub(crate) fn note(text: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(crate::output::stderr(), "{text}");
 }
 
 /// Where a command's operations run.
@@ -67,7 +87,10 @@ pub enum Backend {
 
 impl Backend {
     /// Connects to the daemon of the configured state directory, or opens
-    /// the database when none runs.
+    /// the database when none runs. Refuses a state directory without a
+    /// database: the commands that only read it or act on what it holds
+    /// (status, export, resend, flush) have nothing to say about an empty
+    /// one, and creating it for them would hide a wrong state_dir.
     pub fn open(config: &Config) -> Result<Backend, CommandError> {
         if !config.state_dir.join("db").exists() && Client::connect(&config.state_dir)?.is_none() {
             return Err(CommandError::Other(format!(
@@ -75,6 +98,15 @@ impl Backend {
                 config.state_dir.display()
             )));
         }
+        Backend::open_or_create(config)
+    }
+
+    /// As [`Backend::open`], but without a database creates it (and the
+    /// state directory), as `tjfwd run` does: the same code, so the same
+    /// permission checks ([`crate::permissions`]), lock and schema. For the
+    /// commands that add to the queue (`replay`: an operator may replay
+    /// old logs before the daemon's first start).
+    pub fn open_or_create(config: &Config) -> Result<Backend, CommandError> {
         // A daemon that is starting holds the database before its socket
         // listens: try both for a few seconds.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -166,17 +198,15 @@ pub fn send_pending(config: &Config) -> Result<u64, CommandError> {
         .enable_all()
         .build()
         .map_err(|e| CommandError::Other(format!("cannot start the async runtime: {e}")))?;
-    let stats = runtime
-        .block_on(crate::daemon::run(
-            c,
-            crate::daemon::RunOptions {
-                dry_run: false,
-                drain: true,
-            },
-            async {
-                let _ = tokio::signal::ctrl_c().await;
-            },
-        ))
-        .map_err(|e| CommandError::Other(e.to_string()))?;
+    let stats = runtime.block_on(crate::daemon::run(
+        c,
+        crate::daemon::RunOptions {
+            dry_run: false,
+            drain: true,
+        },
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        },
+    ))?;
     Ok(crate::stats::Stats::get(&stats.addresses_reported))
 }

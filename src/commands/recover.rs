@@ -34,6 +34,7 @@ use crate::clock::now_ms;
 use crate::commands::{CommandError, ConfigArgs};
 use crate::config::{Config, StartAt};
 use crate::daemon::{count_enqueued, select_lines, store_targets};
+use crate::errors::chain;
 use crate::filter::Rules;
 use crate::source::{Chunk, Tailer};
 use crate::stats::Stats;
@@ -67,7 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         check: args.check,
         force: args.force,
     };
-    let sound = recover(&config, opts, &mut std::io::stdout())?;
+    let sound = recover(&config, opts, &mut crate::output::stdout())?;
     Ok(if args.check && !sound {
         ExitCode::from(1)
     } else {
@@ -392,7 +393,7 @@ fn examine(
         Ok(Ok((q, v))) if v.problems == 0 => (Diagnosis::Sound(v), Some(q)),
         Ok(Ok((q, v))) => (Diagnosis::Inconsistent(v), Some(q)),
         Ok(Err(StoreError::Damaged { detail, .. })) => (Diagnosis::Unopenable(detail), None),
-        Ok(Err(e)) => (Diagnosis::Unopenable(e.to_string()), None),
+        Ok(Err(e)) => (Diagnosis::Unopenable(chain(&e).to_string()), None),
         Err(panic) => (Diagnosis::Unopenable(panic), None),
     })
 }

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, IsTerminal, Read};
+use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use flate2::read::MultiGzDecoder;
 
 use crate::clock::now_ms;
-use crate::commands::{send_pending, Backend, CommandError, ConfigArgs};
+use crate::commands::{note, print, send_pending, Backend, CommandError, ConfigArgs};
 use crate::config::Config;
 use crate::daemon::select_lines;
 use crate::filter::Rules;
@@ -197,11 +197,11 @@ impl Progress {
             }
             None if self.last_line.elapsed() >= Duration::from_secs(5) => {
                 self.last_line = Instant::now();
-                eprintln!(
+                note(format_args!(
                     "tjfwd: replay: {}: {} MiB read, {lines} lines ({rate:.0} lines/s), {found} addresses found",
                     file.display(),
                     bytes >> 20
-                );
+                ));
             }
             None => {}
         }
@@ -481,7 +481,7 @@ pub fn replay(config: &Config, opts: &Options) -> Result<(), CommandError> {
     let sink = if opts.dry_run {
         Sink::DryRun(HashMap::new())
     } else {
-        Sink::new(Backend::open(config)?)
+        Sink::new(Backend::open_or_create(config)?)
     };
     let (tx, rx) = mpsc::sync_channel::<Vec<Sighting>>(1);
     let (recycle_tx, recycle) = mpsc::channel::<Vec<Sighting>>();
@@ -730,36 +730,38 @@ fn summarize(
         None => {
             let mut list: Vec<(IpAddr, u64)> = unique.into_iter().collect();
             list.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            let mut out = BufWriter::new(crate::output::stdout());
             for (addr, n) in &list {
-                println!("{addr} {n}");
+                writeln!(out, "{addr} {n}").map_err(CommandError::Output)?;
             }
-            eprintln!("tjfwd: {summary}");
-            eprintln!(
+            out.flush().map_err(CommandError::Output)?;
+            note(format_args!("tjfwd: {summary}"));
+            note(format_args!(
                 "tjfwd: dry run: {} distinct addresses in {} sightings; nothing was queued",
                 list.len(),
                 totals.sightings
-            );
+            ));
         }
         Some(b) => {
             let q = totals.queued;
-            println!("{summary}");
-            println!(
-                "{} sightings: {} addresses newly queued, {} already pending, {} reported since (not due again), {} in the dead-letter set",
+            print(format_args!("{summary}\n"))?;
+            print(format_args!(
+                "{} sightings: {} addresses newly queued, {} already pending, {} reported since (not due again), {} in the dead-letter set\n",
                 totals.sightings, q.queued_new, q.updated, q.already_reported, q.dead
-            );
+            ))?;
             match b {
                 Backend::Daemon(_) => {
                     if opts.send {
-                        println!("the running daemon sends them");
+                        print("the running daemon sends them\n")?;
                     }
                 }
                 Backend::Local(ops) => {
                     drop(ops);
                     if opts.send {
                         let sent = send_pending(config)?;
-                        println!("sent {sent} addresses");
+                        print(format_args!("sent {sent} addresses\n"))?;
                     } else if q.queued_new > 0 {
-                        println!("no daemon runs: they are sent when `tjfwd run` starts (or now with --send or `tjfwd flush`)");
+                        print("no daemon runs: they are sent when `tjfwd run` starts (or now with --send or `tjfwd flush`)\n")?;
                     }
                 }
             }
@@ -864,7 +866,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        #![proptest_config(crate::testing::proptest_config(64))]
         /// Replaying through [`Deferred`] leaves the queue exactly as one
         /// `enqueue` per batch does, with the same outcome counts: new,
         /// pending, reported (due or not, with and without rereport_after),

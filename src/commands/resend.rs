@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use crate::commands::{Backend, CommandError, ConfigArgs};
+use crate::commands::{print, Backend, CommandError, ConfigArgs};
 use crate::config::Config;
 use crate::control::ResendFilter;
 
@@ -54,14 +54,14 @@ pub fn resend(config: &Config, filter: &ResendFilter) -> Result<(), CommandError
     } else {
         "reported set"
     };
-    println!(
-        "{} addresses of the {from} matched: {} queued again, {} were already pending",
+    print(format_args!(
+        "{} addresses of the {from} matched: {} queued again, {} were already pending\n",
         out.matched, out.queued, out.already_pending
-    );
+    ))?;
     if !b.is_daemon() && out.queued > 0 {
-        println!(
-            "no daemon runs: they are sent when `tjfwd run` starts (or now with `tjfwd flush`)"
-        );
+        print(
+            "no daemon runs: they are sent when `tjfwd run` starts (or now with `tjfwd flush`)\n",
+        )?;
     }
     Ok(())
 }

@@ -6,7 +6,7 @@
 
 use std::process::ExitCode;
 
-use crate::commands::{Backend, CommandError, ConfigArgs};
+use crate::commands::{print, Backend, CommandError, ConfigArgs};
 use crate::config::Config;
 
 /// The flags of `tjfwd status`.
@@ -31,12 +31,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 pub fn status(config: &Config, json: bool) -> Result<u8, CommandError> {
     let snapshot = Backend::open(config)?.status()?;
     if json {
-        println!(
-            "{}",
+        print(format_args!(
+            "{}\n",
             serde_json::to_string_pretty(&snapshot).expect("plain data serializes")
-        );
+        ))?;
     } else {
-        print!("{}", snapshot.human());
+        print(snapshot.human())?;
     }
     Ok(snapshot.exit_code())
 }

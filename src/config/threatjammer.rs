@@ -285,8 +285,7 @@ pub(super) fn secret_readers(meta: &fs::Metadata, state_dir: &Path) -> Option<St
     }
     if mode & 0o040 != 0 {
         let gid = meta.gid();
-        // SAFETY: getegid has no preconditions and cannot fail.
-        let ours = gid == unsafe { libc::getegid() };
+        let ours = gid == rustix::process::getegid().as_raw();
         let service = fs::metadata(state_dir).is_ok_and(|m| m.gid() == gid);
         if !ours && !service {
             return Some(format!("the users of group {gid} (mode {mode:04o})"));
@@ -885,8 +884,7 @@ mod tests {
     /// group owns the state directory) does not. Needs root (chown).
     #[test]
     fn secret_readers_of_another_group() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
+        if !rustix::process::geteuid().is_root() {
             eprintln!("skipped: needs root to give a file another group");
             return;
         }

@@ -78,7 +78,7 @@ pub enum StoreError {
          stop it first, or give this one another state_dir"
     )]
     Locked { dir: PathBuf, lock: PathBuf },
-    #[error("cannot use state directory {dir}: {source}; check that it exists and that this user may write to it")]
+    #[error("cannot use state directory {dir} (check that it exists and that this user may write to it)")]
     StateDir {
         dir: PathBuf,
         #[source]
@@ -94,21 +94,21 @@ pub enum StoreError {
     /// The state directory is not safe to use (see `crate::permissions`).
     #[error("refusing the state directory: {0}")]
     Unsafe(String),
-    #[error("cannot open the database in {dir}: {source}")]
+    #[error("cannot open the database in {dir}")]
     Open {
         dir: PathBuf,
         #[source]
         source: sled::Error,
     },
-    #[error("database in {dir}: {source}")]
+    #[error("database in {dir}")]
     Schema {
         dir: PathBuf,
         #[source]
         source: MigrationError,
     },
-    #[error("storage error: {0}")]
+    #[error("storage error")]
     Sled(#[from] sled::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Format(#[from] MigrationError),
 }
 

@@ -123,7 +123,7 @@ mod model {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(48))]
+        #![proptest_config(crate::testing::proptest_config(48))]
         #[test]
         fn the_queue_behaves_as_a_fifo_model(ops in proptest::collection::vec(op(), 1..30)) {
             let d = tempfile::tempdir().unwrap();

@@ -123,10 +123,8 @@ pub fn output_of(r: &mut Running) -> String {
 }
 
 pub fn sigterm(r: &Running) {
-    // SAFETY: sending a signal to our own child process.
-    unsafe {
-        libc::kill(r.child.id() as i32, libc::SIGTERM);
-    }
+    use rustix::process::{kill_process, Pid, Signal};
+    let _ = kill_process(Pid::from_child(&r.child), Signal::TERM);
 }
 
 /// A finished command's exit code, stdout and stderr, for assert messages.

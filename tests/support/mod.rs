@@ -9,3 +9,4 @@ pub mod bin;
 pub mod cowrie;
 pub mod fake_api;
 pub mod pki;
+pub mod props;
