@@ -10,14 +10,17 @@
 //!            timestamp  allowlist  one txn          retry/backoff
 //! ```
 //!
-//! - [`config`]: the TOML configuration, validated into [`config::Config`].
+//! - [`config`]: the TOML configuration, validated into [`config::Config`];
+//!   [`config_kit`]: the checks and formats its sections share (below both
+//!   `config` and `targets`).
+//! - [`targets`]: the report targets, one folder each (client,
+//!   classification, configuration section), [`targets::threatjammer`] first.
 //! - [`source`]: tails `cowrie.json` from a checkpoint, whole lines only.
 //! - [`decode`]: one JSON line → `eventid`, `src_ip`, `timestamp`.
 //! - [`filter`]: the select rule, address normalization and filtering.
 //! - [`queue`]: the sled database (layout in the `migrations` crate).
 //! - [`ratelimit`]: the rolling-window limit and the backoff, as pure functions.
-//! - [`reporter`]: the HTTP request and the classification of its answer.
-//! - [`tls`]: the TLS trust of the HTTP client (`ca_file`), below config and reporter.
+//! - [`tls`]: the TLS trust of the HTTP client (`ca_file`), below the targets.
 //! - [`scheduler`]: when to send, and what to do with each answer.
 //! - [`daemon`]: `tjfwd run`, wiring it all with a shutdown future.
 //! - [`cli`]: the command line; [`commands`]: one file per subcommand, its
@@ -33,6 +36,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod config_kit;
 pub mod control;
 pub mod cowrie_cfg;
 pub mod daemon;

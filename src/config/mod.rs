@@ -18,25 +18,31 @@
 //! The way back, [`Config::redacted_toml`] (`tjfwd check-config`), is the
 //! resolved layer serialized: each section derives `Serialize` with the keys
 //! of its raw layer and writes durations, sizes, addresses and paths in the
-//! forms the raw layer reads (`format::ser`); a [`Secret`] serializes as
+//! forms the raw layer reads (`config_kit::ser`); a [`Secret`] serializes as
 //! `<redacted>`, and what is not a key (`path`, `warnings`, `notes`,
 //! `rate_window`) is skipped. Parsing the output back gives the same
 //! configuration, but for the token.
 //!
-//! Every section of the file has a module of its own (`threatjammer`,
-//! `input`, `schedule`, `filter`, `storage`, `queue`, `admin`), holding its
-//! raw struct, its resolved struct and that struct's `Default`, its constants
-//! and its `validate` function, and the tests of its keys. Adding a key to a
-//! section touches that file (a field in each struct, its default, its check)
-//! and the documentation: README's table of keys and the example
-//! `packaging/tjfwd.toml` (`config import-cowrie` writes the keys it shows
-//! itself, in `cowrie_cfg/import.rs`). The machinery
-//! they share: `context` (`Ctx`: the file named in messages, the directory of
-//! relative paths, the warnings, the checks of paths, durations and sizes),
-//! `errors` ([`ConfigError`], and toml's parse errors with secrets redacted),
-//! `secret` ([`Secret`]) and `format` (durations and sizes written back as
-//! TOML). This module reads the file and assembles the [`Config`] from the
-//! sections; `tests` holds the tests of the whole loader.
+//! This module owns the file's layout: which tables there are, in which
+//! order, and the loader that assembles the [`Config`] from them. Each table
+//! has a module of its own, holding its raw struct, its resolved struct and
+//! that struct's `Default`, its constants and its `validate` function:
+//!
+//! - here, the sections that are not a target's: `input`, `filter`,
+//!   `storage`, `queue`, `admin`;
+//! - in `crate::targets`, each target's. Threat Jammer's two tables,
+//!   `[threatjammer]` and `[schedule]`, sit at the top level where tjfwd has
+//!   always read them, and are placed by name in the raw layer below
+//!   (`crate::targets::threatjammer::{config, schedule}` hold their code).
+//!
+//! Adding a key to a section touches that section's file (a field in each
+//! struct, its default, its check) and the documentation: README's table of
+//! keys and the example `packaging/tjfwd.toml` (`config import-cowrie`
+//! writes the keys it shows itself, in `cowrie_cfg/import.rs`). The
+//! machinery the sections share is `crate::config_kit` (`Ctx`, the checks of
+//! paths, durations and sizes; [`ConfigError`]; [`Secret`]; the formats
+//! written back). `tests` holds the tests of the whole loader, and of each
+//! section through it.
 //!
 //! The same checks serve Cowrie's cowrie.cfg: `crate::cowrie_cfg` turns its
 //! `[output_threatjammer]` section into a `RawThreatJammer` and hands it, with
@@ -75,22 +81,16 @@
 //! `<redacted>`, and it never appears in a [`ConfigError`], in a warning, or in
 //! [`Config::redacted_toml`]. toml's own parse errors quote the offending source
 //! line; before such an error is shown, any line that may hold a secret is
-//! redacted (see `render_parse_error`), and the error is kept only as text (it
-//! is not chained as a `source()`, which would print the original).
+//! redacted (see `config_kit::render_parse_error`), and the error is kept only
+//! as text (it is not chained as a `source()`, which would print the original).
 
 mod admin;
-mod context;
-mod errors;
 mod filter;
-mod format;
 mod input;
 mod queue;
-mod schedule;
-mod secret;
 mod storage;
 #[cfg(test)]
 mod tests;
-mod threatjammer;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -98,34 +98,31 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config_kit::{format_duration, render_parse_error, ser, Ctx};
+use crate::targets;
+use crate::targets::threatjammer::config::{self as threatjammer, RawThreatJammer};
+use crate::targets::threatjammer::schedule::{self, RawSchedule};
 use admin::RawAdmin;
-use context::Ctx;
-use errors::render_parse_error;
 use filter::RawFilter;
 use input::RawInput;
 use queue::RawQueue;
-use schedule::RawSchedule;
 use storage::RawStorage;
 
+pub use crate::config_kit::{ConfigError, Secret};
+pub use crate::targets::threatjammer::config::{
+    ThreatJammer, CREDENTIALS_DIRECTORY_ENV, CREDENTIAL_NAME, DEFAULT_API_URL, TOKEN_ENV,
+};
+pub use crate::targets::threatjammer::schedule::{
+    Schedule, API_RATE_WINDOW, API_REQUESTS_PER_MINUTE, MAX_BATCH_SIZE, TEST_RATE_WINDOW_ENV,
+};
 pub use admin::Admin;
-pub use errors::ConfigError;
 pub use filter::Filter;
-pub(crate) use format::{format_duration, format_size};
 pub use input::{
     Input, StartAt, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE_BYTES, MAX_MAX_CONNECTIONS,
     MAX_MAX_LINE_BYTES, MIN_MAX_LINE_BYTES,
 };
 pub use queue::{QueueLimits, DEFAULT_MAX_PENDING, MIN_MAX_PENDING};
-pub use schedule::{
-    Schedule, API_RATE_WINDOW, API_REQUESTS_PER_MINUTE, MAX_BATCH_SIZE, TEST_RATE_WINDOW_ENV,
-};
-pub use secret::Secret;
-pub(crate) use secret::{looks_secret, REDACTED};
 pub use storage::Storage;
-pub(crate) use threatjammer::RawThreatJammer;
-pub use threatjammer::{
-    ThreatJammer, CREDENTIALS_DIRECTORY_ENV, CREDENTIAL_NAME, DEFAULT_API_URL, TOKEN_ENV,
-};
 
 /// Default location of the state directory (sled database, control socket).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/tjfwd";
@@ -149,7 +146,7 @@ pub struct Config {
     #[serde(skip)]
     pub path: Option<PathBuf>,
     /// Where the sled database and the control socket live.
-    #[serde(serialize_with = "format::ser::path")]
+    #[serde(serialize_with = "ser::path")]
     pub state_dir: PathBuf,
     /// How and what to report to the Threat Jammer Report API.
     pub threatjammer: ThreatJammer,
@@ -264,6 +261,14 @@ impl Config {
         Ok(())
     }
 
+    /// The sections the targets are built from (for [`targets::start_enabled`]).
+    pub fn target_sections(&self) -> targets::Sections<'_> {
+        targets::Sections {
+            threatjammer: &self.threatjammer,
+            schedule: &self.schedule,
+        }
+    }
+
     /// The effective configuration as TOML (for `tjfwd check-config`), with the
     /// token shown as `<redacted>`. Parsing it back gives the same configuration,
     /// except for the token. The body is this `Config` serialized: every
@@ -307,7 +312,7 @@ struct RawConfig {
     /// `[input]`: the cowrie.json tailer.
     #[serde(default)]
     input: RawInput,
-    /// `[schedule]`: batching, rate limit, retries.
+    /// `[schedule]`: batching, rate limit, retries (Threat Jammer's).
     #[serde(default)]
     schedule: RawSchedule,
     /// `[filter]`: addresses never reported.

@@ -7,22 +7,32 @@
 //!   classification of the service's answer into an [`Action`]
 //!   ([`Target::classify`], with a table test in the target's folder);
 //! - its [`Policy`]: batch size, flush interval, rate limit, backoff cap;
-//! - what "due again" means for it ([`Policy::rereport_after`]).
+//! - what "due again" means for it ([`Policy::rereport_after`]);
+//! - its configuration section: its raw and checked structs, defaults and
+//!   checks, and the keys `check-config` writes back (with
+//!   `crate::config_kit`'s tools).
 //!
 //! The [`crate::scheduler::Scheduler`] is generic over the trait: it knows
 //! actions (deliver, split, isolate, wait, back off, pause), never HTTP
 //! statuses. Health judges the kind of a failure
 //! ([`crate::health::FailureKind`]), not a status.
 //!
-//! Adding a target is one new folder (its client, its classification, its
-//! configuration section) and one line in [`start_enabled`].
+//! Layering: this module uses `crate::config_kit` for its sections and never
+//! `crate::config`, which uses it: the file's loader places the targets'
+//! tables, and [`start_enabled`] takes the checked sections ([`Sections`],
+//! from [`crate::config::Config::target_sections`]), not the whole
+//! configuration.
+//!
+//! Threat Jammer, the first target, has its folder (client, classify,
+//! config, schedule); its tables, `[threatjammer]` and `[schedule]`, sit at
+//! the top level of the file, so `crate::config` places them by name and
+//! [`start_enabled`] builds it by name.
 
 pub mod threatjammer;
 
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
-use crate::config::Config;
 use crate::queue::BatchItem;
 use crate::ratelimit::Limit;
 
@@ -109,8 +119,9 @@ pub trait Target: Send + Sync + 'static {
 #[error(transparent)]
 pub struct SetupError(Box<dyn std::error::Error + Send + Sync>);
 
-impl From<threatjammer::ReporterError> for SetupError {
-    fn from(e: threatjammer::ReporterError) -> Self {
+impl SetupError {
+    /// Wraps a target's own error (its message is shown as it is).
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
         SetupError(Box::new(e))
     }
 }
@@ -120,14 +131,26 @@ pub trait Starter {
     fn start<T: Target>(&mut self, target: T);
 }
 
-/// Builds every enabled target from the configuration and hands it to
-/// `starter`. With `dry_run`, targets are built without what sending needs
+/// The checked sections the targets are built from.
+#[derive(Debug, Clone, Copy)]
+pub struct Sections<'a> {
+    /// `[threatjammer]`.
+    pub threatjammer: &'a threatjammer::config::ThreatJammer,
+    /// `[schedule]`: Threat Jammer's sending policy.
+    pub schedule: &'a threatjammer::schedule::Schedule,
+}
+
+/// Builds every enabled target from its section and hands it to `starter`.
+/// With `dry_run`, targets are built without what sending needs
 /// (credentials, HTTP clients). Adding a target is one line here.
 pub fn start_enabled(
-    config: &Config,
+    sections: Sections<'_>,
     dry_run: bool,
     starter: &mut impl Starter,
 ) -> Result<(), SetupError> {
-    starter.start(threatjammer::ThreatJammer::from_config(config, dry_run)?);
+    starter.start(
+        threatjammer::ThreatJammer::new(sections.threatjammer, sections.schedule, dry_run)
+            .map_err(SetupError::new)?,
+    );
     Ok(())
 }
