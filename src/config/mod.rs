@@ -34,6 +34,11 @@
 //!   `[threatjammer]` and `[schedule]`, sit at the top level where tjfwd has
 //!   always read them, and are placed by name in the raw layer below
 //!   (`crate::targets::threatjammer::{config, schedule}` hold their code).
+//!   Every other target is read from `[targets.<name>]`: the `[targets]` table
+//!   ([`Config::targets`]) is generated from the registry of
+//!   `crate::targets`, and is a key of the file only once a target is
+//!   registered there (until then `[targets]` is an unknown key, as it
+//!   always was). Adding a target changes nothing here.
 //!
 //! Adding a key to a section touches that section's file (a field in each
 //! struct, its default, its check) and the documentation: README's table of
@@ -67,6 +72,7 @@
 //!   `input.listen_tcp` has a non-zero port (a non-loopback one adds a warning).
 //! - `storage.cache_capacity >= 1 MiB`; `queue.max_pending >= 1000`.
 //! - `admin.listen`, when set, is a socket address (port 0 is refused).
+//! - Each section of [`Config::targets`] holds its target's invariants.
 //! - Paths taken from the file are absolute when the file was found by
 //!   [`Config::load`] (they are joined to the file's directory).
 //!
@@ -99,9 +105,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config_kit::{format_duration, render_parse_error, ser, Ctx};
-use crate::targets;
 use crate::targets::threatjammer::config::{self as threatjammer, RawThreatJammer};
 use crate::targets::threatjammer::schedule::{self, RawSchedule};
+use crate::targets::{self, RawTargets, Targets};
 use admin::RawAdmin;
 use filter::RawFilter;
 use input::RawInput;
@@ -162,6 +168,11 @@ pub struct Config {
     pub queue: QueueLimits,
     /// The admin HTTP endpoint (metrics, health).
     pub admin: Admin,
+    /// `[targets]`: the sections of the targets read from `[targets.<name>]`
+    /// (Threat Jammer's are `threatjammer` and `schedule`). Not written when
+    /// empty.
+    #[serde(skip_serializing_if = "Targets::is_empty")]
+    pub targets: Targets,
     /// Non-fatal problems found while loading, to log at start-up (never contain the token).
     #[serde(skip)]
     pub warnings: Vec<String>,
@@ -184,6 +195,7 @@ impl Default for Config {
             storage: Storage::default(),
             queue: QueueLimits::default(),
             admin: Admin::default(),
+            targets: Targets::default(),
             warnings: Vec::new(),
             notes: Vec::new(),
         }
@@ -266,6 +278,7 @@ impl Config {
         targets::Sections {
             threatjammer: &self.threatjammer,
             schedule: &self.schedule,
+            targets: &self.targets,
         }
     }
 
@@ -300,34 +313,71 @@ impl Config {
     }
 }
 
-/// The file as written. Sections default to empty tables.
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    /// `state_dir`: where the database lives (default /var/lib/tjfwd).
-    state_dir: Option<PathBuf>,
-    /// `[threatjammer]`: same keys as cowrie's `[output_threatjammer]`.
-    #[serde(default)]
-    threatjammer: RawThreatJammer,
-    /// `[input]`: the cowrie.json tailer.
-    #[serde(default)]
-    input: RawInput,
-    /// `[schedule]`: batching, rate limit, retries (Threat Jammer's).
-    #[serde(default)]
-    schedule: RawSchedule,
-    /// `[filter]`: addresses never reported.
-    #[serde(default)]
-    filter: RawFilter,
-    /// `[storage]`: sled tuning.
-    #[serde(default)]
-    storage: RawStorage,
-    /// `[queue]`: bounds of the pending set.
-    #[serde(default)]
-    queue: RawQueue,
-    /// `[admin]`: the metrics and health endpoint.
-    #[serde(default)]
-    admin: RawAdmin,
+/// Defines `RawConfig`, the file as written (sections default to empty
+/// tables), from the registry of `crate::targets` (`targets::registry!`
+/// expands it with the list of the targets read from `[targets.<name>]`):
+/// with none registered, `[targets]` is not a key of the file, so a file
+/// that has one is refused as before, with the same list of expected keys.
+/// `take_targets` gives the `[targets]` table as written either way.
+macro_rules! raw_config {
+    (@struct $($targets:tt)*) => {
+        /// The file as written. Sections default to empty tables.
+        #[derive(Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct RawConfig {
+            /// `state_dir`: where the database lives (default /var/lib/tjfwd).
+            state_dir: Option<PathBuf>,
+            /// `[threatjammer]`: same keys as cowrie's `[output_threatjammer]`.
+            #[serde(default)]
+            threatjammer: RawThreatJammer,
+            /// `[input]`: the cowrie.json tailer.
+            #[serde(default)]
+            input: RawInput,
+            /// `[schedule]`: batching, rate limit, retries (Threat Jammer's).
+            #[serde(default)]
+            schedule: RawSchedule,
+            /// `[filter]`: addresses never reported.
+            #[serde(default)]
+            filter: RawFilter,
+            /// `[storage]`: sled tuning.
+            #[serde(default)]
+            storage: RawStorage,
+            /// `[queue]`: bounds of the pending set.
+            #[serde(default)]
+            queue: RawQueue,
+            /// `[admin]`: the metrics and health endpoint.
+            #[serde(default)]
+            admin: RawAdmin,
+            $($targets)*
+        }
+    };
+    () => {
+        raw_config!(@struct);
+
+        impl RawConfig {
+            fn take_targets(&mut self) -> RawTargets {
+                RawTargets::default()
+            }
+        }
+    };
+    ($($registered:tt)+) => {
+        raw_config!(@struct
+            /// `[targets]`: one `[targets.<name>]` table per registered target.
+            #[serde(default)]
+            targets: RawTargets,
+        );
+
+        impl RawConfig {
+            fn take_targets(&mut self) -> RawTargets {
+                std::mem::take(&mut self.targets)
+            }
+        }
+    };
 }
+#[cfg(test)]
+use raw_config;
+
+targets::registry!(raw_config);
 
 /// The TOML text to build a [`Config`] from, and what is known of its file.
 struct Source<'a> {
@@ -444,6 +494,7 @@ fn build(
     if let Some(s) = &supplied {
         refuse_supplied_keys(&ctx, &raw, s)?;
     }
+    let raw_targets = raw.take_targets();
 
     let state_dir = match raw.state_dir {
         Some(p) => ctx.path("state_dir", p)?,
@@ -516,6 +567,7 @@ fn build(
     let storage = storage::validate(&ctx, raw.storage)?;
     let queue = queue::validate(&ctx, raw.queue)?;
     let admin = admin::validate(&ctx, raw.admin)?;
+    let targets = Targets::validate(&mut ctx, raw_targets)?;
 
     // Checked last: the other keys' mistakes are reported first, as they are
     // what a dry run or `check-config` without the token is meant to find.
@@ -551,6 +603,7 @@ fn build(
         storage,
         queue,
         admin,
+        targets,
         warnings,
         notes,
     })

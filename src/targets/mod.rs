@@ -9,7 +9,7 @@
 //! - its [`Policy`]: batch size, flush interval, rate limit, backoff cap;
 //! - what "due again" means for it ([`Policy::rereport_after`]);
 //! - its configuration section: its raw and checked structs, defaults and
-//!   checks, and the keys `check-config` writes back (with
+//!   checks, and the keys `check-config` writes back ([`Configured`], with
 //!   `crate::config_kit`'s tools).
 //!
 //! The [`crate::scheduler::Scheduler`] is generic over the trait: it knows
@@ -23,18 +23,55 @@
 //! from [`crate::config::Config::target_sections`]), not the whole
 //! configuration.
 //!
-//! Threat Jammer, the first target, has its folder (client, classify,
-//! config, schedule); its tables, `[threatjammer]` and `[schedule]`, sit at
-//! the top level of the file, so `crate::config` places them by name and
+//! Adding a target, say `abuseipdb`, takes:
+//!
+//! 1. a folder `src/targets/abuseipdb/`: `mod.rs` (the target: a type
+//!    implementing [`Target`] and [`Configured`]), `client.rs` (its
+//!    requests), `classify.rs` (its answers → [`Action`], with the table
+//!    test) and `config.rs` (its `[targets.abuseipdb]` section: the
+//!    `Raw` and `Section` structs, defaults, `validate`);
+//! 2. its module declaration, `pub mod abuseipdb;`, and one line in
+//!    the `registry!` below, `abuseipdb: abuseipdb::AbuseIpdb,`.
+//!
+//! Nothing else: the registry generates the `[targets]` table of the file
+//! (read, checked, written back by `check-config`, with unknown names
+//! refused: `table.rs`) and the target's start in [`start_enabled`].
+//! Threat Jammer, the first target, is the one exception to the layout: its
+//! tables, `[threatjammer]` and `[schedule]`, predate `[targets]` and stay
+//! at the top level of the file, so `crate::config` places them by name and
 //! [`start_enabled`] builds it by name.
 
 pub mod threatjammer;
+
+pub(crate) mod table;
 
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use crate::queue::BatchItem;
 use crate::ratelimit::Limit;
+use table::targets_table;
+pub use table::Configured;
+
+/// Every target read from a `[targets.<name>]` table, once: `name: Type,`
+/// (`Type` a [`Configured`] [`Target`], its path relative to this module;
+/// `name` its table and its [`Target::name`]). Adding a target is one line
+/// here (and its `pub mod` above).
+///
+/// An X-macro: `registry!(m)` expands to `m! { name: Type, ... }`, for
+/// `targets_table!` below (the `[targets]` table and its targets' start)
+/// and for `crate::config` (which has a `[targets]` key only once this list
+/// is not empty).
+macro_rules! registry {
+    ($then:ident) => {
+        $then! {
+            // name: module::Type,
+        }
+    };
+}
+pub(crate) use registry;
+
+registry!(targets_table);
 
 /// When and how much a target may be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,11 +175,14 @@ pub struct Sections<'a> {
     pub threatjammer: &'a threatjammer::config::ThreatJammer,
     /// `[schedule]`: Threat Jammer's sending policy.
     pub schedule: &'a threatjammer::schedule::Schedule,
+    /// `[targets]`: the targets of the `registry!`.
+    pub targets: &'a Targets,
 }
 
-/// Builds every enabled target from its section and hands it to `starter`.
-/// With `dry_run`, targets are built without what sending needs
-/// (credentials, HTTP clients). Adding a target is one line here.
+/// Builds every enabled target from its section and hands it to `starter`:
+/// Threat Jammer (always), then each target of the `registry!` whose table
+/// is present. With `dry_run`, targets are built without what sending
+/// needs (credentials, HTTP clients).
 pub fn start_enabled(
     sections: Sections<'_>,
     dry_run: bool,
@@ -152,5 +192,5 @@ pub fn start_enabled(
         threatjammer::ThreatJammer::new(sections.threatjammer, sections.schedule, dry_run)
             .map_err(SetupError::new)?,
     );
-    Ok(())
+    sections.targets.start(dry_run, starter)
 }

@@ -1,11 +1,12 @@
 //! Tests of the whole loader, and the helpers the tests of every section use.
 //! The sections whose code lives outside this module have their tests here,
 //! as they go through the loader: `threatjammer` and `schedule` (Threat
-//! Jammer's, in `crate::targets::threatjammer`) and `kit` (the shared
-//! checks of `crate::config_kit`).
+//! Jammer's, in `crate::targets::threatjammer`), `kit` (the shared checks of
+//! `crate::config_kit`) and `targets` (the `[targets]` table).
 
 mod kit;
 mod schedule;
+mod targets;
 mod threatjammer;
 
 use super::*;
