@@ -157,7 +157,7 @@ async fn run_once(
     // The targets first: a missing token stops the start before anything
     // else is opened.
     let mut schedulers = Schedulers::default();
-    targets::start_enabled(&config, opts.dry_run, &mut schedulers)?;
+    targets::start_enabled(config.target_sections(), opts.dry_run, &mut schedulers)?;
     let queue = Arc::new(open_queue_waiting(&config, Duration::from_secs(5)).await?);
     let stats = stats.clone();
     stats.set_paused(None);
