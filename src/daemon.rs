@@ -61,7 +61,7 @@ pub enum DaemonError {
 
 /// The targets the store serves: every enabled one ([`targets::store_specs`]).
 pub fn store_targets(config: &Config) -> Vec<TargetSpec> {
-    targets::store_specs(config)
+    targets::store_specs(config.target_sections())
 }
 
 /// Opens the queue described by the configuration.
@@ -154,7 +154,7 @@ async fn run_once(
     // The targets first: a missing token stops the start before anything
     // else is opened.
     let mut schedulers = Schedulers::default();
-    targets::start_enabled(&config, opts.dry_run, &mut schedulers)?;
+    targets::start_enabled(config.target_sections(), opts.dry_run, &mut schedulers)?;
     let queue = Arc::new(open_queue_waiting(&config, Duration::from_secs(5)).await?);
     let stats = stats.clone();
     stats.set_paused(None);

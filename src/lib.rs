@@ -10,15 +10,18 @@
 //!            timestamp  allowlist  one txn          retry/backoff
 //! ```
 //!
-//! - [`config`]: the TOML configuration, validated into [`config::Config`].
+//! - [`config`]: the TOML configuration, validated into [`config::Config`];
+//!   [`config_kit`]: the checks and formats its sections share (below both
+//!   `config` and `targets`).
+//! - [`targets`]: the report targets, one folder each (client,
+//!   classification, configuration section), [`targets::threatjammer`] first.
 //! - [`source`]: tails `cowrie.json` from a checkpoint, whole lines only.
 //! - [`decode`]: one JSON line → `eventid`, `src_ip`, `timestamp`.
 //! - [`filter`]: the select rule, address normalization and filtering.
 //! - [`store`]: the sled database: intake, delivery state, input positions
 //!   (layout in the `migrations` crate).
 //! - [`ratelimit`]: the rolling-window limit and the backoff, as pure functions.
-//! - [`reporter`]: the HTTP request and the classification of its answer.
-//! - [`tls`]: the TLS trust of the HTTP client (`ca_file`), below config and reporter.
+//! - [`tls`]: the TLS trust of the HTTP client (`ca_file`), below the targets.
 //! - [`scheduler`]: when to send, and what to do with each answer.
 //! - [`daemon`]: `tjfwd run`, wiring it all with a shutdown future.
 //! - [`cli`]: the command line; [`commands`]: one file per subcommand, its
@@ -36,6 +39,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod config_kit;
 pub mod control;
 pub mod cowrie_cfg;
 pub mod daemon;

@@ -2,9 +2,10 @@
 //! ca_file` and the rustls client builder that trusts either it or the
 //! built-in public roots.
 //!
-//! It sits below both [`crate::config`], which reads `ca_file` at load time
-//! so that a bad file is a configuration error, and [`crate::reporter`],
-//! which builds its HTTP client from it; neither depends on the other for it.
+//! It sits below [`crate::targets`]: Threat Jammer's section
+//! (`targets::threatjammer::config`) reads `ca_file` at load time so that a
+//! bad file is a configuration error, and its client builds its HTTP client
+//! from it.
 //!
 //! Invariants: certificate verification is always on (there is no switch to
 //! turn it off); with private roots, exactly those CAs are trusted and the

@@ -4,9 +4,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::context::Ctx;
-use super::errors::ConfigError;
-use super::format::ser;
+use crate::config_kit::{ser, ConfigError, Ctx};
 
 /// The `[admin]` section: the HTTP endpoint for monitoring.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

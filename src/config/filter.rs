@@ -5,9 +5,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::context::Ctx;
-use super::errors::ConfigError;
-use super::format::ser;
+use crate::config_kit::{ser, ConfigError, Ctx};
 
 /// The `[filter]` section: addresses that are never reported.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

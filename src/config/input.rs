@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::context::Ctx;
-use super::errors::ConfigError;
-use super::format::{format_duration, ser, KIB, MIB};
+use crate::config_kit::{format_duration, ser, ConfigError, Ctx, KIB, MIB};
 
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
 const MAX_POLL_INTERVAL: Duration = Duration::from_secs(60);

@@ -18,25 +18,36 @@
 //! The way back, [`Config::redacted_toml`] (`tjfwd check-config`), is the
 //! resolved layer serialized: each section derives `Serialize` with the keys
 //! of its raw layer and writes durations, sizes, addresses and paths in the
-//! forms the raw layer reads (`format::ser`); a [`Secret`] serializes as
+//! forms the raw layer reads (`config_kit::ser`); a [`Secret`] serializes as
 //! `<redacted>`, and what is not a key (`path`, `warnings`, `notes`,
 //! `rate_window`) is skipped. Parsing the output back gives the same
 //! configuration, but for the token.
 //!
-//! Every section of the file has a module of its own (`threatjammer`,
-//! `input`, `schedule`, `filter`, `storage`, `queue`, `admin`), holding its
-//! raw struct, its resolved struct and that struct's `Default`, its constants
-//! and its `validate` function, and the tests of its keys. Adding a key to a
-//! section touches that file (a field in each struct, its default, its check)
-//! and the documentation: README's table of keys and the example
-//! `packaging/tjfwd.toml` (`config import-cowrie` writes the keys it shows
-//! itself, in `cowrie_cfg/import.rs`). The machinery
-//! they share: `context` (`Ctx`: the file named in messages, the directory of
-//! relative paths, the warnings, the checks of paths, durations and sizes),
-//! `errors` ([`ConfigError`], and toml's parse errors with secrets redacted),
-//! `secret` ([`Secret`]) and `format` (durations and sizes written back as
-//! TOML). This module reads the file and assembles the [`Config`] from the
-//! sections; `tests` holds the tests of the whole loader.
+//! This module owns the file's layout: which tables there are, in which
+//! order, and the loader that assembles the [`Config`] from them. Each table
+//! has a module of its own, holding its raw struct, its resolved struct and
+//! that struct's `Default`, its constants and its `validate` function:
+//!
+//! - here, the sections that are not a target's: `input`, `filter`,
+//!   `storage`, `queue`, `admin`;
+//! - in `crate::targets`, each target's. Threat Jammer's two tables,
+//!   `[threatjammer]` and `[schedule]`, sit at the top level where tjfwd has
+//!   always read them, and are placed by name in the raw layer below
+//!   (`crate::targets::threatjammer::{config, schedule}` hold their code).
+//!   Every other target is read from `[targets.<name>]`: the `[targets]` table
+//!   ([`Config::targets`]) is generated from the registry of
+//!   `crate::targets`, and is a key of the file only once a target is
+//!   registered there (until then `[targets]` is an unknown key, as it
+//!   always was). Adding a target changes nothing here.
+//!
+//! Adding a key to a section touches that section's file (a field in each
+//! struct, its default, its check) and the documentation: README's table of
+//! keys and the example `packaging/tjfwd.toml` (`config import-cowrie`
+//! writes the keys it shows itself, in `cowrie_cfg/import.rs`). The
+//! machinery the sections share is `crate::config_kit` (`Ctx`, the checks of
+//! paths, durations and sizes; [`ConfigError`]; [`Secret`]; the formats
+//! written back). `tests` holds the tests of the whole loader, and of each
+//! section through it.
 //!
 //! The same checks serve Cowrie's cowrie.cfg: `crate::cowrie_cfg` turns its
 //! `[output_threatjammer]` section into a `RawThreatJammer` and hands it, with
@@ -61,6 +72,7 @@
 //!   `input.listen_tcp` has a non-zero port (a non-loopback one adds a warning).
 //! - `storage.cache_capacity >= 1 MiB`; `queue.max_pending >= 1000`.
 //! - `admin.listen`, when set, is a socket address (port 0 is refused).
+//! - Each section of [`Config::targets`] holds its target's invariants.
 //! - Paths taken from the file are absolute when the file was found by
 //!   [`Config::load`] (they are joined to the file's directory).
 //!
@@ -75,22 +87,16 @@
 //! `<redacted>`, and it never appears in a [`ConfigError`], in a warning, or in
 //! [`Config::redacted_toml`]. toml's own parse errors quote the offending source
 //! line; before such an error is shown, any line that may hold a secret is
-//! redacted (see `render_parse_error`), and the error is kept only as text (it
-//! is not chained as a `source()`, which would print the original).
+//! redacted (see `config_kit::render_parse_error`), and the error is kept only
+//! as text (it is not chained as a `source()`, which would print the original).
 
 mod admin;
-mod context;
-mod errors;
 mod filter;
-mod format;
 mod input;
 mod queue;
-mod schedule;
-mod secret;
 mod storage;
 #[cfg(test)]
 mod tests;
-mod threatjammer;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -98,34 +104,31 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config_kit::{format_duration, render_parse_error, ser, Ctx};
+use crate::targets::threatjammer::config::{self as threatjammer, RawThreatJammer};
+use crate::targets::threatjammer::schedule::{self, RawSchedule};
+use crate::targets::{self, RawTargets, Targets};
 use admin::RawAdmin;
-use context::Ctx;
-use errors::render_parse_error;
 use filter::RawFilter;
 use input::RawInput;
 use queue::RawQueue;
-use schedule::RawSchedule;
 use storage::RawStorage;
 
+pub use crate::config_kit::{ConfigError, Secret};
+pub use crate::targets::threatjammer::config::{
+    ThreatJammer, CREDENTIALS_DIRECTORY_ENV, CREDENTIAL_NAME, DEFAULT_API_URL, TOKEN_ENV,
+};
+pub use crate::targets::threatjammer::schedule::{
+    Schedule, API_RATE_WINDOW, API_REQUESTS_PER_MINUTE, MAX_BATCH_SIZE, TEST_RATE_WINDOW_ENV,
+};
 pub use admin::Admin;
-pub use errors::ConfigError;
 pub use filter::Filter;
-pub(crate) use format::{format_duration, format_size};
 pub use input::{
     Input, StartAt, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE_BYTES, MAX_MAX_CONNECTIONS,
     MAX_MAX_LINE_BYTES, MIN_MAX_LINE_BYTES,
 };
 pub use queue::{QueueLimits, DEFAULT_MAX_PENDING, MIN_MAX_PENDING};
-pub use schedule::{
-    Schedule, API_RATE_WINDOW, API_REQUESTS_PER_MINUTE, MAX_BATCH_SIZE, TEST_RATE_WINDOW_ENV,
-};
-pub use secret::Secret;
-pub(crate) use secret::{looks_secret, REDACTED};
 pub use storage::Storage;
-pub(crate) use threatjammer::RawThreatJammer;
-pub use threatjammer::{
-    ThreatJammer, CREDENTIALS_DIRECTORY_ENV, CREDENTIAL_NAME, DEFAULT_API_URL, TOKEN_ENV,
-};
 
 /// Default location of the state directory (sled database, control socket).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/tjfwd";
@@ -149,7 +152,7 @@ pub struct Config {
     #[serde(skip)]
     pub path: Option<PathBuf>,
     /// Where the sled database and the control socket live.
-    #[serde(serialize_with = "format::ser::path")]
+    #[serde(serialize_with = "ser::path")]
     pub state_dir: PathBuf,
     /// How and what to report to the Threat Jammer Report API.
     pub threatjammer: ThreatJammer,
@@ -165,6 +168,11 @@ pub struct Config {
     pub queue: QueueLimits,
     /// The admin HTTP endpoint (metrics, health).
     pub admin: Admin,
+    /// `[targets]`: the sections of the targets read from `[targets.<name>]`
+    /// (Threat Jammer's are `threatjammer` and `schedule`). Not written when
+    /// empty.
+    #[serde(skip_serializing_if = "Targets::is_empty")]
+    pub targets: Targets,
     /// Non-fatal problems found while loading, to log at start-up (never contain the token).
     #[serde(skip)]
     pub warnings: Vec<String>,
@@ -187,6 +195,7 @@ impl Default for Config {
             storage: Storage::default(),
             queue: QueueLimits::default(),
             admin: Admin::default(),
+            targets: Targets::default(),
             warnings: Vec::new(),
             notes: Vec::new(),
         }
@@ -264,6 +273,15 @@ impl Config {
         Ok(())
     }
 
+    /// The sections the targets are built from (for [`targets::start_enabled`]).
+    pub fn target_sections(&self) -> targets::Sections<'_> {
+        targets::Sections {
+            threatjammer: &self.threatjammer,
+            schedule: &self.schedule,
+            targets: &self.targets,
+        }
+    }
+
     /// The effective configuration as TOML (for `tjfwd check-config`), with the
     /// token shown as `<redacted>`. Parsing it back gives the same configuration,
     /// except for the token. The body is this `Config` serialized: every
@@ -295,34 +313,71 @@ impl Config {
     }
 }
 
-/// The file as written. Sections default to empty tables.
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    /// `state_dir`: where the database lives (default /var/lib/tjfwd).
-    state_dir: Option<PathBuf>,
-    /// `[threatjammer]`: same keys as cowrie's `[output_threatjammer]`.
-    #[serde(default)]
-    threatjammer: RawThreatJammer,
-    /// `[input]`: the cowrie.json tailer.
-    #[serde(default)]
-    input: RawInput,
-    /// `[schedule]`: batching, rate limit, retries.
-    #[serde(default)]
-    schedule: RawSchedule,
-    /// `[filter]`: addresses never reported.
-    #[serde(default)]
-    filter: RawFilter,
-    /// `[storage]`: sled tuning.
-    #[serde(default)]
-    storage: RawStorage,
-    /// `[queue]`: bounds of the pending set.
-    #[serde(default)]
-    queue: RawQueue,
-    /// `[admin]`: the metrics and health endpoint.
-    #[serde(default)]
-    admin: RawAdmin,
+/// Defines `RawConfig`, the file as written (sections default to empty
+/// tables), from the registry of `crate::targets` (`targets::registry!`
+/// expands it with the list of the targets read from `[targets.<name>]`):
+/// with none registered, `[targets]` is not a key of the file, so a file
+/// that has one is refused as before, with the same list of expected keys.
+/// `take_targets` gives the `[targets]` table as written either way.
+macro_rules! raw_config {
+    (@struct $($targets:tt)*) => {
+        /// The file as written. Sections default to empty tables.
+        #[derive(Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct RawConfig {
+            /// `state_dir`: where the database lives (default /var/lib/tjfwd).
+            state_dir: Option<PathBuf>,
+            /// `[threatjammer]`: same keys as cowrie's `[output_threatjammer]`.
+            #[serde(default)]
+            threatjammer: RawThreatJammer,
+            /// `[input]`: the cowrie.json tailer.
+            #[serde(default)]
+            input: RawInput,
+            /// `[schedule]`: batching, rate limit, retries (Threat Jammer's).
+            #[serde(default)]
+            schedule: RawSchedule,
+            /// `[filter]`: addresses never reported.
+            #[serde(default)]
+            filter: RawFilter,
+            /// `[storage]`: sled tuning.
+            #[serde(default)]
+            storage: RawStorage,
+            /// `[queue]`: bounds of the pending set.
+            #[serde(default)]
+            queue: RawQueue,
+            /// `[admin]`: the metrics and health endpoint.
+            #[serde(default)]
+            admin: RawAdmin,
+            $($targets)*
+        }
+    };
+    () => {
+        raw_config!(@struct);
+
+        impl RawConfig {
+            fn take_targets(&mut self) -> RawTargets {
+                RawTargets::default()
+            }
+        }
+    };
+    ($($registered:tt)+) => {
+        raw_config!(@struct
+            /// `[targets]`: one `[targets.<name>]` table per registered target.
+            #[serde(default)]
+            targets: RawTargets,
+        );
+
+        impl RawConfig {
+            fn take_targets(&mut self) -> RawTargets {
+                std::mem::take(&mut self.targets)
+            }
+        }
+    };
 }
+#[cfg(test)]
+use raw_config;
+
+targets::registry!(raw_config);
 
 /// The TOML text to build a [`Config`] from, and what is known of its file.
 struct Source<'a> {
@@ -439,6 +494,7 @@ fn build(
     if let Some(s) = &supplied {
         refuse_supplied_keys(&ctx, &raw, s)?;
     }
+    let raw_targets = raw.take_targets();
 
     let state_dir = match raw.state_dir {
         Some(p) => ctx.path("state_dir", p)?,
@@ -511,6 +567,7 @@ fn build(
     let storage = storage::validate(&ctx, raw.storage)?;
     let queue = queue::validate(&ctx, raw.queue)?;
     let admin = admin::validate(&ctx, raw.admin)?;
+    let targets = Targets::validate(&mut ctx, raw_targets)?;
 
     // Checked last: the other keys' mistakes are reported first, as they are
     // what a dry run or `check-config` without the token is meant to find.
@@ -546,6 +603,7 @@ fn build(
         storage,
         queue,
         admin,
+        targets,
         warnings,
         notes,
     })

@@ -2,9 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::context::Ctx;
-use super::errors::ConfigError;
-use super::format::ser;
+use crate::config_kit::{ser, ConfigError, Ctx};
 
 /// Default of `[queue] max_pending`: two days of sending at the API's limit
 /// (6,000 addresses a minute would be 8.6 M; 2 M is ~1 GiB of disk).

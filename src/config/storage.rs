@@ -2,9 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::context::Ctx;
-use super::errors::ConfigError;
-use super::format::{ser, MIB};
+use crate::config_kit::{ser, ConfigError, Ctx, MIB};
 
 const DEFAULT_CACHE_CAPACITY: u64 = 32 * MIB;
 const MIN_CACHE_CAPACITY: u64 = MIB;

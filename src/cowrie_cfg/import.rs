@@ -6,7 +6,8 @@ use std::path::Path;
 
 use super::settings::{absolute, CowrieSettings};
 use super::{COWRIE_VERSION, SUGGESTED_TOKEN_FILE};
-use crate::config::{self, Config, ConfigError, LoadOptions, TOKEN_ENV};
+use crate::config::{Config, ConfigError, LoadOptions, TOKEN_ENV};
+use crate::config_kit::{format_duration, format_size};
 
 /// What `tjfwd config import-cowrie` prints, and what it has to say.
 #[derive(Debug)]
@@ -225,13 +226,13 @@ fn render(r: &RenderInput<'_>) -> String {
     kv(
         &mut out,
         "poll_interval",
-        &q(&config::format_duration(input.poll_interval)),
+        &q(&format_duration(input.poll_interval)),
         "how often an idle tailer looks for new data",
     );
     kv(
         &mut out,
         "max_line_bytes",
-        &q(&config::format_size(input.max_line_bytes as u64)),
+        &q(&format_size(input.max_line_bytes as u64)),
         "longer lines are skipped and counted",
     );
     match input.listen_tcp {
@@ -259,7 +260,7 @@ fn render(r: &RenderInput<'_>) -> String {
     kv(
         &mut out,
         "flush_interval",
-        &q(&config::format_duration(s.flush_interval)),
+        &q(&format_duration(s.flush_interval)),
         "longest an address waits for a batch to fill",
     );
     kv(
@@ -271,19 +272,19 @@ fn render(r: &RenderInput<'_>) -> String {
     kv(
         &mut out,
         "request_timeout",
-        &q(&config::format_duration(s.request_timeout)),
+        &q(&format_duration(s.request_timeout)),
         "",
     );
     kv(
         &mut out,
         "max_backoff",
-        &q(&config::format_duration(s.max_backoff)),
+        &q(&format_duration(s.max_backoff)),
         "cap of the retry delay after server errors",
     );
     kv(
         &mut out,
         "rereport_after",
-        &q(&config::format_duration(s.rereport_after)),
+        &q(&format_duration(s.rereport_after)),
         "a sighting this soon after the last report does not re-queue",
     );
     out.push('\n');
@@ -313,7 +314,7 @@ fn render(r: &RenderInput<'_>) -> String {
     kv(
         &mut out,
         "cache_capacity",
-        &q(&config::format_size(c.storage.cache_capacity)),
+        &q(&format_size(c.storage.cache_capacity)),
         "sled's page cache",
     );
     out

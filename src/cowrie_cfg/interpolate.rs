@@ -9,7 +9,7 @@
 use std::fmt;
 
 use super::ini::{Ini, IniError, Origin, DEFAULT_SECTION};
-use crate::config::{self, looks_secret};
+use crate::config_kit::{self, looks_secret};
 
 /// configparser's `MAX_INTERPOLATION_DEPTH`.
 const MAX_INTERPOLATION_DEPTH: usize = 10;
@@ -28,7 +28,7 @@ pub struct Value {
 impl fmt::Debug for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Value")
-            .field("text", &config::REDACTED)
+            .field("text", &config_kit::REDACTED)
             .field("origin", &self.origin)
             .finish()
     }

@@ -43,8 +43,10 @@
 //! `settings.rs`.
 //!
 //! The dependency runs one way: this module uses `crate::config` (its
-//! loader through `Supplied`, `RawThreatJammer`, `Secret`, the formats of
-//! durations and sizes); `config` does not use this module.
+//! loader through `Supplied`), `crate::targets::threatjammer::config`
+//! (`RawThreatJammer`, the section `[output_threatjammer]` becomes) and
+//! `crate::config_kit` (`Secret`, the formats of durations and sizes);
+//! none of them uses this module.
 //!
 //! Only the keys tjfwd needs are interpolated and converted, as Cowrie itself
 //! only evaluates the values it reads: a broken value elsewhere in cowrie.cfg

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use super::ini::{IniError, Origin};
 use super::settings::Reading;
 use super::{PLACEHOLDER_TOKEN, PLUGIN_SECTION};
-use crate::config::{ConfigError, RawThreatJammer, Secret, TOKEN_ENV};
+use crate::config::{ConfigError, Secret, TOKEN_ENV};
+use crate::targets::threatjammer::config::RawThreatJammer;
 
 /// The keys of `[output_threatjammer]` tjfwd reads: the plugin's own, and
 /// `allow_insecure_http` (a tjfwd extension Cowrie ignores).

@@ -16,7 +16,8 @@ use super::ini::{Ini, IniError, Origin};
 use super::layout::{cowrie_dir_for, files_cowrie_reads};
 use super::outputs;
 use super::{COWRIE_VERSION, PLUGIN_SECTION};
-use crate::config::{ConfigError, RawThreatJammer};
+use crate::config::ConfigError;
+use crate::targets::threatjammer::config::RawThreatJammer;
 
 /// The settings tjfwd takes from a Cowrie configuration.
 pub struct CowrieSettings {

@@ -7,24 +7,71 @@
 //!   classification of the service's answer into an [`Action`]
 //!   ([`Target::classify`], with a table test in the target's folder);
 //! - its [`Policy`]: batch size, flush interval, rate limit, backoff cap;
-//! - what "due again" means for it ([`Policy::rereport_after`]).
+//! - what "due again" means for it ([`Policy::rereport_after`]);
+//! - its configuration section: its raw and checked structs, defaults and
+//!   checks, and the keys `check-config` writes back ([`Configured`], with
+//!   `crate::config_kit`'s tools).
 //!
 //! The [`crate::scheduler::Scheduler`] is generic over the trait: it knows
 //! actions (deliver, split, isolate, wait, back off, pause), never HTTP
 //! statuses. Health judges the kind of a failure
 //! ([`crate::health::FailureKind`]), not a status.
 //!
-//! Adding a target is one new folder (its client, its classification, its
-//! configuration section) and one line in [`start_enabled`].
+//! Layering: this module uses `crate::config_kit` for its sections and never
+//! `crate::config`, which uses it: the file's loader places the targets'
+//! tables, and [`start_enabled`] takes the checked sections ([`Sections`],
+//! from [`crate::config::Config::target_sections`]), not the whole
+//! configuration.
+//!
+//! Adding a target, say `abuseipdb`, takes:
+//!
+//! 1. a folder `src/targets/abuseipdb/`: `mod.rs` (the target: a type
+//!    implementing [`Target`] and [`Configured`]), `client.rs` (its
+//!    requests), `classify.rs` (its answers → [`Action`], with the table
+//!    test) and `config.rs` (its `[targets.abuseipdb]` section: the
+//!    `Raw` and `Section` structs, defaults, `validate`);
+//! 2. its module declaration, `pub mod abuseipdb;`, and one line in
+//!    the `registry!` below, `abuseipdb: abuseipdb::AbuseIpdb,`.
+//!
+//! Nothing else: the registry generates the `[targets]` table of the file
+//! (read, checked, written back by `check-config`, with unknown names
+//! refused: `table.rs`) and the target's start in [`start_enabled`].
+//! Threat Jammer, the first target, is the one exception to the layout: its
+//! tables, `[threatjammer]` and `[schedule]`, predate `[targets]` and stay
+//! at the top level of the file, so `crate::config` places them by name and
+//! [`start_enabled`] builds it by name.
 
 pub mod threatjammer;
+
+pub(crate) mod table;
 
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
-use crate::config::Config;
 use crate::ratelimit::Limit;
 use crate::store::{BatchItem, TargetSpec};
+use table::targets_table;
+pub use table::Configured;
+
+/// Every target read from a `[targets.<name>]` table, once: `name: Type,`
+/// (`Type` a [`Configured`] [`Target`], its path relative to this module;
+/// `name` its table and its [`Target::name`]). Adding a target is one line
+/// here (and its `pub mod` above).
+///
+/// An X-macro: `registry!(m)` expands to `m! { name: Type, ... }`, for
+/// `targets_table!` below (the `[targets]` table and its targets' start)
+/// and for `crate::config` (which has a `[targets]` key only once this list
+/// is not empty).
+macro_rules! registry {
+    ($then:ident) => {
+        $then! {
+            // name: module::Type,
+        }
+    };
+}
+pub(crate) use registry;
+
+registry!(targets_table);
 
 /// When and how much a target may be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,8 +156,9 @@ pub trait Target: Send + Sync + 'static {
 #[error(transparent)]
 pub struct SetupError(Box<dyn std::error::Error + Send + Sync>);
 
-impl From<threatjammer::ReporterError> for SetupError {
-    fn from(e: threatjammer::ReporterError) -> Self {
+impl SetupError {
+    /// Wraps a target's own error (its message is shown as it is).
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
         SetupError(Box::new(e))
     }
 }
@@ -120,21 +168,40 @@ pub trait Starter {
     fn start<T: Target>(&mut self, target: T);
 }
 
-/// What the store needs of every enabled target: its name and what "due
-/// again" means for it. Adding a target is one line here too (the same
-/// list as [`start_enabled`]).
-pub fn store_specs(config: &Config) -> Vec<TargetSpec> {
-    vec![threatjammer::store_spec(config)]
+/// The checked sections the targets are built from.
+#[derive(Debug, Clone, Copy)]
+pub struct Sections<'a> {
+    /// `[threatjammer]`.
+    pub threatjammer: &'a threatjammer::config::ThreatJammer,
+    /// `[schedule]`: Threat Jammer's sending policy.
+    pub schedule: &'a threatjammer::schedule::Schedule,
+    /// `[targets]`: the targets of the `registry!`.
+    pub targets: &'a Targets,
 }
 
-/// Builds every enabled target from the configuration and hands it to
-/// `starter`. With `dry_run`, targets are built without what sending needs
-/// (credentials, HTTP clients). Adding a target is one line here.
+/// What the store needs of every enabled target (the same ones
+/// [`start_enabled`] starts): its name and what "due again" means for it.
+pub fn store_specs(sections: Sections<'_>) -> Vec<TargetSpec> {
+    let mut specs = vec![threatjammer::store_spec(
+        sections.threatjammer,
+        sections.schedule,
+    )];
+    specs.extend(sections.targets.store_specs());
+    specs
+}
+
+/// Builds every enabled target from its section and hands it to `starter`:
+/// Threat Jammer (always), then each target of the `registry!` whose table
+/// is present. With `dry_run`, targets are built without what sending
+/// needs (credentials, HTTP clients).
 pub fn start_enabled(
-    config: &Config,
+    sections: Sections<'_>,
     dry_run: bool,
     starter: &mut impl Starter,
 ) -> Result<(), SetupError> {
-    starter.start(threatjammer::ThreatJammer::from_config(config, dry_run)?);
-    Ok(())
+    starter.start(
+        threatjammer::ThreatJammer::new(sections.threatjammer, sections.schedule, dry_run)
+            .map_err(SetupError::new)?,
+    );
+    sections.targets.start(dry_run, starter)
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 
-use crate::config::Config;
+use super::config::ThreatJammer;
 use crate::tls::{read_ca_file, tls_client_builder};
 
 /// The User-Agent tjfwd sends.
@@ -67,17 +67,14 @@ pub enum ReporterError {
 }
 
 impl Reporter {
-    /// Builds the HTTP client from `[threatjammer]` and `[schedule]`.
-    pub fn new(config: &Config) -> Result<Reporter, ReporterError> {
-        let token = config
-            .threatjammer
-            .token
-            .as_ref()
-            .ok_or(ReporterError::NoToken)?;
+    /// Builds the HTTP client from `[threatjammer]`, with `[schedule]
+    /// request_timeout` as the time limit of a request.
+    pub fn new(tj: &ThreatJammer, request_timeout: Duration) -> Result<Reporter, ReporterError> {
+        let token = tj.token.as_ref().ok_or(ReporterError::NoToken)?;
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
             .map_err(|_| ReporterError::BadToken)?;
         auth.set_sensitive(true);
-        let roots = match &config.threatjammer.ca_file {
+        let roots = match &tj.ca_file {
             Some(p) => read_ca_file(p).map_err(|e| {
                 ReporterError::Client(format!("[threatjammer] ca_file = \"{}\": {e}", p.display()))
             })?,
@@ -85,18 +82,18 @@ impl Reporter {
         };
         let client = tls_client_builder(&roots)
             .user_agent(USER_AGENT)
-            .timeout(config.schedule.request_timeout)
-            .connect_timeout(config.schedule.request_timeout.min(Duration::from_secs(10)))
+            .timeout(request_timeout)
+            .connect_timeout(request_timeout.min(Duration::from_secs(10)))
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ReporterError::Client(e.to_string()))?;
         Ok(Reporter {
             client,
-            url: config.threatjammer.api_url.clone(),
+            url: tj.api_url.clone(),
             auth,
-            ttl: config.threatjammer.ttl,
-            dataset: config.threatjammer.category.clone(),
-            tags: config.threatjammer.tags.clone(),
+            ttl: tj.ttl,
+            dataset: tj.category.clone(),
+            tags: tj.tags.clone(),
         })
     }
 

@@ -6,18 +6,23 @@
 //! - `client.rs`: the HTTP request (token, TLS, timeouts, body).
 //! - `classify.rs`: the pure answer → [`Action`](crate::targets::Action)
 //!   table.
-//!
-//! Its configuration section is `[threatjammer]` (with the shared
-//! `[schedule]` settings), read by [`crate::config`].
+//! - `config.rs`: its section, `[threatjammer]` (endpoint, token, contents
+//!   of a report); `schedule.rs`: its sending policy, `[schedule]` (batch
+//!   size, flush interval, rate limit, timeouts, backoff). Both tables sit at
+//!   the top level of the file, where tjfwd has always read them:
+//!   [`crate::config`] places them there, and [`crate::targets::start_enabled`]
+//!   builds the target from them with [`ThreatJammer::new`].
 
 pub mod classify;
 pub mod client;
+pub mod config;
+pub mod schedule;
 
 use std::time::SystemTime;
 
 pub use client::{Reply, Reporter, ReporterError, USER_AGENT};
+use schedule::Schedule;
 
-use crate::config::Config;
 use crate::ratelimit::Limit;
 use crate::store::{BatchItem, Policy as StorePolicy, TargetSpec};
 use crate::targets::{Answer, Policy, Target};
@@ -33,18 +38,21 @@ pub struct ThreatJammer {
 }
 
 impl ThreatJammer {
-    /// The target as configured; with `dry_run`, without an HTTP client (so
-    /// without the token it would need).
-    pub fn from_config(config: &Config, dry_run: bool) -> Result<ThreatJammer, ReporterError> {
+    /// The target as configured by `[threatjammer]` and `[schedule]`; with
+    /// `dry_run`, without an HTTP client (so without the token it would need).
+    pub fn new(
+        tj: &config::ThreatJammer,
+        schedule: &Schedule,
+        dry_run: bool,
+    ) -> Result<ThreatJammer, ReporterError> {
         let client = if dry_run {
             None
         } else {
-            Some(Reporter::new(config)?)
+            Some(Reporter::new(tj, schedule.request_timeout)?)
         };
-        let tj = &config.threatjammer;
         Ok(ThreatJammer {
             client,
-            policy: policy(config),
+            policy: policy(schedule),
             describe: format!(
                 "type={} ttl={} tags={}",
                 tj.category,
@@ -56,8 +64,7 @@ impl ThreatJammer {
 }
 
 /// The target's policy from `[schedule]`.
-pub fn policy(config: &Config) -> Policy {
-    let s = &config.schedule;
+pub fn policy(s: &Schedule) -> Policy {
     Policy {
         batch_size: s.batch_size,
         flush_interval: s.flush_interval,
@@ -76,12 +83,12 @@ pub const NAME: &str = "threatjammer";
 /// What the store needs: reporting an address again resets its TTL in the
 /// private denylist (`ttl`), unless within `rereport_after` of the last
 /// report.
-pub fn store_spec(config: &Config) -> TargetSpec {
+pub fn store_spec(section: &config::ThreatJammer, schedule: &Schedule) -> TargetSpec {
     TargetSpec {
         name: NAME.into(),
         policy: StorePolicy {
-            ttl_ms: config.threatjammer.ttl.saturating_mul(1000),
-            rereport_after_ms: config.schedule.rereport_after.as_millis() as u64,
+            ttl_ms: section.ttl.saturating_mul(1000),
+            rereport_after_ms: schedule.rereport_after.as_millis() as u64,
         },
     }
 }

@@ -118,7 +118,7 @@ fn redact_line(line: &str) -> Option<(String, String)> {
 /// toml's diagnostic (same layout as toml's `Display`: position, snippet with
 /// a caret, message), with any line that may hold a secret redacted in the
 /// snippet, and removed values scrubbed from the message.
-pub(super) fn render_parse_error(text: &str, err: &toml::de::Error) -> String {
+pub(crate) fn render_parse_error(text: &str, err: &toml::de::Error) -> String {
     let (lines, removed) = redacted_lines(text);
     let mut scrub: Vec<&str> = removed
         .iter()
@@ -165,71 +165,4 @@ fn position(text: &str, index: usize) -> (usize, usize) {
     let line_start = before.rfind('\n').map_or(0, |n| n + 1);
     let column = before[line_start..].chars().count();
     (line, column)
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::config::tests::{opts, FILE, TOKEN};
-    use crate::config::{Config, ConfigError};
-
-    use std::path::Path;
-
-    /// Parse errors on lines holding a secret must not quote it.
-    #[test]
-    fn parse_errors_redact_the_token() {
-        let cases = [
-            // Unquoted value: the error points at the token itself.
-            format!("[threatjammer]\nbearer_token = {TOKEN}\n"),
-            // Unterminated string.
-            format!("[threatjammer]\nbearer_token = \"{TOKEN}\n"),
-            // Key in the wrong table: unknown field.
-            format!("bearer_token = \"{TOKEN}\"\n"),
-            // Misspelt key: unknown field, quoted line.
-            format!("[threatjammer]\nbearer_tokn = \"{TOKEN}\"\n"),
-            // Duplicate key.
-            format!("[threatjammer]\nbearer_token = \"{TOKEN}\"\nbearer_token = \"{TOKEN}\"\n"),
-            // Inline table.
-            format!("threatjammer = {{ bearer_token = \"{TOKEN}\", bogus = 1 }}\n"),
-            // Missing `=`.
-            format!("[threatjammer]\nbearer_token \"{TOKEN}\"\n"),
-            // Wrong type: serde quotes the value.
-            "[threatjammer]\nbearer_token = 987654321\n".to_string(),
-            // Multi-line string in an unknown key.
-            format!("[threatjammer]\napi_token = \"\"\"\n{TOKEN}\n\"\"\"\n"),
-        ];
-        for text in &cases {
-            let err =
-                Config::from_toml_str(text, Some(Path::new(FILE)), &opts(), None).expect_err(text);
-            let msg = err.to_string();
-            assert!(matches!(err, ConfigError::Parse { .. }), "{text}: {msg}");
-            assert!(msg.starts_with(FILE), "{msg}");
-            assert!(!msg.contains(TOKEN), "token leaked for {text:?}:\n{msg}");
-            assert!(!msg.contains("987654321"), "value leaked:\n{msg}");
-            assert!(!format!("{err:?}").contains(TOKEN), "{err:?}");
-        }
-        // The redacted snippet still points at the line.
-        let text = format!("[threatjammer]\nbearer_token = {TOKEN}\n");
-        let msg = Config::from_toml_str(&text, Some(Path::new(FILE)), &opts(), None)
-            .unwrap_err()
-            .to_string();
-        assert!(msg.contains("line 2"), "{msg}");
-        assert!(msg.contains("bearer_token = \"<redacted>\""), "{msg}");
-    }
-
-    #[test]
-    fn parse_errors_keep_the_snippet_of_other_lines() {
-        let text = format!("[threatjammer]\nbearer_token = \"{TOKEN}\"\nttl = \"long\"\n");
-        let msg = Config::from_toml_str(&text, Some(Path::new(FILE)), &opts(), None)
-            .unwrap_err()
-            .to_string();
-        assert!(msg.contains("3 | ttl = \"long\""), "{msg}");
-        assert!(msg.contains('^'), "{msg}");
-        assert!(!msg.contains(TOKEN), "{msg}");
-        // A bearer_token_file path is not a secret and stays visible.
-        let text = "[threatjammer]\nbearer_token_file = /etc/tjfwd/token\n";
-        let msg = Config::from_toml_str(text, Some(Path::new(FILE)), &opts(), None)
-            .unwrap_err()
-            .to_string();
-        assert!(msg.contains("/etc/tjfwd/token"), "{msg}");
-    }
 }

@@ -14,17 +14,17 @@ use super::format::format_size;
 
 /// State shared by the validation steps: the file name for messages, the
 /// directory for relative paths, and the warnings collected so far.
-pub(super) struct Ctx {
+pub struct Ctx {
     /// The file as named in messages.
-    pub(super) file: String,
+    pub(crate) file: String,
     /// Directory relative paths are joined to (None: kept as written).
-    pub(super) base_dir: Option<PathBuf>,
+    pub(crate) base_dir: Option<PathBuf>,
     /// Warnings collected so far.
-    pub(super) warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
 }
 
 impl Ctx {
-    pub(super) fn invalid(&self, key: &str, message: String) -> ConfigError {
+    pub(crate) fn invalid(&self, key: &str, message: String) -> ConfigError {
         ConfigError::Invalid {
             file: self.file.clone(),
             key: key.to_string(),
@@ -32,14 +32,14 @@ impl Ctx {
         }
     }
 
-    pub(super) fn resolve(&self, p: PathBuf) -> PathBuf {
+    pub(crate) fn resolve(&self, p: PathBuf) -> PathBuf {
         match &self.base_dir {
             Some(dir) if p.is_relative() => dir.join(p),
             _ => p,
         }
     }
 
-    pub(super) fn path(&self, key: &str, p: PathBuf) -> Result<PathBuf, ConfigError> {
+    pub(crate) fn path(&self, key: &str, p: PathBuf) -> Result<PathBuf, ConfigError> {
         if p.as_os_str().is_empty() {
             return Err(self.invalid(
                 key,
@@ -49,7 +49,7 @@ impl Ctx {
         Ok(self.resolve(p))
     }
 
-    pub(super) fn duration(
+    pub(crate) fn duration(
         &self,
         key: &str,
         value: Option<toml::Value>,
@@ -83,7 +83,7 @@ impl Ctx {
     }
 
     /// A size: a string like "32MiB" or "1 GiB", or an integer number of bytes.
-    pub(super) fn size(
+    pub(crate) fn size(
         &self,
         key: &str,
         value: Option<toml::Value>,
@@ -116,7 +116,7 @@ impl Ctx {
         }
     }
 
-    pub(super) fn nonzero(&self, key: &str, d: Duration) -> Result<Duration, ConfigError> {
+    pub(crate) fn nonzero(&self, key: &str, d: Duration) -> Result<Duration, ConfigError> {
         if d.is_zero() {
             Err(self.invalid(
                 key,
@@ -125,45 +125,5 @@ impl Ctx {
         } else {
             Ok(d)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::config::tests::{parse_ok, refused};
-
-    use std::time::Duration;
-
-    #[test]
-    fn refuses_bad_durations() {
-        let msg = refused(
-            "[schedule]\nflush_interval = \"soon\"",
-            "[schedule] flush_interval",
-        );
-        assert!(msg.contains("\"soon\""), "{msg}");
-        assert!(msg.contains("60s"), "{msg}");
-        let msg = refused("[schedule]\nmax_backoff = 600", "[schedule] max_backoff");
-        assert!(msg.contains("\"600s\""), "{msg}");
-        refused(
-            "[schedule]\nrequest_timeout = \"0s\"",
-            "[schedule] request_timeout",
-        );
-        refused(
-            "[schedule]\nflush_interval = \"0s\"",
-            "[schedule] flush_interval",
-        );
-        refused(
-            "[schedule]\nrereport_after = true",
-            "[schedule] rereport_after",
-        );
-        refused("[input]\npoll_interval = \"0ms\"", "[input] poll_interval");
-        let msg = refused("[input]\npoll_interval = \"61s\"", "[input] poll_interval");
-        assert!(msg.contains("60s"), "{msg}");
-        assert_eq!(
-            parse_ok("[input]\npoll_interval = \"60s\"")
-                .input
-                .poll_interval,
-            Duration::from_secs(60)
-        );
     }
 }

@@ -1,13 +1,24 @@
 //! The `[threatjammer]` section: the Report API endpoint, the bearer token
-//! and the contents of each report.
+//! and the contents of each report. The table sits at the top level of the
+//! file, where tjfwd has always read it (a target added later is read from
+//! `[targets.<name>]`); `crate::config` places it there and calls
+//! `validate`, `ca_file` and `secret_readers`.
 //!
 //! The same rules check cowrie.cfg's `[output_threatjammer]` (see
-//! `crate::cowrie_cfg`), which hands its values in as a [`RawThreatJammer`];
+//! `crate::cowrie_cfg`), which hands its values in as a `RawThreatJammer`;
 //! messages then name that section. The bearer token comes from exactly one
 //! source, the first of: `bearer_token`, `bearer_token_file`, the
 //! environment variable [`TOKEN_ENV`], and the systemd credential
 //! [`CREDENTIAL_NAME`]; it is a [`Secret`] and never appears in a message or
 //! a warning.
+//!
+//! Invariants of a [`ThreatJammer`] from `validate` (and `ca_file`):
+//! `api_url` is https, or http to a loopback host, or http with
+//! `allow_insecure_http = true`, and carries no user name or password;
+//! `ca_file`, when set, was readable and held at least one valid PEM
+//! certificate; `token`, when set, is a single non-empty run of printable
+//! ASCII; `ttl > 0`; `category` matches `[A-Z0-9_]+`; every tag matches
+//! `[A-Z0-9]+`, each once.
 
 use std::fs;
 use std::io;
@@ -17,10 +28,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use url::{Host, Url};
 
-use super::context::Ctx;
-use super::errors::ConfigError;
-use super::format::{ser, KIB};
-use super::secret::Secret;
+use crate::config_kit::{ser, ConfigError, Ctx, Secret, KIB};
 
 /// Default Report API endpoint (the same as cowrie's `output_threatjammer`).
 pub const DEFAULT_API_URL: &str = "https://dublin.report.threatjammer.com/v1/ip";
@@ -121,7 +129,7 @@ pub(crate) struct RawThreatJammer {
 
 impl RawThreatJammer {
     /// The keys that are set, in the order of the section's documentation.
-    pub(super) fn set_keys(&self) -> Vec<&'static str> {
+    pub(crate) fn set_keys(&self) -> Vec<&'static str> {
         let mut keys = Vec::new();
         let mut add = |set: bool, key| {
             if set {
@@ -145,7 +153,7 @@ impl RawThreatJammer {
 
 /// Checks the `[threatjammer]` values. `sec` is how the section is named in
 /// messages: `[threatjammer]` in tjfwd.toml, `[output_threatjammer]` in cowrie.cfg.
-pub(super) fn validate(
+pub(crate) fn validate(
     ctx: &mut Ctx,
     sec: &str,
     raw: RawThreatJammer,
@@ -254,7 +262,7 @@ fn read_small(path: &Path) -> io::Result<Vec<u8>> {
 /// `[threatjammer] ca_file`: resolved, and read now so that a missing,
 /// unreadable or non-PEM file is a configuration error (with the key and
 /// the file), not a failure at the first request.
-pub(super) fn ca_file(ctx: &Ctx, raw: Option<PathBuf>) -> Result<Option<PathBuf>, ConfigError> {
+pub(crate) fn ca_file(ctx: &Ctx, raw: Option<PathBuf>) -> Result<Option<PathBuf>, ConfigError> {
     let key = "[threatjammer] ca_file";
     let Some(p) = raw else {
         return Ok(None);
@@ -278,7 +286,7 @@ pub(super) fn ca_file(ctx: &Ctx, raw: Option<PathBuf>) -> Result<Option<PathBuf>
 /// group), or the group owning the state directory (the service's: under
 /// the Debian package, root:tjfwd 0640 is how the tjfwd user reads a file
 /// of root's). Any other group, or everyone, draws a warning.
-pub(super) fn secret_readers(meta: &fs::Metadata, state_dir: &Path) -> Option<String> {
+pub(crate) fn secret_readers(meta: &fs::Metadata, state_dir: &Path) -> Option<String> {
     let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o004 != 0 {
         return Some(format!("every user (mode {mode:04o})"));
@@ -584,472 +592,4 @@ fn tags(ctx: &mut Ctx, sec: &str, raw: Option<toml::Value>) -> Result<Vec<String
         tags.push(t.to_string());
     }
     Ok(tags)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::tests::{
-        dry, invalid_key, opts, parse_ok, refused, write_file, FILE, TOKEN,
-    };
-    use crate::config::{build, Config, ConfigError, Source};
-    use std::fs;
-    use std::path::Path;
-
-    #[test]
-    fn tags_as_string_and_as_list() {
-        let c = parse_ok("[threatjammer]\ntags = \" COWRIE ,LOGIN,SSH2 \"");
-        assert_eq!(c.threatjammer.tags, ["COWRIE", "LOGIN", "SSH2"]);
-        let c = parse_ok("[threatjammer]\ntags = [\"COWRIE\", \" LOGIN \"]");
-        assert_eq!(c.threatjammer.tags, ["COWRIE", "LOGIN"]);
-        let c = parse_ok("[threatjammer]\ntags = []");
-        assert!(c.threatjammer.tags.is_empty());
-        let c = parse_ok("[threatjammer]\ntags = \"COWRIE,COWRIE\"");
-        assert_eq!(c.threatjammer.tags, ["COWRIE"]);
-        assert_eq!(c.warnings.len(), 1);
-    }
-
-    #[test]
-    fn refuses_bad_tags() {
-        let msg = refused(
-            "[threatjammer]\ntags = \"COWRIE,login\"",
-            "[threatjammer] tags",
-        );
-        assert!(msg.contains("\"LOGIN\""), "{msg}");
-        refused(
-            "[threatjammer]\ntags = [\"COW-RIE\"]",
-            "[threatjammer] tags",
-        );
-        refused("[threatjammer]\ntags = \"COWRIE,\"", "[threatjammer] tags");
-        refused("[threatjammer]\ntags = [1]", "[threatjammer] tags");
-        refused("[threatjammer]\ntags = 5", "[threatjammer] tags");
-    }
-
-    #[test]
-    fn refuses_bad_category() {
-        let msg = refused(
-            "[threatjammer]\ncategory = \"abuse\"",
-            "[threatjammer] category",
-        );
-        assert!(msg.contains("\"ABUSE\""), "{msg}");
-        refused("[threatjammer]\ncategory = \"\"", "[threatjammer] category");
-        refused(
-            "[threatjammer]\ncategory = \"A B\"",
-            "[threatjammer] category",
-        );
-    }
-
-    #[test]
-    fn refuses_malformed_url() {
-        let msg = refused(
-            "[threatjammer]\napi_url = \"not a url\"",
-            "[threatjammer] api_url",
-        );
-        assert!(msg.contains("https://"), "{msg}");
-        refused(
-            "[threatjammer]\napi_url = \"https://\"",
-            "[threatjammer] api_url",
-        );
-        refused(
-            "[threatjammer]\napi_url = \"ftp://example.com/\"",
-            "[threatjammer] api_url",
-        );
-        refused(
-            "[threatjammer]\napi_url = \"https://user:pw@example.com/\"",
-            "[threatjammer] api_url",
-        );
-    }
-
-    #[test]
-    fn refuses_http_to_non_loopback() {
-        let msg = refused(
-            "[threatjammer]\napi_url = \"http://dublin.report.threatjammer.com/v1/ip\"",
-            "[threatjammer] api_url",
-        );
-        assert!(msg.contains("https"), "{msg}");
-        assert!(msg.contains("allow_insecure_http"), "{msg}");
-        refused(
-            "[threatjammer]\napi_url = \"http://10.0.0.1:8080/v1/ip\"",
-            "[threatjammer] api_url",
-        );
-    }
-
-    #[test]
-    fn accepts_http_to_loopback() {
-        for url in [
-            "http://127.0.0.1:8080/v1/ip",
-            "http://127.3.2.1/v1/ip",
-            "http://[::1]:9000/v1/ip",
-            "http://localhost:8080/v1/ip",
-            "http://LOCALHOST/v1/ip",
-        ] {
-            let c = parse_ok(&format!("[threatjammer]\napi_url = \"{url}\""));
-            assert_eq!(c.threatjammer.api_url.scheme(), "http");
-            assert!(c.warnings.is_empty(), "{url}: {:?}", c.warnings);
-        }
-    }
-
-    #[test]
-    fn allow_insecure_http_accepts_http_with_a_warning() {
-        let c = parse_ok(
-            "[threatjammer]\napi_url = \"http://10.0.0.1/v1/ip\"\nallow_insecure_http = true",
-        );
-        assert!(c.threatjammer.allow_insecure_http);
-        assert_eq!(c.threatjammer.api_url.as_str(), "http://10.0.0.1/v1/ip");
-        assert_eq!(c.warnings.len(), 1);
-        assert!(c.warnings[0].contains("unencrypted"));
-    }
-
-    #[test]
-    fn refuses_ttl_zero_or_negative() {
-        let msg = refused("[threatjammer]\nttl = 0", "[threatjammer] ttl");
-        assert!(msg.contains("greater than 0"), "{msg}");
-        refused("[threatjammer]\nttl = -5", "[threatjammer] ttl");
-    }
-
-    #[test]
-    fn refuses_missing_token() {
-        let err = Config::from_toml_str("", Some(Path::new(FILE)), &opts(), None).unwrap_err();
-        let msg = err.to_string();
-        assert!(msg.starts_with(FILE), "{msg}");
-        assert!(msg.contains("bearer_token_file"), "{msg}");
-        assert!(msg.contains(TOKEN_ENV), "{msg}");
-        assert!(msg.contains("--dry-run"), "{msg}");
-        assert_eq!(invalid_key(&err), "[threatjammer] bearer_token");
-        // An empty environment variable counts as unset.
-        let err = Config::from_toml_str("", Some(Path::new(FILE)), &opts(), Some("  ".into()));
-        assert!(err.is_err());
-    }
-
-    #[test]
-    fn missing_token_is_fine_in_dry_run() {
-        let c = Config::from_toml_str("", Some(Path::new(FILE)), &dry(), None).unwrap();
-        assert!(c.threatjammer.token.is_none());
-    }
-
-    #[test]
-    fn refuses_empty_or_malformed_inline_token() {
-        let text = "[threatjammer]\nbearer_token = \"  \"\n";
-        let err = Config::from_toml_str(text, Some(Path::new(FILE)), &opts(), None).unwrap_err();
-        assert_eq!(invalid_key(&err), "[threatjammer] bearer_token");
-        assert!(err.to_string().starts_with(FILE));
-        let text = "[threatjammer]\nbearer_token = \"two words\"\n";
-        let err = Config::from_toml_str(text, Some(Path::new(FILE)), &opts(), None).unwrap_err();
-        assert!(!err.to_string().contains("two words"), "{err}");
-    }
-
-    #[test]
-    fn refuses_both_token_keys() {
-        let text = format!(
-            "[threatjammer]\nbearer_token = \"{TOKEN}\"\nbearer_token_file = \"/etc/tjfwd/token\"\n"
-        );
-        let err = Config::from_toml_str(&text, Some(Path::new(FILE)), &opts(), None).unwrap_err();
-        let msg = err.to_string();
-        assert!(msg.starts_with(FILE), "{msg}");
-        assert!(msg.contains("bearer_token_file"), "{msg}");
-        assert!(msg.contains("both"), "{msg}");
-        assert!(!msg.contains(TOKEN), "{msg}");
-    }
-
-    #[test]
-    fn token_from_file_relative_to_the_config_file() {
-        let dir = tempfile::tempdir().unwrap();
-        write_file(dir.path(), "token", &format!("\n  {TOKEN}\n\n"), 0o600);
-        let config = dir.path().join("tjfwd.toml");
-        let text = "state_dir = \"state\"\n[threatjammer]\nbearer_token_file = \"token\"\n\
-                    [input]\ncowrie_json = \"log/cowrie.json\"\n";
-        let c =
-            Config::from_toml_str(text, Some(&config), &opts(), Some("from-env".into())).unwrap();
-        assert_eq!(c.threatjammer.token.as_ref().unwrap().expose(), TOKEN);
-        assert_eq!(c.state_dir, dir.path().join("state"));
-        assert_eq!(
-            c.input.cowrie_json.as_deref(),
-            Some(dir.path().join("log/cowrie.json").as_path())
-        );
-        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
-    }
-
-    #[test]
-    fn refuses_empty_token_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let token = write_file(dir.path(), "token", " \n\n", 0o600);
-        let text = format!(
-            "[threatjammer]\nbearer_token_file = \"{}\"\n",
-            token.display()
-        );
-        let err = Config::from_toml_str(&text, Some(Path::new(FILE)), &opts(), None).unwrap_err();
-        let msg = err.to_string();
-        assert!(msg.starts_with(FILE), "{msg}");
-        assert!(msg.contains("[threatjammer] bearer_token_file"), "{msg}");
-        assert!(msg.contains(&token.display().to_string()), "{msg}");
-        assert!(msg.contains("empty"), "{msg}");
-    }
-
-    #[test]
-    fn refuses_unreadable_or_malformed_token_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let text = "[threatjammer]\nbearer_token_file = \"missing\"\n";
-        let config = dir.path().join("tjfwd.toml");
-        let err = Config::from_toml_str(text, Some(&config), &opts(), None).unwrap_err();
-        let msg = err.to_string();
-        assert!(msg.contains("[threatjammer] bearer_token_file"), "{msg}");
-        assert!(msg.contains(&dir.path().join("missing").display().to_string()));
-
-        // A file that is not a token: its content is never printed.
-        write_file(dir.path(), "token", "line one\nline two\n", 0o600);
-        let text = "[threatjammer]\nbearer_token_file = \"token\"\n";
-        let err = Config::from_toml_str(text, Some(&config), &opts(), None).unwrap_err();
-        let msg = err.to_string();
-        assert!(msg.contains("[threatjammer] bearer_token_file"), "{msg}");
-        assert!(!msg.contains("line one"), "{msg}");
-    }
-
-    #[test]
-    fn token_from_env() {
-        let c = Config::from_toml_str(
-            "",
-            Some(Path::new(FILE)),
-            &opts(),
-            Some(format!(" {TOKEN}\n")),
-        )
-        .unwrap();
-        assert_eq!(c.threatjammer.token.unwrap().expose(), TOKEN);
-        // The file's token wins over the environment.
-        let text = "[threatjammer]\nbearer_token = \"inline\"\n";
-        let c = Config::from_toml_str(text, None, &opts(), Some(TOKEN.into())).unwrap();
-        assert_eq!(c.threatjammer.token.unwrap().expose(), "inline");
-        // A malformed env token is refused without being printed.
-        let err = Config::from_toml_str("", None, &opts(), Some("a b".into())).unwrap_err();
-        assert_eq!(invalid_key(&err), TOKEN_ENV);
-    }
-
-    #[test]
-    fn warns_about_readable_inline_token() {
-        let dir = tempfile::tempdir().unwrap();
-        let text = format!("[threatjammer]\nbearer_token = \"{TOKEN}\"\n");
-        // 0640 with tjfwd's own group (the file's here) is fine: see
-        // secret_readers_of_another_group for a group of other users.
-        for (mode, warned) in [(0o644, true), (0o640, false), (0o604, true), (0o600, false)] {
-            let path = write_file(dir.path(), "tjfwd.toml", &text, mode);
-            let c = Config::load(&path, &opts()).unwrap();
-            assert_eq!(
-                c.warnings.len(),
-                usize::from(warned),
-                "mode {mode:o}: {:?}",
-                c.warnings
-            );
-            if warned {
-                let w = &c.warnings[0];
-                assert!(w.contains("chmod 600"), "{w}");
-                assert!(w.contains("bearer_token_file"), "{w}");
-                assert!(w.contains(&path.display().to_string()), "{w}");
-                assert!(!w.contains(TOKEN), "{w}");
-            }
-        }
-        // No inline token: a readable config file is fine.
-        let token = write_file(dir.path(), "token", TOKEN, 0o600);
-        let text = format!(
-            "[threatjammer]\nbearer_token_file = \"{}\"\n",
-            token.display()
-        );
-        let path = write_file(dir.path(), "tjfwd.toml", &text, 0o644);
-        let c = Config::load(&path, &opts()).unwrap();
-        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
-    }
-
-    #[test]
-    fn warns_about_world_readable_token_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("tjfwd.toml");
-        let text = "[threatjammer]\nbearer_token_file = \"token\"\n";
-        for (mode, warned) in [(0o644, true), (0o604, true), (0o640, false), (0o600, false)] {
-            write_file(dir.path(), "token", TOKEN, mode);
-            let c = Config::from_toml_str(text, Some(&config), &opts(), None).unwrap();
-            assert_eq!(
-                c.warnings.len(),
-                usize::from(warned),
-                "mode {mode:o}: {:?}",
-                c.warnings
-            );
-            if warned {
-                let w = &c.warnings[0];
-                assert!(w.contains("chmod 600"), "{w}");
-                assert!(!w.contains(TOKEN), "{w}");
-            }
-        }
-    }
-
-    /// A file readable by a group tjfwd neither runs as nor owns its state
-    /// with draws a warning; the package's root:tjfwd 0640 (the service's
-    /// group owns the state directory) does not. Needs root (chown).
-    #[test]
-    fn secret_readers_of_another_group() {
-        if !rustix::process::geteuid().is_root() {
-            eprintln!("skipped: needs root to give a file another group");
-            return;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state");
-        fs::create_dir(&state).unwrap();
-        let token = write_file(dir.path(), "token", TOKEN, 0o640);
-        let other_gid = 65534; // nogroup
-        std::os::unix::fs::chown(&token, Some(0), Some(other_gid)).unwrap();
-        let text = format!(
-            "state_dir = \"{}\"\n[threatjammer]\nbearer_token_file = \"{}\"\n",
-            state.display(),
-            token.display()
-        );
-        let c = Config::from_toml_str(&text, None, &opts(), None).unwrap();
-        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
-        let w = &c.warnings[0];
-        assert!(w.contains("group 65534") && w.contains("0640"), "{w}");
-        assert!(w.contains(&format!("chmod 600 {}", token.display())), "{w}");
-        assert!(!w.contains(TOKEN), "{w}");
-        // The group owning the state directory is the service's: quiet.
-        std::os::unix::fs::chown(&state, Some(0), Some(other_gid)).unwrap();
-        let c = Config::from_toml_str(&text, None, &opts(), None).unwrap();
-        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
-        // World-readable is never fine.
-        fs::set_permissions(&token, fs::Permissions::from_mode(0o644)).unwrap();
-        let c = Config::from_toml_str(&text, None, &opts(), None).unwrap();
-        assert!(c.warnings[0].contains("every user"), "{:?}", c.warnings);
-    }
-
-    fn ca_pem() -> String {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.self_signed(&key).unwrap().pem()
-    }
-
-    #[test]
-    fn ca_file_is_read_at_load_and_round_trips() {
-        let dir = tempfile::tempdir().unwrap();
-        write_file(dir.path(), "ca.pem", &ca_pem(), 0o644);
-        let config = dir.path().join("tjfwd.toml");
-        let text = "[threatjammer]\nca_file = \"ca.pem\"\n";
-        let c = Config::from_toml_str(text, Some(&config), &dry(), None).unwrap();
-        assert_eq!(c.threatjammer.ca_file, Some(dir.path().join("ca.pem")));
-        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
-        let out = c.redacted_toml();
-        assert!(out.contains("ca_file = "), "{out}");
-        let back = Config::from_toml_str(&out, Some(&config), &dry(), None).unwrap();
-        assert_eq!(back.threatjammer.ca_file, c.threatjammer.ca_file);
-        // Not set: the public roots, and nothing about it in the output.
-        assert_eq!(parse_ok("").threatjammer.ca_file, None);
-        assert!(!parse_ok("").redacted_toml().contains("ca_file"));
-    }
-
-    #[test]
-    fn refuses_missing_empty_or_non_pem_ca_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("tjfwd.toml");
-        let bad_der = "-----BEGIN CERTIFICATE-----\nAAAAAAAA\n-----END CERTIFICATE-----\n";
-        let bad_b64 = "-----BEGIN CERTIFICATE-----\n!!!not base64!!!\n-----END CERTIFICATE-----\n";
-        for (content, expect) in [
-            (None, "cannot read it"),
-            (Some(""), "no PEM certificate"),
-            (Some("just some text\n"), "no PEM certificate"),
-            (Some(bad_b64), "malformed PEM"),
-            (Some(bad_der), "not a valid X.509"),
-        ] {
-            let ca = dir.path().join("ca.pem");
-            let _ = fs::remove_file(&ca);
-            if let Some(c) = content {
-                write_file(dir.path(), "ca.pem", c, 0o644);
-            }
-            let text = "[threatjammer]\nca_file = \"ca.pem\"\n";
-            let err = Config::from_toml_str(text, Some(&config), &dry(), None).unwrap_err();
-            let msg = err.to_string();
-            assert_eq!(invalid_key(&err), "[threatjammer] ca_file", "{msg}");
-            assert!(msg.contains(expect), "{content:?}: {msg}");
-            assert!(msg.contains(&ca.display().to_string()), "{msg}");
-            assert!(msg.starts_with(&config.display().to_string()), "{msg}");
-        }
-        let err = Config::from_toml_str("[threatjammer]\nca_file = \"\"\n", None, &dry(), None)
-            .unwrap_err();
-        assert_eq!(invalid_key(&err), "[threatjammer] ca_file");
-    }
-
-    /// Builds from `text` as `load_with` would, with `$CREDENTIALS_DIRECTORY`
-    /// = `creds` (no process environment involved).
-    fn with_credentials(
-        text: &str,
-        env_token: Option<&str>,
-        creds: Option<&Path>,
-    ) -> Result<Config, ConfigError> {
-        let source = Source {
-            text,
-            path: Some(Path::new(FILE)),
-            resolve_base: Some(Path::new(FILE)),
-            file_meta: None,
-            credentials_dir: creds.map(Path::to_path_buf),
-        };
-        build(source, &opts(), env_token.map(str::to_string), None)
-    }
-
-    #[test]
-    fn token_from_a_systemd_credential_comes_last() {
-        let dir = tempfile::tempdir().unwrap();
-        let creds = dir.path();
-        write_file(creds, CREDENTIAL_NAME, &format!("  {TOKEN}\n"), 0o400);
-        // Only the credential: used.
-        let c = with_credentials("", None, Some(creds)).unwrap();
-        assert_eq!(c.threatjammer.token.unwrap().expose(), TOKEN);
-        // Every other source wins over it.
-        let c = with_credentials("", Some("from-env"), Some(creds)).unwrap();
-        assert_eq!(c.threatjammer.token.unwrap().expose(), "from-env");
-        let c = with_credentials(
-            "[threatjammer]\nbearer_token = \"inline\"\n",
-            None,
-            Some(creds),
-        )
-        .unwrap();
-        assert_eq!(c.threatjammer.token.unwrap().expose(), "inline");
-        let file = write_file(creds, "other", "from-file", 0o600);
-        let c = with_credentials(
-            &format!(
-                "[threatjammer]\nbearer_token_file = \"{}\"\n",
-                file.display()
-            ),
-            None,
-            Some(creds),
-        )
-        .unwrap();
-        assert_eq!(c.threatjammer.token.unwrap().expose(), "from-file");
-        // from_toml_str never looks at credentials.
-        assert!(Config::from_toml_str("", None, &opts(), None).is_err());
-    }
-
-    #[test]
-    fn a_missing_credential_is_no_token_and_a_bad_one_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let err = with_credentials("", None, Some(dir.path())).unwrap_err();
-        let msg = err.to_string();
-        assert!(msg.contains("LoadCredential=bearer_token:"), "{msg}");
-        for (content, what) in [
-            ("", "is empty"),
-            ("a b", "spaces"),
-            ("\u{e9}t\u{e9}", "spaces"),
-        ] {
-            write_file(dir.path(), CREDENTIAL_NAME, content, 0o400);
-            let err = with_credentials("", None, Some(dir.path())).unwrap_err();
-            assert_eq!(invalid_key(&err), "systemd credential bearer_token");
-            let msg = err.to_string();
-            assert!(msg.contains(what), "{msg}");
-            assert!(msg.contains(CREDENTIAL_NAME), "{msg}");
-        }
-        fs::write(dir.path().join(CREDENTIAL_NAME), b"\xff\xfe").unwrap();
-        let msg = with_credentials("", None, Some(dir.path()))
-            .unwrap_err()
-            .to_string();
-        assert!(msg.contains("not UTF-8"), "{msg}");
-        // The credentials directory itself is not a file: a read error names it.
-        fs::remove_file(dir.path().join(CREDENTIAL_NAME)).unwrap();
-        fs::create_dir(dir.path().join(CREDENTIAL_NAME)).unwrap();
-        let msg = with_credentials("", None, Some(dir.path()))
-            .unwrap_err()
-            .to_string();
-        assert!(msg.contains("cannot read it"), "{msg}");
-    }
 }

@@ -1,12 +1,22 @@
-//! The `[schedule]` section: batching, the rate limit and retries.
+//! The `[schedule]` section: when Threat Jammer is sent batches, how fast,
+//! and how long a request and a retry may take.
+//!
+//! It is the target's sending policy ([`super::policy`]): every limit and
+//! default here is the Report API's (1000 addresses a request, 6 requests in
+//! any rolling minute) and `request_timeout` is its client's. Hence it lives
+//! with the target, although the table sits at the top level of the file,
+//! where tjfwd has always read it; a target read from `[targets.<name>]`
+//! keeps such settings in its own table.
+//!
+//! Invariants of a [`Schedule`] from `validate`: `1 <= batch_size <= 1000`,
+//! `max_requests_per_minute >= 1` (a warning above 6), `flush_interval`,
+//! `request_timeout` and `max_backoff` non-zero, `rate_window` 60 s.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::context::Ctx;
-use super::errors::ConfigError;
-use super::format::ser;
+use crate::config_kit::{ser, ConfigError, Ctx};
 
 /// The Report API accepts at most this many addresses in one request.
 pub const MAX_BATCH_SIZE: usize = 1000;
@@ -18,7 +28,8 @@ pub const API_REQUESTS_PER_MINUTE: u32 = 6;
 pub const API_RATE_WINDOW: Duration = Duration::from_secs(60);
 
 /// Test-only environment variable shortening the rate window of the binary
-/// (milliseconds); see [`Config::apply_test_rate_window`](super::Config::apply_test_rate_window).
+/// (milliseconds); see
+/// [`Config::apply_test_rate_window`](crate::config::Config::apply_test_rate_window).
 pub const TEST_RATE_WINDOW_ENV: &str = "TJFWD_TEST_RATE_WINDOW_MS";
 
 const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(60);
@@ -70,23 +81,23 @@ impl Default for Schedule {
 /// `[schedule]` as written.
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawSchedule {
+pub(crate) struct RawSchedule {
     /// Addresses per request, 1..=1000.
-    pub(super) batch_size: Option<i64>,
+    pub(crate) batch_size: Option<i64>,
     /// humantime duration string.
-    pub(super) flush_interval: Option<toml::Value>,
+    pub(crate) flush_interval: Option<toml::Value>,
     /// Requests per rolling minute, >= 1.
-    pub(super) max_requests_per_minute: Option<i64>,
+    pub(crate) max_requests_per_minute: Option<i64>,
     /// humantime duration string.
-    pub(super) request_timeout: Option<toml::Value>,
+    pub(crate) request_timeout: Option<toml::Value>,
     /// humantime duration string.
-    pub(super) max_backoff: Option<toml::Value>,
+    pub(crate) max_backoff: Option<toml::Value>,
     /// humantime duration string.
-    pub(super) rereport_after: Option<toml::Value>,
+    pub(crate) rereport_after: Option<toml::Value>,
 }
 
 /// Checks `[schedule]` as written and applies its defaults.
-pub(super) fn validate(ctx: &mut Ctx, raw: RawSchedule) -> Result<Schedule, ConfigError> {
+pub(crate) fn validate(ctx: &mut Ctx, raw: RawSchedule) -> Result<Schedule, ConfigError> {
     let batch_size = match raw.batch_size {
         None => MAX_BATCH_SIZE,
         Some(n) if (1..=MAX_BATCH_SIZE as i64).contains(&n) => n as usize,
@@ -151,38 +162,4 @@ pub(super) fn validate(ctx: &mut Ctx, raw: RawSchedule) -> Result<Schedule, Conf
         rereport_after,
         rate_window: API_RATE_WINDOW,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::config::tests::{parse_ok, refused};
-
-    #[test]
-    fn refuses_batch_size_out_of_range() {
-        let msg = refused("[schedule]\nbatch_size = 0", "[schedule] batch_size");
-        assert!(msg.contains("between 1 and 1000"), "{msg}");
-        let msg = refused("[schedule]\nbatch_size = 1001", "[schedule] batch_size");
-        assert!(msg.contains("1001"), "{msg}");
-        assert_eq!(
-            parse_ok("[schedule]\nbatch_size = 1").schedule.batch_size,
-            1
-        );
-        assert_eq!(
-            parse_ok("[schedule]\nbatch_size = 1000")
-                .schedule
-                .batch_size,
-            1000
-        );
-    }
-
-    #[test]
-    fn refuses_max_requests_per_minute_zero_and_warns_above_limit() {
-        refused(
-            "[schedule]\nmax_requests_per_minute = 0",
-            "[schedule] max_requests_per_minute",
-        );
-        let c = parse_ok("[schedule]\nmax_requests_per_minute = 10");
-        assert_eq!(c.schedule.max_requests_per_minute, 10);
-        assert_eq!(c.warnings.len(), 1);
-    }
 }

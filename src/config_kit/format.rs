@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 /// Bytes in a KiB, a MiB and a GiB: the units sizes are written in.
-pub(super) const KIB: u64 = 1024;
-pub(super) const MIB: u64 = 1024 * KIB;
+pub(crate) const KIB: u64 = 1024;
+pub(crate) const MIB: u64 = 1024 * KIB;
 const GIB: u64 = 1024 * MIB;
 
 pub(crate) fn format_duration(d: Duration) -> String {
@@ -32,7 +32,7 @@ pub(crate) fn format_size(bytes: u64) -> String {
 /// `serialize_with` functions: each writes a resolved value the way its key
 /// is written in the file. Those for `Option`s are used with
 /// `skip_serializing_if = "Option::is_none"` (TOML has no null).
-pub(super) mod ser {
+pub(crate) mod ser {
     use std::fmt::Display;
     use std::path::{Path, PathBuf};
     use std::time::Duration;
@@ -42,25 +42,22 @@ pub(super) mod ser {
     use super::{format_duration, format_size};
 
     /// A duration as a humantime string: `"1h 30m"`.
-    pub(in crate::config) fn duration<S: Serializer>(
-        d: &Duration,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub(crate) fn duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format_duration(*d))
     }
 
     /// A byte count as a size string: `"32MiB"`, `"1500B"`.
-    pub(in crate::config) fn size<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn size<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format_size(*n))
     }
 
     /// A `usize` byte count as a size string.
-    pub(in crate::config) fn size_usize<S: Serializer>(n: &usize, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn size_usize<S: Serializer>(n: &usize, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format_size(*n as u64))
     }
 
     /// An unsigned count as a TOML integer (an i64), `i64::MAX` if larger.
-    pub(in crate::config) fn saturating_i64<S: Serializer, N: Copy + TryInto<i64>>(
+    pub(crate) fn saturating_i64<S: Serializer, N: Copy + TryInto<i64>>(
         n: &N,
         s: S,
     ) -> Result<S::Ok, S::Error> {
@@ -68,15 +65,12 @@ pub(super) mod ser {
     }
 
     /// A value as its `Display` text (a URL, a socket address).
-    pub(in crate::config) fn display<S: Serializer, T: Display>(
-        v: &T,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub(crate) fn display<S: Serializer, T: Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&v.to_string())
     }
 
     /// An optional value as its `Display` text.
-    pub(in crate::config) fn display_opt<S: Serializer, T: Display>(
+    pub(crate) fn display_opt<S: Serializer, T: Display>(
         v: &Option<T>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
@@ -87,23 +81,17 @@ pub(super) mod ser {
     }
 
     /// A list as the `Display` texts of its items (networks).
-    pub(in crate::config) fn display_seq<S: Serializer, T: Display>(
-        v: &[T],
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub(crate) fn display_seq<S: Serializer, T: Display>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(v.iter().map(T::to_string))
     }
 
     /// A path as text; a part that is not UTF-8 is replaced (U+FFFD).
-    pub(in crate::config) fn path<S: Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn path<S: Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&p.to_string_lossy())
     }
 
     /// An optional path as text.
-    pub(in crate::config) fn path_opt<S: Serializer>(
-        p: &Option<PathBuf>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub(crate) fn path_opt<S: Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
         match p {
             Some(p) => path(p, s),
             None => s.serialize_none(),

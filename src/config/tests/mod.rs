@@ -1,7 +1,16 @@
 //! Tests of the whole loader, and the helpers the tests of every section use.
+//! The sections whose code lives outside this module have their tests here,
+//! as they go through the loader: `threatjammer` and `schedule` (Threat
+//! Jammer's, in `crate::targets::threatjammer`), `kit` (the shared checks of
+//! `crate::config_kit`) and `targets` (the `[targets]` table).
 
-use super::format::MIB;
+mod kit;
+mod schedule;
+mod targets;
+mod threatjammer;
+
 use super::*;
+use crate::config_kit::MIB;
 use std::fs;
 use std::io::Write;
 use std::net::SocketAddr;
