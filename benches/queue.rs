@@ -24,7 +24,7 @@ use migrations::v1::{Checkpoint, FileId};
 use tjfwd::daemon::select_lines;
 use tjfwd::filter::Rules;
 use tjfwd::stats::Stats;
-use tjfwd::store::{Policy, Sighting, Store};
+use tjfwd::store::{Policy, Sighting, Store, TargetSpec};
 
 const NOW: u64 = 1_900_000_000_000;
 
@@ -32,10 +32,13 @@ fn open(dir: &std::path::Path) -> Store {
     Store::open(
         dir,
         32 << 20, // the default [storage] cache_capacity
-        Policy {
-            ttl_ms: 86_400_000,
-            rereport_after_ms: 0,
-        },
+        &[TargetSpec {
+            name: "threatjammer".into(),
+            policy: Policy {
+                ttl_ms: 86_400_000,
+                rereport_after_ms: 0,
+            },
+        }],
     )
     .expect("opening the queue")
 }
@@ -144,7 +147,7 @@ fn queue_ops(c: &mut Criterion) {
         )
     });
     g.bench_function("take_batch_1000", |b| {
-        b.iter(|| black_box(q.peek_batch(1000).unwrap().len()))
+        b.iter(|| black_box(q.peek_batch(0, 1000).unwrap().len()))
     });
     // As the scheduler does: acknowledge the oldest 1000. The setup (not
     // timed) queues 1000 new addresses first, so the pending set keeps its size.
@@ -161,9 +164,9 @@ fn queue_ops(c: &mut Criterion) {
                     })
                     .collect();
                 q.enqueue(&s, None, NOW).unwrap();
-                q.peek_batch(1000).unwrap()
+                q.peek_batch(0, 1000).unwrap()
             },
-            |items| q.ack(&items, NOW, NOW).unwrap(),
+            |items| q.ack(0, &items, NOW, NOW).unwrap(),
             BatchSize::PerIteration,
         )
     });

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use migrations::v1::{Checkpoint, FileId};
-use tjfwd::store::{Policy, Sighting, Store};
+use tjfwd::store::{Policy, Sighting, Store, TargetSpec};
 
 /// The default `[storage] cache_capacity`.
 const CACHE: u64 = 32 << 20;
@@ -33,10 +33,13 @@ fn open(dir: &Path) -> Store {
     Store::open(
         dir,
         CACHE,
-        Policy {
-            ttl_ms: 86_400_000,
-            rereport_after_ms: 0,
-        },
+        &[TargetSpec {
+            name: "threatjammer".into(),
+            policy: Policy {
+                ttl_ms: 86_400_000,
+                rereport_after_ms: 0,
+            },
+        }],
     )
     .unwrap_or_else(|e| die(&e.to_string()))
 }
@@ -136,9 +139,13 @@ fn open_ready(dir: &Path) {
     let t_open = t0.elapsed();
     let pending = q.pending_count().unwrap_or_else(|e| die(&e.to_string()));
     let t_count = t0.elapsed();
-    let oldest = q.oldest_queued_at().unwrap_or_else(|e| die(&e.to_string()));
+    let oldest = q
+        .oldest_queued_at(0)
+        .unwrap_or_else(|e| die(&e.to_string()));
     let t_oldest = t0.elapsed();
-    let batch = q.peek_batch(1000).unwrap_or_else(|e| die(&e.to_string()));
+    let batch = q
+        .peek_batch(0, 1000)
+        .unwrap_or_else(|e| die(&e.to_string()));
     let t_batch = t0.elapsed();
     println!(
         "ready to send: pending={pending} oldest_queued_at={oldest:?} batch={} open_ms={:.1} pending_count_ms={:.1} oldest_queued_at_ms={:.1} peek_batch_ms={:.1} total_ms={:.1}",

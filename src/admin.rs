@@ -198,8 +198,8 @@ impl Admin {
         }
         let q = &self.sources.queue;
         let sizes = SetSizes {
-            reported: q.reported_count() as u64,
-            dead: q.dead_count() as u64,
+            reported: q.reported_count(q.first_target()) as u64,
+            dead: q.dead_count(q.first_target()) as u64,
         };
         *cache = Some((Instant::now(), sizes));
         sizes
@@ -208,8 +208,9 @@ impl Admin {
     /// Reads every value, at `now`.
     fn sample(&self, now: u64) -> Result<Sample, StoreError> {
         let q = &self.sources.queue;
-        let health = q.health()?;
-        let log = q.request_log()?;
+        let t = q.first_target();
+        let health = q.health(t)?;
+        let log = q.request_log(t)?;
         let bytes_behind = match &self.sources.input {
             Some(path) => input_bytes_behind(q, path)?,
             None => None,
@@ -218,7 +219,7 @@ impl Admin {
             stats: self.sources.stats.clone(),
             pending: q.pending_count()?,
             oldest_pending_age_s: q
-                .oldest_queued_at()?
+                .oldest_queued_at(t)?
                 .map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0),
             sets: self.set_sizes(),
             bytes_behind,
@@ -530,7 +531,8 @@ async fn metrics(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Respons
 }
 
 async fn healthz(State(admin): State<Arc<Admin>>) -> Response {
-    let health = match admin.sources.queue.health() {
+    let queue = &admin.sources.queue;
+    let health = match queue.health(queue.first_target()) {
         Ok(h) => h,
         Err(e) => {
             return (
@@ -574,10 +576,13 @@ mod tests {
             Store::open(
                 dir,
                 1 << 20,
-                Policy {
-                    ttl_ms: 1000,
-                    rereport_after_ms: 0,
-                },
+                &[crate::store::TargetSpec {
+                    name: "threatjammer".into(),
+                    policy: Policy {
+                        ttl_ms: 1000,
+                        rereport_after_ms: 0,
+                    },
+                }],
             )
             .unwrap(),
         );

@@ -205,14 +205,14 @@ impl Ops {
         };
         let mut addrs = Vec::new();
         if filter.dead_letter {
-            for e in self.queue.dead_entries() {
+            for e in self.queue.dead_entries(self.queue.first_target()) {
                 let (a, d) = e?;
                 if wanted(a) && recent(d.at_ms) {
                     addrs.push(a);
                 }
             }
         } else {
-            for e in self.queue.reported_entries() {
+            for e in self.queue.reported_entries(self.queue.first_target()) {
                 let (a, r) = e?;
                 if wanted(a)
                     && recent(r.last_reported_ms)
@@ -244,7 +244,7 @@ impl Ops {
     pub fn export(&self) -> Result<Vec<ExportEntry>, ControlError> {
         let now = now_ms();
         let mut out = Vec::new();
-        for e in self.queue.reported_entries() {
+        for e in self.queue.reported_entries(self.queue.first_target()) {
             let (a, r) = e?;
             if r.expires_at_ms <= now {
                 continue;

@@ -24,7 +24,7 @@ use crate::scheduler::{Mode, Scheduler};
 use crate::socket::{self, SocketInput};
 use crate::source::{Chunk, Tailer};
 use crate::stats::{escape_for_log, Stats};
-use crate::store::{EnqueueOutcome, Policy, Sighting, Store, StoreError};
+use crate::store::{EnqueueOutcome, Sighting, Store, StoreError, TargetSpec};
 use crate::targets::{self, SetupError, Target};
 
 /// How `tjfwd run` was asked to behave.
@@ -59,12 +59,9 @@ pub enum DaemonError {
     },
 }
 
-/// The queue policy from the configuration.
-pub fn policy(config: &Config) -> Policy {
-    Policy {
-        ttl_ms: config.threatjammer.ttl.saturating_mul(1000),
-        rereport_after_ms: config.schedule.rereport_after.as_millis() as u64,
-    }
+/// The targets the store serves: every enabled one ([`targets::store_specs`]).
+pub fn store_targets(config: &Config) -> Vec<TargetSpec> {
+    targets::store_specs(config.target_sections())
 }
 
 /// Opens the queue described by the configuration.
@@ -72,7 +69,7 @@ pub fn open_queue(config: &Config) -> Result<Store, StoreError> {
     Store::open(
         &config.state_dir,
         config.storage.cache_capacity,
-        policy(config),
+        &store_targets(config),
     )
 }
 
@@ -397,9 +394,21 @@ struct Schedulers(Vec<Start>);
 impl targets::Starter for Schedulers {
     fn start<T: Target>(&mut self, target: T) {
         self.0.push(Box::new(move |shared: &Shared, mut stop| {
+            let Some(id) = shared.queue.target_id(target.name()) else {
+                // The store was opened for every enabled target
+                // (store_targets): a target it does not serve is a bug.
+                let name = target.name();
+                return Box::pin(async move {
+                    tracing::error!(
+                        target_name = name,
+                        "the store does not serve this target; it is not started"
+                    );
+                });
+            };
             let scheduler = Scheduler::new(
                 shared.queue.clone(),
                 target,
+                id,
                 shared.mode,
                 shared.stats.clone(),
                 shared.notify.clone(),

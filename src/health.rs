@@ -10,7 +10,8 @@
 
 use std::time::Duration;
 
-pub use migrations::v1::{FailureKind, Health};
+pub use migrations::v1::FailureKind;
+pub use migrations::v3::Health;
 
 /// The verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,17 +34,17 @@ pub fn verdict(h: &Health, now_ms: u64, flush_interval: Duration) -> Verdict {
     let Some(since) = h.failing_since_ms else {
         return Verdict::Healthy;
     };
-    if h.failure_kind() == FailureKind::Refused {
+    if h.last_error_kind == Some(FailureKind::Refused) {
         return Verdict::Degraded(format!(
             "the API refuses our requests ({}): {}",
-            code(h.last_error_status),
+            code(h.last_error_code),
             h.last_error_message
         ));
     }
     let limit = flush_interval.saturating_mul(5).as_millis() as u64;
     let failing_for = now_ms.saturating_sub(since);
     if failing_for > limit {
-        let what = code(h.last_error_status);
+        let what = code(h.last_error_code);
         return Verdict::Degraded(format!(
             "sending has been failing for {} s ({what}: {})",
             failing_for / 1000,
@@ -76,11 +77,20 @@ pub fn overall(h: &Health, now_ms: u64, flush_interval: Duration, paused: Option
 mod tests {
     use super::*;
 
-    fn failing(status: u16, since: u64) -> Health {
+    /// A target failing since `since`, its last error of `kind` with the
+    /// service's `code` (the kinds Threat Jammer's classification gives
+    /// those statuses).
+    fn failing(code: u16, since: u64) -> Health {
+        let kind = match code {
+            429 => FailureKind::RateLimited,
+            401 | 403 | 422 => FailureKind::Refused,
+            _ => FailureKind::Transient,
+        };
         Health {
             last_success_ms: Some(0),
             last_error_ms: Some(since),
-            last_error_status: status,
+            last_error_code: code,
+            last_error_kind: Some(kind),
             last_error_message: "x".into(),
             failing_since_ms: Some(since),
         }
@@ -98,6 +108,12 @@ mod tests {
         assert!(!verdict(&failing(503, 600_000), 1_000_000, f).is_healthy());
         assert!(!verdict(&failing(0, 600_000), 1_000_000, f).is_healthy());
         assert!(verdict(&failing(429, 999_000), 1_000_000, f).is_healthy());
+        // The kind decides, not the code: a refusal with no HTTP status.
+        let refused_without_code = Health {
+            last_error_code: 0,
+            ..failing(401, 999_000)
+        };
+        assert!(!verdict(&refused_without_code, 1_000_000, f).is_healthy());
         assert_eq!(
             overall(&Health::default(), 1_000_000, f, Some("the queue is full")),
             Verdict::Degraded("input paused: the queue is full".into())

@@ -24,15 +24,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use migrations::v1::{Health, RequestLog};
+use migrations::v1::RequestLog;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::errors::chain;
+use crate::health::FailureKind;
 use crate::ratelimit::backoff;
 use crate::stats::Stats;
-use crate::store::{BatchItem, QueuePos, Store, StoreError};
+use crate::store::{BatchItem, QueuePos, Store, StoreError, TargetId};
 use crate::targets::{Action, Policy, Target};
 
 /// How the daemon runs a scheduler (the target's own settings are its
@@ -50,6 +51,8 @@ pub struct Mode {
 pub struct Scheduler<T: Target> {
     queue: Arc<Store>,
     target: T,
+    /// The target's id in the store.
+    id: TargetId,
     /// The target's policy, read once.
     policy: Policy,
     mode: Mode,
@@ -89,10 +92,12 @@ enum Step {
 }
 
 impl<T: Target> Scheduler<T> {
-    /// A scheduler of `target` over `queue`.
+    /// A scheduler of `target` (`id` in the store) over `queue`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         queue: Arc<Store>,
         target: T,
+        id: TargetId,
         mode: Mode,
         stats: Arc<Stats>,
         notify: Arc<Notify>,
@@ -104,6 +109,7 @@ impl<T: Target> Scheduler<T> {
             batch_cap: policy.batch_size,
             queue,
             target,
+            id,
             policy,
             mode,
             clock: Clock::System,
@@ -210,12 +216,12 @@ impl<T: Target> Scheduler<T> {
     /// slot of the window, for at most one window after a start.
     fn settle_last_request(&self) -> Result<(), StoreError> {
         let now = self.now_ms();
-        let mut log = self.queue.request_log()?;
+        let mut log = self.queue.request_log(self.id)?;
         match log.sent_at_ms.last_mut() {
             Some(last) if *last < now => *last = now,
             _ => return Ok(()),
         }
-        self.queue.record_request(&log)
+        self.queue.record_request(self.id, &log)
     }
 
     fn prune(&self, now: u64) {
@@ -242,10 +248,10 @@ impl<T: Target> Scheduler<T> {
         let pending = if self.mode.dry_run {
             // Dry run: what has not been logged yet.
             self.queue
-                .peek_batch_from(self.batch_cap, self.dry_run_cursor)?
+                .peek_batch_from(self.id, self.batch_cap, self.dry_run_cursor)?
                 .len() as u64
         } else {
-            self.queue.pending_count()?
+            self.queue.pending_count_for(self.id)?
         };
         if pending == 0 {
             if flushing {
@@ -261,7 +267,7 @@ impl<T: Target> Scheduler<T> {
             }
         }
         if (pending as usize) < self.batch_cap && !draining {
-            if let Some(oldest) = self.queue.oldest_queued_at()? {
+            if let Some(oldest) = self.queue.oldest_queued_at(self.id)? {
                 let due = oldest.saturating_add(self.policy.flush_interval.as_millis() as u64);
                 if due > now {
                     // At most flush_interval, even if the wall clock went back.
@@ -271,7 +277,7 @@ impl<T: Target> Scheduler<T> {
             }
         }
         if !self.mode.dry_run {
-            let log = self.queue.request_log()?;
+            let log = self.queue.request_log(self.id)?;
             let next = self.policy.limit.next_allowed(&log.sent_at_ms, now);
             if next > now {
                 Stats::add(&self.stats.rate_limit_waits, 1);
@@ -286,7 +292,7 @@ impl<T: Target> Scheduler<T> {
         if self.mode.dry_run {
             return self.dry_run_batch();
         }
-        let items = self.queue.peek_batch(self.batch_cap)?;
+        let items = self.queue.peek_batch(self.id, self.batch_cap)?;
         if items.is_empty() {
             // The counter said something is pending, the tree says no.
             let n = self.queue.repair_pending_count()?;
@@ -318,7 +324,7 @@ impl<T: Target> Scheduler<T> {
             let (sent_at, status, action) = self.attempt(&batch).await?;
             match action {
                 Action::Delivered => {
-                    self.queue.ack(&batch, sent_at, self.now_ms())?;
+                    self.queue.ack(self.id, &batch, sent_at, self.now_ms())?;
                     // The success first, then the counters: a scrape of
                     // /metrics (or a status) that sees the batch counted
                     // also sees the success, never a moment of "reported,
@@ -347,7 +353,11 @@ impl<T: Target> Scheduler<T> {
                     );
                     Stats::add(&self.stats.rate_limit_waits, 1);
                     self.block_for(wait);
-                    self.record_health(Some((status, "too many requests".into())))?;
+                    self.record_health(Some((
+                        status,
+                        FailureKind::RateLimited,
+                        "too many requests".into(),
+                    )))?;
                     return Ok(());
                 }
                 Action::Transient { reason } => {
@@ -360,7 +370,7 @@ impl<T: Target> Scheduler<T> {
                     tracing::warn!(%reason, attempt = self.transient_failures, retry_in_s = delay.as_secs_f32(), "sending failed; will retry");
                     Stats::add(&self.stats.retries, 1);
                     self.block_for(delay);
-                    self.record_health(Some((status, reason)))?;
+                    self.record_health(Some((status, FailureKind::Transient, reason)))?;
                     return Ok(());
                 }
                 Action::TooLarge => {
@@ -419,7 +429,7 @@ impl<T: Target> Scheduler<T> {
         }
         if !accepted_any && !suspects.is_empty() {
             let (item, status, reason) = suspects.swap_remove(0);
-            let known_good = self.queue.reported(item.addr)?.is_some();
+            let known_good = self.queue.reported(self.id, item.addr)?.is_some();
             if suspects.is_empty() && !known_good {
                 self.dead_letter(&[item], status, &reason)?;
             } else {
@@ -440,7 +450,7 @@ impl<T: Target> Scheduler<T> {
     async fn wait_for_slot(&self) -> Result<(), StoreError> {
         loop {
             let now = self.now_ms();
-            let log = self.queue.request_log()?;
+            let log = self.queue.request_log(self.id)?;
             let next = self.policy.limit.next_allowed(&log.sent_at_ms, now);
             if next <= now {
                 return Ok(());
@@ -455,10 +465,10 @@ impl<T: Target> Scheduler<T> {
     /// code and the action.
     async fn attempt(&mut self, batch: &[BatchItem]) -> Result<(u64, u16, Action), StoreError> {
         let sent_at = self.now_ms();
-        let mut log = self.queue.request_log()?;
+        let mut log = self.queue.request_log(self.id)?;
         self.policy.limit.prune(&mut log.sent_at_ms, sent_at);
         log.sent_at_ms.push(sent_at);
-        self.queue.record_request(&log)?;
+        self.queue.record_request(self.id, &log)?;
         Stats::add(&self.stats.requests, 1);
 
         let reply = self.target.send(batch).await;
@@ -468,13 +478,16 @@ impl<T: Target> Scheduler<T> {
         // Rounded up to the next ms: the window then starts no earlier
         // than the answer, not up to a millisecond before it.
         let done = self.now_ms().saturating_add(1);
-        let mut log = self.queue.request_log()?;
+        let mut log = self.queue.request_log(self.id)?;
         if let Some(t) = log.sent_at_ms.iter_mut().rev().find(|t| **t == sent_at) {
             *t = done.max(sent_at);
         }
-        self.queue.record_request(&RequestLog {
-            sent_at_ms: log.sent_at_ms,
-        })?;
+        self.queue.record_request(
+            self.id,
+            &RequestLog {
+                sent_at_ms: log.sent_at_ms,
+            },
+        )?;
         tracing::debug!(
             status = answer.code,
             addresses = batch.len(),
@@ -493,7 +506,8 @@ impl<T: Target> Scheduler<T> {
             tracing::warn!(address = %i.addr, status, %reason, "the API rejected an address: moved to the dead-letter set (tjfwd resend --dead-letter retries it)");
         }
         Stats::add(&self.stats.addresses_dead_lettered, items.len() as u64);
-        self.queue.dead_letter(items, status, reason, self.now_ms())
+        self.queue
+            .dead_letter(self.id, items, status, reason, self.now_ms())
     }
 
     fn config_error(&mut self, status: u16, reason: String) -> Result<(), StoreError> {
@@ -503,31 +517,34 @@ impl<T: Target> Scheduler<T> {
             .min(self.policy.max_backoff.max(Duration::from_secs(1)));
         tracing::error!(status, %reason, retry_in_s = delay.as_secs(), "sending is paused; nothing is dropped");
         self.block_for(delay);
-        self.record_health(Some((status, reason)))
+        self.record_health(Some((status, FailureKind::Refused, reason)))
     }
 
-    fn record_health(&self, error: Option<(u16, String)>) -> Result<(), StoreError> {
+    /// Records a success (None) or a failure: the service's code, what
+    /// kind of failure it is (what health judges), and the reason.
+    fn record_health(&self, error: Option<(u16, FailureKind, String)>) -> Result<(), StoreError> {
         let now = self.now_ms();
-        let mut h = self.queue.health()?;
+        let mut h = self.queue.health(self.id)?;
         match error {
             None => {
                 h.last_success_ms = Some(now);
                 h.failing_since_ms = None;
             }
-            Some((status, message)) => {
+            Some((code, kind, message)) => {
                 h.last_error_ms = Some(now);
-                h.last_error_status = status;
+                h.last_error_code = code;
+                h.last_error_kind = Some(kind);
                 h.last_error_message = message;
                 h.failing_since_ms.get_or_insert(now);
             }
         }
-        self.queue.set_health(&Health { ..h })
+        self.queue.set_health(self.id, &h)
     }
 
     fn dry_run_batch(&mut self) -> Result<(), StoreError> {
         let items = self
             .queue
-            .peek_batch_from(self.batch_cap, self.dry_run_cursor)?;
+            .peek_batch_from(self.id, self.batch_cap, self.dry_run_cursor)?;
         let Some(last) = items.last() else {
             return Ok(());
         };
@@ -564,9 +581,9 @@ mod tests {
 
     use super::*;
     use crate::clock::Clock;
-    use crate::health::{verdict, FailureKind};
+    use crate::health::verdict;
     use crate::ratelimit::Limit;
-    use crate::store::{Policy as QueuePolicy, Sighting};
+    use crate::store::{Policy as QueuePolicy, Sighting, TargetSpec};
     use crate::targets::Answer;
 
     /// How the scripted target answers a batch (its addresses, and the
@@ -610,6 +627,9 @@ mod tests {
         }
     }
 
+    /// The scripted target's id: the first a new store gives.
+    const T0: TargetId = 0;
+
     fn ok() -> Answer {
         Answer {
             code: 202,
@@ -652,12 +672,16 @@ mod tests {
         let queue = Store::open(
             dir.path(),
             8 << 20,
-            QueuePolicy {
-                ttl_ms: 86_400_000,
-                rereport_after_ms: 0,
-            },
+            &[TargetSpec {
+                name: "scripted".into(),
+                policy: QueuePolicy {
+                    ttl_ms: 86_400_000,
+                    rereport_after_ms: 0,
+                },
+            }],
         )
         .unwrap();
+        assert_eq!(queue.target_id("scripted"), Some(T0));
         let clock = Clock::following_tokio(1_800_000_000_000);
         let sightings: Vec<Sighting> = (0..n)
             .map(|i| Sighting {
@@ -689,6 +713,7 @@ mod tests {
             let scheduler = Scheduler::new(
                 self.queue.clone(),
                 target,
+                T0,
                 Mode {
                     dry_run: false,
                     drain,
@@ -716,7 +741,7 @@ mod tests {
         }
 
         fn dead(&self) -> Vec<IpAddr> {
-            let mut d: Vec<IpAddr> = self.queue.dead_entries().map(|e| e.unwrap().0).collect();
+            let mut d: Vec<IpAddr> = self.queue.dead_entries(T0).map(|e| e.unwrap().0).collect();
             d.sort();
             d
         }
@@ -741,7 +766,7 @@ mod tests {
         assert!(reqs[0].0 < 1.0 && reqs[1].0 < 1.0, "{reqs:?}");
         assert!((60.0..61.0).contains(&reqs[2].0), "{reqs:?}");
         assert_eq!(b.pending(), 0);
-        assert_eq!(b.queue.reported_count(), 2500);
+        assert_eq!(b.queue.reported_count(T0), 2500);
     }
 
     #[tokio::test(start_paused = true)]
@@ -761,7 +786,7 @@ mod tests {
         assert_eq!(&sizes[..3], &[1000, 500, 250], "{sizes:?}");
         assert!(sizes[3..].iter().all(|&n| n <= 250), "{sizes:?}");
         assert_eq!(b.pending(), 0);
-        assert_eq!(b.queue.reported_count(), 1000);
+        assert_eq!(b.queue.reported_count(T0), 1000);
         assert!(b.dead().is_empty());
     }
 
@@ -786,8 +811,8 @@ mod tests {
             .await;
         assert_eq!(b.dead(), bad.to_vec());
         assert_eq!(b.pending(), 0);
-        assert_eq!(b.queue.reported_count(), 97);
-        let dead = b.queue.dead(addr(42)).unwrap().unwrap();
+        assert_eq!(b.queue.reported_count(T0), 97);
+        let dead = b.queue.dead(T0, addr(42)).unwrap().unwrap();
         assert_eq!(dead.status, 422);
     }
 
@@ -811,7 +836,7 @@ mod tests {
             vec![10, 9]
         );
         assert_eq!(b.dead(), vec![addr(4)]);
-        assert_eq!(b.queue.reported_count(), 9);
+        assert_eq!(b.queue.reported_count(T0), 9);
     }
 
     #[tokio::test(start_paused = true)]
@@ -836,7 +861,7 @@ mod tests {
         assert!((60.0..61.0).contains(&(t[2] - t[1])), "{t:?}");
         assert_eq!(b.pending(), 0);
         // Rate limiting does not make the target unhealthy.
-        let h = b.queue.health().unwrap();
+        let h = b.queue.health(T0).unwrap();
         assert!(h.failing_since_ms.is_none(), "{h:?}");
     }
 
@@ -869,9 +894,9 @@ mod tests {
         assert!(gaps[6..].iter().all(|g| *g >= 10.0 - 0.01), "{gaps:?}");
         // Nothing is dropped; the failure is on record, but it is transient.
         assert_eq!(b.pending(), 5);
-        let h = b.queue.health().unwrap();
-        assert_eq!(h.last_error_status, 503);
-        assert_eq!(h.failure_kind(), FailureKind::Transient);
+        let h = b.queue.health(T0).unwrap();
+        assert_eq!(h.last_error_code, 503);
+        assert_eq!(h.last_error_kind, Some(FailureKind::Transient));
     }
 
     #[tokio::test(start_paused = true)]
@@ -900,7 +925,7 @@ mod tests {
             assert!((want..want + 1.0).contains(g), "{gaps:?}");
         }
         assert_eq!(b.pending(), 0);
-        assert_eq!(b.queue.reported_count(), 20);
+        assert_eq!(b.queue.reported_count(T0), 20);
     }
 
     #[tokio::test(start_paused = true)]
@@ -917,8 +942,8 @@ mod tests {
         b.run(policy(), script, true, Duration::from_secs(30)).await;
         assert_eq!(b.requests().len(), 1);
         assert_eq!(b.pending(), 3);
-        let h = b.queue.health().unwrap();
-        assert_eq!(h.failure_kind(), FailureKind::Refused);
+        let h = b.queue.health(T0).unwrap();
+        assert_eq!(h.last_error_kind, Some(FailureKind::Refused));
         let v = verdict(&h, b.clock.now_ms(), Duration::from_secs(60));
         assert!(!v.is_healthy(), "{v:?}");
     }

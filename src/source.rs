@@ -1033,10 +1033,13 @@ mod tests {
         let queue = Store::open(
             &dir.path().join("state"),
             1 << 20,
-            Policy {
-                ttl_ms: 1000,
-                rereport_after_ms: 0,
-            },
+            &[crate::store::TargetSpec {
+                name: "threatjammer".into(),
+                policy: Policy {
+                    ttl_ms: 1000,
+                    rereport_after_ms: 0,
+                },
+            }],
         )
         .unwrap();
         T {

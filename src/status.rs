@@ -189,7 +189,8 @@ impl Snapshot {
         daemon_pid: Option<u32>,
     ) -> Result<Snapshot, StoreError> {
         let now = now_ms();
-        let health = queue.health()?;
+        let t = queue.first_target();
+        let health = queue.health(t)?;
         let pending = queue.pending_count()?;
         let input_paused = match stats {
             Some(s) => s.paused(),
@@ -206,7 +207,7 @@ impl Snapshot {
             input_paused.as_deref(),
         );
         let (mut reported, mut active) = (0, 0);
-        for e in queue.reported_entries() {
+        for e in queue.reported_entries(t) {
             let (_, r) = e?;
             reported += 1;
             if r.expires_at_ms > now {
@@ -215,7 +216,7 @@ impl Snapshot {
         }
         let mut dead_by_reason = BTreeMap::new();
         let mut dead = 0;
-        for e in queue.dead_entries() {
+        for e in queue.dead_entries(t) {
             let (_, d) = e?;
             dead += 1;
             *dead_by_reason
@@ -226,7 +227,7 @@ impl Snapshot {
             max: config.schedule.max_requests_per_minute,
             window_ms: config.schedule.rate_window.as_millis() as u64,
         };
-        let log = queue.request_log()?;
+        let log = queue.request_log(t)?;
         let input = match &config.input.cowrie_json {
             None => None,
             Some(path) => Some(input_status(queue, path)?),
@@ -251,7 +252,7 @@ impl Snapshot {
             max_pending: config.queue.max_pending,
             pending,
             oldest_pending_age_s: queue
-                .oldest_queued_at()?
+                .oldest_queued_at(t)?
                 .map(|t| now.saturating_sub(t) / 1000),
             reported,
             reported_active: active,
@@ -260,7 +261,7 @@ impl Snapshot {
             last_success: health.last_success_ms.map(rfc3339),
             last_error: health.last_error_ms.map(|at| LastError {
                 at: rfc3339(at),
-                status: health.last_error_status,
+                status: health.last_error_code,
                 message: health.last_error_message.clone(),
             }),
             failing_since: health.failing_since_ms.map(rfc3339),

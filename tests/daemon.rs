@@ -232,7 +232,10 @@ async fn one_bad_address(detail_indices: bool) -> FakeApi {
     // The rejected address is in the dead-letter set, not pending.
     let q = open_state(&state);
     assert_eq!(q.pending_count().unwrap(), 0);
-    let dead = q.dead("10.9.9.9".parse().unwrap()).unwrap().unwrap();
+    let dead = q
+        .dead(q.first_target(), "10.9.9.9".parse().unwrap())
+        .unwrap()
+        .unwrap();
     assert_eq!(dead.status, 422);
     api
 }
@@ -356,8 +359,8 @@ async fn a_rejected_token_pauses_sending_and_drops_nothing() {
     tx.send(()).unwrap();
     daemon.await.unwrap().unwrap();
     let q = open_state(&state);
-    let h = q.health().unwrap();
-    assert_eq!(h.last_error_status, 401);
+    let h = q.health(q.first_target()).unwrap();
+    assert_eq!(h.last_error_code, 401);
     assert!(h.failing_since_ms.is_none(), "healthy again");
 }
 
@@ -459,12 +462,14 @@ async fn when_every_address_is_rejected_it_is_a_configuration_problem_not_bad_ad
     assert_eq!(q.pending_count().unwrap(), 16, "nothing dropped");
     for a in &addrs {
         assert!(
-            q.dead(a.parse().unwrap()).unwrap().is_none(),
+            q.dead(q.first_target(), a.parse().unwrap())
+                .unwrap()
+                .is_none(),
             "{a} dead-lettered"
         );
     }
-    let h = q.health().unwrap();
-    assert_eq!(h.last_error_status, 422);
+    let h = q.health(q.first_target()).unwrap();
+    assert_eq!(h.last_error_code, 422);
     assert!(
         h.last_error_message.contains("check [threatjammer]"),
         "{}",

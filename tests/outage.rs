@@ -319,10 +319,14 @@ async fn a_revoked_token_pauses_sending_until_the_operator_installs_the_new_one(
     // token and restarts the service.
     daemon.stop().await;
     let q = daemon::open_queue(&env.config()).unwrap();
-    let health = q.health().unwrap();
-    assert_eq!(health.last_error_status, 401, "{health:?}");
+    let health = q.health(q.first_target()).unwrap();
+    assert_eq!(health.last_error_code, 401, "{health:?}");
     assert!(health.failing_since_ms.is_some());
-    assert_eq!(q.dead_count(), 0, "addresses were dropped as rejected");
+    assert_eq!(
+        q.dead_count(q.first_target()),
+        0,
+        "addresses were dropped as rejected"
+    );
     let pending = q.pending_count().unwrap();
     assert!(pending > 0);
     drop(q);

@@ -20,7 +20,7 @@ use rand::{Rng, SeedableRng};
 use tjfwd::config::StartAt;
 use tjfwd::source::{Chunk, Tailer};
 use tjfwd::stats::Stats;
-use tjfwd::store::{Policy, Store};
+use tjfwd::store::{Policy, Store, TargetSpec};
 
 struct World {
     dir: tempfile::TempDir,
@@ -48,10 +48,13 @@ impl World {
         let queue = Store::open(
             &dir.path().join("state"),
             1 << 20,
-            Policy {
-                ttl_ms: 1000,
-                rereport_after_ms: 0,
-            },
+            &[TargetSpec {
+                name: "threatjammer".into(),
+                policy: Policy {
+                    ttl_ms: 1000,
+                    rereport_after_ms: 0,
+                },
+            }],
         )
         .unwrap();
         World {

@@ -6,36 +6,71 @@
 //! crate — so that the format is defined in one place and cannot drift with
 //! the code that uses it.
 //!
-//! # Layout, schema v2 (current)
+//! # Layout, schema v3 (current)
 //!
 //! One sled database. Tree names are part of the format:
 //!
 //! | tree          | key                                   | value                 |
 //! |---------------|---------------------------------------|-----------------------|
 //! | `meta`        | ASCII name (see [`meta_keys`])         | per key, see there    |
-//! | `pending`     | address ([`v1::addr_key`])             | [`v1::Pending`], as [`v2::encode_pending`] |
-//! | `order`       | group sequence, u64 big-endian        | [`v2::Group`]: addresses queued together |
-//! | `reported`    | address                               | [`v1::Reported`]      |
-//! | `expiry`      | expires_at ms u64 BE ‖ address         | empty                 |
-//! | `dead`        | address                               | [`v1::Dead`]          |
+//! | `pending`     | address ([`v1::addr_key`])             | [`v3::Intake`], as [`v3::encode_intake`] |
+//! | `order`       | target id ‖ group sequence, u64 BE ([`v3::order_key`]) | when, and which addresses, were queued together for it ([`v3::encode_group`]) |
+//! | `targets`     | target id ‖ field ([`v3::field_key`])   | per field, see [`v3::fields`] |
+//! | `reported`    | target id ‖ address                   | [`v1::Reported`]      |
+//! | `expiry`      | target id ‖ expires_at ms u64 BE ‖ address | empty            |
+//! | `dead`        | target id ‖ address                   | [`v1::Dead`]          |
 //! | `checkpoints` | [`v1::checkpoint_key`] (dev‖ino‖fp)    | [`v1::Checkpoint`]    |
 //!
 //! Addresses are 4 bytes (IPv4) or 16 bytes (IPv6), network order; an
-//! IPv4-mapped IPv6 address is stored as IPv4. Values are one version byte
-//! followed by bincode 1.3 (default options: little-endian, fixed-width
-//! integers), except `pending` entries (version byte 2, then bincode with
-//! variable-length integers: [`v2::encode_pending`]) and `order` groups
-//! ([`v2::encode_group`]). Counters in
-//! `meta` are raw u64 big-endian. Times are milliseconds since the Unix
-//! epoch.
+//! IPv4-mapped IPv6 address is stored as IPv4. A target id is one byte
+//! ([`v3::TargetId`], below [`v3::MAX_TARGETS`]), given when a target is
+//! first enabled and never reused; `targets/{id}name` names it. Values are
+//! one version byte followed by bincode 1.3 (default options:
+//! little-endian, fixed-width integers), except `pending` entries (version
+//! byte 3, then bincode with variable-length integers:
+//! [`v3::encode_intake`]) and `order` groups (version byte 3:
+//! [`v3::encode_group`]). Counters in `meta` and `targets` are raw u64 big-endian. Times are
+//! milliseconds since the Unix epoch.
 //!
-//! Invariants kept by the writers (all in single transactions): every
-//! `pending` entry's `seq` names the `order` group that lists its address,
-//! and every address a group lists is pending with that group's `seq` (so
-//! an address is in exactly one group, and no group is empty);
-//! `meta/pending_count` equals the number of `pending` entries; each
-//! `reported` entry has exactly one `expiry` key carrying its
-//! `expires_at_ms`.
+//! Invariants kept by the writers (all in single transactions): for every
+//! `pending` entry and every target `t` it owes at group `s`
+//! ([`v3::Intake::owed`]), `t`'s `order` group `s` lists the address;
+//! every address a group of `t` lists is owed to `t` at that group (so no
+//! group is empty, and an address is in one group of each target that
+//! owes it); `meta/pending_count` equals the number of `pending`
+//! entries and `targets/{t}pending_count` the number of entries that owe
+//! `t`; each `reported` entry has exactly one `expiry` key, with the same
+//! target, carrying its `expires_at_ms`.
+//!
+//! ## Why one entry per address, not one per target (v2 → v3)
+//!
+//! Targets must not hold each other back: each has its own place in the
+//! queue, its own mirror, dead letters, request log and health. Copying
+//! the queue per target would cost three `pending` entries an address
+//! with three targets (sled stores an entry at ~100 bytes beyond its
+//! value: over the 200-byte budget an address). In v3 an address has one
+//! `pending` entry, its sightings and the targets that still owe it, each
+//! with the group it waits in: usually the same sequence for all, stored
+//! as one sequence and a mask (19 bytes for one target or three). Each
+//! target has its own FIFO of groups (`order` keys start with its id): a
+//! group lists up to [`v2::GROUP_MAX`] addresses at ~5 bytes each, so a
+//! target's share of the order costs a few bytes an address. A target
+//! that reports an address and sees it again while another still owes it
+//! queues it anew at the back of its own FIFO; the others keep their
+//! place. The time an address was queued moves from its entry to its
+//! group (all a group's addresses were queued by one write), so each
+//! target counts its flush interval from its own wait.
+//!
+//! # Schema v2 (migrated by step 3)
+//!
+//! As v3, without `targets`: `pending` values are [`v1::Pending`] as
+//! [`v2::encode_pending`] (version byte 2; one `seq` and the time it was
+//! queued, no targets), `order` values are [`v2::encode_group`]s (no time),
+//! `reported`, `expiry` and `dead` keys have no target id, and the one
+//! target's request log and health are `meta/request_log` and
+//! `meta/health` ([`v1::Health`], with an HTTP status and no kind).
+//! Migration 2 → 3 ([`v3::from_v2`]) makes all of it target 0's, Threat
+//! Jammer's.
 //!
 //! ## Why groups (v1 → v2)
 //!
@@ -72,7 +107,7 @@
 use std::fmt;
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Tree names (part of the on-disk format).
 pub mod trees {
@@ -83,6 +118,8 @@ pub mod trees {
     pub const EXPIRY: &str = "expiry";
     pub const DEAD: &str = "dead";
     pub const CHECKPOINTS: &str = "checkpoints";
+    /// Per target (v3): its name, counters and records.
+    pub const TARGETS: &str = "targets";
     /// Every tree of schema v1 (and v2: the same names), in a stable order.
     pub const ALL_V1: [&str; 7] = [META, PENDING, ORDER, REPORTED, EXPIRY, DEAD, CHECKPOINTS];
 }
@@ -97,10 +134,11 @@ pub mod meta_keys {
     pub const NEXT_SEQ: &[u8] = b"next_seq";
     /// u64 big-endian: number of entries in `pending` (sled's `len` is a scan).
     pub const PENDING_COUNT: &[u8] = b"pending_count";
-    /// [`crate::v1::RequestLog`]: send times of recent API requests, for the
-    /// rolling-window rate limit across restarts.
+    /// v2 only (v3: per target, [`crate::v3::fields::REQUEST_LOG`]):
+    /// [`crate::v1::RequestLog`], send times of recent API requests.
     pub const REQUEST_LOG: &[u8] = b"request_log";
-    /// [`crate::v1::Health`]: last success and last error of the reporter.
+    /// v2 only (v3: per target, [`crate::v3::fields::HEALTH`]):
+    /// [`crate::v1::Health`], last success and last error of the reporter.
     pub const HEALTH: &[u8] = b"health";
     /// u64 big-endian: when the file input first started (ms). Rotated files
     /// written since then that no checkpoint names were never seen and are
@@ -186,6 +224,11 @@ pub const MIGRATIONS: &[Migration] = &[
             "order entries become groups (each v1 entry a group of one); compact pending values",
         run: v2::from_v1,
     },
+    Migration {
+        to: 3,
+        description: "delivery state per target: the v2 state becomes Threat Jammer's (id 0)",
+        run: v3::from_v2,
+    },
 ];
 
 /// Reads the schema version stored in `db` (0 if none).
@@ -206,6 +249,11 @@ pub fn stored_version(db: &sled::Db) -> Result<u32, MigrationError> {
 ///
 /// `created_by` is recorded in a new database (e.g. `"tjfwd 0.1.0"`).
 pub fn migrate(db: &sled::Db, created_by: &str) -> Result<Migrated, MigrationError> {
+    migrate_to(db, created_by, SCHEMA_VERSION)
+}
+
+/// [`migrate`], stopping at version `to` (tests of one step).
+fn migrate_to(db: &sled::Db, created_by: &str, to: u32) -> Result<Migrated, MigrationError> {
     let found = stored_version(db)?;
     if found > SCHEMA_VERSION {
         return Err(MigrationError::TooNew {
@@ -222,7 +270,7 @@ pub fn migrate(db: &sled::Db, created_by: &str) -> Result<Migrated, MigrationErr
         db.open_tree(trees::META)?
             .insert(meta_keys::CREATED_BY, created_by.as_bytes())?;
     }
-    for step in MIGRATIONS.iter().filter(|m| m.to > found) {
+    for step in MIGRATIONS.iter().filter(|m| m.to > found && m.to <= to) {
         (step.run)(db)?;
         db.open_tree(trees::META)?
             .insert(meta_keys::SCHEMA_VERSION, &step.to.to_be_bytes())?;
@@ -230,7 +278,7 @@ pub fn migrate(db: &sled::Db, created_by: &str) -> Result<Migrated, MigrationErr
     }
     Ok(Migrated {
         from: found,
-        to: SCHEMA_VERSION,
+        to: to.max(found),
     })
 }
 
@@ -331,8 +379,9 @@ pub mod v1 {
         pub failing_since_ms: Option<u64>,
     }
 
-    /// What kind of failure a health record's last error was.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    /// What kind of failure a health record's last error was. Stored in
+    /// v3 health records by variant number (frozen: 0, 1, 2 in this order).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
     pub enum FailureKind {
         /// The service asked us to slow down: waiting is all it takes.
         RateLimited,
@@ -643,7 +692,7 @@ pub mod v2 {
     }
 
     /// Replaces each value `convert` has a new one for, in atomic batches.
-    fn rewrite(
+    pub(crate) fn rewrite(
         tree: &sled::Tree,
         convert: impl Fn(&[u8]) -> Option<Vec<u8>>,
     ) -> Result<(), MigrationError> {
@@ -666,6 +715,510 @@ pub mod v2 {
                 Some(k) if n == BATCH => {
                     from = k.to_vec();
                     from.push(0); // the next key after k
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+}
+
+/// Schema v3: delivery state per report target.
+///
+/// Each target (Threat Jammer, AbuseIPDB, ...) has a small number, its
+/// [`TargetId`](v3::TargetId), given once and never reused; the `targets` tree holds its
+/// name and its own counters and records. What an address owes is kept in
+/// one `pending` entry, whatever the number of targets: its sightings, and
+/// for each target that still owes a report of it, the `order` group it
+/// waits in ([`Intake::owed`](v3::Intake::owed)). `reported`, `expiry` and `dead` keys start
+/// with the target's id, so each target has its own mirror of what it
+/// accepted, its own expiries and its own dead letters.
+pub mod v3 {
+    use super::v1::{self, FailureKind};
+    use super::{meta_keys, trees, MigrationError};
+    use bincode::Options;
+    use serde::{Deserialize, Serialize};
+
+    /// A target's number in the database.
+    pub type TargetId = u8;
+
+    /// Ids are below this (the owed set is a 32-bit mask).
+    pub const MAX_TARGETS: usize = 32;
+
+    /// The target of every v1 and v2 database: its state became id 0's.
+    pub const THREATJAMMER: TargetId = 0;
+
+    /// Its name, as registered by the migration.
+    pub const THREATJAMMER_NAME: &str = "threatjammer";
+
+    /// The first byte of every v3 `pending` value.
+    pub const INTAKE_VERSION: u8 = 3;
+
+    /// The first byte of a v3 health record.
+    pub const HEALTH_VERSION: u8 = 3;
+
+    /// Field names of the `targets` tree (key: id, then the name).
+    pub mod fields {
+        /// UTF-8: the target's name (its configuration section).
+        pub const NAME: &[u8] = b"name";
+        /// u64 big-endian: the addresses this target owes a report of.
+        pub const PENDING_COUNT: &[u8] = b"pending_count";
+        /// [`super::v1::RequestLog`], v1-encoded: its recent request times.
+        pub const REQUEST_LOG: &[u8] = b"request_log";
+        /// [`super::Health`]: its last outcomes.
+        pub const HEALTH: &[u8] = b"health";
+        /// u64 big-endian: every `order` group below this sequence holds
+        /// nothing this target owes (a hint: 0, or absent, is always true).
+        pub const HEAD_SEQ: &[u8] = b"head_seq";
+    }
+
+    /// A `targets` key: the id, then the field.
+    pub fn field_key(target: TargetId, field: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(1 + field.len());
+        k.push(target);
+        k.extend_from_slice(field);
+        k
+    }
+
+    /// An `order` key: the id, then the group's sequence (u64 big-endian),
+    /// so that each target's groups are a range of their own, in order.
+    pub fn order_key(target: TargetId, seq: u64) -> [u8; 9] {
+        let mut k = [0u8; 9];
+        k[0] = target;
+        k[1..].copy_from_slice(&seq.to_be_bytes());
+        k
+    }
+
+    /// Splits an [`order_key`].
+    pub fn split_order_key(key: &[u8]) -> Result<(TargetId, u64), MigrationError> {
+        match key {
+            [t, seq @ ..] if seq.len() == 8 => {
+                Ok((*t, u64::from_be_bytes(seq.try_into().expect("8 bytes"))))
+            }
+            _ => Err(MigrationError::Corrupt(format!(
+                "order key of {} bytes",
+                key.len()
+            ))),
+        }
+    }
+
+    /// A `reported` or `dead` key: the id, then the address key.
+    pub fn target_addr_key(target: TargetId, addr: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(1 + addr.len());
+        k.push(target);
+        k.extend_from_slice(addr);
+        k
+    }
+
+    /// Splits a [`target_addr_key`].
+    pub fn split_target_addr_key(key: &[u8]) -> Result<(TargetId, &[u8]), MigrationError> {
+        match key.split_first() {
+            Some((&t, addr)) if addr.len() == 4 || addr.len() == 16 => Ok((t, addr)),
+            _ => Err(MigrationError::Corrupt(format!(
+                "target address key of {} bytes",
+                key.len()
+            ))),
+        }
+    }
+
+    /// An `expiry` key: the id, expires_at (u64 big-endian), the address:
+    /// a range scan of one target's prefix yields what runs out first.
+    pub fn expiry_key(target: TargetId, expires_at_ms: u64, addr: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(9 + addr.len());
+        k.push(target);
+        k.extend_from_slice(&expires_at_ms.to_be_bytes());
+        k.extend_from_slice(addr);
+        k
+    }
+
+    /// Splits an [`expiry_key`].
+    pub fn split_expiry_key(key: &[u8]) -> Result<(TargetId, u64, &[u8]), MigrationError> {
+        if key.len() != 13 && key.len() != 25 {
+            return Err(MigrationError::Corrupt(format!(
+                "expiry key of {} bytes",
+                key.len()
+            )));
+        }
+        let (t, rest) = key.split_at(1);
+        let (at, addr) = rest.split_at(8);
+        Ok((
+            t[0],
+            u64::from_be_bytes(at.try_into().expect("8 bytes")),
+            addr,
+        ))
+    }
+
+    /// A target that owes a report of an address, and the `order` group
+    /// the address waits in for it.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+    pub struct Owed {
+        pub target: TargetId,
+        pub seq: u64,
+    }
+
+    /// A `pending` entry: an address some target still owes a report of.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Intake {
+        /// Time of the first sighting since the entry was made (event time).
+        pub first_seen_ms: u64,
+        /// Time of the latest sighting (event time).
+        pub last_seen_ms: u64,
+        /// Sightings since the entry was made.
+        pub hits: u64,
+        /// The targets that owe a report of it, by id, each at most once,
+        /// never empty (an entry nobody owes is removed).
+        pub owed: Vec<Owed>,
+    }
+
+    impl Intake {
+        /// The group it waits in for `target`, if that target owes it.
+        pub fn seq_for(&self, target: TargetId) -> Option<u64> {
+            self.owed.iter().find(|o| o.target == target).map(|o| o.seq)
+        }
+    }
+
+    /// How an [`Intake`] is stored: the later times as differences from
+    /// the first sighting (as in v2), and the owed set as the smallest
+    /// sequence among them with the mask of the targets that wait at it,
+    /// then the others: an address queued for three targets at once costs
+    /// one sequence and one mask byte, not three pairs.
+    #[derive(Serialize, Deserialize)]
+    struct StoredIntake {
+        first_seen_ms: u64,
+        last_seen_after_first: i64,
+        hits: u64,
+        seq: u64,
+        mask: u32,
+        others: Vec<(TargetId, u64)>,
+    }
+
+    /// bincode 1.3 with variable-length integers, as v2's `pending`.
+    fn options() -> impl Options {
+        bincode::DefaultOptions::new()
+            .with_little_endian()
+            .with_varint_encoding()
+            .reject_trailing_bytes()
+    }
+
+    /// Encodes a `pending` value: [`INTAKE_VERSION`], then the entry.
+    /// Panics on an entry [`decode_intake`] would refuse (no target, a
+    /// target twice, an id of [`MAX_TARGETS`] or more): a writer's bug.
+    pub fn encode_intake(e: &Intake) -> Vec<u8> {
+        assert!(valid_owed(&e.owed), "invalid owed set {:?}", e.owed);
+        let seq = e.owed.iter().map(|o| o.seq).min().expect("not empty");
+        let mut mask = 0u32;
+        let mut others = Vec::new();
+        for o in &e.owed {
+            if o.seq == seq {
+                mask |= 1 << o.target;
+            } else {
+                others.push((o.target, o.seq));
+            }
+        }
+        others.sort_unstable();
+        let stored = StoredIntake {
+            first_seen_ms: e.first_seen_ms,
+            last_seen_after_first: e.last_seen_ms.wrapping_sub(e.first_seen_ms) as i64,
+            hits: e.hits,
+            seq,
+            mask,
+            others,
+        };
+        let mut out = vec![INTAKE_VERSION];
+        options()
+            .serialize_into(&mut out, &stored)
+            .expect("bincode encoding of a plain struct");
+        out
+    }
+
+    fn valid_owed(owed: &[Owed]) -> bool {
+        let mut seen = 0u64;
+        for o in owed {
+            if usize::from(o.target) >= MAX_TARGETS || seen & (1 << o.target) != 0 {
+                return false;
+            }
+            seen |= 1 << o.target;
+        }
+        seen != 0
+    }
+
+    /// Decodes a value written by [`encode_intake`]; the owed set comes
+    /// back sorted by target.
+    pub fn decode_intake(bytes: &[u8]) -> Result<Intake, MigrationError> {
+        let corrupt = |what: String| MigrationError::Corrupt(format!("pending: {what}"));
+        let stored: StoredIntake = match bytes.split_first() {
+            Some((&INTAKE_VERSION, rest)) => options()
+                .deserialize(rest)
+                .map_err(|e| corrupt(e.to_string()))?,
+            Some((v, _)) => return Err(corrupt(format!("unknown value version {v}"))),
+            None => return Err(corrupt("empty value".into())),
+        };
+        let mut owed: Vec<Owed> = (0..MAX_TARGETS as u8)
+            .filter(|t| stored.mask & (1 << t) != 0)
+            .map(|target| Owed {
+                target,
+                seq: stored.seq,
+            })
+            .collect();
+        for &(target, seq) in &stored.others {
+            if seq <= stored.seq {
+                return Err(corrupt(format!("target {target} waits before the first")));
+            }
+            owed.push(Owed { target, seq });
+        }
+        if stored.mask == 0 || !valid_owed(&owed) {
+            return Err(corrupt("bad owed set".into()));
+        }
+        owed.sort_unstable();
+        Ok(Intake {
+            first_seen_ms: stored.first_seen_ms,
+            last_seen_ms: stored
+                .first_seen_ms
+                .wrapping_add(stored.last_seen_after_first as u64),
+            hits: stored.hits,
+            owed,
+        })
+    }
+
+    /// The first byte of every v3 `order` value.
+    pub const GROUP_VERSION: u8 = 3;
+
+    /// An `order` value: the wall-clock time its addresses were queued (the
+    /// flush interval of each target that waits in it counts from there),
+    /// then the addresses queued together under its sequence number, in
+    /// queue order. Encoded as [`GROUP_VERSION`], the time as a bincode
+    /// varint, then each address key as its length (4 or 16, one byte) and
+    /// its bytes, as in v2.
+    pub fn encode_group<'a>(
+        queued_at_ms: u64,
+        keys: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Vec<u8> {
+        let mut out = vec![GROUP_VERSION];
+        options()
+            .serialize_into(&mut out, &queued_at_ms)
+            .expect("bincode encoding of an integer");
+        for k in keys {
+            debug_assert!(
+                k.len() == 4 || k.len() == 16,
+                "address key of {} bytes",
+                k.len()
+            );
+            out.push(k.len() as u8);
+            out.extend_from_slice(k);
+        }
+        out
+    }
+
+    /// The time and the address keys of a group, in order; an error for
+    /// anything [`encode_group`] cannot have written (an empty group
+    /// included).
+    pub fn decode_group(value: &[u8]) -> Result<(u64, Vec<&[u8]>), MigrationError> {
+        let corrupt = |what: &str| MigrationError::Corrupt(format!("order group: {what}"));
+        let Some((&GROUP_VERSION, rest)) = value.split_first() else {
+            return Err(corrupt("unknown value version"));
+        };
+        let mut reader = rest;
+        let queued_at_ms: u64 = bincode::DefaultOptions::new()
+            .with_little_endian()
+            .with_varint_encoding()
+            .allow_trailing_bytes()
+            .deserialize_from(&mut reader)
+            .map_err(|_| corrupt("bad time"))?;
+        let mut rest = reader;
+        let mut out = Vec::with_capacity(rest.len() / 5);
+        while let Some((&len, tail)) = rest.split_first() {
+            let len = usize::from(len);
+            if (len != 4 && len != 16) || tail.len() < len {
+                return Err(corrupt("bad address length"));
+            }
+            let (key, tail) = tail.split_at(len);
+            out.push(key);
+            rest = tail;
+        }
+        if out.is_empty() {
+            return Err(corrupt("empty"));
+        }
+        Ok((queued_at_ms, out))
+    }
+
+    /// A target's last outcomes, for `status` and health.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Health {
+        pub last_success_ms: Option<u64>,
+        pub last_error_ms: Option<u64>,
+        /// The service's code for the last error (its HTTP status; 0 when
+        /// no answer came): shown, never judged.
+        pub last_error_code: u16,
+        /// What the last error was; what health judges.
+        pub last_error_kind: Option<FailureKind>,
+        pub last_error_message: String,
+        /// Since when sends have been failing (None when the last one succeeded).
+        pub failing_since_ms: Option<u64>,
+    }
+
+    /// Encodes a health record: [`HEALTH_VERSION`], then bincode (fixed
+    /// integers, as v1's records).
+    pub fn encode_health(h: &Health) -> Vec<u8> {
+        let mut out = vec![HEALTH_VERSION];
+        bincode::serialize_into(&mut out, h).expect("bincode encoding of a plain struct");
+        out
+    }
+
+    /// Decodes a value written by [`encode_health`].
+    pub fn decode_health(bytes: &[u8]) -> Result<Health, MigrationError> {
+        match bytes.split_first() {
+            Some((&HEALTH_VERSION, rest)) => bincode::DefaultOptions::new()
+                .with_fixint_encoding()
+                .reject_trailing_bytes()
+                .deserialize(rest)
+                .map_err(|e| MigrationError::Corrupt(format!("health: {e}"))),
+            Some((v, _)) => Err(MigrationError::Corrupt(format!(
+                "health: unknown value version {v}"
+            ))),
+            None => Err(MigrationError::Corrupt("health: empty value".into())),
+        }
+    }
+
+    /// Migration 2 → 3: the v2 database's delivery state becomes Threat
+    /// Jammer's (id 0), the only target it can have had.
+    ///
+    /// - each `order` group becomes target 0's (its key gets the id in
+    ///   front) with the earliest `queued_at_ms` of the entries waiting in
+    ///   it, then each `pending` value becomes an [`Intake`] owed to target
+    ///   0 at its group;
+    /// - `reported`, `dead` and `expiry` keys get the id in front;
+    /// - `meta/request_log` and `meta/health` move to the `targets` tree
+    ///   (the health with its [`FailureKind`], from the status rule of
+    ///   [`v1::Health::failure_kind`]); target 0's pending count is
+    ///   `meta/pending_count`, which goes on counting `pending` entries.
+    ///
+    /// Resumable like 1 → 2: v2 `pending` values start with 2 and v3 ones
+    /// with 3 (groups are converted before the entries whose times they
+    /// read); a v2 `order`, `reported`, `dead` or `expiry` key is one byte
+    /// shorter than the v3 key that replaces it, and each replacement
+    /// (insert the new key, remove the old) is one atomic batch; the records are copied before the `meta`
+    /// keys are removed. The schema version is raised after the last step.
+    /// A database with no delivery state (a new one) registers no target.
+    pub fn from_v2(db: &sled::Db) -> Result<(), MigrationError> {
+        let meta = db.open_tree(trees::META)?;
+        let pending = db.open_tree(trees::PENDING)?;
+        let reported = db.open_tree(trees::REPORTED)?;
+        let dead = db.open_tree(trees::DEAD)?;
+        let expiry = db.open_tree(trees::EXPIRY)?;
+        let targets = db.open_tree(trees::TARGETS)?;
+        let has_state = !pending.is_empty()
+            || !reported.is_empty()
+            || !dead.is_empty()
+            || meta.contains_key(meta_keys::REQUEST_LOG)?
+            || meta.contains_key(meta_keys::HEALTH)?
+            || !targets.is_empty();
+        if !has_state {
+            return Ok(());
+        }
+        let t = THREATJAMMER;
+        // Groups first: their time is the earliest queued_at_ms of the v2
+        // entries that wait in them, read before those are rewritten.
+        let order = db.open_tree(trees::ORDER)?;
+        replace(&order, |key, v| {
+            let seq = u64::from_be_bytes(key.try_into().ok()?);
+            let members = super::v2::group_members(v).ok()?;
+            let queued_at = members
+                .iter()
+                .filter_map(|k| super::v2::get_pending(&pending, k).ok().flatten())
+                .filter(|p| p.seq == seq)
+                .map(|p| p.queued_at_ms)
+                .min()
+                .unwrap_or(0);
+            Some((order_key(t, seq).to_vec(), encode_group(queued_at, members)))
+        })?;
+        super::v2::rewrite(&pending, |v| {
+            let p = super::v2::decode_pending(v).ok()?;
+            Some(encode_intake(&Intake {
+                first_seen_ms: p.first_seen_ms,
+                last_seen_ms: p.last_seen_ms,
+                hits: p.hits,
+                owed: vec![Owed {
+                    target: t,
+                    seq: p.seq,
+                }],
+            }))
+        })?;
+        let prefixed = |k: &[u8], v: &[u8]| {
+            let mut n = Vec::with_capacity(k.len() + 1);
+            n.push(t);
+            n.extend_from_slice(k);
+            (n, v.to_vec())
+        };
+        replace(&reported, |k, v| {
+            (k.len() == 4 || k.len() == 16).then(|| prefixed(k, v))
+        })?;
+        replace(&dead, |k, v| {
+            (k.len() == 4 || k.len() == 16).then(|| prefixed(k, v))
+        })?;
+        replace(&expiry, |k, v| {
+            (k.len() == 12 || k.len() == 24).then(|| prefixed(k, v))
+        })?;
+        targets.insert(field_key(t, fields::NAME), THREATJAMMER_NAME.as_bytes())?;
+        if !targets.contains_key(field_key(t, fields::PENDING_COUNT))? {
+            let n = meta
+                .get(meta_keys::PENDING_COUNT)?
+                .map_or([0u8; 8].to_vec(), |v| v.to_vec());
+            targets.insert(field_key(t, fields::PENDING_COUNT), n)?;
+        }
+        if let Some(log) = meta.get(meta_keys::REQUEST_LOG)? {
+            // The same v1 encoding.
+            targets.insert(field_key(t, fields::REQUEST_LOG), log)?;
+        }
+        if let Some(h) = meta.get(meta_keys::HEALTH)? {
+            if let Ok(old) = v1::decode::<v1::Health>("health", &h) {
+                let kind = old.last_error_ms.map(|_| old.failure_kind());
+                let new = Health {
+                    last_success_ms: old.last_success_ms,
+                    last_error_ms: old.last_error_ms,
+                    last_error_code: old.last_error_status,
+                    last_error_kind: kind,
+                    last_error_message: old.last_error_message,
+                    failing_since_ms: old.failing_since_ms,
+                };
+                targets.insert(field_key(t, fields::HEALTH), encode_health(&new))?;
+            }
+        }
+        targets.flush()?;
+        meta.remove(meta_keys::REQUEST_LOG)?;
+        meta.remove(meta_keys::HEALTH)?;
+        Ok(())
+    }
+
+    /// Replaces each entry `convert` has a new key and value for, in
+    /// atomic batches of 1,000 replacements (insert the new, remove the
+    /// old). New keys may land ahead of the scan: `convert` must refuse
+    /// them.
+    fn replace(
+        tree: &sled::Tree,
+        convert: impl Fn(&[u8], &[u8]) -> Option<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), MigrationError> {
+        const BATCH: usize = 1_000;
+        let mut from: Vec<u8> = Vec::new();
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            let mut last = None;
+            for item in tree.range(from.as_slice()..) {
+                let (k, v) = item?;
+                last = Some(k.clone());
+                if let Some((new_key, new_value)) = convert(&k, &v) {
+                    batch.insert(new_key, new_value);
+                    batch.remove(k);
+                    n += 1;
+                    if n == BATCH {
+                        break;
+                    }
+                }
+            }
+            tree.apply_batch(batch)?;
+            match last {
+                Some(k) if n == BATCH => {
+                    from = k.to_vec();
+                    from.push(0);
                 }
                 _ => return Ok(()),
             }
@@ -839,7 +1392,10 @@ mod tests {
             .insert(keys[5].as_slice(), v2::encode_pending(&entry(5)))
             .unwrap();
         pending.insert(keys[6].as_slice(), &[1u8, 2][..]).unwrap();
-        assert_eq!(migrate(&db, "test").unwrap(), Migrated { from: 1, to: 2 });
+        assert_eq!(
+            migrate_to(&db, "test", 2).unwrap(),
+            Migrated { from: 1, to: 2 }
+        );
         for (i, k) in keys.iter().enumerate() {
             let v = pending.get(k).unwrap().unwrap();
             if i == 6 {
@@ -909,5 +1465,307 @@ mod tests {
         trailing.push(0);
         assert!(v2::decode_pending(&trailing).is_err());
         assert!(v2::decode_pending(&[]).is_err());
+    }
+    /// The v3 `pending` encoding is frozen: these bytes must never change.
+    #[test]
+    fn v3_intake_encoding_is_frozen_and_round_trips() {
+        let one = v3::Intake {
+            first_seen_ms: 1_795_348_957_839,
+            last_seen_ms: 1_795_348_958_839,
+            hits: 3,
+            owed: vec![v3::Owed {
+                target: 0,
+                seq: 300,
+            }],
+        };
+        let bytes = v3::encode_intake(&one);
+        // version 3, first_seen (tag 253 + 8 bytes), +1000 zigzagged
+        // (2000: 251 + 2 bytes), hits 3, seq 300 (251 + 2 bytes), mask 1,
+        // no others (length 0).
+        let mut expected = vec![3u8, 253];
+        expected.extend_from_slice(&1_795_348_957_839u64.to_le_bytes());
+        expected.extend_from_slice(&[251, 0xd0, 0x07, 3, 251, 0x2c, 0x01, 1, 0]);
+        assert_eq!(bytes, expected);
+        assert_eq!(bytes.len(), 19);
+        assert_eq!(v3::decode_intake(&bytes).unwrap(), one);
+
+        // Three targets queued together cost one byte more than one.
+        let three = v3::Intake {
+            owed: (0..3)
+                .map(|t| v3::Owed {
+                    target: t,
+                    seq: 300,
+                })
+                .collect(),
+            ..one.clone()
+        };
+        let b3 = v3::encode_intake(&three);
+        assert_eq!(b3.len(), 19);
+        assert_eq!(b3[17], 0b111);
+        assert_eq!(v3::decode_intake(&b3).unwrap(), three);
+
+        // A target waiting in a later group is listed after the mask.
+        let split = v3::Intake {
+            owed: vec![
+                v3::Owed {
+                    target: 1,
+                    seq: 300,
+                },
+                v3::Owed {
+                    target: 2,
+                    seq: 301,
+                },
+                v3::Owed {
+                    target: 5,
+                    seq: 300,
+                },
+            ],
+            ..one.clone()
+        };
+        let bs = v3::encode_intake(&split);
+        assert_eq!(&bs[17..], &[0b10_0010, 1, 2, 251, 0x2d, 0x01]);
+        assert_eq!(v3::decode_intake(&bs).unwrap(), split);
+
+        for bad in [
+            &[][..],
+            &[3],
+            &bytes[..bytes.len() - 1],
+            &[2, 0, 0, 0, 0, 0, 0, 1, 0],
+        ] {
+            assert!(v3::decode_intake(bad).is_err(), "{bad:?}");
+        }
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(v3::decode_intake(&trailing).is_err());
+        // No target, or a listed target also in the mask, or one listed
+        // before the first group: nothing encode_intake writes.
+        let mut no_target = bytes.clone();
+        no_target[17] = 0;
+        assert!(v3::decode_intake(&no_target).is_err());
+        let mut twice = bs.clone();
+        twice[19] = 1;
+        assert!(v3::decode_intake(&twice).is_err());
+        let mut earlier = bs.clone();
+        earlier[20..].copy_from_slice(&[251, 0x2b, 0x01]);
+        assert!(v3::decode_intake(&earlier).is_err());
+    }
+
+    #[test]
+    fn v3_groups_are_frozen_round_trip_and_refuse_what_encode_cannot_write() {
+        let a = v1::addr_key("1.2.3.4".parse().unwrap());
+        let b = v1::addr_key("2001:db8::1".parse().unwrap());
+        let g = v3::encode_group(1_795_348_957_000, [a.as_slice(), b.as_slice()]);
+        let (at, members) = v3::decode_group(&g).unwrap();
+        assert_eq!(at, 1_795_348_957_000);
+        assert_eq!(members, [a.as_slice(), b.as_slice()]);
+        // version 3, the time (tag 253 + 8 bytes), then as in v2.
+        let mut expected = vec![3u8, 253];
+        expected.extend_from_slice(&1_795_348_957_000u64.to_le_bytes());
+        expected.extend_from_slice(&[4, 1, 2, 3, 4]);
+        assert_eq!(
+            v3::encode_group(1_795_348_957_000, [a.as_slice()]),
+            expected
+        );
+        assert_eq!(v3::encode_group(7, [a.as_slice()]), [3, 7, 4, 1, 2, 3, 4]);
+        for bad in [
+            &[][..],
+            &[3],
+            &[3, 7],
+            &[2, 4, 1, 2, 3, 4],
+            &[3, 7, 4, 1, 2, 3],
+            &[3, 7, 5, 1, 2, 3, 4, 5],
+            &[3, 253, 1],
+        ] {
+            assert!(v3::decode_group(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn v3_health_encoding_is_frozen() {
+        let h = v3::Health {
+            last_success_ms: Some(1),
+            last_error_ms: None,
+            last_error_code: 429,
+            last_error_kind: Some(v1::FailureKind::Refused),
+            last_error_message: "x".into(),
+            failing_since_ms: None,
+        };
+        let bytes = v3::encode_health(&h);
+        let mut expected = vec![3u8, 1];
+        expected.extend_from_slice(&1u64.to_le_bytes());
+        expected.push(0);
+        expected.extend_from_slice(&429u16.to_le_bytes());
+        expected.extend_from_slice(&[1, 2, 0, 0, 0]);
+        expected.extend_from_slice(&1u64.to_le_bytes());
+        expected.extend_from_slice(b"x");
+        expected.push(0);
+        assert_eq!(bytes, expected);
+        assert_eq!(v3::decode_health(&bytes).unwrap(), h);
+        assert!(v3::decode_health(&v1::encode(&v1::Health::default())).is_err());
+    }
+
+    /// Migration 2 -> 3 cut short converts the rest when it runs again,
+    /// keys that start with a zero byte included.
+    #[test]
+    fn v2_to_v3_moves_everything_to_target_0_and_resumes() {
+        let (_d, db) = temp_db();
+        migrate_to(&db, "test", 2).unwrap();
+        let pending = db.open_tree(trees::PENDING).unwrap();
+        let reported = db.open_tree(trees::REPORTED).unwrap();
+        let expiry = db.open_tree(trees::EXPIRY).unwrap();
+        let dead = db.open_tree(trees::DEAD).unwrap();
+        let addr = |i: u32| -> Vec<u8> {
+            if i.is_multiple_of(5) {
+                v1::addr_key(IpAddr::V6(std::net::Ipv6Addr::from(u128::from(i))))
+            } else {
+                // From 0.0.0.1 up: keys that start with 0 too.
+                v1::addr_key(IpAddr::V4(std::net::Ipv4Addr::from(i * 40_000)))
+            }
+        };
+        let entry = |i: u64| v1::Pending {
+            first_seen_ms: 1000 + i,
+            last_seen_ms: 2000 + i,
+            hits: i + 1,
+            seq: i / 10,
+            queued_at_ms: 500,
+        };
+        let r = |i: u64| v1::Reported {
+            first_reported_ms: i,
+            last_reported_ms: i + 1,
+            expires_at_ms: 10_000 + i,
+            count: 1,
+        };
+        for i in 0..4_500u32 {
+            let k = addr(i);
+            pending
+                .insert(&k, v2::encode_pending(&entry(u64::from(i))))
+                .unwrap();
+            reported.insert(&k, v1::encode(&r(u64::from(i)))).unwrap();
+            expiry
+                .insert(v1::expiry_key(10_000 + u64::from(i), &k), &[])
+                .unwrap();
+            if i.is_multiple_of(3) {
+                dead.insert(
+                    &k,
+                    v1::encode(&v1::Dead {
+                        status: 422,
+                        reason: "r".into(),
+                        at_ms: 1,
+                        first_seen_ms: 1,
+                        last_seen_ms: 1,
+                        hits: 1,
+                    }),
+                )
+                .unwrap();
+            }
+        }
+        let meta = db.open_tree(trees::META).unwrap();
+        meta.insert(meta_keys::PENDING_COUNT, &4_500u64.to_be_bytes())
+            .unwrap();
+        // Groups of ten, as v2 wrote them; group 3's entries were queued
+        // at different times (a replay holds addresses back).
+        let order = db.open_tree(trees::ORDER).unwrap();
+        for g in 0..450u32 {
+            let keys: Vec<Vec<u8>> = (g * 10..g * 10 + 10).map(addr).collect();
+            order
+                .insert(
+                    v1::seq_key(u64::from(g)),
+                    v2::encode_group(keys.iter().map(Vec::as_slice)),
+                )
+                .unwrap();
+        }
+        pending
+            .insert(
+                addr(34),
+                v2::encode_pending(&v1::Pending {
+                    queued_at_ms: 400,
+                    ..entry(34)
+                }),
+            )
+            .unwrap();
+        // As if a first run had converted the groups and some entries, and
+        // then crashed.
+        let g0: Vec<Vec<u8>> = (0..10).map(addr).collect();
+        order.remove(v1::seq_key(0)).unwrap();
+        order
+            .insert(
+                v3::order_key(0, 0),
+                v3::encode_group(500, g0.iter().map(Vec::as_slice)),
+            )
+            .unwrap();
+        pending
+            .insert(
+                addr(7),
+                v3::encode_intake(&v3::Intake {
+                    first_seen_ms: 1007,
+                    last_seen_ms: 2007,
+                    hits: 8,
+                    owed: vec![v3::Owed { target: 0, seq: 0 }],
+                }),
+            )
+            .unwrap();
+        let k8 = addr(8);
+        let v8 = reported.remove(&k8).unwrap().unwrap();
+        reported.insert(v3::target_addr_key(0, &k8), v8).unwrap();
+
+        assert_eq!(migrate(&db, "test").unwrap(), Migrated { from: 2, to: 3 });
+        for i in 0..4_500u32 {
+            let k = addr(i);
+            let e = v3::decode_intake(&pending.get(&k).unwrap().unwrap()).unwrap();
+            let p = entry(u64::from(i));
+            assert_eq!(
+                (e.first_seen_ms, e.last_seen_ms, e.hits),
+                (p.first_seen_ms, p.last_seen_ms, p.hits),
+                "{i}"
+            );
+            assert_eq!(
+                e.owed,
+                [v3::Owed {
+                    target: 0,
+                    seq: p.seq
+                }],
+                "{i}"
+            );
+            let rk = v3::target_addr_key(0, &k);
+            let got: v1::Reported = v1::get(&reported, "r", &rk).unwrap().unwrap();
+            assert_eq!(got, r(u64::from(i)), "{i}");
+            assert!(expiry
+                .contains_key(v3::expiry_key(0, 10_000 + u64::from(i), &k))
+                .unwrap());
+            assert_eq!(dead.contains_key(&rk).unwrap(), i.is_multiple_of(3), "{i}");
+        }
+        for g in 0..450u64 {
+            let v = order.get(v3::order_key(0, g)).unwrap().unwrap();
+            let (at, members) = v3::decode_group(&v).unwrap();
+            assert_eq!(at, if g == 3 { 400 } else { 500 }, "group {g}");
+            assert_eq!(members.len(), 10);
+        }
+        assert_eq!(order.len(), 450, "every v2 key replaced");
+        assert_eq!(reported.len(), 4_500);
+        assert_eq!(expiry.len(), 4_500);
+        assert_eq!(dead.len(), 1_500);
+        let targets = db.open_tree(trees::TARGETS).unwrap();
+        assert_eq!(
+            v1::decode_u64(
+                "n",
+                targets
+                    .get(v3::field_key(0, v3::fields::PENDING_COUNT))
+                    .unwrap()
+                    .as_deref()
+            )
+            .unwrap(),
+            4_500
+        );
+        // No health, no request log in this database: none made up.
+        assert!(!targets
+            .contains_key(v3::field_key(0, v3::fields::HEALTH))
+            .unwrap());
+    }
+
+    #[test]
+    fn a_new_database_registers_no_target() {
+        let (_d, db) = temp_db();
+        migrate(&db, "test").unwrap();
+        assert!(db.open_tree(trees::TARGETS).unwrap().is_empty());
     }
 }

@@ -28,18 +28,19 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use migrations::v1::{Dead, Pending, RequestLog};
+use migrations::v1::{Dead, RequestLog};
 
 use crate::clock::now_ms;
 use crate::commands::{CommandError, ConfigArgs};
 use crate::config::{Config, StartAt};
-use crate::daemon::{count_enqueued, policy, select_lines};
+use crate::daemon::{count_enqueued, select_lines, store_targets};
 use crate::errors::chain;
 use crate::filter::Rules;
 use crate::source::{Chunk, Tailer};
 use crate::stats::Stats;
 use crate::store::{
-    lock_state_dir, seal_says_older, Sighting, Store, StoreError, Verified, DAMAGED_MARKER, SEAL,
+    lock_state_dir, seal_says_older, Intake, Sighting, Store, StoreError, TargetId, Verified,
+    DAMAGED_MARKER, SEAL,
 };
 
 /// Sightings written per transaction while salvaging.
@@ -109,6 +110,7 @@ struct Salvage {
     reported: u64,
     dead: u64,
     pending: u64,
+    /// The request log of every target was salvaged.
     request_log: bool,
     unreadable: u64,
 }
@@ -251,7 +253,7 @@ pub fn recover(config: &Config, opts: Options, out: &mut dyn Write) -> Result<bo
         state_dir,
         lock,
         config.storage.cache_capacity,
-        policy(config),
+        &store_targets(config),
     )?;
     let now = now_ms();
     let salvage = match &salvaged_from {
@@ -265,7 +267,9 @@ pub fn recover(config: &Config, opts: Options, out: &mut dyn Write) -> Result<bo
         let full = RequestLog {
             sent_at_ms: vec![now; config.schedule.max_requests_per_minute as usize],
         };
-        queue.record_request(&full)?;
+        for t in queue.served() {
+            queue.record_request(t.id, &full)?;
+        }
     }
     drop(salvaged_from);
     remove_scratch(&scratch)?;
@@ -372,7 +376,11 @@ fn examine(
     })?;
     let state_dir = db_dir.parent().unwrap_or(Path::new("."));
     let result = quietly(|| {
-        let q = Store::open(scratch, config.storage.cache_capacity, policy(config))?;
+        let q = Store::open(
+            scratch,
+            config.storage.cache_capacity,
+            &store_targets(config),
+        )?;
         let mut v = q.verify();
         // The copy has no seal: compare with the state directory's.
         if let Some(older) = seal_says_older(state_dir, q.next_seq()?) {
@@ -427,37 +435,69 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Copies target `from`'s reported mirror, dead letters and request log in
+/// `old` to target `to` in `new`. Returns whether the request log was read.
+fn salvage_target(
+    old: &Store,
+    new: &Store,
+    from: TargetId,
+    to: TargetId,
+    s: &mut Salvage,
+) -> Result<bool, StoreError> {
+    for item in old.reported_entries(from) {
+        match item {
+            Ok((addr, r)) => {
+                new.restore_reported(to, addr, &r)?;
+                s.reported += 1;
+            }
+            Err(StoreError::Sled(_)) => {
+                s.unreadable += 1;
+                break;
+            }
+            Err(_) => s.unreadable += 1,
+        }
+    }
+    for item in old.dead_entries(from) {
+        match item {
+            Ok((addr, d)) => {
+                let d: Dead = d;
+                new.restore_dead(to, addr, &d)?;
+                s.dead += 1;
+            }
+            Err(StoreError::Sled(_)) => {
+                s.unreadable += 1;
+                break;
+            }
+            Err(_) => s.unreadable += 1,
+        }
+    }
+    Ok(match old.request_log(from) {
+        Ok(log) => {
+            new.record_request(to, &log)?;
+            true
+        }
+        Err(_) => false,
+    })
+}
+
 /// Copies every readable record of `old` into the new queue.
 fn salvage(old: &Store, new: &Store, now: u64) -> Result<Salvage, CommandError> {
     let mut s = Salvage::default();
+    // Each target's records go to the target of the same name in the new
+    // store (the configured ones).
+    let targets: Vec<(TargetId, TargetId)> = old
+        .registered()
+        .iter()
+        .filter_map(|(from, name)| new.target_id(name).map(|to| (*from, to)))
+        .collect();
     let read = quietly(|| -> Result<(), StoreError> {
-        for item in old.reported_entries() {
-            match item {
-                Ok((addr, r)) => {
-                    new.restore_reported(addr, &r)?;
-                    s.reported += 1;
-                }
-                Err(StoreError::Sled(_)) => {
-                    s.unreadable += 1;
-                    break;
-                }
-                Err(_) => s.unreadable += 1,
+        let mut logs = 0;
+        for &(from, to) in &targets {
+            if salvage_target(old, new, from, to, &mut s)? {
+                logs += 1;
             }
         }
-        for item in old.dead_entries() {
-            match item {
-                Ok((addr, d)) => {
-                    let d: Dead = d;
-                    new.restore_dead(addr, &d)?;
-                    s.dead += 1;
-                }
-                Err(StoreError::Sled(_)) => {
-                    s.unreadable += 1;
-                    break;
-                }
-                Err(_) => s.unreadable += 1,
-            }
-        }
+        s.request_log = logs > 0 && logs == new.served().len();
         let mut chunk: Vec<Sighting> = Vec::with_capacity(SALVAGE_CHUNK);
         for item in old.pending_entries() {
             match item {
@@ -477,10 +517,6 @@ fn salvage(old: &Store, new: &Store, now: u64) -> Result<Salvage, CommandError> 
             }
         }
         new.enqueue(&chunk, None, now)?;
-        if let Ok(log) = old.request_log() {
-            new.record_request(&log)?;
-            s.request_log = true;
-        }
         Ok(())
     });
     match read {
@@ -494,7 +530,7 @@ fn salvage(old: &Store, new: &Store, now: u64) -> Result<Salvage, CommandError> 
     }
 }
 
-fn push_pending(chunk: &mut Vec<Sighting>, addr: IpAddr, p: &Pending) {
+fn push_pending(chunk: &mut Vec<Sighting>, addr: IpAddr, p: &Intake) {
     chunk.push(Sighting {
         addr,
         seen_ms: p.first_seen_ms,

@@ -780,9 +780,11 @@ fn add(total: &mut EnqueueOutcome, out: &EnqueueOutcome) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Policy;
-    use migrations::v1::Pending;
+    use crate::store::{Policy, TargetId};
     use proptest::prelude::*;
+
+    /// The one target of these tests: the first a new store registers.
+    const T: TargetId = 0;
 
     const POOL: [&str; 8] = [
         "1.1.1.1",
@@ -805,10 +807,13 @@ mod tests {
         let q = Store::open(
             dir,
             4 << 20,
-            Policy {
-                ttl_ms: 86_400_000,
-                rereport_after_ms,
-            },
+            &[crate::store::TargetSpec {
+                name: "threatjammer".into(),
+                policy: Policy {
+                    ttl_ms: 86_400_000,
+                    rereport_after_ms,
+                },
+            }],
         )
         .unwrap();
         let s = |i: usize, t: u64| Sighting {
@@ -817,10 +822,10 @@ mod tests {
         };
         q.enqueue(&[s(0, 10), s(1, 20), s(2, 30), s(3, 40)], None, 100)
             .unwrap();
-        let batch = q.peek_batch(10).unwrap();
+        let batch = q.peek_batch(T, 10).unwrap();
         let (dead, sent): (Vec<_>, Vec<_>) = batch.into_iter().partition(|b| b.addr == addr(3));
-        q.dead_letter(&dead, 422, "rejected", 500).unwrap();
-        q.ack(&sent, 1000, 1000).unwrap();
+        q.dead_letter(T, &dead, 422, "rejected", 500).unwrap();
+        q.ack(T, &sent, 1000, 1000).unwrap();
         q.enqueue(&[s(0, 1500), s(1, 2000), s(4, 50)], None, 2000)
             .unwrap();
         q
@@ -833,16 +838,19 @@ mod tests {
                 let a = addr(i);
                 (
                     // (without its group's sequence number)
-                    q.pending(a).unwrap().map(|p| Pending { seq: 0, ..p }),
-                    q.reported(a).unwrap(),
-                    q.dead(a).unwrap().map(|d| (d.first_seen_ms, d.hits)),
+                    q.pending(a).unwrap().map(|p| {
+                        let owed: Vec<_> = p.owed.iter().map(|o| o.target).collect();
+                        (p.first_seen_ms, p.last_seen_ms, p.hits, owed)
+                    }),
+                    q.reported(T, a).unwrap(),
+                    q.dead(T, a).unwrap().map(|d| (d.first_seen_ms, d.hits)),
                 )
             })
             .collect();
         // The FIFO order and hits; not the group sequence numbers, which
         // depend on how many writes queued the addresses.
         let order: Vec<(IpAddr, u64)> = q
-            .peek_batch(100)
+            .peek_batch(T, 100)
             .unwrap()
             .into_iter()
             .map(|i| (i.addr, i.hits))

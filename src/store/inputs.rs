@@ -76,7 +76,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tests::{open, s};
+    use crate::store::tests::{open, s, T};
     use migrations::v1::RequestLog;
 
     #[test]
@@ -95,9 +95,12 @@ mod tests {
                 updated_at_ms: 1,
             };
             q.enqueue(&[s("1.0.0.1", 1)], Some((&id, &c)), 1).unwrap();
-            q.record_request(&RequestLog {
-                sent_at_ms: vec![5, 6],
-            })
+            q.record_request(
+                T,
+                &RequestLog {
+                    sent_at_ms: vec![5, 6],
+                },
+            )
             .unwrap();
             q.flush().unwrap();
         }
@@ -105,6 +108,6 @@ mod tests {
         assert_eq!(q.checkpoint(&id).unwrap().unwrap().offset, 77);
         assert_eq!(q.checkpoints().unwrap().len(), 1);
         assert_eq!(q.pending_count().unwrap(), 1);
-        assert_eq!(q.request_log().unwrap().sent_at_ms, vec![5, 6]);
+        assert_eq!(q.request_log(T).unwrap().sent_at_ms, vec![5, 6]);
     }
 }

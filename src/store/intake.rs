@@ -1,36 +1,41 @@
 //! Intake: the sightings of attacker addresses that the inputs hand over,
 //! folded per address ([`fold`]) and placed in one transaction per chunk.
 //!
-//! Each distinct address of a chunk goes to exactly one place, by one rule
-//! ([`class_unless_pending`], for both [`Store::enqueue`] and
-//! [`Store::classify`]), counted in [`EnqueueOutcome`]:
+//! Each distinct address of a chunk is placed, for each served target, by
+//! one rule ([`class_unless_pending`], for both [`Store::enqueue`] and
+//! [`Store::classify`]), and counted once in [`EnqueueOutcome`]:
 //!
-//! - already pending: its entry is updated (earliest first sighting, latest
-//!   last sighting, hits added);
-//! - dead-lettered: not queued;
-//! - reported, and this sighting is not due again (not after the last
-//!   report, or within `rereport_after` of it): not queued;
-//! - otherwise new: queued at the back, in order of first appearance.
+//! - already pending (some target owes it): its entry is updated (earliest
+//!   first sighting, latest last sighting, hits added), and any other
+//!   target that takes it now owes it too;
+//! - for each target that does not owe it yet: dead-lettered there, not
+//!   queued; reported there and this sighting not due again (not after the
+//!   last report, or within the target's `rereport_after` of it): not
+//!   queued; otherwise that target owes it, at the back of its FIFO, in
+//!   order of first appearance.
 //!
 //! Invariants:
 //!
 //! - A chunk's sightings and the input checkpoint that follows them are one
 //!   transaction: after a crash a line is either queued and passed, or
 //!   neither.
-//! - The addresses one call queues share `order` groups: one sequence
-//!   number and one `order` entry for up to `GROUP_MAX` of them.
-//! - [`Store::pending_count`] is a stored counter, not a scan: the inputs'
-//!   backpressure (`[queue] max_pending`) reads it on every chunk.
+//! - The addresses one call queues for a target share its `order` groups:
+//!   one sequence number and one `order` entry for up to `GROUP_MAX` of
+//!   them; the targets' groups of one call share their sequence numbers.
+//! - [`Store::pending_count`] (addresses some target owes) is a stored
+//!   counter, not a scan: the inputs' backpressure (`[queue] max_pending`)
+//!   reads it on every chunk.
 
 use std::net::IpAddr;
 
 use migrations::meta_keys;
-use migrations::v1::{self, Checkpoint, FileId, Pending, Reported};
-use migrations::v2::{self, GROUP_MAX};
+use migrations::v1::{self, Checkpoint, FileId, Reported};
+use migrations::v2::GROUP_MAX;
+use migrations::v3::{self, Intake, Owed};
 use sled::Transactional;
 
 use super::delivery::{is_due, tx_insert_groups};
-use super::tx::{tx_counter, tx_err, tx_get, tx_get_pending};
+use super::tx::{tx_counter, tx_err, tx_get, tx_get_intake, TargetCounts};
 use super::{Policy, Store, StoreError};
 
 /// One sighting of an address, ready to queue.
@@ -115,8 +120,10 @@ pub struct EnqueueOutcome {
 }
 
 /// Where a sighting would go ([`Store::classify`]), as counted in
-/// [`EnqueueOutcome`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// [`EnqueueOutcome`]. Across targets: `New` if any target takes it, else
+/// `NotDue` if any target reported it recently, else `Dead` (declared in
+/// that order of precedence, from `Dead` up: `max` picks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Class {
     /// Already pending: its entry is updated.
     Pending,
@@ -175,69 +182,107 @@ impl Store {
     ) -> Result<EnqueueOutcome, StoreError> {
         let keys: Vec<Vec<u8>> = folded.iter().map(|f| v1::addr_key(f.addr)).collect();
         let ckpt = checkpoint.map(|(id, c)| (v1::checkpoint_key(id), v1::encode(c)));
-        let policy = self.policy;
+        let served = &self.served;
         (
             &self.meta,
+            &self.targets,
             &self.pending,
             &self.order,
             &self.reported,
             &self.dead,
             &self.checkpoints,
         )
-            .transaction(|(meta, pending, order, reported, dead, checkpoints)| {
-                let mut out = EnqueueOutcome::default();
-                let first_seq = tx_counter(meta, meta_keys::NEXT_SEQ)?;
-                let mut count = tx_counter(meta, meta_keys::PENDING_COUNT)?;
-                // The addresses this call queues, in order: they make the
-                // groups `first_seq`, `first_seq + 1`... of GROUP_MAX each.
-                let mut queued: Vec<&[u8]> = Vec::new();
-                for (i, (key, f)) in keys.iter().zip(folded).enumerate() {
-                    let (first, last, hits) = (f.first_seen_ms, f.last_seen_ms, f.hits);
-                    if let Some(mut p) = tx_get_pending(pending, key)? {
-                        p.first_seen_ms = p.first_seen_ms.min(first);
-                        p.last_seen_ms = p.last_seen_ms.max(last);
-                        p.hits += hits;
-                        pending.insert(key.as_slice(), v2::encode_pending(&p))?;
-                        out.updated += 1;
-                        continue;
-                    }
-                    let is_dead = dead.get(key)?.is_some();
-                    let r = || tx_get::<Reported>(reported, "reported", key);
-                    match class_unless_pending(is_dead, r, last, policy)? {
-                        Class::Dead => out.dead += 1,
-                        Class::NotDue => out.already_reported += 1,
-                        // (Never `Pending`: that was looked at first.)
-                        Class::New | Class::Pending => {
-                            let p = Pending {
-                                first_seen_ms: first,
-                                last_seen_ms: last,
-                                hits,
-                                seq: first_seq + (queued.len() / GROUP_MAX) as u64,
-                                queued_at_ms: queued_at.map_or(now_ms, |q| q[i]),
-                            };
-                            pending.insert(key.as_slice(), v2::encode_pending(&p))?;
-                            queued.push(key);
-                            count += 1;
-                            out.queued_new += 1;
+            .transaction(
+                |(meta, targets, pending, order, reported, dead, checkpoints)| {
+                    let mut out = EnqueueOutcome::default();
+                    let first_seq = tx_counter(meta, meta_keys::NEXT_SEQ)?;
+                    let mut count = tx_counter(meta, meta_keys::PENDING_COUNT)?;
+                    let mut counts = TargetCounts::default();
+                    // Per served target, the addresses this call queues for
+                    // it, in order, and when each was queued: they make its
+                    // groups `first_seq`, `first_seq + 1`... of GROUP_MAX.
+                    let mut queued: Vec<(Vec<&[u8]>, Vec<u64>)> =
+                        vec![(Vec::new(), Vec::new()); served.len()];
+                    for (i, (key, f)) in keys.iter().zip(folded).enumerate() {
+                        let (first, last, hits) = (f.first_seen_ms, f.last_seen_ms, f.hits);
+                        let entry = tx_get_intake(pending, key)?;
+                        let mut owed_now = Vec::new();
+                        let mut class = Class::Dead;
+                        for (si, t) in served.iter().enumerate() {
+                            if entry.as_ref().is_some_and(|e| e.seq_for(t.id).is_some()) {
+                                continue;
+                            }
+                            let tkey = v3::target_addr_key(t.id, key);
+                            let is_dead = dead.get(&tkey)?.is_some();
+                            let r = || tx_get::<Reported>(reported, "reported", &tkey);
+                            match class_unless_pending(is_dead, r, last, t.policy)? {
+                                Class::New | Class::Pending => owed_now.push(si),
+                                c => class = class.max(c),
+                            }
+                        }
+                        let at = queued_at.map_or(now_ms, |q| q[i]);
+                        let mut owe = |e: &mut Intake| {
+                            for &si in &owed_now {
+                                let (list, times) = &mut queued[si];
+                                e.owed.push(Owed {
+                                    target: served[si].id,
+                                    seq: first_seq + (list.len() / GROUP_MAX) as u64,
+                                });
+                                list.push(key.as_slice());
+                                times.push(at);
+                                counts.add(served[si].id, 1);
+                            }
+                            e.owed.sort_unstable();
+                        };
+                        match entry {
+                            Some(mut e) => {
+                                e.first_seen_ms = e.first_seen_ms.min(first);
+                                e.last_seen_ms = e.last_seen_ms.max(last);
+                                e.hits += hits;
+                                owe(&mut e);
+                                pending.insert(key.as_slice(), v3::encode_intake(&e))?;
+                                out.updated += 1;
+                            }
+                            None if !owed_now.is_empty() => {
+                                let mut e = Intake {
+                                    first_seen_ms: first,
+                                    last_seen_ms: last,
+                                    hits,
+                                    owed: Vec::with_capacity(owed_now.len()),
+                                };
+                                owe(&mut e);
+                                pending.insert(key.as_slice(), v3::encode_intake(&e))?;
+                                count += 1;
+                                out.queued_new += 1;
+                            }
+                            None => match class {
+                                Class::NotDue => out.already_reported += 1,
+                                _ => out.dead += 1,
+                            },
                         }
                     }
-                }
-                if !queued.is_empty() {
-                    let next_seq = tx_insert_groups(order, first_seq, &queued)?;
-                    meta.insert(meta_keys::NEXT_SEQ, &next_seq.to_be_bytes())?;
-                    meta.insert(meta_keys::PENDING_COUNT, &count.to_be_bytes())?;
-                }
-                if let Some((k, v)) = &ckpt {
-                    checkpoints.insert(k.as_slice(), v.as_slice())?;
-                }
-                Ok(out)
-            })
+                    let mut next_seq = first_seq;
+                    for (t, (list, times)) in served.iter().zip(&queued) {
+                        next_seq =
+                            next_seq.max(tx_insert_groups(order, t.id, first_seq, list, times)?);
+                    }
+                    if next_seq != first_seq {
+                        meta.insert(meta_keys::NEXT_SEQ, &next_seq.to_be_bytes())?;
+                        meta.insert(meta_keys::PENDING_COUNT, &count.to_be_bytes())?;
+                        counts.write(targets)?;
+                    }
+                    if let Some((k, v)) = &ckpt {
+                        checkpoints.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    Ok(out)
+                },
+            )
             .map_err(tx_err)
     }
 
     /// What [`Store::enqueue_folded`] would do with each entry, without
     /// writing anything (point lookups only). For a caller that holds the
-    /// queue alone and writes the entries later (`tjfwd replay`).
+    /// store alone and writes the entries later (`tjfwd replay`).
     pub fn classify(&self, folded: &[Folded]) -> Result<Vec<Class>, StoreError> {
         folded
             .iter()
@@ -246,19 +291,23 @@ impl Store {
                 if self.pending.contains_key(&key)? {
                     return Ok(Class::Pending);
                 }
-                let is_dead = self.dead.contains_key(&key)?;
-                let r = || v1::get::<Reported>(&self.reported, "reported", &key);
-                Ok(class_unless_pending(
-                    is_dead,
-                    r,
-                    f.last_seen_ms,
-                    self.policy,
-                )?)
+                let mut class = Class::Dead;
+                for t in &self.served {
+                    let tkey = v3::target_addr_key(t.id, &key);
+                    let is_dead = self.dead.contains_key(&tkey)?;
+                    let r = || v1::get::<Reported>(&self.reported, "reported", &tkey);
+                    match class_unless_pending(is_dead, r, f.last_seen_ms, t.policy)? {
+                        Class::New | Class::Pending => return Ok(Class::New),
+                        c => class = class.max(c),
+                    }
+                }
+                Ok(class)
             })
             .collect()
     }
 
-    /// Number of pending addresses (a stored counter, not a scan).
+    /// Number of pending addresses, owed to any target (a stored counter,
+    /// not a scan).
     pub fn pending_count(&self) -> Result<u64, StoreError> {
         Ok(v1::decode_u64(
             "meta/pending_count",
@@ -289,7 +338,7 @@ fn class_unless_pending<E>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tests::{open, s, TTL};
+    use crate::store::tests::{one_target, open, s, T, TTL};
 
     #[test]
     fn enqueue_dedupes_and_counts() {
@@ -307,11 +356,8 @@ mod tests {
         assert_eq!(out.updated, 1);
         assert_eq!(q.pending_count().unwrap(), 2);
         let p = q.pending("1.1.1.1".parse().unwrap()).unwrap().unwrap();
-        assert_eq!(
-            (p.first_seen_ms, p.last_seen_ms, p.hits, p.queued_at_ms),
-            (10, 30, 3, 100)
-        );
-        assert_eq!(q.oldest_queued_at().unwrap(), Some(100));
+        assert_eq!((p.first_seen_ms, p.last_seen_ms, p.hits), (10, 30, 3));
+        assert_eq!(q.oldest_queued_at(T).unwrap(), Some(100));
     }
 
     #[test]
@@ -319,16 +365,16 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let q = open(d.path());
         q.enqueue(&[s("9.9.9.9", 10)], None, 10).unwrap();
-        let b = q.peek_batch(10).unwrap();
-        q.ack(&b, 1000, 1000).unwrap();
+        let b = q.peek_batch(T, 10).unwrap();
+        q.ack(T, &b, 1000, 1000).unwrap();
         let out = q.enqueue(&[s("9.9.9.9", 999)], None, 1001).unwrap();
         assert_eq!(out.already_reported, 1);
         assert_eq!(q.pending_count().unwrap(), 0);
         let out = q.enqueue(&[s("9.9.9.9", 1001)], None, 1001).unwrap();
         assert_eq!(out.queued_new, 1);
-        let b = q.peek_batch(10).unwrap();
-        q.ack(&b, 2000, 2000).unwrap();
-        let r = q.reported("9.9.9.9".parse().unwrap()).unwrap().unwrap();
+        let b = q.peek_batch(T, 10).unwrap();
+        q.ack(T, &b, 2000, 2000).unwrap();
+        let r = q.reported(T, "9.9.9.9".parse().unwrap()).unwrap().unwrap();
         assert_eq!(
             (r.first_reported_ms, r.last_reported_ms, r.count),
             (1000, 2000, 2)
@@ -336,23 +382,15 @@ mod tests {
         // Exactly one expiry entry: pruning before the new expiry removes nothing.
         assert_eq!(q.prune_expired(1000 + TTL + 1, 100).unwrap(), 0);
         assert_eq!(q.prune_expired(2000 + TTL + 1, 100).unwrap(), 1);
-        assert!(q.reported("9.9.9.9".parse().unwrap()).unwrap().is_none());
+        assert!(q.reported(T, "9.9.9.9".parse().unwrap()).unwrap().is_none());
     }
 
     #[test]
     fn rereport_after_thins_out_resightings() {
         let d = tempfile::tempdir().unwrap();
-        let q = Store::open(
-            d.path(),
-            8 << 20,
-            Policy {
-                ttl_ms: TTL,
-                rereport_after_ms: 500,
-            },
-        )
-        .unwrap();
+        let q = Store::open(d.path(), 8 << 20, &one_target(500)).unwrap();
         q.enqueue(&[s("9.9.9.9", 10)], None, 10).unwrap();
-        q.ack(&q.peek_batch(10).unwrap(), 1000, 1000).unwrap();
+        q.ack(T, &q.peek_batch(T, 10).unwrap(), 1000, 1000).unwrap();
         assert_eq!(
             q.enqueue(&[s("9.9.9.9", 1499)], None, 0)
                 .unwrap()

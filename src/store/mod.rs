@@ -2,14 +2,16 @@
 //!
 //! What it holds:
 //!
-//! - the pending addresses, in FIFO order (`pending`, `order`, and the
-//!   counters `meta/next_seq` and `meta/pending_count`);
-//! - the reported mirror: what the report API holds, and until when
-//!   (`reported`, `expiry`);
-//! - the dead letters: addresses the API rejected (`dead`);
+//! - the pending addresses: one entry per address (`pending`), with the
+//!   report targets that still owe a report of it, and for each target its
+//!   FIFO order (`order`; the counters `meta/next_seq`,
+//!   `meta/pending_count` and each target's pending count);
+//! - per report target ([`TargetId`], registered by name in `targets`):
+//!   the reported mirror, what the service holds and until when
+//!   (`reported`, `expiry`); the dead letters, addresses it rejected
+//!   (`dead`); its rate limit's request log and its health (`targets`);
 //! - the input positions: a checkpoint per input file (`checkpoints`), and
-//!   when the file input first started (`meta/input_since`);
-//! - the rate limit's request log and the reporter's health (`meta`).
+//!   when the file input first started (`meta/input_since`).
 //!
 //! The format (tree names, key and value encodings, the schema version and
 //! the migrations from older versions) is defined, and frozen, in the
@@ -20,10 +22,14 @@
 //!
 //! - Every change that touches more than one tree is one sled transaction,
 //!   so after a crash the database holds all of it or none of it. The trees
-//!   agree as the `migrations` crate states (each pending address in
-//!   exactly one `order` group, the one its entry names; the pending
-//!   counter equal to the number of entries; one `expiry` key per reported
+//!   agree as the `migrations` crate states (a pending address in one
+//!   `order` group of each target that owes it, the one its entry names;
+//!   the counters equal to what they count; one `expiry` key per reported
 //!   entry); [`Store::verify`] checks it.
+//! - Targets never hold each other back: each has its own FIFO, mirror,
+//!   dead letters, request log and health; an address leaves a target's
+//!   queue only when that target accepted or rejected it, and its entry
+//!   goes when no target owes it any more.
 //! - A [`Store`] holds the state directory's lock (`tjfwd.lock`) for its
 //!   whole life, so a second process gets a clear error instead of a sled
 //!   panic.
@@ -36,14 +42,15 @@
 //! |---------------|---------------------------------------------------------------|
 //! | `open.rs`     | opening: the directory lock, sled's lock, the seal, the migrations; the fsync |
 //! | `intake.rs`   | sightings coming in: folded, each placed (new, pending, not due, dead); the pending counter |
-//! | `delivery.rs` | sending: batches in FIFO order, ack, dead letters, the reported mirror and its expiry, resend, the request log, health, the scans behind `export` |
+//! | `delivery.rs` | sending, per target: batches in FIFO order, ack, dead letters, the reported mirror and its expiry, resend, the request log, health, the scans behind `export` |
 //! | `inputs.rs`   | input positions: the file checkpoints, `input_since`          |
 //! | `verify.rs`   | reading every record back, the cross-checks; the pending recount |
 //! | `tx.rs`       | reads inside transactions                                     |
 //!
-//! `delivery.rs` is the state of delivery to the report API; the intake
-//! reads it and queues into it through two functions there (see its top),
-//! and `inputs.rs` and `open.rs` do not touch it.
+//! `delivery.rs` is the state of delivery to the report targets; the
+//! intake reads it and queues into it through the functions named at its
+//! top, and `inputs.rs` does not touch it. `open.rs` registers the targets
+//! the store is opened for.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -59,6 +66,7 @@ mod verify;
 
 pub use delivery::{BatchItem, QueuePos};
 pub use intake::{fold, Class, EnqueueOutcome, Folded, Sighting};
+pub use migrations::v3::{Health, Intake, TargetId};
 pub use open::{lock_state_dir, mark_damaged, seal_says_older, DAMAGED_MARKER, SEAL};
 pub use verify::Verified;
 
@@ -104,13 +112,33 @@ pub enum StoreError {
     Format(#[from] MigrationError),
 }
 
-/// Policy values the store applies inside its transactions.
+/// What "due again" means for a target, applied inside the store's
+/// transactions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
-    /// `[threatjammer] ttl`, in ms.
+    /// How long the service keeps a report (Threat Jammer: `[threatjammer]
+    /// ttl`), in ms: the reported mirror's entries expire then.
     pub ttl_ms: u64,
-    /// `[schedule] rereport_after`, in ms.
+    /// A sighting less than this after the last report does not queue the
+    /// address again (`rereport_after`), in ms.
     pub rereport_after_ms: u64,
+}
+
+/// A report target the store is opened to serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetSpec {
+    /// Its name (its configuration section): its identity in the database.
+    pub name: String,
+    pub policy: Policy,
+}
+
+/// A target the store serves: the intake queues addresses for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    /// Its number in the database.
+    pub id: TargetId,
+    pub name: String,
+    pub policy: Policy,
 }
 
 /// The open store: the sled database and its trees, the directory lock held.
@@ -119,22 +147,29 @@ pub struct Store {
     db: sled::Db,
     /// The state directory (for messages, the seal and the DAMAGED marker).
     dir: PathBuf,
-    /// Counters, the request log, health, `input_since` (`migrations::meta_keys`).
+    /// Counters, `input_since` (`migrations::meta_keys`).
     meta: sled::Tree,
-    /// Delivery: each pending address's entry.
+    /// Per target: its name, pending count, request log and health
+    /// (`migrations::v3::fields`).
+    targets: sled::Tree,
+    /// Every target the database knows, by id (sorted).
+    registered: Vec<(TargetId, String)>,
+    /// The targets this store was opened to serve.
+    served: Vec<Served>,
+    /// Delivery: each pending address's entry, with the targets owing it.
     pending: sled::Tree,
-    /// Delivery: the FIFO order, in groups of addresses queued together.
+    /// Delivery: each target's FIFO order, in groups of addresses queued
+    /// together.
     order: sled::Tree,
-    /// Delivery: the reported mirror.
+    /// Delivery: each target's reported mirror.
     reported: sled::Tree,
-    /// Delivery: when each reported entry expires, in time order (pruning).
+    /// Delivery: when each reported entry expires, in time order per
+    /// target (pruning).
     expiry: sled::Tree,
-    /// Delivery: the dead letters.
+    /// Delivery: each target's dead letters.
     dead: sled::Tree,
     /// Input positions: a checkpoint per file identity.
     checkpoints: sled::Tree,
-    /// The TTL and the re-report interval, applied inside transactions.
-    policy: Policy,
     /// Held (locked) for the life of the store.
     _lock: File,
     /// When the seal was last written (ms; see [`SEAL`]).

@@ -22,20 +22,23 @@ use std::fs::{File, OpenOptions};
 use std::path::Path;
 
 use migrations::v1;
+use migrations::v3;
 use migrations::{meta_keys, trees, MigrationError};
 
-use super::{Policy, Store, StoreError};
+use super::{Served, Store, StoreError, TargetId, TargetSpec};
 
 impl Store {
     /// Opens (creating if needed) the database in `state_dir`, taking the
-    /// directory lock and running the migrations.
+    /// directory lock and running the migrations, to serve `targets` (the
+    /// enabled report targets: the intake queues addresses for them; a
+    /// target seen for the first time gets its id).
     pub fn open(
         state_dir: &Path,
         cache_capacity: u64,
-        policy: Policy,
+        targets: &[TargetSpec],
     ) -> Result<Store, StoreError> {
         let lock = lock_state_dir(state_dir)?;
-        Store::open_locked(state_dir, lock, cache_capacity, policy)
+        Store::open_locked(state_dir, lock, cache_capacity, targets)
     }
 
     /// Opens the database of a state directory whose lock (from
@@ -44,7 +47,7 @@ impl Store {
         state_dir: &Path,
         lock: File,
         cache_capacity: u64,
-        policy: Policy,
+        targets: &[TargetSpec],
     ) -> Result<Store, StoreError> {
         let dir = state_dir.to_path_buf();
         let io = |source| StoreError::StateDir {
@@ -138,8 +141,13 @@ impl Store {
                 detail,
             });
         }
+        let targets_tree = db.open_tree(trees::TARGETS)?;
+        let (registered, served) = register(&targets_tree, targets)?;
         Ok(Store {
             meta,
+            targets: targets_tree,
+            registered,
+            served,
             pending: db.open_tree(trees::PENDING)?,
             order: db.open_tree(trees::ORDER)?,
             reported: db.open_tree(trees::REPORTED)?,
@@ -148,9 +156,41 @@ impl Store {
             checkpoints: db.open_tree(trees::CHECKPOINTS)?,
             db,
             dir,
-            policy,
             _lock: lock,
             sealed_at_ms: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// The targets this store serves (those it was opened with), in that
+    /// order.
+    pub fn served(&self) -> &[Served] {
+        &self.served
+    }
+
+    /// The target that `tjfwd status`, `/metrics` and `/healthz` describe:
+    /// the first served one (id 0 when none is). One target is enabled
+    /// today; showing each is the multi-target status's work.
+    pub fn first_target(&self) -> TargetId {
+        self.served.first().map_or(0, |s| s.id)
+    }
+
+    /// The id of a served target.
+    pub fn target_id(&self, name: &str) -> Option<TargetId> {
+        self.served.iter().find(|s| s.name == name).map(|s| s.id)
+    }
+
+    /// Every target the database has ever known (ids and names): their
+    /// mirrors still expire and their state still shows.
+    pub fn registered(&self) -> &[(TargetId, String)] {
+        &self.registered
+    }
+
+    /// The served target `t`, or an error naming it.
+    pub(super) fn serving(&self, t: TargetId) -> Result<&Served, StoreError> {
+        self.served.iter().find(|s| s.id == t).ok_or_else(|| {
+            StoreError::Format(MigrationError::Corrupt(format!(
+                "target {t} is not served by this store"
+            )))
         })
     }
 
@@ -306,10 +346,59 @@ fn remove_interrupted_snapshots(db_dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Every target a database knows: its id and its name.
+type Registered = Vec<(TargetId, String)>;
+
+/// Reads the targets the database knows and gives each of `specs` that
+/// it does not know yet the smallest free id. Returns every registered
+/// target and the served ones, in the order of `specs`.
+fn register(
+    tree: &sled::Tree,
+    specs: &[TargetSpec],
+) -> Result<(Registered, Vec<Served>), StoreError> {
+    let mut registered = Vec::new();
+    for item in tree.iter() {
+        let (k, v) = item?;
+        if let Some((&id, v3::fields::NAME)) = k.split_first() {
+            let name = String::from_utf8(v.to_vec()).map_err(|_| {
+                MigrationError::Corrupt(format!("target {id}: its name is not UTF-8"))
+            })?;
+            registered.push((id, name));
+        }
+    }
+    let mut served = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let id = match registered.iter().find(|(_, n)| *n == spec.name) {
+            Some((id, _)) => *id,
+            None => {
+                let id = (0..v3::MAX_TARGETS as TargetId)
+                    .find(|i| registered.iter().all(|(r, _)| r != i))
+                    .ok_or_else(|| {
+                        MigrationError::Corrupt(format!(
+                            "no free target id for {}: {} targets are registered",
+                            spec.name,
+                            registered.len()
+                        ))
+                    })?;
+                tree.insert(v3::field_key(id, v3::fields::NAME), spec.name.as_bytes())?;
+                registered.push((id, spec.name.clone()));
+                id
+            }
+        };
+        served.push(Served {
+            id,
+            name: spec.name.clone(),
+            policy: spec.policy,
+        });
+    }
+    registered.sort();
+    Ok((registered, served))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tests::{open, s, TTL};
+    use crate::store::tests::{one_target, open, s};
 
     #[test]
     fn a_database_behind_its_seal_is_refused_as_damaged() {
@@ -322,11 +411,7 @@ mod tests {
         assert_eq!(read_seal(dir.path()), Some(1));
         // As if the database had lost its last writes since the seal.
         write_seal(dir.path(), 7).unwrap();
-        let policy = Policy {
-            ttl_ms: TTL,
-            rereport_after_ms: 0,
-        };
-        match Store::open(dir.path(), 8 << 20, policy) {
+        match Store::open(dir.path(), 8 << 20, &one_target(0)) {
             Err(StoreError::Damaged { detail, .. }) => {
                 assert!(detail.contains("older than its last save"), "{detail}")
             }
@@ -341,15 +426,7 @@ mod tests {
     fn second_open_is_refused_with_a_clear_error() {
         let d = tempfile::tempdir().unwrap();
         let _q = open(d.path());
-        let err = Store::open(
-            d.path(),
-            8 << 20,
-            Policy {
-                ttl_ms: 1,
-                rereport_after_ms: 0,
-            },
-        )
-        .unwrap_err();
+        let err = Store::open(d.path(), 8 << 20, &one_target(0)).unwrap_err();
         assert!(matches!(err, StoreError::Locked { .. }));
         assert!(err.to_string().contains(&d.path().display().to_string()));
     }

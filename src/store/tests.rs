@@ -8,16 +8,24 @@ use std::path::Path;
 
 pub(super) const TTL: u64 = 86_400_000;
 
-pub(super) fn open(dir: &Path) -> Store {
-    Store::open(
-        dir,
-        8 << 20,
-        Policy {
+/// The target of the tests: the first a new store registers.
+pub(super) const T: TargetId = 0;
+
+/// One target, as tjfwd's first: Threat Jammer's policy with `rereport_after`.
+pub(super) fn one_target(rereport_after_ms: u64) -> Vec<TargetSpec> {
+    vec![TargetSpec {
+        name: "threatjammer".into(),
+        policy: Policy {
             ttl_ms: TTL,
-            rereport_after_ms: 0,
+            rereport_after_ms,
         },
-    )
-    .unwrap()
+    }]
+}
+
+pub(super) fn open(dir: &Path) -> Store {
+    let q = Store::open(dir, 8 << 20, &one_target(0)).unwrap();
+    assert_eq!(q.target_id("threatjammer"), Some(T));
+    q
 }
 
 pub(super) fn s(ip: &str, t: u64) -> Sighting {
@@ -135,13 +143,13 @@ mod model {
                         m.enqueue(&s);
                     }
                     Op::Ack(n, flight, mask) => {
-                        let b = q.peek_batch(*n).unwrap();
+                        let b = q.peek_batch(T, *n).unwrap();
                         let flight = to_sightings(flight);
                         q.enqueue(&flight, None, now).unwrap();
                         m.enqueue(&flight);
                         let picked: Vec<BatchItem> = b.iter().enumerate()
                             .filter(|(i, _)| mask >> (i % 64) & 1 == 1).map(|(_, x)| x.clone()).collect();
-                        q.ack(&picked, now, now).unwrap();
+                        q.ack(T, &picked, now, now).unwrap();
                         for item in &picked {
                             m.reported.insert(item.addr, now);
                             let i = m.pending.iter().position(|(x, _)| *x == item.addr).unwrap();
@@ -152,10 +160,10 @@ mod model {
                         }
                     }
                     Op::Dead(n, mask) => {
-                        let b = q.peek_batch(*n).unwrap();
+                        let b = q.peek_batch(T, *n).unwrap();
                         let picked: Vec<BatchItem> = b.iter().enumerate()
                             .filter(|(i, _)| mask >> (i % 64) & 1 == 1).map(|(_, x)| x.clone()).collect();
-                        q.dead_letter(&picked, 422, "x", now).unwrap();
+                        q.dead_letter(T, &picked, 422, "x", now).unwrap();
                         for item in &picked {
                             let i = m.pending.iter().position(|(x, _)| *x == item.addr).unwrap();
                             let (a, (first, _, hits)) = m.pending.remove(i).unwrap();
@@ -177,7 +185,7 @@ mod model {
                 let v = q.verify();
                 prop_assert_eq!(v.problems, 0, "after {:?}: {:?}", op, v.details);
                 prop_assert_eq!(q.pending_count().unwrap(), m.pending.len() as u64);
-                let all = q.peek_batch(usize::MAX).unwrap();
+                let all = q.peek_batch(T, usize::MAX).unwrap();
                 let got: Vec<(IpAddr, u64)> = all.iter().map(|i| (i.addr, i.hits)).collect();
                 let want: Vec<(IpAddr, u64)> = m.pending.iter().map(|(a, e)| (*a, e.2)).collect();
                 prop_assert_eq!(got, want, "after {:?}", op);
@@ -188,4 +196,134 @@ mod model {
             }
         }
     }
+}
+
+/// Two targets never hold each other back: each has its own FIFO, mirror
+/// and dead letters, and an address leaves the store only when neither
+/// owes it.
+#[test]
+fn targets_keep_their_own_queues() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut specs = one_target(0);
+    specs.push(TargetSpec {
+        name: "second".into(),
+        policy: Policy {
+            ttl_ms: TTL,
+            rereport_after_ms: 1000,
+        },
+    });
+    let q = Store::open(dir.path(), 8 << 20, &specs).unwrap();
+    let (a, b) = (T, q.target_id("second").unwrap());
+    assert_ne!(a, b);
+    let ip = |i: u8| -> IpAddr { format!("11.0.0.{i}").parse().unwrap() };
+    let sightings: Vec<Sighting> = (0..5).map(|i| s(&format!("11.0.0.{i}"), 10)).collect();
+    assert_eq!(q.enqueue(&sightings, None, 10).unwrap().queued_new, 5);
+    assert_eq!(
+        (
+            q.pending_count_for(a).unwrap(),
+            q.pending_count_for(b).unwrap()
+        ),
+        (5, 5)
+    );
+    // One entry an address, owed to both at the same group.
+    assert_eq!(q.pending(ip(0)).unwrap().unwrap().owed.len(), 2);
+
+    // A delivers three; B still owes all five, in its own order.
+    let batch = q.peek_batch(a, 3).unwrap();
+    q.ack(a, &batch, 100, 100).unwrap();
+    assert_eq!(q.pending_count_for(a).unwrap(), 2);
+    assert_eq!(q.pending_count().unwrap(), 5, "B still owes them");
+    let order_b: Vec<IpAddr> = q
+        .peek_batch(b, 10)
+        .unwrap()
+        .iter()
+        .map(|i| i.addr)
+        .collect();
+    assert_eq!(order_b, (0..5).map(ip).collect::<Vec<_>>());
+    assert!(q.reported(a, ip(0)).unwrap().is_some());
+    assert!(q.reported(b, ip(0)).unwrap().is_none());
+
+    // A sighting of 11.0.0.0 after A's report: A owes it again, at the back
+    // of A's FIFO; B keeps it at the front of its own.
+    let out = q.enqueue(&[s("11.0.0.0", 200)], None, 300).unwrap();
+    assert_eq!(out.updated, 1);
+    let order_a: Vec<IpAddr> = q
+        .peek_batch(a, 10)
+        .unwrap()
+        .iter()
+        .map(|i| i.addr)
+        .collect();
+    assert_eq!(order_a, [ip(3), ip(4), ip(0)]);
+    assert_eq!(q.peek_batch(b, 1).unwrap()[0].addr, ip(0));
+    assert_eq!(q.oldest_queued_at(b).unwrap(), Some(10));
+
+    // B rejects 11.0.0.4: dead for B only; A still owes it.
+    let four: Vec<BatchItem> = q
+        .peek_batch(b, 10)
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.addr == ip(4))
+        .collect();
+    q.dead_letter(b, &four, 422, "bad", 400).unwrap();
+    assert!(q.dead(b, ip(4)).unwrap().is_some());
+    assert!(q.dead(a, ip(4)).unwrap().is_none());
+    assert_eq!(q.pending(ip(4)).unwrap().unwrap().owed.len(), 1);
+
+    // Both deliver everything: nothing is left, and the trees agree.
+    let all_a = q.peek_batch(a, 10).unwrap();
+    q.ack(a, &all_a, 500, 500).unwrap();
+    let all_b = q.peek_batch(b, 10).unwrap();
+    assert_eq!(all_b.len(), 4);
+    q.ack(b, &all_b, 600, 600).unwrap();
+    assert_eq!(q.pending_count().unwrap(), 0);
+    assert_eq!(
+        (
+            q.pending_count_for(a).unwrap(),
+            q.pending_count_for(b).unwrap()
+        ),
+        (0, 0)
+    );
+    let v = q.verify();
+    assert_eq!(
+        (v.problems, v.pending, v.dead),
+        (0, 0, 1),
+        "{:?}",
+        v.details
+    );
+
+    // A new sighting: B reported it 0.7 s ago (rereport_after 1 s), A did
+    // not thin re-reports out: only A owes it.
+    assert_eq!(
+        q.enqueue(&[s("11.0.0.1", 1300)], None, 1300)
+            .unwrap()
+            .queued_new,
+        1
+    );
+    assert_eq!(q.pending(ip(1)).unwrap().unwrap().seq_for(b), None);
+    assert!(q.pending(ip(1)).unwrap().unwrap().seq_for(a).is_some());
+    // The operator resends it: B owes it again too.
+    assert_eq!(q.requeue(&[ip(1)], 1400).unwrap(), (1, 0));
+    assert_eq!(q.pending(ip(1)).unwrap().unwrap().owed.len(), 2);
+    assert_eq!(q.verify().problems, 0, "{:?}", q.verify().details);
+
+    // Reopened for A alone: B's state is kept (its id, its queue).
+    drop(q);
+    let q = Store::open(dir.path(), 8 << 20, &one_target(0)).unwrap();
+    assert_eq!(q.target_id("second"), None);
+    assert!(q
+        .registered()
+        .iter()
+        .any(|(id, n)| *id == b && n == "second"));
+    assert_eq!(q.pending_count_for(b).unwrap(), 1);
+    // A target enabled later gets a new id, not B's.
+    drop(q);
+    let mut three = specs.clone();
+    three.push(TargetSpec {
+        name: "third".into(),
+        policy: specs[0].policy,
+    });
+    let q = Store::open(dir.path(), 8 << 20, &three).unwrap();
+    assert_eq!(q.target_id("second"), Some(b));
+    let c = q.target_id("third").unwrap();
+    assert!(c != a && c != b);
 }

@@ -5,8 +5,10 @@
 //! (the decoding error becomes [`StoreError::Format`]): nothing is ever
 //! written on top of a damaged record.
 
-use migrations::v1::{self, Pending};
-use migrations::v2;
+use std::collections::BTreeMap;
+
+use migrations::v1;
+use migrations::v3::{self, Intake, TargetId};
 use migrations::MigrationError;
 use sled::transaction::{abort, ConflictableTransactionError, TransactionError, TransactionalTree};
 
@@ -36,16 +38,44 @@ pub(super) fn tx_get<T: serde::de::DeserializeOwned>(
     }
 }
 
-/// The `pending` entry at `key` (its own encoding, schema v2).
-pub(super) fn tx_get_pending(tree: &TransactionalTree, key: &[u8]) -> TxResult<Option<Pending>> {
+/// The `pending` entry at `key` (its own encoding, schema v3).
+pub(super) fn tx_get_intake(tree: &TransactionalTree, key: &[u8]) -> TxResult<Option<Intake>> {
     match tree.get(key)? {
         None => Ok(None),
-        Some(v) => v2::decode_pending(&v).map(Some).or_else(abort),
+        Some(v) => v3::decode_intake(&v).map(Some).or_else(abort),
     }
 }
 
-/// A `meta` counter (u64 big-endian).
-pub(super) fn tx_counter(meta: &TransactionalTree, key: &[u8]) -> TxResult<u64> {
-    let v = meta.get(key)?;
-    v1::decode_u64("meta counter", v.as_deref()).or_else(abort)
+/// A counter (u64 big-endian) of `meta` or `targets`.
+pub(super) fn tx_counter(tree: &TransactionalTree, key: &[u8]) -> TxResult<u64> {
+    let v = tree.get(key)?;
+    v1::decode_u64("counter", v.as_deref()).or_else(abort)
+}
+
+/// Changes to the targets' pending counts within one transaction.
+#[derive(Default)]
+pub(super) struct TargetCounts(BTreeMap<TargetId, i64>);
+
+impl TargetCounts {
+    pub(super) fn add(&mut self, t: TargetId, n: i64) {
+        *self.0.entry(t).or_insert(0) += n;
+    }
+
+    /// Applies the changes to the `targets` tree.
+    pub(super) fn write(&self, targets: &TransactionalTree) -> TxResult<()> {
+        for (&t, &delta) in &self.0 {
+            if delta == 0 {
+                continue;
+            }
+            let key = v3::field_key(t, v3::fields::PENDING_COUNT);
+            let n = tx_counter(targets, &key)?;
+            let n = if delta < 0 {
+                n.saturating_sub(delta.unsigned_abs())
+            } else {
+                n + delta as u64
+            };
+            targets.insert(key, &n.to_be_bytes())?;
+        }
+        Ok(())
+    }
 }

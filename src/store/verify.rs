@@ -3,9 +3,10 @@
 //! repair made in place, a recount of the pending counter.
 //!
 //! The cross-checks are the writers' invariants (stated in the `migrations`
-//! crate): every address an `order` group lists is pending with that
-//! group's sequence, once, and as many addresses are listed as are pending;
-//! `meta/pending_count` equals the number of `pending` entries;
+//! crate): every address a group of target `t` lists is owed to `t` at
+//! that group's sequence, once, and as many addresses are listed for `t`
+//! as `t` is owed; `meta/pending_count` equals the number of `pending`
+//! entries and each target's pending count what it is owed;
 //! `meta/next_seq` is above every sequence in use. They mean something
 //! only while nothing writes (`tjfwd recover --check`, tests): sled's
 //! iterators see each tree as it changes. Online, [`Store::verify_until`]
@@ -13,9 +14,11 @@
 //!
 //! Nothing here writes, except [`Store::repair_pending_count`].
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use migrations::meta_keys;
 use migrations::v1;
-use migrations::v2;
+use migrations::v3::{self, TargetId};
 
 use super::{Store, StoreError};
 
@@ -70,27 +73,36 @@ impl Store {
             .get(meta_keys::NEXT_SEQ)
             .map_err(StoreError::from)
             .and_then(|b| Ok(v1::decode_u64("meta/next_seq", b.as_deref())?));
-        for (name, r) in [
-            ("request log", self.request_log().map(drop)),
-            ("health record", self.health().map(drop)),
-        ] {
-            if let Err(e) = r {
-                problem(&mut v, format!("{name}: {e}"));
+        for (t, name) in &self.registered {
+            for (what, r) in [
+                ("request log", self.request_log(*t).map(drop)),
+                ("health record", self.health(*t).map(drop)),
+            ] {
+                if let Err(e) = r {
+                    problem(&mut v, format!("target {name}: {what}: {e}"));
+                }
             }
         }
         let mut max_seq = None::<u64>;
+        // Per target: the entries that owe it, and the addresses its groups
+        // list.
+        let mut owed: BTreeMap<TargetId, u64> = BTreeMap::new();
+        let mut listed: BTreeMap<TargetId, u64> = BTreeMap::new();
         for item in self.pending.iter() {
             if stopped() {
                 return v;
             }
             let checked = item.map_err(StoreError::from).and_then(|(k, val)| {
                 v1::addr_from_key(&k)?;
-                Ok(v2::decode_pending(&val)?)
+                Ok(v3::decode_intake(&val)?)
             });
             match checked {
-                Ok(p) => {
+                Ok(e) => {
                     v.pending += 1;
-                    max_seq = max_seq.max(Some(p.seq));
+                    for o in &e.owed {
+                        *owed.entry(o.target).or_default() += 1;
+                        max_seq = max_seq.max(Some(o.seq));
+                    }
                 }
                 Err(e) => {
                     problem(&mut v, format!("pending tree: {e}"));
@@ -98,30 +110,27 @@ impl Store {
                 }
             }
         }
-        // Every address a group lists must be pending with the group's
-        // sequence, once. With as many listed as pending, that makes each
-        // pending address listed exactly once, in the group its `seq` names.
-        let mut orders = 0u64;
+        // Every address a group of target t lists must be owed to t at the
+        // group's sequence, once. With as many listed as owed, each owed
+        // address is listed exactly once, in the group its entry names.
         for item in self.order.iter() {
             if stopped() {
                 return v;
             }
             let checked = item.map_err(StoreError::from).and_then(|(k, group)| {
-                let seq = v1::decode_u64("order key", Some(&k))?;
-                let members: Vec<Vec<u8>> = v2::group_members(&group)?
-                    .into_iter()
-                    .map(<[u8]>::to_vec)
-                    .collect();
-                Ok((seq, members))
+                let (t, seq) = v3::split_order_key(&k)?;
+                let (_, members) = v3::decode_group(&group)?;
+                let members: Vec<Vec<u8>> = members.into_iter().map(<[u8]>::to_vec).collect();
+                Ok((t, seq, members))
             });
-            let (seq, members) = match checked {
+            let (t, seq, members) = match checked {
                 Ok(g) => g,
                 Err(e) => {
                     problem(&mut v, format!("order tree: {e}"));
                     break;
                 }
             };
-            orders += members.len() as u64;
+            *listed.entry(t).or_default() += members.len() as u64;
             max_seq = max_seq.max(Some(seq));
             if !cross_check {
                 continue;
@@ -130,21 +139,29 @@ impl Store {
             for key in &members {
                 let addr = v1::addr_from_key(key).map_or_else(|e| e.to_string(), |a| a.to_string());
                 if !seen.insert(key.as_slice()) {
-                    problem(&mut v, format!("order group {seq} lists {addr} twice"));
+                    problem(
+                        &mut v,
+                        format!("target {t}: order group {seq} lists {addr} twice"),
+                    );
                     continue;
                 }
-                match v2::get_pending(&self.pending, key) {
-                    Ok(Some(p)) if p.seq == seq => {}
-                    Ok(Some(p)) => problem(
+                let entry = self
+                    .pending
+                    .get(key)
+                    .map_err(StoreError::from)
+                    .and_then(|e| Ok(e.map(|e| v3::decode_intake(&e)).transpose()?));
+                match entry {
+                    Ok(Some(e)) if e.seq_for(t) == Some(seq) => {}
+                    Ok(Some(e)) => problem(
                         &mut v,
                         format!(
-                            "order group {seq} lists {addr}, which is pending in group {}",
-                            p.seq
+                            "target {t}: order group {seq} lists {addr}, which it owes in group {:?}",
+                            e.seq_for(t)
                         ),
                     ),
                     Ok(None) => problem(
                         &mut v,
-                        format!("order group {seq} lists {addr}, which is not pending"),
+                        format!("target {t}: order group {seq} lists {addr}, which is not pending"),
                     ),
                     Err(e) => problem(&mut v, format!("pending {addr}: {e}")),
                 }
@@ -155,11 +172,26 @@ impl Store {
         // (online, the trees and counters may have moved on between reads)
         if cross_check {
             let mut mismatches = Vec::new();
-            if orders != v.pending {
-                mismatches.push(format!(
-                    "{orders} addresses in order groups for {} pending addresses",
-                    v.pending
-                ));
+            for t in owed.keys().chain(listed.keys()).collect::<BTreeSet<_>>() {
+                let (o, l) = (
+                    owed.get(t).copied().unwrap_or(0),
+                    listed.get(t).copied().unwrap_or(0),
+                );
+                if o != l {
+                    mismatches.push(format!(
+                        "target {t}: {l} addresses in order groups for {o} pending addresses"
+                    ));
+                }
+            }
+            for (t, _) in &self.registered {
+                let o = owed.get(t).copied().unwrap_or(0);
+                match self.pending_count_for(*t) {
+                    Ok(c) if c != o => mismatches.push(format!(
+                        "target {t}: pending counter says {c}, the tree holds {o}"
+                    )),
+                    Ok(_) => {}
+                    Err(e) => mismatches.push(format!("target {t}: {e}")),
+                }
             }
             if let Some(c) = count.filter(|c| *c != v.pending) {
                 mismatches.push(format!(
@@ -174,12 +206,17 @@ impl Store {
                 problem(&mut v, m);
             }
         }
-        for item in self.reported_entries() {
+        for item in self.reported.iter() {
             if stopped() {
                 return v;
             }
-            match item {
-                Ok(_) => v.reported += 1,
+            let checked = item.map_err(StoreError::from).and_then(|(k, val)| {
+                let (_, addr) = v3::split_target_addr_key(&k)?;
+                v1::addr_from_key(addr)?;
+                Ok(v1::decode::<v1::Reported>("reported", &val).map(drop)?)
+            });
+            match checked {
+                Ok(()) => v.reported += 1,
                 Err(e) => {
                     problem(&mut v, format!("reported tree: {e}"));
                     break;
@@ -189,15 +226,20 @@ impl Store {
         for item in self.expiry.iter() {
             if let Err(e) = item
                 .map_err(StoreError::from)
-                .and_then(|(k, _)| Ok(v1::split_expiry_key(&k).map(drop)?))
+                .and_then(|(k, _)| Ok(v3::split_expiry_key(&k).map(drop)?))
             {
                 problem(&mut v, format!("expiry tree: {e}"));
                 break;
             }
         }
-        for item in self.dead_entries() {
-            match item {
-                Ok(_) => v.dead += 1,
+        for item in self.dead.iter() {
+            let checked = item.map_err(StoreError::from).and_then(|(k, val)| {
+                let (_, addr) = v3::split_target_addr_key(&k)?;
+                v1::addr_from_key(addr)?;
+                Ok(v1::decode::<v1::Dead>("dead", &val).map(drop)?)
+            });
+            match checked {
+                Ok(()) => v.dead += 1,
                 Err(e) => {
                     problem(&mut v, format!("dead-letter tree: {e}"));
                     break;
@@ -212,10 +254,26 @@ impl Store {
         v
     }
 
-    /// Recounts the pending set and stores the count (a scan): the repair
-    /// for a counter that disagrees with the tree. Returns the count.
+    /// Recounts the pending set, and what each target owes, and stores the
+    /// counts (a scan): the repair for counters that disagree with the
+    /// tree. Returns the number of pending entries.
     pub fn repair_pending_count(&self) -> Result<u64, StoreError> {
-        let n = self.pending.len() as u64;
+        let mut n = 0u64;
+        let mut owed: BTreeMap<TargetId, u64> = BTreeMap::new();
+        for item in self.pending.iter() {
+            let (_, val) = item?;
+            n += 1;
+            for o in v3::decode_intake(&val)?.owed {
+                *owed.entry(o.target).or_default() += 1;
+            }
+        }
+        for (t, _) in &self.registered {
+            let c = owed.get(t).copied().unwrap_or(0);
+            self.targets.insert(
+                v3::field_key(*t, v3::fields::PENDING_COUNT),
+                &c.to_be_bytes(),
+            )?;
+        }
         self.meta
             .insert(meta_keys::PENDING_COUNT, &n.to_be_bytes())?;
         Ok(n)
@@ -235,12 +293,14 @@ mod tests {
             .unwrap();
         assert_eq!(q.verify().problems, 0);
         assert!(q.verify().complete);
-        // A pending entry lost without its order entry and counter.
+        // A pending entry lost without its order entry and counters: the
+        // group, the target's listing, the target's counter and the
+        // store's counter each disagree.
         q.pending
             .remove(v1::addr_key("1.2.3.4".parse().unwrap()))
             .unwrap();
         let v = q.verify();
-        assert_eq!(v.problems, 3, "{:?}", v.details);
+        assert_eq!(v.problems, 4, "{:?}", v.details);
         assert!(
             v.details
                 .iter()

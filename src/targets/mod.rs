@@ -49,7 +49,7 @@ use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use crate::ratelimit::Limit;
-use crate::store::BatchItem;
+use crate::store::{BatchItem, TargetSpec};
 use table::targets_table;
 pub use table::Configured;
 
@@ -177,6 +177,17 @@ pub struct Sections<'a> {
     pub schedule: &'a threatjammer::schedule::Schedule,
     /// `[targets]`: the targets of the `registry!`.
     pub targets: &'a Targets,
+}
+
+/// What the store needs of every enabled target (the same ones
+/// [`start_enabled`] starts): its name and what "due again" means for it.
+pub fn store_specs(sections: Sections<'_>) -> Vec<TargetSpec> {
+    let mut specs = vec![threatjammer::store_spec(
+        sections.threatjammer,
+        sections.schedule,
+    )];
+    specs.extend(sections.targets.store_specs());
+    specs
 }
 
 /// Builds every enabled target from its section and hands it to `starter`:

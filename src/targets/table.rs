@@ -43,6 +43,11 @@ pub trait Configured: Target + Sized {
     /// The target as configured; with `dry_run`, without what sending needs
     /// (credentials, HTTP clients).
     fn build(section: &Self::Section, dry_run: bool) -> Result<Self, SetupError>;
+
+    /// What "due again" means for it, as the store applies it: how long the
+    /// service keeps a report, and how soon a new sighting may queue an
+    /// address it reported.
+    fn store_policy(section: &Self::Section) -> crate::store::Policy;
 }
 
 /// Generates `RawTargets` and `Targets` from a list `name: Type,` (each
@@ -101,6 +106,23 @@ macro_rules! targets_table {
                         },
                     )*
                 })
+            }
+
+            /// The store's view of each present section's target, in the
+            /// order of the registry.
+            // With no target registered, there is nothing to add.
+            #[allow(unused_mut)]
+            pub fn store_specs(&self) -> Vec<$crate::store::TargetSpec> {
+                let mut out = Vec::new();
+                $(
+                    if let Some(section) = &self.$name {
+                        out.push($crate::store::TargetSpec {
+                            name: stringify!($name).into(),
+                            policy: <$target as $crate::targets::Configured>::store_policy(section),
+                        });
+                    }
+                )*
+                out
             }
 
             /// Builds the target of each present section and hands it to
@@ -233,6 +255,13 @@ pub(crate) mod tests {
                 batch_size: section.batch_size,
             })
         }
+
+        fn store_policy(_: &ExampleSection) -> crate::store::Policy {
+            crate::store::Policy {
+                ttl_ms: 3_600_000,
+                rereport_after_ms: 0,
+            }
+        }
     }
 
     pub(crate) mod generated {
@@ -292,6 +321,11 @@ pub(crate) mod tests {
         let mut names = Names::default();
         targets.start(false, &mut names).unwrap();
         assert_eq!(names.0, [("example", 5)]);
+        // The store serves it, under the same name.
+        let specs = targets.store_specs();
+        assert_eq!(specs.len(), 1);
+        assert_eq!(specs[0].name, "example");
+        assert_eq!(specs[0].policy.ttl_ms, 3_600_000);
     }
 
     #[test]
@@ -302,6 +336,7 @@ pub(crate) mod tests {
         let mut names = Names::default();
         targets.start(false, &mut names).unwrap();
         assert!(names.0.is_empty());
+        assert!(targets.store_specs().is_empty());
     }
 
     #[test]

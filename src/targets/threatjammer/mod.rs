@@ -24,7 +24,7 @@ pub use client::{Reply, Reporter, ReporterError, USER_AGENT};
 use schedule::Schedule;
 
 use crate::ratelimit::Limit;
-use crate::store::BatchItem;
+use crate::store::{BatchItem, Policy as StorePolicy, TargetSpec};
 use crate::targets::{Answer, Policy, Target};
 
 /// The Threat Jammer target.
@@ -77,11 +77,27 @@ pub fn policy(s: &Schedule) -> Policy {
     }
 }
 
+/// Its name, in the configuration and in the store.
+pub const NAME: &str = "threatjammer";
+
+/// What the store needs: reporting an address again resets its TTL in the
+/// private denylist (`ttl`), unless within `rereport_after` of the last
+/// report.
+pub fn store_spec(section: &config::ThreatJammer, schedule: &Schedule) -> TargetSpec {
+    TargetSpec {
+        name: NAME.into(),
+        policy: StorePolicy {
+            ttl_ms: section.ttl.saturating_mul(1000),
+            rereport_after_ms: schedule.rereport_after.as_millis() as u64,
+        },
+    }
+}
+
 impl Target for ThreatJammer {
     type Reply = Reply;
 
     fn name(&self) -> &'static str {
-        "threatjammer"
+        NAME
     }
 
     fn policy(&self) -> Policy {
