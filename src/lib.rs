@@ -20,7 +20,8 @@
 //! - [`reporter`]: the HTTP request and the classification of its answer.
 //! - [`tls`]: the TLS trust of the HTTP client (`ca_file`), below config and reporter.
 //! - [`scheduler`]: when to send, and what to do with each answer.
-//! - [`daemon`]: `tjfwd run`, wiring it all with a shutdown future.
+//! - [`daemon`]: `tjfwd run`, wiring it all with a shutdown future;
+//!   [`supervisor`]: starts and watches its threads and tasks.
 //! - [`cli`]: the command line; [`commands`]: one file per subcommand, its
 //!   flags and code (the operator commands work through the control socket
 //!   or the database).
@@ -49,5 +50,6 @@ pub mod source;
 pub mod stats;
 pub mod status;
 pub mod store;
+pub mod supervisor;
 pub mod targets;
 pub mod tls;
