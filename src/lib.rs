@@ -21,6 +21,7 @@
 //! - [`tls`]: the TLS trust of the HTTP client (`ca_file`), below config and reporter.
 //! - [`scheduler`]: when to send, and what to do with each answer.
 //! - [`daemon`]: `tjfwd run`, wiring it all with a shutdown future;
+//!   [`listeners`]: its sockets, bound before it starts;
 //!   [`supervisor`]: starts and watches its threads and tasks.
 //! - [`cli`]: the command line; [`commands`]: one file per subcommand, its
 //!   flags and code (the operator commands work through the control socket
@@ -41,6 +42,7 @@ pub mod daemon;
 pub mod decode;
 pub mod filter;
 pub mod health;
+pub mod listeners;
 pub mod logging;
 pub mod permissions;
 pub mod ratelimit;
