@@ -222,9 +222,9 @@ async fn the_first_failure_is_the_one_returned() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sabotaged_component_misbehaves_in_place_of_its_work() {
     let worked = Arc::new(AtomicBool::new(false));
+    // One supervisor per fault: which of two failures comes first is a race.
     let mut sup = Supervisor::new();
     sup.sabotage("ingest", Fault::Panic);
-    sup.sabotage("control", Fault::Return);
     let w = worked.clone();
     sup.thread(
         "ingest thread",
@@ -232,11 +232,6 @@ async fn a_sabotaged_component_misbehaves_in_place_of_its_work() {
         Lifetime::MayFinish,
         move || w.store(true, Ordering::Release),
     );
-    let w = worked.clone();
-    let control = sup.task("control socket", Lifetime::UntilStopped, async move {
-        w.store(true, Ordering::Release)
-    });
-    bounded(control.wait()).await;
     let e = bounded(sup.join(LIMIT)).await.unwrap_err();
     assert_eq!(
         e,
@@ -245,6 +240,19 @@ async fn a_sabotaged_component_misbehaves_in_place_of_its_work() {
             cause: Cause::Panicked("injected fault".into()),
         }
     );
+
+    let mut sup = Supervisor::new();
+    sup.sabotage("control", Fault::Return);
+    let w = worked.clone();
+    sup.task("control socket", Lifetime::UntilStopped, async move {
+        w.store(true, Ordering::Release)
+    });
+    let e = bounded(sup.until(std::future::pending::<()>()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.component, "control socket");
+    assert_eq!(e.cause, Cause::Ended);
+    let _ = bounded(sup.join(LIMIT)).await;
     assert!(!worked.load(Ordering::Acquire), "the work was not done");
 }
 
