@@ -12,14 +12,15 @@
 //!   `flush_interval`, if shorter).
 //! - `GET /healthz`: `200 ok` when healthy, `503` with the reason when
 //!   degraded — the verdict of [`crate::health::verdict`], the same one
-//!   `tjfwd status` gives.
+//!   `tjfwd status` gives — and from the moment a component of the daemon
+//!   failed ([`crate::supervisor`]): the daemon is then stopping, and never
+//!   reports ok while half of it is gone.
 //!
 //! The names, types and meanings of the metrics are listed in
 //! docs/monitoring.md; they are an interface: names are only ever added.
 //! No label holds attacker-controlled text (labels are skip reasons and
 //! HTTP statuses), and no metric holds the token.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,7 +36,6 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use tokio::sync::oneshot;
 
 use crate::clock::now_ms;
 use crate::config::Config;
@@ -44,6 +44,7 @@ use crate::health::{overall, Verdict};
 use crate::ratelimit::Limit;
 use crate::stats::{SkipReason, Stats};
 use crate::store::{Store, StoreError};
+use crate::supervisor::Tripped;
 
 /// Longest time the cached sizes of the reported and dead-letter sets are
 /// used before they are counted again.
@@ -53,17 +54,6 @@ pub const SET_SIZES_MAX_AGE: Duration = Duration::from_secs(30);
 pub const PROMETHEUS_TEXT: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 /// `Content-Type` of OpenMetrics text.
 pub const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// The admin endpoint could not start.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr} ([admin] listen; is another process using the port?)")]
-pub struct AdminError {
-    /// The configured address.
-    pub addr: SocketAddr,
-    /// What the OS said.
-    #[source]
-    pub source: std::io::Error,
-}
 
 /// What the metrics and the health verdict are read from.
 #[derive(Clone)]
@@ -79,11 +69,20 @@ pub struct Sources {
     pub flush_interval: Duration,
     /// The rate limit, to count the requests in the current window.
     pub limit: Limit,
+    /// The daemon's first failed component, if one failed: from then on
+    /// the daemon is stopping, and is not healthy.
+    pub failure: Tripped,
 }
 
 impl Sources {
-    /// The sources of a daemon running `config`.
-    pub fn new(config: &Config, queue: &Arc<Store>, stats: &Arc<Stats>) -> Sources {
+    /// The sources of a daemon running `config`, whose components are
+    /// watched by `failure`'s supervisor.
+    pub fn new(
+        config: &Config,
+        queue: &Arc<Store>,
+        stats: &Arc<Stats>,
+        failure: Tripped,
+    ) -> Sources {
         Sources {
             queue: queue.clone(),
             stats: stats.clone(),
@@ -93,63 +92,26 @@ impl Sources {
                 max: config.schedule.max_requests_per_minute,
                 window_ms: config.schedule.rate_window.as_millis() as u64,
             },
+            failure,
         }
     }
 }
 
-/// A running admin endpoint; it stops when dropped.
-pub struct AdminServer {
-    /// The address it listens on (the port is known even when 0 was asked).
-    addr: SocketAddr,
-    /// Dropping it (with the server) stops accepting and closes the listener.
-    _stop: oneshot::Sender<()>,
-}
-
-impl AdminServer {
-    /// The address the endpoint listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-/// Starts the endpoint of `config` (`[admin] listen`) when it has one.
-/// Must be called within a tokio runtime.
-pub fn start_configured(
-    config: &Config,
-    queue: &Arc<Store>,
-    stats: &Arc<Stats>,
-) -> Result<Option<AdminServer>, AdminError> {
-    match config.admin.listen {
-        None => Ok(None),
-        Some(addr) => start(addr, Sources::new(config, queue, stats)).map(Some),
-    }
-}
-
-/// Binds `addr` and serves the endpoint on the current tokio runtime
-/// until the returned handle is dropped.
-pub fn start(addr: SocketAddr, sources: Sources) -> Result<AdminServer, AdminError> {
-    let err = |source| AdminError { addr, source };
-    let std_listener = std::net::TcpListener::bind(addr).map_err(err)?;
-    std_listener.set_nonblocking(true).map_err(err)?;
-    let listener = tokio::net::TcpListener::from_std(std_listener).map_err(err)?;
-    let local = listener.local_addr().map_err(err)?;
-    let (stop, stopped) = oneshot::channel::<()>();
+/// Serves the endpoint on `listener` (bound by [`crate::listeners`])
+/// until `shutdown` completes. Must run within a tokio runtime.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    sources: Sources,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let local = listener.local_addr()?;
     let app = router(Arc::new(Admin::new(sources)));
-    tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await;
-        if let Err(e) = served {
-            tracing::warn!(error = %e, "the admin endpoint stopped");
-        }
-    });
     tracing::info!(listen = %local, "admin endpoint: /metrics and /healthz");
-    Ok(AdminServer {
-        addr: local,
-        _stop: stop,
-    })
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// The routes, on shared state.
@@ -225,13 +187,14 @@ impl Admin {
             bytes_behind,
             last_success_s: health.last_success_ms.map(ms_to_s),
             last_error_s: health.last_error_ms.map(ms_to_s),
-            healthy: overall(
-                &health,
-                now,
-                self.sources.flush_interval,
-                self.sources.stats.paused().as_deref(),
-            )
-            .is_healthy(),
+            healthy: self.sources.failure.failure().is_none()
+                && overall(
+                    &health,
+                    now,
+                    self.sources.flush_interval,
+                    self.sources.stats.paused().as_deref(),
+                )
+                .is_healthy(),
             requests_in_window: self.sources.limit.in_window(&log.sent_at_ms, now) as u64,
             started_s: ms_to_s(self.started_ms),
         })
@@ -531,6 +494,14 @@ async fn metrics(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Respons
 }
 
 async fn healthz(State(admin): State<Arc<Admin>>) -> Response {
+    // A component failed: the daemon is stopping, whatever the record says.
+    if let Some(failure) = admin.sources.failure.failure() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("degraded: {failure}; tjfwd is stopping\n"),
+        )
+            .into_response();
+    }
     let queue = &admin.sources.queue;
     let health = match queue.health(queue.first_target()) {
         Ok(h) => h,
@@ -595,6 +566,7 @@ mod tests {
                 max: 6,
                 window_ms: 60_000,
             },
+            failure: Tripped::never(),
         }
     }
 
@@ -623,5 +595,42 @@ mod tests {
             assert!(!out.contains("last_success"), "{out}");
             assert_eq!(out.ends_with("# EOF\n"), openmetrics, "{out}");
         }
+    }
+
+    /// A component's body that panics.
+    fn boom() {
+        panic!("boom")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn once_a_component_failed_healthz_and_the_gauge_say_degraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sources = sources(dir.path());
+        let admin = Arc::new(Admin::new(sources.clone()));
+        let r = healthz(State(admin.clone())).await;
+        assert_eq!(r.status(), StatusCode::OK);
+
+        let mut sup = crate::supervisor::Supervisor::new();
+        sources.failure = sup.tripped();
+        let admin = Arc::new(Admin::new(sources));
+        let failed = sup.task(
+            "ingest thread",
+            crate::supervisor::Lifetime::MayFinish,
+            async { boom() },
+        );
+        tokio::time::timeout(Duration::from_secs(10), failed.wait())
+            .await
+            .unwrap();
+        let r = healthz(State(admin.clone())).await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(
+            body,
+            "degraded: the ingest thread panicked: boom; tjfwd is stopping\n"
+        );
+        let out = encode(admin.sample(now_ms()).unwrap(), false).unwrap();
+        assert!(out.contains("tjfwd_healthy 0"), "{out}");
+        let _ = sup.join(Duration::from_secs(10)).await;
     }
 }

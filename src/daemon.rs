@@ -5,14 +5,23 @@
 //! transactions, both blocking. It runs on its own thread, wakes the
 //! scheduler when it queued something, and stops at the next chunk boundary
 //! when asked. Shutdown comes in as a future (only `main` knows about
-//! signals), so tests can stop the daemon however they like.
+//! signals), so tests can stop the daemon however they like; so do the
+//! listening sockets ([`Listeners`]), so tests bind port 0 and read the
+//! port from the listener.
+//!
+//! Every thread and task of a run is started through a [`Supervisor`]: if
+//! one panics, fails or ends when it should not, the run stops the others,
+//! flushes the queue and [`run`] returns [`DaemonError::Failed`] naming the
+//! component (`tjfwd run` exits 1, and systemd restarts it). It is never
+//! left half-alive, and `run --drain` never waits for a component that is
+//! gone.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
 
 use crate::clock::now_ms;
 use crate::config::Config;
@@ -21,11 +30,20 @@ use crate::decode::{cannot_select, decode, decode_fast, decode_serde};
 use crate::errors::chain;
 use crate::filter::Rules;
 use crate::scheduler::{Mode, Scheduler};
-use crate::socket::{self, SocketInput};
+use crate::socket::SocketInput;
 use crate::source::{Chunk, Tailer};
 use crate::stats::{escape_for_log, Stats};
 use crate::store::{EnqueueOutcome, Sighting, Store, StoreError, TargetSpec};
+use crate::supervisor::{Failure, Lifetime, Supervisor};
 use crate::targets::{self, SetupError, Target};
+
+pub use crate::listeners::Listeners;
+
+/// How long the components of a run may take to stop once asked (the
+/// longest normal wait is a socket connection's 10 s pause between retries
+/// of a failing write); one still running then is a failure, and the run
+/// ends without it. Below systemd's `TimeoutStopSec=30s`.
+pub const STOP_PATIENCE: Duration = Duration::from_secs(20);
 
 /// How `tjfwd run` was asked to behave.
 #[derive(Debug, Clone, Copy, Default)]
@@ -36,27 +54,29 @@ pub struct RunOptions {
     pub drain: bool,
 }
 
-/// Errors that stop the daemon at start.
+/// Errors that stop the daemon.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error(transparent)]
     Queue(#[from] StoreError),
     #[error(transparent)]
     Target(#[from] SetupError),
-    #[error(transparent)]
-    Admin(#[from] crate::admin::AdminError),
     #[error("cannot create the control socket {path}")]
     Control {
         path: std::path::PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot listen on {addr} ([input] listen_tcp; is another process using the port?)")]
-    Listen {
-        addr: std::net::SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot serve a listening socket")]
+    Listener(#[source] std::io::Error),
+    /// A thread or task of the daemon failed (see [`crate::supervisor`]):
+    /// the others were stopped and the queue flushed (the log says whether
+    /// the flush worked).
+    #[error(
+        "{0}; tjfwd stopped: restart it (systemd's Restart=on-failure does), and if this \
+         happens again, report it with the log above"
+    )]
+    Failed(Failure),
 }
 
 /// The targets the store serves: every enabled one ([`targets::store_specs`]).
@@ -94,10 +114,14 @@ pub async fn open_queue_waiting(config: &Config, patience: Duration) -> Result<S
 }
 
 /// Runs the daemon until `shutdown` completes (or, with `drain`, until
-/// everything is read and sent). Returns once sled has been flushed.
+/// everything is read and sent), serving `listeners` (see
+/// [`Listeners::bind`]; with `drain`, the socket input is not served).
+/// Returns once sled has been flushed; [`DaemonError::Failed`] when a
+/// component failed (after the others stopped and the queue was flushed).
 pub async fn run(
     config: Config,
     opts: RunOptions,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<Arc<Stats>, DaemonError> {
     for w in &config.warnings {
@@ -114,7 +138,7 @@ pub async fn run(
             let stopped = async move {
                 let _ = rx.wait_for(|stop| *stop).await;
             };
-            match run_once(&config, opts, &stats, stopped).await? {
+            match run_once(&config, opts, &listeners, &stats, stopped).await? {
                 Ended::Stopped => return Ok(stats.clone()),
                 Ended::Reopen => {
                     tracing::warn!("the state directory is writable again: reopening the database and going on");
@@ -144,9 +168,22 @@ enum Ended {
     Reopen,
 }
 
+/// Why a run was asked to stop.
+enum Why {
+    /// The shutdown future completed.
+    Shutdown,
+    /// The background check found damage.
+    Damaged,
+    /// The storage failed and is writable again.
+    Reopen,
+    /// Drain mode: every scheduler is done.
+    Drained,
+}
+
 async fn run_once(
     config: &Config,
     opts: RunOptions,
+    listeners: &Listeners,
     stats: &Arc<Stats>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<Ended, DaemonError> {
@@ -182,8 +219,47 @@ async fn run_once(
         "started"
     );
 
-    // The admin endpoint ([admin] listen: metrics, health); stops when dropped.
-    let admin = crate::admin::start_configured(&config, &queue, &stats)?;
+    // What can fail comes before anything is started: once a component
+    // runs, the run ends only through the stop below.
+    let serve = |l: &std::net::TcpListener| {
+        let l = l.try_clone()?;
+        l.set_nonblocking(true)?;
+        Ok(l)
+    };
+    let admin_listener = listeners
+        .admin
+        .as_ref()
+        .map(serve)
+        .transpose()
+        .map_err(DaemonError::Listener)?;
+    // The socket input is for a running daemon; --drain reads files only.
+    let input_listener = match (&listeners.input_tcp, opts.drain) {
+        (Some(l), false) => Some(serve(l).map_err(DaemonError::Listener)?),
+        _ => None,
+    };
+    // The control socket, for the operator commands.
+    let control_listener =
+        control::bind(&config.state_dir).map_err(|source| DaemonError::Control {
+            path: control::socket_path(&config.state_dir),
+            source,
+        })?;
+
+    let mut sup = Supervisor::new();
+    #[cfg(test)]
+    supervised_tests::arm(&config.state_dir, &mut sup);
+
+    // The admin endpoint ([admin] listen: metrics, health).
+    let (admin_stop, admin_stopped) = oneshot::channel::<()>();
+    if let Some(listener) = admin_listener {
+        let sources = crate::admin::Sources::new(&config, &queue, &stats, sup.tripped());
+        sup.task(
+            "admin endpoint",
+            Lifetime::UntilStopped,
+            crate::admin::serve(listener, sources, async {
+                let _ = admin_stopped.await;
+            }),
+        );
+    }
     let notify = Arc::new(Notify::new());
     let input_done = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -216,11 +292,13 @@ async fn run_once(
                     reopen: reopen.clone(),
                 },
             };
-            Some(
-                std::thread::Builder::new()
-                    .name("tjfwd-ingest".into())
-                    .spawn(move || ctx.run(tailer))
-                    .expect("spawning the ingest thread"),
+            // It ends by itself at the end of a drain, or to have the
+            // database reopened.
+            sup.thread(
+                "ingest thread",
+                "tjfwd-ingest",
+                Lifetime::MayFinish,
+                move || ctx.run(tailer),
             )
         }
         None => {
@@ -229,30 +307,24 @@ async fn run_once(
         }
     };
 
-    // The socket input is for a running daemon; --drain reads files only.
-    let socket = match (config.input.listen_tcp, opts.drain) {
-        (Some(addr), false) => {
-            let listener =
-                socket::bind(addr).map_err(|source| DaemonError::Listen { addr, source })?;
-            let input = SocketInput {
-                queue: queue.clone(),
-                rules: Rules::from_config(&config),
-                stats: stats.clone(),
-                notify: notify.clone(),
-                stop: stop.clone(),
-                max_line: config.input.max_line_bytes,
-                max_connections: config.input.max_connections,
-                max_pending: config.queue.max_pending,
-            };
-            Some(
-                std::thread::Builder::new()
-                    .name("tjfwd-listen".into())
-                    .spawn(move || input.run(listener))
-                    .expect("spawning the socket listener"),
-            )
-        }
-        _ => None,
-    };
+    if let Some(listener) = input_listener {
+        let input = SocketInput {
+            queue: queue.clone(),
+            rules: Rules::from_config(&config),
+            stats: stats.clone(),
+            notify: notify.clone(),
+            stop: stop.clone(),
+            max_line: config.input.max_line_bytes,
+            max_connections: config.input.max_connections,
+            max_pending: config.queue.max_pending,
+        };
+        sup.thread(
+            "socket input",
+            "tjfwd-listen",
+            Lifetime::UntilStopped,
+            move || input.run(listener),
+        );
+    }
 
     let flush_now = Arc::new(AtomicBool::new(false));
     let shared = Shared {
@@ -271,12 +343,7 @@ async fn run_once(
         },
     };
 
-    // The control socket, for the operator commands.
-    let listener = control::bind(&config.state_dir).map_err(|source| DaemonError::Control {
-        path: control::socket_path(&config.state_dir),
-        source,
-    })?;
-    let (control_stop, control_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (control_stop, control_stopped) = oneshot::channel::<()>();
     let ops = Arc::new(Ops {
         queue: queue.clone(),
         config: config.clone(),
@@ -286,43 +353,82 @@ async fn run_once(
             stats: stats.clone(),
         }),
     });
-    let control_task = tokio::spawn(control::serve(listener, ops, async {
-        let _ = control_stopped.await;
-    }));
+    sup.task(
+        "control socket",
+        Lifetime::UntilStopped,
+        control::serve(control_listener, ops, async {
+            let _ = control_stopped.await;
+        }),
+    );
 
     // Read every record once, in the background (the queue is usable at
     // once): damage that sled's open did not notice stops the daemon with
     // the advice to run `tjfwd recover`, before it builds on a broken base.
     let damaged = Arc::new(Notify::new());
-    let verify = spawn_verify(queue.clone(), damaged.clone(), stop.clone());
-    let stopped_by_damage = Arc::new(AtomicBool::new(false));
-    let flag = stopped_by_damage.clone();
-    let reopening = Arc::new(AtomicBool::new(false));
-    let reopen_flag = reopening.clone();
-    schedulers
-        .run(&shared, async move {
+    sup.thread(
+        "verify thread",
+        "tjfwd-verify",
+        Lifetime::MayFinish,
+        verify(queue.clone(), damaged.clone(), stop.clone()),
+    );
+
+    // The schedulers: in drain mode each ends when everything is sent.
+    let (schedulers_stop, schedulers_stopped) = tokio::sync::watch::channel(false);
+    let lifetime = if opts.drain {
+        Lifetime::MayFinish
+    } else {
+        Lifetime::UntilStopped
+    };
+    let sending: Vec<_> = schedulers
+        .0
+        .into_iter()
+        .map(|(name, start)| {
+            sup.task(
+                &format!("scheduler ({name})"),
+                lifetime,
+                start(&shared, schedulers_stopped.clone()),
+            )
+        })
+        .collect();
+    let all_sent = async {
+        for s in sending {
+            s.wait().await;
+        }
+    };
+
+    let why = sup
+        .until(async {
             tokio::select! {
-                _ = shutdown => {}
-                _ = damaged.notified() => flag.store(true, Ordering::Release),
-                _ = reopen.notified() => reopen_flag.store(true, Ordering::Release),
+                _ = shutdown => Why::Shutdown,
+                _ = damaged.notified() => Why::Damaged,
+                _ = reopen.notified() => Why::Reopen,
+                _ = all_sent => Why::Drained,
             }
         })
-        .await;
-    drop(admin);
-    let _ = control_stop.send(());
-    let _ = control_task.await;
+        .await
+        .ok();
 
     tracing::info!("stopping");
+    sup.stop();
+    let _ = admin_stop.send(());
+    let _ = control_stop.send(());
+    let _ = schedulers_stop.send(true);
     stop.store(true, Ordering::Release);
-    if let Some(handle) = ingest {
-        handle.thread().unpark();
-        let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+    if let Some(thread) = ingest {
+        thread.unpark();
     }
-    if let Some(handle) = socket {
-        let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+    let joined = sup.join(STOP_PATIENCE).await;
+
+    let flushed = queue.flush();
+    if let Err(failure) = joined {
+        match flushed {
+            Ok(()) => tracing::info!("queue flushed to disk"),
+            Err(e) => tracing::error!(error = %e, "the queue could not be flushed"),
+        }
+        return Err(DaemonError::Failed(failure));
     }
-    let reopening = reopening.load(Ordering::Acquire);
-    match queue.flush() {
+    let reopening = matches!(why, Some(Why::Reopen));
+    match flushed {
         // sled refuses everything after an I/O error: what it did not
         // write was never acknowledged (the input was rewound).
         Err(e) if reopening => {
@@ -330,12 +436,11 @@ async fn run_once(
         }
         r => r?,
     }
-    let _ = tokio::task::spawn_blocking(move || verify.join()).await;
     if reopening {
         drop(queue);
         return Ok(Ended::Reopen);
     }
-    if stopped_by_damage.load(Ordering::Acquire) {
+    if matches!(why, Some(Why::Damaged)) {
         return Err(DaemonError::Queue(StoreError::Damaged {
             dir: config.state_dir.clone(),
             detail: std::fs::read_to_string(config.state_dir.join(crate::store::DAMAGED_MARKER))
@@ -386,118 +491,88 @@ type Start = Box<
         + Send,
 >;
 
-/// The schedulers of the enabled targets ([`targets::start_enabled`] hands
-/// each target over; they start once the queue is open).
+/// The schedulers of the enabled targets, by target name
+/// ([`targets::start_enabled`] hands each target over; they start, under
+/// the supervisor, once the queue is open).
 #[derive(Default)]
-struct Schedulers(Vec<Start>);
+struct Schedulers(Vec<(&'static str, Start)>);
 
 impl targets::Starter for Schedulers {
     fn start<T: Target>(&mut self, target: T) {
-        self.0.push(Box::new(move |shared: &Shared, mut stop| {
-            let Some(id) = shared.queue.target_id(target.name()) else {
-                // The store was opened for every enabled target
-                // (store_targets): a target it does not serve is a bug.
-                let name = target.name();
-                return Box::pin(async move {
-                    tracing::error!(
-                        target_name = name,
-                        "the store does not serve this target; it is not started"
-                    );
-                });
-            };
-            let scheduler = Scheduler::new(
-                shared.queue.clone(),
-                target,
-                id,
-                shared.mode,
-                shared.stats.clone(),
-                shared.notify.clone(),
-                shared.input_done.clone(),
-                shared.flush_now.clone(),
-            )
-            .with_storage_watch(shared.storage.clone());
-            Box::pin(scheduler.run(async move {
-                let _ = stop.wait_for(|stop| *stop).await;
-            }))
-        }));
+        let name = target.name();
+        self.0.push((
+            name,
+            Box::new(move |shared: &Shared, mut stop| {
+                let Some(id) = shared.queue.target_id(name) else {
+                    // The store was opened for every enabled target
+                    // (store_targets): one it does not serve is a bug, and
+                    // a scheduler that ends at once is a failure the
+                    // supervisor reports.
+                    return Box::pin(async move {
+                        tracing::error!(
+                            target_name = name,
+                            "the store does not serve this target; it is not started"
+                        );
+                    });
+                };
+                let scheduler = Scheduler::new(
+                    shared.queue.clone(),
+                    target,
+                    id,
+                    shared.mode,
+                    shared.stats.clone(),
+                    shared.notify.clone(),
+                    shared.input_done.clone(),
+                    shared.flush_now.clone(),
+                )
+                .with_storage_watch(shared.storage.clone());
+                Box::pin(scheduler.run(async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                }))
+            }),
+        ));
     }
 }
 
-impl Schedulers {
-    /// Runs every scheduler until `shutdown` (or, in drain mode, until all
-    /// are done).
-    async fn run(self, shared: &Shared, shutdown: impl Future<Output = ()>) {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let mut tasks: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
-        for start in self.0 {
-            tasks.spawn(start(shared, stop_rx.clone()));
-        }
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                next = tasks.join_next() => match next {
-                    None => return,
-                    Some(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                    Some(_) => {}
-                },
-                _ = &mut shutdown => {
-                    let _ = stop_tx.send(true);
-                    while let Some(r) = tasks.join_next().await {
-                        if let Err(e) = r {
-                            if e.is_panic() {
-                                std::panic::resume_unwind(e.into_panic());
-                            }
-                        }
-                    }
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// Verifies the database on a thread of its own; on damage, records it
-/// ([`crate::store::mark_damaged`]) and wakes `damaged`.
-fn spawn_verify(
+/// The background check of the database, for a thread of its own; on
+/// damage, records it ([`crate::store::mark_damaged`]) and wakes `damaged`.
+fn verify(
     queue: Arc<Store>,
     damaged: Arc<Notify>,
     stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::Builder::new()
-        .name("tjfwd-verify".into())
-        .spawn(move || {
-            let started = std::time::Instant::now();
-            let v = queue.verify_until(&stop, false);
-            if v.problems == 0 {
-                if !v.complete {
-                    return; // stopped before the end
-                }
-                tracing::debug!(
-                    pending = v.pending,
-                    reported = v.reported,
-                    seconds = started.elapsed().as_secs_f64(),
-                    "database verified"
-                );
-                return;
+) -> impl FnOnce() + Send + 'static {
+    move || {
+        let started = std::time::Instant::now();
+        let v = queue.verify_until(&stop, false);
+        if v.problems == 0 {
+            if !v.complete {
+                return; // stopped before the end
             }
-            let detail = format!(
-                "{} problems, first: {}",
-                v.problems,
-                v.details.first().map_or("", |d| d.as_str())
+            tracing::debug!(
+                pending = v.pending,
+                reported = v.reported,
+                seconds = started.elapsed().as_secs_f64(),
+                "database verified"
             );
-            if let Err(e) = crate::store::mark_damaged(queue.dir(), &detail) {
-                tracing::error!(error = %e, "cannot record the damage in the state directory");
+            return;
+        }
+        let detail = format!(
+            "{} problems, first: {}",
+            v.problems,
+            v.details.first().map_or("", |d| d.as_str())
+        );
+        if let Err(e) = crate::store::mark_damaged(queue.dir(), &detail) {
+            tracing::error!(error = %e, "cannot record the damage in the state directory");
+        }
+        tracing::error!(
+            "{}",
+            StoreError::Damaged {
+                dir: queue.dir().to_path_buf(),
+                detail,
             }
-            tracing::error!(
-                "{}",
-                StoreError::Damaged {
-                    dir: queue.dir().to_path_buf(),
-                    detail,
-                }
-            );
-            damaged.notify_one();
-        })
-        .expect("spawning the verify thread")
+        );
+        damaged.notify_one();
+    }
 }
 
 /// What the ingest thread needs.
@@ -719,3 +794,6 @@ pub fn count_enqueued(stats: &Stats, out: &EnqueueOutcome) {
     Stats::add(&stats.already_reported, out.already_reported);
     Stats::add(&stats.dead_lettered_seen, out.dead);
 }
+
+#[cfg(test)]
+mod supervised_tests;

@@ -23,7 +23,9 @@
 //! - [`ratelimit`]: the rolling-window limit and the backoff, as pure functions.
 //! - [`tls`]: the TLS trust of the HTTP client (`ca_file`), below the targets.
 //! - [`scheduler`]: when to send, and what to do with each answer.
-//! - [`daemon`]: `tjfwd run`, wiring it all with a shutdown future.
+//! - [`daemon`]: `tjfwd run`, wiring it all with a shutdown future;
+//!   [`listeners`]: its sockets, bound before it starts;
+//!   [`supervisor`]: starts and watches its threads and tasks.
 //! - [`cli`]: the command line; [`commands`]: one file per subcommand, its
 //!   flags and code (the operator commands work through the control socket
 //!   or the database).
@@ -47,6 +49,7 @@ pub mod decode;
 pub mod errors;
 pub mod filter;
 pub mod health;
+pub mod listeners;
 pub mod logging;
 pub mod output;
 pub mod permissions;
@@ -57,6 +60,7 @@ pub mod source;
 pub mod stats;
 pub mod status;
 pub mod store;
+pub mod supervisor;
 pub mod targets;
 pub mod tls;
 

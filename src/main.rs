@@ -12,7 +12,10 @@
 //! - 0: success (for `run`: a clean shutdown after SIGTERM/SIGINT, or the
 //!   end of `--drain`; for `status`: healthy);
 //! - 1: failure (invalid configuration, state directory in use, storage
-//!   error...; for `status`: degraded);
+//!   error, a port in use...; for `run`, also a thread or task of the daemon
+//!   that panicked or ended unexpectedly: the daemon stopped the others and
+//!   flushed its queue first, see `tjfwd::supervisor`; for `status`:
+//!   degraded);
 //! - 2: usage error (unknown flag, missing argument; for `status`: not
 //!   running).
 

@@ -53,6 +53,22 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(l)
 }
 
+/// Joins the connection threads that have ended. One that panicked takes
+/// this thread down with the same panic, for the daemon's supervisor to see
+/// ([`crate::supervisor`]): a connection must not die unnoticed.
+fn reap(threads: &mut Vec<std::thread::JoinHandle<()>>) {
+    let mut i = 0;
+    while i < threads.len() {
+        if threads[i].is_finished() {
+            if let Err(panic) = threads.swap_remove(i).join() {
+                std::panic::resume_unwind(panic);
+            }
+        } else {
+            i += 1;
+        }
+    }
+}
+
 impl SocketInput {
     /// Accepts connections until stopped; returns when every connection
     /// thread has finished.
@@ -62,6 +78,7 @@ impl SocketInput {
         let active = Arc::new(AtomicUsize::new(0));
         let mut threads = Vec::new();
         while !self.stop.load(Ordering::Acquire) {
+            reap(&mut threads);
             match listener.accept() {
                 Ok((stream, peer)) => {
                     if active.load(Ordering::Acquire) >= self.max_connections {
@@ -84,7 +101,6 @@ impl SocketInput {
                             tracing::error!(error = %e, "cannot start a connection thread");
                         }
                     }
-                    threads.retain(|h| !h.is_finished());
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(TICK),
                 Err(e) => {
@@ -94,7 +110,9 @@ impl SocketInput {
             }
         }
         for h in threads {
-            let _ = h.join();
+            if let Err(panic) = h.join() {
+                std::panic::resume_unwind(panic);
+            }
         }
     }
 
@@ -188,5 +206,31 @@ impl SocketInput {
             tracing::debug!(%peer, bytes = lines.pending(), "socketlog connection closed in the middle of a line");
         }
         tracing::info!(%peer, "socketlog connection closed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_thread_that_panicked_takes_the_listener_down_with_its_panic() {
+        let ok = std::thread::spawn(|| {});
+        let failed = std::thread::spawn(|| std::panic::panic_any("connection broke"));
+        let (hold, held) = std::sync::mpsc::channel::<()>();
+        let running = std::thread::spawn(move || {
+            let _ = held.recv();
+        });
+        while !(ok.is_finished() && failed.is_finished()) {
+            std::thread::yield_now();
+        }
+        let mut threads = vec![ok, failed, running];
+        let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reap(&mut threads)))
+            .expect_err("the panic is passed on");
+        assert_eq!(panic.downcast_ref::<&str>(), Some(&"connection broke"));
+        // What still runs is kept.
+        assert_eq!(threads.len(), 1);
+        assert!(!threads[0].is_finished());
+        drop(hold);
     }
 }

@@ -13,22 +13,11 @@ use std::time::{Duration, Instant};
 use support::cowrie;
 use support::fake_api::{FakeApi, FakeConfig};
 use tjfwd::config::{Config, Secret, StartAt};
-use tjfwd::daemon::{self, DaemonError, RunOptions};
+use tjfwd::daemon::{self, DaemonError, Listeners, RunOptions};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 const WINDOW: Duration = Duration::from_millis(400);
-
-/// A port for the next daemon's admin endpoint: distinct within this test
-/// process (ports handed out by `bind(0)` and released could be handed out
-/// again to a parallel test), from a range that depends on the process id.
-fn next_port() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 20_000 + (std::process::id() % 2_000) as u16 * 16;
-    let _ = NEXT.compare_exchange(0, base, Ordering::SeqCst, Ordering::SeqCst);
-    NEXT.fetch_add(1, Ordering::SeqCst)
-}
 
 struct Daemon {
     _dir: tempfile::TempDir,
@@ -59,61 +48,48 @@ impl Daemon {
             .timeout(Duration::from_secs(5))
             .build()
             .unwrap();
-        // A port another process holds makes the daemon fail at start:
-        // then try the next one.
-        for _ in 0..20 {
-            let admin: SocketAddr = ([127, 0, 0, 1], next_port()).into();
-            let mut c = c.clone();
-            c.admin.listen = Some(admin);
-            let (stop, stopped) = oneshot::channel::<()>();
-            let task = tokio::spawn(async move {
-                daemon::run(c, RunOptions::default(), async {
-                    let _ = stopped.await;
-                })
-                .await
-                .map(|_| ())
-            });
-            let deadline = Instant::now() + Duration::from_secs(10);
-            let answered = loop {
-                if task.is_finished() {
-                    break false;
-                }
-                let up = http
-                    .get(format!("http://{admin}/healthz"))
-                    .send()
-                    .await
-                    .is_ok();
-                // Answered, and not by someone else: our daemon is still up
-                // a moment later (a failed bind ends it at once).
-                if up {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    break !task.is_finished();
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "the admin endpoint never answered"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            };
-            if !answered {
-                match task.await.unwrap() {
-                    Err(DaemonError::Admin(e)) => {
-                        eprintln!("{e}: trying another port");
-                        continue;
-                    }
-                    other => panic!("the daemon stopped: {other:?}"),
-                }
-            }
-            return Daemon {
-                _dir: dir,
-                log,
-                admin,
-                stop: Some(stop),
-                task: Some(task),
-                http,
-            };
+        // The endpoint's port: one the kernel picked, held from here on.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let admin = listener.local_addr().unwrap();
+        c.admin.listen = Some(admin);
+        let listeners = Listeners {
+            admin: Some(listener),
+            ..Listeners::none()
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            daemon::run(c, RunOptions::default(), listeners, async {
+                let _ = stopped.await;
+            })
+            .await
+            .map(|_| ())
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while http
+            .get(format!("http://{admin}/healthz"))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(
+                !task.is_finished(),
+                "the daemon stopped: {:?}",
+                task.await.unwrap()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "the admin endpoint never answered"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("no free port for the admin endpoint");
+        Daemon {
+            _dir: dir,
+            log,
+            admin,
+            stop: Some(stop),
+            task: Some(task),
+            http,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -372,9 +348,8 @@ async fn a_busy_admin_port_stops_the_start_with_a_clear_error() {
     c.threatjammer.api_url = api.url().parse().unwrap();
     c.threatjammer.token = Some(Secret::new(api.token()));
     c.admin.listen = Some(busy.local_addr().unwrap());
-    let err = daemon::run(c, RunOptions::default(), std::future::pending())
-        .await
-        .expect_err("the port is in use");
+    // `tjfwd run` binds the configured sockets before the daemon starts.
+    let err = Listeners::bind(&c, false).expect_err("the port is in use");
     let msg = err.to_string();
     assert!(msg.contains("[admin] listen"), "{msg}");
     assert!(

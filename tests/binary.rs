@@ -6,7 +6,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::bin::{bin, output_of, sigterm, spawn, wait_with_limit, Env};
+use support::bin::{
+    bin, bound_address, output_of, sigterm, spawn, wait_with_limit, Env, EPHEMERAL_PORTS_ENV,
+};
 use support::cowrie;
 use support::fake_api::{Failure, FakeApi, FakeConfig};
 
@@ -222,26 +224,23 @@ fn socket_input_survives_kill_9() {
     use std::io::Write;
     let env = Env::new();
     let api = FakeApi::start(FakeConfig::default());
-    let listen = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
     let cfg = env.config(&api, "");
+    // The port is the kernel's pick (EPHEMERAL_PORTS_ENV), not this one.
     let text = std::fs::read_to_string(&cfg).unwrap().replace(
         "cowrie_json = \"cowrie.json\"",
-        &format!("listen_tcp = \"{listen}\""),
+        "listen_tcp = \"127.0.0.1:9000\"",
     );
     std::fs::write(&cfg, text).unwrap();
     api.set_down(true);
-    let mut child = spawn(bin().args(["run", "--config"]).arg(&cfg));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut stream = loop {
-        match std::net::TcpStream::connect(listen) {
-            Ok(s) => break s,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => panic!("cannot connect: {e}\n{}", output_of(&mut child)),
-        }
-    };
+    let mut child = spawn(
+        bin()
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .env(EPHEMERAL_PORTS_ENV, "1"),
+    );
+    let listen = bound_address(&mut child, "[input] listen_tcp", Duration::from_secs(20));
+    let mut stream = std::net::TcpStream::connect(listen)
+        .unwrap_or_else(|e| panic!("cannot connect: {e}\n{}", output_of(&mut child)));
     let addrs = cowrie::public_addresses(20);
     for (i, a) in addrs.iter().enumerate() {
         writeln!(stream, "{}", cowrie::login_failed(a, i as u64)).unwrap();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use support::cowrie;
 use support::fake_api::{Failure, FakeApi, FakeConfig};
 use tjfwd::config::{Config, Secret, StartAt};
-use tjfwd::daemon::{self, RunOptions};
+use tjfwd::daemon::{self, Listeners, RunOptions};
 use tjfwd::stats::Stats;
 
 const WINDOW: Duration = Duration::from_millis(400);
@@ -63,6 +63,7 @@ async fn drain(config: Config, limit: Duration) -> Arc<Stats> {
             dry_run: false,
             drain: true,
         },
+        Listeners::none(),
         std::future::pending(),
     );
     tokio::time::timeout(limit, run)
@@ -261,9 +262,14 @@ async fn a_resighting_after_the_report_is_reported_again() {
     cowrie::append(&env.log, &[cowrie::login_failed("11.1.1.1", 0)]);
     let c = config(&env, &api);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let daemon = tokio::spawn(daemon::run(c, RunOptions::default(), async {
-        let _ = rx.await;
-    }));
+    let daemon = tokio::spawn(daemon::run(
+        c,
+        RunOptions::default(),
+        Listeners::none(),
+        async {
+            let _ = rx.await;
+        },
+    ));
     assert!(
         api.wait_for_accepted_async(1, Duration::from_secs(10))
             .await
@@ -293,9 +299,14 @@ async fn a_partial_last_line_waits_for_its_newline() {
     cowrie::append_raw(&env.log, head.as_bytes());
     let c = config(&env, &api);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let daemon = tokio::spawn(daemon::run(c, RunOptions::default(), async {
-        let _ = rx.await;
-    }));
+    let daemon = tokio::spawn(daemon::run(
+        c,
+        RunOptions::default(),
+        Listeners::none(),
+        async {
+            let _ = rx.await;
+        },
+    ));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(api.request_count(), 0);
     cowrie::append_raw(&env.log, tail.as_bytes());
@@ -321,9 +332,14 @@ async fn a_rejected_token_pauses_sending_and_drops_nothing() {
     api.set_token("another-token-entirely");
     let state = c.state_dir.clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let daemon = tokio::spawn(daemon::run(c, RunOptions::default(), async {
-        let _ = rx.await;
-    }));
+    let daemon = tokio::spawn(daemon::run(
+        c,
+        RunOptions::default(),
+        Listeners::none(),
+        async {
+            let _ = rx.await;
+        },
+    ));
     assert!(
         api.wait_for_requests_async(2, Duration::from_secs(10))
             .await
@@ -378,6 +394,7 @@ async fn dry_run_sends_nothing_and_acknowledges_nothing() {
             dry_run: true,
             drain: true,
         },
+        Listeners::none(),
         std::future::pending(),
     )
     .await
@@ -448,9 +465,14 @@ async fn when_every_address_is_rejected_it_is_a_configuration_problem_not_bad_ad
     let c = config(&env, &api);
     let state = c.state_dir.clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let daemon = tokio::spawn(daemon::run(c, RunOptions::default(), async {
-        let _ = rx.await;
-    }));
+    let daemon = tokio::spawn(daemon::run(
+        c,
+        RunOptions::default(),
+        Listeners::none(),
+        async {
+            let _ = rx.await;
+        },
+    ));
     // Bisection down to single addresses, two of them, one probe.
     assert!(
         api.wait_for_requests_async(12, Duration::from_secs(20))

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use support::cowrie;
 use support::fake_api::{FakeApi, FakeConfig, RequestRecord};
 use tjfwd::config::{Config, LoadOptions};
-use tjfwd::daemon::{self, RunOptions};
+use tjfwd::daemon::{self, Listeners, RunOptions};
 use tjfwd::stats::Stats;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -129,9 +129,14 @@ struct Daemon {
 
 fn start(config: Config) -> Daemon {
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(daemon::run(config, RunOptions::default(), async {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(daemon::run(
+        config,
+        RunOptions::default(),
+        Listeners::none(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     Daemon { stop, task }
 }
 

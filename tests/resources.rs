@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::bin::{bin, output_of, sigterm, spawn, wait_with_limit, Env, Running};
+use support::bin::{
+    bin, bound_address, output_of, sigterm, spawn, wait_with_limit, Env, Running,
+    EPHEMERAL_PORTS_ENV,
+};
 use support::cowrie;
 use support::fake_api::{FakeApi, FakeConfig};
 
@@ -152,25 +155,21 @@ fn max_pending_stops_reading_the_socket() {
     let env = Env::new();
     let api = FakeApi::start(FakeConfig::default());
     let cfg = env.config(&api, "");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // The port is the kernel's pick (EPHEMERAL_PORTS_ENV), not this one.
     let text = std::fs::read_to_string(&cfg).unwrap().replace(
         "cowrie_json = \"cowrie.json\"\n",
-        &format!("listen_tcp = \"127.0.0.1:{port}\"\n"),
+        "listen_tcp = \"127.0.0.1:9000\"\n",
     );
     std::fs::write(&cfg, text + "\n[queue]\nmax_pending = 1000\n").unwrap();
-    let mut d = spawn(bin().args(["run", "--dry-run", "--config"]).arg(&cfg));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut stream = loop {
-        match std::net::TcpStream::connect(("127.0.0.1", port)) {
-            Ok(s) => break s,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => panic!("{e}: {}", output_of(&mut d)),
-        }
-    };
+    let mut d = spawn(
+        bin()
+            .args(["run", "--dry-run", "--config"])
+            .arg(&cfg)
+            .env(EPHEMERAL_PORTS_ENV, "1"),
+    );
+    let listen = bound_address(&mut d, "[input] listen_tcp", Duration::from_secs(20));
+    let mut stream = std::net::TcpStream::connect(listen)
+        .unwrap_or_else(|e| panic!("{e}: {}", output_of(&mut d)));
     // 40,000 distinct addresses, ~18 MB: more than the socket buffers hold.
     let addrs = cowrie::public_addresses(40_000);
     let writer = std::thread::spawn(move || {

@@ -5,17 +5,24 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use support::cowrie;
 use support::fake_api::{FakeApi, FakeConfig};
 use tjfwd::config::{Config, Secret};
-use tjfwd::daemon::{self, RunOptions};
+use tjfwd::daemon::{self, Listeners, RunOptions};
 
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+/// The socket input's listener, bound by the test on a port the kernel
+/// picks (held from here on: no other test can take it), and its address.
+fn listener() -> (Listeners, SocketAddr) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let listeners = Listeners {
+        input_tcp: Some(l),
+        ..Listeners::none()
+    };
+    (listeners, addr)
 }
 
 /// A line as Cowrie's socketlog sends it: `json.dumps` separators.
@@ -61,11 +68,11 @@ async fn several_clients_at_once_deliver_every_address() {
         window: Duration::from_millis(300),
         ..FakeConfig::default()
     });
-    let listen = free_port();
+    let (listeners, listen) = listener();
     let mut c = config(&dir.path().join("state"), &api, listen);
     c.input.max_line_bytes = 4096;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let d = tokio::spawn(daemon::run(c, RunOptions::default(), async {
+    let d = tokio::spawn(daemon::run(c, RunOptions::default(), listeners, async {
         let _ = rx.await;
     }));
     let addrs = cowrie::public_addresses(300);
@@ -108,11 +115,11 @@ async fn several_clients_at_once_deliver_every_address() {
 async fn connections_over_the_limit_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let api = FakeApi::start(FakeConfig::default());
-    let listen = free_port();
+    let (listeners, listen) = listener();
     let mut c = config(&dir.path().join("state"), &api, listen);
     c.input.max_connections = 1;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let d = tokio::spawn(daemon::run(c, RunOptions::default(), async {
+    let d = tokio::spawn(daemon::run(c, RunOptions::default(), listeners, async {
         let _ = rx.await;
     }));
     let mut first = connect(listen);

@@ -194,6 +194,9 @@ pub fn send_pending(config: &Config) -> Result<u64, CommandError> {
     let mut c = config.clone();
     c.input.cowrie_json = None;
     c.input.listen_tcp = None;
+    // As the daemon would (its admin endpoint answers while this sends).
+    let listeners = crate::listeners::Listeners::bind(&c, true)
+        .map_err(|e| CommandError::Other(e.to_string()))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -204,6 +207,7 @@ pub fn send_pending(config: &Config) -> Result<u64, CommandError> {
             dry_run: false,
             drain: true,
         },
+        listeners,
         async {
             let _ = tokio::signal::ctrl_c().await;
         },

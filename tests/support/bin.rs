@@ -3,6 +3,7 @@
 //! pipe nobody reads would fill up and block them), waits with limits.
 
 use std::io::Read;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -14,8 +15,43 @@ pub fn bin() -> Command {
     c.env_remove("RUST_LOG")
         .env_remove("TJFWD_CONFIG")
         .env_remove("TJFWD_BEARER_TOKEN")
-        .env_remove("TJFWD_TEST_RATE_WINDOW_MS");
+        .env_remove("TJFWD_TEST_RATE_WINDOW_MS")
+        .env_remove(EPHEMERAL_PORTS_ENV);
     c
+}
+
+/// Test only: with it set to `1`, `tjfwd run` binds `[admin] listen` and
+/// `[input] listen_tcp` on port 0 of the configured address (the configured
+/// port is not used) and logs the bound addresses: read them with
+/// [`bound_address`]. No test guesses a free port.
+pub const EPHEMERAL_PORTS_ENV: &str = "TJFWD_TEST_EPHEMERAL_PORTS";
+
+/// The address `r` (started with [`EPHEMERAL_PORTS_ENV`]) bound for `key`
+/// (`"[input] listen_tcp"` or `"[admin] listen"`), from its log: waits for
+/// the line, at most `limit`.
+pub fn bound_address(r: &mut Running, key: &str, limit: Duration) -> SocketAddr {
+    let needle = format!("{key} listens on ");
+    let deadline = Instant::now() + limit;
+    loop {
+        let out = output_of(r);
+        if let Some(at) = out.find(&needle) {
+            let addr: String = out[at + needle.len()..]
+                .chars()
+                .take_while(|c| !c.is_whitespace())
+                .collect();
+            return addr
+                .parse()
+                .unwrap_or_else(|e| panic!("{e}: {addr:?} in:\n{out}"));
+        }
+        if let Some(status) = r.child.try_wait().unwrap() {
+            panic!("tjfwd exited ({status}) before it listened ({key}):\n{out}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tjfwd never said where it listens ({key}):\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 pub struct Env {
