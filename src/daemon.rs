@@ -23,7 +23,7 @@ use crate::scheduler::{Mode, Scheduler};
 use crate::socket::{self, SocketInput};
 use crate::source::{Chunk, Tailer};
 use crate::stats::{escape_for_log, Stats};
-use crate::store::{EnqueueOutcome, Policy, Sighting, Store, StoreError};
+use crate::store::{EnqueueOutcome, Sighting, Store, StoreError};
 use crate::targets::{self, SetupError, Target};
 
 /// How `tjfwd run` was asked to behave.
@@ -58,23 +58,6 @@ pub enum DaemonError {
     },
 }
 
-/// The queue policy from the configuration.
-pub fn policy(config: &Config) -> Policy {
-    Policy {
-        ttl_ms: config.threatjammer.ttl.saturating_mul(1000),
-        rereport_after_ms: config.schedule.rereport_after.as_millis() as u64,
-    }
-}
-
-/// Opens the queue described by the configuration.
-pub fn open_queue(config: &Config) -> Result<Store, StoreError> {
-    Store::open(
-        &config.state_dir,
-        config.storage.cache_capacity,
-        policy(config),
-    )
-}
-
 /// Opens the queue, waiting up to `patience` while another process holds
 /// it: an operator command (`tjfwd status` with no daemon running) holds the
 /// state directory for a moment, which must not stop a daemon from starting.
@@ -82,7 +65,7 @@ pub async fn open_queue_waiting(config: &Config, patience: Duration) -> Result<S
     let deadline = tokio::time::Instant::now() + patience;
     let mut logged = false;
     loop {
-        match open_queue(config) {
+        match Store::open_configured(config) {
             Err(StoreError::Locked { .. }) if tokio::time::Instant::now() < deadline => {
                 if !logged {
                     tracing::info!(state_dir = %config.state_dir.display(), "the state directory is busy (an operator command?): waiting");

@@ -425,7 +425,7 @@ mod tests {
     fn a_daemon_that_cannot_read_its_queue_still_says_why() {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::default_for_tests(dir.path().join("state"));
-        let queue = crate::daemon::open_queue(&config).unwrap();
+        let queue = Store::open_configured(&config).unwrap();
         let stats = Stats::default();
         stats.set_paused(Some(
             "cannot write the queue: No space left on device".into(),

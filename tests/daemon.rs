@@ -73,7 +73,7 @@ async fn drain(config: Config, limit: Duration) -> Arc<Stats> {
 
 /// Opens a stopped daemon's state directory, to look inside.
 fn open_state(state: &Path) -> tjfwd::store::Store {
-    tjfwd::daemon::open_queue(&Config::default_for_tests(state.to_path_buf())).unwrap()
+    tjfwd::store::Store::open_configured(&Config::default_for_tests(state.to_path_buf())).unwrap()
 }
 
 fn write_logins(path: &Path, addrs: &[String]) {

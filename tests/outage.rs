@@ -318,7 +318,7 @@ async fn a_revoked_token_pauses_sending_until_the_operator_installs_the_new_one(
     // The operator notices (status degraded, 401 in the log), writes the new
     // token and restarts the service.
     daemon.stop().await;
-    let q = daemon::open_queue(&env.config()).unwrap();
+    let q = tjfwd::store::Store::open_configured(&env.config()).unwrap();
     let health = q.health().unwrap();
     assert_eq!(health.last_error_status, 401, "{health:?}");
     assert!(health.failing_since_ms.is_some());

@@ -38,7 +38,7 @@ use crate::control::{
     Client, ControlError, ExportEntry, FlushOutcome, Ops, Request, ResendFilter, ResendOutcome,
 };
 use crate::status::Snapshot;
-use crate::store::{EnqueueOutcome, Sighting, StoreError};
+use crate::store::{EnqueueOutcome, Sighting, Store, StoreError};
 
 /// The target of the log events of the command line's own code: the
 /// binary's crate name, which is what these events carried when that code
@@ -82,7 +82,7 @@ impl Backend {
             if let Some(client) = Client::connect(&config.state_dir)? {
                 return Ok(Backend::Daemon(client));
             }
-            match crate::daemon::open_queue(config) {
+            match Store::open_configured(config) {
                 Ok(q) => {
                     return Ok(Backend::Local(Box::new(Ops {
                         queue: Arc::new(q),

@@ -33,12 +33,13 @@ use migrations::v1::{Dead, Pending, RequestLog};
 use crate::clock::now_ms;
 use crate::commands::{CommandError, ConfigArgs};
 use crate::config::{Config, StartAt};
-use crate::daemon::{count_enqueued, policy, select_lines};
+use crate::daemon::{count_enqueued, select_lines};
 use crate::filter::Rules;
 use crate::source::{Chunk, Tailer};
 use crate::stats::Stats;
 use crate::store::{
-    lock_state_dir, seal_says_older, Sighting, Store, StoreError, Verified, DAMAGED_MARKER, SEAL,
+    lock_state_dir, seal_says_older, Policy, Sighting, Store, StoreError, Verified, DAMAGED_MARKER,
+    SEAL,
 };
 
 /// Sightings written per transaction while salvaging.
@@ -250,7 +251,7 @@ pub fn recover(config: &Config, opts: Options, out: &mut dyn Write) -> Result<bo
         state_dir,
         lock,
         config.storage.cache_capacity,
-        policy(config),
+        Policy::from_config(config),
     )?;
     let now = now_ms();
     let salvage = match &salvaged_from {
@@ -371,7 +372,11 @@ fn examine(
     })?;
     let state_dir = db_dir.parent().unwrap_or(Path::new("."));
     let result = quietly(|| {
-        let q = Store::open(scratch, config.storage.cache_capacity, policy(config))?;
+        let q = Store::open(
+            scratch,
+            config.storage.cache_capacity,
+            Policy::from_config(config),
+        )?;
         let mut v = q.verify();
         // The copy has no seal: compare with the state directory's.
         if let Some(older) = seal_says_older(state_dir, q.next_seq()?) {

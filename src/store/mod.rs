@@ -35,6 +35,7 @@
 //! | file          | what                                                          |
 //! |---------------|---------------------------------------------------------------|
 //! | `open.rs`     | opening: the directory lock, sled's lock, the seal, the migrations; the fsync |
+//! | `configured.rs` | [`Store::open_configured`]: the configuration mapped onto `open` |
 //! | `intake.rs`   | sightings coming in: folded, each placed (new, pending, not due, dead); the pending counter |
 //! | `delivery.rs` | sending: batches in FIFO order, ack, dead letters, the reported mirror and its expiry, resend, the request log, health, the scans behind `export` |
 //! | `inputs.rs`   | input positions: the file checkpoints, `input_since`          |
@@ -50,6 +51,7 @@ use std::path::PathBuf;
 
 use migrations::MigrationError;
 
+mod configured;
 mod delivery;
 mod inputs;
 mod intake;
