@@ -1,11 +1,13 @@
-//! The daemon (`tjfwd run`): wires source → decode → filter → queue on an
-//! ingest thread, and the scheduler/reporter on the async runtime.
+//! The daemon (`tjfwd run`): wires the enabled inputs into the pipeline
+//! (source → decode → filter → queue, [`crate::inputs`]), and the
+//! scheduler/reporter on the async runtime.
 //!
-//! The ingest side is synchronous on purpose: it reads files and writes sled
-//! transactions, both blocking. It runs on its own thread, wakes the
-//! scheduler when it queued something, and stops at the next chunk boundary
-//! when asked. Shutdown comes in as a future (only `main` knows about
-//! signals), so tests can stop the daemon however they like.
+//! The input side is synchronous on purpose: it reads files and sockets and
+//! writes sled transactions, all blocking. Each input runs on its own
+//! thread, wakes the scheduler when it queued something, and stops at the
+//! next chunk boundary when asked. Shutdown comes in as a future (only
+//! `main` knows about signals), so tests can stop the daemon however they
+//! like.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,16 +16,13 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::clock::now_ms;
 use crate::config::Config;
 use crate::control::{self, DaemonHooks, Ops};
-use crate::decode::{cannot_select, decode, decode_fast, decode_serde};
-use crate::filter::Rules;
+use crate::inputs::{self, StartError};
+use crate::pipeline::{Pipeline, StorageWatch};
 use crate::scheduler::{Mode, Scheduler};
-use crate::socket::{self, SocketInput};
-use crate::source::{Chunk, Tailer};
-use crate::stats::{escape_for_log, Stats};
-use crate::store::{EnqueueOutcome, Sighting, Store, StoreError};
+use crate::stats::Stats;
+use crate::store::{Store, StoreError};
 use crate::targets::{self, SetupError, Target};
 
 /// How `tjfwd run` was asked to behave.
@@ -50,12 +49,9 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot listen on {addr} ([input] listen_tcp): {source}; is another process using the port?")]
-    Listen {
-        addr: std::net::SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    /// An input cannot start (the `[input] listen_tcp` port...).
+    #[error(transparent)]
+    Input(#[from] StartError),
 }
 
 /// Opens the queue, waiting up to `patience` while another process holds
@@ -172,72 +168,19 @@ async fn run_once(
     let notify = Arc::new(Notify::new());
     let input_done = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
-    let ingest = match &config.input.cowrie_json {
-        Some(path) => {
-            let tailer = Tailer::new(
-                path.clone(),
-                config.input.start_at,
-                config.input.max_line_bytes,
-            )
-            .with_grace(
-                config
-                    .input
-                    .poll_interval
-                    .saturating_mul(20)
-                    .max(Duration::from_secs(10)),
-            );
-            let ctx = Ingest {
-                queue: queue.clone(),
-                rules: Rules::from_config(&config),
-                stats: stats.clone(),
-                notify: notify.clone(),
-                input_done: input_done.clone(),
-                stop: stop.clone(),
-                poll: config.input.poll_interval,
-                drain: opts.drain,
-                max_pending: config.queue.max_pending,
-                storage: StorageWatch {
-                    dir: config.state_dir.clone(),
-                    reopen: reopen.clone(),
-                },
-            };
-            Some(
-                std::thread::Builder::new()
-                    .name("tjfwd-ingest".into())
-                    .spawn(move || ctx.run(tailer))
-                    .expect("spawning the ingest thread"),
-            )
-        }
-        None => {
-            input_done.store(true, Ordering::Release);
-            None
-        }
-    };
-
-    // The socket input is for a running daemon; --drain reads files only.
-    let socket = match (config.input.listen_tcp, opts.drain) {
-        (Some(addr), false) => {
-            let listener =
-                socket::bind(addr).map_err(|source| DaemonError::Listen { addr, source })?;
-            let input = SocketInput {
-                queue: queue.clone(),
-                rules: Rules::from_config(&config),
-                stats: stats.clone(),
-                notify: notify.clone(),
-                stop: stop.clone(),
-                max_line: config.input.max_line_bytes,
-                max_connections: config.input.max_connections,
-                max_pending: config.queue.max_pending,
-            };
-            Some(
-                std::thread::Builder::new()
-                    .name("tjfwd-listen".into())
-                    .spawn(move || input.run(listener))
-                    .expect("spawning the socket listener"),
-            )
-        }
-        _ => None,
-    };
+    let storage = StorageWatch::new(config.state_dir.clone(), reopen.clone());
+    let pipeline = Pipeline::new(queue.clone(), &config, stats.clone(), notify.clone())
+        .with_storage_watch(storage.clone());
+    let inputs = inputs::start_enabled(
+        &config,
+        &inputs::Context {
+            pipeline: Arc::new(pipeline),
+            store: queue.clone(),
+            stop: stop.clone(),
+            drain: opts.drain,
+            done: input_done.clone(),
+        },
+    )?;
 
     let flush_now = Arc::new(AtomicBool::new(false));
     let shared = Shared {
@@ -250,10 +193,7 @@ async fn run_once(
         notify: notify.clone(),
         input_done,
         flush_now: flush_now.clone(),
-        storage: StorageWatch {
-            dir: config.state_dir.clone(),
-            reopen: reopen.clone(),
-        },
+        storage: storage.clone(),
     };
 
     // The control socket, for the operator commands.
@@ -269,6 +209,7 @@ async fn run_once(
             notify,
             flush_now,
             stats: stats.clone(),
+            storage,
         }),
     });
     let control_task = tokio::spawn(control::serve(listener, ops, async {
@@ -299,13 +240,7 @@ async fn run_once(
 
     tracing::info!("stopping");
     stop.store(true, Ordering::Release);
-    if let Some(handle) = ingest {
-        handle.thread().unpark();
-        let _ = tokio::task::spawn_blocking(move || handle.join()).await;
-    }
-    if let Some(handle) = socket {
-        let _ = tokio::task::spawn_blocking(move || handle.join()).await;
-    }
+    let _ = tokio::task::spawn_blocking(move || inputs.stop()).await;
     let reopening = reopening.load(Ordering::Acquire);
     match queue.flush() {
         // sled refuses everything after an I/O error: what it did not
@@ -471,224 +406,4 @@ fn spawn_verify(
             damaged.notify_one();
         })
         .expect("spawning the verify thread")
-}
-
-/// What the ingest thread needs.
-struct Ingest {
-    queue: Arc<Store>,
-    rules: Rules,
-    stats: Arc<Stats>,
-    notify: Arc<Notify>,
-    input_done: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    poll: Duration,
-    drain: bool,
-    max_pending: u64,
-    /// Asks for a new database when the storage failed and is writable again.
-    storage: StorageWatch,
-}
-
-/// After a storage error: whether the state directory is writable again,
-/// in which case the daemon reopens the database (sled fails every write
-/// after an I/O error, even once space is freed: only a new instance can
-/// use it).
-#[derive(Clone)]
-pub struct StorageWatch {
-    dir: std::path::PathBuf,
-    reopen: Arc<Notify>,
-}
-
-impl StorageWatch {
-    /// Looks at a failed queue operation; true when a reopen was asked for.
-    pub fn recovered(&self, e: &StoreError) -> bool {
-        if !matches!(e, StoreError::Sled(sled::Error::Io(_))) || !storage_writable(&self.dir) {
-            return false;
-        }
-        tracing::warn!(error = %e, "the queue failed to write, and the state directory is writable now: the database will be reopened");
-        self.reopen.notify_one();
-        true
-    }
-}
-
-impl Ingest {
-    fn run(self, mut tailer: Tailer) {
-        let mut chunk = Chunk::default();
-        let mut sightings = Vec::new();
-        let mut failures = 0u32;
-        while !self.stop.load(Ordering::Acquire) {
-            if !has_room(&self.queue, self.max_pending, &self.stats) {
-                std::thread::park_timeout(self.poll);
-                continue;
-            }
-            let now = now_ms();
-            let got = match tailer.next_chunk(&self.queue, &self.stats, &mut chunk, now) {
-                Ok(got) => got,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the input; retrying");
-                    failures += 1;
-                    self.pause(failures);
-                    continue;
-                }
-            };
-            if !got {
-                if self.drain {
-                    break;
-                }
-                std::thread::park_timeout(self.poll);
-                continue;
-            }
-            sightings.clear();
-            select_lines(chunk.lines(), &self.rules, &self.stats, now, &mut sightings);
-            let ckpt = chunk.checkpoint(now);
-            match self
-                .queue
-                .enqueue(&sightings, ckpt.as_ref().map(|(id, c)| (id, c)), now)
-            {
-                Ok(out) => {
-                    if failures > 0 {
-                        self.stats.set_paused(None);
-                    }
-                    failures = 0;
-                    tailer.commit();
-                    count_enqueued(&self.stats, &out);
-                    if out.queued_new > 0 {
-                        self.notify.notify_one();
-                    }
-                }
-                Err(e) => {
-                    failures += 1;
-                    if self.storage.recovered(&e) {
-                        return; // not "input done": the next run reads on
-                    }
-                    tracing::error!(error = %e, "cannot queue addresses; the input is not advanced and will be read again");
-                    self.stats
-                        .set_paused(Some(format!("cannot write the queue: {e}")));
-                    if let Err(e) = tailer.rewind() {
-                        tracing::warn!(error = %e, "cannot rewind the input");
-                    }
-                    self.pause(failures);
-                }
-            }
-        }
-        self.input_done.store(true, Ordering::Release);
-        self.notify.notify_one();
-    }
-
-    /// Waits before retrying after a failure (up to 30 s), unless stopped.
-    fn pause(&self, failures: u32) {
-        let d = Duration::from_millis(500u64.saturating_mul(1 << failures.min(6)))
-            .min(Duration::from_secs(30));
-        std::thread::park_timeout(d);
-    }
-}
-
-/// Whether the state directory takes a write of a few segments again (the
-/// room sled needs to go on), tested with a scratch file.
-fn storage_writable(dir: &std::path::Path) -> bool {
-    use std::io::Write;
-    let probe = dir.join("space.probe");
-    let ok = std::fs::File::create(&probe)
-        .and_then(|mut f| {
-            f.write_all(&vec![0u8; 2 << 20])?;
-            f.sync_all()
-        })
-        .is_ok();
-    let _ = std::fs::remove_file(&probe);
-    ok
-}
-
-/// Whether the queue has room for more (backpressure): below
-/// `[queue] max_pending`, the inputs read; at it, they wait for the
-/// scheduler to send. Records the pause in `stats` (status, metrics, log).
-pub fn has_room(queue: &Store, max_pending: u64, stats: &Stats) -> bool {
-    let pending = match queue.pending_count() {
-        Ok(n) => n,
-        // The enqueue will fail too, and say why.
-        Err(_) => return true,
-    };
-    let full = pending >= max_pending;
-    let paused = stats.paused();
-    let full_reason = || {
-        format!(
-            "the queue is full: {pending} pending addresses, [queue] max_pending = {max_pending}"
-        )
-    };
-    match (full, paused) {
-        (true, None) => stats.set_paused(Some(full_reason())),
-        (false, Some(p)) if p.starts_with("the queue is full") => stats.set_paused(None),
-        _ => {}
-    }
-    !full
-}
-
-/// The longest line `select_lines` decodes before asking the prefilter.
-const FAST_FIRST: usize = 1024;
-
-/// Decodes, selects and filters lines into `out`.
-pub fn select_lines<'a>(
-    lines: impl Iterator<Item = &'a [u8]>,
-    rules: &Rules,
-    stats: &Stats,
-    now: u64,
-    out: &mut Vec<Sighting>,
-) {
-    // Counted once per call: an atomic add per line costs more than the
-    // prefilter's verdict on a short line.
-    let mut read = 0u64;
-    for line in lines {
-        read += 1;
-        // A line of up to 1 KiB goes to the decoder's fast path first: it
-        // takes as long as the prefilter on such a line, and selected lines
-        // (mostly short) then need nothing else. Longer ones (the kex lines)
-        // meet the prefilter first, which skips them in a third of the time.
-        // Either way the answer is `decode`'s (the fast path answers as it
-        // does, or defers), and a line the prefilter would have skipped is
-        // one that is not selected: the same sightings and counts.
-        let fast = if line.len() <= FAST_FIRST {
-            decode_fast(line)
-        } else {
-            None
-        };
-        let event = match fast {
-            Some(e) => e,
-            None => {
-                // Most lines cannot be selected: skip them before serde_json.
-                if cannot_select(line, rules) {
-                    continue;
-                }
-                let decoded = if line.len() <= FAST_FIRST {
-                    decode_serde(line)
-                } else {
-                    decode(line)
-                };
-                match decoded {
-                    Ok(e) => e,
-                    Err(reason) => {
-                        stats.skip(reason, || escape_for_log(line, 120));
-                        continue;
-                    }
-                }
-            }
-        };
-        if !rules.selects(&event.eventid) {
-            continue;
-        }
-        Stats::add(&stats.events_selected, 1);
-        match rules.address(&event.src_ip) {
-            Ok(addr) => out.push(Sighting {
-                addr,
-                seen_ms: event.timestamp_ms.map_or(now, |t| t.min(now)),
-            }),
-            Err(reason) => stats.skip(reason, || escape_for_log(event.src_ip.as_bytes(), 80)),
-        }
-    }
-    Stats::add(&stats.lines_read, read);
-}
-
-/// Adds what an enqueue did to the counters.
-pub fn count_enqueued(stats: &Stats, out: &EnqueueOutcome) {
-    Stats::add(&stats.queued_new, out.queued_new);
-    Stats::add(&stats.queued_updates, out.updated);
-    Stats::add(&stats.already_reported, out.already_reported);
-    Stats::add(&stats.dead_lettered_seen, out.dead);
 }

@@ -11,7 +11,12 @@
 //! ```
 //!
 //! - [`config`]: the TOML configuration, validated into [`config::Config`].
+//! - [`inputs`]: the inputs, as plug-ins: the `cowrie.json` file, the
+//!   socketlog TCP socket; each hands out chunks of lines and says how
+//!   their position is committed.
 //! - [`source`]: tails `cowrie.json` from a checkpoint, whole lines only.
+//! - [`pipeline`]: a chunk of lines → decode → filter → store, with its
+//!   position; one error policy for every input.
 //! - [`decode`]: one JSON line → `eventid`, `src_ip`, `timestamp`.
 //! - [`filter`]: the select rule, address normalization and filtering.
 //! - [`store`]: the sled database: intake, delivery state, input positions
@@ -40,11 +45,12 @@ pub mod daemon;
 pub mod decode;
 pub mod filter;
 pub mod health;
+pub mod inputs;
 pub mod logging;
 pub mod permissions;
+pub mod pipeline;
 pub mod ratelimit;
 pub mod scheduler;
-pub mod socket;
 pub mod source;
 pub mod stats;
 pub mod status;

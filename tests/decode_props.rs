@@ -10,9 +10,9 @@
 mod cowrie_gen;
 
 use proptest::prelude::*;
-use tjfwd::daemon::select_lines;
 use tjfwd::decode::{cannot_select, decode, decode_fast, decode_fast_general, decode_serde};
 use tjfwd::filter::Rules;
+use tjfwd::pipeline::select_lines;
 use tjfwd::stats::{SkipReason, Stats};
 
 fn rules() -> Rules {
