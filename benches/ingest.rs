@@ -17,7 +17,7 @@
 //! - `select_lines_without_prefilter`: decode → select → filter as
 //!   `select_lines` did before the prefilter and the fast path, with
 //!   `decode_serde` (kept here as the baseline);
-//! - `select_lines`: `tjfwd::daemon::select_lines` (prefilter, decode,
+//! - `select_lines`: `tjfwd::pipeline::select_lines` (prefilter, decode,
 //!   select, filter, counters); both with `track_login` only (`/login`)
 //!   and with both tracks (`/login+session`);
 //! - `lines_of+select_lines`: the same, split by `tjfwd::source::lines_of`
@@ -34,9 +34,9 @@ use std::borrow::Cow;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tjfwd::daemon::select_lines;
 use tjfwd::decode::{cannot_select, decode, decode_fast, decode_serde};
 use tjfwd::filter::Rules;
+use tjfwd::pipeline::select_lines;
 use tjfwd::stats::{escape_for_log, Stats};
 use tjfwd::store::Sighting;
 

@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use migrations::v1::{Checkpoint, FileId};
-use tjfwd::daemon::select_lines;
 use tjfwd::filter::Rules;
+use tjfwd::pipeline::select_lines;
 use tjfwd::stats::Stats;
 use tjfwd::store::{Policy, Sighting, Store, TargetSpec};
 

@@ -35,6 +35,7 @@ use tokio::sync::Notify;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::errors::chain;
+use crate::pipeline::{Commit, Pipeline, StorageWatch};
 use crate::stats::Stats;
 use crate::status::{rfc3339, Snapshot};
 use crate::store::{EnqueueOutcome, Sighting, Store, StoreError};
@@ -150,6 +151,9 @@ pub struct DaemonHooks {
     pub flush_now: Arc<AtomicBool>,
     /// The daemon's counters.
     pub stats: Arc<Stats>,
+    /// Shown the storage errors of `enqueue` (the daemon reopens the
+    /// database once the disk takes writes again).
+    pub storage: StorageWatch,
 }
 
 /// The operations, on an open queue.
@@ -182,17 +186,30 @@ impl Ops {
         }
     }
 
-    /// Queues sightings and makes them durable before answering.
+    /// Queues sightings and makes them durable before answering: the
+    /// pipeline's second half ([`Pipeline::queue`], the position committed
+    /// after the fsync: the answer). In the daemon, counted, the
+    /// schedulers woken, a storage error shown to the storage watch.
     pub fn enqueue(&self, sightings: &[Sighting]) -> Result<EnqueueOutcome, ControlError> {
-        let out = self.queue.enqueue(sightings, None, now_ms())?;
-        self.queue.flush()?;
-        if let Some(d) = &self.daemon {
-            crate::daemon::count_enqueued(&d.stats, &out);
-            if out.queued_new > 0 {
-                d.notify.notify_one();
-            }
-        }
-        Ok(out)
+        let pipeline = match &self.daemon {
+            Some(d) => Pipeline::new(
+                self.queue.clone(),
+                &self.config,
+                d.stats.clone(),
+                d.notify.clone(),
+            )
+            .with_storage_watch(d.storage.clone()),
+            // No daemon: nothing to count for, no scheduler to wake.
+            None => Pipeline::new(
+                self.queue.clone(),
+                &self.config,
+                Arc::default(),
+                Arc::default(),
+            ),
+        };
+        pipeline
+            .queue(sightings, &Commit::AfterFlush, now_ms())
+            .map_err(|f| f.error.into())
     }
 
     /// Queues again the entries that match `filter`.

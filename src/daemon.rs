@@ -1,13 +1,15 @@
-//! The daemon (`tjfwd run`): wires source → decode → filter → queue on an
-//! ingest thread, and the scheduler/reporter on the async runtime.
+//! The daemon (`tjfwd run`): wires the enabled inputs into the pipeline
+//! (source → decode → filter → queue, [`crate::inputs`],
+//! [`crate::pipeline`]), and the scheduler/reporter on the async runtime.
 //!
-//! The ingest side is synchronous on purpose: it reads files and writes sled
-//! transactions, both blocking. It runs on its own thread, wakes the
-//! scheduler when it queued something, and stops at the next chunk boundary
-//! when asked. Shutdown comes in as a future (only `main` knows about
-//! signals), so tests can stop the daemon however they like; so do the
-//! listening sockets ([`Listeners`]), so tests bind port 0 and read the
-//! port from the listener.
+//! The input side is synchronous on purpose: it reads files and sockets and
+//! writes sled transactions, all blocking. Each input runs on its own
+//! thread, wakes the scheduler when it queued something, and stops at the
+//! next chunk boundary when asked. Shutdown comes in as a future (only
+//! `main` knows about signals), so tests can stop the daemon however they
+//! like; so do the listening sockets ([`Listeners`], the socket input's
+//! handed to it through [`inputs::Context`]), so tests bind port 0 and read
+//! the port from the listener.
 //!
 //! Every thread and task of a run is started through a [`Supervisor`]: if
 //! one panics, fails or ends when it should not, the run stops the others,
@@ -23,26 +25,23 @@ use std::time::Duration;
 
 use tokio::sync::{oneshot, Notify};
 
-use crate::clock::now_ms;
 use crate::config::Config;
 use crate::control::{self, DaemonHooks, Ops};
-use crate::decode::{cannot_select, decode, decode_fast, decode_serde};
 use crate::errors::chain;
-use crate::filter::Rules;
+use crate::inputs::{self, StartError};
+use crate::pipeline::{Pipeline, StorageWatch};
 use crate::scheduler::{Mode, Scheduler};
-use crate::socket::SocketInput;
-use crate::source::{Chunk, Tailer};
-use crate::stats::{escape_for_log, Stats};
-use crate::store::{EnqueueOutcome, Sighting, Store, StoreError, TargetSpec};
+use crate::stats::Stats;
+use crate::store::{Store, StoreError, TargetSpec};
 use crate::supervisor::{Failure, Lifetime, Supervisor};
 use crate::targets::{self, SetupError, Target};
 
 pub use crate::listeners::Listeners;
 
 /// How long the components of a run may take to stop once asked (the
-/// longest normal wait is a socket connection's 10 s pause between retries
-/// of a failing write); one still running then is a failure, and the run
-/// ends without it. Below systemd's `TimeoutStopSec=30s`.
+/// inputs' waits, up to 30 s between retries of a failing write, end at the
+/// stop: their threads are unparked); one still running then is a failure,
+/// and the run ends without it. Below systemd's `TimeoutStopSec=30s`.
 pub const STOP_PATIENCE: Duration = Duration::from_secs(20);
 
 /// How `tjfwd run` was asked to behave.
@@ -69,6 +68,9 @@ pub enum DaemonError {
     },
     #[error("cannot serve a listening socket")]
     Listener(#[source] std::io::Error),
+    /// An input cannot be set up.
+    #[error(transparent)]
+    Input(#[from] StartError),
     /// A thread or task of the daemon failed (see [`crate::supervisor`]):
     /// the others were stopped and the queue flushed (the log says whether
     /// the flush worked).
@@ -248,6 +250,29 @@ async fn run_once(
     #[cfg(test)]
     supervised_tests::arm(&config.state_dir, &mut sup);
 
+    // The inputs, through the pipeline, each on a thread under the
+    // supervisor (the file's may finish: a drain read to its end, a
+    // reopen; the socket's runs until stopped). Built before anything
+    // starts: one that cannot be built stops the start.
+    let notify = Arc::new(Notify::new());
+    let input_done = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let storage = StorageWatch::new(config.state_dir.clone(), reopen.clone());
+    let pipeline = Pipeline::new(queue.clone(), &config, stats.clone(), notify.clone())
+        .with_storage_watch(storage.clone());
+    let inputs = inputs::start_enabled(
+        &config,
+        &inputs::Context {
+            pipeline: Arc::new(pipeline),
+            store: queue.clone(),
+            stop: stop.clone(),
+            drain: opts.drain,
+            done: input_done.clone(),
+            input_tcp: input_listener.map(Arc::new),
+        },
+        &mut sup,
+    )?;
+
     // The admin endpoint ([admin] listen: metrics, health).
     let (admin_stop, admin_stopped) = oneshot::channel::<()>();
     if let Some(listener) = admin_listener {
@@ -260,72 +285,6 @@ async fn run_once(
             }),
         );
     }
-    let notify = Arc::new(Notify::new());
-    let input_done = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    let ingest = match &config.input.cowrie_json {
-        Some(path) => {
-            let tailer = Tailer::new(
-                path.clone(),
-                config.input.start_at,
-                config.input.max_line_bytes,
-            )
-            .with_grace(
-                config
-                    .input
-                    .poll_interval
-                    .saturating_mul(20)
-                    .max(Duration::from_secs(10)),
-            );
-            let ctx = Ingest {
-                queue: queue.clone(),
-                rules: Rules::from_config(&config),
-                stats: stats.clone(),
-                notify: notify.clone(),
-                input_done: input_done.clone(),
-                stop: stop.clone(),
-                poll: config.input.poll_interval,
-                drain: opts.drain,
-                max_pending: config.queue.max_pending,
-                storage: StorageWatch {
-                    dir: config.state_dir.clone(),
-                    reopen: reopen.clone(),
-                },
-            };
-            // It ends by itself at the end of a drain, or to have the
-            // database reopened.
-            sup.thread(
-                "ingest thread",
-                "tjfwd-ingest",
-                Lifetime::MayFinish,
-                move || ctx.run(tailer),
-            )
-        }
-        None => {
-            input_done.store(true, Ordering::Release);
-            None
-        }
-    };
-
-    if let Some(listener) = input_listener {
-        let input = SocketInput {
-            queue: queue.clone(),
-            rules: Rules::from_config(&config),
-            stats: stats.clone(),
-            notify: notify.clone(),
-            stop: stop.clone(),
-            max_line: config.input.max_line_bytes,
-            max_connections: config.input.max_connections,
-            max_pending: config.queue.max_pending,
-        };
-        sup.thread(
-            "socket input",
-            "tjfwd-listen",
-            Lifetime::UntilStopped,
-            move || input.run(listener),
-        );
-    }
-
     let flush_now = Arc::new(AtomicBool::new(false));
     let shared = Shared {
         queue: queue.clone(),
@@ -337,10 +296,7 @@ async fn run_once(
         notify: notify.clone(),
         input_done,
         flush_now: flush_now.clone(),
-        storage: StorageWatch {
-            dir: config.state_dir.clone(),
-            reopen: reopen.clone(),
-        },
+        storage: storage.clone(),
     };
 
     let (control_stop, control_stopped) = oneshot::channel::<()>();
@@ -351,6 +307,7 @@ async fn run_once(
             notify,
             flush_now,
             stats: stats.clone(),
+            storage,
         }),
     });
     sup.task(
@@ -414,9 +371,7 @@ async fn run_once(
     let _ = control_stop.send(());
     let _ = schedulers_stop.send(true);
     stop.store(true, Ordering::Release);
-    if let Some(thread) = ingest {
-        thread.unpark();
-    }
+    inputs.stop();
     let joined = sup.join(STOP_PATIENCE).await;
 
     let flushed = queue.flush();
@@ -573,226 +528,6 @@ fn verify(
         );
         damaged.notify_one();
     }
-}
-
-/// What the ingest thread needs.
-struct Ingest {
-    queue: Arc<Store>,
-    rules: Rules,
-    stats: Arc<Stats>,
-    notify: Arc<Notify>,
-    input_done: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    poll: Duration,
-    drain: bool,
-    max_pending: u64,
-    /// Asks for a new database when the storage failed and is writable again.
-    storage: StorageWatch,
-}
-
-/// After a storage error: whether the state directory is writable again,
-/// in which case the daemon reopens the database (sled fails every write
-/// after an I/O error, even once space is freed: only a new instance can
-/// use it).
-#[derive(Clone)]
-pub struct StorageWatch {
-    dir: std::path::PathBuf,
-    reopen: Arc<Notify>,
-}
-
-impl StorageWatch {
-    /// Looks at a failed queue operation; true when a reopen was asked for.
-    pub fn recovered(&self, e: &StoreError) -> bool {
-        if !matches!(e, StoreError::Sled(sled::Error::Io(_))) || !storage_writable(&self.dir) {
-            return false;
-        }
-        tracing::warn!(error = %chain(&e), "the queue failed to write, and the state directory is writable now: the database will be reopened");
-        self.reopen.notify_one();
-        true
-    }
-}
-
-impl Ingest {
-    fn run(self, mut tailer: Tailer) {
-        let mut chunk = Chunk::default();
-        let mut sightings = Vec::new();
-        let mut failures = 0u32;
-        while !self.stop.load(Ordering::Acquire) {
-            if !has_room(&self.queue, self.max_pending, &self.stats) {
-                std::thread::park_timeout(self.poll);
-                continue;
-            }
-            let now = now_ms();
-            let got = match tailer.next_chunk(&self.queue, &self.stats, &mut chunk, now) {
-                Ok(got) => got,
-                Err(e) => {
-                    tracing::warn!(error = %chain(&e), "cannot read the input; retrying");
-                    failures += 1;
-                    self.pause(failures);
-                    continue;
-                }
-            };
-            if !got {
-                if self.drain {
-                    break;
-                }
-                std::thread::park_timeout(self.poll);
-                continue;
-            }
-            sightings.clear();
-            select_lines(chunk.lines(), &self.rules, &self.stats, now, &mut sightings);
-            let ckpt = chunk.checkpoint(now);
-            match self
-                .queue
-                .enqueue(&sightings, ckpt.as_ref().map(|(id, c)| (id, c)), now)
-            {
-                Ok(out) => {
-                    if failures > 0 {
-                        self.stats.set_paused(None);
-                    }
-                    failures = 0;
-                    tailer.commit();
-                    count_enqueued(&self.stats, &out);
-                    if out.queued_new > 0 {
-                        self.notify.notify_one();
-                    }
-                }
-                Err(e) => {
-                    failures += 1;
-                    if self.storage.recovered(&e) {
-                        return; // not "input done": the next run reads on
-                    }
-                    tracing::error!(error = %chain(&e), "cannot queue addresses; the input is not advanced and will be read again");
-                    self.stats
-                        .set_paused(Some(format!("cannot write the queue: {}", chain(&e))));
-                    if let Err(e) = tailer.rewind() {
-                        tracing::warn!(error = %chain(&e), "cannot rewind the input");
-                    }
-                    self.pause(failures);
-                }
-            }
-        }
-        self.input_done.store(true, Ordering::Release);
-        self.notify.notify_one();
-    }
-
-    /// Waits before retrying after a failure (up to 30 s), unless stopped.
-    fn pause(&self, failures: u32) {
-        let d = Duration::from_millis(500u64.saturating_mul(1 << failures.min(6)))
-            .min(Duration::from_secs(30));
-        std::thread::park_timeout(d);
-    }
-}
-
-/// Whether the state directory takes a write of a few segments again (the
-/// room sled needs to go on), tested with a scratch file.
-fn storage_writable(dir: &std::path::Path) -> bool {
-    use std::io::Write;
-    let probe = dir.join("space.probe");
-    let ok = std::fs::File::create(&probe)
-        .and_then(|mut f| {
-            f.write_all(&vec![0u8; 2 << 20])?;
-            f.sync_all()
-        })
-        .is_ok();
-    let _ = std::fs::remove_file(&probe);
-    ok
-}
-
-/// Whether the queue has room for more (backpressure): below
-/// `[queue] max_pending`, the inputs read; at it, they wait for the
-/// scheduler to send. Records the pause in `stats` (status, metrics, log).
-pub fn has_room(queue: &Store, max_pending: u64, stats: &Stats) -> bool {
-    let pending = match queue.pending_count() {
-        Ok(n) => n,
-        // The enqueue will fail too, and say why.
-        Err(_) => return true,
-    };
-    let full = pending >= max_pending;
-    let paused = stats.paused();
-    let full_reason = || {
-        format!(
-            "the queue is full: {pending} pending addresses, [queue] max_pending = {max_pending}"
-        )
-    };
-    match (full, paused) {
-        (true, None) => stats.set_paused(Some(full_reason())),
-        (false, Some(p)) if p.starts_with("the queue is full") => stats.set_paused(None),
-        _ => {}
-    }
-    !full
-}
-
-/// The longest line `select_lines` decodes before asking the prefilter.
-const FAST_FIRST: usize = 1024;
-
-/// Decodes, selects and filters lines into `out`.
-pub fn select_lines<'a>(
-    lines: impl Iterator<Item = &'a [u8]>,
-    rules: &Rules,
-    stats: &Stats,
-    now: u64,
-    out: &mut Vec<Sighting>,
-) {
-    // Counted once per call: an atomic add per line costs more than the
-    // prefilter's verdict on a short line.
-    let mut read = 0u64;
-    for line in lines {
-        read += 1;
-        // A line of up to 1 KiB goes to the decoder's fast path first: it
-        // takes as long as the prefilter on such a line, and selected lines
-        // (mostly short) then need nothing else. Longer ones (the kex lines)
-        // meet the prefilter first, which skips them in a third of the time.
-        // Either way the answer is `decode`'s (the fast path answers as it
-        // does, or defers), and a line the prefilter would have skipped is
-        // one that is not selected: the same sightings and counts.
-        let fast = if line.len() <= FAST_FIRST {
-            decode_fast(line)
-        } else {
-            None
-        };
-        let event = match fast {
-            Some(e) => e,
-            None => {
-                // Most lines cannot be selected: skip them before serde_json.
-                if cannot_select(line, rules) {
-                    continue;
-                }
-                let decoded = if line.len() <= FAST_FIRST {
-                    decode_serde(line)
-                } else {
-                    decode(line)
-                };
-                match decoded {
-                    Ok(e) => e,
-                    Err(reason) => {
-                        stats.skip(reason, || escape_for_log(line, 120));
-                        continue;
-                    }
-                }
-            }
-        };
-        if !rules.selects(&event.eventid) {
-            continue;
-        }
-        Stats::add(&stats.events_selected, 1);
-        match rules.address(&event.src_ip) {
-            Ok(addr) => out.push(Sighting {
-                addr,
-                seen_ms: event.timestamp_ms.map_or(now, |t| t.min(now)),
-            }),
-            Err(reason) => stats.skip(reason, || escape_for_log(event.src_ip.as_bytes(), 80)),
-        }
-    }
-    Stats::add(&stats.lines_read, read);
-}
-
-/// Adds what an enqueue did to the counters.
-pub fn count_enqueued(stats: &Stats, out: &EnqueueOutcome) {
-    Stats::add(&stats.queued_new, out.queued_new);
-    Stats::add(&stats.queued_updates, out.updated);
-    Stats::add(&stats.already_reported, out.already_reported);
-    Stats::add(&stats.dead_lettered_seen, out.dead);
 }
 
 #[cfg(test)]

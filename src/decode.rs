@@ -89,7 +89,7 @@
 //! SSE2 loads (16 bytes, in bounds) and `str::from_utf8_unchecked` on
 //! parts of a line checked to be ASCII.
 //!
-//! The daemon's `select_lines` gives lines of up to 1 KiB to the fast path
+//! The pipeline's `select_lines` gives lines of up to 1 KiB to the fast path
 //! before the prefilter (below): on such a line the two cost about the
 //! same, and a selected line then needs nothing else.
 //!

@@ -15,7 +15,13 @@
 //!   `config` and `targets`).
 //! - [`targets`]: the report targets, one folder each (client,
 //!   classification, configuration section), [`targets::threatjammer`] first.
+//! - [`inputs`]: the inputs, as plug-ins: the `cowrie.json` file, the
+//!   socketlog TCP socket (served on the listener the daemon was handed);
+//!   each hands out chunks of lines and says how their position is
+//!   committed.
 //! - [`source`]: tails `cowrie.json` from a checkpoint, whole lines only.
+//! - [`pipeline`]: a chunk of lines → decode → filter → store, with its
+//!   position; one error policy for every input.
 //! - [`decode`]: one JSON line → `eventid`, `src_ip`, `timestamp`.
 //! - [`filter`]: the select rule, address normalization and filtering.
 //! - [`store`]: the sled database: intake, delivery state, input positions
@@ -49,13 +55,14 @@ pub mod decode;
 pub mod errors;
 pub mod filter;
 pub mod health;
+pub mod inputs;
 pub mod listeners;
 pub mod logging;
 pub mod output;
 pub mod permissions;
+pub mod pipeline;
 pub mod ratelimit;
 pub mod scheduler;
-pub mod socket;
 pub mod source;
 pub mod stats;
 pub mod status;

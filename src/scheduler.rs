@@ -81,7 +81,7 @@ pub struct Scheduler<T: Target> {
     dry_run_cursor: QueuePos,
     /// Told about storage errors (the daemon reopens the database once the
     /// disk is writable again).
-    storage_watch: Option<crate::daemon::StorageWatch>,
+    storage_watch: Option<crate::pipeline::StorageWatch>,
 }
 
 /// What to do next.
@@ -126,8 +126,8 @@ impl<T: Target> Scheduler<T> {
         }
     }
 
-    /// Reports storage errors to `watch` (see [`crate::daemon::StorageWatch`]).
-    pub fn with_storage_watch(mut self, watch: crate::daemon::StorageWatch) -> Scheduler<T> {
+    /// Reports storage errors to `watch` (see [`crate::pipeline::StorageWatch`]).
+    pub fn with_storage_watch(mut self, watch: crate::pipeline::StorageWatch) -> Scheduler<T> {
         self.storage_watch = Some(watch);
         self
     }

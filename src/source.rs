@@ -77,6 +77,11 @@ impl Chunk {
         lines_of(&self.data)
     }
 
+    /// The lines, each with its newline.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
     /// The checkpoint to store with this chunk.
     pub fn checkpoint(&self, now_ms: u64) -> Option<(FileId, Checkpoint)> {
         self.id.map(|id| {

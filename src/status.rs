@@ -427,7 +427,13 @@ mod tests {
     fn a_daemon_that_cannot_read_its_queue_still_says_why() {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::default_for_tests(dir.path().join("state"));
-        let queue = crate::daemon::open_queue(&config).unwrap();
+        // As `daemon::open_queue` opens it (the daemon is above this layer).
+        let queue = Store::open(
+            &config.state_dir,
+            config.storage.cache_capacity,
+            &crate::targets::store_specs(config.target_sections()),
+        )
+        .unwrap();
         let stats = Stats::default();
         stats.set_paused(Some(
             "cannot write the queue: No space left on device".into(),

@@ -12,9 +12,9 @@ mod support;
 
 use proptest::prelude::*;
 use support::props::proptest_config;
-use tjfwd::daemon::select_lines;
 use tjfwd::decode::{cannot_select, decode, decode_fast, decode_fast_general, decode_serde};
 use tjfwd::filter::Rules;
+use tjfwd::pipeline::select_lines;
 use tjfwd::stats::{SkipReason, Stats};
 
 fn rules() -> Rules {

@@ -33,9 +33,9 @@ use migrations::v1::{Dead, RequestLog};
 use crate::clock::now_ms;
 use crate::commands::{CommandError, ConfigArgs};
 use crate::config::{Config, StartAt};
-use crate::daemon::{count_enqueued, select_lines, store_targets};
+use crate::daemon::store_targets;
 use crate::errors::chain;
-use crate::filter::Rules;
+use crate::pipeline::{Commit, Pipeline};
 use crate::source::{Chunk, Tailer};
 use crate::stats::Stats;
 use crate::store::{
@@ -249,12 +249,12 @@ pub fn recover(config: &Config, opts: Options, out: &mut dyn Write) -> Result<bo
         })?;
     }
 
-    let queue = Store::open_locked(
+    let queue = Arc::new(Store::open_locked(
         state_dir,
         lock,
         config.storage.cache_capacity,
         &store_targets(config),
-    )?;
+    )?);
     let now = now_ms();
     let salvage = match &salvaged_from {
         Some(old) => salvage(old, &queue, now)?,
@@ -293,7 +293,7 @@ pub fn recover(config: &Config, opts: Options, out: &mut dyn Write) -> Result<bo
         ),
     )?;
 
-    let stats = Stats::default();
+    let stats = Arc::new(Stats::default());
     if let Some(path) = &config.input.cowrie_json {
         rebuild_from_logs(config, &queue, path, &stats)?;
         w(
@@ -543,16 +543,19 @@ fn push_pending(chunk: &mut Vec<Sighting>, addr: IpAddr, p: &Intake) {
     }
 }
 
-/// Reads the input and its rotated files from their beginning into `queue`.
+/// Reads the input and its rotated files from their beginning into `queue`,
+/// through the pipeline (checkpoints in the transaction, as the daemon's
+/// file input); the first storage error ends it.
 fn rebuild_from_logs(
     config: &Config,
-    queue: &Store,
+    queue: &Arc<Store>,
     path: &Path,
-    stats: &Stats,
+    stats: &Arc<Stats>,
 ) -> Result<(), CommandError> {
     // "Started watching at the epoch": every retained rotated file is read.
     queue.set_input_since(0)?;
-    let rules = Rules::from_config(config);
+    // No daemon, no scheduler to wake.
+    let pipeline = Pipeline::new(queue.clone(), config, stats.clone(), Arc::default());
     let mut tailer = Tailer::new(
         path.to_path_buf(),
         StartAt::Beginning,
@@ -568,11 +571,10 @@ fn rebuild_from_logs(
         if !got {
             return Ok(());
         }
-        sightings.clear();
-        select_lines(chunk.lines(), &rules, stats, now, &mut sightings);
-        let ckpt = chunk.checkpoint(now);
-        let outcome = queue.enqueue(&sightings, ckpt.as_ref().map(|(id, c)| (id, c)), now)?;
+        let commit = Commit::InTransaction(chunk.checkpoint(now));
+        pipeline
+            .ingest(chunk.data(), &commit, now, &mut sightings)
+            .map_err(|f| f.error)?;
         tailer.commit();
-        count_enqueued(stats, &outcome);
     }
 }
