@@ -1,14 +1,20 @@
-//! tjfwd: a durable forwarder of Cowrie honeypot attacker addresses to the
-//! Threat Jammer Report API.
+//! tjfwd: a durable forwarder of the attacker addresses in Cowrie honeypot
+//! events to report targets (Threat Jammer today; the target plug-in is in
+//! [`targets`]).
 //!
-//! The modules follow the data flow of DESIGN.md:
+//! The data flow, the layers and how a target or an input is added are in
+//! `docs/ARCHITECTURE.md`; the storage format is defined in the
+//! `migrations` crate. In short:
 //!
 //! ```text
-//! source ──> decode ──> filter ──> store (sled) ──> scheduler ──> reporter ──> Report API
-//! tail       eventid    select     dedupe by IP     batch ≤1000    HTTP +
-//! cowrie.json src_ip    public IP  + checkpoint     ≤N req/window  classify
-//!            timestamp  allowlist  one txn          retry/backoff
+//! inputs ──> pipeline ─────────────────────────> store (sled) ──> scheduler per target ──> target
+//! file,      decode, select, filter, fold,       one entry an      batch, rate limit,       HTTP +
+//! socket     enqueue with the input's position   address; per      retry, backoff           classify
+//!                                                target FIFO,
+//!                                                mirror, health
 //! ```
+//!
+//! Each module:
 //!
 //! - [`config`]: the TOML configuration, validated into [`config::Config`];
 //!   [`config_kit`]: the checks and formats its sections share (below both
