@@ -337,8 +337,7 @@ impl Store {
 impl Store {
     /// Target `t`'s reported entry of an address.
     pub fn reported(&self, t: TargetId, addr: IpAddr) -> Result<Option<Reported>, StoreError> {
-        let key = v3::target_addr_key(t, &v1::addr_key(addr));
-        Ok(v1::get(&self.reported, "reported", &key)?)
+        target_record(&self.reported, "reported", t, addr)
     }
 
     /// Number of entries in `t`'s reported set (a scan: not for hot paths).
@@ -351,11 +350,7 @@ impl Store {
         &self,
         t: TargetId,
     ) -> impl Iterator<Item = Result<(IpAddr, Reported), StoreError>> + '_ {
-        self.reported.scan_prefix([t]).map(|item| {
-            let (k, v) = item?;
-            let (_, addr) = v3::split_target_addr_key(&k)?;
-            Ok((v1::addr_from_key(addr)?, v1::decode("reported", &v)?))
-        })
+        target_records(&self.reported, "reported", t)
     }
 
     /// Removes up to `limit` reported entries, of any registered target,
@@ -423,8 +418,7 @@ impl Store {
 impl Store {
     /// Target `t`'s dead-letter entry of an address.
     pub fn dead(&self, t: TargetId, addr: IpAddr) -> Result<Option<Dead>, StoreError> {
-        let key = v3::target_addr_key(t, &v1::addr_key(addr));
-        Ok(v1::get(&self.dead, "dead", &key)?)
+        target_record(&self.dead, "dead", t, addr)
     }
 
     /// Number of addresses `t` dead-lettered (a scan: not for hot paths).
@@ -437,11 +431,7 @@ impl Store {
         &self,
         t: TargetId,
     ) -> impl Iterator<Item = Result<(IpAddr, Dead), StoreError>> + '_ {
-        self.dead.scan_prefix([t]).map(|item| {
-            let (k, v) = item?;
-            let (_, addr) = v3::split_target_addr_key(&k)?;
-            Ok((v1::addr_from_key(addr)?, v1::decode("dead", &v)?))
-        })
+        target_records(&self.dead, "dead", t)
     }
 
     /// Puts back a dead-letter entry of target `t` salvaged from a damaged
@@ -558,6 +548,32 @@ impl Store {
             .insert(v3::field_key(t, v3::fields::HEALTH), v3::encode_health(h))?;
         Ok(())
     }
+}
+
+/// Target `t`'s record of an address in a tree keyed by target and address
+/// (`reported`, `dead`).
+fn target_record<T: serde::de::DeserializeOwned>(
+    tree: &sled::Tree,
+    what: &str,
+    t: TargetId,
+    addr: IpAddr,
+) -> Result<Option<T>, StoreError> {
+    let key = v3::target_addr_key(t, &v1::addr_key(addr));
+    Ok(v1::get(tree, what, &key)?)
+}
+
+/// Every record of target `t` in a tree keyed by target and address (a
+/// scan).
+fn target_records<'a, T: serde::de::DeserializeOwned>(
+    tree: &'a sled::Tree,
+    what: &'a str,
+    t: TargetId,
+) -> impl Iterator<Item = Result<(IpAddr, T), StoreError>> + 'a {
+    tree.scan_prefix([t]).map(move |item| {
+        let (k, v) = item?;
+        let (_, addr) = v3::split_target_addr_key(&k)?;
+        Ok((v1::addr_from_key(addr)?, v1::decode(what, &v)?))
+    })
 }
 
 /// The pending entry at `key`, decoded.
