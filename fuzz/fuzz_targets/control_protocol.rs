@@ -12,7 +12,7 @@ use tjfwd::config::Config;
 use tjfwd::control::{
     parse_request, ExportEntry, FlushOutcome, Ops, Request, ResendOutcome, Response,
 };
-use tjfwd::store::{EnqueueOutcome, Policy, Store};
+use tjfwd::store::EnqueueOutcome;
 use tjfwd::status::Snapshot;
 
 /// One queue for the whole run, in `$TMPDIR/tjfwd-fuzz-control-PID`.
@@ -21,15 +21,7 @@ fn ops() -> &'static Ops {
     OPS.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("tjfwd-fuzz-control-{}", std::process::id()));
         let config = Config::default_for_tests(dir.clone());
-        let queue = Store::open(
-            &dir,
-            config.storage.cache_capacity,
-            Policy {
-                ttl_ms: config.threatjammer.ttl * 1000,
-                rereport_after_ms: 0,
-            },
-        )
-        .unwrap();
+        let queue = tjfwd::daemon::open_queue(&config).unwrap();
         Ops {
             queue: Arc::new(queue),
             config,
