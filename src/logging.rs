@@ -26,13 +26,16 @@
 //! Attacker-controlled text never reaches a log line unescaped (see
 //! `stats::escape_for_log`); the JSON encoder escapes what it is given.
 
+use std::cell::Cell;
 use std::fmt;
 use std::io::IsTerminal;
+use std::panic::AssertUnwindSafe;
 
-use tracing::{Event, Level, Subscriber};
+use tracing::{span, Event, Level, Subscriber};
 use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -172,31 +175,129 @@ where
     // pipe whose reader exited, journald restarted) is reported with
     // eprintln!, which panics on that same stderr: the thread that logged
     // dies (the ingest thread, and a drain would wait for it forever).
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .log_internal_errors(false);
+    let registry = tracing_subscriber::registry();
     match (format, journal) {
         (LogFormat::Json, _) => Box::new(
-            builder
-                .json()
-                .flatten_event(true)
-                .with_current_span(false)
-                .with_span_list(false)
-                .finish(),
+            registry
+                .with(TeardownSafe(
+                    layer
+                        .json()
+                        .flatten_event(true)
+                        .with_current_span(false)
+                        .with_span_list(false),
+                ))
+                .with(filter),
         ),
         (LogFormat::Human, true) => Box::new(
-            builder
-                .with_ansi(false)
-                .event_format(JournalFormat(
-                    tracing_subscriber::fmt::format()
-                        .without_time()
-                        .with_ansi(false),
+            registry
+                .with(TeardownSafe(
+                    layer.with_ansi(false).event_format(JournalFormat(
+                        tracing_subscriber::fmt::format()
+                            .without_time()
+                            .with_ansi(false),
+                    )),
                 ))
-                .finish(),
+                .with(filter),
         ),
-        (LogFormat::Human, false) => Box::new(builder.with_ansi(ansi).finish()),
+        (LogFormat::Human, false) => Box::new(
+            registry
+                .with(TeardownSafe(layer.with_ansi(ansi)))
+                .with(filter),
+        ),
     }
+}
+
+thread_local! {
+    /// Set on a thread once its thread-locals are being destroyed (by
+    /// [`TornDown`]'s destructor); never destroyed itself (no `Drop`).
+    static TORN_DOWN: Cell<bool> = const { Cell::new(false) };
+    /// Registered right after the fmt layer's own thread-local buffer, so
+    /// that it is destroyed before it (thread-locals are destroyed in the
+    /// reverse order of their first use; glibc's `__call_tls_dtors`).
+    static SENTINEL: TornDown = const { TornDown };
+}
+
+struct TornDown;
+
+impl Drop for TornDown {
+    fn drop(&mut self) {
+        TORN_DOWN.with(|t| t.set(true));
+    }
+}
+
+/// The fmt layer, made safe for events logged while a thread's
+/// thread-locals are being destroyed.
+///
+/// The fmt layer formats every event in a thread-local buffer and reaches
+/// it with `LocalKey::with`, which panics once that buffer is destroyed; a
+/// panic in a thread-local destructor aborts the process
+/// (tokio-rs/tracing#3239). sled does log there: when a thread ends,
+/// crossbeam-epoch's thread handle runs deferred garbage, and sled's
+/// deferred closures log at trace level, so `RUST_LOG=sled=trace` made
+/// `run --drain` abort now and then when a runtime worker ended. Events
+/// logged after this thread's teardown began are dropped (no other way to
+/// write them without that buffer); a panic that still happens is caught
+/// rather than allowed to abort.
+struct TeardownSafe<L>(L);
+
+impl<S, L> Layer<S> for TeardownSafe<L>
+where
+    S: Subscriber,
+    L: Layer<S>,
+{
+    fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
+        self.0.on_register_dispatch(subscriber)
+    }
+    fn on_layer(&mut self, subscriber: &mut S) {
+        self.0.on_layer(subscriber)
+    }
+    fn register_callsite(
+        &self,
+        metadata: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        self.0.register_callsite(metadata)
+    }
+    fn enabled(&self, metadata: &tracing::Metadata<'_>, ctx: Context<'_, S>) -> bool {
+        self.0.enabled(metadata, ctx)
+    }
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
+        self.0.on_new_span(attrs, id, ctx)
+    }
+    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
+        self.0.on_record(id, values, ctx)
+    }
+    fn on_follows_from(&self, id: &span::Id, follows: &span::Id, ctx: Context<'_, S>) {
+        self.0.on_follows_from(id, follows, ctx)
+    }
+    fn event_enabled(&self, event: &Event<'_>, ctx: Context<'_, S>) -> bool {
+        self.0.event_enabled(event, ctx)
+    }
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if TORN_DOWN.with(Cell::get) {
+            return;
+        }
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| self.0.on_event(event, ctx)));
+        // After the first event on this thread, the layer's buffer exists:
+        // register the sentinel after it (a no-op from then on).
+        let _ = SENTINEL.try_with(|_| ());
+    }
+    fn on_enter(&self, id: &span::Id, ctx: Context<'_, S>) {
+        self.0.on_enter(id, ctx)
+    }
+    fn on_exit(&self, id: &span::Id, ctx: Context<'_, S>) {
+        self.0.on_exit(id, ctx)
+    }
+    fn on_close(&self, id: span::Id, ctx: Context<'_, S>) {
+        self.0.on_close(id, ctx)
+    }
+    fn on_id_change(&self, old: &span::Id, new: &span::Id, ctx: Context<'_, S>) {
+        self.0.on_id_change(old, new, ctx)
+    }
+    // downcast_raw is not forwarded: nothing looks for the fmt layer's
+    // parts by type, and forwarding it would take unsafe code.
 }
 
 /// Prefixes each line of an inner format with journald's `<N>` priority.
@@ -343,6 +444,63 @@ mod tests {
         assert!(parse_level("tjfwd=debug,sled=info").is_ok());
         assert!(parse_level("").is_err());
         assert!(parse_level("tjfwd=loud").is_err());
+    }
+
+    /// Set in the child process of
+    /// `events_logged_while_a_thread_ends_do_not_abort`.
+    const TEARDOWN_CHILD: &str = "TJFWD_TEST_LOG_TEARDOWN_CHILD";
+
+    struct LogsOnDrop;
+
+    impl Drop for LogsOnDrop {
+        fn drop(&mut self) {
+            tracing::info!("logged during teardown");
+        }
+    }
+
+    thread_local! {
+        static LOGS_ON_DROP: LogsOnDrop = const { LogsOnDrop };
+    }
+
+    /// What sled does through crossbeam-epoch when a runtime worker ends: an
+    /// event logged by a thread-local's destructor, after the fmt layer's
+    /// buffer is gone. Without [`TeardownSafe`] the process aborts. Runs in
+    /// a child process, since a global subscriber can be set once.
+    #[test]
+    fn events_logged_while_a_thread_ends_do_not_abort() {
+        if std::env::var_os(TEARDOWN_CHILD).is_some() {
+            let sub = subscriber(
+                LogFormat::Human,
+                false,
+                false,
+                EnvFilter::new("trace"),
+                std::io::stderr,
+            );
+            tracing::subscriber::set_global_default(sub).unwrap();
+            std::thread::spawn(|| {
+                // First use: destroyed after everything the first event
+                // creates on this thread, the fmt layer's buffer included.
+                LOGS_ON_DROP.with(|_| ());
+                tracing::info!("logged before teardown");
+            })
+            .join()
+            .unwrap();
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "logging::tests::events_logged_while_a_thread_ends_do_not_abort",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(TEARDOWN_CHILD, "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{:?}\n{stderr}", out.status);
+        assert!(stderr.contains("logged before teardown"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
     }
 
     #[test]
