@@ -894,6 +894,12 @@ impl Tailer {
                     updated_at_ms: now_ms,
                 },
             )?;
+            if first_ever {
+                // Where the very first start begins (start_at, and when it
+                // started) is durable before anything is read: a power cut
+                // now must not make the next start choose "end" again, later.
+                queue.flush()?;
+            }
         }
         tracing::info!(path = %self.path.display(), offset, size = len, "reading input file");
         self.first_open = false;

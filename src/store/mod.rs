@@ -40,7 +40,9 @@
 //!
 //! | file          | what                                                          |
 //! |---------------|---------------------------------------------------------------|
-//! | `open.rs`     | opening: the directory lock, sled's lock, the seal, the migrations; the fsync |
+//! | `open.rs`     | opening: the directory lock, sled's lock, the seal, the migrations; the flush |
+//! | `swap.rs`     | replacing the database (`recover`) in steps a crash cannot leave half-done |
+//! | `sync.rs`     | the fsyncs sled 0.34 does not do: its log, blobs and directories  |
 //! | `intake.rs`   | sightings coming in: folded, each placed (new, pending, not due, dead); the pending counter |
 //! | `delivery.rs` | sending, per target: batches in FIFO order, ack, dead letters, the reported mirror and its expiry, resend, the request log, health, the scans behind `export` |
 //! | `inputs.rs`   | input positions: the file checkpoints, `input_since`          |
@@ -61,6 +63,8 @@ mod delivery;
 mod inputs;
 mod intake;
 mod open;
+mod swap;
+mod sync;
 mod tx;
 mod verify;
 
@@ -68,6 +72,10 @@ pub use delivery::{BatchItem, QueuePos};
 pub use intake::{fold, Class, EnqueueOutcome, Folded, Sighting};
 pub use migrations::v3::{Health, Intake, TargetId};
 pub use open::{lock_state_dir, mark_damaged, seal_says_older, DAMAGED_MARKER, SEAL};
+pub use swap::{
+    commit as replace_database, finish_interrupted as finish_interrupted_recover, Finished,
+    RECOVER_JOURNAL, RECOVER_NEW, RECOVER_SCRATCH,
+};
 pub use verify::Verified;
 
 /// Errors of the store. Messages say what happened and what to do.
@@ -145,6 +153,8 @@ pub struct Served {
 pub struct Store {
     /// The database: [`Store::flush`] syncs it.
     db: sled::Db,
+    /// The fsyncs sled does not do (see `sync.rs`).
+    disk: sync::DiskSync,
     /// The state directory (for messages, the seal and the DAMAGED marker).
     dir: PathBuf,
     /// Counters, `input_since` (`migrations::meta_keys`).

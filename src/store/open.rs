@@ -25,7 +25,7 @@ use migrations::v1;
 use migrations::v3;
 use migrations::{meta_keys, trees, MigrationError};
 
-use super::{Served, Store, StoreError, TargetId, TargetSpec};
+use super::{swap, sync, Served, Store, StoreError, TargetId, TargetSpec};
 
 impl Store {
     /// Opens (creating if needed) the database in `state_dir`, taking the
@@ -54,6 +54,18 @@ impl Store {
             dir: dir.clone(),
             source,
         };
+        match swap::finish_interrupted(&dir).map_err(io)? {
+            swap::Finished::Nothing => {}
+            swap::Finished::Undone => tracing::warn!(
+                dir = %dir.display(),
+                "an interrupted `tjfwd recover` had not replaced the database yet: its unfinished new database was removed, the database is as before it"
+            ),
+            swap::Finished::Completed { aside } => tracing::warn!(
+                dir = %dir.display(),
+                old = aside.as_deref().unwrap_or("none"),
+                "an interrupted `tjfwd recover` had decided to replace the database: the replacement was completed"
+            ),
+        }
         if let Ok(detail) = std::fs::read_to_string(dir.join(DAMAGED_MARKER)) {
             return Err(StoreError::Damaged {
                 dir: dir.clone(),
@@ -66,14 +78,23 @@ impl Store {
         }
         let db_path = dir.join("db");
         if db_path.exists() && !db_path.join("db").exists() {
-            // sled would quietly start an empty database beside its
-            // snapshot: the queue would be gone without a word.
-            return Err(StoreError::Damaged {
-                dir: dir.clone(),
-                detail: format!("{} is missing", db_path.join("db").display()),
-            });
+            if read_seal(&dir).is_some() {
+                // sled would quietly start an empty database beside its
+                // snapshot: the queue would be gone without a word.
+                return Err(StoreError::Damaged {
+                    dir: dir.clone(),
+                    detail: format!("{} is missing", db_path.join("db").display()),
+                });
+            }
+            // Never sealed: a first start cut off (a power cut) before its
+            // new database was durable. Nothing was ever saved in it.
+            set_aside_unfinished(&dir).map_err(io)?;
         }
-        remove_interrupted_snapshots(&dir.join("db")).map_err(io)?;
+        remove_interrupted_snapshots(&db_path).map_err(io)?;
+        // What a process killed before its fsync left in the page cache is
+        // made durable before sled reads it (and writes a snapshot that
+        // vouches for it).
+        sync::sync_tree(&db_path).map_err(io)?;
         // We hold tjfwd.lock, so no other tjfwd uses the directory: sled's
         // own lock can only be held for a moment more by the background
         // threads of a database this process (or one that just exited)
@@ -143,6 +164,19 @@ impl Store {
         }
         let targets_tree = db.open_tree(trees::TARGETS)?;
         let (registered, served) = register(&targets_tree, targets)?;
+        // The migrations' and registrations' writes, the snapshot sled
+        // wrote while opening (renamed into place, old ones removed), and
+        // the entries of a new database's files, made durable.
+        db.flush()?;
+        sync::sync_tree(&db_path).map_err(io)?;
+        sync::sync_dir(&dir).map_err(io)?;
+        let disk = sync::DiskSync::new(&db_path)?;
+        if read_seal(&dir).is_none() {
+            // A database is sealed once it is durable: an unsealed one
+            // without its log file is a first start that a power cut
+            // interrupted (see above).
+            write_seal(&dir, now).map_err(io)?;
+        }
         Ok(Store {
             meta,
             targets: targets_tree,
@@ -155,6 +189,7 @@ impl Store {
             dead: db.open_tree(trees::DEAD)?,
             checkpoints: db.open_tree(trees::CHECKPOINTS)?,
             db,
+            disk,
             dir,
             _lock: lock,
             sealed_at_ms: std::sync::atomic::AtomicU64::new(0),
@@ -199,12 +234,16 @@ impl Store {
         &self.dir
     }
 
-    /// Writes everything to disk (fsync).
+    /// Makes everything written so far durable: sled's flush (its log
+    /// written and `sync_file_range`d), then `fdatasync` of the log and
+    /// `fsync` of new blob files ([`sync::DiskSync`]); then, at most once a
+    /// second, the seal (written durably, after what it vouches for).
     pub fn flush(&self) -> Result<(), StoreError> {
         // The counter is read before the fsync, so the seal never claims
         // more than what is on disk.
         let next_seq = self.meta.get(meta_keys::NEXT_SEQ)?;
         self.db.flush()?;
+        self.disk.sync()?;
         // At most once a second (the socket input flushes every chunk): a
         // seal that lags behind only checks a little less.
         let now = crate::clock::now_ms();
@@ -238,10 +277,23 @@ impl Store {
 /// seal's shows that committed data is gone.
 pub const SEAL: &str = "tjfwd.seal";
 
+/// Writes the seal durably (temporary file fsynced, renamed, directory
+/// fsynced): only ever after the fsync of what it vouches for.
 fn write_seal(dir: &Path, next_seq: u64) -> std::io::Result<()> {
-    let tmp = dir.join(format!("{SEAL}.tmp"));
-    std::fs::write(&tmp, format!("next_seq {next_seq}\n"))?;
-    std::fs::rename(&tmp, dir.join(SEAL))
+    sync::write_durably(dir, SEAL, format!("next_seq {next_seq}\n").as_bytes())
+}
+
+/// Moves `db` aside as `db.unfinished-<ms>`: the database of a first start
+/// that never became durable (never sealed), whose log file is missing.
+fn set_aside_unfinished(dir: &Path) -> std::io::Result<()> {
+    let aside = dir.join(format!("db.unfinished-{}", crate::clock::now_ms()));
+    tracing::warn!(
+        db = %dir.join("db").display(),
+        moved_to = %aside.display(),
+        "the database of an interrupted first start (never saved, its log file missing) is moved aside; starting with a new one"
+    );
+    std::fs::rename(dir.join("db"), &aside)?;
+    sync::sync_dir(dir)
 }
 
 /// Whether the seal in `dir` shows a database whose sequence counter is
@@ -272,9 +324,7 @@ pub const DAMAGED_MARKER: &str = "DAMAGED";
 
 /// Records that the database in `state_dir` is damaged (see [`DAMAGED_MARKER`]).
 pub fn mark_damaged(state_dir: &Path, detail: &str) -> std::io::Result<()> {
-    let tmp = state_dir.join(format!("{DAMAGED_MARKER}.tmp"));
-    std::fs::write(&tmp, format!("{detail}\n"))?;
-    std::fs::rename(&tmp, state_dir.join(DAMAGED_MARKER))
+    sync::write_durably(state_dir, DAMAGED_MARKER, format!("{detail}\n").as_bytes())
 }
 
 /// Creates the state directory (0700) if needed and takes its lock
@@ -304,16 +354,28 @@ pub fn lock_state_dir(state_dir: &Path) -> Result<File, StoreError> {
     }
 }
 
-/// Creates `dir` (and parents) with mode 0700 for the last component.
+/// Creates `dir` (and parents) with mode 0700 for the last component, and
+/// makes the new entries durable (fsync of each parent of a directory
+/// created).
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if dir.is_dir() {
         return Ok(());
     }
+    let existing = dir.ancestors().skip(1).find(|a| a.is_dir());
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(dir)
+        .create(dir)?;
+    for created in dir.ancestors() {
+        if Some(created) == existing {
+            break;
+        }
+        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync::sync_dir(parent)?;
+        }
+    }
+    Ok(())
 }
 
 /// Removes the snapshots sled left unfinished (`snap.<lsn>.generating`).
