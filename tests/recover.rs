@@ -337,3 +337,163 @@ fn recover_refuses_while_a_daemon_runs() {
     support::bin::sigterm(&daemon);
     assert!(wait_with_limit(&mut daemon, Duration::from_secs(10)).is_some());
 }
+
+/// Copies the directory tree `from` to `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// `recover --force` killed (SIGKILL) at moments spread over its run: at
+/// fractions of its uninterrupted duration, as soon as the new database
+/// appears, and as soon as its journal does. Whatever the moment, the
+/// interrupted recover is finished or undone by the next command, every
+/// pending address is still there (they come from a replayed archive, so
+/// re-reading the live log cannot bring them back), and nothing left half
+/// done is called sound.
+#[test]
+fn a_recover_killed_at_any_moment_is_finished_or_undone_and_loses_nothing() {
+    const N: usize = 20_000;
+    let env = Env::new();
+    let api = FakeApi::start(FakeConfig::default());
+    let cfg = env.config(&api, "");
+    // The live log holds nothing: recover's re-reading of it brings back
+    // nothing that the database lost.
+    std::fs::write(env.log(), "").unwrap();
+    let archive = env.path("archive.json");
+    let addrs: Vec<String> = (0..N)
+        .map(|i| format!("9.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255))
+        .collect();
+    cowrie::append(&archive, &login_lines(&addrs, 0));
+    let o = run(
+        &cfg,
+        &["replay", "--no-progress-bar", archive.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(pending(&cfg), N as u64);
+    let template = env.path("state.template");
+    copy_tree(&state(&env), &template);
+
+    let fresh = || {
+        std::fs::remove_dir_all(state(&env)).unwrap();
+        copy_tree(&template, &state(&env));
+    };
+    // The uninterrupted duration, and the replaced copy's name.
+    fresh();
+    let started = std::time::Instant::now();
+    let o = run(&cfg, &["recover", "--force"]);
+    let full = started.elapsed();
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains("db.replaced-"), "{out}");
+    assert!(!out.contains("db.damaged-"), "{out}");
+    assert_eq!(pending(&cfg), N as u64);
+
+    enum When {
+        After(Duration),
+        Appears(&'static str),
+    }
+    let mut moments: Vec<When> = (1..10).map(|k| When::After(full * k / 10)).collect();
+    moments.push(When::Appears("recover.new/db"));
+    moments.push(When::Appears("recover.journal"));
+    let mut outcomes = Vec::new();
+    for when in moments {
+        fresh();
+        let mut child = bin()
+            .args(["recover", "--force", "--config"])
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        match when {
+            When::After(d) => std::thread::sleep(d),
+            When::Appears(p) => {
+                let p = state(&env).join(p);
+                while !p.exists()
+                    && child.try_wait().unwrap().is_none()
+                    && std::time::Instant::now() < deadline
+                {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        let left: Vec<String> = ["recover.new", "recover.journal", "db"]
+            .iter()
+            .filter(|p| state(&env).join(p).exists())
+            .map(|p| p.to_string())
+            .collect();
+        outcomes.push(format!("{status} with {left:?}"));
+        // The next recover --check finishes or undoes it, then finds the
+        // database sound and whole.
+        let o = run(&cfg, &["recover", "--check"]);
+        let text_out = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{text_out}\n{outcomes:?}");
+        assert!(
+            text_out.contains(&format!("{N} pending")),
+            "{text_out}\n{outcomes:?}"
+        );
+        assert!(!state(&env).join("recover.new").exists(), "{outcomes:?}");
+        assert!(
+            !state(&env).join("recover.journal").exists(),
+            "{outcomes:?}"
+        );
+        assert_eq!(pending(&cfg), N as u64, "{outcomes:?}");
+    }
+    eprintln!("recover --force ({full:?} uninterrupted) killed: {outcomes:#?}");
+    // At least one kill landed during the build and one before it.
+    assert!(
+        outcomes.iter().any(|o| o.contains("\"recover.new\"")),
+        "{outcomes:#?}"
+    );
+}
+
+/// An interrupted recover is also finished by the daemon's next start (the
+/// journal written, the renames not done): not only by `recover`.
+#[test]
+fn the_daemon_finishes_a_recover_interrupted_after_its_decision() {
+    let env = Env::new();
+    let api = FakeApi::start(FakeConfig::default());
+    let cfg = env.config(&api, "");
+    let archive = env.path("archive.json");
+    let addrs = cowrie::public_addresses(300);
+    cowrie::append(&archive, &login_lines(&addrs, 0));
+    let o = run(
+        &cfg,
+        &["replay", "--no-progress-bar", archive.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    // What recover leaves just after its decision: the new database built
+    // (a copy of the old one here) and the journal.
+    let s = state(&env);
+    copy_tree(&s.join("db"), &s.join("recover.new/db"));
+    std::fs::copy(s.join("tjfwd.seal"), s.join("recover.new/tjfwd.seal")).unwrap();
+    std::fs::write(
+        s.join("recover.journal"),
+        "tjfwd recover journal 1\naside db.damaged-20261206T000000Z\n",
+    )
+    .unwrap();
+    let o = run(&cfg, &["run", "--drain"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("the replacement was completed"),
+        "{}",
+        text(&o)
+    );
+    assert!(s.join("db.damaged-20261206T000000Z/db").exists());
+    assert!(!s.join("recover.new").exists());
+    assert!(!s.join("recover.journal").exists());
+    assert_eq!(api.accepted_unique().len(), 300);
+}

@@ -24,7 +24,7 @@
 use std::io::Write;
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
@@ -39,8 +39,9 @@ use crate::pipeline::{Commit, Pipeline};
 use crate::source::{Chunk, Tailer};
 use crate::stats::Stats;
 use crate::store::{
-    lock_state_dir, seal_says_older, Intake, Sighting, Store, StoreError, TargetId, Verified,
-    DAMAGED_MARKER, SEAL,
+    finish_interrupted_recover, lock_state_dir, replace_database, seal_says_older, Finished,
+    Intake, Sighting, Store, StoreError, TargetId, Verified, DAMAGED_MARKER, RECOVER_NEW,
+    RECOVER_SCRATCH,
 };
 
 /// Sightings written per transaction while salvaging.
@@ -128,7 +129,27 @@ pub fn recover(config: &Config, opts: Options, out: &mut dyn Write) -> Result<bo
         e => e.into(),
     })?;
     let db_dir = state_dir.join("db");
-    let scratch = state_dir.join("recover.scratch");
+    let scratch = state_dir.join(RECOVER_SCRATCH);
+    // An earlier recover that was interrupted: finished or undone first.
+    match finish_interrupted_recover(state_dir).map_err(|e| {
+        CommandError::Other(format!(
+            "cannot finish or undo the interrupted recover in {}: {e}",
+            state_dir.display()
+        ))
+    })? {
+        Finished::Nothing => {}
+        Finished::Undone => writeln!(
+            out,
+            "an earlier recover was interrupted before it replaced the database: its unfinished new database was removed"
+        )
+        .map_err(|e| CommandError::Other(format!("cannot write: {e}")))?,
+        Finished::Completed { aside } => writeln!(
+            out,
+            "an earlier recover was interrupted while it replaced the database: the replacement was completed{}",
+            aside.map(|a| format!(" (the old database is {})", state_dir.join(a).display())).unwrap_or_default()
+        )
+        .map_err(|e| CommandError::Other(format!("cannot write: {e}")))?,
+    }
     remove_scratch(&scratch)?;
 
     let (diagnosis, salvaged_from) = examine(&db_dir, &scratch, config)?;
@@ -199,59 +220,14 @@ pub fn recover(config: &Config, opts: Options, out: &mut dyn Write) -> Result<bo
         return Ok(true);
     }
 
-    // Move the database aside: a rename, nothing is deleted.
-    let aside = if db_dir.exists() {
-        let aside = aside_path(state_dir);
-        std::fs::rename(&db_dir, &aside).map_err(|e| {
-            CommandError::Other(format!(
-                "cannot move {} aside to {}: {e}",
-                db_dir.display(),
-                aside.display()
-            ))
-        })?;
-        w(
-            out,
-            format!("moved the old database aside to {}", aside.display()),
-        )?;
-        Some(aside)
-    } else {
-        None
-    };
-    let seal = state_dir.join(SEAL);
-    if seal.exists() {
-        // The new database counts from 0: the old seal is the old one's.
-        let to = match &aside {
-            Some(a) => a.join(SEAL),
-            None => state_dir.join(format!("{SEAL}.old")),
-        };
-        std::fs::rename(&seal, &to).map_err(|e| {
-            CommandError::Other(format!(
-                "cannot move {} to {}: {e}",
-                seal.display(),
-                to.display()
-            ))
-        })?;
-    }
-    if marker.is_some() {
-        let to = aside
-            .as_deref()
-            .unwrap_or(state_dir)
-            .join(if aside.is_some() {
-                DAMAGED_MARKER.to_string()
-            } else {
-                format!("{DAMAGED_MARKER}.recovered")
-            });
-        std::fs::rename(state_dir.join(DAMAGED_MARKER), &to).map_err(|e| {
-            CommandError::Other(format!(
-                "cannot move the {DAMAGED_MARKER} marker to {}: {e}",
-                to.display()
-            ))
-        })?;
-    }
-
-    let queue = Arc::new(Store::open_locked(
-        state_dir,
-        lock,
+    // The new database is built beside the old one, which stays in place,
+    // untouched, until the new one is complete and durable; then one
+    // journaled replacement (store::replace_database) that an interruption
+    // cannot leave half-done: the next recover or start finishes it, or
+    // undoes a build that had not finished.
+    let new_dir = state_dir.join(RECOVER_NEW);
+    let queue = Arc::new(Store::open(
+        &new_dir,
         config.storage.cache_capacity,
         &store_targets(config),
     )?);
@@ -313,30 +289,61 @@ pub fn recover(config: &Config, opts: Options, out: &mut dyn Write) -> Result<bo
         )?;
     }
     queue.flush()?;
+    let pending = queue.pending_count()?;
+    // Closed before it is moved: no thread of it may write any more.
+    drop(Arc::try_unwrap(queue).map_err(|_| {
+        CommandError::Other("the new database is still in use (a bug in recover)".into())
+    })?);
+
+    // Replace the database: renames, nothing is deleted.
+    let aside = db_dir
+        .exists()
+        .then(|| aside_name(state_dir, if sound { "replaced" } else { "damaged" }));
+    replace_database(state_dir, aside.as_deref()).map_err(|e| {
+        CommandError::Other(format!(
+            "cannot put the new database in place in {}: {e}; run `tjfwd recover` again \
+             to finish it",
+            state_dir.display()
+        ))
+    })?;
+    drop(lock);
+    if let Some(a) = &aside {
+        w(
+            out,
+            format!(
+                "moved the old database aside to {}",
+                state_dir.join(a).display()
+            ),
+        )?;
+    }
     w(
         out,
         format!(
-            "the new database holds {} pending addresses; start tjfwd again. \
+            "the new database holds {pending} pending addresses; start tjfwd again. \
              Older logs kept elsewhere can be queued with `tjfwd replay`.{}",
-            queue.pending_count()?,
             aside
-                .map(|a| format!(" Once all is well, {} may be deleted.", a.display()))
+                .map(|a| format!(
+                    " Once all is well, {} may be deleted.",
+                    state_dir.join(a).display()
+                ))
                 .unwrap_or_default()
         ),
     )?;
     Ok(sound)
 }
 
-/// Where the damaged database goes: `db.damaged-<UTC time>` (never reused).
-fn aside_path(state_dir: &Path) -> PathBuf {
+/// The name the old database gets in the state directory:
+/// `db.<why>-<UTC time>` (`damaged`, or `replaced` when it was sound and
+/// rebuilt on request), never reused.
+fn aside_name(state_dir: &Path, why: &str) -> String {
     let stamp = compact_utc(now_ms());
-    let mut p = state_dir.join(format!("db.damaged-{stamp}"));
+    let mut name = format!("db.{why}-{stamp}");
     let mut n = 1;
-    while p.exists() {
-        p = state_dir.join(format!("db.damaged-{stamp}.{n}"));
+    while state_dir.join(&name).exists() {
+        name = format!("db.{why}-{stamp}.{n}");
         n += 1;
     }
-    p
+    name
 }
 
 /// `YYYYmmddTHHMMSSZ`.
