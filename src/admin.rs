@@ -172,7 +172,7 @@ impl Admin {
         let q = &self.sources.queue;
         let t = q.first_target();
         let health = q.health(t)?;
-        let log = q.request_log(t)?;
+        let requests = q.request_times(t, &crate::clock::Clock::System.now_all())?;
         let bytes_behind = match &self.sources.input {
             Some(path) => input_bytes_behind(q, path)?,
             None => None,
@@ -195,7 +195,7 @@ impl Admin {
                     self.sources.stats.paused().as_deref(),
                 )
                 .is_healthy(),
-            requests_in_window: self.sources.limit.in_window(&log.sent_at_ms, now) as u64,
+            requests_in_window: self.sources.limit.in_window(&requests, now) as u64,
             started_s: ms_to_s(self.started_ms),
         })
     }

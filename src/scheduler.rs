@@ -69,6 +69,15 @@ pub struct Scheduler<T: Target> {
     /// No attempt before this instant (backoff, 429, configuration error).
     /// Monotonic: a wall clock stepped back cannot stretch it.
     blocked_until: Option<Instant>,
+    /// The recent requests, on the monotonic timeline of [`Self::mono_ms`]
+    /// (the rate limit's log in this run; the store keeps a copy in wall
+    /// clock time for restarts and `status`).
+    sent: Vec<u64>,
+    /// The origin of [`Self::mono_ms`].
+    epoch: Instant,
+    /// The wall and monotonic clocks at the last look (clock step
+    /// detection).
+    last_look: Option<(u64, u64)>,
     /// Consecutive transient failures.
     transient_failures: u32,
     /// The backoff's jitter (seeded in tests).
@@ -83,6 +92,10 @@ pub struct Scheduler<T: Target> {
     /// disk is writable again).
     storage_watch: Option<crate::pipeline::StorageWatch>,
 }
+
+/// Where this run's monotonic timeline starts ([`Scheduler::mono_ms`]):
+/// far enough from 0 that requests of earlier runs fit before it.
+const MONO_BASE: u64 = 1 << 40;
 
 /// What to do next.
 enum Step {
@@ -118,6 +131,9 @@ impl<T: Target> Scheduler<T> {
             input_done,
             flush_now,
             blocked_until: None,
+            sent: Vec::new(),
+            epoch: Instant::now(),
+            last_look: None,
             transient_failures: 0,
             rng: rand::SeedableRng::from_entropy(),
             config_failures: 0,
@@ -149,20 +165,30 @@ impl<T: Target> Scheduler<T> {
         self.clock.now_ms()
     }
 
+    /// Now on the monotonic timeline of the request log: ms since the
+    /// scheduler started, plus [`MONO_BASE`] so that requests of earlier
+    /// runs (up to a window before) have a place on it too.
+    fn mono_ms(&self) -> u64 {
+        MONO_BASE.saturating_add(self.epoch.elapsed().as_millis() as u64)
+    }
+
     /// Runs until `shutdown` completes (or, in drain mode, until the queue is
     /// empty). An in-flight request is abandoned unacknowledged at shutdown.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         if !self.mode.dry_run {
-            if let Err(e) = self.settle_last_request() {
-                tracing::warn!(error = %chain(&e), "cannot update the request log");
+            if let Err(e) = self.load_request_log() {
+                tracing::warn!(error = %chain(&e), "cannot read the request log; counting the rate window as full");
+                let now = self.mono_ms();
+                self.sent = vec![now; self.policy.limit.max as usize];
             }
         }
-        let mut last_prune = 0u64;
+        let mut last_prune: Option<Instant> = None;
         loop {
             let now = self.now_ms();
-            if now.saturating_sub(last_prune) >= 60_000 {
-                last_prune = now;
+            self.notice_clock_steps(now);
+            if last_prune.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                last_prune = Some(Instant::now());
                 self.prune(now);
             }
             let step = match self.next_step(now) {
@@ -202,7 +228,10 @@ impl<T: Target> Scheduler<T> {
         }
     }
 
-    /// Counts the most recent request of a previous run as sent now.
+    /// Loads the request log of earlier runs onto this run's monotonic
+    /// timeline, each request at its true age ([`crate::clock::restate`]:
+    /// a wall clock step while tjfwd was stopped changes nothing), and
+    /// counts the most recent one as sent now.
     ///
     /// A request's record keeps its send time until its answer arrives, and
     /// the server counts it when it arrives. A request cut off by a crash
@@ -214,14 +243,67 @@ impl<T: Target> Scheduler<T> {
     /// have arrived after this process started (the restart takes longer
     /// than a request travels). The cost when it was answered: at most one
     /// slot of the window, for at most one window after a start.
-    fn settle_last_request(&self) -> Result<(), StoreError> {
-        let now = self.now_ms();
-        let mut log = self.queue.request_log(self.id)?;
-        match log.sent_at_ms.last_mut() {
-            Some(last) if *last < now => *last = now,
-            _ => return Ok(()),
+    fn load_request_log(&mut self) -> Result<(), StoreError> {
+        let now = self.clock.now_all();
+        let log = self.queue.request_log(self.id)?;
+        let written = self.queue.request_clock(self.id)?;
+        if let Some(w) = &written {
+            if w.boot_id == now.boot_id {
+                let real = now.boot_ms.saturating_sub(w.boot_ms) as i64;
+                let wall = now.wall_ms as i64 - w.wall_ms as i64;
+                let step = wall - real;
+                if step.unsigned_abs() > crate::clock::FUTURE_TOLERANCE_MS {
+                    tracing::warn!(
+                        step_s = step / 1000,
+                        "the wall clock was stepped while tjfwd was stopped; stored times are read by real elapsed time"
+                    );
+                }
+            }
         }
-        self.queue.record_request(self.id, &log)
+        let mono = self.mono_ms();
+        self.sent = crate::clock::restate(&log.sent_at_ms, written.as_ref(), &now)
+            .into_iter()
+            .map(|t| mono.saturating_sub(now.wall_ms.saturating_sub(t)))
+            .collect();
+        self.sent.sort_unstable();
+        self.policy.limit.prune(&mut self.sent, mono);
+        if let Some(last) = self.sent.last_mut() {
+            *last = mono;
+        }
+        self.persist_requests()
+    }
+
+    /// Stores the request log (see [`Store::record_request`]): each
+    /// request's time in the wall clock's frame now, with the clocks now.
+    fn persist_requests(&self) -> Result<(), StoreError> {
+        let now = self.clock.now_all();
+        let mono = self.mono_ms();
+        let log = RequestLog {
+            sent_at_ms: self
+                .sent
+                .iter()
+                .map(|&m| now.wall_ms.saturating_sub(mono.saturating_sub(m)))
+                .collect(),
+        };
+        self.queue.record_request(self.id, &log, &now)
+    }
+
+    /// Logs a step of the wall clock since the last look: a jump that the
+    /// monotonic clock did not make. Nothing depends on it (waits and the
+    /// rate window are monotonic; stored times ahead of the clock are
+    /// handled where they are read); the operator should know.
+    fn notice_clock_steps(&mut self, wall: u64) {
+        let mono = self.mono_ms();
+        if let Some((last_wall, last_mono)) = self.last_look {
+            let step = (wall as i64 - last_wall as i64) - (mono as i64 - last_mono as i64);
+            if step.unsigned_abs() > crate::clock::FUTURE_TOLERANCE_MS {
+                tracing::warn!(
+                    step_s = step / 1000,
+                    "the wall clock was stepped; sending goes on by the monotonic clock"
+                );
+            }
+        }
+        self.last_look = Some((wall, mono));
     }
 
     fn prune(&self, now: u64) {
@@ -268,20 +350,22 @@ impl<T: Target> Scheduler<T> {
         }
         if (pending as usize) < self.batch_cap && !draining {
             if let Some(oldest) = self.queue.oldest_queued_at(self.id)? {
+                // Queued "in the future": before the wall clock stepped
+                // back, so it has waited for an unknown time: due now
+                // (waiting for the clock to catch up could take hours).
                 let due = oldest.saturating_add(self.policy.flush_interval.as_millis() as u64);
-                if due > now {
-                    // At most flush_interval, even if the wall clock went back.
+                if due > now && !crate::clock::from_the_future(oldest, now) {
                     let wait = ms(due - now).min(self.policy.flush_interval);
                     return Ok(Step::Wait(Some(wait)));
                 }
             }
         }
         if !self.mode.dry_run {
-            let log = self.queue.request_log(self.id)?;
-            let next = self.policy.limit.next_allowed(&log.sent_at_ms, now);
-            if next > now {
+            let mono = self.mono_ms();
+            let next = self.policy.limit.next_allowed(&self.sent, mono);
+            if next > mono {
                 Stats::add(&self.stats.rate_limit_waits, 1);
-                return Ok(Step::Wait(Some(ms(next - now))));
+                return Ok(Step::Wait(Some(ms(next - mono))));
             }
         }
         Ok(Step::Send)
@@ -449,9 +533,8 @@ impl<T: Target> Scheduler<T> {
     /// Waits (inside a send) until the rate limit allows one more attempt.
     async fn wait_for_slot(&self) -> Result<(), StoreError> {
         loop {
-            let now = self.now_ms();
-            let log = self.queue.request_log(self.id)?;
-            let next = self.policy.limit.next_allowed(&log.sent_at_ms, now);
+            let now = self.mono_ms();
+            let next = self.policy.limit.next_allowed(&self.sent, now);
             if next <= now {
                 return Ok(());
             }
@@ -465,10 +548,10 @@ impl<T: Target> Scheduler<T> {
     /// code and the action.
     async fn attempt(&mut self, batch: &[BatchItem]) -> Result<(u64, u16, Action), StoreError> {
         let sent_at = self.now_ms();
-        let mut log = self.queue.request_log(self.id)?;
-        self.policy.limit.prune(&mut log.sent_at_ms, sent_at);
-        log.sent_at_ms.push(sent_at);
-        self.queue.record_request(self.id, &log)?;
+        let mono = self.mono_ms();
+        self.policy.limit.prune(&mut self.sent, mono);
+        self.sent.push(mono);
+        self.persist_requests()?;
         Stats::add(&self.stats.requests, 1);
 
         let reply = self.target.send(batch).await;
@@ -477,17 +560,11 @@ impl<T: Target> Scheduler<T> {
 
         // Rounded up to the next ms: the window then starts no earlier
         // than the answer, not up to a millisecond before it.
-        let done = self.now_ms().saturating_add(1);
-        let mut log = self.queue.request_log(self.id)?;
-        if let Some(t) = log.sent_at_ms.iter_mut().rev().find(|t| **t == sent_at) {
-            *t = done.max(sent_at);
+        let done = self.mono_ms().saturating_add(1);
+        if let Some(t) = self.sent.iter_mut().rev().find(|t| **t == mono) {
+            *t = done.max(mono);
         }
-        self.queue.record_request(
-            self.id,
-            &RequestLog {
-                sent_at_ms: log.sent_at_ms,
-            },
-        )?;
+        self.persist_requests()?;
         tracing::debug!(
             status = answer.code,
             addresses = batch.len(),
@@ -705,6 +782,19 @@ mod tests {
         /// Runs a scheduler of the scripted target for `for_` of paused
         /// time (or until the queue is empty, with `drain`).
         async fn run(&self, policy: Policy, script: Script, drain: bool, for_: Duration) {
+            self.run_with_clock(self.clock.clone(), policy, script, drain, for_)
+                .await
+        }
+
+        /// [`Bench::run`] with another clock (a restart after a reboot).
+        async fn run_with_clock(
+            &self,
+            clock: Clock,
+            policy: Policy,
+            script: Script,
+            drain: bool,
+            for_: Duration,
+        ) {
             let target = Scripted {
                 policy,
                 script,
@@ -723,7 +813,7 @@ mod tests {
                 Arc::new(AtomicBool::new(true)),
                 Arc::new(AtomicBool::new(false)),
             )
-            .with_clock(self.clock)
+            .with_clock(clock)
             .with_seed(7);
             scheduler.run(tokio::time::sleep(for_)).await;
         }
@@ -977,5 +1067,162 @@ mod tests {
             let in_window = t[i..].iter().take_while(|x| **x < start + 60.0).count();
             assert!(in_window <= 6, "{in_window} requests from {start} s: {t:?}");
         }
+    }
+
+    /// The most requests the server saw in any `window_s` of real (tokio)
+    /// time.
+    fn most_in_a_window(reqs: &[(f64, usize)], window_s: f64) -> usize {
+        (0..reqs.len())
+            .map(|i| {
+                reqs[i..]
+                    .iter()
+                    .take_while(|r| r.0 < reqs[i].0 + window_s)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// 6 requests a minute, batches of 10.
+    fn limited() -> Policy {
+        Policy {
+            batch_size: 10,
+            limit: Limit {
+                max: 6,
+                window_ms: 60_000,
+            },
+            ..policy()
+        }
+    }
+
+    /// Steps `clock` by `delta_ms` after `after` of paused time.
+    fn step_later(clock: &Clock, after: Duration, delta_ms: i64) {
+        let clock = clock.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            clock.step(delta_ms);
+        });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_clock_stepped_back_an_hour_while_sending_does_not_stop_it() {
+        // 100 addresses, 10 requests at 6 a minute: ~2 minutes. The clock
+        // goes back an hour after 30 s, with the window full.
+        let b = bench(100);
+        step_later(&b.clock, Duration::from_secs(30), -3_600_000);
+        b.run(
+            limited(),
+            Box::new(|_, _| ok()),
+            true,
+            Duration::from_secs(3600),
+        )
+        .await;
+        let reqs = b.requests();
+        assert_eq!(reqs.len(), 10, "{reqs:?}");
+        assert_eq!(b.pending(), 0);
+        // The last request within one window of when the limit allows it.
+        assert!(reqs[9].0 < 61.0 + 60.0, "{reqs:?}");
+        assert!(most_in_a_window(&reqs, 60.0) <= 6, "{reqs:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn addresses_queued_before_the_clock_stepped_back_wait_one_flush_interval_at_most() {
+        let b = bench(5);
+        step_later(&b.clock, Duration::from_secs(10), -3_600_000);
+        b.run(
+            limited(),
+            Box::new(|_, _| ok()),
+            false,
+            Duration::from_secs(3600),
+        )
+        .await;
+        let reqs = b.requests();
+        assert_eq!(reqs.len(), 1, "{reqs:?}");
+        assert!(reqs[0].0 <= 61.0, "{reqs:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_clock_stepped_forward_never_lets_more_than_the_limit_through() {
+        // Two days ahead after 30 s (the window full), back after 90 s: the
+        // server never sees more than 6 requests in a real minute.
+        let b = bench(200);
+        step_later(&b.clock, Duration::from_secs(30), 172_800_000);
+        step_later(&b.clock, Duration::from_secs(90), -172_800_000);
+        b.run(
+            limited(),
+            Box::new(|_, _| ok()),
+            true,
+            Duration::from_secs(3600),
+        )
+        .await;
+        let reqs = b.requests();
+        assert_eq!(reqs.len(), 20, "{reqs:?}");
+        assert!(most_in_a_window(&reqs, 60.0) <= 6, "{reqs:?}");
+        // And at the limit's pace: 20 requests in a little over 3 minutes.
+        assert!(reqs[19].0 < 190.0, "{reqs:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restart_after_a_clock_step_keeps_the_limit_and_resumes_within_a_window() {
+        for (what, step_ms) in [("ahead", 3_600_000i64), ("back", -3_600_000)] {
+            let b = bench(200);
+            // The first run sends 6 requests at once, then stops.
+            b.run(
+                limited(),
+                Box::new(|_, _| ok()),
+                true,
+                Duration::from_secs(1),
+            )
+            .await;
+            assert_eq!(b.requests().len(), 6, "{what}");
+            // Stopped for 2 s, in which the wall clock steps an hour.
+            tokio::time::advance(Duration::from_secs(2)).await;
+            b.clock.step(step_ms);
+            b.run(
+                limited(),
+                Box::new(|_, _| ok()),
+                true,
+                Duration::from_secs(3600),
+            )
+            .await;
+            let reqs = b.requests();
+            assert_eq!(reqs.len(), 20, "{what}: {reqs:?}");
+            assert!(most_in_a_window(&reqs, 60.0) <= 6, "{what}: {reqs:?}");
+            // The 7th within a window (and a little: the last request of
+            // a run counts as sent at the restart) of the 6th.
+            assert!(reqs[6].0 < 64.0, "{what}: {reqs:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_reboot_earlier_requests_count_as_at_least_the_uptime_old() {
+        let b = bench(200);
+        b.run(
+            limited(),
+            Box::new(|_, _| ok()),
+            true,
+            Duration::from_secs(1),
+        )
+        .await;
+        assert_eq!(b.requests().len(), 6);
+        // 12 s later, 10 s after a reboot, with a stale wall clock (a
+        // Raspberry Pi: a day behind).
+        tokio::time::advance(Duration::from_secs(12)).await;
+        b.clock.step(-86_400_000);
+        let rebooted = b.clock.rebooted(10_000);
+        b.run_with_clock(
+            rebooted,
+            limited(),
+            Box::new(|_, _| ok()),
+            true,
+            Duration::from_secs(3600),
+        )
+        .await;
+        let reqs = b.requests();
+        assert_eq!(reqs.len(), 20, "{reqs:?}");
+        assert!(most_in_a_window(&reqs, 60.0) <= 6, "{reqs:?}");
+        // Counted as at least 10 s old (13 s really): sending resumes
+        // within a window.
+        assert!(reqs[6].0 < 64.0, "{reqs:?}");
     }
 }

@@ -227,7 +227,8 @@ impl Snapshot {
             max: config.schedule.max_requests_per_minute,
             window_ms: config.schedule.rate_window.as_millis() as u64,
         };
-        let log = queue.request_log(t)?;
+        let clocks = crate::clock::Clock::System.now_all();
+        let requests = queue.request_times(t, &clocks)?;
         let input = match &config.input.cowrie_json {
             None => None,
             Some(path) => Some(input_status(queue, path)?),
@@ -268,8 +269,8 @@ impl Snapshot {
             rate_limit: RateLimitStatus {
                 max_requests: limit.max,
                 window_s: limit.window_ms / 1000,
-                requests_in_window: limit.in_window(&log.sent_at_ms, now),
-                next_allowed: rfc3339(limit.next_allowed(&log.sent_at_ms, now)),
+                requests_in_window: limit.in_window(&requests, now),
+                next_allowed: rfc3339(limit.next_allowed(&requests, now)),
             },
             counters: stats.map(Counters::of),
         })

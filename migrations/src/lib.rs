@@ -769,6 +769,58 @@ pub mod v3 {
         /// u64 big-endian: every `order` group below this sequence holds
         /// nothing this target owes (a hint: 0, or absent, is always true).
         pub const HEAD_SEQ: &[u8] = b"head_seq";
+        /// [`super::RequestClock`]: the clocks when `request_log` was last
+        /// written (written with it, in one batch). Absent in databases
+        /// written before it existed: the log's times are then taken as
+        /// the wall clock's.
+        pub const REQUEST_CLOCK: &[u8] = b"request_clock";
+    }
+
+    /// The clocks at the moment a request log was written, so that its
+    /// wall-clock times can be turned into true ages later, across wall
+    /// clock steps: the boot's id and the time since boot
+    /// (`CLOCK_BOOTTIME`, which no clock step moves) with the wall clock.
+    /// Every time in the log was written in that wall clock's frame.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct RequestClock {
+        /// `/proc/sys/kernel/random/boot_id`, its 16 bytes (all zero:
+        /// unknown, never the same boot as another).
+        pub boot_id: [u8; 16],
+        /// ms since boot.
+        pub boot_ms: u64,
+        /// The wall clock, ms since the epoch.
+        pub wall_ms: u64,
+    }
+
+    /// The version byte of a [`RequestClock`] value.
+    pub const REQUEST_CLOCK_VERSION: u8 = 1;
+
+    /// Encodes a [`RequestClock`]: the version, the boot id, then boot and
+    /// wall ms as u64 big-endian (33 bytes).
+    pub fn encode_request_clock(c: &RequestClock) -> [u8; 33] {
+        let mut out = [0u8; 33];
+        out[0] = REQUEST_CLOCK_VERSION;
+        out[1..17].copy_from_slice(&c.boot_id);
+        out[17..25].copy_from_slice(&c.boot_ms.to_be_bytes());
+        out[25..33].copy_from_slice(&c.wall_ms.to_be_bytes());
+        out
+    }
+
+    /// Decodes a value written by [`encode_request_clock`].
+    pub fn decode_request_clock(bytes: &[u8]) -> Result<RequestClock, MigrationError> {
+        let bad = |why: &str| MigrationError::Corrupt(format!("request clock: {why}"));
+        let bytes: &[u8; 33] = bytes
+            .try_into()
+            .map_err(|_| bad(&format!("{} bytes, not 33", bytes.len())))?;
+        if bytes[0] != REQUEST_CLOCK_VERSION {
+            return Err(bad(&format!("unknown value version {}", bytes[0])));
+        }
+        let u64_at = |i: usize| u64::from_be_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+        Ok(RequestClock {
+            boot_id: bytes[1..17].try_into().expect("16 bytes"),
+            boot_ms: u64_at(17),
+            wall_ms: u64_at(25),
+        })
     }
 
     /// A `targets` key: the id, then the field.
@@ -1602,6 +1654,26 @@ mod tests {
         assert_eq!(bytes, expected);
         assert_eq!(v3::decode_health(&bytes).unwrap(), h);
         assert!(v3::decode_health(&v1::encode(&v1::Health::default())).is_err());
+    }
+
+    #[test]
+    fn v3_request_clock_encoding_is_frozen() {
+        let c = v3::RequestClock {
+            boot_id: *b"0123456789abcdef",
+            boot_ms: 0x0102,
+            wall_ms: 0x0a0b_0c0d,
+        };
+        let bytes = v3::encode_request_clock(&c);
+        let mut expected = vec![1u8];
+        expected.extend_from_slice(b"0123456789abcdef");
+        expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 1, 2]);
+        expected.extend_from_slice(&[0, 0, 0, 0, 0x0a, 0x0b, 0x0c, 0x0d]);
+        assert_eq!(bytes.to_vec(), expected);
+        assert_eq!(v3::decode_request_clock(&bytes).unwrap(), c);
+        assert!(v3::decode_request_clock(&bytes[..32]).is_err());
+        let mut other = bytes;
+        other[0] = 2;
+        assert!(v3::decode_request_clock(&other).is_err());
     }
 
     /// Migration 2 -> 3 cut short converts the rest when it runs again,

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 
 use migrations::v1::{Dead, RequestLog};
 
-use crate::clock::now_ms;
+use crate::clock::{now_ms, restate, Clock};
 use crate::commands::{CommandError, ConfigArgs};
 use crate::config::{Config, StartAt};
 use crate::daemon::store_targets;
@@ -240,11 +240,12 @@ pub fn recover(config: &Config, opts: Options, out: &mut dyn Write) -> Result<bo
     if !window_known {
         // Unknown recent requests (a damaged or rolled-back database may
         // have lost the last ones): take the window as full.
+        let clocks = Clock::System.now_all();
         let full = RequestLog {
-            sent_at_ms: vec![now; config.schedule.max_requests_per_minute as usize],
+            sent_at_ms: vec![clocks.wall_ms; config.schedule.max_requests_per_minute as usize],
         };
         for t in queue.served() {
-            queue.record_request(t.id, &full)?;
+            queue.record_request(t.id, &full, &clocks)?;
         }
     }
     drop(salvaged_from);
@@ -478,9 +479,17 @@ fn salvage_target(
             Err(_) => s.unreadable += 1,
         }
     }
-    Ok(match old.request_log(from) {
-        Ok(log) => {
-            new.record_request(to, &log)?;
+    // Restated in today's wall clock frame, with today's clocks.
+    let log = old
+        .request_log(from)
+        .and_then(|log| Ok((log, old.request_clock(from)?)));
+    Ok(match log {
+        Ok((log, written)) => {
+            let now = Clock::System.now_all();
+            let log = RequestLog {
+                sent_at_ms: restate(&log.sent_at_ms, written.as_ref(), &now),
+            };
+            new.record_request(to, &log, &now)?;
             true
         }
         Err(_) => false,

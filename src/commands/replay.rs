@@ -370,7 +370,7 @@ impl Deferred {
             }
         }
         let unknown = fold(&self.unknown);
-        let classes = queue.classify(&unknown)?;
+        let classes = queue.classify(&unknown, crate::clock::now_ms())?;
         let chunk = self.chunk;
         for (f, class) in unknown.iter().zip(classes) {
             let known = match class {

@@ -226,7 +226,7 @@ impl Store {
                         continue;
                     }
                     leaving.entry(item.seq).or_default().push(key.clone());
-                    if e.hits > item.hits && is_due(&r, e.last_seen_ms, policy) {
+                    if e.hits > item.hits && is_due(&r, e.last_seen_ms, now_ms, policy) {
                         // Owed again, at the back. Alone in owing it, the
                         // target counts hits anew from its report.
                         if e.owed.len() == 1 {
@@ -526,11 +526,52 @@ impl Store {
         Ok(v1::get(&self.targets, "request log", &key)?.unwrap_or_default())
     }
 
-    /// Records a request of target `t` about to be sent and makes it
-    /// durable (fsync) before returning, so that no restart can forget it.
-    pub fn record_request(&self, t: TargetId, log: &RequestLog) -> Result<(), StoreError> {
-        self.targets
-            .insert(v3::field_key(t, v3::fields::REQUEST_LOG), v1::encode(log))?;
+    /// Target `t`'s recent request times as of the clocks `now`, in
+    /// today's wall clock frame and never ahead of it, whatever the wall
+    /// clock did since they were written (`clock::restate`).
+    pub fn request_times(
+        &self,
+        t: TargetId,
+        now: &v3::RequestClock,
+    ) -> Result<Vec<u64>, StoreError> {
+        let log = self.request_log(t)?;
+        let written = self.request_clock(t)?;
+        Ok(crate::clock::restate(
+            &log.sent_at_ms,
+            written.as_ref(),
+            now,
+        ))
+    }
+
+    /// The clocks when target `t`'s request log was written (None: written
+    /// before they were stored): see `clock::restate`.
+    pub fn request_clock(&self, t: TargetId) -> Result<Option<v3::RequestClock>, StoreError> {
+        match self
+            .targets
+            .get(v3::field_key(t, v3::fields::REQUEST_CLOCK))?
+        {
+            None => Ok(None),
+            Some(v) => Ok(Some(v3::decode_request_clock(&v)?)),
+        }
+    }
+
+    /// Stores target `t`'s request log, its times in the wall-clock frame
+    /// of `written` (the clocks now), the two in one batch, and makes them
+    /// durable (fsync) before returning: a request is recorded so before it
+    /// is sent, so that no restart can forget it.
+    pub fn record_request(
+        &self,
+        t: TargetId,
+        log: &RequestLog,
+        written: &v3::RequestClock,
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        batch.insert(v3::field_key(t, v3::fields::REQUEST_LOG), v1::encode(log));
+        batch.insert(
+            v3::field_key(t, v3::fields::REQUEST_CLOCK),
+            v3::encode_request_clock(written).to_vec(),
+        );
+        self.targets.apply_batch(batch)?;
         self.flush()
     }
 
@@ -641,8 +682,15 @@ fn tx_leave_groups(order: &TransactionalTree, t: TargetId, leaving: &Leaving) ->
 
 /// Whether a sighting at `seen_ms` of a reported address should queue it
 /// again: it must come after the last report, and at least
-/// `rereport_after` after it.
-pub(super) fn is_due(r: &Reported, seen_ms: u64, policy: Policy) -> bool {
+/// `rereport_after` after it. A report time ahead of the clock (`now_ms`)
+/// was written before the wall clock stepped back: when the report really
+/// was is unknown, so the address is due (a report that resets the
+/// service's TTL early is harmless; one missed lets its entry expire while
+/// the attacker goes on).
+pub(super) fn is_due(r: &Reported, seen_ms: u64, now_ms: u64, policy: Policy) -> bool {
+    if crate::clock::from_the_future(r.last_reported_ms, now_ms) {
+        return true;
+    }
     seen_ms > r.last_reported_ms
         && seen_ms >= r.last_reported_ms.saturating_add(policy.rereport_after_ms)
 }
@@ -650,8 +698,41 @@ pub(super) fn is_due(r: &Reported, seen_ms: u64, policy: Policy) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tests::{open, s, T, TTL};
+    use crate::store::tests::{one_target, open, s, T, TTL};
     use crate::store::Sighting;
+
+    #[test]
+    fn a_report_dated_ahead_of_the_clock_does_not_stop_its_ttl_reset() {
+        // Reported while the clock was two days ahead (day 12), then the
+        // clock was put right (day 10). The attacker is seen again a
+        // little later: due again, although the report seems to be "in
+        // the future" and rereport_after (an hour) has not passed since.
+        let day = 86_400_000;
+        let d = tempfile::tempdir().unwrap();
+        let q = Store::open(d.path(), 8 << 20, &one_target(3_600_000)).unwrap();
+        q.enqueue(&[s("5.5.5.5", 12 * day)], None, 12 * day)
+            .unwrap();
+        let b = q.peek_batch(T, 10).unwrap();
+        q.ack(T, &b, 12 * day, 12 * day + 1).unwrap();
+        assert_eq!(q.pending_count().unwrap(), 0);
+        let seen = crate::store::fold(&[s("5.5.5.5", 10 * day + 60_000)]);
+        assert_eq!(
+            q.classify(&seen, 10 * day + 60_000).unwrap(),
+            vec![crate::store::Class::New]
+        );
+        let out = q
+            .enqueue(&[s("5.5.5.5", 10 * day + 60_000)], None, 10 * day + 60_000)
+            .unwrap();
+        assert_eq!(out.queued_new, 1);
+        // Within the tolerance of small corrections, the rule holds: not
+        // due within the hour after the report.
+        let b = q.peek_batch(T, 10).unwrap();
+        q.ack(T, &b, 10 * day + 60_000, 10 * day + 60_001).unwrap();
+        let out = q
+            .enqueue(&[s("5.5.5.5", 10 * day + 63_000)], None, 10 * day + 58_000)
+            .unwrap();
+        assert_eq!((out.queued_new, out.already_reported), (0, 1));
+    }
 
     #[test]
     fn batches_are_fifo_and_ack_moves_to_reported() {

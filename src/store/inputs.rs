@@ -100,6 +100,7 @@ mod tests {
                 &RequestLog {
                     sent_at_ms: vec![5, 6],
                 },
+                &crate::clock::Clock::System.now_all(),
             )
             .unwrap();
             q.flush().unwrap();

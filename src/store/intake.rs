@@ -215,7 +215,7 @@ impl Store {
                             let tkey = v3::target_addr_key(t.id, key);
                             let is_dead = dead.get(&tkey)?.is_some();
                             let r = || tx_get::<Reported>(reported, "reported", &tkey);
-                            match class_unless_pending(is_dead, r, last, t.policy)? {
+                            match class_unless_pending(is_dead, r, last, now_ms, t.policy)? {
                                 Class::New | Class::Pending => owed_now.push(si),
                                 c => class = class.max(c),
                             }
@@ -283,7 +283,7 @@ impl Store {
     /// What [`Store::enqueue_folded`] would do with each entry, without
     /// writing anything (point lookups only). For a caller that holds the
     /// store alone and writes the entries later (`tjfwd replay`).
-    pub fn classify(&self, folded: &[Folded]) -> Result<Vec<Class>, StoreError> {
+    pub fn classify(&self, folded: &[Folded], now_ms: u64) -> Result<Vec<Class>, StoreError> {
         folded
             .iter()
             .map(|f| {
@@ -296,7 +296,7 @@ impl Store {
                     let tkey = v3::target_addr_key(t.id, &key);
                     let is_dead = self.dead.contains_key(&tkey)?;
                     let r = || v1::get::<Reported>(&self.reported, "reported", &tkey);
-                    match class_unless_pending(is_dead, r, f.last_seen_ms, t.policy)? {
+                    match class_unless_pending(is_dead, r, f.last_seen_ms, now_ms, t.policy)? {
                         Class::New | Class::Pending => return Ok(Class::New),
                         c => class = class.max(c),
                     }
@@ -324,13 +324,14 @@ fn class_unless_pending<E>(
     is_dead: bool,
     reported: impl FnOnce() -> Result<Option<Reported>, E>,
     last_seen_ms: u64,
+    now_ms: u64,
     policy: Policy,
 ) -> Result<Class, E> {
     if is_dead {
         return Ok(Class::Dead);
     }
     Ok(match reported()? {
-        Some(r) if !is_due(&r, last_seen_ms, policy) => Class::NotDue,
+        Some(r) if !is_due(&r, last_seen_ms, now_ms, policy) => Class::NotDue,
         _ => Class::New,
     })
 }
