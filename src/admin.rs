@@ -40,7 +40,7 @@ use prometheus_client::registry::Registry;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::errors::chain;
-use crate::health::{overall, Verdict};
+use crate::health::{overall, Conditions, Verdict};
 use crate::ratelimit::Limit;
 use crate::stats::{SkipReason, Stats};
 use crate::store::{Store, StoreError};
@@ -192,7 +192,12 @@ impl Admin {
                     &health,
                     now,
                     self.sources.flush_interval,
-                    self.sources.stats.paused().as_deref(),
+                    &Conditions {
+                        paused: self.sources.stats.paused().as_deref(),
+                        input_error: self.sources.stats.input_error().as_deref(),
+                        oldest_pending_ms: q.oldest_queued_at(t)?,
+                        rate_window: Duration::from_millis(self.sources.limit.window_ms),
+                    },
                 )
                 .is_healthy(),
             requests_in_window: self.sources.limit.in_window(&requests, now) as u64,
@@ -514,11 +519,27 @@ async fn healthz(State(admin): State<Arc<Admin>>) -> Response {
         }
     };
     let paused = admin.sources.stats.paused();
+    let input_error = admin.sources.stats.input_error();
+    let oldest = match queue.oldest_queued_at(queue.first_target()) {
+        Ok(o) => o,
+        Err(e) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("cannot read the queue: {}\n", chain(&e)),
+            )
+                .into_response()
+        }
+    };
     match overall(
         &health,
         now_ms(),
         admin.sources.flush_interval,
-        paused.as_deref(),
+        &Conditions {
+            paused: paused.as_deref(),
+            input_error: input_error.as_deref(),
+            oldest_pending_ms: oldest,
+            rate_window: Duration::from_millis(admin.sources.limit.window_ms),
+        },
     ) {
         Verdict::Healthy => (StatusCode::OK, "ok\n").into_response(),
         Verdict::Degraded(reason) => (

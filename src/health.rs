@@ -64,13 +64,61 @@ fn code(status: u16) -> String {
     }
 }
 
-/// [`verdict`], also degraded while the inputs are paused (the queue is
-/// full, or cannot be written): the one verdict of status and `/healthz`.
-pub fn overall(h: &Health, now_ms: u64, flush_interval: Duration, paused: Option<&str>) -> Verdict {
-    match (verdict(h, now_ms, flush_interval), paused) {
-        (Verdict::Healthy, Some(why)) => Verdict::Degraded(format!("input paused: {why}")),
-        (v, _) => v,
+/// What the verdict looks at besides the target's record.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Conditions<'a> {
+    /// Why the inputs are paused (the queue is full, or cannot be written).
+    pub paused: Option<&'a str>,
+    /// Why the file input cannot read its file.
+    pub input_error: Option<&'a str>,
+    /// When the oldest address the target owes was queued (None: it owes
+    /// none).
+    pub oldest_pending_ms: Option<u64>,
+    /// The target's rate window: a full window is a wait that ends by
+    /// itself, so patience is five of the longer of it and the flush
+    /// interval.
+    pub rate_window: Duration,
+}
+
+/// [`verdict`], also degraded while the input cannot read its file, while
+/// the inputs are paused, and while addresses wait unsent for longer than
+/// five flush intervals, whatever the reason (a rate limit that never
+/// lifts, a stuck scheduler, a clock problem...): the one verdict of
+/// status and `/healthz`.
+pub fn overall(h: &Health, now_ms: u64, flush_interval: Duration, c: &Conditions) -> Verdict {
+    let v = verdict(h, now_ms, flush_interval);
+    if !v.is_healthy() {
+        return v;
     }
+    if let Some(why) = c.input_error {
+        return Verdict::Degraded(format!("the input cannot be read: {why}"));
+    }
+    if let Some(why) = c.paused {
+        return Verdict::Degraded(format!("input paused: {why}"));
+    }
+    if let Some(oldest) = c.oldest_pending_ms {
+        // Waiting since it was queued, or since the last report that got
+        // through if later: a long backlog sent at the limit's pace is
+        // progress, not a stall.
+        let since = oldest.max(h.last_success_ms.unwrap_or(0));
+        let waiting = now_ms.saturating_sub(since);
+        let patience = flush_interval.max(c.rate_window).saturating_mul(5);
+        if waiting > patience.as_millis() as u64 {
+            let last = match (h.failing_since_ms, h.last_error_ms) {
+                (Some(_), Some(_)) => format!(
+                    "the last attempt failed ({}: {})",
+                    code(h.last_error_code),
+                    h.last_error_message
+                ),
+                _ => "no attempt has failed, so sending is held back (a rate limit or a wait that does not end)".into(),
+            };
+            return Verdict::Degraded(format!(
+                "pending addresses have not been sent for {} s, more than five flush intervals (or rate windows); {last}",
+                waiting / 1000
+            ));
+        }
+    }
+    Verdict::Healthy
 }
 
 #[cfg(test)]
@@ -114,10 +162,70 @@ mod tests {
             ..failing(401, 999_000)
         };
         assert!(!verdict(&refused_without_code, 1_000_000, f).is_healthy());
+        let paused = Conditions {
+            paused: Some("the queue is full"),
+            ..Conditions::default()
+        };
         assert_eq!(
-            overall(&Health::default(), 1_000_000, f, Some("the queue is full")),
+            overall(&Health::default(), 1_000_000, f, &paused),
             Verdict::Degraded("input paused: the queue is full".into())
         );
-        assert!(overall(&Health::default(), 1_000_000, f, None).is_healthy());
+        let none = Conditions::default();
+        assert!(overall(&Health::default(), 1_000_000, f, &none).is_healthy());
+    }
+
+    #[test]
+    fn an_unreadable_input_is_degraded_with_its_reason() {
+        let f = Duration::from_secs(60);
+        let c = Conditions {
+            input_error: Some("Permission denied (os error 13)"),
+            ..Conditions::default()
+        };
+        let v = overall(&Health::default(), 1_000_000, f, &c);
+        assert_eq!(
+            v,
+            Verdict::Degraded("the input cannot be read: Permission denied (os error 13)".into())
+        );
+    }
+
+    #[test]
+    fn addresses_waiting_longer_than_five_flush_intervals_are_degraded_whatever_the_reason() {
+        let f = Duration::from_secs(60);
+        let waiting = |oldest| Conditions {
+            oldest_pending_ms: Some(oldest),
+            rate_window: Duration::from_secs(10),
+            ..Conditions::default()
+        };
+        let now = 10_000_000;
+        // Queued 4 minutes ago: fine. 6 minutes: degraded, even with no
+        // failure recorded (a wait that never ends).
+        assert!(overall(&Health::default(), now, f, &waiting(now - 240_000)).is_healthy());
+        let v = overall(&Health::default(), now, f, &waiting(now - 360_000));
+        assert!(
+            matches!(&v, Verdict::Degraded(r) if r.contains("not been sent for 360 s") && r.contains("held back")),
+            "{v:?}"
+        );
+        // Rate limited (429s, healthy by the record alone) for that long.
+        let limited = failing(429, now - 360_000);
+        let v = overall(&limited, now, f, &waiting(now - 400_000));
+        assert!(
+            matches!(&v, Verdict::Degraded(r) if r.contains("HTTP 429")),
+            "{v:?}"
+        );
+        // A backlog that is being sent: the last success is recent.
+        let sending = Health {
+            last_success_ms: Some(now - 10_000),
+            ..Health::default()
+        };
+        assert!(overall(&sending, now, f, &waiting(now - 3_600_000)).is_healthy());
+        // Nothing pending: healthy, however long ago the last send.
+        assert!(overall(&Health::default(), now, f, &Conditions::default()).is_healthy());
+        // A rate window longer than the flush interval is waited out: five
+        // of those before a wait counts as a stall.
+        let long_window = Conditions {
+            rate_window: Duration::from_secs(120),
+            ..waiting(now - 360_000)
+        };
+        assert!(overall(&Health::default(), now, f, &long_window).is_healthy());
     }
 }

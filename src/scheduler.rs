@@ -511,6 +511,22 @@ impl<T: Target> Scheduler<T> {
                 }
             }
         }
+        if !accepted_any
+            && suspects.len() > 1
+            && suspects
+                .iter()
+                .all(|(i, _, _)| !crate::filter::is_public(i.addr))
+        {
+            // Every address rejected alone is non-public (private,
+            // loopback, reserved...), queued because report_non_public is
+            // on: the service refuses those, not our configuration. They
+            // are set aside (resend --dead-letter retries them); sending
+            // goes on.
+            for (item, status, reason) in std::mem::take(&mut suspects) {
+                self.dead_letter(&[item], status, &reason)?;
+            }
+            tracing::warn!("the API rejects non-public addresses: they are moved to the dead-letter set; set [filter] report_non_public = false to stop queuing them");
+        }
         if !accepted_any && !suspects.is_empty() {
             let (item, status, reason) = suspects.swap_remove(0);
             let known_good = self.queue.reported(self.id, item.addr)?.is_some();
@@ -579,12 +595,28 @@ impl<T: Target> Scheduler<T> {
         status: u16,
         reason: &str,
     ) -> Result<(), StoreError> {
-        for i in items {
-            tracing::warn!(address = %i.addr, status, %reason, "the API rejected an address: moved to the dead-letter set (tjfwd resend --dead-letter retries it)");
+        // A non-public address (queued because report_non_public is on)
+        // says so: that is why the service refuses it.
+        let (public, private): (Vec<BatchItem>, Vec<BatchItem>) = items
+            .iter()
+            .cloned()
+            .partition(|i| crate::filter::is_public(i.addr));
+        let private_reason = format!(
+            "{reason}; not a public address: the service does not take non-public \
+             addresses, which tjfwd sends because report_non_public = true"
+        );
+        for (group, reason) in [(public, reason), (private, private_reason.as_str())] {
+            if group.is_empty() {
+                continue;
+            }
+            for i in &group {
+                tracing::warn!(address = %i.addr, status, %reason, "the API rejected an address: moved to the dead-letter set (tjfwd resend --dead-letter retries it)");
+            }
+            Stats::add(&self.stats.addresses_dead_lettered, group.len() as u64);
+            self.queue
+                .dead_letter(self.id, &group, status, reason, self.now_ms())?;
         }
-        Stats::add(&self.stats.addresses_dead_lettered, items.len() as u64);
-        self.queue
-            .dead_letter(self.id, items, status, reason, self.now_ms())
+        Ok(())
     }
 
     fn config_error(&mut self, status: u16, reason: String) -> Result<(), StoreError> {
@@ -1224,5 +1256,56 @@ mod tests {
         // Counted as at least 10 s old (13 s really): sending resumes
         // within a window.
         assert!(reqs[6].0 < 64.0, "{reqs:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn non_public_addresses_the_service_refuses_are_set_aside_not_a_pause() {
+        // report_non_public = true queued private addresses (alone, or with
+        // a public one behind them); the service rejects each, even alone.
+        // That is not a configuration error (category, tags and ttl are
+        // fine): they are dead-lettered with the true reason, the rest goes.
+        for with_public in [false, true] {
+            let b = bench(0);
+            let mut addrs: Vec<IpAddr> = (1..=5u8)
+                .map(|i| IpAddr::V4(Ipv4Addr::new(10, 0, 0, i)))
+                .collect();
+            if with_public {
+                addrs.push(addr(1));
+            }
+            for a in &addrs {
+                let one = Sighting {
+                    addr: *a,
+                    seen_ms: b.clock.now_ms(),
+                };
+                b.queue.enqueue(&[one], None, b.clock.now_ms()).unwrap();
+            }
+            let script: Script = Box::new(|batch, _| {
+                if batch.iter().any(|a| !crate::filter::is_public(*a)) {
+                    answer(
+                        422,
+                        Action::Rejected {
+                            indices: vec![],
+                            reason: "invalid address".into(),
+                        },
+                    )
+                } else {
+                    ok()
+                }
+            });
+            b.run(policy(), script, true, Duration::from_secs(3600))
+                .await;
+            assert_eq!(b.pending(), 0, "with_public {with_public}");
+            let dead = b.dead();
+            assert_eq!(dead.len(), 5, "{dead:?}");
+            assert_eq!(b.queue.reported_count(T0), usize::from(with_public));
+            for e in b.queue.dead_entries(T0) {
+                let (_, d) = e.unwrap();
+                assert!(d.reason.contains("not a public address"), "{}", d.reason);
+            }
+            let h = b.queue.health(T0).unwrap();
+            assert_ne!(h.last_error_kind, Some(FailureKind::Refused), "{h:?}");
+            // No pause of a minute or more.
+            assert!(b.requests().last().unwrap().0 < 60.0, "{:?}", b.requests());
+        }
     }
 }

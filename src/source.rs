@@ -828,7 +828,7 @@ impl Tailer {
             self.open_readers()
                 .filter_map(|r| r.id.map(|i| i.fingerprint)),
         );
-        if let Ok(f) = File::open(&self.path) {
+        if let Ok(f) = open_tailable(&self.path) {
             if let Ok(m) = f.metadata() {
                 if let Ok(Some(id)) = identify(&f, m.dev(), m.ino()) {
                     alive.push(id.fingerprint);
@@ -851,7 +851,7 @@ impl Tailer {
         stats: &Stats,
         now_ms: u64,
     ) -> Result<bool, SourceError> {
-        let file = match File::open(&self.path) {
+        let file = match open_tailable(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // A file that appears after we started is new: start_at
@@ -925,7 +925,12 @@ impl Candidate {
         if self.gz {
             Reader::gz(&self.path, self.id, offset)
         } else {
-            Reader::plain(&self.path, File::open(&self.path)?, Some(self.id), offset)
+            Reader::plain(
+                &self.path,
+                open_tailable(&self.path)?,
+                Some(self.id),
+                offset,
+            )
         }
     }
 }
@@ -954,10 +959,46 @@ fn fingerprint_of(head: &[u8]) -> Option<u64> {
     }
 }
 
+/// Opens the input file at `path` for tailing, refusing what cannot be
+/// tailed: a FIFO, a device, a socket or a directory (opened without
+/// blocking: a FIFO's open would wait for a writer forever, and with it the
+/// thread that opened it).
+pub fn open_tailable(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    let kind = f.metadata()?.file_type();
+    if kind.is_file() {
+        return Ok(f);
+    }
+    let what = if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "it is {what}: tjfwd tails a regular file (Cowrie's cowrie.json); to stream \
+             events, use [input] listen_tcp with Cowrie's socketlog output"
+        ),
+    ))
+}
+
 /// The identity of the file at `path` (None while its first line is
 /// incomplete).
 pub fn identify_path(path: &Path) -> io::Result<Option<FileId>> {
-    let f = File::open(path)?;
+    let f = open_tailable(path)?;
     let m = f.metadata()?;
     identify(&f, m.dev(), m.ino())
 }

@@ -122,6 +122,9 @@ pub struct Stats {
     paused: Mutex<Option<String>>,
     /// Times the inputs paused.
     pub input_pauses: AtomicU64,
+    /// Why the file input cannot read its file (permissions, a symlink
+    /// loop...), while it cannot.
+    input_error: Mutex<Option<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -176,6 +179,31 @@ impl Stats {
             (None, None) => {}
         }
         *p = why;
+    }
+
+    /// Records that the file input cannot read its file, and why (None:
+    /// it reads again); logs the change once (a warning when it starts or
+    /// changes, info when it ends), not at every retry.
+    pub fn set_input_error(&self, why: Option<String>) {
+        let mut e = self.input_error.lock().unwrap_or_else(|e| e.into_inner());
+        if *e == why {
+            return;
+        }
+        match &why {
+            Some(w) => {
+                tracing::warn!(error = %w, "cannot read the input; retrying (health is degraded until it reads again)")
+            }
+            None => tracing::info!("the input reads again"),
+        }
+        *e = why;
+    }
+
+    /// Why the file input cannot read its file, if it cannot.
+    pub fn input_error(&self) -> Option<String> {
+        self.input_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Why the inputs are paused, if they are.

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::errors::chain;
-use crate::health::{overall, Verdict};
+use crate::health::{overall, Conditions, Verdict};
 use crate::ratelimit::Limit;
 use crate::stats::{SkipReason, Stats};
 use crate::store::{Store, StoreError};
@@ -200,11 +200,29 @@ impl Snapshot {
             )),
             None => None,
         };
+        let input_error =
+            match stats {
+                Some(s) => s.input_error(),
+                // No daemon: look at the file as it would.
+                None => config.input.cowrie_json.as_deref().and_then(|p| {
+                    match crate::source::open_tailable(p) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            Some(format!("{}: {e}", p.display()))
+                        }
+                        _ => None,
+                    }
+                }),
+            };
         let v = overall(
             &health,
             now,
             config.schedule.flush_interval,
-            input_paused.as_deref(),
+            &Conditions {
+                paused: input_paused.as_deref(),
+                input_error: input_error.as_deref(),
+                oldest_pending_ms: queue.oldest_queued_at(t)?,
+                rate_window: config.schedule.rate_window,
+            },
         );
         let (mut reported, mut active) = (0, 0);
         for e in queue.reported_entries(t) {

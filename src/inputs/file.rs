@@ -44,6 +44,18 @@ pub(super) fn prepare(config: &Config, ctx: &Context) -> Result<Option<Ready>, S
     let Some(path) = &config.input.cowrie_json else {
         return Ok(None);
     };
+    // What is not a file that can be tailed (a FIFO, a device, a
+    // directory) is refused now, with the reason, rather than retried for
+    // ever. A file that is missing (Cowrie creates it) or not readable yet
+    // (permissions being fixed) is retried, with health degraded: the
+    // queue already held is still sent.
+    if let Err(e) = crate::source::open_tailable(path) {
+        if e.kind() == std::io::ErrorKind::InvalidInput {
+            return Err(StartError(
+                format!("cannot read [input] cowrie_json = {}: {e}", path.display()).into(),
+            ));
+        }
+    }
     let input = &config.input;
     let tailer = Tailer::new(path.clone(), input.start_at, input.max_line_bytes).with_grace(
         input
@@ -80,14 +92,26 @@ impl Input for FileInput {
             .tailer
             .next_chunk(&self.store, &self.stats, &mut self.chunk, now_ms)
         {
-            Ok(true) => Next::Chunk {
-                lines: self.chunk.data(),
-                commit: Commit::InTransaction(self.chunk.checkpoint(now_ms)),
-            },
-            Ok(false) if self.drain => Next::End,
-            Ok(false) => Next::Idle(self.poll),
+            Ok(got) => {
+                self.stats.set_input_error(None);
+                match got {
+                    true => Next::Chunk {
+                        lines: self.chunk.data(),
+                        commit: Commit::InTransaction(self.chunk.checkpoint(now_ms)),
+                    },
+                    false if self.drain => Next::End,
+                    false => Next::Idle(self.poll),
+                }
+            }
             Err(e) => {
-                tracing::warn!(target: LOG_TARGET, error = %chain(&e), "cannot read the input; retrying");
+                match &e {
+                    SourceError::Io { .. } => {
+                        self.stats.set_input_error(Some(chain(&e).to_string()))
+                    }
+                    SourceError::Queue(_) => {
+                        tracing::warn!(target: LOG_TARGET, error = %chain(&e), "cannot read the input; retrying")
+                    }
+                }
                 Next::Failed(match e {
                     SourceError::Queue(e) => Some(e),
                     SourceError::Io { .. } => None,
