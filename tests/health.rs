@@ -78,6 +78,15 @@ fn an_input_that_cannot_be_read_makes_the_daemon_degraded_until_it_reads_again()
     let other = env.path("loop");
     std::os::unix::fs::symlink(&other, &log).unwrap();
     std::os::unix::fs::symlink(&log, &other).unwrap();
+    // The same configuration with another state directory, for a drain
+    // beside the daemon.
+    let text_cfg = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        cfg.with_file_name("drain.toml"),
+        text_cfg.replace("state_dir = \"state\"", "state_dir = \"state2\""),
+    )
+    .unwrap();
+    support::bin::set_mode(&cfg.with_file_name("drain.toml"), 0o600);
     let mut daemon = spawn(bin().args(["run", "--config"]).arg(&cfg));
     let deadline = Instant::now() + Duration::from_secs(30);
     let degraded = loop {
@@ -91,6 +100,14 @@ fn an_input_that_cannot_be_read_makes_the_daemon_degraded_until_it_reads_again()
     assert!(
         degraded.contains("symbolic links") || degraded.contains("os error 40"),
         "{degraded}"
+    );
+    // run --drain on it ends (after a few retries), and says why it failed.
+    let o = run(&cfg.with_file_name("drain.toml"), &["run", "--drain"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("could not be read to its end"),
+        "{}",
+        text(&o)
     );
     // Fixed: a real file; it is read, sent, and health is back.
     std::fs::remove_file(&log).unwrap();

@@ -37,7 +37,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    let stats = runtime.block_on(async {
         daemon::run(
             config,
             RunOptions {
@@ -49,6 +49,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         )
         .await
     })?;
+    if let Some(e) = stats.input_error().filter(|_| args.drain) {
+        anyhow::bail!("the input could not be read to its end ({e}); what was queued was sent");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -37,7 +37,13 @@ pub(super) struct FileInput {
     poll: Duration,
     /// Ends at the end of the input instead of waiting for more.
     drain: bool,
+    /// Consecutive failures to read the file.
+    io_failures: u32,
 }
+
+/// In drain mode, reading fails this many times in a row (over a few
+/// seconds of backoff) before the input gives up: `run --drain` must end.
+const DRAIN_READ_ATTEMPTS: u32 = 4;
 
 /// The file input, when `[input] cowrie_json` is set.
 pub(super) fn prepare(config: &Config, ctx: &Context) -> Result<Option<Ready>, StartError> {
@@ -70,6 +76,7 @@ pub(super) fn prepare(config: &Config, ctx: &Context) -> Result<Option<Ready>, S
         chunk: Chunk::default(),
         poll: input.poll_interval,
         drain: ctx.drain,
+        io_failures: 0,
     };
     let (pipeline, stop) = (ctx.pipeline.clone(), ctx.stop.clone());
     Ok(Some(Ready {
@@ -94,6 +101,7 @@ impl Input for FileInput {
         {
             Ok(got) => {
                 self.stats.set_input_error(None);
+                self.io_failures = 0;
                 match got {
                     true => Next::Chunk {
                         lines: self.chunk.data(),
@@ -106,7 +114,12 @@ impl Input for FileInput {
             Err(e) => {
                 match &e {
                     SourceError::Io { .. } => {
-                        self.stats.set_input_error(Some(chain(&e).to_string()))
+                        self.stats.set_input_error(Some(chain(&e).to_string()));
+                        self.io_failures += 1;
+                        if self.drain && self.io_failures >= DRAIN_READ_ATTEMPTS {
+                            tracing::error!(target: LOG_TARGET, error = %chain(&e), "cannot read the input; --drain gives up on it and sends what is queued");
+                            return Next::End;
+                        }
                     }
                     SourceError::Queue(_) => {
                         tracing::warn!(target: LOG_TARGET, error = %chain(&e), "cannot read the input; retrying")
