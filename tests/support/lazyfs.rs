@@ -59,7 +59,9 @@
 //! It goes through fusectl, which `cut` mounts on /sys/fs/fuse/connections
 //! if it is not there.)
 //!
-//! Not modelled: symbolic and hard links (EPERM), special files (EPERM),
+//! Unix sockets can be bound on the mount (a cut that keeps the entry
+//! leaves a stale socket file). Not modelled: symbolic and hard links
+//! (EPERM), devices and FIFOs (EPERM),
 //! extended attributes (ENOSYS: the kernel then says EOPNOTSUPP),
 //! `fallocate`. Locks (`flock`, `fcntl`) are left to the kernel, which
 //! keeps them locally for a FUSE filesystem that does not implement them:
@@ -83,7 +85,7 @@ use std::fmt;
 use std::fs::{self, File, FileTimes};
 use std::io::{self, ErrorKind};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -571,6 +573,18 @@ struct Inode {
 enum Body {
     File(FileData),
     Dir(DirData),
+    /// A Unix socket's name (tjfwd binds its control socket in its state
+    /// directory), with its link count (0 or 1). It has no content; after a
+    /// cut that keeps its entry it is a stale socket file, as on a disk.
+    Socket(u32),
+}
+
+/// What `Model::create` makes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NewKind {
+    File,
+    Dir,
+    Socket,
 }
 
 /// A regular file: `live` is `durable` with `pending` applied in order.
@@ -725,10 +739,15 @@ impl Model {
                     pending: Vec::new(),
                     nlink: 1,
                 })
+            } else if md.file_type().is_socket() {
+                Body::Socket(1)
             } else {
                 return Err(io::Error::new(
                     ErrorKind::Unsupported,
-                    format!("{path:?}: the power-cut filesystem holds only files and directories"),
+                    format!(
+                        "{path:?}: the power-cut filesystem holds only files, directories \
+                         and sockets"
+                    ),
                 ));
             };
             self.inodes.insert(
@@ -759,14 +778,14 @@ impl Model {
     fn dir(&self, ino: Ino) -> Res<&DirData> {
         match &self.inode(ino)?.body {
             Body::Dir(d) => Ok(d),
-            Body::File(_) => Err(Errno::ENOTDIR),
+            _ => Err(Errno::ENOTDIR),
         }
     }
 
     fn dir_mut(&mut self, ino: Ino) -> Res<&mut DirData> {
         match &mut self.inode_mut(ino)?.body {
             Body::Dir(d) => Ok(d),
-            Body::File(_) => Err(Errno::ENOTDIR),
+            _ => Err(Errno::ENOTDIR),
         }
     }
 
@@ -774,6 +793,7 @@ impl Model {
         match &mut self.inode_mut(ino)?.body {
             Body::File(f) => Ok(f),
             Body::Dir(_) => Err(Errno::EISDIR),
+            Body::Socket(_) => Err(Errno::EINVAL),
         }
     }
 
@@ -781,6 +801,7 @@ impl Model {
         let inode = self.inode(ino)?;
         let (kind, size, nlink) = match &inode.body {
             Body::File(f) => (FileType::RegularFile, f.live.len() as u64, f.nlink),
+            Body::Socket(nlink) => (FileType::Socket, 0, *nlink),
             Body::Dir(d) => {
                 let subdirs = d
                     .live
@@ -819,25 +840,25 @@ impl Model {
     }
 
     /// Makes a new inode named `name` in `parent` (which must not have it).
-    fn create(&mut self, parent: Ino, name: &OsStr, meta: Meta, dir: bool) -> Res<Ino> {
+    fn create(&mut self, parent: Ino, name: &OsStr, meta: Meta, kind: NewKind) -> Res<Ino> {
         check_name(name)?;
         if self.dir(parent)?.live.contains_key(name) {
             return Err(Errno::EEXIST);
         }
         let ino = self.next_ino;
         self.next_ino += 1;
-        let body = if dir {
-            Body::Dir(DirData {
+        let body = match kind {
+            NewKind::Dir => Body::Dir(DirData {
                 parent,
                 live: BTreeMap::new(),
                 durable: BTreeMap::new(),
                 log: Vec::new(),
-            })
-        } else {
-            Body::File(FileData {
+            }),
+            NewKind::File => Body::File(FileData {
                 nlink: 1,
                 ..FileData::default()
-            })
+            }),
+            NewKind::Socket => Body::Socket(1),
         };
         self.inodes.insert(ino, Inode { meta, body });
         let p = self.dir_mut(parent)?;
@@ -851,14 +872,24 @@ impl Model {
     }
 
     fn is_dir(&self, ino: Ino) -> bool {
-        matches!(self.inodes.get(&ino).map(|i| &i.body), Some(Body::Dir(_)))
+        self.kind(ino) == FileType::Directory
+    }
+
+    fn kind(&self, ino: Ino) -> FileType {
+        match self.inodes.get(&ino).map(|i| &i.body) {
+            Some(Body::Dir(_)) => FileType::Directory,
+            Some(Body::Socket(_)) => FileType::Socket,
+            _ => FileType::RegularFile,
+        }
     }
 
     /// The live entry `name` of `parent` no longer names `ino` (whose link
     /// count drops): the caller logs the change.
     fn drop_link(&mut self, ino: Ino) {
-        if let Ok(f) = self.file_mut(ino) {
-            f.nlink = f.nlink.saturating_sub(1);
+        match self.inodes.get_mut(&ino).map(|i| &mut i.body) {
+            Some(Body::File(f)) => f.nlink = f.nlink.saturating_sub(1),
+            Some(Body::Socket(nlink)) => *nlink = nlink.saturating_sub(1),
+            _ => {}
         }
         if let Ok(i) = self.inode_mut(ino) {
             i.meta.ctime = SystemTime::now();
@@ -1036,12 +1067,11 @@ impl Model {
         dirs.insert(ROOT);
         while let Some(dir) = todo.pop() {
             for &child in entries[&dir].values() {
-                if self.is_dir(child) {
-                    if dirs.insert(child) {
-                        todo.push(child);
-                    }
-                } else {
+                let kind = self.kind(child);
+                if kind == FileType::RegularFile {
                     files.insert(child);
+                } else if kind == FileType::Directory && dirs.insert(child) {
+                    todo.push(child);
                 }
             }
         }
@@ -1111,16 +1141,26 @@ impl Model {
         report.dirs += 1;
         for (name, &child) in &entries[&ino] {
             let child_path = path.join(name);
-            if self.is_dir(child) {
-                if written.contains(&child) {
-                    continue;
+            let meta = &self.inodes[&child].meta;
+            match self.kind(child) {
+                FileType::Directory => {
+                    if written.contains(&child) {
+                        continue;
+                    }
+                    fs::create_dir(&child_path)?;
+                    self.write_dir(child, &child_path, entries, contents, written, report)?;
                 }
-                fs::create_dir(&child_path)?;
-                self.write_dir(child, &child_path, entries, contents, written, report)?;
-            } else {
-                fs::write(&child_path, &contents[&child])?;
-                report.files += 1;
-                set_meta(&child_path, &self.inodes[&child].meta)?;
+                FileType::Socket => {
+                    // Bound and closed: a stale socket file, as a reboot
+                    // leaves one.
+                    drop(std::os::unix::net::UnixListener::bind(&child_path)?);
+                    set_owner_and_mode(&child_path, meta)?;
+                }
+                _ => {
+                    fs::write(&child_path, &contents[&child])?;
+                    report.files += 1;
+                    set_meta(&child_path, meta)?;
+                }
             }
         }
         set_meta(path, &self.inodes[&ino].meta)
@@ -1203,12 +1243,16 @@ fn tear<R: Rng + ?Sized>(content: &mut Vec<u8>, offset: u64, data: &[u8], rng: &
     lost
 }
 
-fn set_meta(path: &Path, meta: &Meta) -> io::Result<()> {
+fn set_owner_and_mode(path: &Path, meta: &Meta) -> io::Result<()> {
     let md = fs::symlink_metadata(path)?;
     if (md.uid(), md.gid()) != (meta.uid, meta.gid) {
         std::os::unix::fs::chown(path, Some(meta.uid), Some(meta.gid))?;
     }
-    fs::set_permissions(path, fs::Permissions::from_mode(meta.perm))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(meta.perm))
+}
+
+fn set_meta(path: &Path, meta: &Meta) -> io::Result<()> {
+    set_owner_and_mode(path, meta)?;
     let times = FileTimes::new()
         .set_accessed(meta.atime)
         .set_modified(meta.mtime);
@@ -1328,12 +1372,14 @@ impl Filesystem for Fuse {
         reply: ReplyEntry,
     ) {
         let result = self.with(|m| {
-            if mode & libc::S_IFMT != libc::S_IFREG {
-                // Only regular files: no devices, FIFOs or sockets.
-                return Err(Errno::EPERM);
-            }
+            let kind = match mode & libc::S_IFMT {
+                libc::S_IFREG => NewKind::File,
+                libc::S_IFSOCK => NewKind::Socket,
+                // Not modelled: devices and FIFOs.
+                _ => return Err(Errno::EPERM),
+            };
             let meta = Meta::new(mode & !umask, req.uid(), req.gid());
-            let ino = m.create(parent.0, name, meta, false)?;
+            let ino = m.create(parent.0, name, meta, kind)?;
             m.attr(ino)
         });
         match result {
@@ -1353,7 +1399,7 @@ impl Filesystem for Fuse {
     ) {
         let result = self.with(|m| {
             let meta = Meta::new(mode & !umask, req.uid(), req.gid());
-            let ino = m.create(parent.0, name, meta, true)?;
+            let ino = m.create(parent.0, name, meta, NewKind::Dir)?;
             m.attr(ino)
         });
         match result {
@@ -1423,6 +1469,7 @@ impl Filesystem for Fuse {
                 Ok(m.next_fh)
             }
             Body::Dir(_) => Err(Errno::EISDIR),
+            Body::Socket(_) => Err(Errno::ENXIO),
         });
         match result {
             // Direct I/O: no page cache, every read and write comes here.
@@ -1446,7 +1493,7 @@ impl Filesystem for Fuse {
                 return Err(Errno::EPERM);
             }
             let meta = Meta::new(mode & !umask, req.uid(), req.gid());
-            let ino = m.create(parent.0, name, meta, false)?;
+            let ino = m.create(parent.0, name, meta, NewKind::File)?;
             m.next_fh += 1;
             Ok((m.attr(ino)?, m.next_fh))
         });
@@ -1554,12 +1601,7 @@ impl Filesystem for Fuse {
                 (d.parent, FileType::Directory, OsString::from("..")),
             ];
             for (name, &child) in &d.live {
-                let kind = if m.is_dir(child) {
-                    FileType::Directory
-                } else {
-                    FileType::RegularFile
-                };
-                list.push((child, kind, name.clone()));
+                list.push((child, m.kind(child), name.clone()));
             }
             m.next_fh += 1;
             let fh = m.next_fh;
