@@ -138,6 +138,17 @@ fn a_cut_that_keeps_everything_is_what_readers_saw() {
     fs::create_dir(mnt.join("e")).unwrap();
     fs::write(mnt.join("e/b"), vec![7u8; 100_000]).unwrap();
     fs::rename(mnt.join("d/a"), mnt.join("e/a")).unwrap();
+    let names = |dir: &str| {
+        let mut names: Vec<String> = fs::read_dir(mnt.join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names("e"), ["a", "b"]);
+    assert!(names("d").is_empty());
+    fs::remove_dir(mnt.join("e")).unwrap_err();
     let (out, report) = cut(fs, &rig, "out", &CutOptions::keep_unsynced());
     assert_eq!(fs::read(out.join("e/a")).unwrap(), b"a");
     assert_eq!(fs::read(out.join("e/b")).unwrap(), vec![7u8; 100_000]);
@@ -485,11 +496,15 @@ fn after_the_cut_everything_fails_with_eio_and_nothing_hangs() {
         .unwrap();
     // A process holding a lock, one blocked waiting for it, one writing.
     let lock = mnt.join("lock");
+    // (Each one process, so that killing it leaves no child holding a file
+    // on the mount: the shell opens fd 9, flock(1) locks it, the shell
+    // becomes the sleep or the blocked flock.)
     let mut holder = spawn(
-        Command::new("flock")
-            .arg("-x")
-            .arg(&lock)
-            .args(["sleep", "600"]),
+        Command::new("sh")
+            .arg("-c")
+            .arg(r#"exec 9>>"$1" && flock -x 9 && exec sleep 600"#)
+            .arg("sh")
+            .arg(&lock),
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     while Command::new("flock")
@@ -503,7 +518,13 @@ fn after_the_cut_everything_fails_with_eio_and_nothing_hangs() {
         assert!(Instant::now() < deadline, "flock(1) never took the lock");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let mut waiter = spawn(Command::new("flock").arg("-x").arg(&lock).arg("true"));
+    let mut waiter = spawn(
+        Command::new("sh")
+            .arg("-c")
+            .arg(r#"exec 9>>"$1" && exec flock -x 9"#)
+            .arg("sh")
+            .arg(&lock),
+    );
     let mut writer = spawn(
         Command::new("sh")
             .arg("-c")
@@ -516,6 +537,11 @@ fn after_the_cut_everything_fails_with_eio_and_nothing_hangs() {
         writer.0.try_wait().unwrap(),
         None,
         "the writer stopped early"
+    );
+    assert_eq!(
+        waiter.0.try_wait().unwrap(),
+        None,
+        "the waiter did not wait"
     );
 
     fs.power_off();
@@ -631,4 +657,133 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     all.sort();
     all
+}
+
+// ---------------------------------------------------------------------------
+// tjfwd itself.
+
+/// The end-to-end shape of issue 16's promise, first version: tjfwd runs
+/// with its state directory on the power-cut filesystem while Cowrie
+/// appends and the API fails now and then; the power goes at some moment;
+/// tjfwd restarts from what the disk kept (a fresh mount of the cut's
+/// output) and, with the API up, drains. It must start by itself and lose
+/// nothing from the file input. Three cuts (fixed seeds, moments counted in
+/// requests the API saw); `TJFWD_POWERCUTS=<n>` runs n instead, and every
+/// failed cut is reported, not only the first.
+///
+/// Ignored until issue 16's fixes land: on the tree it was written on, the
+/// third cut fails every time: after the cut, `state/db/db` is missing
+/// (sled's directory was never fsynced) and tjfwd refuses to start until
+/// an operator runs `tjfwd recover`. Run it with
+/// `cargo test --test powercut -- --ignored`.
+#[test]
+#[ignore = "issue 16: tjfwd does not fsync its state directories yet"]
+fn tjfwd_restarts_after_a_power_cut_and_loses_nothing() {
+    // (seed, the cut comes this many milliseconds after tjfwd started)
+    let cuts: Vec<(u64, u64)> = match std::env::var("TJFWD_POWERCUTS") {
+        Ok(n) => (0..n.parse().expect("TJFWD_POWERCUTS: a number of cuts"))
+            .map(|i| (100 + i, (i * 173) % 2500))
+            .collect(),
+        Err(_) => vec![(1, 150), (2, 700), (3, 1600)],
+    };
+    let mut failed = Vec::new();
+    for &(seed, moment_ms) in &cuts {
+        match tjfwd_power_cut(seed, moment_ms) {
+            Some(Ok(summary)) => eprintln!("power cut: {summary}"),
+            Some(Err(failure)) => failed.push(failure),
+            None => return, // FUSE unusable here: skipped
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {} power cuts failed:\n\n{}",
+        failed.len(),
+        cuts.len(),
+        failed.join("\n\n")
+    );
+}
+
+/// One run of tjfwd, a cut, a restart: a summary, or why it failed.
+fn tjfwd_power_cut(seed: u64, moment_ms: u64) -> Option<Result<String, String>> {
+    use support::bin::{bin, output_of, spawn, wait_with_limit, Env};
+    use support::cowrie;
+    use support::fake_api::{Failure, FakeApi, FakeConfig};
+
+    let env = Env::new();
+    let rig = Rig::new();
+    let fs = rig.mount("tjfwd_power_cut")?;
+    let state = fs.path().join("state");
+    let api = FakeApi::start(FakeConfig::default());
+    let addrs = cowrie::public_addresses(300);
+    let lines: Vec<String> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| cowrie::login_failed(a, i as u64))
+        .collect();
+    // Cowrie appends, 10 lines every 50 ms (the log is not on the
+    // power-cut filesystem: only tjfwd's state is).
+    cowrie::append(&env.log(), &lines[..10]);
+    let log_path = env.log();
+    let writer = std::thread::spawn(move || {
+        for chunk in lines[10..].chunks(10) {
+            std::thread::sleep(Duration::from_millis(50));
+            cowrie::append(&log_path, chunk);
+        }
+    });
+    let cfg = env.config(&api, "");
+    let text = fs::read_to_string(&cfg).unwrap();
+    let text = text.replace(
+        r#"state_dir = "state""#,
+        &format!("state_dir = {:?}", state.to_str().unwrap()),
+    );
+    assert!(text.contains(state.to_str().unwrap()), "{text}");
+    fs::write(&cfg, text).unwrap();
+    api.push_failures([Failure::Status(500), Failure::Drop, Failure::Status(503)]);
+
+    let started = Instant::now();
+    let mut first = spawn(bin().args(["run", "--config"]).arg(&cfg));
+    std::thread::sleep(Duration::from_millis(moment_ms));
+    fs.power_off();
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let before = api.accepted_unique();
+    writer.join().unwrap();
+    let out = rig.out("disk");
+    let report = fs.cut(&mut rng(seed), &out).unwrap();
+    let summary = format!(
+        "seed {seed}, {moment_ms} ms after the start, {} requests and {} addresses \
+         accepted before the cut; the cut: {report}",
+        api.request_count(),
+        before.len(),
+    );
+
+    // The machine is back, with the disk as the cut left it.
+    let fs = LazyFs::mount(&rig.mnt(), &out).unwrap();
+    let mut second = spawn(bin().args(["run", "--drain", "--config"]).arg(&cfg));
+    let status = wait_with_limit(&mut second, Duration::from_secs(60));
+    let mut logs = || {
+        format!(
+            "--- before the cut\n{}--- after\n{}",
+            output_of(&mut first),
+            output_of(&mut second)
+        )
+    };
+    drop(fs);
+    if status.map(|s| s.code()) != Some(Some(0)) {
+        return Some(Err(format!(
+            "{summary}\ntjfwd did not start and drain by itself (exit {status:?})\n{}",
+            logs()
+        )));
+    }
+    let mut delivered = before;
+    delivered.extend(api.accepted_unique());
+    let lost: Vec<&String> = addrs.iter().filter(|a| !delivered.contains(*a)).collect();
+    if !lost.is_empty() {
+        return Some(Err(format!(
+            "{summary}\n{} addresses lost: {lost:?}\n{}",
+            lost.len(),
+            logs()
+        )));
+    }
+    Some(Ok(format!("{summary} ({:.1?} in all)", started.elapsed())))
 }
