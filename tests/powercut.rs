@@ -345,6 +345,42 @@ fn a_rename_over_a_file_needs_its_directory_fsynced() {
 }
 
 #[test]
+fn a_rename_across_directories_needs_both_fsynced() {
+    // Strict POSIX: each directory's half of the rename reaches the disk
+    // with that directory (ext4 and XFS commit both halves together).
+    let outcomes = [
+        // (fsync the source, the target) -> (in the source, in the target)
+        ((false, false), (true, false)),
+        ((false, true), (true, true)),
+        ((true, false), (false, false)),
+        ((true, true), (false, true)),
+    ];
+    for ((sync_from, sync_to), (in_from, in_to)) in outcomes {
+        let rig = Rig::new();
+        fs::create_dir(rig.image().join("from")).unwrap();
+        fs::create_dir(rig.image().join("to")).unwrap();
+        fs::write(rig.image().join("from/f"), b"f").unwrap();
+        let Some(fs) = rig.mount("rename_across_directories") else {
+            return;
+        };
+        fs::rename(fs.path().join("from/f"), fs.path().join("to/f")).unwrap();
+        if sync_from {
+            fsync_dir(&fs.path().join("from"));
+        }
+        if sync_to {
+            fsync_dir(&fs.path().join("to"));
+        }
+        let (out, report) = cut(fs, &rig, "out", &CutOptions::drop_unsynced());
+        let case = format!("fsynced source {sync_from}, target {sync_to}: {report}");
+        assert_eq!(out.join("from/f").exists(), in_from, "{case}");
+        assert_eq!(out.join("to/f").exists(), in_to, "{case}");
+        if in_to {
+            assert_eq!(fs::read(out.join("to/f")).unwrap(), b"f", "{case}");
+        }
+    }
+}
+
+#[test]
 fn a_rename_of_unsynced_data_can_leave_an_empty_file() {
     // The classic mistake: the rename reaches the disk, the data does not.
     let rig = Rig::new();

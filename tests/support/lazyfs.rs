@@ -109,8 +109,8 @@ const TTL: Duration = Duration::ZERO;
 /// The longest name a directory entry may have (as on ext4).
 const NAME_MAX: usize = 255;
 
-/// How long `cut` and `Drop` wait for the FUSE thread after an unmount that
-/// succeeded (it ends as soon as the kernel closes the connection).
+/// How long `cut` and `Drop` wait for the FUSE thread after aborting its
+/// connection (it ends as soon as the kernel closes the connection).
 const JOIN_LIMIT: Duration = Duration::from_secs(5);
 
 type Ino = u64;
@@ -417,29 +417,49 @@ impl LazyFs {
         let Some(mut unmounter) = self.unmounter.take() else {
             return Ok(());
         };
-        let result = match unmounter.unmount() {
-            // The kernel closed the connection: the thread ends now.
+        let unmounted = match unmounter.unmount() {
+            // Done; as non-root, fuser unmounted lazily with fusermount3.
             Ok(()) => Ok(()),
-            Err(e) => {
-                // Files are still open on the mount (EBUSY), or we may not
-                // unmount (not root). Abort the connection: whatever is
-                // still open fails (ENOTCONN) instead of waiting for this
-                // process — which, exiting with files open on a mount it
-                // serves itself, would wait for ever. Then detach it.
-                let aborted = self.abort_connection();
-                let detached = lazy_unmount(&self.mountpoint);
-                if e.raw_os_error() == Some(libc::EBUSY) {
-                    aborted.and(detached)
-                } else {
-                    Err(e)
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                // Files are still open on the mount. Abort the connection:
+                // whatever is still open fails (ENOTCONN) instead of
+                // waiting for this process — which, exiting with files
+                // open on a mount it serves itself, would wait for ever.
+                // Then detach the mount.
+                if let Err(e) = self.abort_connection() {
+                    eprintln!("lazyfs: {e}");
                 }
+                lazy_unmount(&self.mountpoint)
+            }
+            Err(e) => {
+                let _ = lazy_unmount(&self.mountpoint);
+                Err(e)
             }
         };
-        let joined = match self.thread.take() {
-            Some(thread) => join_within(thread, JOIN_LIMIT),
-            None => Ok(()),
+        // The thread ends when the kernel closes the connection: at once
+        // after an unmount or an abort, else when the last file open on
+        // the lazily detached mount is closed.
+        let Some(thread) = self.thread.take() else {
+            return unmounted;
         };
-        result.and(joined)
+        let thread = match join_within(thread, Duration::from_millis(500)) {
+            Ok(result) => return unmounted.and(result),
+            Err(thread) => thread,
+        };
+        if let Err(e) = self.abort_connection() {
+            eprintln!("lazyfs: {e}");
+        }
+        match join_within(thread, JOIN_LIMIT) {
+            Ok(result) => unmounted.and(result),
+            Err(_) => {
+                eprintln!(
+                    "lazyfs: files are still open on the detached mount {:?} and its \
+                     connection could not be aborted: this process may hang at exit",
+                    self.mountpoint
+                );
+                unmounted
+            }
+        }
     }
 
     /// Aborts the FUSE connection through fusectl (mounting it on
@@ -503,21 +523,21 @@ fn kernel_dev(st_dev: u64) -> u64 {
     (major << 20) | minor
 }
 
-fn join_within(thread: JoinHandle<io::Result<()>>, limit: Duration) -> io::Result<()> {
+/// The thread's result if it ends within `limit`, else the thread.
+fn join_within(
+    thread: JoinHandle<io::Result<()>>,
+    limit: Duration,
+) -> Result<io::Result<()>, JoinHandle<io::Result<()>>> {
     let deadline = Instant::now() + limit;
     while !thread.is_finished() {
         if Instant::now() > deadline {
-            return Err(io::Error::new(
-                ErrorKind::TimedOut,
-                "the FUSE thread did not end after the unmount",
-            ));
+            return Err(thread);
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    match thread.join() {
-        Ok(result) => result,
-        Err(_) => Err(io::Error::other("the FUSE thread panicked")),
-    }
+    Ok(thread
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the FUSE thread panicked"))))
 }
 
 // ---------------------------------------------------------------------------
