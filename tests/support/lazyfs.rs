@@ -61,12 +61,11 @@
 //!
 //! Unix sockets can be bound on the mount (a cut that keeps the entry
 //! leaves a stale socket file). Not modelled: symbolic and hard links
-//! (EPERM), devices and FIFOs (EPERM),
-//! extended attributes (ENOSYS: the kernel then says EOPNOTSUPP),
-//! `fallocate`. Locks (`flock`, `fcntl`) are left to the kernel, which
-//! keeps them locally for a FUSE filesystem that does not implement them:
-//! they work between processes on the mount. Inodes are never freed while
-//! mounted (a mount lives for one test run).
+//! (EPERM), devices and FIFOs (EPERM), extended attributes (ENOSYS: the
+//! kernel then says EOPNOTSUPP), `fallocate`. Locks (`flock`, `fcntl`) are
+//! left to the kernel, which keeps them locally for a FUSE filesystem that
+//! does not implement them: they work between processes on the mount.
+//! Inodes are never freed while mounted (a mount lives for one test run).
 //!
 //! The kernel caches nothing: entry and attribute TTLs are 0 and files are
 //! opened with direct I/O (no page cache: every read and write reaches this
@@ -74,10 +73,11 @@
 //! are checked by the kernel (`default_permissions`), from the modes and
 //! owners kept here.
 //!
-//! FUSE needs /dev/fuse and root (mount(2)) or the `fusermount3` helper
-//! (Debian's `fuse3`); without them [`LazyFs::mount`] fails with
-//! [`io::ErrorKind::Unsupported`], which [`mount_or_skip`] turns into a
-//! skip, or a failure when `CI` is set. A dropped [`LazyFs`] unmounts.
+//! It needs root and /dev/fuse (fuser mounts with mount(2), or through
+//! Debian's `fusermount3` when that fails); without them [`LazyFs::mount`]
+//! fails with [`io::ErrorKind::Unsupported`], which [`mount_or_skip`] turns
+//! into a skip, or a failure when `CI` is set. A dropped [`LazyFs`] unmounts (drop
+//! it before the temporary directory that holds its mount point).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::{OsStr, OsString};
@@ -247,26 +247,18 @@ impl fmt::Display for CutReport {
     }
 }
 
-/// Why FUSE cannot be used here, if it cannot: no /dev/fuse, or neither
-/// root nor the `fusermount3` helper.
+/// Why the power-cut filesystem cannot be used here, if it cannot: not
+/// root, or no /dev/fuse. (Root is required even though fuser can mount
+/// through `fusermount3`: only root can abort a FUSE connection, which an
+/// unmount needs when files are still open; and the tests chown.)
 pub fn unavailable() -> Option<String> {
+    if !rustix::process::geteuid().is_root() {
+        return Some("the power-cut filesystem (FUSE) needs root".into());
+    }
     if !Path::new("/dev/fuse").exists() {
         return Some("no /dev/fuse (the fuse kernel module is not loaded)".into());
     }
-    let root = rustix::process::geteuid().is_root();
-    if !root && find_in_path("fusermount3").is_none() {
-        return Some(
-            "not root and no fusermount3 (Debian's fuse3 package; .ci/run installs it)".into(),
-        );
-    }
     None
-}
-
-fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
 }
 
 /// [`LazyFs::mount`], or `None` after saying why FUSE is unusable here (a
