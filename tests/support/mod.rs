@@ -8,5 +8,23 @@
 pub mod bin;
 pub mod cowrie;
 pub mod fake_api;
+#[cfg(target_os = "linux")]
+pub mod lazyfs;
 pub mod pki;
 pub mod props;
+
+/// Whether the tests run under CI (`CI` set and not empty): there, a test
+/// whose prerequisites are missing fails instead of skipping.
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
+
+/// Says on stderr (past the harness's capture) why `test` is skipped, or
+/// fails under CI.
+pub fn skip_or_fail(test: &str, why: &str) {
+    if in_ci() {
+        panic!("{test}: {why} (CI is set, so this is a failure, not a skip)");
+    }
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{test}: skipped: {why}");
+}

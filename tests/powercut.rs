@@ -1,0 +1,834 @@
+//! Power cuts. First the harness itself, the power-cut filesystem of
+//! tests/support/lazyfs.rs, tested through a real mount with plain std::fs
+//! calls: what fsync and fsyncdir make durable, and only that, survives a
+//! cut; torn writes; the mount fails with EIO from the cut on and nothing
+//! hangs; flock works across processes; what sled 0.34's `flush` leaves.
+//!
+//! Every cut uses a fixed seed (ChaCha8: the same seed draws the same cut on
+//! every machine). FUSE needs root (or `fusermount3`) and /dev/fuse: without
+//! them each test says it is skipped, and fails when `CI` is set.
+#![cfg(target_os = "linux")]
+
+mod support;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use support::lazyfs::{self, CutOptions, CutReport, LazyFs, MetadataCut, SECTOR};
+
+/// A scratch directory with an image, a mount point and cut outputs.
+struct Rig {
+    dir: tempfile::TempDir,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("image")).unwrap();
+        fs::create_dir(dir.path().join("mnt")).unwrap();
+        Rig { dir }
+    }
+
+    fn image(&self) -> PathBuf {
+        self.dir.path().join("image")
+    }
+
+    fn mnt(&self) -> PathBuf {
+        self.dir.path().join("mnt")
+    }
+
+    /// A fresh output directory for a cut.
+    fn out(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Mounts the image on `mnt`, or `None` when FUSE is unusable here.
+    fn mount(&self, test: &str) -> Option<LazyFs> {
+        lazyfs::mount_or_skip(test, &self.mnt(), &self.image())
+    }
+}
+
+fn rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed)
+}
+
+/// Cuts with `options` (seed 0) into a new directory of `rig`.
+fn cut(fs: LazyFs, rig: &Rig, name: &str, options: &CutOptions) -> (PathBuf, CutReport) {
+    let out = rig.out(name);
+    let report = fs.cut_with(&mut rng(0), &out, options).unwrap();
+    (out, report)
+}
+
+fn fsync_dir(dir: &Path) {
+    File::open(dir).unwrap().sync_all().unwrap();
+}
+
+fn is_eio(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EIO)
+}
+
+#[test]
+fn fsynced_data_survives_a_cut_and_unsynced_data_does_not() {
+    let rig = Rig::new();
+    fs::write(rig.image().join("log"), b"from the image\n").unwrap();
+    let Some(fs) = rig.mount("fsynced_data_survives") else {
+        return;
+    };
+    let mnt = fs.path().to_owned();
+    assert_eq!(fs::read(mnt.join("log")).unwrap(), b"from the image\n");
+
+    let mut log = OpenOptions::new()
+        .append(true)
+        .open(mnt.join("log"))
+        .unwrap();
+    log.write_all(b"synced\n").unwrap();
+    log.sync_data().unwrap();
+    log.write_all(b"not synced\n").unwrap();
+    // A new file, its data and its directory entry made durable, then
+    // written to again, and truncated.
+    let mut new = File::create(mnt.join("new")).unwrap();
+    new.write_all(b"0123456789").unwrap();
+    new.sync_all().unwrap();
+    fsync_dir(&mnt);
+    new.write_all(b"abcdef").unwrap();
+    new.set_len(4).unwrap();
+    // What readers see before the cut: everything.
+    assert_eq!(
+        fs::read(mnt.join("log")).unwrap(),
+        b"from the image\nsynced\nnot synced\n"
+    );
+    assert_eq!(fs::read(mnt.join("new")).unwrap(), b"0123");
+    drop((log, new));
+
+    let (out, report) = cut(fs, &rig, "out", &CutOptions::drop_unsynced());
+    assert_eq!(
+        fs::read(out.join("log")).unwrap(),
+        b"from the image\nsynced\n",
+        "{report}"
+    );
+    assert_eq!(
+        fs::read(out.join("new")).unwrap(),
+        b"0123456789",
+        "{report}"
+    );
+    assert_eq!(report.writes_dropped, 2, "{report}");
+    assert_eq!(report.set_lens_dropped, 1, "{report}");
+    assert_eq!(report.bytes_lost, 17, "{report}");
+    assert_eq!(report.files_changed, 2, "{report}");
+    assert!(report.missing.is_empty(), "{report}");
+    assert_eq!((report.fsyncs, report.dir_fsyncs), (2, 1), "{report}");
+}
+
+#[test]
+fn a_cut_that_keeps_everything_is_what_readers_saw() {
+    let rig = Rig::new();
+    fs::create_dir(rig.image().join("d")).unwrap();
+    let Some(fs) = rig.mount("keep_everything") else {
+        return;
+    };
+    let mnt = fs.path().to_owned();
+    fs::write(mnt.join("d/a"), b"a").unwrap();
+    fs::create_dir(mnt.join("e")).unwrap();
+    fs::write(mnt.join("e/b"), vec![7u8; 100_000]).unwrap();
+    fs::rename(mnt.join("d/a"), mnt.join("e/a")).unwrap();
+    let names = |dir: &str| {
+        let mut names: Vec<String> = fs::read_dir(mnt.join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names("e"), ["a", "b"]);
+    assert!(names("d").is_empty());
+    fs::remove_dir(mnt.join("e")).unwrap_err();
+    let (out, report) = cut(fs, &rig, "out", &CutOptions::keep_unsynced());
+    assert_eq!(fs::read(out.join("e/a")).unwrap(), b"a");
+    assert_eq!(fs::read(out.join("e/b")).unwrap(), vec![7u8; 100_000]);
+    assert!(!out.join("d/a").exists());
+    assert_eq!((report.files_changed, report.writes_dropped), (0, 0));
+    assert!(report.missing.is_empty(), "{report}");
+}
+
+#[test]
+fn a_torn_write_leaves_whole_sectors_of_the_old_or_the_new_data() {
+    let old = vec![b'o'; 8 * SECTOR as usize];
+    let mut saw_a_tear = false;
+    for seed in 0..16 {
+        let rig = Rig::new();
+        fs::write(rig.image().join("f"), &old).unwrap();
+        let Some(fs) = rig.mount("torn_write") else {
+            return;
+        };
+        let f = OpenOptions::new()
+            .write(true)
+            .open(fs.path().join("f"))
+            .unwrap();
+        // Over the old data, sector-aligned; then past the end, unaligned:
+        // 100 bytes into the 9th sector, to 588 bytes into the 10th.
+        f.write_all_at(&vec![b'n'; old.len()], 0).unwrap();
+        f.write_all_at(&[b'x'; 1000], 8 * SECTOR + 100).unwrap();
+        drop(f);
+        let out = rig.out("out");
+        let report = fs
+            .cut_with(&mut rng(seed), &out, &CutOptions::tear_writes())
+            .unwrap();
+        assert_eq!(report.writes_torn, 2, "{report}");
+        let got = fs::read(out.join("f")).unwrap();
+
+        // The first 8 sectors: each all old or all new.
+        let kinds: Vec<u8> = got[..old.len()]
+            .chunks(SECTOR as usize)
+            .map(|s| {
+                assert!(
+                    s.iter().all(|&b| b == s[0]) && (s[0] == b'o' || s[0] == b'n'),
+                    "seed {seed}: a sector mixes old, new or garbage: {s:?}"
+                );
+                s[0]
+            })
+            .collect();
+        saw_a_tear |= kinds.contains(&b'o') && kinds.contains(&b'n');
+        // Past the old end: nothing, or zeros up to the second write, then
+        // its pieces (split at sector boundaries: 412, 512 and 76 bytes),
+        // each all new or all zeros, the last one present new.
+        let start = old.len() + 100;
+        let ends = [old.len() + 512, old.len() + 1024, old.len() + 1100];
+        if got.len() > old.len() {
+            assert!(
+                ends.contains(&got.len()),
+                "seed {seed}: {} bytes",
+                got.len()
+            );
+            assert!(got[old.len()..start].iter().all(|&b| b == 0), "seed {seed}");
+            let mut from = start;
+            for end in ends.into_iter().filter(|&e| e <= got.len()) {
+                let piece = &got[from..end];
+                assert!(
+                    piece.iter().all(|&b| b == b'x') || piece.iter().all(|&b| b == 0),
+                    "seed {seed}: {piece:?}"
+                );
+                from = end;
+            }
+            assert_eq!(got.last(), Some(&b'x'), "seed {seed}");
+        }
+    }
+    assert!(saw_a_tear, "16 seeds and never a write half old, half new");
+}
+
+#[test]
+fn a_new_file_needs_its_directory_fsynced() {
+    let rig = Rig::new();
+    fs::create_dir(rig.image().join("dir")).unwrap();
+    let Some(fs) = rig.mount("new_file_needs_its_directory") else {
+        return;
+    };
+    let mnt = fs.path().to_owned();
+    let mut f = File::create(mnt.join("dir/new")).unwrap();
+    f.write_all(b"data").unwrap();
+    f.sync_all().unwrap();
+    fs::create_dir(mnt.join("dir/sub")).unwrap();
+    drop(f);
+    let (out, report) = cut(fs, &rig, "out", &CutOptions::drop_unsynced());
+    assert!(out.join("dir").is_dir());
+    assert!(
+        !out.join("dir/new").exists(),
+        "the file was fsynced, its directory was not: {report}"
+    );
+    assert!(!out.join("dir/sub").exists(), "{report}");
+    assert_eq!(
+        report.missing,
+        [PathBuf::from("dir/new"), PathBuf::from("dir/sub")]
+    );
+
+    // The same, and then an fsync of the directory.
+    let rig = Rig::new();
+    fs::create_dir(rig.image().join("dir")).unwrap();
+    let fs = rig.mount("new_file_needs_its_directory").unwrap();
+    let mnt = fs.path().to_owned();
+    let mut f = File::create(mnt.join("dir/new")).unwrap();
+    f.write_all(b"data").unwrap();
+    f.sync_all().unwrap();
+    fsync_dir(&mnt.join("dir"));
+    drop(f);
+    let (out, report) = cut(fs, &rig, "out", &CutOptions::drop_unsynced());
+    assert_eq!(fs::read(out.join("dir/new")).unwrap(), b"data", "{report}");
+}
+
+#[test]
+fn an_unlink_needs_its_directory_fsynced() {
+    let rig = Rig::new();
+    fs::write(rig.image().join("gone"), b"still here").unwrap();
+    fs::write(rig.image().join("really-gone"), b"x").unwrap();
+    let Some(fs) = rig.mount("unlink_needs_its_directory") else {
+        return;
+    };
+    let mnt = fs.path().to_owned();
+    fs::remove_file(mnt.join("gone")).unwrap();
+    fs::remove_file(mnt.join("really-gone")).unwrap();
+    assert!(!mnt.join("gone").exists());
+    fsync_dir(&mnt);
+    fs::remove_file(mnt.join("gone")).unwrap_err();
+    let (out, _) = cut(fs, &rig, "out", &CutOptions::drop_unsynced());
+    assert!(!out.join("gone").exists());
+    assert!(!out.join("really-gone").exists());
+
+    let rig = Rig::new();
+    fs::write(rig.image().join("gone"), b"still here").unwrap();
+    let fs = rig.mount("unlink_needs_its_directory").unwrap();
+    fs::remove_file(fs.path().join("gone")).unwrap();
+    let (out, _) = cut(fs, &rig, "out", &CutOptions::drop_unsynced());
+    assert_eq!(fs::read(out.join("gone")).unwrap(), b"still here");
+}
+
+/// The atomic replace: write `tmp`, fsync it, rename it over `final`.
+fn replace(mnt: &Path, content: &[u8], sync_data: bool) {
+    let mut tmp = File::create(mnt.join("tmp")).unwrap();
+    tmp.write_all(content).unwrap();
+    if sync_data {
+        tmp.sync_all().unwrap();
+    }
+    drop(tmp);
+    fs::rename(mnt.join("tmp"), mnt.join("final")).unwrap();
+}
+
+#[test]
+fn a_rename_over_a_file_needs_its_directory_fsynced() {
+    // Without an fsync of the directory: the old file.
+    let rig = Rig::new();
+    fs::write(rig.image().join("final"), b"old").unwrap();
+    let Some(fs) = rig.mount("rename_needs_its_directory") else {
+        return;
+    };
+    replace(fs.path(), b"new", true);
+    assert_eq!(fs::read(fs.path().join("final")).unwrap(), b"new");
+    let (out, _) = cut(fs, &rig, "out", &CutOptions::drop_unsynced());
+    assert_eq!(fs::read(out.join("final")).unwrap(), b"old");
+    assert!(!out.join("tmp").exists());
+
+    // With it: the new one.
+    let rig = Rig::new();
+    fs::write(rig.image().join("final"), b"old").unwrap();
+    let fs = rig.mount("rename_needs_its_directory").unwrap();
+    replace(fs.path(), b"new", true);
+    fsync_dir(fs.path());
+    let (out, _) = cut(fs, &rig, "out", &CutOptions::drop_unsynced());
+    assert_eq!(fs::read(out.join("final")).unwrap(), b"new");
+    assert!(!out.join("tmp").exists());
+
+    // Random prefixes of the directory's log: `final` is always the old or
+    // the new file, whole (a rename within a directory is atomic), and
+    // both outcomes occur.
+    let mut seen = Vec::new();
+    for seed in 0..12 {
+        let rig = Rig::new();
+        fs::write(rig.image().join("final"), b"old").unwrap();
+        let fs = rig.mount("rename_needs_its_directory").unwrap();
+        replace(fs.path(), b"new", true);
+        let out = rig.out("out");
+        let options = CutOptions {
+            metadata: MetadataCut::RandomPrefix,
+            ..CutOptions::drop_unsynced()
+        };
+        fs.cut_with(&mut rng(seed), &out, &options).unwrap();
+        let got = fs::read(out.join("final")).unwrap();
+        assert!(got == b"old" || got == b"new", "seed {seed}: {got:?}");
+        seen.push(got);
+    }
+    assert!(seen.contains(&b"old".to_vec()) && seen.contains(&b"new".to_vec()));
+}
+
+#[test]
+fn a_rename_across_directories_needs_both_fsynced() {
+    // Strict POSIX: each directory's half of the rename reaches the disk
+    // with that directory (ext4 and XFS commit both halves together).
+    let outcomes = [
+        // (fsync the source, the target) -> (in the source, in the target)
+        ((false, false), (true, false)),
+        ((false, true), (true, true)),
+        ((true, false), (false, false)),
+        ((true, true), (false, true)),
+    ];
+    for ((sync_from, sync_to), (in_from, in_to)) in outcomes {
+        let rig = Rig::new();
+        fs::create_dir(rig.image().join("from")).unwrap();
+        fs::create_dir(rig.image().join("to")).unwrap();
+        fs::write(rig.image().join("from/f"), b"f").unwrap();
+        let Some(fs) = rig.mount("rename_across_directories") else {
+            return;
+        };
+        fs::rename(fs.path().join("from/f"), fs.path().join("to/f")).unwrap();
+        if sync_from {
+            fsync_dir(&fs.path().join("from"));
+        }
+        if sync_to {
+            fsync_dir(&fs.path().join("to"));
+        }
+        let (out, report) = cut(fs, &rig, "out", &CutOptions::drop_unsynced());
+        let case = format!("fsynced source {sync_from}, target {sync_to}: {report}");
+        assert_eq!(out.join("from/f").exists(), in_from, "{case}");
+        assert_eq!(out.join("to/f").exists(), in_to, "{case}");
+        if in_to {
+            assert_eq!(fs::read(out.join("to/f")).unwrap(), b"f", "{case}");
+        }
+    }
+}
+
+#[test]
+fn a_rename_of_unsynced_data_can_leave_an_empty_file() {
+    // The classic mistake: the rename reaches the disk, the data does not.
+    let rig = Rig::new();
+    fs::write(rig.image().join("final"), b"old").unwrap();
+    let Some(fs) = rig.mount("rename_of_unsynced_data") else {
+        return;
+    };
+    replace(fs.path(), b"new", false);
+    let options = CutOptions {
+        metadata: MetadataCut::Everything,
+        ..CutOptions::drop_unsynced()
+    };
+    let (out, report) = cut(fs, &rig, "out", &options);
+    assert_eq!(fs::read(out.join("final")).unwrap(), b"", "{report}");
+}
+
+#[test]
+fn modes_and_owners_are_kept() {
+    let rig = Rig::new();
+    let state = rig.image().join("state");
+    fs::create_dir(&state).unwrap();
+    fs::set_permissions(&state, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(state.join("secret"), b"s").unwrap();
+    fs::set_permissions(state.join("secret"), fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::chown(state.join("secret"), Some(1234), Some(5678)).unwrap();
+    let Some(fs) = rig.mount("modes_and_owners") else {
+        return;
+    };
+    let mnt = fs.path().to_owned();
+    let md = fs::metadata(mnt.join("state")).unwrap();
+    assert_eq!(md.mode() & 0o7777, 0o700);
+    assert_eq!(md.uid(), rustix::process::geteuid().as_raw());
+    let md = fs::metadata(mnt.join("state/secret")).unwrap();
+    assert_eq!(
+        (md.mode() & 0o7777, md.uid(), md.gid()),
+        (0o640, 1234, 5678)
+    );
+    // Made here, as tjfwd makes its state directory.
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(mnt.join("made"))
+        .unwrap();
+    fs::set_permissions(mnt.join("state/secret"), fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(
+        fs::metadata(mnt.join("made")).unwrap().mode() & 0o7777,
+        0o700
+    );
+    fsync_dir(&mnt);
+    let (out, _) = cut(fs, &rig, "out", &CutOptions::drop_unsynced());
+    let md = fs::metadata(out.join("state/secret")).unwrap();
+    assert_eq!(
+        (md.mode() & 0o7777, md.uid(), md.gid()),
+        (0o600, 1234, 5678)
+    );
+    assert_eq!(
+        fs::metadata(out.join("state")).unwrap().mode() & 0o7777,
+        0o700
+    );
+    assert_eq!(
+        fs::metadata(out.join("made")).unwrap().mode() & 0o7777,
+        0o700
+    );
+}
+
+/// Kills and reaps a child when dropped, so a failing test leaves none.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(cmd: &mut Command) -> Reaped {
+    Reaped(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Waits for `child` to exit, at most `limit`.
+fn wait_exit(child: &mut Reaped, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn flock_is_exclusive_across_processes() {
+    let rig = Rig::new();
+    let Some(fs) = rig.mount("flock") else {
+        return;
+    };
+    let lock = fs.path().join("tjfwd.lock");
+    let held = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .unwrap();
+    held.try_lock().unwrap();
+    // Another open file description, in this process: refused.
+    let other = OpenOptions::new().write(true).open(&lock).unwrap();
+    assert!(matches!(
+        other.try_lock(),
+        Err(std::fs::TryLockError::WouldBlock)
+    ));
+    // Another process: refused (flock(1) exits with 1 when -n fails).
+    let status = Command::new("flock")
+        .args(["-n", "-x"])
+        .arg(&lock)
+        .arg("true")
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "a second process took the lock");
+    held.unlock().unwrap();
+    let status = Command::new("flock")
+        .args(["-n", "-x"])
+        .arg(&lock)
+        .arg("true")
+        .status()
+        .unwrap();
+    assert!(status.success(), "the lock, released, could not be taken");
+}
+
+#[test]
+fn after_the_cut_everything_fails_with_eio_and_nothing_hangs() {
+    let rig = Rig::new();
+    fs::write(rig.image().join("f"), b"durable").unwrap();
+    let Some(fs) = rig.mount("eio_after_the_cut") else {
+        return;
+    };
+    let mnt = fs.path().to_owned();
+    let mut open = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(mnt.join("f"))
+        .unwrap();
+    // A process holding a lock, one blocked waiting for it, one writing.
+    let lock = mnt.join("lock");
+    // (Each one process, so that killing it leaves no child holding a file
+    // on the mount: the shell opens fd 9, flock(1) locks it, the shell
+    // becomes the sleep or the blocked flock.)
+    let mut holder = spawn(
+        Command::new("sh")
+            .arg("-c")
+            .arg(r#"exec 9>>"$1" && flock -x 9 && exec sleep 600"#)
+            .arg("sh")
+            .arg(&lock),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Command::new("flock")
+        .args(["-n", "-x"])
+        .arg(&lock)
+        .arg("true")
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(Instant::now() < deadline, "flock(1) never took the lock");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut waiter = spawn(
+        Command::new("sh")
+            .arg("-c")
+            .arg(r#"exec 9>>"$1" && exec flock -x 9"#)
+            .arg("sh")
+            .arg(&lock),
+    );
+    let mut writer = spawn(
+        Command::new("sh")
+            .arg("-c")
+            .arg(r#"while echo x >> "$1"; do :; done; exit 7"#)
+            .arg("sh")
+            .arg(mnt.join("w")),
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        writer.0.try_wait().unwrap(),
+        None,
+        "the writer stopped early"
+    );
+    assert_eq!(
+        waiter.0.try_wait().unwrap(),
+        None,
+        "the waiter did not wait"
+    );
+
+    fs.power_off();
+    // Every operation now fails with EIO: on an open file, and by path.
+    let mut buf = [0u8; 8];
+    assert!(is_eio(&open.read(&mut buf).unwrap_err()));
+    assert!(is_eio(&open.write(b"x").unwrap_err()));
+    assert!(is_eio(&open.sync_all().unwrap_err()));
+    assert!(is_eio(&fs::metadata(mnt.join("f")).unwrap_err()));
+    assert!(is_eio(&File::create(mnt.join("g")).unwrap_err()));
+    assert!(is_eio(&fs::read_dir(&mnt).unwrap_err()));
+    assert!(is_eio(&fs::create_dir(mnt.join("d")).unwrap_err()));
+    // The writer fails, it does not block.
+    let status = wait_exit(&mut writer, Duration::from_secs(10)).expect("the writer hangs");
+    assert_eq!(status.code(), Some(7));
+
+    // The cut, with processes still using the mount: it does not wait for
+    // them (a watchdog fails the test if it does).
+    let (done, finished) = mpsc::channel();
+    let out = rig.out("out");
+    let out2 = out.clone();
+    std::thread::spawn(move || {
+        let report = fs.cut_with(&mut rng(0), &out2, &CutOptions::default());
+        let _ = done.send(report.map(|r| r.to_string()));
+    });
+    finished
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the cut hangs")
+        .unwrap();
+    assert_eq!(fs::read(out.join("f")).unwrap(), b"durable");
+    // Still open: the connection was aborted (ENOTCONN), the mount detached.
+    assert_eq!(
+        open.write(b"x").unwrap_err().raw_os_error(),
+        Some(libc::ENOTCONN)
+    );
+    drop(open);
+    drop((holder.0.kill(), waiter.0.kill()));
+    assert!(wait_exit(&mut holder, Duration::from_secs(10)).is_some());
+    assert!(wait_exit(&mut waiter, Duration::from_secs(10)).is_some());
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(mnt.to_str().unwrap()),
+        "still mounted after the cut"
+    );
+}
+
+/// What the issue says of sled 0.34: `Db::flush()` writes (pwrite) and
+/// calls `sync_file_range`, which makes nothing durable; only an fsync of
+/// its file does (its background thread's, about every 500 ms, turned off
+/// here). Also pinned: a new sled database fsyncs nothing, not even its
+/// `conf` (which sled writes once, without an fsync); and after the cut
+/// sled opens the emptied database without a word: the loss is silent.
+#[test]
+fn sled_flush_alone_is_not_durable() {
+    let key = b"attacker";
+    let value = b"203.0.113.7";
+    for explicit_fsync in [false, true] {
+        let rig = Rig::new();
+        let Some(fs) = rig.mount("sled_flush") else {
+            return;
+        };
+        let mnt = fs.path().to_owned();
+        let db = sled::Config::new()
+            .path(mnt.join("db"))
+            .flush_every_ms(None)
+            .open()
+            .unwrap();
+        // The directory entries made durable, so that what follows is
+        // about the data alone.
+        fsync_dir(&mnt);
+        fsync_dir(&mnt.join("db"));
+        fsync_dir(&mnt.join("db/blobs"));
+        db.insert(key, value).unwrap();
+        db.flush().unwrap();
+        if explicit_fsync {
+            File::open(mnt.join("db/db")).unwrap().sync_all().unwrap();
+        }
+        fs.power_off();
+        // A power cut runs no destructor. sled's would fsync (its log's
+        // Drop calls sync_all), and it panics on the EIO it now gets.
+        std::mem::forget(db);
+        let (out, report) = cut(fs, &rig, "out", &CutOptions::drop_unsynced());
+        let files: Vec<String> = walk(&out)
+            .iter()
+            .map(|f| {
+                let name = f.strip_prefix(&out).unwrap().display();
+                format!("{name}: {} bytes", fs::metadata(f).unwrap().len())
+            })
+            .collect();
+        let case = format!("explicit fsync {explicit_fsync}: {report}; {files:?}");
+        assert_eq!(report.fsyncs, u64::from(explicit_fsync), "{case}");
+        assert_eq!(
+            fs::metadata(out.join("db/conf")).unwrap().len(),
+            0,
+            "sled fsynced its conf: {case}"
+        );
+        let reopened = sled::Config::new().path(out.join("db")).open().unwrap();
+        let got = reopened.get(key).unwrap();
+        if explicit_fsync {
+            assert_eq!(
+                got.as_deref(),
+                Some(&value[..]),
+                "fsynced, then lost: {case}"
+            );
+        } else {
+            assert_eq!(fs::metadata(out.join("db/db")).unwrap().len(), 0, "{case}");
+            assert_eq!(got, None, "sled's flush made the data durable: {case}");
+        }
+    }
+}
+
+/// Every file under `dir`, sorted.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut all = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_dir() {
+            all.extend(walk(&path));
+        } else {
+            all.push(path);
+        }
+    }
+    all.sort();
+    all
+}
+
+// ---------------------------------------------------------------------------
+// tjfwd itself.
+
+/// The end-to-end shape of issue 16's promise, first version: tjfwd runs
+/// with its state directory on the power-cut filesystem while Cowrie
+/// appends and the API fails now and then; the power goes at some moment;
+/// tjfwd restarts from what the disk kept (a fresh mount of the cut's
+/// output) and, with the API up, drains. It must start by itself and lose
+/// nothing from the file input. Three cuts (fixed seeds, moments counted in
+/// requests the API saw); `TJFWD_POWERCUTS=<n>` runs n instead, and every
+/// failed cut is reported, not only the first.
+///
+/// Ignored until issue 16's fixes land: on the tree it was written on, the
+/// third cut fails every time: after the cut, `state/db/db` is missing
+/// (sled's directory was never fsynced) and tjfwd refuses to start until
+/// an operator runs `tjfwd recover`. Run it with
+/// `cargo test --test powercut -- --ignored`.
+#[test]
+#[ignore = "issue 16: tjfwd does not fsync its state directories yet"]
+fn tjfwd_restarts_after_a_power_cut_and_loses_nothing() {
+    // (seed, the cut comes this many milliseconds after tjfwd started)
+    let cuts: Vec<(u64, u64)> = match std::env::var("TJFWD_POWERCUTS") {
+        Ok(n) => (0..n.parse().expect("TJFWD_POWERCUTS: a number of cuts"))
+            .map(|i| (100 + i, (i * 173) % 2500))
+            .collect(),
+        Err(_) => vec![(1, 150), (2, 700), (3, 1600)],
+    };
+    let mut failed = Vec::new();
+    for &(seed, moment_ms) in &cuts {
+        match tjfwd_power_cut(seed, moment_ms) {
+            Some(Ok(summary)) => eprintln!("power cut: {summary}"),
+            Some(Err(failure)) => failed.push(failure),
+            None => return, // FUSE unusable here: skipped
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {} power cuts failed:\n\n{}",
+        failed.len(),
+        cuts.len(),
+        failed.join("\n\n")
+    );
+}
+
+/// One run of tjfwd, a cut, a restart: a summary, or why it failed.
+fn tjfwd_power_cut(seed: u64, moment_ms: u64) -> Option<Result<String, String>> {
+    use support::bin::{bin, output_of, spawn, wait_with_limit, Env};
+    use support::cowrie;
+    use support::fake_api::{Failure, FakeApi, FakeConfig};
+
+    let env = Env::new();
+    let rig = Rig::new();
+    let fs = rig.mount("tjfwd_power_cut")?;
+    let state = fs.path().join("state");
+    let api = FakeApi::start(FakeConfig::default());
+    let addrs = cowrie::public_addresses(300);
+    let lines: Vec<String> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| cowrie::login_failed(a, i as u64))
+        .collect();
+    // Cowrie appends, 10 lines every 50 ms (the log is not on the
+    // power-cut filesystem: only tjfwd's state is).
+    cowrie::append(&env.log(), &lines[..10]);
+    let log_path = env.log();
+    let writer = std::thread::spawn(move || {
+        for chunk in lines[10..].chunks(10) {
+            std::thread::sleep(Duration::from_millis(50));
+            cowrie::append(&log_path, chunk);
+        }
+    });
+    let cfg = env.config(&api, "");
+    let text = fs::read_to_string(&cfg).unwrap();
+    let text = text.replace(
+        r#"state_dir = "state""#,
+        &format!("state_dir = {:?}", state.to_str().unwrap()),
+    );
+    assert!(text.contains(state.to_str().unwrap()), "{text}");
+    fs::write(&cfg, text).unwrap();
+    api.push_failures([Failure::Status(500), Failure::Drop, Failure::Status(503)]);
+
+    let started = Instant::now();
+    let mut first = spawn(bin().args(["run", "--config"]).arg(&cfg));
+    std::thread::sleep(Duration::from_millis(moment_ms));
+    fs.power_off();
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let before = api.accepted_unique();
+    writer.join().unwrap();
+    let out = rig.out("disk");
+    let report = fs.cut(&mut rng(seed), &out).unwrap();
+    let summary = format!(
+        "seed {seed}, {moment_ms} ms after the start, {} requests and {} addresses \
+         accepted before the cut; the cut: {report}",
+        api.request_count(),
+        before.len(),
+    );
+
+    // The machine is back, with the disk as the cut left it.
+    let fs = LazyFs::mount(&rig.mnt(), &out).unwrap();
+    let mut second = spawn(bin().args(["run", "--drain", "--config"]).arg(&cfg));
+    let status = wait_with_limit(&mut second, Duration::from_secs(60));
+    let mut logs = || {
+        format!(
+            "--- before the cut\n{}--- after\n{}",
+            output_of(&mut first),
+            output_of(&mut second)
+        )
+    };
+    drop(fs);
+    if status.map(|s| s.code()) != Some(Some(0)) {
+        return Some(Err(format!(
+            "{summary}\ntjfwd did not start and drain by itself (exit {status:?})\n{}",
+            logs()
+        )));
+    }
+    let mut delivered = before;
+    delivered.extend(api.accepted_unique());
+    let lost: Vec<&String> = addrs.iter().filter(|a| !delivered.contains(*a)).collect();
+    if !lost.is_empty() {
+        return Some(Err(format!(
+            "{summary}\n{} addresses lost: {lost:?}\n{}",
+            lost.len(),
+            logs()
+        )));
+    }
+    Some(Ok(format!("{summary} ({:.1?} in all)", started.elapsed())))
+}
