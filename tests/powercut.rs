@@ -722,7 +722,6 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 /// an operator runs `tjfwd recover`. Run it with
 /// `cargo test --test powercut -- --ignored`.
 #[test]
-#[ignore = "issue 16: tjfwd does not fsync its state directories yet"]
 fn tjfwd_restarts_after_a_power_cut_and_loses_nothing() {
     // (seed, the cut comes this many milliseconds after tjfwd started)
     let cuts: Vec<(u64, u64)> = match std::env::var("TJFWD_POWERCUTS") {
