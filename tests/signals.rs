@@ -1,10 +1,15 @@
 //! Signals and limits, with the real `tjfwd` binary: SIGTERM stops the
 //! daemon within seconds whatever the input does (a line of gigabytes
-//! without a newline included).
+//! without a newline included); what clients of the control socket can
+//! make the daemon hold is bounded, and the operator's commands are still
+//! answered while they try.
 
 mod support;
 
-use std::path::Path;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use support::bin::{bin, output_of, sigterm, spawn, wait_with_limit, Env, Running};
@@ -67,4 +72,158 @@ fn sigterm_stops_the_daemon_while_it_skips_an_endless_line() {
         t.elapsed()
     );
     assert!(out.contains("stopped; queue flushed to disk"), "{out}");
+}
+
+/// `tjfwd ARGS... --config CFG` to completion.
+fn command(cfg: &Path, args: &[&str]) -> Output {
+    bin().args(args).arg("--config").arg(cfg).output().unwrap()
+}
+
+/// Starts `tjfwd run` and waits until its control socket answers.
+fn daemon(env: &Env, cfg: &Path) -> Running {
+    let mut d = spawn(bin().args(["run", "--config"]).arg(cfg));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while UnixStream::connect(control_socket(env)).is_err() {
+        assert!(Instant::now() < deadline, "{}", output_of(&mut d));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    d
+}
+
+fn control_socket(env: &Env) -> PathBuf {
+    env.path("state/control.sock")
+}
+
+/// A line of /proc/PID/status, in bytes (`VmHWM`: the peak resident size).
+fn proc_status_bytes(d: &Running, key: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{}/status", d.child.id())).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(key))
+        .unwrap_or_else(|| panic!("no {key} in {text}"));
+    let kb: u64 = line[key.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    kb * 1024
+}
+
+/// Ten clients of the control socket each send 63 MiB without a newline
+/// (they took the daemon to 654 MB): each is answered that its request is
+/// too large and closed after 1 MiB, the daemon's peak memory stays within
+/// a bound far below what they sent, and `tjfwd status` is answered while
+/// they are connected.
+#[test]
+fn control_requests_too_large_are_refused_without_being_held() {
+    let env = Env::new();
+    let api = FakeApi::start(FakeConfig::default());
+    let cfg = env.config(&api, "");
+    let mut d = daemon(&env, &cfg);
+    assert!(command(&cfg, &["status", "--json"]).status.code() != Some(2));
+    let before = proc_status_bytes(&d, "VmHWM:");
+
+    let sent_each: usize = 63 << 20;
+    let clients: Vec<_> = (0..10)
+        .map(|_| {
+            let path = control_socket(&env);
+            std::thread::spawn(move || {
+                let mut s = UnixStream::connect(path).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let piece = vec![b'x'; 1 << 20];
+                let mut sent = 0;
+                while sent < sent_each {
+                    match s.write(&piece) {
+                        Ok(n) => sent += n,
+                        Err(_) => break, // closed by the daemon
+                    }
+                }
+                let mut answer = String::new();
+                let _ = BufReader::new(&s).read_line(&mut answer);
+                (s, sent, answer)
+            })
+        })
+        .collect();
+    let clients: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+
+    // Still connected (the daemon closed their connections, they did not):
+    // the operator is answered.
+    let o = command(&cfg, &["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    assert_eq!(v["daemon_running"], true, "{v:#}");
+    let grown = proc_status_bytes(&d, "VmHWM:").saturating_sub(before);
+    for (_, sent, answer) in &clients {
+        assert!(
+            answer.contains("request too large: a request is at most 1 MiB"),
+            "{answer:?} after {sent} bytes"
+        );
+        assert!(*sent < sent_each, "the daemon read all of it");
+    }
+    // Ten requests of at most 1 MiB each, read through a buffer that may
+    // double: far below the 630 MiB they sent.
+    assert!(
+        grown < 100 << 20,
+        "the daemon's peak memory grew by {} MiB",
+        grown >> 20
+    );
+    drop(clients);
+    sigterm(&d);
+    assert!(wait_with_limit(&mut d, Duration::from_secs(10)).is_some_and(|s| s.success()));
+    let log = output_of(&mut d);
+    assert!(log.contains("a request too large was refused"), "{log}");
+}
+
+/// More clients than the daemon serves at once: the one over the limit is
+/// answered that the daemon is busy (and logged), at once; once they are
+/// gone, commands are answered again.
+#[test]
+fn control_connections_over_the_limit_are_refused_with_a_clear_answer() {
+    let env = Env::new();
+    let api = FakeApi::start(FakeConfig::default());
+    let cfg = env.config(&api, "");
+    let mut d = daemon(&env, &cfg);
+    // Connected, sending nothing: each holds a connection of the daemon,
+    // until one more is answered that it is busy.
+    let mut idle: Vec<UnixStream> = Vec::new();
+    loop {
+        assert!(idle.len() < 100, "no connection was ever refused");
+        let s = UnixStream::connect(control_socket(&env)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut answer = String::new();
+        match BufReader::new(&s).read_line(&mut answer) {
+            Ok(_) if answer.contains("the daemon is busy") => break,
+            Ok(n) => panic!("unexpected answer ({n} bytes): {answer:?}"),
+            Err(_) => idle.push(s), // no answer: it holds a connection
+        }
+    }
+    assert!(idle.len() >= 16, "{} connections held", idle.len());
+    // The operator's command is told so, at once.
+    let o = command(&cfg, &["status"]);
+    let refused = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        refused.contains("the daemon is busy"),
+        "{}",
+        support::bin::text(&o)
+    );
+    assert!(
+        refused.contains("16 control connections are open"),
+        "{refused}"
+    );
+    drop(idle);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = command(&cfg, &["status", "--json"]);
+        if o.status.code() != Some(2) && o.stdout.starts_with(b"{") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", support::bin::text(&o));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sigterm(&d);
+    assert!(wait_with_limit(&mut d, Duration::from_secs(10)).is_some_and(|s| s.success()));
+    let log = output_of(&mut d);
+    assert!(log.contains("too many control connections"), "{log}");
 }
