@@ -1,8 +1,9 @@
 //! Signals and limits, with the real `tjfwd` binary: SIGTERM stops the
 //! daemon within seconds whatever the input does (a line of gigabytes
-//! without a newline included); what clients of the control socket can
-//! make the daemon hold is bounded, and the operator's commands are still
-//! answered while they try.
+//! without a newline included); SIGHUP reloads the configuration and the
+//! token file, and no other signal an operator may send ends it; what
+//! clients of the control socket can make the daemon hold is bounded, and
+//! the operator's commands are still answered while they try.
 
 mod support;
 
@@ -13,6 +14,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use support::bin::{bin, output_of, sigterm, spawn, wait_with_limit, Env, Running};
+use support::cowrie;
 use support::fake_api::{FakeApi, FakeConfig};
 
 /// Waits until the daemon's output contains `needle`, at most `limit`.
@@ -32,6 +34,20 @@ fn wait_for_log(d: &mut Running, needle: &str, limit: Duration) -> String {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+fn signal(d: &Running, sig: rustix::process::Signal) {
+    use rustix::process::{kill_process, Pid};
+    kill_process(Pid::from_child(&d.child), sig).unwrap();
+}
+
+fn write_logins(path: &Path, addrs: &[String]) {
+    let lines: Vec<String> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| cowrie::login_failed(a, i as u64))
+        .collect();
+    cowrie::append(path, &lines);
 }
 
 /// A sparse file of `size` bytes (zeros, no newline) after `head`.
@@ -226,4 +242,101 @@ fn control_connections_over_the_limit_are_refused_with_a_clear_answer() {
     assert!(wait_with_limit(&mut d, Duration::from_secs(10)).is_some_and(|s| s.success()));
     let log = output_of(&mut d);
     assert!(log.contains("too many control connections"), "{log}");
+}
+
+/// The operator's signals, on a running daemon:
+///
+/// - SIGUSR1 and SIGUSR2 are logged and ignored (they used to kill it: exit
+///   138, no flush, a stale control socket);
+/// - SIGHUP reads the configuration and the token file again: a rotated
+///   token is used at once (sending paused by the refused one resumes, the
+///   pause would last a minute), a changed key that needs a restart is
+///   named in the log; a configuration that does not load is logged and
+///   changes nothing (it used to kill it: exit 129);
+/// - SIGTERM then stops it in order.
+#[test]
+fn sighup_reloads_the_token_and_other_signals_do_not_kill_the_daemon() {
+    use rustix::process::Signal;
+    let env = Env::new();
+    let api = FakeApi::start(FakeConfig {
+        max_requests_per_window: 1000,
+        ..FakeConfig::default()
+    });
+    let cfg = env.config(&api, "max_requests_per_minute = 1000");
+    // A refused token pauses sending for min(1 min, max_backoff).
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("max_backoff = \"500ms\"", "max_backoff = \"60s\"");
+    std::fs::write(&cfg, &text).unwrap();
+    let addrs = cowrie::public_addresses(30);
+    write_logins(&env.log(), &addrs[..10]);
+    let mut d = daemon(&env, &cfg);
+    assert!(
+        api.wait_for_accepted(10, Duration::from_secs(20)),
+        "{}",
+        output_of(&mut d)
+    );
+
+    for sig in [Signal::USR1, Signal::USR2] {
+        signal(&d, sig);
+    }
+    wait_for_log(&mut d, "SIGUSR2 received: ignored", Duration::from_secs(10));
+    wait_for_log(&mut d, "SIGUSR1 received: ignored", Duration::from_secs(10));
+
+    // The token is rotated: the old one is refused and sending pauses.
+    let token = "rotated-token-0123456789";
+    api.set_token(token);
+    let before = api.request_count();
+    write_logins(&env.log(), &addrs[10..20]);
+    assert!(api.wait_for_requests(before + 1, Duration::from_secs(10)));
+    assert_eq!(api.accepted_unique().len(), 10);
+    // The operator writes the new token, changes a key that needs a
+    // restart, and sends SIGHUP.
+    std::fs::write(env.path("token"), format!("{token}\n")).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("poll_interval = \"20ms\"", "poll_interval = \"30ms\""),
+    )
+    .unwrap();
+    let t = Instant::now();
+    signal(&d, Signal::HUP);
+    assert!(
+        api.wait_for_accepted(20, Duration::from_secs(10)),
+        "the new token was not used:\n{}",
+        output_of(&mut d)
+    );
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let log = wait_for_log(&mut d, "configuration reloaded", Duration::from_secs(5));
+    assert!(
+        log.contains("[input] poll_interval changed in the configuration: it takes effect at the next restart"),
+        "{log}"
+    );
+    assert!(log.contains("applied=[threatjammer] bearer_token"), "{log}");
+
+    // A configuration that does not load: logged, nothing changes.
+    std::fs::write(&cfg, format!("{text}\n[queue]\nmax_pending = 1\n")).unwrap();
+    signal(&d, Signal::HUP);
+    wait_for_log(
+        &mut d,
+        "the configuration was not reloaded",
+        Duration::from_secs(10),
+    );
+    write_logins(&env.log(), &addrs[20..]);
+    assert!(
+        api.wait_for_accepted(30, Duration::from_secs(10)),
+        "{}",
+        output_of(&mut d)
+    );
+    assert!(
+        d.child.try_wait().unwrap().is_none(),
+        "{}",
+        output_of(&mut d)
+    );
+
+    sigterm(&d);
+    let status = wait_with_limit(&mut d, Duration::from_secs(10));
+    let out = output_of(&mut d);
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{out}");
+    assert!(out.contains("stopped; queue flushed to disk"), "{out}");
+    assert!(!control_socket(&env).exists(), "a stale control socket");
 }
