@@ -428,7 +428,7 @@ pub async fn serve(
                 max = MAX_CONNECTIONS,
                 "too many control connections: refusing one"
             );
-            refuse_busy(&stream);
+            refuse_busy(stream);
             continue;
         };
         let ops = ops.clone();
@@ -443,16 +443,21 @@ pub async fn serve(
 }
 
 /// Answers a connection over [`MAX_CONNECTIONS`] that the daemon is busy,
-/// without waiting (the answer fits in the socket's buffer; a client that
-/// is gone is not missed), before it is closed.
-fn refuse_busy(stream: &tokio::net::UnixStream) {
+/// and closes it. Without waiting: one non-blocking write of a new
+/// connection's first bytes, which its socket buffer takes (a client that
+/// is gone is not missed).
+fn refuse_busy(stream: tokio::net::UnixStream) {
     let mut out = serde_json::to_vec(&Response::error(format!(
         "the daemon is busy: {MAX_CONNECTIONS} control connections are open (other tjfwd \
          commands); try again when they are done"
     )))
     .expect("plain data serializes");
     out.push(b'\n');
-    let _ = stream.try_write(&out);
+    // The write itself, not tokio's: its readiness of a stream just
+    // accepted is not known yet. (Still non-blocking.)
+    if let Ok(stream) = stream.into_std() {
+        let _ = (&stream).write(&out);
+    }
 }
 
 async fn connection(stream: tokio::net::UnixStream, ops: Arc<Ops>) -> std::io::Result<()> {
