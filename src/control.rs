@@ -21,7 +21,7 @@
 //! that; a longer one is answered `request too large` and its connection
 //! closed. At most [`MAX_CONNECTIONS`] connections are served at once; one
 //! more is answered `busy` at once and closed (and logged), so the daemon
-//! holds at most `MAX_CONNECTIONS × MAX_REQUEST` of requests, and a
+//! holds at most `MAX_CONNECTIONS` requests of `MAX_REQUEST` bytes, and a
 //! connection that is refused costs nothing once closed. Responses (an
 //! `export` of the whole denylist mirror) may be larger: the client reads
 //! at most [`MAX_RESPONSE`].
