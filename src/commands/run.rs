@@ -6,7 +6,7 @@
 //! ([`crate::supervisor`]): it then stopped, flushed its queue, and systemd
 //! restarts it.
 //!
-//! The signals are handled here, and only here ([`Signals`]): SIGTERM,
+//! The signals are handled here, and only here (`Signals`): SIGTERM,
 //! SIGINT and SIGXCPU stop the daemon in order; SIGHUP loads the
 //! configuration again, as at start, and hands it to the daemon (see
 //! [`daemon::reload`]), or logs why it cannot; the other signals whose
