@@ -151,8 +151,8 @@ impl Signals {
             ("SIGPROF", raw(libc::SIGPROF)),
             ("SIGIO", SignalKind::io()),
             ("SIGPWR", raw(libc::SIGPWR)),
-            // A write beyond the file-size limit then fails (EFBIG), as on
-            // a full disk, instead of killing tjfwd.
+            // A write beyond the file-size limit then fails (EFBIG), a
+            // storage error like any other, instead of killing tjfwd.
             ("SIGXFSZ", raw(libc::SIGXFSZ)),
         ];
         Signals {
