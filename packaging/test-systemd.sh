@@ -13,6 +13,7 @@
 #   answer on [admin] listen;
 # - journald got priorities from the `<N>` prefixes (the bad line's warning
 #   is at priority 4);
+# - `systemctl reload` (SIGHUP) reloads its configuration in the same process;
 # - `systemctl stop` ends it cleanly (exit 0) with the queue flushed.
 #
 #   sudo packaging/test-systemd.sh FILE.deb    (packaging/build-deb.sh makes one)
@@ -162,6 +163,12 @@ check "journald: info lines have priority 6 and no timestamp of their own" \
     sh -c 'journalctl -u tjfwd.service -p info..info -o cat | grep -q "^ INFO tjfwd::daemon: started\|^INFO tjfwd::daemon: started"'
 check "journald: no <N> prefix is left in the messages" \
     sh -c '! journalctl -u tjfwd.service -o cat | grep -q "^<[0-7]>"'
+
+systemctl reload tjfwd.service
+check "systemctl reload: tjfwd read its configuration again" wait_for 10 \
+    sh -c 'journalctl -u tjfwd.service -o cat | grep -q "configuration reloaded"'
+check "systemctl reload: the same process goes on" \
+    test "$(systemctl show -p MainPID --value tjfwd.service)" = "$pid"
 
 systemctl stop tjfwd.service
 check "systemctl stop: clean exit" \

@@ -57,6 +57,15 @@ impl Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the forwarder: tail cowrie.json, queue, report.
+    ///
+    /// Signals: SIGTERM or SIGINT stop it in order (the queue flushed to
+    /// disk, exit 0, within seconds). SIGHUP reloads the configuration and
+    /// the token: the settings of a request (`[threatjammer]` bearer_token,
+    /// api_url, ca_file, allow_insecure_http, category, tags; `[schedule]`
+    /// request_timeout) apply at once, every other key that changed is
+    /// logged as taking effect at the next restart, and an invalid
+    /// configuration is logged and changes nothing. SIGUSR1 and SIGUSR2 are
+    /// logged and ignored.
     Run(run::Args),
     /// Show where tjfwd stands (exit 0 healthy, 1 degraded, 2 not running).
     Status(status::Args),

@@ -11,7 +11,20 @@
 //!
 //! One JSON object per line, request then response, any number per
 //! connection: `{"cmd":"status"}` → `{"ok":true,"result":{...}}` or
-//! `{"ok":false,"error":"..."}`. Requests are at most 64 MiB.
+//! `{"ok":false,"error":"..."}`.
+//!
+//! # Limits
+//!
+//! What a client can make the daemon hold is bounded, as for the socket
+//! input: a request is at most [`MAX_REQUEST`] bytes (`replay` sends 5,000
+//! sightings, about 300 KB, at a time), read without buffering more than
+//! that; a longer one is answered `request too large` and its connection
+//! closed. At most [`MAX_CONNECTIONS`] connections are served at once; one
+//! more is answered `busy` at once and closed (and logged), so the daemon
+//! holds at most `MAX_CONNECTIONS` requests of `MAX_REQUEST` bytes, and a
+//! connection that is refused costs nothing once closed. Responses (an
+//! `export` of the whole denylist mirror) may be larger: the client reads
+//! at most [`MAX_RESPONSE`].
 //!
 //! # Access
 //!
@@ -42,8 +55,13 @@ use crate::store::{EnqueueOutcome, Sighting, Store, StoreError};
 
 /// The socket's file name in the state directory.
 pub const SOCKET_NAME: &str = "control.sock";
-/// Largest request or response line.
-const MAX_LINE: usize = 64 << 20;
+/// Largest request line, its newline included.
+pub const MAX_REQUEST: usize = 1 << 20;
+/// Largest response line the client reads (`export` answers with every
+/// active entry of the denylist mirror).
+pub const MAX_RESPONSE: usize = 64 << 20;
+/// Most control connections served at once.
+pub const MAX_CONNECTIONS: usize = 16;
 
 /// The socket path of a state directory.
 pub fn socket_path(state_dir: &Path) -> PathBuf {
@@ -340,11 +358,14 @@ impl Response {
 }
 
 /// The daemon's side of the protocol for one request line as read (at most
-/// `MAX_LINE + 1` bytes, the newline included): the request, or the
+/// `MAX_REQUEST + 1` bytes, the newline included): the request, or the
 /// response that refuses it. Pure, so that it can be fuzzed.
 pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
-    if line.len() > MAX_LINE {
-        return Err(Response::error("request too large".into()));
+    if line.len() > MAX_REQUEST {
+        return Err(Response::error(format!(
+            "request too large: a request is at most {} MiB (the connection is closed)",
+            MAX_REQUEST >> 20
+        )));
     }
     serde_json::from_slice::<Request>(line)
         .map_err(|e| Response::error(format!("malformed request: {e}")))
@@ -365,7 +386,8 @@ pub fn bind(state_dir: &Path) -> std::io::Result<tokio::net::UnixListener> {
     Ok(listener)
 }
 
-/// Serves control requests until `shutdown` completes.
+/// Serves control requests until `shutdown` completes, at most
+/// [`MAX_CONNECTIONS`] connections at once (see the module doc).
 pub async fn serve(
     listener: tokio::net::UnixListener,
     ops: Arc<Ops>,
@@ -373,6 +395,7 @@ pub async fn serve(
 ) {
     tokio::pin!(shutdown);
     let me = rustix::process::geteuid().as_raw();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -400,14 +423,41 @@ pub async fn serve(
                 continue;
             }
         }
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(
+                max = MAX_CONNECTIONS,
+                "too many control connections: refusing one"
+            );
+            refuse_busy(stream);
+            continue;
+        };
         let ops = ops.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(e) = connection(stream, ops).await {
                 tracing::debug!(error = %e, "control connection ended");
             }
         });
     }
     let _ = std::fs::remove_file(socket_path(&ops.config.state_dir));
+}
+
+/// Answers a connection over [`MAX_CONNECTIONS`] that the daemon is busy,
+/// and closes it. Without waiting: one non-blocking write of a new
+/// connection's first bytes, which its socket buffer takes (a client that
+/// is gone is not missed).
+fn refuse_busy(stream: tokio::net::UnixStream) {
+    let mut out = serde_json::to_vec(&Response::error(format!(
+        "the daemon is busy: {MAX_CONNECTIONS} control connections are open (other tjfwd \
+         commands); try again when they are done"
+    )))
+    .expect("plain data serializes");
+    out.push(b'\n');
+    // The write itself, not tokio's: its readiness of a stream just
+    // accepted is not known yet. (Still non-blocking.)
+    if let Ok(stream) = stream.into_std() {
+        let _ = (&stream).write(&out);
+    }
 }
 
 async fn connection(stream: tokio::net::UnixStream, ops: Arc<Ops>) -> std::io::Result<()> {
@@ -417,7 +467,7 @@ async fn connection(stream: tokio::net::UnixStream, ops: Arc<Ops>) -> std::io::R
     loop {
         line.clear();
         let n = (&mut r)
-            .take(MAX_LINE as u64 + 1)
+            .take(MAX_REQUEST as u64 + 1)
             .read_until(b'\n', &mut line)
             .await?;
         if n == 0 {
@@ -435,7 +485,11 @@ async fn connection(stream: tokio::net::UnixStream, ops: Arc<Ops>) -> std::io::R
         let mut out = serde_json::to_vec(&response).expect("plain data serializes");
         out.push(b'\n');
         w.write_all(&out).await?;
-        if line.len() > MAX_LINE {
+        if line.len() > MAX_REQUEST {
+            tracing::warn!(
+                max = MAX_REQUEST,
+                "control socket: a request too large was refused; its connection is closed"
+            );
             return Ok(());
         }
     }
@@ -496,18 +550,17 @@ impl Client {
         line.push(b'\n');
         match self.writer.write_all(&line) {
             Ok(()) => {}
+            // Closed by the daemon: it may have said why first (busy, a
+            // request too large), else it refused this user.
             Err(e)
                 if matches!(
                     e.kind(),
                     std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
-                ) =>
-            {
-                return Err(refused())
-            }
+                ) => {}
             Err(e) => return Err(io(e)),
         }
         let mut answer = Vec::new();
-        let n = match std::io::Read::take(&mut self.reader, MAX_LINE as u64 + 1)
+        let n = match std::io::Read::take(&mut self.reader, MAX_RESPONSE as u64 + 1)
             .read_until(b'\n', &mut answer)
         {
             Ok(n) => n,
@@ -552,10 +605,11 @@ mod tests {
             assert!(!r.ok);
             assert!(r.error.unwrap().starts_with(why));
         }
-        let big = vec![b' '; MAX_LINE + 1];
-        assert_eq!(
-            parse_request(&big).unwrap_err().error.as_deref(),
-            Some("request too large")
-        );
+        let big = vec![b' '; MAX_REQUEST + 1];
+        assert!(parse_request(&big)
+            .unwrap_err()
+            .error
+            .unwrap()
+            .starts_with("request too large: a request is at most 1 MiB"));
     }
 }

@@ -17,6 +17,12 @@
 //! component (`tjfwd run` exits 1, and systemd restarts it). It is never
 //! left half-alive, and `run --drain` never waits for a component that is
 //! gone.
+//!
+//! Reloads of the configuration come in the same way, as a channel
+//! ([`run_reloading`], [`reload::Reloads`]): `main` sends one on SIGHUP,
+//! tests send them directly. What a reload changes while running (the
+//! targets' requests: endpoint, token, TLS trust, contents) and what waits
+//! for a restart is [`reload`]'s.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,9 +40,13 @@ use crate::scheduler::{Mode, Scheduler};
 use crate::stats::Stats;
 use crate::store::{Store, StoreError, TargetSpec};
 use crate::supervisor::{Failure, Lifetime, Supervisor};
-use crate::targets::{self, SetupError, Target};
+use crate::targets::{self, Live, SetupError, Target};
 
 pub use crate::listeners::Listeners;
+
+pub mod reload;
+
+use reload::Reloads;
 
 /// How long the components of a run may take to stop once asked (the
 /// inputs' waits, up to 30 s between retries of a failing write, end at the
@@ -126,6 +136,18 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<Arc<Stats>, DaemonError> {
+    run_reloading(config, opts, listeners, shutdown, Reloads::none()).await
+}
+
+/// As [`run`], and applies each configuration that comes from `reloads`
+/// while it runs (see [`reload`]).
+pub async fn run_reloading(
+    config: Config,
+    opts: RunOptions,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send,
+    mut reloads: Reloads,
+) -> Result<Arc<Stats>, DaemonError> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -134,13 +156,15 @@ pub async fn run(
     // Runs of the daemon: one, unless the storage failed (disk full...) and
     // became writable again, when sled must be opened anew (it keeps
     // failing after an I/O error until then).
+    // The configuration runs go on with (a reload changes it).
+    let mut config = config;
     let runs = async {
         loop {
             let mut rx = stop_rx.clone();
             let stopped = async move {
                 let _ = rx.wait_for(|stop| *stop).await;
             };
-            match run_once(&config, opts, &listeners, &stats, stopped).await? {
+            match run_once(&mut config, opts, &listeners, &stats, stopped, &mut reloads).await? {
                 Ended::Stopped => return Ok(stats.clone()),
                 Ended::Reopen => {
                     tracing::warn!("the state directory is writable again: reopening the database and going on");
@@ -180,16 +204,21 @@ enum Why {
     Reopen,
     /// Drain mode: every scheduler is done.
     Drained,
+    /// A reloaded configuration came: apply it and go on.
+    Reload(Arc<Config>),
 }
 
+/// One run of the daemon with `running` (a reload applied during it is
+/// written back there, for the next run).
 async fn run_once(
-    config: &Config,
+    running: &mut Config,
     opts: RunOptions,
     listeners: &Listeners,
     stats: &Arc<Stats>,
     shutdown: impl Future<Output = ()> + Send,
+    reloads: &mut Reloads,
 ) -> Result<Ended, DaemonError> {
-    let config = config.clone();
+    let config = running.clone();
     // The targets first: a missing token stops the start before anything
     // else is opened.
     let mut schedulers = Schedulers::default();
@@ -336,8 +365,9 @@ async fn run_once(
     } else {
         Lifetime::UntilStopped
     };
+    let live = std::mem::take(&mut schedulers.live);
     let sending: Vec<_> = schedulers
-        .0
+        .start
         .into_iter()
         .map(|(name, start)| {
             sup.task(
@@ -353,17 +383,25 @@ async fn run_once(
         }
     };
 
-    let why = sup
-        .until(async {
-            tokio::select! {
-                _ = shutdown => Why::Shutdown,
-                _ = damaged.notified() => Why::Damaged,
-                _ = reopen.notified() => Why::Reopen,
-                _ = all_sent => Why::Drained,
-            }
-        })
-        .await
-        .ok();
+    tokio::pin!(shutdown);
+    tokio::pin!(all_sent);
+    let why = loop {
+        let event = sup
+            .until(async {
+                tokio::select! {
+                    _ = &mut shutdown => Why::Shutdown,
+                    _ = damaged.notified() => Why::Damaged,
+                    _ = reopen.notified() => Why::Reopen,
+                    _ = &mut all_sent => Why::Drained,
+                    new = reloads.next() => Why::Reload(new),
+                }
+            })
+            .await;
+        match event {
+            Ok(Why::Reload(new)) => apply_reload(running, &new, opts, &live),
+            other => break other.ok(),
+        }
+    };
 
     tracing::info!("stopping");
     sup.stop();
@@ -450,12 +488,22 @@ type Start = Box<
 /// ([`targets::start_enabled`] hands each target over; they start, under
 /// the supervisor, once the queue is open).
 #[derive(Default)]
-struct Schedulers(Vec<(&'static str, Start)>);
+struct Schedulers {
+    start: Vec<(&'static str, Start)>,
+    /// Each target, as its scheduler holds it: a [`Live`] a reload
+    /// replaces (by name; a `Live<T>` of the target's own type).
+    live: LiveTargets,
+}
+
+/// The running targets a reload replaces.
+type LiveTargets = Vec<(&'static str, Box<dyn std::any::Any + Send + Sync>)>;
 
 impl targets::Starter for Schedulers {
     fn start<T: Target>(&mut self, target: T) {
         let name = target.name();
-        self.0.push((
+        let target = Live::new(target);
+        self.live.push((name, Box::new(target.clone())));
+        self.start.push((
             name,
             Box::new(move |shared: &Shared, mut stop| {
                 let Some(id) = shared.queue.target_id(name) else {
@@ -486,6 +534,84 @@ impl targets::Starter for Schedulers {
                 }))
             }),
         ));
+    }
+}
+
+/// Applies a reloaded configuration `new` to a run with `running` (see
+/// [`reload`]): logs the keys that need a restart, builds the targets again
+/// from the merged configuration and puts them in place of the running
+/// ones. If one cannot be built, nothing changes (logged).
+fn apply_reload(running: &mut Config, new: &Config, opts: RunOptions, live: &LiveTargets) {
+    let merged = reload::merge(running, new);
+    for w in &merged.config.warnings {
+        tracing::warn!("{w}");
+    }
+    let mut replacements = Replacements {
+        live,
+        replace: Vec::new(),
+    };
+    if let Err(e) = targets::start_enabled(
+        merged.config.target_sections(),
+        opts.dry_run,
+        &mut replacements,
+    ) {
+        tracing::error!(
+            error = %chain(&e),
+            "the reloaded configuration cannot be applied; tjfwd goes on with the running settings"
+        );
+        return;
+    }
+    for key in &merged.need_restart {
+        tracing::warn!(
+            key = %key,
+            "{key} changed in the configuration: it takes effect at the next restart \
+             (systemctl restart tjfwd); the running value is kept"
+        );
+    }
+    let applied = if merged.applied.is_empty() {
+        "nothing that applies while running changed".to_string()
+    } else {
+        merged.applied.join(", ")
+    };
+    tracing::info!(
+        applied = %applied,
+        restart_needed = merged.need_restart.len(),
+        "configuration reloaded; the targets' settings were read again"
+    );
+    for replace in replacements.replace {
+        replace();
+    }
+    *running = merged.config;
+}
+
+/// The targets of a reloaded configuration, each to put in place of the
+/// running one of its name ([`targets::start_enabled`] hands them over).
+struct Replacements<'a> {
+    live: &'a LiveTargets,
+    /// The replacements, done once every target was built.
+    replace: Vec<Box<dyn FnOnce() + Send>>,
+}
+
+impl targets::Starter for Replacements<'_> {
+    fn start<T: Target>(&mut self, target: T) {
+        let name = target.name();
+        let running = self
+            .live
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, l)| l.downcast_ref::<Live<T>>());
+        match running {
+            Some(l) => {
+                let l = l.clone();
+                self.replace.push(Box::new(move || l.replace(target)));
+            }
+            // The enabled targets are restart-only keys: a reload cannot
+            // add one.
+            None => tracing::warn!(
+                target_name = name,
+                "a reload cannot start a target that is not running; restart tjfwd"
+            ),
+        }
     }
 }
 

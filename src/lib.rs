@@ -35,7 +35,8 @@
 //! - [`ratelimit`]: the rolling-window limit and the backoff, as pure functions.
 //! - [`tls`]: the TLS trust of the HTTP client (`ca_file`), below the targets.
 //! - [`scheduler`]: when to send, and what to do with each answer.
-//! - [`daemon`]: `tjfwd run`, wiring it all with a shutdown future;
+//! - [`daemon`]: `tjfwd run`, wiring it all with a shutdown future (and
+//!   a channel of reloaded configurations, [`daemon::reload`]);
 //!   [`listeners`]: its sockets, bound before it starts;
 //!   [`supervisor`]: starts and watches its threads and tasks.
 //! - [`cli`]: the command line; [`commands`]: one file per subcommand, its

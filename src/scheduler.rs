@@ -205,10 +205,14 @@ impl<T: Target> Scheduler<T> {
                 Step::Done => return,
                 Step::Wait(d) => {
                     let d = d.unwrap_or(Duration::from_secs(60));
-                    tokio::select! {
-                        _ = tokio::time::sleep(d) => {}
-                        _ = self.notify.notified() => {}
+                    let reloaded = tokio::select! {
+                        _ = tokio::time::sleep(d) => false,
+                        _ = self.notify.notified() => false,
+                        _ = self.target.reloaded() => true,
                         _ = &mut shutdown => return,
+                    };
+                    if reloaded {
+                        self.reloaded();
                     }
                 }
                 Step::Send => {
@@ -540,6 +544,16 @@ impl<T: Target> Scheduler<T> {
             }
         }
         Ok(())
+    }
+
+    /// The target's settings were reloaded (SIGHUP): a pause for a
+    /// configuration error (a refused token...) ends, so that the new
+    /// settings are tried at once (still within the rate limit).
+    fn reloaded(&mut self) {
+        if self.config_failures > 0 {
+            tracing::info!("the target's settings were reloaded: trying them now");
+            self.blocked_until = None;
+        }
     }
 
     fn block_for(&mut self, d: Duration) {

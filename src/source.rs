@@ -7,6 +7,16 @@
 //! - Only whole lines are handed out; a partial last line waits for its
 //!   newline. A line longer than the cap is skipped (and counted) without
 //!   being buffered whole; reading resumes after its newline.
+//! - Every call does a bounded amount of work: one that has read
+//!   [`STEP_BYTES`] without finding a line to hand out (it is skipping a
+//!   line longer than the cap: a file of gigabytes without a newline)
+//!   returns [`Step::Busy`], so that the caller looks at its stop request
+//!   before it goes on. A line that never ends is skipped at the speed the
+//!   file can be read, in such steps, up to the end of the file; there the
+//!   tailer waits for its newline like for any incomplete line (polling,
+//!   ~0 CPU), and reading resumes after it. Nothing is committed inside a
+//!   skipped line: after a restart it is read (and skipped) again from the
+//!   last checkpoint before it.
 //! - A file is known by its identity ([`FileId`]): device, inode and a
 //!   fingerprint of its first line (at most 256 bytes), never by its path. A
 //!   new file under the same name, or a reused inode with other content, is
@@ -57,6 +67,35 @@ use crate::store::{Store, StoreError};
 const CHUNK_BYTES: usize = 256 * 1024;
 /// Bytes of the first line that make a file's fingerprint.
 const FINGERPRINT_BYTES: usize = 256;
+/// Most bytes one call of [`Tailer::next_step`] reads without finding a
+/// line to hand out (skipping a line longer than the cap) before it returns
+/// [`Step::Busy`]: a few milliseconds of reading from the page cache, a
+/// fraction of a second from a slow disk.
+pub const STEP_BYTES: u64 = 16 * CHUNK_BYTES as u64;
+
+/// What one call of [`Tailer::next_step`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The chunk holds whole lines: store them, then [`Tailer::commit`].
+    Chunk,
+    /// Nothing new: look again after a poll interval.
+    Idle,
+    /// [`STEP_BYTES`] were read (into a line longer than the cap, which is
+    /// being skipped) without a line to hand out: call again at once,
+    /// unless asked to stop.
+    Busy,
+}
+
+/// What reading from one file found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Got {
+    /// Whole lines, in the chunk.
+    Lines,
+    /// Its end.
+    End,
+    /// The step's budget ran out first.
+    Busy,
+}
 
 /// Complete lines read from one file, and where they end.
 #[derive(Debug, Default)]
@@ -440,7 +479,9 @@ impl Tailer {
     }
 
     /// Fills `chunk` with the next complete lines. Returns false when there is
-    /// nothing new (the caller then waits a poll interval).
+    /// nothing new (the caller then waits a poll interval). Reads through a
+    /// line longer than the cap without returning: a caller that must stop
+    /// on request uses [`Tailer::next_step`].
     pub fn next_chunk(
         &mut self,
         queue: &Store,
@@ -448,6 +489,27 @@ impl Tailer {
         chunk: &mut Chunk,
         now_ms: u64,
     ) -> Result<bool, SourceError> {
+        loop {
+            match self.next_step(queue, stats, chunk, now_ms)? {
+                Step::Chunk => return Ok(true),
+                Step::Idle => return Ok(false),
+                Step::Busy => {}
+            }
+        }
+    }
+
+    /// One bounded step (see the module doc): fills `chunk` with the next
+    /// complete lines ([`Step::Chunk`]), or finds nothing new
+    /// ([`Step::Idle`]), or reads [`STEP_BYTES`] of a line that is being
+    /// skipped ([`Step::Busy`]).
+    pub fn next_step(
+        &mut self,
+        queue: &Store,
+        stats: &Stats,
+        chunk: &mut Chunk,
+        now_ms: u64,
+    ) -> Result<Step, SourceError> {
+        let mut budget = STEP_BYTES;
         chunk.data.clear();
         self.current = Current::None;
         if !self.scanned || self.rescan_pending {
@@ -470,8 +532,10 @@ impl Tailer {
         // Rotated files first: they hold the older lines.
         let mut i = 0;
         while i < self.rotated.len() {
-            if self.read_from(Current::Rotated(i), stats, chunk)? {
-                return Ok(true);
+            match self.read_from(Current::Rotated(i), stats, chunk, &mut budget)? {
+                Got::Lines => return Ok(Step::Chunk),
+                Got::Busy => return Ok(Step::Busy),
+                Got::End => {}
             }
             let r = &mut self.rotated[i];
             let idle = *r.idle_since.get_or_insert_with(Instant::now);
@@ -486,7 +550,7 @@ impl Tailer {
             i += 1;
         }
         if !live_open {
-            return Ok(false);
+            return Ok(Step::Idle);
         }
         loop {
             // Truncated (and maybe written again past our offset) since the
@@ -496,18 +560,22 @@ impl Tailer {
                 self.truncated(queue, stats, len, now_ms)?;
                 continue;
             }
-            if self.read_from(Current::Live, stats, chunk)? {
-                if let Some(len) = self.live_truncated()? {
-                    chunk.data.clear();
-                    self.current = Current::None;
-                    self.truncated(queue, stats, len, now_ms)?;
-                    continue;
+            match self.read_from(Current::Live, stats, chunk, &mut budget)? {
+                Got::Lines => {
+                    if let Some(len) = self.live_truncated()? {
+                        chunk.data.clear();
+                        self.current = Current::None;
+                        self.truncated(queue, stats, len, now_ms)?;
+                        continue;
+                    }
+                    return Ok(Step::Chunk);
                 }
-                return Ok(true);
+                Got::Busy => return Ok(Step::Busy),
+                Got::End => {}
             }
             // At the end of the live file: rotated, or just idle?
             if !self.check_live(queue, stats, now_ms)? {
-                return Ok(false);
+                return Ok(Step::Idle);
             }
         }
     }
@@ -545,25 +613,31 @@ impl Tailer {
         }
     }
 
-    /// Reads from one reader until it yields a line or has nothing more.
+    /// Reads from one reader until it yields a line, has nothing more, or
+    /// `budget` (bytes) is spent.
     fn read_from(
         &mut self,
         which: Current,
         stats: &Stats,
         chunk: &mut Chunk,
-    ) -> Result<bool, SourceError> {
+        budget: &mut u64,
+    ) -> Result<Got, SourceError> {
         let max_line = self.max_line;
         let mut buf = std::mem::take(&mut self.buf);
         let mut rescan = false;
         let result = (|| {
             let Some(r) = self.reader(which) else {
-                return Ok(false);
+                return Ok(Got::End);
             };
             loop {
+                if *budget == 0 {
+                    return Ok(Got::Busy);
+                }
                 let n = r.read(&mut buf).map_err(io_err(&r.path))?;
                 if n == 0 {
-                    return Ok(false);
+                    return Ok(Got::End);
                 }
+                *budget = budget.saturating_sub(n as u64);
                 r.idle_since = None;
                 r.idle_look = None;
                 if r.take_lines(&buf[..n], max_line, stats, chunk) {
@@ -579,12 +653,12 @@ impl Tailer {
                     chunk.id = r.id;
                     chunk.path = r.path.to_string_lossy().into_owned();
                     chunk.end_offset = r.handed_out;
-                    return Ok(true);
+                    return Ok(Got::Lines);
                 }
             }
         })();
         self.buf = buf;
-        if matches!(result, Ok(true)) {
+        if matches!(result, Ok(Got::Lines)) {
             self.current = which;
         }
         self.rescan_pending |= rescan;
@@ -876,7 +950,9 @@ impl Tailer {
         let first_ever = self.first_open && self.first_run;
         let mut offset = match (stored, first_ever, self.start_at) {
             (Some(offset), _, _) => offset,
-            (None, true, StartAt::End) => last_line_end(&file, len).map_err(io_err(&self.path))?,
+            (None, true, StartAt::End) => {
+                last_line_end(&file, len, self.max_line).map_err(io_err(&self.path))?
+            }
             _ => 0,
         };
         if offset > len {
@@ -1052,20 +1128,27 @@ fn gz_isize(path: &Path) -> io::Result<Option<u32>> {
     Ok(Some(u32::from_le_bytes(b)))
 }
 
-/// Offset just after the last newline in the first `len` bytes (0 if none).
-fn last_line_end(file: &File, len: u64) -> io::Result<u64> {
+/// Where `start_at = "end"` starts in the first `len` bytes of a file:
+/// just after the last newline (0 if none). Looks back at most `max_line +
+/// 1` bytes, so that a file of gigabytes without a newline is not read
+/// back to its start: when the last line began further back, it is longer
+/// than the cap, and starting `max_line + 1` bytes before the end skips it
+/// all the same (those bytes hold no newline: the tailer drops them as a
+/// line too long, counted once, and resumes after the next newline).
+fn last_line_end(file: &File, len: u64, max_line: usize) -> io::Result<u64> {
+    let floor = len.saturating_sub(max_line as u64 + 1);
     let mut end = len;
     let mut buf = vec![0u8; 64 * 1024];
-    while end > 0 {
-        let start = end.saturating_sub(buf.len() as u64);
+    while end > floor {
+        let start = end.saturating_sub(buf.len() as u64).max(floor);
         let part = &mut buf[..(end - start) as usize];
         file.read_exact_at(part, start)?;
-        if let Some(i) = part.iter().rposition(|&b| b == b'\n') {
+        if let Some(i) = memchr::memrchr(b'\n', part) {
             return Ok(start + i as u64 + 1);
         }
         end = start;
     }
-    Ok(0)
+    Ok(floor)
 }
 
 #[cfg(test)]
@@ -1158,6 +1241,66 @@ mod tests {
         t.append(&t.log(), "\nafter\n0123456789abc\nlast\n");
         assert_eq!(t.drain(&mut tl), ["after", "last"]);
         assert_eq!(t.stats.skipped(SkipReason::TooLong), 2);
+    }
+
+    /// A line that does not end (here 256 MiB of a sparse file without a
+    /// newline, as a 20 GB one would be) is read in bounded steps: each
+    /// call returns after at most STEP_BYTES (plus one read), so a caller
+    /// that must stop can; the line is skipped, counted once, and the
+    /// lines after it are handed out.
+    #[test]
+    fn a_line_that_does_not_end_is_skipped_in_bounded_steps() {
+        let t = setup();
+        let size: u64 = 256 << 20;
+        t.append(&t.log(), "before\n");
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(t.log())
+            .unwrap();
+        f.set_len(size).unwrap();
+        let mut tl = Tailer::new(t.log(), StartAt::Beginning, 1024);
+        let mut chunk = Chunk::default();
+        let mut step = |tl: &mut Tailer| tl.next_step(&t.queue, &t.stats, &mut chunk, 1).unwrap();
+        assert_eq!(step(&mut tl), Step::Chunk);
+        tl.commit();
+        let mut busy = 0u64;
+        let got = loop {
+            match step(&mut tl) {
+                Step::Busy => busy += 1,
+                other => break other,
+            }
+        };
+        assert_eq!(got, Step::Idle, "the end of the file: wait for the newline");
+        // Each step read at most its budget and one more read, and the
+        // budget is small: a step is short even from a slow disk.
+        const { assert!(STEP_BYTES <= 16 << 20) };
+        let most = STEP_BYTES + CHUNK_BYTES as u64;
+        assert!(busy >= size / most, "{busy} steps for {size} bytes");
+        assert_eq!(t.stats.skipped(SkipReason::TooLong), 1);
+        assert_eq!(tl.position(), Some(7), "nothing committed inside the line");
+        // The line ends: what follows is read.
+        t.append(&t.log(), "\nafter\n");
+        assert_eq!(t.drain(&mut tl), ["after"]);
+        assert_eq!(tl.position(), Some(size + 7));
+        assert_eq!(t.stats.skipped(SkipReason::TooLong), 1);
+    }
+
+    /// `start_at = "end"` on a file that ends in a line longer than the cap
+    /// looks back at most the cap (not through the whole file) and skips
+    /// that line, as it would have from its start.
+    #[test]
+    fn start_at_end_does_not_read_back_through_a_line_too_long() {
+        let t = setup();
+        t.append(&t.log(), &format!("old\n{}", "x".repeat(5000)));
+        let f = File::open(t.log()).unwrap();
+        assert_eq!(last_line_end(&f, 4, 1024).unwrap(), 4);
+        assert_eq!(last_line_end(&f, 5004, 1024).unwrap(), 5004 - 1025);
+        assert_eq!(last_line_end(&f, 1000, 1024).unwrap(), 4);
+        let mut tl = Tailer::new(t.log(), StartAt::End, 1024);
+        assert_eq!(t.drain(&mut tl), Vec::<String>::new());
+        t.append(&t.log(), "yz\nnew\n");
+        assert_eq!(t.drain(&mut tl), ["new"]);
+        assert_eq!(t.stats.skipped(SkipReason::TooLong), 1);
     }
 
     #[test]

@@ -380,6 +380,73 @@ async fn a_rejected_token_pauses_sending_and_drops_nothing() {
     assert!(h.failing_since_ms.is_none(), "healthy again");
 }
 
+/// A reload (what SIGHUP does, here sent through the channel) applies a
+/// new token at once: sending paused by the refused one (for a minute,
+/// here) resumes within moments. A reloaded configuration whose target
+/// cannot be built changes nothing: the running token goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_applies_a_new_token_at_once_and_a_bad_one_changes_nothing() {
+    let env = env();
+    let api = fake();
+    let mut c = config(&env, &api);
+    // A refused token pauses sending for min(1 min, max_backoff).
+    c.schedule.max_backoff = Duration::from_secs(60);
+    let (reloader, reloads) = daemon::reload::Reloads::channel();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(daemon::run_reloading(
+        c.clone(),
+        RunOptions::default(),
+        Listeners::none(),
+        async {
+            let _ = rx.await;
+        },
+        reloads,
+    ));
+    let first = cowrie::public_addresses(30);
+    write_logins(&env.log, &first[..10]);
+    assert!(
+        api.wait_for_accepted_async(10, Duration::from_secs(10))
+            .await
+    );
+
+    // A token that cannot be sent in a header: the target cannot be built
+    // from it, so the running one stays.
+    let mut bad = c.clone();
+    bad.threatjammer.token = Some(Secret::new("bad\ntoken".to_string()));
+    reloader.reload(bad);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    write_logins(&env.log, &first[10..20]);
+    assert!(
+        api.wait_for_accepted_async(20, Duration::from_secs(10))
+            .await
+    );
+
+    // The token is rotated at the server: ours is refused, sending pauses.
+    api.set_token("rotated-token-0123456789");
+    let before = api.request_count();
+    write_logins(&env.log, &first[20..]);
+    assert!(
+        api.wait_for_requests_async(before + 1, Duration::from_secs(10))
+            .await
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(api.accepted_unique().len(), 20);
+    // The operator puts the new token in place and reloads.
+    let mut rotated = c.clone();
+    rotated.threatjammer.token = Some(Secret::new("rotated-token-0123456789".to_string()));
+    let t = Instant::now();
+    reloader.reload(rotated);
+    assert!(
+        api.wait_for_accepted_async(30, Duration::from_secs(10))
+            .await,
+        "the new token was not used"
+    );
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(api.accepted_unique(), set(&first));
+    tx.send(()).unwrap();
+    daemon.await.unwrap().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_sends_nothing_and_acknowledges_nothing() {
     let env = env();

@@ -71,6 +71,7 @@ fn the_unit_is_hardened_as_required() {
             "ExecStart",
             "/usr/bin/tjfwd run --config /etc/tjfwd/tjfwd.toml",
         ),
+        ("ExecReload", "/bin/kill -HUP $MAINPID"),
     ] {
         assert_eq!(values(&s, key), vec![want], "{key}");
     }

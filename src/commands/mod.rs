@@ -35,7 +35,8 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::control::{
-    Client, ControlError, ExportEntry, FlushOutcome, Ops, Request, ResendFilter, ResendOutcome,
+    self, Client, ControlError, ExportEntry, FlushOutcome, Ops, Request, ResendFilter,
+    ResendOutcome,
 };
 use crate::status::Snapshot;
 use crate::store::{EnqueueOutcome, Sighting, StoreError};
@@ -151,9 +152,7 @@ impl Backend {
 
     pub fn enqueue(&mut self, sightings: &[Sighting]) -> Result<EnqueueOutcome, CommandError> {
         match self {
-            Backend::Daemon(c) => Ok(c.call(&Request::Enqueue {
-                sightings: sightings.iter().map(|s| (s.addr, s.seen_ms)).collect(),
-            })?),
+            Backend::Daemon(c) => enqueue_within_limit(c, sightings),
             Backend::Local(ops) => Ok(ops.enqueue(sightings)?),
         }
     }
@@ -181,6 +180,31 @@ impl Backend {
             Backend::Local(ops) => Ok(ops.flush()?),
         }
     }
+}
+
+/// Queues `sightings` through the daemon, in as many requests as the
+/// daemon's limit on a request's size takes ([`control::MAX_REQUEST`]):
+/// halves until each fits. (`replay`'s batches fit in one: the split is for
+/// what they may become.)
+fn enqueue_within_limit(
+    c: &mut Client,
+    sightings: &[Sighting],
+) -> Result<EnqueueOutcome, CommandError> {
+    let req = Request::Enqueue {
+        sightings: sightings.iter().map(|s| (s.addr, s.seen_ms)).collect(),
+    };
+    let size = serde_json::to_vec(&req).map_or(0, |v| v.len()) + 1;
+    if size <= control::MAX_REQUEST || sightings.len() < 2 {
+        return Ok(c.call(&req)?);
+    }
+    let (a, b) = sightings.split_at(sightings.len() / 2);
+    let (a, b) = (enqueue_within_limit(c, a)?, enqueue_within_limit(c, b)?);
+    Ok(EnqueueOutcome {
+        queued_new: a.queued_new + b.queued_new,
+        updated: a.updated + b.updated,
+        already_reported: a.already_reported + b.already_reported,
+        dead: a.dead + b.dead,
+    })
 }
 
 /// Sends everything pending (no daemon runs): the daemon's own scheduler in
@@ -213,4 +237,62 @@ pub fn send_pending(config: &Config) -> Result<u64, CommandError> {
         },
     ))?;
     Ok(crate::stats::Stats::get(&stats.addresses_reported))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `replay` through a daemon: sightings that would make a request
+    /// larger than the daemon takes are sent in several requests, all of
+    /// them queued.
+    #[test]
+    fn a_large_enqueue_is_split_into_requests_the_daemon_takes() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::default_for_tests(dir.path().join("state"));
+        let queue = Arc::new(crate::daemon::open_queue(&config).unwrap());
+        let ops = Arc::new(Ops {
+            queue: queue.clone(),
+            config: config.clone(),
+            daemon: None,
+        });
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let listener = rt
+            .block_on(async { control::bind(&config.state_dir) })
+            .unwrap();
+        let server = rt.spawn(control::serve(listener, ops, async {
+            let _ = stopped.await;
+        }));
+        // 40,000 distinct IPv6 sightings: about 2.6 MB of JSON.
+        let sightings: Vec<Sighting> = (0..40_000u32)
+            .map(|i| Sighting {
+                addr: format!(
+                    "2a00:1450:4001:81b:{:x}:{:x}:1234:5678",
+                    i >> 16,
+                    i & 0xffff
+                )
+                .parse()
+                .unwrap(),
+                seen_ms: 1_700_000_000_000 + u64::from(i),
+            })
+            .collect();
+        let req = Request::Enqueue {
+            sightings: sightings.iter().map(|s| (s.addr, s.seen_ms)).collect(),
+        };
+        assert!(serde_json::to_vec(&req).unwrap().len() > 2 * control::MAX_REQUEST);
+        let mut backend = Backend::Daemon(Client::connect(&config.state_dir).unwrap().unwrap());
+        let out = backend.enqueue(&sightings).unwrap();
+        assert_eq!(out.queued_new, 40_000);
+        assert_eq!(queue.pending_count().unwrap(), 40_000);
+        // The connection still serves requests.
+        backend.status().unwrap();
+        drop(backend);
+        let _ = stop.send(());
+        rt.block_on(server).unwrap();
+    }
 }

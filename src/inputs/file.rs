@@ -5,7 +5,9 @@
 //! the same transaction as the chunk's addresses
 //! ([`Commit::InTransaction`]): after a crash both happened or neither, and
 //! the file is read again from the checkpoint. The tailer reads ahead of
-//! what is committed, and only a stored chunk moves it on.
+//! what is committed, and only a stored chunk moves it on. It works in
+//! bounded steps ([`Tailer::next_step`]): skipping a line of gigabytes, it
+//! comes back between steps, so a stop request is seen within one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +16,7 @@ use super::{Context, Input, Next, Ready, StartError};
 use crate::config::Config;
 use crate::errors::chain;
 use crate::pipeline::Commit;
-use crate::source::{Chunk, SourceError, Tailer};
+use crate::source::{Chunk, SourceError, Step, Tailer};
 use crate::stats::Stats;
 use crate::store::{Store, StoreError};
 use crate::supervisor::Lifetime;
@@ -97,18 +99,21 @@ impl Input for FileInput {
     fn next_chunk(&mut self, now_ms: u64) -> Next<'_> {
         match self
             .tailer
-            .next_chunk(&self.store, &self.stats, &mut self.chunk, now_ms)
+            .next_step(&self.store, &self.stats, &mut self.chunk, now_ms)
         {
-            Ok(got) => {
+            Ok(step) => {
                 self.stats.set_input_error(None);
                 self.io_failures = 0;
-                match got {
-                    true => Next::Chunk {
+                match step {
+                    Step::Chunk => Next::Chunk {
                         lines: self.chunk.data(),
                         commit: Commit::InTransaction(self.chunk.checkpoint(now_ms)),
                     },
-                    false if self.drain => Next::End,
-                    false => Next::Idle(self.poll),
+                    // Inside a line too long, being skipped: go on at once,
+                    // once `run` has looked at the stop request.
+                    Step::Busy => Next::Idle(Duration::ZERO),
+                    Step::Idle if self.drain => Next::End,
+                    Step::Idle => Next::Idle(self.poll),
                 }
             }
             Err(e) => {

@@ -43,6 +43,7 @@
 
 pub mod threatjammer;
 
+mod live;
 pub(crate) mod table;
 
 use std::future::Future;
@@ -50,6 +51,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::ratelimit::Limit;
 use crate::store::{BatchItem, TargetSpec};
+pub use live::Live;
 use table::targets_table;
 pub use table::Configured;
 
@@ -148,6 +150,14 @@ pub trait Target: Send + Sync + 'static {
     /// Advice when every address is refused even alone: the request, not
     /// the addresses, must be wrong (which settings to check).
     fn rejects_everything_hint(&self) -> &'static str;
+
+    /// Completes once the target's settings were replaced by a reload of
+    /// the configuration (SIGHUP, [`Live`]): the scheduler then tries again
+    /// at once if a configuration error (a refused token...) paused it.
+    /// Never, for a target that is not reloaded.
+    fn reloaded(&self) -> impl Future<Output = ()> + Send {
+        std::future::pending()
+    }
 }
 
 /// A target could not be set up (its configuration, its credentials, its
