@@ -707,127 +707,286 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 // ---------------------------------------------------------------------------
 // tjfwd itself.
 
-/// The end-to-end shape of issue 16's promise, first version: tjfwd runs
-/// with its state directory on the power-cut filesystem while Cowrie
-/// appends and the API fails now and then; the power goes at some moment;
-/// tjfwd restarts from what the disk kept (a fresh mount of the cut's
-/// output) and, with the API up, drains. It must start by itself and lose
-/// nothing from the file input. Three cuts (fixed seeds, moments counted in
-/// requests the API saw); `TJFWD_POWERCUTS=<n>` runs n instead, and every
-/// failed cut is reported, not only the first.
-///
-/// Ignored until issue 16's fixes land: on the tree it was written on, the
-/// third cut fails every time: after the cut, `state/db/db` is missing
-/// (sled's directory was never fsynced) and tjfwd refuses to start until
-/// an operator runs `tjfwd recover`. Run it with
-/// `cargo test --test powercut -- --ignored`.
-#[test]
-fn tjfwd_restarts_after_a_power_cut_and_loses_nothing() {
-    // (seed, the cut comes this many milliseconds after tjfwd started)
-    let cuts: Vec<(u64, u64)> = match std::env::var("TJFWD_POWERCUTS") {
-        Ok(n) => (0..n.parse().expect("TJFWD_POWERCUTS: a number of cuts"))
-            .map(|i| (100 + i, (i * 173) % 2500))
-            .collect(),
-        Err(_) => vec![(1, 150), (2, 700), (3, 1600)],
-    };
-    let mut failed = Vec::new();
-    for &(seed, moment_ms) in &cuts {
-        match tjfwd_power_cut(seed, moment_ms) {
-            Some(Ok(summary)) => eprintln!("power cut: {summary}"),
-            Some(Err(failure)) => failed.push(failure),
-            None => return, // FUSE unusable here: skipped
-        }
-    }
-    assert!(
-        failed.is_empty(),
-        "{} of {} power cuts failed:\n\n{}",
-        failed.len(),
-        cuts.len(),
-        failed.join("\n\n")
-    );
+/// How the addresses reach tjfwd in a scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Feed {
+    /// Appended to `cowrie.json` (on the ordinary disk, not cut) while
+    /// tjfwd runs, with `start_at`.
+    File { start_at_end: bool },
+    /// Sent over `[input] listen_tcp` by Cowrie's socketlog, one connection
+    /// a life; the power goes 0 to 300 ms after tjfwd has logged the
+    /// connection closed (so it has read everything).
+    Socket,
 }
 
-/// One run of tjfwd, a cut, a restart: a summary, or why it failed.
-fn tjfwd_power_cut(seed: u64, moment_ms: u64) -> Option<Result<String, String>> {
-    use support::bin::{bin, output_of, spawn, wait_with_limit, Env};
+/// What one scenario did: figures for RELIABILITY.md.
+#[derive(Debug, Default)]
+struct Figures {
+    cuts: u64,
+    written: usize,
+    delivered: usize,
+    requests: usize,
+    report: CutReport,
+}
+
+impl Figures {
+    fn add(&mut self, r: &CutReport) {
+        self.cuts += 1;
+        let t = &mut self.report;
+        t.files += r.files;
+        t.dirs += r.dirs;
+        t.writes_applied += r.writes_applied;
+        t.writes_torn += r.writes_torn;
+        t.writes_dropped += r.writes_dropped;
+        t.bytes_lost += r.bytes_lost;
+        t.set_lens_applied += r.set_lens_applied;
+        t.set_lens_dropped += r.set_lens_dropped;
+        t.dir_ops_kept += r.dir_ops_kept;
+        t.dir_ops_dropped += r.dir_ops_dropped;
+        t.files_changed += r.files_changed;
+        t.fsyncs += r.fsyncs;
+        t.dir_fsyncs += r.dir_fsyncs;
+    }
+}
+
+/// Issue 16's promise at a power cut, end to end: tjfwd runs with its state
+/// directory on the power-cut filesystem, addresses coming in and the API
+/// failing now and then; the power goes at a moment drawn from the seed
+/// (each unsynced write of the moment kept, torn or lost, each directory's
+/// unsynced entries cut at a random point); the machine comes back with
+/// what the disk kept, tjfwd must start by itself, and the power goes again,
+/// several times; at last, with the API up, `run --drain` must deliver every
+/// address: from the file (`start_at = "beginning"`, and `"end"` with the
+/// first cut soon after the very first start) and every address the socket
+/// input had read.
+///
+/// Ten cuts in all by default (fixed seeds); `TJFWD_POWERCUTS=<n>` makes it
+/// about n, spread over the three scenarios, and prints the figures.
+#[test]
+fn tjfwd_starts_by_itself_after_power_cuts_and_loses_nothing() {
+    let total: u64 = std::env::var("TJFWD_POWERCUTS")
+        .map(|n| n.parse().expect("TJFWD_POWERCUTS: a number of cuts"))
+        .unwrap_or(10);
+    let scenarios = [
+        (
+            "file, start_at = beginning",
+            Feed::File {
+                start_at_end: false,
+            },
+            0.4,
+        ),
+        (
+            "file, start_at = end",
+            Feed::File { start_at_end: true },
+            0.3,
+        ),
+        ("socket input", Feed::Socket, 0.3),
+    ];
+    let mut failed = Vec::new();
+    for (i, (name, feed, share)) in scenarios.iter().enumerate() {
+        let lives = ((total as f64 * share).round() as u64).max(1);
+        // A chain of at most 10 cuts on one state directory, as many
+        // chains as it takes.
+        let mut figures = Figures::default();
+        let mut chain = 0;
+        while figures.cuts < lives {
+            let n = (lives - figures.cuts).min(10);
+            let seed = 1000 * (i as u64 + 1) + chain;
+            match power_cut_chain(*feed, seed, n, &mut figures) {
+                None => return, // FUSE unusable here: skipped
+                Some(Ok(())) => {}
+                Some(Err(e)) => failed.push(format!("{name}, seed {seed}: {e}")),
+            }
+            chain += 1;
+        }
+        eprintln!(
+            "power cuts, {name}: {} cuts; {} addresses written, {} delivered, {} requests; \
+             over the cuts: {}",
+            figures.cuts, figures.written, figures.delivered, figures.requests, figures.report
+        );
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+}
+
+/// Writes `lines` to `path`, 10 every 30 ms, until done or `stop`.
+fn cowrie_writer(
+    path: PathBuf,
+    lines: Vec<String>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for chunk in lines.chunks(10) {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            support::cowrie::append(&path, chunk);
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    })
+}
+
+/// `lives` runs of tjfwd on one state directory, each ended by a power cut
+/// at a moment drawn from `seed`, then a drain. `Err` says what went wrong.
+fn power_cut_chain(
+    feed: Feed,
+    seed: u64,
+    lives: u64,
+    figures: &mut Figures,
+) -> Option<Result<(), String>> {
+    use rand::Rng;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use support::bin::{bin, bound_address, output_of, spawn, wait_with_limit, Env};
     use support::cowrie;
     use support::fake_api::{Failure, FakeApi, FakeConfig};
 
+    let mut draw = rng(seed);
     let env = Env::new();
     let rig = Rig::new();
-    let fs = rig.mount("tjfwd_power_cut")?;
-    let state = fs.path().join("state");
-    let api = FakeApi::start(FakeConfig::default());
-    let addrs = cowrie::public_addresses(300);
-    let lines: Vec<String> = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, a)| cowrie::login_failed(a, i as u64))
-        .collect();
-    // Cowrie appends, 10 lines every 50 ms (the log is not on the
-    // power-cut filesystem: only tjfwd's state is).
-    cowrie::append(&env.log(), &lines[..10]);
-    let log_path = env.log();
-    let writer = std::thread::spawn(move || {
-        for chunk in lines[10..].chunks(10) {
-            std::thread::sleep(Duration::from_millis(50));
-            cowrie::append(&log_path, chunk);
-        }
+    // The API's limit, scaled: 6 requests a second (tjfwd is told the same
+    // window through TJFWD_TEST_RATE_WINDOW_MS).
+    let api = FakeApi::start(FakeConfig {
+        window: Duration::from_secs(1),
+        ..FakeConfig::default()
     });
+    let mnt = rig.mnt();
     let cfg = env.config(&api, "");
     let text = fs::read_to_string(&cfg).unwrap();
-    let text = text.replace(
+    let mut text = text.replace(
         r#"state_dir = "state""#,
-        &format!("state_dir = {:?}", state.to_str().unwrap()),
+        &format!("state_dir = {:?}", mnt.join("state").to_str().unwrap()),
     );
-    assert!(text.contains(state.to_str().unwrap()), "{text}");
+    match feed {
+        Feed::File { start_at_end: true } => {
+            text = text.replace(r#"start_at = "beginning""#, r#"start_at = "end""#)
+        }
+        Feed::File { .. } => {}
+        Feed::Socket => text = text.replace("[input]\n", "[input]\nlisten_tcp = \"127.0.0.1:9\"\n"),
+    }
     fs::write(&cfg, text).unwrap();
-    api.push_failures([Failure::Status(500), Failure::Drop, Failure::Status(503)]);
-
-    let started = Instant::now();
-    let mut first = spawn(bin().args(["run", "--config"]).arg(&cfg));
-    std::thread::sleep(Duration::from_millis(moment_ms));
-    fs.power_off();
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
-    let before = api.accepted_unique();
-    writer.join().unwrap();
-    let out = rig.out("disk");
-    let report = fs.cut(&mut rng(seed), &out).unwrap();
-    let summary = format!(
-        "seed {seed}, {moment_ms} ms after the start, {} requests and {} addresses \
-         accepted before the cut; the cut: {report}",
-        api.request_count(),
-        before.len(),
-    );
-
-    // The machine is back, with the disk as the cut left it.
-    let fs = LazyFs::mount(&rig.mnt(), &out).unwrap();
-    let mut second = spawn(bin().args(["run", "--drain", "--config"]).arg(&cfg));
-    let status = wait_with_limit(&mut second, Duration::from_secs(60));
-    let mut logs = || {
-        format!(
-            "--- before the cut\n{}--- after\n{}",
-            output_of(&mut first),
-            output_of(&mut second)
-        )
+    let tjfwd = |args: &[&str]| {
+        let mut c = bin();
+        c.args(args)
+            .arg("--config")
+            .arg(&cfg)
+            .env("TJFWD_TEST_RATE_WINDOW_MS", "1000")
+            .env(support::bin::EPHEMERAL_PORTS_ENV, "1");
+        c
     };
+
+    let all = cowrie::public_addresses(400 * lives as usize);
+    let mut owed: Vec<String> = Vec::new();
+    let stop_writer = Arc::new(AtomicBool::new(false));
+    let mut writer = None;
+    let mut image = rig.image();
+    let mut log = String::new();
+    for life in 0..lives {
+        let fs = LazyFs::mount(&mnt, &image).unwrap();
+        api.push_failures([Failure::Status(500), Failure::Drop, Failure::Status(503)]);
+        let mut run = spawn(&mut tjfwd(&["run"]));
+        let moment = match feed {
+            Feed::File { start_at_end } => {
+                if life == 0 {
+                    // The first start: what is in the log before it is
+                    // skipped with start_at = end; what comes after is owed.
+                    if start_at_end {
+                        cowrie::append(&env.log(), &[cowrie::login_failed("192.0.2.1", 0)]);
+                        let deadline = Instant::now() + Duration::from_secs(20);
+                        while !output_of(&mut run).contains("reading input file") {
+                            assert!(Instant::now() < deadline, "{}", output_of(&mut run));
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                    }
+                    let lines: Vec<String> = all
+                        .iter()
+                        .enumerate()
+                        .map(|(i, a)| cowrie::login_failed(a, i as u64))
+                        .collect();
+                    owed.clone_from(&all);
+                    writer = Some(cowrie_writer(env.log(), lines, stop_writer.clone()));
+                }
+                // The very first cut of start_at = end comes soon after the
+                // first start, when a cut used to make the next start skip.
+                if life == 0 && start_at_end {
+                    draw.gen_range(0..300)
+                } else {
+                    draw.gen_range(0..2500)
+                }
+            }
+            Feed::Socket => {
+                let addr = bound_address(&mut run, "[input] listen_tcp", Duration::from_secs(20));
+                let mine = &all[life as usize * 400..(life as usize + 1) * 400];
+                let mut conn = std::net::TcpStream::connect(addr).unwrap();
+                for (i, a) in mine.iter().enumerate() {
+                    writeln!(conn, "{}", cowrie::login_failed(a, i as u64)).unwrap();
+                }
+                drop(conn);
+                owed.extend(mine.iter().cloned());
+                let deadline = Instant::now() + Duration::from_secs(20);
+                let closed = format!("socketlog connection closed",);
+                loop {
+                    let out = output_of(&mut run);
+                    if out.matches(&closed).count() >= 1 {
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        return Some(Err(format!("the connection never closed:\n{out}")));
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                draw.gen_range(0..300)
+            }
+        };
+        std::thread::sleep(Duration::from_millis(moment));
+        // It started by itself and still runs (not refused, not crashed).
+        let exited = run.child.try_wait().unwrap();
+        fs.power_off();
+        let _ = run.child.kill();
+        let _ = run.child.wait();
+        let out = output_of(&mut run);
+        log.push_str(&format!("--- life {life}, cut after {moment} ms\n{out}"));
+        if let Some(status) = exited {
+            stop_writer.store(true, Ordering::Relaxed);
+            return Some(Err(format!(
+                "life {life}: tjfwd did not start by itself after the cut ({status})\n{log}"
+            )));
+        }
+        let cut = rig.out(&format!("disk{life}"));
+        let report = fs.cut(&mut draw, &cut).unwrap();
+        figures.add(&report);
+        image = cut;
+    }
+    if let Some(w) = writer {
+        w.join().unwrap();
+    }
+    // The machine is back for good, the API up: everything owed arrives.
+    let fs = LazyFs::mount(&mnt, &image).unwrap();
+    api.clear_failures();
+    let mut drain = spawn(&mut tjfwd(&["run", "--drain"]));
+    let status = wait_with_limit(&mut drain, Duration::from_secs(120));
+    log.push_str(&format!("--- drain\n{}", output_of(&mut drain)));
     drop(fs);
     if status.map(|s| s.code()) != Some(Some(0)) {
         return Some(Err(format!(
-            "{summary}\ntjfwd did not start and drain by itself (exit {status:?})\n{}",
-            logs()
+            "the drain after the last cut failed ({status:?})\n{log}"
         )));
     }
-    let mut delivered = before;
-    delivered.extend(api.accepted_unique());
-    let lost: Vec<&String> = addrs.iter().filter(|a| !delivered.contains(*a)).collect();
+    let delivered = api.accepted_unique();
+    let lost: Vec<&String> = owed.iter().filter(|a| !delivered.contains(*a)).collect();
+    figures.written += owed.len();
+    figures.delivered += owed.len() - lost.len();
+    figures.requests += api.request_count();
     if !lost.is_empty() {
         return Some(Err(format!(
-            "{summary}\n{} addresses lost: {lost:?}\n{}",
+            "{} of {} addresses lost: {:?}...\n{log}",
             lost.len(),
-            logs()
+            owed.len(),
+            &lost[..lost.len().min(5)]
         )));
     }
-    Some(Ok(format!("{summary} ({:.1?} in all)", started.elapsed())))
+    let most = api.max_requests_in_window(Duration::from_secs(1));
+    if most > 6 {
+        return Some(Err(format!("{most} requests in one rate window\n{log}")));
+    }
+    Some(Ok(()))
 }
