@@ -923,10 +923,10 @@ fn power_cut_chain(
                 drop(conn);
                 owed.extend(mine.iter().cloned());
                 let deadline = Instant::now() + Duration::from_secs(20);
-                let closed = format!("socketlog connection closed",);
+                let closed = "socketlog connection closed";
                 loop {
                     let out = output_of(&mut run);
-                    if out.matches(&closed).count() >= 1 {
+                    if out.contains(closed) {
                         break;
                     }
                     if Instant::now() > deadline {
