@@ -916,11 +916,20 @@ fn power_cut_chain(
             Feed::Socket => {
                 let addr = bound_address(&mut run, "[input] listen_tcp", Duration::from_secs(20));
                 let mine = &all[life as usize * 400..(life as usize + 1) * 400];
-                let mut conn = std::net::TcpStream::connect(addr).unwrap();
-                for (i, a) in mine.iter().enumerate() {
-                    writeln!(conn, "{}", cowrie::login_failed(a, i as u64)).unwrap();
+                let sent = std::net::TcpStream::connect(addr).and_then(|mut conn| {
+                    for (i, a) in mine.iter().enumerate() {
+                        writeln!(conn, "{}", cowrie::login_failed(a, i as u64))?;
+                    }
+                    Ok(())
+                });
+                if let Err(e) = sent {
+                    // It went away: refused to start on what the disk kept.
+                    let _ = run.child.kill();
+                    return Some(Err(format!(
+                        "life {life}: cannot send to tjfwd ({e}):\n{log}--- life {life}\n{}",
+                        output_of(&mut run)
+                    )));
                 }
-                drop(conn);
                 owed.extend(mine.iter().cloned());
                 let deadline = Instant::now() + Duration::from_secs(20);
                 let closed = "socketlog connection closed";
