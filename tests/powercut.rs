@@ -999,3 +999,114 @@ fn power_cut_chain(
     }
     Some(Ok(()))
 }
+
+/// A power cut while `tjfwd recover --force` rebuilds the database: the next
+/// `recover --check` finishes or undoes it from what the disk kept, finds
+/// the database sound, and every pending address is there (they come from
+/// a replayed archive: re-reading the live log cannot bring them back).
+/// Cuts at fractions of an uninterrupted recover's duration, and as soon as
+/// its journal appears; the number of fractions follows `TJFWD_POWERCUTS`
+/// (a tenth of it, at least 4).
+#[test]
+fn a_power_cut_during_recover_loses_nothing() {
+    use support::bin::{bin, output_of, spawn, wait_with_limit, Env};
+    use support::cowrie;
+    use support::fake_api::{FakeApi, FakeConfig};
+
+    const N: usize = 5_000;
+    let cuts: u32 = std::env::var("TJFWD_POWERCUTS")
+        .map(|n| n.parse::<u32>().expect("TJFWD_POWERCUTS: a number") / 10)
+        .unwrap_or(0)
+        .max(4);
+    let env = Env::new();
+    let rig = Rig::new();
+    let api = FakeApi::start(FakeConfig::default());
+    let cfg = env.config(&api, "");
+    let mnt = rig.mnt();
+    let text = fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(
+            r#"state_dir = "state""#,
+            &format!("state_dir = {:?}", mnt.join("state").to_str().unwrap()),
+        );
+    fs::write(&cfg, text).unwrap();
+    fs::write(env.log(), "").unwrap();
+    let archive = env.path("archive.json");
+    let addrs: Vec<String> = (0..N)
+        .map(|i| format!("9.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255))
+        .collect();
+    let lines: Vec<String> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| cowrie::login_failed(a, i as u64))
+        .collect();
+    cowrie::append(&archive, &lines);
+    let run_to_end = |args: &[&str]| {
+        let mut r = spawn(bin().args(args).arg("--config").arg(&cfg));
+        let status = wait_with_limit(&mut r, Duration::from_secs(120));
+        (status, output_of(&mut r))
+    };
+    let pending_and_sound = || -> Result<(), String> {
+        let (status, out) = run_to_end(&["recover", "--check"]);
+        if status.and_then(|s| s.code()) != Some(0) || !out.contains(&format!("{N} pending")) {
+            return Err(format!("recover --check: {status:?}\n{out}"));
+        }
+        Ok(())
+    };
+
+    // The database with N pending, on the power-cut filesystem, made
+    // durable by a clean stop (a cut that keeps only what was synced).
+    let Some(fs) = rig.mount("a_power_cut_during_recover_loses_nothing") else {
+        return;
+    };
+    let (status, out) = run_to_end(&["replay", "--no-progress-bar", archive.to_str().unwrap()]);
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{out}");
+    let base = rig.out("base");
+    fs.cut_with(&mut rng(0), &base, &CutOptions::drop_unsynced())
+        .unwrap();
+    let fs = LazyFs::mount(&mnt, &base).unwrap();
+    pending_and_sound().unwrap();
+    // How long an uninterrupted recover takes here.
+    let started = Instant::now();
+    let (status, out) = run_to_end(&["recover", "--force"]);
+    let full = started.elapsed();
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{out}");
+    drop(fs);
+
+    let mut outcomes = Vec::new();
+    // The fractions, then once as soon as the journal is there (the swap
+    // decided, its renames under way).
+    for k in 0..=cuts {
+        let fs = LazyFs::mount(&mnt, &base).unwrap();
+        let mut r = spawn(bin().args(["recover", "--force", "--config"]).arg(&cfg));
+        let moment = if k < cuts {
+            let moment = full * (k + 1) / (cuts + 1);
+            std::thread::sleep(moment);
+            moment
+        } else {
+            let journal = mnt.join("state").join("recover.journal");
+            let t0 = Instant::now();
+            while !journal.exists() && r.child.try_wait().unwrap().is_none() {
+                assert!(t0.elapsed() < Duration::from_secs(60));
+                std::hint::spin_loop();
+            }
+            t0.elapsed()
+        };
+        fs.power_off();
+        let _ = r.child.kill();
+        let _ = r.child.wait();
+        let disk = rig.out(&format!("cut{k}"));
+        let report = fs.cut(&mut rng(100 + u64::from(k)), &disk).unwrap();
+        let left: Vec<&str> = ["recover.new", "recover.journal", "recover.scratch"]
+            .into_iter()
+            .filter(|p| disk.join("state").join(p).exists())
+            .collect();
+        outcomes.push(format!("cut at {moment:.1?}: left {left:?}; {report}"));
+        let fs = LazyFs::mount(&mnt, &disk).unwrap();
+        if let Err(e) = pending_and_sound() {
+            panic!("{e}\n{outcomes:#?}\n--- the cut recover\n{}", output_of(&mut r));
+        }
+        drop(fs);
+    }
+    eprintln!("recover --force ({full:.1?} uninterrupted), power cuts: {outcomes:#?}");
+}
