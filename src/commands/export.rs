@@ -4,7 +4,6 @@
 //! timeouts), or `ipset restore` input.
 
 use std::fmt::Write as _;
-use std::net::IpAddr;
 use std::process::ExitCode;
 
 use crate::clock::now_ms;
@@ -50,6 +49,12 @@ pub enum Format {
 /// ipset's largest timeout, seconds.
 const IPSET_MAX_TIMEOUT: u64 = 2_147_483;
 
+/// The `maxelem` of tjfwd's ipset sets: ipset's default (65,536) refused
+/// larger lists ("Hash is full"). One fixed value, far above any sensor's
+/// list (it is a cap, not an allocation), so that `create -exist` finds the
+/// set a previous export made "the same" and goes on.
+const IPSET_MAXELEM: usize = 1 << 24;
+
 /// Renders entries in a format; `name` names the nft table / ipset sets.
 pub fn render(entries: &[ExportEntry], format: Format, name: &str) -> String {
     let mut s = String::new();
@@ -91,6 +96,10 @@ pub fn render(entries: &[ExportEntry], format: Format, name: &str) -> String {
             let _ = writeln!(s, "\tset {name}4 {{ type ipv4_addr; flags timeout; }}");
             let _ = writeln!(s, "\tset {name}6 {{ type ipv6_addr; flags timeout; }}");
             let _ = writeln!(s, "}}");
+            // `nft -f` applies the file as one transaction: the sets are
+            // replaced at once (gone addresses leave, timeouts are renewed).
+            let _ = writeln!(s, "flush set inet {name} {name}4");
+            let _ = writeln!(s, "flush set inet {name} {name}6");
             for (set, list) in [("4", &v4), ("6", &v6)] {
                 for chunk in list.chunks(500) {
                     let elems: Vec<String> = chunk
@@ -106,19 +115,35 @@ pub fn render(entries: &[ExportEntry], format: Format, name: &str) -> String {
             }
         }
         Format::Ipset => {
-            let _ = writeln!(s, "create {name}4 hash:ip family inet timeout 0 -exist");
-            let _ = writeln!(s, "create {name}6 hash:ip family inet6 timeout 0 -exist");
-            for e in entries {
-                let set = match e.address {
-                    IpAddr::V4(_) => "4",
-                    IpAddr::V6(_) => "6",
-                };
-                let _ = writeln!(
-                    s,
-                    "add {name}{set} {} timeout {} -exist",
-                    e.address,
-                    e.remaining_ttl_s.clamp(1, IPSET_MAX_TIMEOUT)
-                );
+            // Each set is filled under a second name, then swapped with the
+            // live one, which firewall rules keep referring to: a reload
+            // replaces the list at once (gone addresses leave, timeouts are
+            // renewed). Sized by IPSET_MAXELEM.
+            let _ = writeln!(
+                s,
+                "# tjfwd: {} addresses of the Threat Jammer denylist mirror, {}",
+                entries.len(),
+                rfc3339(now_ms())
+            );
+            for (set, family, list) in [("4", "inet", &v4), ("6", "inet6", &v6)] {
+                let live = format!("{name}{set}");
+                let next = format!("{name}{set}-next");
+                let kind = format!("hash:ip family {family} timeout 0 maxelem {IPSET_MAXELEM}");
+                // A set left by an interrupted restore goes first.
+                let _ = writeln!(s, "create {next} {kind} -exist");
+                let _ = writeln!(s, "destroy {next}");
+                let _ = writeln!(s, "create {next} {kind}");
+                for e in list.iter() {
+                    let _ = writeln!(
+                        s,
+                        "add {next} {} timeout {} -exist",
+                        e.address,
+                        e.remaining_ttl_s.clamp(1, IPSET_MAX_TIMEOUT)
+                    );
+                }
+                let _ = writeln!(s, "create {live} {kind} -exist");
+                let _ = writeln!(s, "swap {next} {live}");
+                let _ = writeln!(s, "destroy {next}");
             }
         }
     }
@@ -170,8 +195,9 @@ mod tests {
         assert!(nft.contains("add element inet tjfwd tjfwd4 { 11.1.1.1 timeout 3600s }"));
         assert!(nft.contains("add element inet tjfwd tjfwd6 { 2a01:4f8::1 timeout 7200s }"));
         let ipset = render(&list, Format::Ipset, "tj");
-        assert!(ipset.contains("create tj4 hash:ip family inet timeout 0 -exist"));
-        assert!(ipset.contains("add tj6 2a01:4f8::1 timeout 7200 -exist"));
+        assert!(ipset.contains("create tj4-next hash:ip family inet timeout 0 maxelem 16777216\n"));
+        assert!(ipset.contains("add tj6-next 2a01:4f8::1 timeout 7200 -exist"));
+        assert!(ipset.contains("swap tj4-next tj4\n"));
         let json: serde_json::Value =
             serde_json::from_str(&render(&list, Format::Json, "t")).unwrap();
         assert_eq!(json["entries"][1]["address"], "2a01:4f8::1");
