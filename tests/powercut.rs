@@ -1023,12 +1023,10 @@ fn a_power_cut_during_recover_loses_nothing() {
     let api = FakeApi::start(FakeConfig::default());
     let cfg = env.config(&api, "");
     let mnt = rig.mnt();
-    let text = fs::read_to_string(&cfg)
-        .unwrap()
-        .replace(
-            r#"state_dir = "state""#,
-            &format!("state_dir = {:?}", mnt.join("state").to_str().unwrap()),
-        );
+    let text = fs::read_to_string(&cfg).unwrap().replace(
+        r#"state_dir = "state""#,
+        &format!("state_dir = {:?}", mnt.join("state").to_str().unwrap()),
+    );
     fs::write(&cfg, text).unwrap();
     fs::write(env.log(), "").unwrap();
     let archive = env.path("archive.json");
@@ -1104,7 +1102,10 @@ fn a_power_cut_during_recover_loses_nothing() {
         outcomes.push(format!("cut at {moment:.1?}: left {left:?}; {report}"));
         let fs = LazyFs::mount(&mnt, &disk).unwrap();
         if let Err(e) = pending_and_sound() {
-            panic!("{e}\n{outcomes:#?}\n--- the cut recover\n{}", output_of(&mut r));
+            panic!(
+                "{e}\n{outcomes:#?}\n--- the cut recover\n{}",
+                output_of(&mut r)
+            );
         }
         drop(fs);
     }

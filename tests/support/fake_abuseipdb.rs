@@ -55,7 +55,9 @@
 //!    `X-RateLimit-Reset` (that midnight, epoch seconds) and a body whose
 //!    `detail` says the daily rate limit of N requests was exceeded.
 //!    `X-RateLimit-Limit` and `X-RateLimit-Remaining` (what is left after
-//!    this request) are on every answer from this rule on; `Retry-After`
+//!    this request) are on every answer from this rule on (not on the
+//!    scripted answers of rule 5, which model failures in front of the
+//!    service, so a client must do without them); `Retry-After`
 //!    and `X-RateLimit-Reset` only on this 429 (**assumed**: the docs show
 //!    them with the 429);
 //! 7. parameters (below): `422`, one entry per problem;
@@ -193,7 +195,9 @@ pub enum Endpoint {
 }
 
 /// A scripted, one-shot misbehaviour, consumed (FIFO) by the next request
-/// passing rule 4. See [`FakeAbuseIpdb::push_failure`].
+/// passing rule 4, which counts against the quota all the same. Scripted
+/// answers carry no `X-RateLimit-*` headers. See
+/// [`FakeAbuseIpdb::push_failure`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Failure {
     /// Answer this status with an `errors` body; never an accepted report
