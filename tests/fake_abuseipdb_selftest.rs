@@ -706,3 +706,27 @@ fn the_csv_reader_takes_both_quote_escapes_and_crlf() {
     assert_eq!(rows[2], ["9.9.9.9", "18", "d", ""]);
     assert!(parse_csv("a,\"b\n").is_none());
 }
+
+#[test]
+fn iso_8601_times_need_a_zone_and_a_real_date() {
+    use support::fake_server::parse_iso8601;
+    assert_eq!(iso(T0), "2026-03-10T12:00:00Z");
+    assert_eq!(parse_iso8601("2026-03-10T12:00:00Z"), Some(T0));
+    assert_eq!(parse_iso8601("2026-03-10 14:00:00+02:00"), Some(T0));
+    assert_eq!(parse_iso8601("2026-03-10T07:00-05"), Some(T0));
+    assert_eq!(parse_iso8601("2024-02-29T00:00:00Z"), Some(1_709_164_800));
+    assert_eq!(parse_iso8601("1969-12-31T23:59:59Z"), Some(-1));
+    for bad in [
+        "2026-03-10T12:00:00",
+        "2026-03-10",
+        "2025-02-29T00:00:00Z",
+        "2026-13-01T00:00:00Z",
+        "2026-03-10T24:00:00Z",
+        "2026-03-10T12:00:00.Z",
+        "2026-03-10T12:00:00Zjunk",
+        "2026-03-10T12:00:00+2:00",
+        "1773144000",
+    ] {
+        assert_eq!(parse_iso8601(bad), None, "{bad}");
+    }
+}
