@@ -7,7 +7,10 @@
 
 pub mod bin;
 pub mod cowrie;
+pub mod fake_abuseipdb;
 pub mod fake_api;
+pub mod fake_crowdsec;
+pub mod fake_server;
 #[cfg(target_os = "linux")]
 pub mod lazyfs;
 pub mod pki;
