@@ -435,9 +435,14 @@ fn resend_export_and_flush_without_and_with_a_daemon() {
         &["export", "--format", "ipset", "--name", "cowrie"],
         None,
     );
+    // Filled under cowrie4-next, then swapped with cowrie4 (a load
+    // replaces the set the firewall's rules use).
+    let ipset = String::from_utf8_lossy(&o.stdout);
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains(&format!("add cowrie4 {} timeout ", addrs[0]))
+        ipset.contains(&format!("add cowrie4-next {} timeout ", addrs[0])),
+        "{ipset}"
     );
+    assert!(ipset.contains("swap cowrie4-next cowrie4\n"), "{ipset}");
     let o = run(&cfg, &["export", "--name", "bad name"], None);
     assert_eq!(o.status.code(), Some(1));
 
