@@ -42,7 +42,9 @@
 //! - [`cli`]: the command line; [`commands`]: one file per subcommand, its
 //!   flags and code (the operator commands work through the control socket
 //!   or the database).
-//! - [`stats`]: counters shared by the stages; [`clock`]: stored time.
+//! - [`stats`]: counters shared by the stages; [`clock`]: time (the wall
+//!   clock of stored times, the boot clock that gives them their true age
+//!   across clock steps).
 //! - [`admin`]: the `[admin] listen` HTTP endpoint (`/metrics`, `/healthz`).
 //! - [`logging`]: log format and level of the binary (human, journald, JSON).
 //! - [`permissions`]: the state directory's owner and modes, checked at open.
