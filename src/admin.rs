@@ -177,12 +177,11 @@ impl Admin {
             Some(path) => input_bytes_behind(q, path)?,
             None => None,
         };
+        let oldest = q.oldest_queued_at(t)?;
         Ok(Sample {
             stats: self.sources.stats.clone(),
             pending: q.pending_count()?,
-            oldest_pending_age_s: q
-                .oldest_queued_at(t)?
-                .map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0),
+            oldest_pending_age_s: oldest.map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0),
             sets: self.set_sizes(),
             bytes_behind,
             last_success_s: health.last_success_ms.map(ms_to_s),
@@ -195,7 +194,7 @@ impl Admin {
                     &Conditions {
                         paused: self.sources.stats.paused().as_deref(),
                         input_error: self.sources.stats.input_error().as_deref(),
-                        oldest_pending_ms: q.oldest_queued_at(t)?,
+                        oldest_pending_ms: oldest,
                         rate_window: Duration::from_millis(self.sources.limit.window_ms),
                     },
                 )

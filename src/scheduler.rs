@@ -93,6 +93,14 @@ pub struct Scheduler<T: Target> {
     storage_watch: Option<crate::pipeline::StorageWatch>,
 }
 
+/// How far the wall clock jumped between two looks (ms, signed), beyond
+/// what a clock that no step moves says passed, if more than
+/// [`crate::clock::FUTURE_TOLERANCE_MS`].
+fn wall_step(wall_then: u64, wall_now: u64, real_then: u64, real_now: u64) -> Option<i64> {
+    let step = (wall_now as i64 - wall_then as i64) - (real_now as i64 - real_then as i64);
+    (step.unsigned_abs() > crate::clock::FUTURE_TOLERANCE_MS).then_some(step)
+}
+
 /// Where this run's monotonic timeline starts ([`Scheduler::mono_ms`]):
 /// far enough from 0 that requests of earlier runs fit before it.
 const MONO_BASE: u64 = 1 << 40;
@@ -251,17 +259,12 @@ impl<T: Target> Scheduler<T> {
         let now = self.clock.now_all();
         let log = self.queue.request_log(self.id)?;
         let written = self.queue.request_clock(self.id)?;
-        if let Some(w) = &written {
-            if w.boot_id == now.boot_id {
-                let real = now.boot_ms.saturating_sub(w.boot_ms) as i64;
-                let wall = now.wall_ms as i64 - w.wall_ms as i64;
-                let step = wall - real;
-                if step.unsigned_abs() > crate::clock::FUTURE_TOLERANCE_MS {
-                    tracing::warn!(
-                        step_s = step / 1000,
-                        "the wall clock was stepped while tjfwd was stopped; stored times are read by real elapsed time"
-                    );
-                }
+        if let Some(w) = written.filter(|w| w.boot_id == now.boot_id) {
+            if let Some(step) = wall_step(w.wall_ms, now.wall_ms, w.boot_ms, now.boot_ms) {
+                tracing::warn!(
+                    step_s = step / 1000,
+                    "the wall clock was stepped while tjfwd was stopped; stored times are read by real elapsed time"
+                );
             }
         }
         let mono = self.mono_ms();
@@ -299,8 +302,7 @@ impl<T: Target> Scheduler<T> {
     fn notice_clock_steps(&mut self, wall: u64) {
         let mono = self.mono_ms();
         if let Some((last_wall, last_mono)) = self.last_look {
-            let step = (wall as i64 - last_wall as i64) - (mono as i64 - last_mono as i64);
-            if step.unsigned_abs() > crate::clock::FUTURE_TOLERANCE_MS {
+            if let Some(step) = wall_step(last_wall, wall, last_mono, mono) {
                 tracing::warn!(
                     step_s = step / 1000,
                     "the wall clock was stepped; sending goes on by the monotonic clock"
@@ -832,6 +834,12 @@ mod tests {
                 .await
         }
 
+        /// [`Bench::run`] of the [`limited`] policy, every batch accepted,
+        /// draining (the clock-step tests).
+        async fn drain_limited(&self, for_: Duration) {
+            self.run(limited(), Box::new(|_, _| ok()), true, for_).await
+        }
+
         /// [`Bench::run`] with another clock (a restart after a reboot).
         async fn run_with_clock(
             &self,
@@ -1156,13 +1164,7 @@ mod tests {
         // goes back an hour after 30 s, with the window full.
         let b = bench(100);
         step_later(&b.clock, Duration::from_secs(30), -3_600_000);
-        b.run(
-            limited(),
-            Box::new(|_, _| ok()),
-            true,
-            Duration::from_secs(3600),
-        )
-        .await;
+        b.drain_limited(Duration::from_secs(3600)).await;
         let reqs = b.requests();
         assert_eq!(reqs.len(), 10, "{reqs:?}");
         assert_eq!(b.pending(), 0);
@@ -1194,13 +1196,7 @@ mod tests {
         let b = bench(200);
         step_later(&b.clock, Duration::from_secs(30), 172_800_000);
         step_later(&b.clock, Duration::from_secs(90), -172_800_000);
-        b.run(
-            limited(),
-            Box::new(|_, _| ok()),
-            true,
-            Duration::from_secs(3600),
-        )
-        .await;
+        b.drain_limited(Duration::from_secs(3600)).await;
         let reqs = b.requests();
         assert_eq!(reqs.len(), 20, "{reqs:?}");
         assert!(most_in_a_window(&reqs, 60.0) <= 6, "{reqs:?}");
@@ -1213,24 +1209,12 @@ mod tests {
         for (what, step_ms) in [("ahead", 3_600_000i64), ("back", -3_600_000)] {
             let b = bench(200);
             // The first run sends 6 requests at once, then stops.
-            b.run(
-                limited(),
-                Box::new(|_, _| ok()),
-                true,
-                Duration::from_secs(1),
-            )
-            .await;
+            b.drain_limited(Duration::from_secs(1)).await;
             assert_eq!(b.requests().len(), 6, "{what}");
             // Stopped for 2 s, in which the wall clock steps an hour.
             tokio::time::advance(Duration::from_secs(2)).await;
             b.clock.step(step_ms);
-            b.run(
-                limited(),
-                Box::new(|_, _| ok()),
-                true,
-                Duration::from_secs(3600),
-            )
-            .await;
+            b.drain_limited(Duration::from_secs(3600)).await;
             let reqs = b.requests();
             assert_eq!(reqs.len(), 20, "{what}: {reqs:?}");
             assert!(most_in_a_window(&reqs, 60.0) <= 6, "{what}: {reqs:?}");
@@ -1243,13 +1227,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn after_a_reboot_earlier_requests_count_as_at_least_the_uptime_old() {
         let b = bench(200);
-        b.run(
-            limited(),
-            Box::new(|_, _| ok()),
-            true,
-            Duration::from_secs(1),
-        )
-        .await;
+        b.drain_limited(Duration::from_secs(1)).await;
         assert_eq!(b.requests().len(), 6);
         // 12 s later, 10 s after a reboot, with a stale wall clock (a
         // Raspberry Pi: a day behind).

@@ -213,6 +213,7 @@ impl Snapshot {
                     }
                 }),
             };
+        let oldest = queue.oldest_queued_at(t)?;
         let v = overall(
             &health,
             now,
@@ -220,7 +221,7 @@ impl Snapshot {
             &Conditions {
                 paused: input_paused.as_deref(),
                 input_error: input_error.as_deref(),
-                oldest_pending_ms: queue.oldest_queued_at(t)?,
+                oldest_pending_ms: oldest,
                 rate_window: config.schedule.rate_window,
             },
         );
@@ -270,9 +271,7 @@ impl Snapshot {
             input_paused,
             max_pending: config.queue.max_pending,
             pending,
-            oldest_pending_age_s: queue
-                .oldest_queued_at(t)?
-                .map(|t| now.saturating_sub(t) / 1000),
+            oldest_pending_age_s: oldest.map(|t| now.saturating_sub(t) / 1000),
             reported,
             reported_active: active,
             dead_letter: dead,
