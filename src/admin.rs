@@ -40,11 +40,11 @@ use prometheus_client::registry::Registry;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::errors::chain;
-use crate::health::{overall, Conditions, Verdict};
-use crate::ratelimit::Limit;
-use crate::stats::{SkipReason, Stats};
+use crate::health::{judge, Verdict};
+use crate::stats::{SkipReason, Stats, TargetStats};
 use crate::store::{Store, StoreError};
 use crate::supervisor::Tripped;
+use crate::targets::Enabled;
 
 /// Longest time the cached sizes of the reported and dead-letter sets are
 /// used before they are counted again.
@@ -65,10 +65,10 @@ pub struct Sources {
     pub stats: Arc<Stats>,
     /// `[input] cowrie_json`, to measure how far behind the input is.
     pub input: Option<PathBuf>,
-    /// `[schedule] flush_interval`: the health verdict depends on it.
-    pub flush_interval: Duration,
-    /// The rate limit, to count the requests in the current window.
-    pub limit: Limit,
+    /// The enabled targets, with their policies: the health verdict
+    /// depends on their flush intervals, the requests in the current
+    /// window on their rate limits.
+    pub targets: Vec<Enabled>,
     /// The daemon's first failed component, if one failed: from then on
     /// the daemon is stopping, and is not healthy.
     pub failure: Tripped,
@@ -87,11 +87,8 @@ impl Sources {
             queue: queue.clone(),
             stats: stats.clone(),
             input: config.input.cowrie_json.clone(),
-            flush_interval: config.schedule.flush_interval,
-            limit: Limit {
-                max: config.schedule.max_requests_per_minute,
-                window_ms: config.schedule.rate_window.as_millis() as u64,
-            },
+            // The configuration was checked before the daemon started.
+            targets: crate::targets::enabled(config.target_sections()).unwrap_or_default(),
             failure,
         }
     }
@@ -133,11 +130,11 @@ struct Admin {
     started_ms: u64,
 }
 
-/// Sizes of the sets that take a scan to count.
-#[derive(Debug, Clone, Copy)]
+/// Sizes of the sets that take a scan to count, per enabled target.
+#[derive(Debug, Clone, Default)]
 struct SetSizes {
-    reported: u64,
-    dead: u64,
+    reported: Vec<u64>,
+    dead: Vec<u64>,
 }
 
 impl Admin {
@@ -151,58 +148,103 @@ impl Admin {
 
     /// The set sizes, counted again when the cached ones are too old.
     fn set_sizes(&self) -> SetSizes {
-        let max_age = SET_SIZES_MAX_AGE.min(self.sources.flush_interval);
+        let shortest = self
+            .sources
+            .targets
+            .iter()
+            .map(|t| t.policy.flush_interval)
+            .min();
+        let max_age = SET_SIZES_MAX_AGE.min(shortest.unwrap_or(SET_SIZES_MAX_AGE));
         let mut cache = self.set_sizes.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((at, sizes)) = *cache {
+        if let Some((at, sizes)) = &*cache {
             if at.elapsed() < max_age {
-                return sizes;
+                return sizes.clone();
             }
         }
         let q = &self.sources.queue;
-        let sizes = SetSizes {
-            reported: q.reported_count(q.first_target()) as u64,
-            dead: q.dead_count(q.first_target()) as u64,
-        };
-        *cache = Some((Instant::now(), sizes));
+        let mut sizes = SetSizes::default();
+        for t in &self.sources.targets {
+            let id = q.target_id(t.name);
+            sizes
+                .reported
+                .push(id.map_or(0, |id| q.reported_count(id) as u64));
+            sizes.dead.push(id.map_or(0, |id| q.dead_count(id) as u64));
+        }
+        *cache = Some((Instant::now(), sizes.clone()));
         sizes
     }
 
     /// Reads every value, at `now`.
     fn sample(&self, now: u64) -> Result<Sample, StoreError> {
         let q = &self.sources.queue;
-        let t = q.first_target();
-        let health = q.health(t)?;
-        let requests = q.request_times(t, &crate::clock::Clock::System.now_all())?;
+        let stats = &self.sources.stats;
         let bytes_behind = match &self.sources.input {
             Some(path) => input_bytes_behind(q, path)?,
             None => None,
         };
-        let oldest = q.oldest_queued_at(t)?;
+        let judged = judge(
+            q,
+            &self.sources.targets,
+            stats.paused().as_deref(),
+            stats.input_error().as_deref(),
+            now,
+        )?;
+        let clocks = crate::clock::Clock::System.now_all();
+        let mut targets = Vec::new();
+        let mut oldest_all: Option<u64> = None;
+        for (e, (_, v)) in self.sources.targets.iter().zip(&judged.targets) {
+            let Some(t) = q.target_id(e.name) else {
+                continue;
+            };
+            let health = q.health(t)?;
+            let requests = q.request_times(t, &clocks)?;
+            let oldest = q.oldest_queued_at(t)?;
+            if let Some(o) = oldest {
+                oldest_all = Some(oldest_all.map_or(o, |a| a.min(o)));
+            }
+            let counters = stats.target(e.name);
+            targets.push(TargetSample {
+                name: e.name,
+                pending: q.pending_count_for(t)?,
+                oldest_pending_age_s: oldest.map_or(0.0, |o| now.saturating_sub(o) as f64 / 1000.0),
+                last_success_s: health.last_success_ms.map(ms_to_s),
+                last_error_s: health.last_error_ms.map(ms_to_s),
+                healthy: v.is_healthy(),
+                requests_in_window: e.policy.limit.in_window(&requests, now) as u64,
+                quota: counters.quota(),
+                counters,
+            });
+        }
         Ok(Sample {
-            stats: self.sources.stats.clone(),
+            stats: stats.clone(),
             pending: q.pending_count()?,
-            oldest_pending_age_s: oldest.map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0),
+            oldest_pending_age_s: oldest_all.map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0),
             sets: self.set_sizes(),
             bytes_behind,
-            last_success_s: health.last_success_ms.map(ms_to_s),
-            last_error_s: health.last_error_ms.map(ms_to_s),
-            healthy: self.sources.failure.failure().is_none()
-                && overall(
-                    &health,
-                    now,
-                    self.sources.flush_interval,
-                    &Conditions {
-                        paused: self.sources.stats.paused().as_deref(),
-                        input_error: self.sources.stats.input_error().as_deref(),
-                        oldest_pending_ms: oldest,
-                        rate_window: Duration::from_millis(self.sources.limit.window_ms),
-                    },
-                )
-                .is_healthy(),
-            requests_in_window: self.sources.limit.in_window(&requests, now) as u64,
+            healthy: self.sources.failure.failure().is_none() && judged.overall.is_healthy(),
+            targets,
             started_s: ms_to_s(self.started_ms),
         })
     }
+}
+
+/// A gauge with one value per target (label `target`); nothing when no
+/// value is given.
+fn per_target_gauge(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: impl Iterator<Item = (&'static str, f64)>,
+) -> Result<(), std::fmt::Error> {
+    let values: Vec<_> = values.collect();
+    if values.is_empty() {
+        return Ok(());
+    }
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (target, v) in values {
+        m.encode_family(&[("target", target)])?.encode_gauge(&v)?;
+    }
+    Ok(())
 }
 
 fn ms_to_s(ms: u64) -> f64 {
@@ -235,11 +277,25 @@ struct Sample {
     oldest_pending_age_s: f64,
     sets: SetSizes,
     bytes_behind: Option<u64>,
+    healthy: bool,
+    /// Each enabled target's values, in the order of `Sources::targets`
+    /// (and of `sets`).
+    targets: Vec<TargetSample>,
+    started_s: f64,
+}
+
+/// One target's values of a scrape.
+#[derive(Debug)]
+struct TargetSample {
+    name: &'static str,
+    pending: u64,
+    oldest_pending_age_s: f64,
     last_success_s: Option<f64>,
     last_error_s: Option<f64>,
     healthy: bool,
     requests_in_window: u64,
-    started_s: f64,
+    quota: Option<crate::stats::Quota>,
+    counters: Arc<TargetStats>,
 }
 
 impl Collector for Sample {
@@ -354,83 +410,145 @@ impl Collector for Sample {
             "Seconds the oldest pending address has waited (0 when none)",
             self.oldest_pending_age_s,
         )?;
-        gi(
+        per_target_gauge(
+            &mut enc,
+            "target_pending_addresses",
+            "Addresses each target still owes a report of",
+            self.targets.iter().map(|t| (t.name, t.pending as f64)),
+        )?;
+        per_target_gauge(
+            &mut enc,
+            "target_oldest_pending_age_seconds",
+            "Seconds the oldest address each target owes has waited (0 when none)",
+            self.targets
+                .iter()
+                .map(|t| (t.name, t.oldest_pending_age_s)),
+        )?;
+        per_target_gauge(
             &mut enc,
             "reported_set_addresses",
-            "Entries of the reported set, the local mirror of the denylist (refreshed every 30 s)",
-            self.sets.reported,
+            "Entries of each target's reported set, the local mirror of what it holds (refreshed every 30 s)",
+            self.targets
+                .iter()
+                .zip(&self.sets.reported)
+                .map(|(t, n)| (t.name, *n as f64)),
         )?;
-        gi(
+        per_target_gauge(
             &mut enc,
             "dead_letter_addresses",
-            "Addresses the API rejected, in the dead-letter set (refreshed every 30 s)",
-            self.sets.dead,
+            "Addresses each target rejected, in its dead-letter set (refreshed every 30 s)",
+            self.targets
+                .iter()
+                .zip(&self.sets.dead)
+                .map(|(t, n)| (t.name, *n as f64)),
         )?;
 
-        // Reporting.
+        // Reporting, per target.
         {
             let mut m = enc.encode_descriptor(
                 "requests",
-                "Requests answered by the Report API, by HTTP status (\"none\": no answer)",
+                "Requests answered by each target's service, by its code (HTTP status; \"none\": no answer)",
                 None,
                 MetricType::Counter,
             )?;
-            for (status, n) in s.replies() {
-                let label = if status == 0 {
-                    "none".to_string()
-                } else {
-                    status.to_string()
-                };
-                m.encode_family(&[("status", label.as_str())])?
-                    .encode_counter::<NoLabelSet, _, u64>(&n, None)?;
+            for t in &self.targets {
+                for (status, n) in t.counters.replies() {
+                    let label = if status == 0 {
+                        "none".to_string()
+                    } else {
+                        status.to_string()
+                    };
+                    m.encode_family(&[("target", t.name), ("status", label.as_str())])?
+                        .encode_counter::<NoLabelSet, _, u64>(&n, None)?;
+                }
             }
         }
-        c(
-            &mut enc,
-            "addresses_reported",
-            "Addresses acknowledged by the API (202)",
-            Stats::get(&s.addresses_reported),
-        )?;
-        c(
-            &mut enc,
-            "addresses_dead_lettered",
-            "Addresses moved to the dead-letter set",
-            Stats::get(&s.addresses_dead_lettered),
-        )?;
-        c(
-            &mut enc,
-            "retries",
-            "Failed attempts that will be retried",
-            Stats::get(&s.retries),
-        )?;
-        c(
-            &mut enc,
-            "rate_limit_waits",
-            "Waits imposed by the rolling-window limit or a 429",
-            Stats::get(&s.rate_limit_waits),
-        )?;
-        gi(
+        type Pick = fn(&TargetStats) -> &std::sync::atomic::AtomicU64;
+        let counters: [(&str, &str, Pick); 4] = [
+            (
+                "addresses_reported",
+                "Addresses each target's service accepted",
+                |c| &c.addresses_reported,
+            ),
+            (
+                "addresses_dead_lettered",
+                "Addresses moved to each target's dead-letter set",
+                |c| &c.addresses_dead_lettered,
+            ),
+            (
+                "retries",
+                "Failed attempts that will be retried, per target",
+                |c| &c.retries,
+            ),
+            (
+                "rate_limit_waits",
+                "Waits imposed by each target's rate limit or its service (429)",
+                |c| &c.rate_limit_waits,
+            ),
+        ];
+        for (name, help, pick) in counters {
+            let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for t in &self.targets {
+                m.encode_family(&[("target", t.name)])?
+                    .encode_counter::<NoLabelSet, _, u64>(&Stats::get(pick(&t.counters)), None)?;
+            }
+        }
+        {
+            let mut m = enc.encode_descriptor(
+                "target_skipped",
+                "Addresses a target set aside without sending them, by reason (e.g. AbuseIPDB: too old)",
+                None,
+                MetricType::Counter,
+            )?;
+            for t in &self.targets {
+                for (reason, n) in t.counters.extra() {
+                    m.encode_family(&[("target", t.name), ("reason", reason)])?
+                        .encode_counter::<NoLabelSet, _, u64>(&n, None)?;
+                }
+            }
+        }
+        per_target_gauge(
             &mut enc,
             "requests_in_window",
-            "Requests sent in the current rolling rate-limit window",
-            self.requests_in_window,
+            "Requests sent to each target in its current rolling rate-limit window",
+            self.targets
+                .iter()
+                .map(|t| (t.name, t.requests_in_window as f64)),
         )?;
-        if let Some(t) = self.last_success_s {
-            g(
-                &mut enc,
-                "last_success_timestamp_seconds",
-                "When the API last accepted a batch, seconds since the Unix epoch",
-                t,
-            )?;
-        }
-        if let Some(t) = self.last_error_s {
-            g(
-                &mut enc,
-                "last_error_timestamp_seconds",
-                "When sending last failed, seconds since the Unix epoch",
-                t,
-            )?;
-        }
+        per_target_gauge(
+            &mut enc,
+            "last_success_timestamp_seconds",
+            "When each target last accepted a batch, seconds since the Unix epoch",
+            self.targets
+                .iter()
+                .filter_map(|t| t.last_success_s.map(|v| (t.name, v))),
+        )?;
+        per_target_gauge(
+            &mut enc,
+            "last_error_timestamp_seconds",
+            "When sending to each target last failed, seconds since the Unix epoch",
+            self.targets
+                .iter()
+                .filter_map(|t| t.last_error_s.map(|v| (t.name, v))),
+        )?;
+        per_target_gauge(
+            &mut enc,
+            "target_quota_remaining",
+            "Requests left in the service's own quota period, as its last answer said (AbuseIPDB's X-RateLimit-Remaining)",
+            self.targets.iter().filter_map(|t| {
+                t.quota
+                    .and_then(|q| q.remaining)
+                    .map(|r| (t.name, r as f64))
+            }),
+        )?;
+        per_target_gauge(
+            &mut enc,
+            "target_healthy",
+            "1 when the target is healthy, 0 when degraded",
+            self.targets
+                .iter()
+                .map(|t| (t.name, if t.healthy { 1.0 } else { 0.0 })),
+        )?;
         gi(
             &mut enc,
             "healthy",
@@ -507,45 +625,28 @@ async fn healthz(State(admin): State<Arc<Admin>>) -> Response {
             .into_response();
     }
     let queue = &admin.sources.queue;
-    let health = match queue.health(queue.first_target()) {
-        Ok(h) => h,
-        Err(e) => {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("cannot read the health record: {}\n", chain(&e)),
-            )
-                .into_response()
-        }
-    };
     let paused = admin.sources.stats.paused();
     let input_error = admin.sources.stats.input_error();
-    let oldest = match queue.oldest_queued_at(queue.first_target()) {
-        Ok(o) => o,
-        Err(e) => {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("cannot read the queue: {}\n", chain(&e)),
-            )
-                .into_response()
-        }
-    };
-    match overall(
-        &health,
+    match judge(
+        queue,
+        &admin.sources.targets,
+        paused.as_deref(),
+        input_error.as_deref(),
         now_ms(),
-        admin.sources.flush_interval,
-        &Conditions {
-            paused: paused.as_deref(),
-            input_error: input_error.as_deref(),
-            oldest_pending_ms: oldest,
-            rate_window: Duration::from_millis(admin.sources.limit.window_ms),
-        },
     ) {
-        Verdict::Healthy => (StatusCode::OK, "ok\n").into_response(),
-        Verdict::Degraded(reason) => (
+        Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("degraded: {reason}\n"),
+            format!("cannot read the queue: {}\n", chain(&e)),
         )
             .into_response(),
+        Ok(j) => match j.overall {
+            Verdict::Healthy => (StatusCode::OK, "ok\n").into_response(),
+            Verdict::Degraded(reason) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("degraded: {reason}\n"),
+            )
+                .into_response(),
+        },
     }
 }
 
@@ -560,6 +661,7 @@ async fn index() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ratelimit::Limit;
     use crate::store::Policy;
 
     fn sources(dir: &std::path::Path) -> Sources {
@@ -581,11 +683,19 @@ mod tests {
             queue,
             stats: Arc::new(Stats::default()),
             input: None,
-            flush_interval: Duration::from_secs(60),
-            limit: Limit {
-                max: 6,
-                window_ms: 60_000,
-            },
+            targets: vec![Enabled {
+                name: "threatjammer",
+                policy: crate::targets::Policy {
+                    batch_size: 100,
+                    flush_interval: Duration::from_secs(60),
+                    limit: Limit {
+                        max: 6,
+                        window_ms: 60_000,
+                    },
+                    max_backoff: Duration::from_secs(60),
+                    rereport_after: Duration::ZERO,
+                },
+            }],
             failure: Tripped::never(),
         }
     }
@@ -594,8 +704,9 @@ mod tests {
     fn both_text_formats_name_every_metric() {
         let dir = tempfile::tempdir().unwrap();
         let admin = Admin::new(sources(dir.path()));
-        admin.sources.stats.count_reply(202);
-        admin.sources.stats.count_reply(0);
+        let t = admin.sources.stats.target("threatjammer");
+        t.count_reply(202);
+        t.count_reply(0);
         for openmetrics in [false, true] {
             let out = encode(admin.sample(now_ms()).unwrap(), openmetrics).unwrap();
             for needle in [
@@ -603,8 +714,11 @@ mod tests {
                 "tjfwd_lines_read_total 0",
                 "tjfwd_lines_skipped_total{reason=\"not_json\"} 0",
                 "tjfwd_lines_skipped_total{reason=\"too_long\"} 0",
-                "tjfwd_requests_total{status=\"202\"} 1",
-                "tjfwd_requests_total{status=\"none\"} 1",
+                "tjfwd_requests_total{target=\"threatjammer\",status=\"202\"} 1",
+                "tjfwd_requests_total{target=\"threatjammer\",status=\"none\"} 1",
+                "tjfwd_addresses_reported_total{target=\"threatjammer\"} 0",
+                "tjfwd_target_pending_addresses{target=\"threatjammer\"} 0",
+                "tjfwd_target_healthy{target=\"threatjammer\"} 1",
                 "tjfwd_pending_addresses 0",
                 "tjfwd_healthy 1",
                 "tjfwd_build_info{version=\"",

@@ -36,7 +36,6 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::IpAddr;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,7 +80,11 @@ pub enum Request {
         filter: ResendFilter,
     },
     Export,
-    Flush,
+    Flush {
+        /// Only this target (every target when absent).
+        #[serde(default)]
+        target: Option<String>,
+    },
 }
 
 /// Which addresses `resend` queues again.
@@ -97,6 +100,10 @@ pub struct ResendFilter {
     pub ip: Option<IpAddr>,
     /// Only addresses in this network.
     pub cidr: Option<IpNet>,
+    /// Only this target's set, queued again for it alone (every enabled
+    /// target's, each for itself, when absent).
+    #[serde(default)]
+    pub target: Option<String>,
 }
 
 /// What `resend` did.
@@ -158,6 +165,8 @@ pub enum ControlError {
     Protocol(String),
     #[error("{0}")]
     Unsupported(&'static str),
+    #[error("no enabled target is called {name:?}; enabled: {enabled}")]
+    UnknownTarget { name: String, enabled: String },
 }
 
 /// The hooks into a running daemon.
@@ -165,8 +174,8 @@ pub enum ControlError {
 pub struct DaemonHooks {
     /// Wakes the scheduler.
     pub notify: Arc<Notify>,
-    /// Asks the scheduler to send what is pending without waiting.
-    pub flush_now: Arc<AtomicBool>,
+    /// Each scheduler's bell and flush flag (`tjfwd flush`).
+    pub bells: Arc<crate::scheduler::Bells>,
     /// The daemon's counters.
     pub stats: Arc<Stats>,
     /// Shown the storage errors of `enqueue` (the daemon reopens the
@@ -238,38 +247,39 @@ impl Ops {
             filter.ip.is_none_or(|ip| crate::filter::normalize(ip) == a)
                 && filter.cidr.is_none_or(|net| net.contains(&a))
         };
-        let mut addrs = Vec::new();
-        if filter.dead_letter {
-            for e in self.queue.dead_entries(self.queue.first_target()) {
-                let (a, d) = e?;
-                if wanted(a) && recent(d.at_ms) {
-                    addrs.push(a);
+        let scope = self.targets_in_scope(filter.target.as_deref())?;
+        let mut out = ResendOutcome::default();
+        for t in scope {
+            let mut addrs = Vec::new();
+            if filter.dead_letter {
+                for e in self.queue.dead_entries(t) {
+                    let (a, d) = e?;
+                    if wanted(a) && recent(d.at_ms) {
+                        addrs.push(a);
+                    }
+                }
+            } else {
+                for e in self.queue.reported_entries(t) {
+                    let (a, r) = e?;
+                    if wanted(a)
+                        && recent(r.last_reported_ms)
+                        && (!filter.active_only || r.expires_at_ms > now)
+                    {
+                        addrs.push(a);
+                    }
                 }
             }
-        } else {
-            for e in self.queue.reported_entries(self.queue.first_target()) {
-                let (a, r) = e?;
-                if wanted(a)
-                    && recent(r.last_reported_ms)
-                    && (!filter.active_only || r.expires_at_ms > now)
-                {
-                    addrs.push(a);
-                }
+            out.matched += addrs.len() as u64;
+            for chunk in addrs.chunks(1000) {
+                let (q, a) = self.queue.requeue_for(chunk, now, Some(t))?;
+                out.queued += q;
+                out.already_pending += a;
             }
-        }
-        let mut out = ResendOutcome {
-            matched: addrs.len() as u64,
-            ..ResendOutcome::default()
-        };
-        for chunk in addrs.chunks(1000) {
-            let (q, a) = self.queue.requeue(chunk, now)?;
-            out.queued += q;
-            out.already_pending += a;
         }
         self.queue.flush()?;
         if let Some(d) = &self.daemon {
             if out.queued > 0 {
-                d.notify.notify_one();
+                d.bells.ring();
             }
         }
         Ok(out)
@@ -300,15 +310,53 @@ impl Ops {
         Ok(out)
     }
 
-    /// Asks the daemon's scheduler to send what is pending now.
-    pub fn flush(&self) -> Result<FlushOutcome, ControlError> {
+    /// Asks the daemon's schedulers (target `only`'s, when given) to send
+    /// what is pending now.
+    pub fn flush(&self, only: Option<&str>) -> Result<FlushOutcome, ControlError> {
         let d = self.daemon.as_ref().ok_or(ControlError::Unsupported(
             "flush needs the daemon's scheduler",
         ))?;
-        let pending = self.queue.pending_count()?;
-        d.flush_now.store(true, Ordering::Release);
-        d.notify.notify_one();
+        let pending = match only {
+            None => self.queue.pending_count()?,
+            Some(_) => {
+                let t = self.targets_in_scope(only)?[0];
+                self.queue.pending_count_for(t)?
+            }
+        };
+        if !d.bells.flush(only) {
+            return Err(self.unknown_target(only.unwrap_or_default()));
+        }
         Ok(FlushOutcome { pending })
+    }
+
+    /// The served targets `only` names (all of them when None), or an
+    /// error naming the enabled ones.
+    pub fn targets_in_scope(
+        &self,
+        only: Option<&str>,
+    ) -> Result<Vec<crate::store::TargetId>, ControlError> {
+        let served = self.queue.served();
+        match only {
+            None => Ok(served.iter().map(|s| s.id).collect()),
+            Some(name) => served
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| vec![s.id])
+                .ok_or_else(|| self.unknown_target(name)),
+        }
+    }
+
+    fn unknown_target(&self, name: &str) -> ControlError {
+        ControlError::UnknownTarget {
+            name: name.to_string(),
+            enabled: self
+                .queue
+                .served()
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
     }
 
     /// Performs a request.
@@ -341,7 +389,7 @@ impl Ops {
             }
             Request::Resend { filter } => done(self.resend(&filter)),
             Request::Export => done(self.export()),
-            Request::Flush => done(self.flush()),
+            Request::Flush { target } => done(self.flush(target.as_deref())),
         }
     }
 }

@@ -36,7 +36,7 @@ use crate::control::{self, DaemonHooks, Ops};
 use crate::errors::chain;
 use crate::inputs::{self, StartError};
 use crate::pipeline::{Pipeline, StorageWatch};
-use crate::scheduler::{Mode, Scheduler};
+use crate::scheduler::{Bells, Mode, Scheduler};
 use crate::stats::Stats;
 use crate::store::{Store, StoreError, TargetSpec};
 use crate::supervisor::{Failure, Lifetime, Supervisor};
@@ -314,7 +314,11 @@ async fn run_once(
             }),
         );
     }
-    let flush_now = Arc::new(AtomicBool::new(false));
+    // Each scheduler's own bell and flush flag: the inputs' one bell is
+    // relayed to all of them (a single Notify wakes a single waiter), and
+    // `tjfwd flush --target` raises one target's flag.
+    let bells = Bells::new(schedulers.start.iter().map(|(name, _)| *name));
+    let relay = tokio::spawn(bells.clone().relay(notify.clone()));
     let shared = Shared {
         queue: queue.clone(),
         mode: Mode {
@@ -322,9 +326,8 @@ async fn run_once(
             drain: opts.drain,
         },
         stats: stats.clone(),
-        notify: notify.clone(),
+        bells: bells.clone(),
         input_done,
-        flush_now: flush_now.clone(),
         storage: storage.clone(),
     };
 
@@ -334,7 +337,7 @@ async fn run_once(
         config: config.clone(),
         daemon: Some(DaemonHooks {
             notify,
-            flush_now,
+            bells,
             stats: stats.clone(),
             storage,
         }),
@@ -411,6 +414,7 @@ async fn run_once(
     stop.store(true, Ordering::Release);
     inputs.stop();
     let joined = sup.join(STOP_PATIENCE).await;
+    relay.abort();
 
     let flushed = queue.flush();
     if let Err(failure) = joined {
@@ -465,12 +469,11 @@ struct Shared {
     queue: Arc<Store>,
     mode: Mode,
     stats: Arc<Stats>,
-    /// Woken by the inputs when addresses were queued.
-    notify: Arc<Notify>,
+    /// Each scheduler's bell (rung when addresses were queued) and flush
+    /// flag (`tjfwd flush`).
+    bells: Arc<Bells>,
     /// Set when the inputs have read everything (drain mode).
     input_done: Arc<AtomicBool>,
-    /// Set by `tjfwd flush`.
-    flush_now: Arc<AtomicBool>,
     storage: StorageWatch,
 }
 
@@ -518,15 +521,16 @@ impl targets::Starter for Schedulers {
                         );
                     });
                 };
+                let (bell, flush_now) = shared.bells.of(name);
                 let scheduler = Scheduler::new(
                     shared.queue.clone(),
                     target,
                     id,
                     shared.mode,
                     shared.stats.clone(),
-                    shared.notify.clone(),
+                    bell,
                     shared.input_done.clone(),
-                    shared.flush_now.clone(),
+                    flush_now,
                 )
                 .with_storage_watch(shared.storage.clone());
                 Box::pin(scheduler.run(async move {

@@ -121,6 +121,71 @@ pub fn overall(h: &Health, now_ms: u64, flush_interval: Duration, c: &Conditions
     Verdict::Healthy
 }
 
+/// The verdicts of a daemon with several targets: each enabled target's
+/// own ([`overall`] without the input's conditions), and the one of
+/// `status` and `/healthz`: degraded when a target refuses us or has been
+/// failing (named first), else when the input cannot read or is paused,
+/// else when a target's addresses stall. Reasons name their target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judged {
+    /// The verdict of the whole.
+    pub overall: Verdict,
+    /// Each enabled target's, in the order given.
+    pub targets: Vec<(&'static str, Verdict)>,
+}
+
+/// Judges the enabled `targets` of `queue` at `now_ms` (see [`Judged`]).
+pub fn judge(
+    queue: &crate::store::Store,
+    targets: &[crate::targets::Enabled],
+    paused: Option<&str>,
+    input_error: Option<&str>,
+    now_ms: u64,
+) -> Result<Judged, crate::store::StoreError> {
+    let mut failing: Vec<String> = Vec::new();
+    let mut stalled: Vec<String> = Vec::new();
+    let mut each = Vec::new();
+    for e in targets {
+        let Some(t) = queue.target_id(e.name) else {
+            continue;
+        };
+        let h = queue.health(t)?;
+        let fi = e.policy.flush_interval;
+        let own = overall(
+            &h,
+            now_ms,
+            fi,
+            &Conditions {
+                paused: None,
+                input_error: None,
+                oldest_pending_ms: queue.oldest_queued_at(t)?,
+                rate_window: Duration::from_millis(e.policy.limit.window_ms),
+            },
+        );
+        if let Verdict::Degraded(r) = verdict(&h, now_ms, fi) {
+            failing.push(format!("{}: {r}", e.name));
+        } else if let Verdict::Degraded(r) = &own {
+            stalled.push(format!("{}: {r}", e.name));
+        }
+        each.push((e.name, own));
+    }
+    let overall = if !failing.is_empty() {
+        Verdict::Degraded(failing.join("; "))
+    } else if let Some(why) = input_error {
+        Verdict::Degraded(format!("the input cannot be read: {why}"))
+    } else if let Some(why) = paused {
+        Verdict::Degraded(format!("input paused: {why}"))
+    } else if !stalled.is_empty() {
+        Verdict::Degraded(stalled.join("; "))
+    } else {
+        Verdict::Healthy
+    };
+    Ok(Judged {
+        overall,
+        targets: each,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

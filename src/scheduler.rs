@@ -32,7 +32,7 @@ use crate::clock::Clock;
 use crate::errors::chain;
 use crate::health::FailureKind;
 use crate::ratelimit::backoff;
-use crate::stats::Stats;
+use crate::stats::{Stats, TargetStats};
 use crate::store::{BatchItem, QueuePos, Store, StoreError, TargetId};
 use crate::targets::{Action, Policy, Target};
 
@@ -59,6 +59,8 @@ pub struct Scheduler<T: Target> {
     /// Where times stored on disk come from.
     clock: Clock,
     stats: Arc<Stats>,
+    /// This target's own counters (the process-wide ones are their sums).
+    tstats: Arc<TargetStats>,
     /// Woken by the input when addresses were queued.
     notify: Arc<Notify>,
     /// Set by the input when it has read everything (drain mode).
@@ -105,6 +107,78 @@ fn wall_step(wall_then: u64, wall_now: u64, real_then: u64, real_now: u64) -> Op
 /// far enough from 0 that requests of earlier runs fit before it.
 const MONO_BASE: u64 = 1 << 40;
 
+/// The schedulers' bells and flush flags, one of each per target: the
+/// inputs ring one bell ([`Bells::relay`]) and every scheduler hears it;
+/// `tjfwd flush` raises the flag of one target or of all.
+#[derive(Debug)]
+pub struct Bells {
+    each: Vec<(&'static str, Arc<Notify>, Arc<AtomicBool>)>,
+}
+
+impl Bells {
+    /// A bell and a flag for each of the targets `names`.
+    pub fn new(names: impl Iterator<Item = &'static str>) -> Arc<Bells> {
+        Arc::new(Bells {
+            each: names
+                .map(|n| (n, Arc::new(Notify::new()), Arc::new(AtomicBool::new(false))))
+                .collect(),
+        })
+    }
+
+    /// Target `name`'s bell and flag (fresh ones, never rung, for a name
+    /// not given to [`Bells::new`]).
+    pub fn of(&self, name: &str) -> (Arc<Notify>, Arc<AtomicBool>) {
+        match self.each.iter().find(|(n, _, _)| *n == name) {
+            Some((_, b, f)) => (b.clone(), f.clone()),
+            None => (Arc::new(Notify::new()), Arc::new(AtomicBool::new(false))),
+        }
+    }
+
+    /// Rings every bell.
+    pub fn ring(&self) {
+        for (_, b, _) in &self.each {
+            b.notify_one();
+        }
+    }
+
+    /// Asks target `only` (every target when None) to send what it owes
+    /// now; false when no target has that name.
+    pub fn flush(&self, only: Option<&str>) -> bool {
+        let mut found = false;
+        for (n, b, f) in &self.each {
+            if only.is_none_or(|o| o == *n) {
+                f.store(true, Ordering::Release);
+                b.notify_one();
+                found = true;
+            }
+        }
+        found
+    }
+
+    /// The target names, in order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.each.iter().map(|(n, _, _)| *n).collect()
+    }
+
+    /// Relays `input`'s wake-ups to every bell, forever (a Notify keeps a
+    /// permit, so none is lost while a relay is under way).
+    pub async fn relay(self: Arc<Self>, input: Arc<Notify>) {
+        loop {
+            input.notified().await;
+            self.ring();
+        }
+    }
+}
+
+/// Bumps a delivery counter of the process and of the target together.
+macro_rules! bump {
+    ($s:ident, $field:ident, $n:expr) => {{
+        let n: u64 = $n;
+        Stats::add(&$s.stats.$field, n);
+        Stats::add(&$s.tstats.$field, n);
+    }};
+}
+
 /// What to do next.
 enum Step {
     Send,
@@ -126,6 +200,8 @@ impl<T: Target> Scheduler<T> {
         flush_now: Arc<AtomicBool>,
     ) -> Scheduler<T> {
         let policy = target.policy();
+        let tstats = stats.target(target.name());
+        target.attach_stats(tstats.clone());
         Scheduler {
             batch_cap: policy.batch_size,
             queue,
@@ -135,6 +211,7 @@ impl<T: Target> Scheduler<T> {
             mode,
             clock: Clock::System,
             stats,
+            tstats,
             notify,
             input_done,
             flush_now,
@@ -370,7 +447,7 @@ impl<T: Target> Scheduler<T> {
             let mono = self.mono_ms();
             let next = self.policy.limit.next_allowed(&self.sent, mono);
             if next > mono {
-                Stats::add(&self.stats.rate_limit_waits, 1);
+                bump!(self, rate_limit_waits, 1);
                 return Ok(Step::Wait(Some(ms(next - mono))));
             }
         }
@@ -420,8 +497,8 @@ impl<T: Target> Scheduler<T> {
                     // also sees the success, never a moment of "reported,
                     // and still failing".
                     let health = self.record_health(None);
-                    Stats::add(&self.stats.requests_ok, 1);
-                    Stats::add(&self.stats.addresses_reported, batch.len() as u64);
+                    bump!(self, requests_ok, 1);
+                    bump!(self, addresses_reported, batch.len() as u64);
                     tracing::info!(addresses = batch.len(), "batch reported");
                     self.transient_failures = 0;
                     self.config_failures = 0;
@@ -441,7 +518,7 @@ impl<T: Target> Scheduler<T> {
                         wait_s = wait.as_secs(),
                         "the API says too many requests (429): waiting"
                     );
-                    Stats::add(&self.stats.rate_limit_waits, 1);
+                    bump!(self, rate_limit_waits, 1);
                     self.block_for(wait);
                     self.record_health(Some((
                         status,
@@ -458,7 +535,7 @@ impl<T: Target> Scheduler<T> {
                         &mut self.rng,
                     );
                     tracing::warn!(%reason, attempt = self.transient_failures, retry_in_s = delay.as_secs_f32(), "sending failed; will retry");
-                    Stats::add(&self.stats.retries, 1);
+                    bump!(self, retries, 1);
                     self.block_for(delay);
                     self.record_health(Some((status, FailureKind::Transient, reason)))?;
                     return Ok(());
@@ -570,7 +647,7 @@ impl<T: Target> Scheduler<T> {
             if next <= now {
                 return Ok(());
             }
-            Stats::add(&self.stats.rate_limit_waits, 1);
+            bump!(self, rate_limit_waits, 1);
             tokio::time::sleep(ms(next - now)).await;
         }
     }
@@ -584,11 +661,12 @@ impl<T: Target> Scheduler<T> {
         self.policy.limit.prune(&mut self.sent, mono);
         self.sent.push(mono);
         self.persist_requests()?;
-        Stats::add(&self.stats.requests, 1);
+        bump!(self, requests, 1);
 
         let reply = self.target.send(batch).await;
         let answer = self.target.classify(&reply, self.clock.now());
         self.stats.count_reply(answer.code);
+        self.tstats.count_reply(answer.code);
 
         // Rounded up to the next ms: the window then starts no earlier
         // than the answer, not up to a millisecond before it.
@@ -628,7 +706,7 @@ impl<T: Target> Scheduler<T> {
             for i in &group {
                 tracing::warn!(address = %i.addr, status, %reason, "the API rejected an address: moved to the dead-letter set (tjfwd resend --dead-letter retries it)");
             }
-            Stats::add(&self.stats.addresses_dead_lettered, group.len() as u64);
+            bump!(self, addresses_dead_lettered, group.len() as u64);
             self.queue
                 .dead_letter(self.id, &group, status, reason, self.now_ms())?;
         }

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Why an input line (or its address) was not queued.
@@ -125,6 +125,86 @@ pub struct Stats {
     /// Why the file input cannot read its file (permissions, a symlink
     /// loop...), while it cannot.
     input_error: Mutex<Option<String>>,
+    /// Each report target's own counters, in the order the targets started.
+    targets: Mutex<Vec<(&'static str, Arc<TargetStats>)>>,
+}
+
+/// The counters of one report target. Its scheduler bumps them together
+/// with the process-wide ones of [`Stats`], which are their sums; the
+/// target itself adds what only it knows (its service's quota, its own
+/// skips) through [`crate::targets::Target::attach_stats`].
+#[derive(Debug, Default)]
+pub struct TargetStats {
+    /// Requests sent (attempts, whatever the outcome).
+    pub requests: AtomicU64,
+    /// Requests the service accepted.
+    pub requests_ok: AtomicU64,
+    /// Addresses the service accepted.
+    pub addresses_reported: AtomicU64,
+    /// Addresses moved to the target's dead-letter set.
+    pub addresses_dead_lettered: AtomicU64,
+    /// Waits imposed by the rate limiter or the service.
+    pub rate_limit_waits: AtomicU64,
+    /// Failed attempts that will be retried.
+    pub retries: AtomicU64,
+    /// Answered requests by the service's code (0: no answer).
+    replies: Mutex<BTreeMap<u16, u64>>,
+    /// Counters only this target has (name → count; names are
+    /// `snake_case` constants, never service text).
+    extra: Mutex<BTreeMap<&'static str, u64>>,
+    /// The service's own account of its quota, from its last answer that
+    /// gave one.
+    quota: Mutex<Option<Quota>>,
+}
+
+/// A service's own account of its quota (e.g. AbuseIPDB's
+/// `X-RateLimit-*` headers): shown by `status`, never acted on in place of
+/// tjfwd's own request log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Quota {
+    /// Requests allowed in the service's period.
+    pub limit: Option<u64>,
+    /// Requests left in it.
+    pub remaining: Option<u64>,
+    /// When the period ends (ms since the epoch).
+    pub reset_ms: Option<u64>,
+    /// When the service said so (ms since the epoch).
+    pub at_ms: u64,
+}
+
+impl TargetStats {
+    /// Counts the outcome of a request (see [`Stats::count_reply`]).
+    pub fn count_reply(&self, status: u16) {
+        let mut m = self.replies.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(status).or_insert(0) += 1;
+    }
+
+    /// Requests by answer code, in code order.
+    pub fn replies(&self) -> Vec<(u16, u64)> {
+        let m = self.replies.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter().map(|(s, n)| (*s, *n)).collect()
+    }
+
+    /// Adds `n` to the target's own counter `name`.
+    pub fn add_extra(&self, name: &'static str, n: u64) {
+        let mut m = self.extra.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(name).or_insert(0) += n;
+    }
+
+    /// The target's own counters, by name.
+    pub fn extra(&self) -> BTreeMap<&'static str, u64> {
+        self.extra.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records the service's latest account of its quota.
+    pub fn set_quota(&self, q: Quota) {
+        *self.quota.lock().unwrap_or_else(|e| e.into_inner()) = Some(q);
+    }
+
+    /// The service's latest account of its quota, if it gave one.
+    pub fn quota(&self) -> Option<Quota> {
+        *self.quota.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -230,6 +310,25 @@ impl Stats {
     pub fn replies(&self) -> Vec<(u16, u64)> {
         let m = self.replies.lock().unwrap_or_else(|e| e.into_inner());
         m.iter().map(|(s, n)| (*s, *n)).collect()
+    }
+
+    /// The counters of target `name` (made on first use).
+    pub fn target(&self, name: &'static str) -> Arc<TargetStats> {
+        let mut t = self.targets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, s)) = t.iter().find(|(n, _)| *n == name) {
+            return s.clone();
+        }
+        let s = Arc::new(TargetStats::default());
+        t.push((name, s.clone()));
+        s
+    }
+
+    /// Every target's counters, in the order they were made.
+    pub fn targets(&self) -> Vec<(&'static str, Arc<TargetStats>)> {
+        self.targets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Bumps a counter by `n`.

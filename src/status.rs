@@ -15,9 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::errors::chain;
-use crate::health::{overall, Conditions, Verdict};
-use crate::ratelimit::Limit;
-use crate::stats::{SkipReason, Stats};
+use crate::health::{judge, Verdict};
+use crate::stats::{SkipReason, Stats, TargetStats};
 use crate::store::{Store, StoreError};
 
 /// Where tjfwd stands.
@@ -67,6 +66,100 @@ pub struct Snapshot {
     pub rate_limit: RateLimitStatus,
     /// Counters since the daemon started (None when no daemon runs).
     pub counters: Option<Counters>,
+    /// Each enabled target, by name. The fields above that describe
+    /// delivery sum these up (`reported`, `dead_letter`...), take the
+    /// latest (`last_success`, `last_error`) or the earliest
+    /// (`failing_since`, `oldest_pending_age_s`), or describe the first
+    /// enabled target (`rate_limit`): see docs/STATUS.md.
+    #[serde(default)]
+    pub targets: BTreeMap<String, TargetStatus>,
+}
+
+/// Where one target stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetStatus {
+    /// "healthy" or "degraded" (see `health_reason`).
+    pub health: String,
+    /// Why it is degraded.
+    pub health_reason: Option<String>,
+    /// Addresses it still owes a report of.
+    pub pending: u64,
+    /// Seconds the oldest of them has waited.
+    pub oldest_pending_age_s: Option<u64>,
+    /// Entries of its reported mirror.
+    pub reported: u64,
+    /// Of those, the ones whose lifetime at the service has not run out.
+    pub reported_active: u64,
+    /// Addresses it rejected for good.
+    pub dead_letter: u64,
+    /// Its dead letters by code and reason.
+    pub dead_letter_by_reason: BTreeMap<String, u64>,
+    /// When it last accepted a batch.
+    pub last_success: Option<String>,
+    /// Its last failure.
+    pub last_error: Option<LastError>,
+    /// Since when sending to it has been failing.
+    pub failing_since: Option<String>,
+    /// tjfwd's own rate limit for it (its request log).
+    pub rate_limit: RateLimitStatus,
+    /// The service's own account of its quota, from its last answer that
+    /// gave one (a running daemon only; AbuseIPDB's `X-RateLimit-*`).
+    pub quota: Option<QuotaStatus>,
+    /// Its counters since the daemon started (None when no daemon runs).
+    pub counters: Option<TargetCounters>,
+}
+
+/// A service's own account of its quota.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaStatus {
+    /// Requests allowed in its period.
+    pub limit: Option<u64>,
+    /// Requests left in it.
+    pub remaining: Option<u64>,
+    /// When the period ends (RFC 3339).
+    pub reset: Option<String>,
+    /// When the service said so (RFC 3339).
+    pub at: String,
+}
+
+/// One target's counters since the daemon started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetCounters {
+    pub requests: u64,
+    pub requests_ok: u64,
+    pub addresses_reported: u64,
+    pub addresses_dead_lettered: u64,
+    pub retries: u64,
+    pub rate_limit_waits: u64,
+    /// Requests by the service's answer code (0: no answer).
+    pub replies: BTreeMap<String, u64>,
+    /// Counters only this target has (e.g. AbuseIPDB's addresses too old
+    /// to report).
+    pub other: BTreeMap<String, u64>,
+}
+
+impl TargetCounters {
+    /// The counters of `t`.
+    pub fn of(t: &TargetStats) -> TargetCounters {
+        TargetCounters {
+            requests: Stats::get(&t.requests),
+            requests_ok: Stats::get(&t.requests_ok),
+            addresses_reported: Stats::get(&t.addresses_reported),
+            addresses_dead_lettered: Stats::get(&t.addresses_dead_lettered),
+            retries: Stats::get(&t.retries),
+            rate_limit_waits: Stats::get(&t.rate_limit_waits),
+            replies: t
+                .replies()
+                .into_iter()
+                .map(|(c, n)| (c.to_string(), n))
+                .collect(),
+            other: t
+                .extra()
+                .into_iter()
+                .map(|(k, n)| (k.to_string(), n))
+                .collect(),
+        }
+    }
 }
 
 /// The file input.
@@ -180,6 +273,78 @@ pub fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
+/// Where target `t` (with `policy`) stands at `now`, with its counters
+/// when a daemon runs.
+fn target_status(
+    queue: &Store,
+    t: crate::store::TargetId,
+    target: &crate::targets::Enabled,
+    v: &Verdict,
+    stats: Option<std::sync::Arc<TargetStats>>,
+    now: u64,
+) -> Result<TargetStatus, StoreError> {
+    let health = queue.health(t)?;
+    let oldest = queue.oldest_queued_at(t)?;
+    let (mut reported, mut active) = (0, 0);
+    for e in queue.reported_entries(t) {
+        let (_, r) = e?;
+        reported += 1;
+        if r.expires_at_ms > now {
+            active += 1;
+        }
+    }
+    let mut dead_by_reason = BTreeMap::new();
+    let mut dead = 0;
+    for e in queue.dead_entries(t) {
+        let (_, d) = e?;
+        dead += 1;
+        *dead_by_reason
+            .entry(format!("{}: {}", d.status, d.reason))
+            .or_insert(0) += 1;
+    }
+    let limit = target.policy.limit;
+    let clocks = crate::clock::Clock::System.now_all();
+    let requests = queue.request_times(t, &clocks)?;
+    Ok(TargetStatus {
+        health: if v.is_healthy() {
+            "healthy"
+        } else {
+            "degraded"
+        }
+        .to_string(),
+        health_reason: match v {
+            Verdict::Healthy => None,
+            Verdict::Degraded(r) => Some(r.clone()),
+        },
+        pending: queue.pending_count_for(t)?,
+        oldest_pending_age_s: oldest.map(|o| now.saturating_sub(o) / 1000),
+        reported,
+        reported_active: active,
+        dead_letter: dead,
+        dead_letter_by_reason: dead_by_reason,
+        last_success: health.last_success_ms.map(rfc3339),
+        last_error: health.last_error_ms.map(|at| LastError {
+            at: rfc3339(at),
+            status: health.last_error_code,
+            message: health.last_error_message.clone(),
+        }),
+        failing_since: health.failing_since_ms.map(rfc3339),
+        rate_limit: RateLimitStatus {
+            max_requests: limit.max,
+            window_s: limit.window_ms / 1000,
+            requests_in_window: limit.in_window(&requests, now),
+            next_allowed: rfc3339(limit.next_allowed(&requests, now)),
+        },
+        quota: stats.as_ref().and_then(|s| s.quota()).map(|q| QuotaStatus {
+            limit: q.limit,
+            remaining: q.remaining,
+            reset: q.reset_ms.map(rfc3339),
+            at: rfc3339(q.at_ms),
+        }),
+        counters: stats.as_deref().map(TargetCounters::of),
+    })
+}
+
 impl Snapshot {
     /// Collects a snapshot from the database (and the daemon's counters).
     pub fn collect(
@@ -189,8 +354,6 @@ impl Snapshot {
         daemon_pid: Option<u32>,
     ) -> Result<Snapshot, StoreError> {
         let now = now_ms();
-        let t = queue.first_target();
-        let health = queue.health(t)?;
         let pending = queue.pending_count()?;
         let input_paused = match stats {
             Some(s) => s.paused(),
@@ -213,41 +376,36 @@ impl Snapshot {
                     }
                 }),
             };
-        let oldest = queue.oldest_queued_at(t)?;
-        let v = overall(
-            &health,
+        let enabled = crate::targets::enabled(config.target_sections()).unwrap_or_default();
+        let judged = judge(
+            queue,
+            &enabled,
+            input_paused.as_deref(),
+            input_error.as_deref(),
             now,
-            config.schedule.flush_interval,
-            &Conditions {
-                paused: input_paused.as_deref(),
-                input_error: input_error.as_deref(),
-                oldest_pending_ms: oldest,
-                rate_window: config.schedule.rate_window,
-            },
-        );
-        let (mut reported, mut active) = (0, 0);
-        for e in queue.reported_entries(t) {
-            let (_, r) = e?;
-            reported += 1;
-            if r.expires_at_ms > now {
-                active += 1;
-            }
+        )?;
+        let mut targets = BTreeMap::new();
+        let mut first_limit = None;
+        for (e, (_, v)) in enabled.iter().zip(&judged.targets) {
+            let Some(t) = queue.target_id(e.name) else {
+                continue;
+            };
+            let ts = target_status(queue, t, e, v, stats.map(|s| s.target(e.name)), now)?;
+            first_limit.get_or_insert_with(|| ts.rate_limit.clone());
+            targets.insert(e.name.to_string(), ts);
         }
-        let mut dead_by_reason = BTreeMap::new();
-        let mut dead = 0;
-        for e in queue.dead_entries(t) {
-            let (_, d) = e?;
-            dead += 1;
-            *dead_by_reason
-                .entry(format!("{}: {}", d.status, d.reason))
-                .or_insert(0) += 1;
-        }
-        let limit = Limit {
-            max: config.schedule.max_requests_per_minute,
-            window_ms: config.schedule.rate_window.as_millis() as u64,
+        let reason = match judged.overall {
+            Verdict::Healthy => None,
+            Verdict::Degraded(r) => Some(r),
         };
-        let clocks = crate::clock::Clock::System.now_all();
-        let requests = queue.request_times(t, &clocks)?;
+        let all = targets.values();
+        let latest =
+            |f: fn(&TargetStatus) -> Option<&String>| all.clone().filter_map(f).max().cloned();
+        let last_error = all
+            .clone()
+            .filter_map(|t| t.last_error.as_ref())
+            .max_by(|a, b| a.at.cmp(&b.at))
+            .cloned();
         let input = match &config.input.cowrie_json {
             None => None,
             Some(path) => Some(input_status(queue, path)?),
@@ -257,39 +415,42 @@ impl Snapshot {
             daemon_running: daemon_pid.is_some(),
             daemon_pid,
             state_dir: config.state_dir.display().to_string(),
-            health: if v.is_healthy() {
+            health: if reason.is_none() {
                 "healthy"
             } else {
                 "degraded"
             }
             .to_string(),
-            health_reason: match v {
-                Verdict::Healthy => None,
-                Verdict::Degraded(r) => Some(r),
-            },
+            health_reason: reason,
             input,
             input_paused,
             max_pending: config.queue.max_pending,
             pending,
-            oldest_pending_age_s: oldest.map(|t| now.saturating_sub(t) / 1000),
-            reported,
-            reported_active: active,
-            dead_letter: dead,
-            dead_letter_by_reason: dead_by_reason,
-            last_success: health.last_success_ms.map(rfc3339),
-            last_error: health.last_error_ms.map(|at| LastError {
-                at: rfc3339(at),
-                status: health.last_error_code,
-                message: health.last_error_message.clone(),
+            oldest_pending_age_s: all.clone().filter_map(|t| t.oldest_pending_age_s).max(),
+            reported: all.clone().map(|t| t.reported).sum(),
+            reported_active: all.clone().map(|t| t.reported_active).sum(),
+            dead_letter: all.clone().map(|t| t.dead_letter).sum(),
+            dead_letter_by_reason: all.clone().fold(BTreeMap::new(), |mut m, t| {
+                for (r, n) in &t.dead_letter_by_reason {
+                    *m.entry(r.clone()).or_insert(0) += n;
+                }
+                m
             }),
-            failing_since: health.failing_since_ms.map(rfc3339),
-            rate_limit: RateLimitStatus {
-                max_requests: limit.max,
-                window_s: limit.window_ms / 1000,
-                requests_in_window: limit.in_window(&requests, now),
-                next_allowed: rfc3339(limit.next_allowed(&requests, now)),
-            },
+            last_success: latest(|t| t.last_success.as_ref()),
+            last_error,
+            failing_since: all
+                .clone()
+                .filter_map(|t| t.failing_since.as_ref())
+                .min()
+                .cloned(),
+            rate_limit: first_limit.unwrap_or(RateLimitStatus {
+                max_requests: 0,
+                window_s: 0,
+                requests_in_window: 0,
+                next_allowed: rfc3339(now),
+            }),
             counters: stats.map(Counters::of),
+            targets,
         })
     }
 
@@ -339,6 +500,7 @@ impl Snapshot {
                 next_allowed: rfc3339(now),
             },
             counters: stats.map(Counters::of),
+            targets: BTreeMap::new(),
         }
     }
 
@@ -406,6 +568,54 @@ impl Snapshot {
             self.rate_limit.window_s,
             self.rate_limit.next_allowed
         );
+        if self.targets.len() > 1 {
+            let _ = writeln!(s, "targets:");
+        }
+        for (name, t) in &self.targets {
+            if self.targets.len() > 1 {
+                let reason = t
+                    .health_reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default();
+                let _ = writeln!(s, "  {name}: {}{reason}", t.health);
+                let _ = writeln!(
+                    s,
+                    "    {} pending, {} reported ({} active), {} dead letters, last success {}",
+                    t.pending,
+                    t.reported,
+                    t.reported_active,
+                    t.dead_letter,
+                    t.last_success.as_deref().unwrap_or("never")
+                );
+                if let Some(e) = &t.last_error {
+                    let _ = writeln!(s, "    last error {} code {} {}", e.at, e.status, e.message);
+                }
+                let _ = writeln!(
+                    s,
+                    "    rate limit {}/{} requests in the last {} s, next send allowed {}",
+                    t.rate_limit.requests_in_window,
+                    t.rate_limit.max_requests,
+                    t.rate_limit.window_s,
+                    t.rate_limit.next_allowed
+                );
+            }
+            if let Some(q) = &t.quota {
+                let n = |v: Option<u64>| v.map_or("?".to_string(), |v| v.to_string());
+                let _ = writeln!(
+                    s,
+                    "{}service quota: {} of {} requests left (said at {}{})",
+                    if self.targets.len() > 1 { "    " } else { "" },
+                    n(q.remaining),
+                    n(q.limit),
+                    q.at,
+                    q.reset
+                        .as_deref()
+                        .map(|r| format!(", resets {r}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
         if let Some(c) = &self.counters {
             let skipped: Vec<String> = c
                 .skipped
@@ -440,6 +650,45 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_target_has_its_own_status_and_the_top_level_sums_them_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::default_for_tests(dir.path().join("state"));
+        let queue = Store::open(
+            &config.state_dir,
+            config.storage.cache_capacity,
+            &crate::targets::store_specs(config.target_sections()),
+        )
+        .unwrap();
+        let stats = Stats::default();
+        let t = stats.target("threatjammer");
+        Stats::add(&t.requests, 3);
+        t.count_reply(202);
+        t.add_extra("too_old", 2);
+        t.set_quota(crate::stats::Quota {
+            limit: Some(5),
+            remaining: Some(4),
+            reset_ms: None,
+            at_ms: 0,
+        });
+        let s = Snapshot::collect(&queue, &config, Some(&stats), Some(1)).unwrap();
+        let tj = &s.targets["threatjammer"];
+        assert_eq!(tj.health, "healthy");
+        assert_eq!(tj.rate_limit, s.rate_limit);
+        assert_eq!((tj.pending, tj.reported, tj.dead_letter), (0, 0, 0));
+        let c = tj.counters.as_ref().unwrap();
+        assert_eq!(c.requests, 3);
+        assert_eq!(c.replies["202"], 1);
+        assert_eq!(c.other["too_old"], 2);
+        assert_eq!(tj.quota.as_ref().unwrap().remaining, Some(4));
+        // A script of before the targets reads the same fields.
+        let json = serde_json::to_value(&s).unwrap();
+        for key in ["pending", "reported", "dead_letter", "rate_limit", "health"] {
+            assert!(json.get(key).is_some(), "{key}");
+        }
+        assert!(s.human().contains("service quota: 4 of 5 requests left"));
+    }
 
     #[test]
     fn a_daemon_that_cannot_read_its_queue_still_says_why() {

@@ -196,7 +196,9 @@ async fn metrics_move_as_the_daemon_reads_queues_and_reports() {
     assert_eq!(m.value("tjfwd_pending_addresses"), 0.0);
     assert_eq!(m.value("tjfwd_healthy"), 1.0);
     assert_eq!(m.value("tjfwd_input_bytes_behind"), 0.0);
-    assert!(m.get("tjfwd_last_success_timestamp_seconds").is_none());
+    assert!(m
+        .get("tjfwd_last_success_timestamp_seconds{target=\"threatjammer\"}")
+        .is_none());
     assert!(
         m.0.contains("# TYPE tjfwd_requests_total counter"),
         "{}",
@@ -215,8 +217,9 @@ async fn metrics_move_as_the_daemon_reads_queues_and_reports() {
         .wait_until("30 addresses are pending and a 503 was retried", |m| {
             m.get("tjfwd_pending_addresses") == Some(30.0)
                 && m.get("tjfwd_lines_read_total") == Some(32.0)
-                && m.get("tjfwd_requests_total{status=\"503\"}") >= Some(1.0)
-                && m.get("tjfwd_retries_total") >= Some(1.0)
+                && m.get("tjfwd_requests_total{target=\"threatjammer\",status=\"503\"}")
+                    >= Some(1.0)
+                && m.get("tjfwd_retries_total{target=\"threatjammer\"}") >= Some(1.0)
         })
         .await;
     assert_eq!(m.value("tjfwd_events_selected_total"), 31.0);
@@ -230,7 +233,10 @@ async fn metrics_move_as_the_daemon_reads_queues_and_reports() {
         1.0
     );
     assert_eq!(m.value("tjfwd_input_bytes_behind"), 0.0);
-    assert_eq!(m.value("tjfwd_addresses_reported_total"), 0.0);
+    assert_eq!(
+        m.value("tjfwd_addresses_reported_total{target=\"threatjammer\"}"),
+        0.0
+    );
     let age = m.value("tjfwd_oldest_pending_age_seconds");
     assert!(age > 0.0 && age < 10.0, "age {age}");
 
@@ -238,27 +244,27 @@ async fn metrics_move_as_the_daemon_reads_queues_and_reports() {
     api.set_down(false);
     let m = d
         .wait_until("30 addresses are reported", |m| {
-            m.get("tjfwd_addresses_reported_total") == Some(30.0)
-                && m.get("tjfwd_reported_set_addresses") == Some(30.0)
+            m.get("tjfwd_addresses_reported_total{target=\"threatjammer\"}") == Some(30.0)
+                && m.get("tjfwd_reported_set_addresses{target=\"threatjammer\"}") == Some(30.0)
         })
         .await;
     assert_eq!(m.value("tjfwd_pending_addresses"), 0.0);
     assert_eq!(m.value("tjfwd_oldest_pending_age_seconds"), 0.0);
-    assert!(m.value("tjfwd_requests_total{status=\"202\"}") >= 1.0);
+    assert!(m.value("tjfwd_requests_total{target=\"threatjammer\",status=\"202\"}") >= 1.0);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
-    let last = m.value("tjfwd_last_success_timestamp_seconds");
+    let last = m.value("tjfwd_last_success_timestamp_seconds{target=\"threatjammer\"}");
     assert!((now - last).abs() < 10.0, "last success {last}, now {now}");
-    assert!(m.value("tjfwd_last_error_timestamp_seconds") <= last);
+    assert!(m.value("tjfwd_last_error_timestamp_seconds{target=\"threatjammer\"}") <= last);
     assert_eq!(m.value("tjfwd_healthy"), 1.0);
-    assert!(m.value("tjfwd_requests_in_window") <= 6.0);
+    assert!(m.value("tjfwd_requests_in_window{target=\"threatjammer\"}") <= 6.0);
 
     // More input moves the counters again.
     write_logins(&d.log, &cowrie::public_addresses(40)[30..]);
     d.wait_until("40 addresses are reported", |m| {
-        m.get("tjfwd_addresses_reported_total") == Some(40.0)
+        m.get("tjfwd_addresses_reported_total{target=\"threatjammer\"}") == Some(40.0)
             && m.get("tjfwd_lines_read_total") == Some(42.0)
     })
     .await;
@@ -281,7 +287,11 @@ async fn healthz_turns_503_when_the_token_is_refused_and_back() {
     assert!(!body.contains(&token), "{body}");
     let m = d.metrics().await;
     assert_eq!(m.value("tjfwd_healthy"), 0.0);
-    assert!(m.value("tjfwd_requests_total{status=\"401\"}") >= 1.0);
+    assert_eq!(
+        m.value("tjfwd_target_healthy{target=\"threatjammer\"}"),
+        0.0
+    );
+    assert!(m.value("tjfwd_requests_total{target=\"threatjammer\",status=\"401\"}") >= 1.0);
     assert_eq!(
         m.value("tjfwd_pending_addresses"),
         5.0,
@@ -291,7 +301,8 @@ async fn healthz_turns_503_when_the_token_is_refused_and_back() {
     api.set_token(token);
     assert_eq!(d.wait_health(200).await, "ok\n");
     d.wait_until("the 5 addresses are reported", |m| {
-        m.get("tjfwd_addresses_reported_total") == Some(5.0) && m.get("tjfwd_healthy") == Some(1.0)
+        m.get("tjfwd_addresses_reported_total{target=\"threatjammer\"}") == Some(5.0)
+            && m.get("tjfwd_healthy") == Some(1.0)
     })
     .await;
     d.stop().await;

@@ -174,10 +174,12 @@ impl Backend {
     }
 
     /// Only with a daemon; without one, see [`flush::flush`].
-    pub fn flush(&mut self) -> Result<FlushOutcome, CommandError> {
+    pub fn flush(&mut self, only: Option<&str>) -> Result<FlushOutcome, CommandError> {
         match self {
-            Backend::Daemon(c) => Ok(c.call(&Request::Flush)?),
-            Backend::Local(ops) => Ok(ops.flush()?),
+            Backend::Daemon(c) => Ok(c.call(&Request::Flush {
+                target: only.map(str::to_string),
+            })?),
+            Backend::Local(ops) => Ok(ops.flush(only)?),
         }
     }
 }
@@ -208,8 +210,10 @@ fn enqueue_within_limit(
 }
 
 /// Sends everything pending (no daemon runs): the daemon's own scheduler in
-/// drain mode, without inputs, under the same rate limit. Needs a token.
-pub fn send_pending(config: &Config) -> Result<u64, CommandError> {
+/// drain mode, without inputs, under the same rate limit; target `only`'s
+/// alone when given. Needs the credentials of the targets it sends to.
+pub fn send_pending(config: &Config, only: Option<&str>) -> Result<u64, CommandError> {
+    let _ = only; // FIXME(lead): restrict the run to `only` once the targets' sections move
     if config.threatjammer.token.is_none() {
         return Err(CommandError::Other(
             "no daemon runs, and sending needs the API token: set [threatjammer] bearer_token_file or TJFWD_BEARER_TOKEN".into(),

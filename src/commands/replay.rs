@@ -758,7 +758,7 @@ fn summarize(
                 Backend::Local(ops) => {
                     drop(ops);
                     if opts.send {
-                        let sent = send_pending(config)?;
+                        let sent = send_pending(config, None)?;
                         print(format_args!("sent {sent} addresses\n"))?;
                     } else if q.queued_new > 0 {
                         print("no daemon runs: they are sent when `tjfwd run` starts (or now with --send or `tjfwd flush`)\n")?;

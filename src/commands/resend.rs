@@ -29,6 +29,11 @@ pub struct Args {
     /// Retry what the API rejected (the dead-letter set), once its cause is fixed.
     #[arg(long)]
     dead_letter: bool,
+    /// Only this target's set, queued again for it alone (threatjammer,
+    /// abuseipdb, crowdsec); by default each enabled target's set, each
+    /// queued again for its own target.
+    #[arg(long, value_name = "NAME")]
+    target: Option<String>,
 }
 
 /// Runs `tjfwd resend`.
@@ -39,6 +44,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         within_ms: args.since.map(|d| d.as_millis() as u64),
         ip: args.ip,
         cidr: args.cidr,
+        target: args.target,
     };
     let _ = args.active; // the default; the flag documents it
     resend(&args.config.load(false)?, &filter)?;

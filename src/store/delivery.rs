@@ -448,8 +448,24 @@ impl Store {
     /// each target owes it (unless it already did). Returns (queued: owed
     /// anew by some target, already pending for all).
     pub fn requeue(&self, addrs: &[IpAddr], now_ms: u64) -> Result<(u64, u64), StoreError> {
+        self.requeue_for(addrs, now_ms, None)
+    }
+
+    /// [`Store::requeue`] for target `only` alone (every served target
+    /// when None): the other targets' sets are not touched.
+    pub fn requeue_for(
+        &self,
+        addrs: &[IpAddr],
+        now_ms: u64,
+        only: Option<TargetId>,
+    ) -> Result<(u64, u64), StoreError> {
         let keys: Vec<Vec<u8>> = addrs.iter().map(|a| v1::addr_key(*a)).collect();
-        let served = &self.served;
+        let served: Vec<&super::Served> = self
+            .served
+            .iter()
+            .filter(|t| only.is_none_or(|o| o == t.id))
+            .collect();
+        let served = &served;
         (
             &self.meta,
             &self.targets,

@@ -158,6 +158,11 @@ pub trait Target: Send + Sync + 'static {
     fn reloaded(&self) -> impl Future<Output = ()> + Send {
         std::future::pending()
     }
+
+    /// Hands the target its counters when its scheduler starts, for what
+    /// only the target knows (its service's quota, its own skips). Nothing,
+    /// by default.
+    fn attach_stats(&self, _stats: std::sync::Arc<crate::stats::TargetStats>) {}
 }
 
 /// A target could not be set up (its configuration, its credentials, its
@@ -214,4 +219,30 @@ pub fn start_enabled(
             .map_err(SetupError::new)?,
     );
     sections.targets.start(dry_run, starter)
+}
+
+/// An enabled target as `status` and `/metrics` describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enabled {
+    /// Its name (its configuration section, its name in the store).
+    pub name: &'static str,
+    /// Its sending policy.
+    pub policy: Policy,
+}
+
+/// Every enabled target, in the order [`start_enabled`] starts them (built
+/// as for a dry run: no credentials are read).
+pub fn enabled(sections: Sections<'_>) -> Result<Vec<Enabled>, SetupError> {
+    struct Collect(Vec<Enabled>);
+    impl Starter for Collect {
+        fn start<T: Target>(&mut self, target: T) {
+            self.0.push(Enabled {
+                name: target.name(),
+                policy: target.policy(),
+            });
+        }
+    }
+    let mut c = Collect(Vec::new());
+    start_enabled(sections, true, &mut c)?;
+    Ok(c.0)
 }
