@@ -104,7 +104,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config_kit::{format_duration, render_parse_error, ser, Ctx};
+use crate::config_kit::{format_duration, render_parse_error, ser, Ctx, SecretSources};
 use crate::targets::threatjammer::config::{self as threatjammer, RawThreatJammer};
 use crate::targets::threatjammer::schedule::{self, RawSchedule};
 use crate::targets::{self, RawTargets, Targets};
@@ -228,6 +228,7 @@ impl Config {
             resolve_base: path,
             file_meta: None,
             credentials_dir: None,
+            env: Vec::new(),
         };
         build(source, opts, env_token, None)
     }
@@ -392,6 +393,9 @@ struct Source<'a> {
     /// `$CREDENTIALS_DIRECTORY` (systemd credentials), where the token is
     /// looked for last, as [`CREDENTIAL_NAME`]; None: not looked for.
     credentials_dir: Option<PathBuf>,
+    /// The `TJFWD_*` environment variables the targets' sections may take
+    /// a secret from (empty: none).
+    env: Vec<(String, String)>,
 }
 
 /// `[threatjammer]` and `[input] cowrie_json` supplied by another file than
@@ -437,6 +441,7 @@ pub(crate) fn load_with(
             resolve_base: None,
             file_meta: None,
             credentials_dir: credentials_dir(),
+            env: SecretSources::process_env(),
         };
         return build(source, opts, env_token, supplied);
     };
@@ -453,6 +458,7 @@ pub(crate) fn load_with(
         resolve_base: Some(&base),
         file_meta: fs::metadata(path).ok(),
         credentials_dir: credentials_dir(),
+        env: SecretSources::process_env(),
     };
     build(source, opts, env_token, supplied)
 }
@@ -476,6 +482,7 @@ fn build(
         resolve_base,
         file_meta,
         credentials_dir,
+        env,
     } = source;
     let creds = credentials_dir.as_deref();
     let file = path.map_or_else(|| NO_FILE.to_string(), |p| p.display().to_string());
@@ -490,6 +497,7 @@ fn build(
             .filter(|d| !d.as_os_str().is_empty())
             .map(Path::to_path_buf),
         warnings: Vec::new(),
+        secrets: SecretSources::default(),
     };
     if let Some(s) = &supplied {
         refuse_supplied_keys(&ctx, &raw, s)?;
@@ -542,6 +550,7 @@ fn build(
                 file: s.file,
                 base_dir: None,
                 warnings: Vec::new(),
+                secrets: SecretSources::default(),
             };
             let tj = threatjammer::validate(
                 &mut sctx,
@@ -567,6 +576,11 @@ fn build(
     let storage = storage::validate(&ctx, raw.storage)?;
     let queue = queue::validate(&ctx, raw.queue)?;
     let admin = admin::validate(&ctx, raw.admin)?;
+    ctx.secrets = SecretSources {
+        env,
+        credentials_dir: credentials_dir.clone(),
+        state_dir: state_dir.clone(),
+    };
     let targets = Targets::validate(&mut ctx, raw_targets)?;
 
     // Checked last: the other keys' mistakes are reported first, as they are

@@ -21,6 +21,40 @@ pub struct Ctx {
     pub(crate) base_dir: Option<PathBuf>,
     /// Warnings collected so far.
     pub(crate) warnings: Vec<String>,
+    /// Where a secret that no key of the file gives is looked for.
+    pub(crate) secrets: SecretSources,
+}
+
+/// Where a section looks for a secret that no key of the file gives (the
+/// environment, systemd's credentials), and what decides who may read a
+/// secret file. The loader fills it from the process; tests give their own.
+#[derive(Debug, Clone, Default)]
+pub struct SecretSources {
+    /// The process's environment variables whose name starts with `TJFWD_`
+    /// (name, value): the only ones a section may take a secret from.
+    pub(crate) env: Vec<(String, String)>,
+    /// `$CREDENTIALS_DIRECTORY` (systemd credentials), None when unset.
+    pub(crate) credentials_dir: Option<PathBuf>,
+    /// The state directory: a secret file of its group is not a warning.
+    pub(crate) state_dir: PathBuf,
+}
+
+impl SecretSources {
+    /// The value of the environment variable `name`, if it was set.
+    pub(crate) fn env(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The `TJFWD_*` variables of this process.
+    pub(crate) fn process_env() -> Vec<(String, String)> {
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .filter(|(k, _)| k.starts_with("TJFWD_"))
+            .collect()
+    }
 }
 
 impl Ctx {

@@ -11,6 +11,9 @@
 //!   line that may hold a secret redacted (`render_parse_error`).
 //! - `secret`: [`Secret`], and which key names are taken for secrets
 //!   (`looks_secret`).
+//! - `credential`: a secret given inline, in a file, in an environment
+//!   variable or as a systemd credential, read once and checked
+//!   ([`resolve_secret`]).
 //! - `format`: durations and sizes written back as TOML, and the
 //!   `serialize_with` functions of the sections (`ser`).
 //!
@@ -23,11 +26,13 @@
 //! This module names no section and uses no other module of tjfwd.
 
 mod context;
+mod credential;
 mod errors;
 mod format;
 mod secret;
 
-pub use context::Ctx;
+pub use context::{Ctx, SecretSources};
+pub(crate) use credential::{resolve_secret, SecretSpec};
 pub(crate) use errors::render_parse_error;
 pub use errors::ConfigError;
 pub(crate) use format::{format_duration, format_size, ser, KIB, MIB};

@@ -41,6 +41,8 @@
 //! at the top level of the file, so `crate::config` places them by name and
 //! [`start_enabled`] builds it by name.
 
+pub mod crowdsec;
+pub mod http;
 pub mod threatjammer;
 
 mod live;
@@ -68,6 +70,7 @@ macro_rules! registry {
     ($then:ident) => {
         $then! {
             // name: module::Type,
+            crowdsec: crowdsec::CrowdSec,
         }
     };
 }

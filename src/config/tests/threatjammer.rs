@@ -393,6 +393,7 @@ fn with_credentials(
         resolve_base: Some(Path::new(FILE)),
         file_meta: None,
         credentials_dir: creds.map(Path::to_path_buf),
+        env: Vec::new(),
     };
     build(source, &opts(), env_token.map(str::to_string), None)
 }
