@@ -36,6 +36,7 @@ impl Answer {
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .user_agent("fake-selftest/1.0")
         .build()
         .expect("reqwest client")
 }
@@ -70,8 +71,14 @@ async fn login(fake: &FakeLapi) -> String {
     a.json()["token"].as_str().expect("a token").to_owned()
 }
 
-/// An alert as tjfwd will send it: one ban decision per address.
+/// An alert as tjfwd will send it: one ban decision per address, stopped
+/// now (its decisions last `duration` from its `stop_at`).
 fn alert(addresses: &[&str], duration: &str) -> Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64;
+    let at = support::fake_server::format_rfc3339(now);
     let decisions: Vec<Value> = addresses
         .iter()
         .map(|ip| {
@@ -87,8 +94,8 @@ fn alert(addresses: &[&str], duration: &str) -> Value {
         "scenario_version": "",
         "message": format!("tjfwd: {} addresses from cowrie", addresses.len()),
         "events_count": addresses.len(),
-        "start_at": "2026-03-10T12:00:00Z",
-        "stop_at": "2026-03-10T12:00:00Z",
+        "start_at": at,
+        "stop_at": at,
         "capacity": 0,
         "leakspeed": "0",
         "simulated": false,
@@ -131,7 +138,7 @@ async fn login_answers_a_token_and_its_expiry() {
         assert_eq!(a.status, 401, "{a:?}");
         assert_eq!(a.json()["code"], 401);
     }
-    // Malformed bodies: 400.
+    // Malformed bodies: 401 too, as the real middleware answers.
     for body in [
         json!({ "machine_id": DEFAULT_MACHINE }),
         json!({ "machine_id": 1, "password": DEFAULT_PASSWORD }),
@@ -139,9 +146,22 @@ async fn login_answers_a_token_and_its_expiry() {
         json!([]),
     ] {
         let a = post_json(&fake, LOGIN_PATH, None, &body).await;
-        assert_eq!(a.status, 400, "{body}: {a:?}");
+        assert_eq!(a.status, 401, "{body}: {a:?}");
         assert!(!a.message().is_empty());
     }
+    // A User-Agent that is not `name/version`: refused, as the real LAPI does.
+    let body = json!({ "machine_id": DEFAULT_MACHINE, "password": DEFAULT_PASSWORD });
+    for ua in ["tjfwd", "tjfwd/1.0 (linux/x86)"] {
+        let a = send(
+            client()
+                .post(format!("{}{LOGIN_PATH}", fake.url()))
+                .header("User-Agent", ua)
+                .body(body.to_string()),
+        )
+        .await;
+        assert_eq!(a.status, 401, "{ua}: {a:?}");
+    }
+    assert_eq!(fake.logins(), 1);
     // A machine added later, without scenarios.
     fake.set_machine("second", "pw2");
     let a = post_json(
@@ -183,8 +203,9 @@ async fn alerts_record_decisions_with_their_expiry() {
     assert_eq!(d[0].duration, "24h");
     assert_eq!(d[2].alert_id, 2);
     let day = 86_400_000;
-    assert!((before + day..=after + day).contains(&d[0].until_ms));
-    assert!((before + 5_400_000..=after + 5_400_000).contains(&d[2].until_ms));
+    // From stop_at, written in whole seconds.
+    assert!((before - 1000 + day..=after + day).contains(&d[0].until_ms));
+    assert!((before - 1000 + 5_400_000..=after + 5_400_000).contains(&d[2].until_ms));
     let recs = fake.requests();
     assert_eq!(
         recs.last().and_then(|r| r.machine.as_deref()),
@@ -308,7 +329,9 @@ async fn alerts_are_validated_per_the_swagger() {
         at[path[path.len() - 1]] = v;
         a
     };
-    let mut cases: Vec<(String, Value, &str)> = Vec::new();
+    // (why, body, status, a word of the message): what the real LAPI
+    // (crowdsec 1.4.6) answers; a missing field is a 500 there.
+    let mut cases: Vec<(String, Value, u16, &str)> = Vec::new();
     for field in [
         "scenario",
         "scenario_hash",
@@ -323,7 +346,7 @@ async fn alerts_are_validated_per_the_swagger() {
         "events",
         "source",
     ] {
-        cases.push((format!("no {field}"), json!([without(field)]), field));
+        cases.push((format!("no {field}"), json!([without(field)]), 500, field));
     }
     for field in ["origin", "type", "scope", "value", "duration", "scenario"] {
         let mut a = good.clone();
@@ -331,67 +354,85 @@ async fn alerts_are_validated_per_the_swagger() {
             .as_object_mut()
             .expect("object")
             .remove(field);
-        cases.push((format!("decision without {field}"), json!([a]), field));
+        cases.push((format!("decision without {field}"), json!([a]), 500, field));
     }
     cases.extend([
         (
             "events_count a string".to_owned(),
             json!([with(&["events_count"], json!("1"))]),
+            400,
             "events_count",
         ),
         (
             "simulated a string".to_owned(),
             json!([with(&["simulated"], json!("false"))]),
+            400,
             "simulated",
         ),
         (
             "source without value".to_owned(),
             json!([with(&["source"], json!({ "scope": "Ip" }))]),
+            500,
             "value",
         ),
         (
             "bad duration".to_owned(),
             json!([with(&["decisions", "0", "duration"], json!("1d"))]),
+            500,
             "duration",
         ),
         (
             "zero duration".to_owned(),
             json!([with(&["decisions", "0", "duration"], json!("0s"))]),
+            500,
             "duration",
         ),
         (
             "Ip scope, not an IP".to_owned(),
             json!([with(&["decisions", "0", "value"], json!("8.8.8.8:22"))]),
-            "value",
+            500,
+            "invalid addr/range",
         ),
         (
             "event without meta".to_owned(),
             json!([with(&["events"], json!([{ "timestamp": "t" }]))]),
+            500,
             "meta",
         ),
-        ("an object, not a list".to_owned(), good.clone(), ""),
+        (
+            "an object, not a list".to_owned(),
+            good.clone(),
+            400,
+            "json",
+        ),
         (
             "a string, not a list".to_owned(),
             Value::String("{".to_owned()),
+            400,
             "",
         ),
     ]);
-    for (why, body, field) in &cases {
+    for (why, body, status, field) in &cases {
         let a = post_json(&fake, ALERTS_PATH, Some(&token), body).await;
-        assert_eq!(a.status, 400, "{why}: {a:?}");
+        assert_eq!(a.status, *status, "{why}: {a:?}");
         assert!(a.message().contains(field), "{why}: {a:?}");
     }
     assert!(fake.alerts().is_empty() && fake.decisions().is_empty());
-    // Two bad alerts: every problem listed, by index.
-    let two = json!([
-        without("message"),
-        with(&["decisions", "0", "duration"], json!("x"))
-    ]);
+    // Two bad alerts: every missing field listed, by index, as go-openapi
+    // writes them.
+    let mut no_origin = good.clone();
+    no_origin["decisions"][0]
+        .as_object_mut()
+        .expect("object")
+        .remove("origin");
+    let two = json!([without("message"), no_origin]);
     let a = post_json(&fake, ALERTS_PATH, Some(&token), &two).await;
+    assert_eq!(a.status, 500, "{a:?}");
     let msg = a.message();
     assert!(msg.starts_with("validation failure list:"), "{msg}");
     assert!(
-        msg.contains("[0].message") && msg.contains("[1].decisions[0].duration"),
+        msg.contains("0.message in body is required")
+            && msg.contains("1.decisions.0.origin in body is required"),
         "{msg}"
     );
     // The good one, an alert without decisions, an empty list: accepted.

@@ -25,8 +25,8 @@
 //! `{"message": "..."}`, except the 401s (`{"code": 401, "message": ...}`):
 //!
 //! 1. while [`FakeLapi::set_down`]`(true)`: `503`;
-//! 2. unknown path: `404`; known path, other method: `405`
-//!    (`{"message": ...}`; **assumed**: the real router may answer 404);
+//! 2. unknown path: `404`; known path, other method: `405`, both with an
+//!    empty body (as the real router);
 //! 3. authentication: `/v1/alerts` needs `Authorization: Bearer <token>`
 //!    with a token this fake issued, not revoked ([`FakeLapi::revoke_tokens`],
 //!    as a LAPI restart with a new JWT secret does) and not expired, else
@@ -34,31 +34,37 @@
 //!    only); `/v1/decisions` needs `X-Api-Key` = [`LapiConfig::bouncer_key`],
 //!    else `403`; login needs nothing here;
 //! 4. the next scripted [`Failure`] (FIFO, one per request passing rule 3);
-//! 5. login: the body must be a JSON object with string `machine_id` and
-//!    `password` (`scenarios`, optional, a list of strings), else `400`
-//!    (**assumed**; the real middleware may say 401); an unknown machine or
-//!    a wrong password: `401`. Success: `200`
+//! 5. login: every refusal is `401` `{"code": 401, "message": ...}`, as the
+//!    real JWT middleware answers (checked against crowdsec 1.4.6): a body
+//!    that is not a JSON object with string `machine_id` and `password`
+//!    (`scenarios`, optional, a list of strings); an unknown machine; a
+//!    wrong password; and a `User-Agent` that is not exactly `name/version`
+//!    (one `/`: the real LAPI stores the version and refuses the login
+//!    otherwise, with "incorrect Username or Password"). Success: `200`
 //!    `{"code": 200, "expire": "<RFC 3339, UTC>", "token": "<JWT-like>"}`,
-//!    the token valid for [`LapiConfig::token_lifetime`] (**assumed**
-//!    default 1 h, the LAPI's JWT timeout);
-//! 6. alerts: the body must be a JSON array of alerts (an empty one is
-//!    answered `201 []`, **assumed**); each alert must have the swagger's
-//!    required fields with their types: `scenario`, `scenario_hash`,
-//!    `scenario_version`, `message`, `start_at`, `stop_at`, `leakspeed`
-//!    (strings), `events_count`, `capacity` (integers), `simulated`
-//!    (boolean), `events` (a list of `{"timestamp": string, "meta": [{key,
-//!    value}]}`), `source` (`{"scope": string, "value": string}`); optional
-//!    `decisions`, each with string `origin`, `type`, `scope`, `value`,
-//!    `duration`, `scenario`. Stricter than the swagger (**assumed**; the
-//!    real LAPI fails such decisions later or stores junk): a `duration`
-//!    must be a positive Go duration (`"24h"`, `"1h30m"`), and a decision
-//!    of scope `Ip` (any case) must have an IP address as `value`. Any
-//!    violation answers `400` `{"message": "validation failure list:\n..."}`
-//!    with one line per problem, naming it by index and field
-//!    (`[0].decisions[2].duration ...`): informative only;
+//!    the token valid for [`LapiConfig::token_lifetime`] (default 1 h, the
+//!    LAPI's JWT timeout);
+//! 6. alerts, in the real LAPI's order and with its statuses:
+//!    a body that does not decode into a list of alerts (not JSON, not a
+//!    list, a field of the wrong JSON type) is `400` `{"message": "json:
+//!    ..."}`; then the swagger's required fields: `scenario`,
+//!    `scenario_hash`, `scenario_version`, `message`, `start_at`, `stop_at`,
+//!    `leakspeed`, `events_count`, `capacity`, `simulated`, `events` (a
+//!    list of `{"timestamp", "meta"}`), `source` (`{"scope", "value"}`);
+//!    each decision's `origin`, `type`, `scope`, `value`, `duration`,
+//!    `scenario`: a missing one is **`500`** `{"message": "validation
+//!    failure list:\n0.events in body is required"}` (the real controller
+//!    hands validation errors to its database error handler, whose default
+//!    is 500); then, while storing, a `duration` that is not a Go duration
+//!    (`"1d"`) or a decision of scope `Ip`/`Range` whose value is not an
+//!    address is `500` "unable to create alerts: decision duration ..." /
+//!    "... invalid addr/range ...", nothing stored. Stricter than the real
+//!    LAPI (**assumed** mistakes, which it stores as already expired): a
+//!    duration must be positive. An empty list is `201 []`;
 //! 7. otherwise alerts answer `201` with the list of the new alert ids (as
 //!    strings, swagger `AddAlertsResponse`); each decision gets an id and
-//!    expires at the fake clock + its duration;
+//!    expires at its alert's `stop_at` + its duration (the fake clock when
+//!    `stop_at` is not RFC 3339, as the real LAPI does);
 //! 8. `GET /v1/decisions` answers `200` with the active decisions (not
 //!    expired), filtered by the query's `ip` / `scope` / `value` / `type`,
 //!    each `{id, origin, type, scope, value, duration, scenario}` with the
@@ -82,8 +88,8 @@ use axum::response::IntoResponse;
 use serde_json::{json, Map, Value};
 
 use super::fake_server::{
-    all_headers, format_go_duration, format_rfc3339, header, parse_go_duration, poll_async,
-    poll_blocking, Outcome, Server,
+    all_headers, format_go_duration, format_rfc3339, header, parse_go_duration, parse_iso8601,
+    poll_async, poll_blocking, Outcome, Server,
 };
 
 /// The machine [`LapiConfig::default`] registers.
@@ -509,9 +515,9 @@ async fn process(shared: Arc<Shared>, parts: Parts, body: Bytes) -> Outcome {
         if state.down {
             Err(Some(message(503, "service unavailable")))
         } else if expected.is_none() {
-            Err(Some(message(404, "Page or Method not found")))
+            Err(Some((404, Value::Null)))
         } else if expected.as_ref() != Some(&parts.method) {
-            Err(Some(message(405, "Method not allowed")))
+            Err(Some((405, Value::Null)))
         } else if let Err(refusal) = auth {
             Err(Some(refusal))
         } else {
@@ -538,7 +544,7 @@ async fn process(shared: Arc<Shared>, parts: Parts, body: Bytes) -> Outcome {
             }
             let mut state = shared.lock();
             Some(match rec.path.as_str() {
-                LOGIN_PATH => login(&mut state, &body),
+                LOGIN_PATH => login(&mut state, header(&parts, "user-agent"), &body),
                 ALERTS_PATH => {
                     let machine = rec.machine.clone().unwrap_or_default();
                     push_alerts(&mut state, &machine, &body)
@@ -555,13 +561,18 @@ async fn process(shared: Arc<Shared>, parts: Parts, body: Bytes) -> Outcome {
         }
         Some((status, body)) => {
             rec.status = status;
-            rec.answer = body.to_string();
+            // The router's 404 and 405 have an empty body.
+            rec.answer = if body.is_null() && matches!(status, 404 | 405) {
+                String::new()
+            } else {
+                body.to_string()
+            };
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             Outcome::Respond(
                 (
                     status,
                     [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-                    body.to_string(),
+                    rec.answer.clone(),
                 )
                     .into_response(),
             )
@@ -579,24 +590,44 @@ fn bearer(value: &str) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-fn login(state: &mut State, body: &[u8]) -> (u16, Value) {
-    let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(body) else {
-        return message(400, "the body must be a JSON object");
+fn login(state: &mut State, user_agent: Option<&str>, body: &[u8]) -> (u16, Value) {
+    let obj = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(obj)) => obj,
+        Ok(_) => return message(
+            401,
+            "missing: json: cannot unmarshal array into Go value of type models.WatcherAuthRequest",
+        ),
+        Err(e) => return message(401, &format!("missing: {e}")),
     };
-    let (Some(Value::String(machine)), Some(Value::String(password))) =
-        (obj.get("machine_id"), obj.get("password"))
-    else {
-        return message(400, "machine_id and password (strings) are required");
+    let typed = |k: &str| {
+        matches!(
+            obj.get(k),
+            None | Some(Value::Null) | Some(Value::String(_))
+        )
     };
     let scenarios_ok = match obj.get("scenarios") {
         None | Some(Value::Null) => true,
         Some(Value::Array(items)) => items.iter().all(Value::is_string),
         Some(_) => false,
     };
-    if !scenarios_ok {
-        return message(400, "scenarios must be a list of strings");
+    if !typed("machine_id") || !typed("password") || !scenarios_ok {
+        return message(
+            401,
+            "missing: json: cannot unmarshal into Go struct field of WatcherAuthRequest",
+        );
     }
-    if state.machines.get(machine) != Some(password) {
+    let (Some(Value::String(machine)), Some(Value::String(password))) =
+        (obj.get("machine_id"), obj.get("password"))
+    else {
+        return message(401, "input format error");
+    };
+    let Some(known) = state.machines.get(machine) else {
+        return message(401, "ent: machine not found");
+    };
+    if known != password {
+        return message(401, "incorrect Username or Password");
+    }
+    if user_agent.is_none_or(|ua| ua.split('/').count() != 2) {
         return message(401, "incorrect Username or Password");
     }
     state.issued += 1;
@@ -613,22 +644,25 @@ fn login(state: &mut State, body: &[u8]) -> (u16, Value) {
     )
 }
 
-/// Checks a required field of `obj`, pushing a line to `problems`.
+/// Checks the JSON type of `obj[field]` when present (what Go's decoder
+/// refuses: `400`), pushing a line to `decode`; and its presence (what the
+/// swagger's validation refuses: `500`), pushing a line to `missing`.
 fn require(
     obj: &Map<String, Value>,
     at: &str,
     field: &str,
     kind: &str,
-    problems: &mut Vec<String>,
+    decode: &mut Vec<String>,
+    missing: &mut Vec<String>,
 ) {
     let ok = match obj.get(field) {
         None | Some(Value::Null) => {
-            problems.push(format!("{at}.{field} in body is required"));
+            missing.push(format!("{at}.{field} in body is required"));
             return;
         }
         Some(v) => match kind {
             "string" => v.is_string(),
-            "integer" => v.is_i64() || v.is_u64(),
+            "integer" => v.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
             "boolean" => v.is_boolean(),
             "array" => v.is_array(),
             "object" => v.is_object(),
@@ -636,21 +670,30 @@ fn require(
         },
     };
     if !ok {
-        problems.push(format!("{at}.{field} in body must be of type {kind}"));
+        decode.push(format!(
+            "json: cannot unmarshal into Go struct field {at}.{field} of type {kind}"
+        ));
     }
 }
 
 fn push_alerts(state: &mut State, machine: &str, body: &[u8]) -> (u16, Value) {
     let alerts = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Array(alerts)) => alerts,
-        Ok(_) => return message(400, "the body must be a JSON array of alerts"),
-        Err(e) => return message(400, &format!("invalid JSON: {e}")),
+        Ok(_) => {
+            return message(
+                400,
+                "json: cannot unmarshal object into Go value of type models.AddAlertsRequest",
+            )
+        }
+        Err(e) => return message(400, &e.to_string()),
     };
-    let mut problems = Vec::new();
+    let mut decode = Vec::new();
+    let mut missing = Vec::new();
+    let mut store = Vec::new();
     for (i, alert) in alerts.iter().enumerate() {
-        let at = format!("[{i}]");
+        let at = i.to_string();
         let Some(obj) = alert.as_object() else {
-            problems.push(format!("{at} in body must be of type object"));
+            decode.push(format!("json: cannot unmarshal alert {i}: not an object"));
             continue;
         };
         for field in [
@@ -662,68 +705,89 @@ fn push_alerts(state: &mut State, machine: &str, body: &[u8]) -> (u16, Value) {
             "stop_at",
             "leakspeed",
         ] {
-            require(obj, &at, field, "string", &mut problems);
+            require(obj, &at, field, "string", &mut decode, &mut missing);
         }
-        require(obj, &at, "events_count", "integer", &mut problems);
-        require(obj, &at, "capacity", "integer", &mut problems);
-        require(obj, &at, "simulated", "boolean", &mut problems);
-        require(obj, &at, "events", "array", &mut problems);
-        require(obj, &at, "source", "object", &mut problems);
+        require(
+            obj,
+            &at,
+            "events_count",
+            "integer",
+            &mut decode,
+            &mut missing,
+        );
+        require(obj, &at, "capacity", "integer", &mut decode, &mut missing);
+        require(obj, &at, "simulated", "boolean", &mut decode, &mut missing);
+        require(obj, &at, "events", "array", &mut decode, &mut missing);
+        require(obj, &at, "source", "object", &mut decode, &mut missing);
         if let Some(Value::Array(events)) = obj.get("events") {
             for (j, event) in events.iter().enumerate() {
-                let at = format!("{at}.events[{j}]");
+                let at = format!("{at}.events.{j}");
                 match event.as_object() {
-                    None => problems.push(format!("{at} in body must be of type object")),
+                    None => decode.push(format!("json: cannot unmarshal {at}: not an object")),
                     Some(e) => {
-                        require(e, &at, "timestamp", "string", &mut problems);
-                        require(e, &at, "meta", "array", &mut problems);
+                        require(e, &at, "timestamp", "string", &mut decode, &mut missing);
+                        require(e, &at, "meta", "array", &mut decode, &mut missing);
                     }
                 }
             }
         }
         if let Some(Value::Object(source)) = obj.get("source") {
             let at = format!("{at}.source");
-            require(source, &at, "scope", "string", &mut problems);
-            require(source, &at, "value", "string", &mut problems);
+            require(source, &at, "scope", "string", &mut decode, &mut missing);
+            require(source, &at, "value", "string", &mut decode, &mut missing);
         }
         match obj.get("decisions") {
             None | Some(Value::Null) => {}
             Some(Value::Array(decisions)) => {
                 for (j, decision) in decisions.iter().enumerate() {
-                    let at = format!("{at}.decisions[{j}]");
+                    let at = format!("{at}.decisions.{j}");
                     let Some(d) = decision.as_object() else {
-                        problems.push(format!("{at} in body must be of type object"));
+                        decode.push(format!("json: cannot unmarshal {at}: not an object"));
                         continue;
                     };
                     for field in ["origin", "type", "scope", "value", "duration", "scenario"] {
-                        require(d, &at, field, "string", &mut problems);
+                        require(d, &at, field, "string", &mut decode, &mut missing);
                     }
+                    // Checked while storing, after the validation.
                     if let Some(Value::String(duration)) = d.get("duration") {
                         if !parse_go_duration(duration).is_some_and(|s| s > 0.0) {
-                            problems.push(format!(
-                                "{at}.duration in body must be a positive duration (e.g. 24h): {duration:?}"
+                            store.push(format!(
+                                "unable to create alerts: decision duration '{duration}' : time: invalid duration (must be positive here)"
                             ));
                         }
                     }
                     if let (Some(Value::String(scope)), Some(Value::String(value))) =
                         (d.get("scope"), d.get("value"))
                     {
-                        if scope.eq_ignore_ascii_case("ip") && value.parse::<IpAddr>().is_err() {
-                            problems.push(format!(
-                                "{at}.value in body must be an IP address for scope Ip: {value:?}"
+                        let is_addr = value.parse::<IpAddr>().is_ok()
+                            || (scope.eq_ignore_ascii_case("range")
+                                && value.parse::<ipnet::IpNet>().is_ok());
+                        if (scope.eq_ignore_ascii_case("ip") || scope.eq_ignore_ascii_case("range"))
+                            && !is_addr
+                        {
+                            store.push(format!(
+                                "unable to create alerts: invalid addr/range {value} : invalid address: unable to parse duration"
                             ));
                         }
                     }
                 }
             }
-            Some(_) => problems.push(format!("{at}.decisions in body must be of type array")),
+            Some(_) => decode.push(format!(
+                "json: cannot unmarshal into Go struct field Alert.decisions of {at}"
+            )),
         }
     }
-    if !problems.is_empty() {
+    if let Some(first) = decode.first() {
+        return message(400, first);
+    }
+    if !missing.is_empty() {
         return message(
-            400,
-            &format!("validation failure list:\n{}", problems.join("\n")),
+            500,
+            &format!("validation failure list:\n{}", missing.join("\n")),
         );
+    }
+    if let Some(first) = store.first() {
+        return message(500, first);
     }
     let now = state.now_ms();
     let mut ids = Vec::new();
@@ -742,6 +806,7 @@ fn push_alerts(state: &mut State, machine: &str, body: &[u8]) -> (u16, Value) {
                 let did = state.next_decision;
                 state.next_decision += 1;
                 let secs = parse_go_duration(&s(d, "duration")).unwrap_or(0.0);
+                let stop_ms = parse_iso8601(&s(&alert, "stop_at")).map_or(now, |t| t * 1000);
                 state.decisions.push(Decision {
                     id: did,
                     alert_id: id,
@@ -752,7 +817,7 @@ fn push_alerts(state: &mut State, machine: &str, body: &[u8]) -> (u16, Value) {
                     duration: s(d, "duration"),
                     scenario: s(d, "scenario"),
                     created_ms: now,
-                    until_ms: now + (secs * 1000.0) as i64,
+                    until_ms: stop_ms + (secs * 1000.0) as i64,
                 });
                 decision_ids.push(did);
             }
