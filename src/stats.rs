@@ -109,6 +109,12 @@ pub struct Stats {
     pub addresses_reported: AtomicU64,
     /// Addresses moved to the dead-letter set.
     pub addresses_dead_lettered: AtomicU64,
+    /// Addresses not sent because their last sighting is older than the
+    /// target takes (AbuseIPDB: 60 days); also counted as dead-lettered.
+    pub addresses_too_old: AtomicU64,
+    /// Addresses a target let go unsent because they did not reach its
+    /// threshold in time (AbuseIPDB's `min_attempts` in `attempts_window`).
+    pub addresses_below_min_attempts: AtomicU64,
     /// Waits imposed by the rate limiter or a 429.
     pub rate_limit_waits: AtomicU64,
     /// Failed attempts that will be retried.
@@ -125,6 +131,23 @@ pub struct Stats {
     /// Why the file input cannot read its file (permissions, a symlink
     /// loop...), while it cannot.
     input_error: Mutex<Option<String>>,
+    /// The last quota each target's service announced, by target name
+    /// (see [`Stats::quota`]).
+    quotas: Mutex<BTreeMap<&'static str, Quota>>,
+}
+
+/// A service's request quota as its last answer announced it (AbuseIPDB's
+/// `X-RateLimit-Limit` and `X-RateLimit-Remaining`). In memory only: it is
+/// the service's word, shown as is, never used to decide when to send (the
+/// target's own rolling-window limit does that).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Requests allowed in the service's period, if it said.
+    pub limit: Option<u64>,
+    /// Requests left in the period after the one that was answered.
+    pub remaining: u64,
+    /// When the answer came (wall clock, ms since the epoch).
+    pub at_ms: u64,
 }
 
 #[derive(Debug, Default)]
@@ -230,6 +253,20 @@ impl Stats {
     pub fn replies(&self) -> Vec<(u16, u64)> {
         let m = self.replies.lock().unwrap_or_else(|e| e.into_inner());
         m.iter().map(|(s, n)| (*s, *n)).collect()
+    }
+
+    /// Records the quota `target`'s service announced in its last answer.
+    pub fn set_quota(&self, target: &'static str, quota: Quota) {
+        let mut q = self.quotas.lock().unwrap_or_else(|e| e.into_inner());
+        q.insert(target, quota);
+    }
+
+    /// The quota `target`'s service announced in the last answer that
+    /// carried one (AbuseIPDB: requests left today on its endpoint), for
+    /// `status` and `/metrics`; None before any such answer in this run.
+    pub fn quota(&self, target: &str) -> Option<Quota> {
+        let q = self.quotas.lock().unwrap_or_else(|e| e.into_inner());
+        q.get(target).copied()
     }
 
     /// Bumps a counter by `n`.
