@@ -490,6 +490,7 @@ fn build(
             .filter(|d| !d.as_os_str().is_empty())
             .map(Path::to_path_buf),
         warnings: Vec::new(),
+        sources: Default::default(),
     };
     if let Some(s) = &supplied {
         refuse_supplied_keys(&ctx, &raw, s)?;
@@ -542,6 +543,7 @@ fn build(
                 file: s.file,
                 base_dir: None,
                 warnings: Vec::new(),
+                sources: Default::default(),
             };
             let tj = threatjammer::validate(
                 &mut sctx,
@@ -567,6 +569,15 @@ fn build(
     let storage = storage::validate(&ctx, raw.storage)?;
     let queue = queue::validate(&ctx, raw.queue)?;
     let admin = admin::validate(&ctx, raw.admin)?;
+    ctx.sources = crate::config_kit::Sources {
+        vars: None,
+        credentials_dir: credentials_dir.clone(),
+        state_dir: state_dir.clone(),
+        config_file: path
+            .zip(file_meta.clone())
+            .map(|(p, m)| (p.to_path_buf(), m)),
+        dry_run: opts.dry_run,
+    };
     let targets = Targets::validate(&mut ctx, raw_targets)?;
 
     // Checked last: the other keys' mistakes are reported first, as they are

@@ -21,6 +21,9 @@ pub struct Ctx {
     pub(crate) base_dir: Option<PathBuf>,
     /// Warnings collected so far.
     pub(crate) warnings: Vec<String>,
+    /// Where the targets' secrets may come from (environment, systemd
+    /// credentials...): see `super::sources`.
+    pub(crate) sources: super::sources::Sources,
 }
 
 impl Ctx {

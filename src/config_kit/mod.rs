@@ -11,6 +11,8 @@
 //!   line that may hold a secret redacted (`render_parse_error`).
 //! - `secret`: [`Secret`], and which key names are taken for secrets
 //!   (`looks_secret`).
+//! - `sources`: where a target's secret (an API key) comes from, by the
+//!   rules of Threat Jammer's token ([`Sources`], `resolve_secret`).
 //! - `format`: durations and sizes written back as TOML, and the
 //!   `serialize_with` functions of the sections (`ser`).
 //!
@@ -26,6 +28,7 @@ mod context;
 mod errors;
 mod format;
 mod secret;
+mod sources;
 
 pub use context::Ctx;
 pub(crate) use errors::render_parse_error;
@@ -33,3 +36,5 @@ pub use errors::ConfigError;
 pub(crate) use format::{format_duration, format_size, ser, KIB, MIB};
 pub use secret::Secret;
 pub(crate) use secret::{looks_secret, REDACTED};
+pub use sources::Sources;
+pub(crate) use sources::{resolve_secret, SecretSpec};

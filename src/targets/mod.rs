@@ -41,6 +41,7 @@
 //! at the top level of the file, so `crate::config` places them by name and
 //! [`start_enabled`] builds it by name.
 
+pub mod abuseipdb;
 pub mod threatjammer;
 
 mod live;
@@ -69,6 +70,7 @@ macro_rules! registry {
     ($then:ident) => {
         $then! {
             // name: module::Type,
+            abuseipdb: abuseipdb::AbuseIpdb,
         }
     };
 }

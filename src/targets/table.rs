@@ -276,6 +276,7 @@ pub(crate) mod tests {
             file: "tjfwd.toml".to_string(),
             base_dir: None,
             warnings: Vec::new(),
+            sources: Default::default(),
         }
     }
 

@@ -32,6 +32,7 @@ mod empty {
             file: NO_FILE.to_string(),
             base_dir: None,
             warnings: Vec::new(),
+            sources: Default::default(),
         };
         let targets = Targets::validate(&mut ctx, raw.take_targets()).unwrap();
         assert!(targets.is_empty());
