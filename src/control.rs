@@ -269,7 +269,7 @@ impl Ops {
         self.queue.flush()?;
         if let Some(d) = &self.daemon {
             if out.queued > 0 {
-                d.notify.notify_one();
+                crate::pipeline::wake_all(&d.notify);
             }
         }
         Ok(out)
@@ -307,7 +307,7 @@ impl Ops {
         ))?;
         let pending = self.queue.pending_count()?;
         d.flush_now.store(true, Ordering::Release);
-        d.notify.notify_one();
+        crate::pipeline::wake_all(&d.notify);
         Ok(FlushOutcome { pending })
     }
 

@@ -46,6 +46,15 @@ use crate::source::lines_of;
 use crate::stats::Stats;
 use crate::store::{EnqueueOutcome, Sighting, Store, StoreError};
 
+/// Wakes every scheduler waiting on `notify` (one per enabled target:
+/// `notify_one` alone would wake only one of them, and the others would
+/// sleep until their own timeout), and leaves a permit for one that is
+/// busy now, so that it looks again when it is done.
+pub fn wake_all(notify: &Notify) {
+    notify.notify_waiters();
+    notify.notify_one();
+}
+
 pub use select::{count_enqueued, select_lines};
 pub use storage_watch::StorageWatch;
 
@@ -169,7 +178,7 @@ impl Pipeline {
     /// Wakes the schedulers (as a newly queued address does): for the end
     /// of the input in drain mode.
     pub fn wake(&self) {
-        self.notify.notify_one();
+        wake_all(&self.notify);
     }
 
     /// The pipeline function: a chunk of whole lines (each ending in a
@@ -224,7 +233,7 @@ impl Pipeline {
             Ok(out) => {
                 count_enqueued(&self.stats, &out);
                 if out.queued_new > 0 {
-                    self.notify.notify_one();
+                    wake_all(&self.notify);
                 }
                 Ok(out)
             }
