@@ -2,9 +2,14 @@
 //! classified answer ([`Action`]) to the queue. Generic over the target: it
 //! knows actions, never a service's protocol.
 //!
-//! - A batch (oldest first, at most the policy's `batch_size`) goes out when
-//!   `batch_size` addresses are pending or the oldest has waited
-//!   `flush_interval`.
+//! - A batch (at most the policy's `batch_size`) goes out when `batch_size`
+//!   addresses are pending or the oldest has waited `flush_interval`. The
+//!   target chooses it ([`Target::select`]): the oldest first by default; a
+//!   target with a scarce quota may rank what it owes, set aside what the
+//!   service would refuse for its age (dead letters), release what did
+//!   not reach its threshold in time, and hold the rest back (the
+//!   scheduler then waits for the target's recheck or a flush interval,
+//!   whichever is shorter, not for each new sighting).
 //! - No more than the policy's limit of attempts in any rolling window,
 //!   retries included. Each attempt is recorded and fsynced *before* it is
 //!   sent ([`Store::record_request`]), so a restart cannot reset the window.
@@ -12,8 +17,10 @@
 //!   else a window); `Transient` backs off exponentially with jitter up to
 //!   `max_backoff`; `TooLarge` splits; `Rejected` isolates the rejected
 //!   addresses (by the indices the service names, else by bisection) into
-//!   the dead-letter set while the rest is delivered; `Config` drops nothing
-//!   and retries slowly.
+//!   the dead-letter set while the rest is delivered; `AcceptedExcept`
+//!   dead-letters the addresses named, each with its reason, and acks the
+//!   rest without sending it again; `Config` drops nothing and retries
+//!   slowly.
 //! - Nothing is removed from the queue except by an ack or a dead-letter move,
 //!   so an abandoned request (shutdown, crash) is simply sent again later.
 //! - Time: waits are on tokio's (monotonic) clock; times stored on disk come

@@ -23,7 +23,11 @@
 //! from [`crate::config::Config::target_sections`]), not the whole
 //! configuration.
 //!
-//! Adding a target, say `abuseipdb`, takes:
+//! A target whose quota is scarce may also choose its batch among all it
+//! owes ([`Target::select`], default the oldest first) and say what quota
+//! the service announced ([`Target::quota`]): AbuseIPDB does both.
+//!
+//! Adding a target, say `abuseipdb` (`src/targets/abuseipdb/`), takes:
 //!
 //! 1. a folder `src/targets/abuseipdb/`: `mod.rs` (the target: a type
 //!    implementing [`Target`] and [`Configured`]), `client.rs` (its

@@ -245,7 +245,8 @@ pub fn single_form(item: &BatchItem, categories: &str, now_ms: u64) -> String {
 
 /// The bulk file of a batch (at most [`MAX_ROWS`] rows are written), and
 /// the addresses as written, in order. Comments are shortened for the
-/// whole file if the full ones would not keep it under [`CSV_BUDGET`].
+/// whole file if the full ones would not keep it under `CSV_BUDGET` (2 MB
+/// less a margin).
 pub fn bulk_csv(batch: &[BatchItem], categories: &str, now_ms: u64) -> (String, Vec<String>) {
     let batch = &batch[..batch.len().min(MAX_ROWS)];
     let build = |full: bool| {
