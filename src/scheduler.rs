@@ -2,9 +2,14 @@
 //! classified answer ([`Action`]) to the queue. Generic over the target: it
 //! knows actions, never a service's protocol.
 //!
-//! - A batch (oldest first, at most the policy's `batch_size`) goes out when
-//!   `batch_size` addresses are pending or the oldest has waited
-//!   `flush_interval`.
+//! - A batch (at most the policy's `batch_size`) goes out when `batch_size`
+//!   addresses are pending or the oldest has waited `flush_interval`. The
+//!   target chooses it ([`Target::select`]): the oldest first by default; a
+//!   target with a scarce quota may rank what it owes, set aside what the
+//!   service would refuse for its age (dead letters), release what did
+//!   not reach its threshold in time, and hold the rest back (the
+//!   scheduler then waits for the target's recheck or a flush interval,
+//!   whichever is shorter, not for each new sighting).
 //! - No more than the policy's limit of attempts in any rolling window,
 //!   retries included. Each attempt is recorded and fsynced *before* it is
 //!   sent ([`Store::record_request`]), so a restart cannot reset the window.
@@ -12,8 +17,10 @@
 //!   else a window); `Transient` backs off exponentially with jitter up to
 //!   `max_backoff`; `TooLarge` splits; `Rejected` isolates the rejected
 //!   addresses (by the indices the service names, else by bisection) into
-//!   the dead-letter set while the rest is delivered; `Config` drops nothing
-//!   and retries slowly.
+//!   the dead-letter set while the rest is delivered; `AcceptedExcept`
+//!   dead-letters the addresses named, each with its reason, and acks the
+//!   rest without sending it again; `Config` drops nothing and retries
+//!   slowly.
 //! - Nothing is removed from the queue except by an ack or a dead-letter move,
 //!   so an abandoned request (shutdown, crash) is simply sent again later.
 //! - Time: waits are on tokio's (monotonic) clock; times stored on disk come
@@ -34,7 +41,7 @@ use crate::health::FailureKind;
 use crate::ratelimit::backoff;
 use crate::stats::{Stats, TargetStats};
 use crate::store::{BatchItem, QueuePos, Store, StoreError, TargetId};
-use crate::targets::{Action, Policy, Target};
+use crate::targets::{Action, Policy, Selection, Target};
 
 /// How the daemon runs a scheduler (the target's own settings are its
 /// [`Policy`]).
@@ -93,6 +100,10 @@ pub struct Scheduler<T: Target> {
     /// Told about storage errors (the daemon reopens the database once the
     /// disk is writable again).
     storage_watch: Option<crate::pipeline::StorageWatch>,
+    /// The last selection sent nothing: every pending address was held
+    /// back by the target ([`Selection::waiting`]). A drain then ends
+    /// with them still queued, for a later run.
+    only_waiting: bool,
 }
 
 /// How far the wall clock jumped between two looks (ms, signed), beyond
@@ -224,6 +235,7 @@ impl<T: Target> Scheduler<T> {
             config_failures: 0,
             dry_run_cursor: QueuePos::default(),
             storage_watch: None,
+            only_waiting: false,
         }
     }
 
@@ -418,6 +430,11 @@ impl<T: Target> Scheduler<T> {
         } else {
             self.queue.pending_count_for(self.id)?
         };
+        let drained = self.mode.drain && self.input_done.load(Ordering::Acquire);
+        if drained && self.only_waiting {
+            // What is left waits for more sightings than this run has.
+            return Ok(Step::Done);
+        }
         if pending == 0 {
             if flushing {
                 self.flush_now.store(false, Ordering::Release);
@@ -459,8 +476,35 @@ impl<T: Target> Scheduler<T> {
         if self.mode.dry_run {
             return self.dry_run_batch();
         }
-        let items = self.queue.peek_batch(self.id, self.batch_cap)?;
+        let selection = self
+            .target
+            .select(&self.queue, self.id, self.batch_cap, self.now_ms())?;
+        self.settle_unsent(&selection)?;
+        let items = selection.batch;
+        self.only_waiting = false;
         if items.is_empty() {
+            if selection.waiting > 0 {
+                // Held back by the target (below its threshold): look
+                // again when it says, at the latest after a flush
+                // interval; new sightings do not wake it sooner, so
+                // addresses that wait cannot make it spin.
+                let wait = selection
+                    .recheck
+                    .unwrap_or(self.policy.flush_interval)
+                    .min(self.policy.flush_interval)
+                    .max(Duration::from_secs(1));
+                tracing::debug!(
+                    waiting = selection.waiting,
+                    recheck_s = wait.as_secs(),
+                    "nothing to send yet: every pending address is held back"
+                );
+                self.only_waiting = true;
+                self.block_for(wait);
+                return Ok(());
+            }
+            if !selection.stale.is_empty() || !selection.unqualified.is_empty() {
+                return Ok(());
+            }
             // The counter said something is pending, the tree says no.
             let n = self.queue.repair_pending_count()?;
             tracing::warn!(
@@ -491,22 +535,30 @@ impl<T: Target> Scheduler<T> {
             let (sent_at, status, action) = self.attempt(&batch).await?;
             match action {
                 Action::Delivered => {
-                    self.queue.ack(self.id, &batch, sent_at, self.now_ms())?;
-                    // The success first, then the counters: a scrape of
-                    // /metrics (or a status) that sees the batch counted
-                    // also sees the success, never a moment of "reported,
-                    // and still failing".
-                    let health = self.record_health(None);
-                    bump!(self, requests_ok, 1);
-                    bump!(self, addresses_reported, batch.len() as u64);
-                    tracing::info!(addresses = batch.len(), "batch reported");
-                    self.transient_failures = 0;
-                    self.config_failures = 0;
-                    health?;
-                    // On disk now (one fsync a batch, at most 6 a minute):
-                    // a crash after this does not send the batch again. Only
-                    // the moment between the 202 and this line can.
-                    self.queue.flush()?;
+                    self.accepted(&batch, sent_at)?;
+                    accepted_any = true;
+                    for (item, status, reason) in suspects.drain(..) {
+                        self.dead_letter(&[item], status, &reason)?;
+                    }
+                }
+                Action::AcceptedExcept { rejected } => {
+                    let reasons: std::collections::BTreeMap<usize, String> = rejected
+                        .into_iter()
+                        .filter(|(i, _)| *i < batch.len())
+                        .collect();
+                    let mut refused: std::collections::BTreeMap<String, Vec<BatchItem>> =
+                        std::collections::BTreeMap::new();
+                    let mut taken = Vec::with_capacity(batch.len());
+                    for (i, item) in batch.into_iter().enumerate() {
+                        match reasons.get(&i) {
+                            Some(r) => refused.entry(r.clone()).or_default().push(item),
+                            None => taken.push(item),
+                        }
+                    }
+                    for (reason, items) in &refused {
+                        self.dead_letter(items, status, reason)?;
+                    }
+                    self.accepted(&taken, sent_at)?;
                     accepted_any = true;
                     for (item, status, reason) in suspects.drain(..) {
                         self.dead_letter(&[item], status, &reason)?;
@@ -625,6 +677,68 @@ impl<T: Target> Scheduler<T> {
         Ok(())
     }
 
+    /// Acknowledges what the target accepted of a request sent at
+    /// `sent_at`, records the success and counts it.
+    fn accepted(&mut self, batch: &[BatchItem], sent_at: u64) -> Result<(), StoreError> {
+        self.queue.ack(self.id, batch, sent_at, self.now_ms())?;
+        // The success first, then the counters: a scrape of /metrics (or a
+        // status) that sees the batch counted also sees the success, never
+        // a moment of "reported, and still failing".
+        let health = self.record_health(None);
+        bump!(self, requests_ok, 1);
+        bump!(self, addresses_reported, batch.len() as u64);
+        tracing::info!(addresses = batch.len(), "batch reported");
+        self.transient_failures = 0;
+        self.config_failures = 0;
+        health?;
+        // On disk now (one fsync a batch, at most 6 a minute): a crash
+        // after this does not send the batch again. Only the moment
+        // between the success and this line can.
+        self.queue.flush()
+    }
+
+    /// Settles what the target's selection takes out of its queue without
+    /// sending: too old for the service (dead letters, with the target's
+    /// reason), or below its threshold in time (released). In chunks, so
+    /// that the replay of an old log does not make one huge transaction;
+    /// one summary line each, not one per address.
+    fn settle_unsent(&self, selection: &Selection) -> Result<(), StoreError> {
+        const CHUNK: usize = 1000;
+        if !selection.stale.is_empty() {
+            let now = self.now_ms();
+            let mut by_reason: std::collections::BTreeMap<&str, Vec<BatchItem>> =
+                std::collections::BTreeMap::new();
+            for (item, reason) in &selection.stale {
+                by_reason
+                    .entry(reason.as_str())
+                    .or_default()
+                    .push(item.clone());
+            }
+            for (reason, items) in by_reason {
+                for chunk in items.chunks(CHUNK) {
+                    self.queue.dead_letter(self.id, chunk, 0, reason, now)?;
+                }
+                bump!(self, addresses_dead_lettered, items.len() as u64);
+                Stats::add(&self.stats.addresses_too_old, items.len() as u64);
+                self.tstats.add_extra("too_old", items.len() as u64);
+                tracing::warn!(addresses = items.len(), %reason, "not sent: moved to the dead-letter set");
+            }
+        }
+        if !selection.unqualified.is_empty() {
+            for chunk in selection.unqualified.chunks(CHUNK) {
+                self.queue.release(self.id, chunk)?;
+            }
+            let n = selection.unqualified.len() as u64;
+            Stats::add(&self.stats.addresses_below_min_attempts, n);
+            self.tstats.add_extra("below_min_attempts", n);
+            tracing::info!(
+                addresses = n,
+                "not reported: too few attempts within the window; released from the queue"
+            );
+        }
+        Ok(())
+    }
+
     /// The target's settings were reloaded (SIGHUP): a pause for a
     /// configuration error (a refused token...) ends, so that the new
     /// settings are tried at once (still within the rate limit).
@@ -667,6 +781,9 @@ impl<T: Target> Scheduler<T> {
         let answer = self.target.classify(&reply, self.clock.now());
         self.stats.count_reply(answer.code);
         self.tstats.count_reply(answer.code);
+        if let Some(q) = self.target.quota(&reply, self.now_ms()) {
+            self.tstats.set_quota(q);
+        }
 
         // Rounded up to the next ms: the window then starts no earlier
         // than the answer, not up to a millisecond before it.
@@ -802,6 +919,9 @@ mod tests {
         policy: Policy,
         script: Script,
         sent: Sent,
+        /// Holds every address back ([`Selection::waiting`]) when set,
+        /// and counts the selections.
+        hold_back: Option<Arc<std::sync::atomic::AtomicUsize>>,
     }
 
     impl Target for Scripted {
@@ -814,6 +934,25 @@ mod tests {
         }
         fn describe(&self) -> String {
             "scripted".into()
+        }
+        fn select(
+            &self,
+            queue: &Store,
+            t: TargetId,
+            n: usize,
+            _now_ms: u64,
+        ) -> Result<Selection, StoreError> {
+            match &self.hold_back {
+                None => Ok(Selection::of(queue.peek_batch(t, n)?)),
+                Some(calls) => {
+                    calls.fetch_add(1, Ordering::Relaxed);
+                    Ok(Selection {
+                        waiting: queue.pending_count_for(t)?,
+                        recheck: Some(Duration::from_secs(3600)),
+                        ..Selection::default()
+                    })
+                }
+            }
         }
         async fn send(&self, batch: &[BatchItem]) -> Answer {
             let addrs: Vec<IpAddr> = batch.iter().map(|b| b.addr).collect();
@@ -868,6 +1007,8 @@ mod tests {
         clock: Clock,
         sent: Sent,
         start: Instant,
+        /// See [`Scripted::hold_back`].
+        hold_back: Option<Arc<std::sync::atomic::AtomicUsize>>,
     }
 
     fn bench(n: u32) -> Bench {
@@ -901,6 +1042,7 @@ mod tests {
             clock,
             sent: Arc::default(),
             start: Instant::now(),
+            hold_back: None,
         }
     }
 
@@ -931,6 +1073,7 @@ mod tests {
                 policy,
                 script,
                 sent: self.sent.clone(),
+                hold_back: self.hold_back.clone(),
             };
             let scheduler = Scheduler::new(
                 self.queue.clone(),
@@ -1059,6 +1202,80 @@ mod tests {
         );
         assert_eq!(b.dead(), vec![addr(4)]);
         assert_eq!(b.queue.reported_count(T0), 9);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn accepted_except_some_dead_letters_them_and_acknowledges_the_rest_once() {
+        let b = bench(10);
+        let script: Script = Box::new(|batch, _| {
+            let at = |a: IpAddr| batch.iter().position(|x| *x == a).unwrap();
+            answer(
+                200,
+                Action::AcceptedExcept {
+                    rejected: vec![
+                        (at(addr(2)), "Invalid IP".into()),
+                        (at(addr(5)), "ReportDate too old".into()),
+                        (at(addr(7)), "Invalid IP".into()),
+                        // Out of the batch: ignored.
+                        (99, "nonsense".into()),
+                    ],
+                },
+            )
+        });
+        b.run(policy(), script, true, Duration::from_secs(3600))
+            .await;
+        // One request: the rest was accepted, nothing is sent again.
+        assert_eq!(b.requests().iter().map(|r| r.1).collect::<Vec<_>>(), [10]);
+        assert_eq!(b.dead(), vec![addr(2), addr(5), addr(7)]);
+        assert_eq!(b.pending(), 0);
+        assert_eq!(b.queue.reported_count(T0), 7);
+        assert!(b.queue.reported(T0, addr(2)).unwrap().is_none());
+        let d = b.queue.dead(T0, addr(5)).unwrap().unwrap();
+        assert_eq!((d.status, d.reason.as_str()), (200, "ReportDate too old"));
+        let d = b.queue.dead(T0, addr(7)).unwrap().unwrap();
+        assert_eq!(d.reason, "Invalid IP");
+        let h = b.queue.health(T0).unwrap();
+        assert!(
+            h.failing_since_ms.is_none() && h.last_success_ms.is_some(),
+            "{h:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn addresses_the_target_holds_back_do_not_make_it_spin_nor_stop_a_drain() {
+        // Held back for an hour each time; the flush interval (60 s) is
+        // shorter: one look a minute, whatever the wake-ups, no request.
+        let mut b = bench(50);
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        b.hold_back = Some(calls.clone());
+        b.run(
+            policy(),
+            Box::new(|_, _| ok()),
+            false,
+            Duration::from_secs(600),
+        )
+        .await;
+        let n = calls.load(Ordering::Relaxed);
+        assert!((9..=12).contains(&n), "{n} selections in 10 minutes");
+        assert!(b.requests().is_empty());
+        assert_eq!(b.pending(), 50);
+        // A drain ends with them still queued, for a later run.
+        calls.store(0, Ordering::Relaxed);
+        let started = Instant::now();
+        b.run(
+            policy(),
+            Box::new(|_, _| ok()),
+            true,
+            Duration::from_secs(3600),
+        )
+        .await;
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(b.pending(), 50);
+        assert!(b.requests().is_empty());
     }
 
     #[tokio::test(start_paused = true)]

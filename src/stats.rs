@@ -109,6 +109,12 @@ pub struct Stats {
     pub addresses_reported: AtomicU64,
     /// Addresses moved to the dead-letter set.
     pub addresses_dead_lettered: AtomicU64,
+    /// Addresses not sent because their last sighting is older than the
+    /// target takes (AbuseIPDB: 60 days); also counted as dead-lettered.
+    pub addresses_too_old: AtomicU64,
+    /// Addresses a target let go unsent because they did not reach its
+    /// threshold in time (AbuseIPDB's `min_attempts` in `attempts_window`).
+    pub addresses_below_min_attempts: AtomicU64,
     /// Waits imposed by the rate limiter or a 429.
     pub rate_limit_waits: AtomicU64,
     /// Failed attempts that will be retried.

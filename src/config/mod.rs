@@ -580,6 +580,7 @@ fn build(
         env,
         credentials_dir: credentials_dir.clone(),
         state_dir: state_dir.clone(),
+        dry_run: opts.dry_run,
     };
     let targets = Targets::validate(&mut ctx, raw_targets)?;
 

@@ -37,6 +37,8 @@ pub struct SecretSources {
     pub(crate) credentials_dir: Option<PathBuf>,
     /// The state directory: a secret file of its group is not a warning.
     pub(crate) state_dir: PathBuf,
+    /// `--dry-run`: nothing is sent, so a missing secret is no error.
+    pub(crate) dry_run: bool,
 }
 
 impl SecretSources {

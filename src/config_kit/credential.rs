@@ -251,6 +251,7 @@ mod tests {
                     .collect(),
                 credentials_dir: creds.then(|| dir.join("creds")),
                 state_dir: dir.join("state"),
+                dry_run: false,
             },
         }
     }

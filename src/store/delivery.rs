@@ -64,6 +64,11 @@ pub struct BatchItem {
     /// Its hit count when taken: more hits at ack time mean new sightings
     /// arrived while the request was in flight.
     pub hits: u64,
+    /// Its first sighting (event time, ms) when taken, from its pending
+    /// entry: what a target may say of the attack (a report's comment).
+    pub first_seen_ms: u64,
+    /// Its latest sighting (event time, ms) when taken (a report's date).
+    pub last_seen_ms: u64,
 }
 
 impl BatchItem {
@@ -158,6 +163,8 @@ impl Store {
                     seq,
                     index: index as u32,
                     hits: e.hits,
+                    first_seen_ms: e.first_seen_ms,
+                    last_seen_ms: e.last_seen_ms,
                 });
             }
         }
@@ -170,6 +177,34 @@ impl Store {
             .targets
             .get(v3::field_key(t, v3::fields::PENDING_COUNT))?;
         Ok(v1::decode_u64("target pending count", v.as_deref())?)
+    }
+
+    /// Calls `f` with each address target `t` owes, in its FIFO order (a
+    /// scan of the target's whole queue, holding one group at a time: for
+    /// a target that chooses its batch among everything it owes, see
+    /// `crate::targets::Target::select`).
+    pub fn visit_owed(&self, t: TargetId, mut f: impl FnMut(BatchItem)) -> Result<(), StoreError> {
+        for item in self.groups_from(t, 0) {
+            let (seq, group) = item?;
+            let (_, members) = v3::decode_group(&group)?;
+            for (index, key) in members.into_iter().enumerate() {
+                let Some(e) = v3_get_intake(&self.pending, key)? else {
+                    continue;
+                };
+                if e.seq_for(t) != Some(seq) {
+                    continue;
+                }
+                f(BatchItem {
+                    addr: v1::addr_from_key(key)?,
+                    seq,
+                    index: index as u32,
+                    hits: e.hits,
+                    first_seen_ms: e.first_seen_ms,
+                    last_seen_ms: e.last_seen_ms,
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -305,6 +340,48 @@ impl Store {
                         hits: e.hits,
                     };
                     dead.insert(v3::target_addr_key(t, &key), v1::encode(&d))?;
+                }
+                tx_leave_groups(order, t, &leaving)?;
+                meta.insert(meta_keys::PENDING_COUNT, &count.to_be_bytes())?;
+                counts.write(targets)?;
+                Ok(())
+            })
+            .map_err(tx_err)
+    }
+}
+
+// Released: the target will not report it (it did not qualify), and
+// keeps no trace of it.
+impl Store {
+    /// Target `t` no longer owes these addresses, although it never
+    /// reported them: as [`Store::ack`] without the reported mirror, as
+    /// [`Store::dead_letter`] without the dead letter (an address that did
+    /// not reach the target's threshold in time, e.g. AbuseIPDB's
+    /// `min_attempts`). A later sighting queues it again like a new one.
+    /// Applies only to an address as taken (same group, [`BatchItem::seq`]).
+    pub fn release(&self, t: TargetId, items: &[BatchItem]) -> Result<(), StoreError> {
+        (&self.meta, &self.targets, &self.pending, &self.order)
+            .transaction(|(meta, targets, pending, order)| {
+                let mut count = tx_counter(meta, meta_keys::PENDING_COUNT)?;
+                let mut counts = TargetCounts::default();
+                let mut leaving = Leaving::new();
+                for item in items {
+                    let key = v1::addr_key(item.addr);
+                    let Some(mut e) = tx_get_intake(pending, &key)? else {
+                        continue;
+                    };
+                    if e.seq_for(t) != Some(item.seq) {
+                        continue;
+                    }
+                    leaving.entry(item.seq).or_default().push(key.clone());
+                    e.owed.retain(|o| o.target != t);
+                    counts.add(t, -1);
+                    if e.owed.is_empty() {
+                        pending.remove(key.as_slice())?;
+                        count = count.saturating_sub(1);
+                    } else {
+                        pending.insert(key.as_slice(), v3::encode_intake(&e))?;
+                    }
                 }
                 tx_leave_groups(order, t, &leaving)?;
                 meta.insert(meta_keys::PENDING_COUNT, &count.to_be_bytes())?;
@@ -883,6 +960,48 @@ mod tests {
             (0, 1401, 500),
             "{:?}",
             v.details
+        );
+    }
+
+    /// `release` takes an address out of the target's queue with no
+    /// trace (no mirror entry, no dead letter), only as it was taken; the
+    /// scan sees what the target owes, with the entry's times.
+    #[test]
+    fn release_forgets_the_address_for_the_target_and_visit_owed_sees_the_queue() {
+        let d = tempfile::tempdir().unwrap();
+        let q = open(d.path());
+        q.enqueue(
+            &[s("6.6.6.6", 1), s("4.4.4.4", 2), s("6.6.6.6", 5)],
+            None,
+            7,
+        )
+        .unwrap();
+        let mut seen = Vec::new();
+        q.visit_owed(T, |i| seen.push(i)).unwrap();
+        assert_eq!(seen.len(), 2);
+        let six = seen
+            .iter()
+            .find(|i| i.addr.to_string() == "6.6.6.6")
+            .unwrap();
+        assert_eq!((six.first_seen_ms, six.last_seen_ms, six.hits), (1, 5, 2));
+        assert_eq!(seen, q.peek_batch(T, 10).unwrap());
+        // Taken at another group: not released.
+        let mut stale = six.clone();
+        stale.seq += 1;
+        q.release(T, &[stale]).unwrap();
+        assert_eq!(q.pending_count_for(T).unwrap(), 2);
+        q.release(T, std::slice::from_ref(six)).unwrap();
+        assert_eq!(q.pending_count_for(T).unwrap(), 1);
+        assert_eq!(q.pending_count().unwrap(), 1);
+        let six = six.addr;
+        assert!(q.pending(six).unwrap().is_none());
+        assert!(q.reported(T, six).unwrap().is_none());
+        assert!(q.dead(T, six).unwrap().is_none());
+        assert_eq!(q.verify().problems, 0, "{:?}", q.verify().details);
+        // Seen again: queued like a new address.
+        assert_eq!(
+            q.enqueue(&[s("6.6.6.6", 9)], None, 9).unwrap().queued_new,
+            1
         );
     }
 }

@@ -15,8 +15,9 @@ use std::time::SystemTime;
 
 use tokio::sync::Notify;
 
-use super::{Answer, Policy, Target};
-use crate::store::BatchItem;
+use super::{Answer, Policy, Selection, Target};
+use crate::stats::Quota;
+use crate::store::{BatchItem, Store, StoreError, TargetId};
 
 /// A target that can be replaced while it runs (see the module doc).
 /// Clones share it.
@@ -84,6 +85,20 @@ impl<T: Target> Target for Live<T> {
 
     fn describe(&self) -> String {
         self.current().describe()
+    }
+
+    fn select(
+        &self,
+        queue: &Store,
+        t: TargetId,
+        n: usize,
+        now_ms: u64,
+    ) -> Result<Selection, StoreError> {
+        self.current().select(queue, t, n, now_ms)
+    }
+
+    fn quota(&self, reply: &Self::Reply, now_ms: u64) -> Option<Quota> {
+        self.current().quota(reply, now_ms)
     }
 
     fn send(&self, batch: &[BatchItem]) -> impl Future<Output = Self::Reply> + Send {

@@ -23,7 +23,11 @@
 //! from [`crate::config::Config::target_sections`]), not the whole
 //! configuration.
 //!
-//! Adding a target, say `abuseipdb`, takes:
+//! A target whose quota is scarce may also choose its batch among all it
+//! owes ([`Target::select`], default the oldest first) and say what quota
+//! the service announced ([`Target::quota`]): AbuseIPDB does both.
+//!
+//! Adding a target, say `abuseipdb` (`src/targets/abuseipdb/`), takes:
 //!
 //! 1. a folder `src/targets/abuseipdb/`: `mod.rs` (the target: a type
 //!    implementing [`Target`] and [`Configured`]), `client.rs` (its
@@ -41,6 +45,7 @@
 //! at the top level of the file, so `crate::config` places them by name and
 //! [`start_enabled`] builds it by name.
 
+pub mod abuseipdb;
 pub mod crowdsec;
 pub mod http;
 pub mod threatjammer;
@@ -52,7 +57,8 @@ use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use crate::ratelimit::Limit;
-use crate::store::{BatchItem, TargetSpec};
+use crate::stats::Quota;
+use crate::store::{BatchItem, Store, StoreError, TargetId, TargetSpec};
 pub use live::Live;
 use table::targets_table;
 pub use table::Configured;
@@ -70,6 +76,7 @@ macro_rules! registry {
     ($then:ident) => {
         $then! {
             // name: module::Type,
+            abuseipdb: abuseipdb::AbuseIpdb,
             crowdsec: crowdsec::CrowdSec,
         }
     };
@@ -112,6 +119,12 @@ pub enum Action {
     /// The service refused some addresses. `indices` are the positions it
     /// named (empty when it did not say: bisect to find them).
     Rejected { indices: Vec<usize>, reason: String },
+    /// The service took the batch except the addresses at these positions,
+    /// each refused for good with its reason (AbuseIPDB's bulk report:
+    /// `savedReports`, and `invalidReports`): those go to the dead letters,
+    /// the rest is acknowledged. Nothing is sent again: unlike
+    /// [`Action::Rejected`], the others were accepted.
+    AcceptedExcept { rejected: Vec<(usize, String)> },
     /// Our credentials or configuration are wrong: drop nothing, pause,
     /// retry slowly, tell the operator what to check.
     Config { reason: String },
@@ -125,6 +138,38 @@ pub struct Answer {
     pub code: u16,
     /// What to do.
     pub action: Action,
+}
+
+/// What a target chose to send next ([`Target::select`]), and what it
+/// settles without sending.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// The next request's addresses (at most the `n` asked for).
+    pub batch: Vec<BatchItem>,
+    /// Addresses the service would refuse for their age: moved to the
+    /// dead letters with the reason (counted in `addresses_too_old`).
+    pub stale: Vec<(BatchItem, String)>,
+    /// Addresses that did not reach the target's threshold in time:
+    /// released from its queue, neither reported nor dead-lettered
+    /// (counted in `addresses_below_min_attempts`).
+    pub unqualified: Vec<BatchItem>,
+    /// Addresses held back for now (below the threshold, still in time).
+    pub waiting: u64,
+    /// When `batch` is empty while addresses wait: when to look again at
+    /// the latest (a held-back address may be released then). The
+    /// scheduler waits that long, or the flush interval if shorter; new
+    /// sightings do not cut the wait short.
+    pub recheck: Option<Duration>,
+}
+
+impl Selection {
+    /// A selection of `batch`, with nothing settled nor held back.
+    pub fn of(batch: Vec<BatchItem>) -> Selection {
+        Selection {
+            batch,
+            ..Selection::default()
+        }
+    }
 }
 
 /// A report target.
@@ -143,6 +188,31 @@ pub trait Target: Send + Sync + 'static {
 
     /// The request's fixed fields, for dry-run logs (`type=… ttl=…`).
     fn describe(&self) -> String;
+
+    /// Chooses the next batch among the `n` or more addresses it owes
+    /// (`t` in `queue`), at `now_ms` (wall clock). The default is the
+    /// store's FIFO order: the oldest `n`. A target whose quota is scarce
+    /// may rank what it owes (AbuseIPDB: the most active attackers first,
+    /// a /64 counted as one attacker), hold addresses back, or settle some
+    /// without sending (see [`Selection`]).
+    fn select(
+        &self,
+        queue: &Store,
+        t: TargetId,
+        n: usize,
+        now_ms: u64,
+    ) -> Result<Selection, StoreError> {
+        let _ = now_ms;
+        Ok(Selection::of(queue.peek_batch(t, n)?))
+    }
+
+    /// The quota the service announced in `reply`, if any (AbuseIPDB's
+    /// `X-RateLimit-*` headers): the scheduler keeps the last one in
+    /// [`crate::stats::Stats::quota`], by target name, for `status`.
+    fn quota(&self, reply: &Self::Reply, now_ms: u64) -> Option<Quota> {
+        let _ = (reply, now_ms);
+        None
+    }
 
     /// Sends one batch (at most `policy().batch_size` addresses).
     fn send(&self, batch: &[BatchItem]) -> impl Future<Output = Self::Reply> + Send;

@@ -4,6 +4,7 @@
 //! Jammer's, in `crate::targets::threatjammer`), `kit` (the shared checks of
 //! `crate::config_kit`) and `targets` (the `[targets]` table).
 
+mod abuseipdb;
 mod kit;
 mod schedule;
 mod targets;

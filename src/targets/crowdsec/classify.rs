@@ -140,6 +140,7 @@ mod tests {
             Action::Transient { .. } => "transient",
             Action::TooLarge => "too-large",
             Action::Rejected { .. } => "rejected",
+            Action::AcceptedExcept { .. } => "accepted-except",
             Action::Config { .. } => "config",
         }
     }

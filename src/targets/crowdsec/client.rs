@@ -380,6 +380,8 @@ mod tests {
             seq: 0,
             index: 0,
             hits,
+            first_seen_ms: 0,
+            last_seen_ms: 0,
         }
     }
 

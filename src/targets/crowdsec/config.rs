@@ -175,6 +175,17 @@ pub fn validate(ctx: &mut Ctx, table: &str, raw: Raw) -> Result<Section, ConfigE
         raw.password,
         raw.password_file,
     )?;
+    if password.is_none() && !ctx.secrets.dry_run {
+        return Err(ctx.invalid(
+            &format!("{table} password"),
+            format!(
+                "no CrowdSec machine password: set {table} password_file (a file holding it, \
+                 mode 600) or password, or the environment variable {PASSWORD_ENV}, or pass \
+                 the systemd credential {CREDENTIAL_NAME}, or use --dry-run; the machine is \
+                 registered with `cscli machines add NAME --password PASSWORD`"
+            ),
+        ));
+    }
 
     let key = &format!("{table} duration");
     let duration = ctx.duration(key, raw.duration, DEFAULT_DURATION)?;
@@ -381,6 +392,9 @@ mod tests {
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
+                // As `check-config --dry-run`: the other checks, without
+                // a password (the refusal of a missing one is tested below).
+                dry_run: true,
                 ..SecretSources::default()
             },
         }
@@ -418,9 +432,19 @@ mod tests {
         let (again, _) = check(&out, &[]).unwrap();
         assert_eq!(again.duration, s.duration);
         assert_eq!(again.lapi_url, s.lapi_url);
-        // No password anywhere: checked, then refused by a real start.
+        // No password anywhere: fine for a dry run, refused otherwise.
         let (s, _) = check("machine_id = \"m1\"", &[]).unwrap();
         assert!(s.password.is_none());
+        let mut c = ctx(&[]);
+        c.secrets.dry_run = false;
+        let raw: Raw = toml::from_str("machine_id = \"m1\"").unwrap();
+        match validate(&mut c, "[targets.crowdsec]", raw).unwrap_err() {
+            ConfigError::Invalid { key, message, .. } => {
+                assert_eq!(key, "[targets.crowdsec] password");
+                assert!(message.contains(PASSWORD_ENV), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
