@@ -65,7 +65,7 @@ pub struct Sources {
     pub stats: Arc<Stats>,
     /// `[input] cowrie_json`, to measure how far behind the input is.
     pub input: Option<PathBuf>,
-    /// `[schedule] flush_interval`: the health verdict depends on it.
+    /// Threat Jammer's `flush_interval`: the health verdict depends on it.
     pub flush_interval: Duration,
     /// The rate limit, to count the requests in the current window.
     pub limit: Limit,
@@ -87,10 +87,10 @@ impl Sources {
             queue: queue.clone(),
             stats: stats.clone(),
             input: config.input.cowrie_json.clone(),
-            flush_interval: config.schedule.flush_interval,
+            flush_interval: config.schedule().flush_interval,
             limit: Limit {
-                max: config.schedule.max_requests_per_minute,
-                window_ms: config.schedule.rate_window.as_millis() as u64,
+                max: config.schedule().max_requests_per_minute,
+                window_ms: config.schedule().rate_window.as_millis() as u64,
             },
             failure,
         }

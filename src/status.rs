@@ -217,12 +217,12 @@ impl Snapshot {
         let v = overall(
             &health,
             now,
-            config.schedule.flush_interval,
+            config.schedule().flush_interval,
             &Conditions {
                 paused: input_paused.as_deref(),
                 input_error: input_error.as_deref(),
                 oldest_pending_ms: oldest,
-                rate_window: config.schedule.rate_window,
+                rate_window: config.schedule().rate_window,
             },
         );
         let (mut reported, mut active) = (0, 0);
@@ -243,8 +243,8 @@ impl Snapshot {
                 .or_insert(0) += 1;
         }
         let limit = Limit {
-            max: config.schedule.max_requests_per_minute,
-            window_ms: config.schedule.rate_window.as_millis() as u64,
+            max: config.schedule().max_requests_per_minute,
+            window_ms: config.schedule().rate_window.as_millis() as u64,
         };
         let clocks = crate::clock::Clock::System.now_all();
         let requests = queue.request_times(t, &clocks)?;
@@ -333,8 +333,8 @@ impl Snapshot {
             last_error: None,
             failing_since: None,
             rate_limit: RateLimitStatus {
-                max_requests: config.schedule.max_requests_per_minute,
-                window_s: config.schedule.rate_window.as_secs(),
+                max_requests: config.schedule().max_requests_per_minute,
+                window_s: config.schedule().rate_window.as_secs(),
                 requests_in_window: 0,
                 next_allowed: rfc3339(now),
             },

@@ -210,9 +210,12 @@ fn enqueue_within_limit(
 /// Sends everything pending (no daemon runs): the daemon's own scheduler in
 /// drain mode, without inputs, under the same rate limit. Needs a token.
 pub fn send_pending(config: &Config) -> Result<u64, CommandError> {
-    if config.threatjammer.token.is_none() {
+    if config
+        .threatjammer()
+        .is_some_and(|tj| tj.report.token.is_none())
+    {
         return Err(CommandError::Other(
-            "no daemon runs, and sending needs the API token: set [threatjammer] bearer_token_file or TJFWD_BEARER_TOKEN".into(),
+            "no daemon runs, and sending needs the API token: set [targets.threatjammer] bearer_token_file or TJFWD_BEARER_TOKEN".into(),
         ));
     }
     let mut c = config.clone();

@@ -6,6 +6,8 @@
 //! Every refusal is a [`ConfigError::Invalid`] whose message starts with the
 //! key at fault and says what to write instead.
 
+use std::collections::BTreeMap;
+use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -21,9 +23,56 @@ pub struct Ctx {
     pub(crate) base_dir: Option<PathBuf>,
     /// Warnings collected so far.
     pub(crate) warnings: Vec<String>,
+    /// Where the sections find what is not written in the file: secrets
+    /// from the environment or systemd credentials, and what decides who
+    /// may read a file holding one.
+    pub(crate) secrets: SecretSources,
+}
+
+/// What a section holding a secret (a token, a key, a password) reads
+/// besides the file: the environment variables the loader was given (only
+/// those: tests give theirs explicitly), `$CREDENTIALS_DIRECTORY`, the
+/// state directory (its group may read a secret file) and the file's own
+/// metadata (a secret written inline in a file others can read draws a
+/// warning).
+#[derive(Debug, Clone, Default)]
+pub struct SecretSources {
+    /// Environment variables, by name.
+    pub(crate) env: BTreeMap<String, String>,
+    /// `$CREDENTIALS_DIRECTORY` (systemd credentials); None: none looked for.
+    pub(crate) credentials_dir: Option<PathBuf>,
+    /// The state directory, as configured.
+    pub(crate) state_dir: PathBuf,
+    /// The configuration file's metadata, when it is a file.
+    pub(crate) file_meta: Option<fs::Metadata>,
+}
+
+impl SecretSources {
+    /// The environment variable `name`, when given.
+    pub(crate) fn env(&self, name: &str) -> Option<&str> {
+        self.env.get(name).map(String::as_str)
+    }
+
+    /// The file of the systemd credential `name`, when credentials are
+    /// looked for (it may not exist).
+    pub(crate) fn credential(&self, name: &str) -> Option<PathBuf> {
+        self.credentials_dir.as_ref().map(|d| d.join(name))
+    }
 }
 
 impl Ctx {
+    #[cfg(test)]
+    /// The context of checking `file` (as named in messages), with no
+    /// directory for relative paths and no secret sources.
+    pub(crate) fn new(file: impl Into<String>) -> Ctx {
+        Ctx {
+            file: file.into(),
+            base_dir: None,
+            warnings: Vec::new(),
+            secrets: SecretSources::default(),
+        }
+    }
+
     pub(crate) fn invalid(&self, key: &str, message: String) -> ConfigError {
         ConfigError::Invalid {
             file: self.file.clone(),

@@ -27,7 +27,7 @@ mod errors;
 mod format;
 mod secret;
 
-pub use context::Ctx;
+pub use context::{Ctx, SecretSources};
 pub(crate) use errors::render_parse_error;
 pub use errors::ConfigError;
 pub(crate) use format::{format_duration, format_size, ser, KIB, MIB};

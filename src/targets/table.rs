@@ -55,6 +55,10 @@ pub trait Configured: Target + Sized {
 /// the registry (`registry!(targets_table)`).
 macro_rules! targets_table {
     ($($name:ident: $target:ty),* $(,)?) => {
+        /// The name of each registered target (its table is
+        /// `[targets.<name>]`), in the order of the registry.
+        pub const TARGET_NAMES: &[&str] = &[$(stringify!($name)),*];
+
         /// `[targets]` as written: the table of each registered target,
         /// when present; any other name is refused.
         #[derive(Default, serde::Deserialize)]
@@ -272,11 +276,7 @@ pub(crate) mod tests {
     use generated::{RawTargets, Targets};
 
     fn ctx() -> Ctx {
-        Ctx {
-            file: "tjfwd.toml".to_string(),
-            base_dir: None,
-            warnings: Vec::new(),
-        }
+        Ctx::new("tjfwd.toml")
     }
 
     /// `[targets]` of `text`, as the file's raw layer holds it.
@@ -321,6 +321,7 @@ pub(crate) mod tests {
         let mut names = Names::default();
         targets.start(false, &mut names).unwrap();
         assert_eq!(names.0, [("example", 5)]);
+        assert_eq!(generated::TARGET_NAMES, ["example"]);
         // The store serves it, under the same name.
         let specs = targets.store_specs();
         assert_eq!(specs.len(), 1);
