@@ -60,8 +60,8 @@ pub enum Command {
     ///
     /// Signals: SIGTERM or SIGINT stop it in order (the queue flushed to
     /// disk, exit 0, within seconds). SIGHUP reloads the configuration and
-    /// the token: the settings of a request (`[threatjammer]` bearer_token,
-    /// api_url, ca_file, allow_insecure_http, category, tags; `[schedule]`
+    /// the token: the settings of a request (`[targets.threatjammer]`
+    /// bearer_token, api_url, ca_file, allow_insecure_http, category, tags,
     /// request_timeout) apply at once, every other key that changed is
     /// logged as taking effect at the next restart, and an invalid
     /// configuration is logged and changes nothing. SIGUSR1 and SIGUSR2 are

@@ -227,14 +227,17 @@ async fn run_once(
     let stats = stats.clone();
     stats.set_paused(None);
     let reopen = Arc::new(Notify::new());
-    let tj = &config.threatjammer;
-    tracing::info!(
-        "tjfwd initialized. Category={}. TTL={}. Session Tracking={}. Login Tracking={}",
-        tj.category,
-        tj.ttl,
-        tj.track_session,
-        tj.track_login
-    );
+    if let Some(tj) = config.threatjammer() {
+        let tj = &tj.report;
+        tracing::info!(
+            api_url = %tj.api_url,
+            "tjfwd initialized. Category={}. TTL={}. Session Tracking={}. Login Tracking={}",
+            tj.category,
+            tj.ttl,
+            tj.track_session,
+            tj.track_login
+        );
+    }
     let input = config
         .input
         .cowrie_json
@@ -245,7 +248,7 @@ async fn run_once(
         pending = queue.pending_count()?,
         input = %input,
         checkpoints = ?queue.checkpoints()?.iter().map(|(_, c)| format!("{}@{}", c.path, c.offset)).collect::<Vec<_>>(),
-        api_url = %tj.api_url,
+        targets = ?schedulers.start.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
         dry_run = opts.dry_run,
         "started"
     );

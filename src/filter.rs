@@ -31,11 +31,15 @@ pub struct Rules {
 }
 
 impl Rules {
-    /// Rules from the `[threatjammer]` and `[filter]` sections.
+    /// Rules from Threat Jammer's section (`track_*`; without it, its
+    /// defaults: logins only) and `[filter]`.
     pub fn from_config(config: &Config) -> Rules {
+        let (track_login, track_session) = config.threatjammer().map_or((true, false), |tj| {
+            (tj.report.track_login, tj.report.track_session)
+        });
         Rules {
-            track_login: config.threatjammer.track_login,
-            track_session: config.threatjammer.track_session,
+            track_login,
+            track_session,
             report_non_public: config.filter.report_non_public,
             allowlist: config.filter.allowlist.clone(),
         }

@@ -494,8 +494,8 @@ impl Snapshot {
             last_error: None,
             failing_since: None,
             rate_limit: RateLimitStatus {
-                max_requests: config.schedule.max_requests_per_minute,
-                window_s: config.schedule.rate_window.as_secs(),
+                max_requests: config.schedule().max_requests_per_minute,
+                window_s: config.schedule().rate_window.as_secs(),
                 requests_in_window: 0,
                 next_allowed: rfc3339(now),
             },

@@ -1,5 +1,5 @@
-//! TLS trust for HTTPS clients: the private CA bundle of `[threatjammer]
-//! ca_file` and the rustls client builder that trusts either it or the
+//! TLS trust for HTTPS clients: the private CA bundle of
+//! `[targets.threatjammer] ca_file` and the rustls client builder that trusts either it or the
 //! built-in public roots.
 //!
 //! It sits below [`crate::targets`]: Threat Jammer's section
@@ -18,7 +18,7 @@ use std::path::Path;
 /// /dev/zero must not make tjfwd read forever).
 const MAX_CA_FILE: u64 = 16 << 20;
 
-/// Reads the PEM bundle of `[threatjammer] ca_file`: every `CERTIFICATE`
+/// Reads the PEM bundle of `[targets.threatjammer] ca_file`: every `CERTIFICATE`
 /// block, each checked to be a usable trust anchor. Errors say what is wrong
 /// with the file (not which key named it: the caller adds that).
 pub fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {

@@ -35,15 +35,15 @@ impl Daemon {
         let log = dir.path().join("cowrie.json");
         std::fs::write(&log, "").unwrap();
         let mut c = Config::default_for_tests(dir.path().join("state"));
-        c.threatjammer.api_url = api.url().parse().unwrap();
-        c.threatjammer.token = Some(Secret::new(api.token()));
+        c.threatjammer_mut().report.api_url = api.url().parse().unwrap();
+        c.threatjammer_mut().report.token = Some(Secret::new(api.token()));
         c.input.cowrie_json = Some(log.clone());
         c.input.start_at = StartAt::Beginning;
         c.input.poll_interval = Duration::from_millis(20);
-        c.schedule.flush_interval = Duration::from_millis(100);
-        c.schedule.rate_window = WINDOW;
-        c.schedule.max_backoff = Duration::from_millis(300);
-        c.schedule.request_timeout = Duration::from_secs(5);
+        c.threatjammer_mut().schedule.flush_interval = Duration::from_millis(100);
+        c.threatjammer_mut().schedule.rate_window = WINDOW;
+        c.threatjammer_mut().schedule.max_backoff = Duration::from_millis(300);
+        c.threatjammer_mut().schedule.request_timeout = Duration::from_secs(5);
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
@@ -356,8 +356,8 @@ async fn a_busy_admin_port_stops_the_start_with_a_clear_error() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut c = Config::default_for_tests(dir.path().join("state"));
-    c.threatjammer.api_url = api.url().parse().unwrap();
-    c.threatjammer.token = Some(Secret::new(api.token()));
+    c.threatjammer_mut().report.api_url = api.url().parse().unwrap();
+    c.threatjammer_mut().report.token = Some(Secret::new(api.token()));
     c.admin.listen = Some(busy.local_addr().unwrap());
     // `tjfwd run` binds the configured sockets before the daemon starts.
     let err = Listeners::bind(&c, false).expect_err("the port is in use");

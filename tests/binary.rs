@@ -154,16 +154,27 @@ fn a_state_directory_error_prints_its_cause_once() {
 fn invalid_configuration_is_refused_naming_the_key_and_the_file() {
     let env = Env::new();
     let cfg = env.path("bad.toml");
+    let tj = "[targets.threatjammer]\napi_url = \"https://report.example.net/v1/ip\"\n";
     for (text, key) in [
-        ("[schedule]\nbatch_size = 5000\n", "batch_size"),
-        ("[threatjammer]\nttl = 0\n", "ttl"),
-        ("[threatjammer]\ntags = \"cowrie\"\n", "tags"),
+        (format!("{tj}batch_size = 5000\n"), "batch_size"),
+        (format!("{tj}ttl = 0\n"), "ttl"),
+        (format!("{tj}tags = \"cowrie\"\n"), "tags"),
         (
-            "[threatjammer]\napi_url = \"http://example.com/v1/ip\"\n",
+            "[targets.threatjammer]\napi_url = \"http://example.com/v1/ip\"\n".to_string(),
             "api_url",
         ),
-        ("[input]\nstart_from = \"end\"\n", "start_from"),
-        ("[threatjammer]\napi_url = \"not a url\"\n", "api_url"),
+        (format!("{tj}[input]\nstart_from = \"end\"\n"), "start_from"),
+        (
+            "[targets.threatjammer]\napi_url = \"not a url\"\n".to_string(),
+            "api_url",
+        ),
+        // No endpoint: the service is gone (in a dry run too).
+        ("[targets.threatjammer]\n".to_string(), "shut down in 2024"),
+        // No target at all.
+        (
+            "state_dir = \"s\"\n".to_string(),
+            "no report target is enabled",
+        ),
     ] {
         std::fs::write(
             &cfg,
@@ -181,7 +192,7 @@ fn invalid_configuration_is_refused_naming_the_key_and_the_file() {
         assert!(stderr.contains("bad.toml"), "{text}: {stderr}");
     }
     // No token, not a dry run.
-    std::fs::write(&cfg, "state_dir = \"s\"\n").unwrap();
+    std::fs::write(&cfg, format!("state_dir = \"s\"\n{tj}")).unwrap();
     let out = bin().args(["run", "--config"]).arg(&cfg).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));

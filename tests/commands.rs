@@ -564,19 +564,77 @@ fn check_config_prints_the_effective_config_without_the_token() {
     assert!(o.status.success() && o.stdout.is_empty(), "{}", text(&o));
     // No token: refused, unless --dry-run.
     let bare = env.path("bare.toml");
-    std::fs::write(&bare, "state_dir = \"s\"\n").unwrap();
-    let o = bin()
-        .args(["check-config", "--config"])
-        .arg(&bare)
-        .output()
-        .unwrap();
+    std::fs::write(
+        &bare,
+        "state_dir = \"s\"\n[targets.threatjammer]\napi_url = \"http://127.0.0.1:9/v1/ip\"\n",
+    )
+    .unwrap();
+    let check = |args: &[&str], cfg: &Path| {
+        bin()
+            .arg("check-config")
+            .args(args)
+            .arg("--config")
+            .arg(cfg)
+            .output()
+            .unwrap()
+    };
+    let o = check(&[], &bare);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let o = bin()
-        .args(["check-config", "--dry-run", "--config"])
-        .arg(&bare)
-        .output()
-        .unwrap();
+    let o = check(&["--dry-run"], &bare);
     assert!(o.status.success(), "{}", text(&o));
+    // No target: refused, --dry-run or not.
+    std::fs::write(&bare, "state_dir = \"s\"\n").unwrap();
+    for args in [&[][..], &["--dry-run"]] {
+        let o = check(args, &bare);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("no report target is enabled"), "{err}");
+    }
+}
+
+/// The deprecated `[threatjammer]` and `[schedule]`: `check-config` notes
+/// it and prints the new form, which checks the same without the note.
+#[test]
+fn check_config_writes_the_deprecated_tables_in_the_new_form() {
+    let env = Env::new();
+    let old = env.path("old.toml");
+    std::fs::write(
+        &old,
+        "state_dir = \"s\"\n[threatjammer]\napi_url = \"http://127.0.0.1:9/v1/ip\"\nttl = 60\n\
+         [schedule]\nbatch_size = 5\n",
+    )
+    .unwrap();
+    let check = |cfg: &Path| {
+        bin()
+            .args(["check-config", "--dry-run", "--config"])
+            .arg(cfg)
+            .output()
+            .unwrap()
+    };
+    let o = check(&old);
+    assert!(o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("warning"), "{err}");
+    assert!(
+        err.contains("[threatjammer] and [schedule] are deprecated"),
+        "{err}"
+    );
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(out.contains("\n[targets.threatjammer]\n"), "{out}");
+    assert!(!out.contains("[schedule]"), "{out}");
+    let new = env.path("new.toml");
+    std::fs::write(&new, &out).unwrap();
+    let o = check(&new);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("deprecated"),
+        "{}",
+        text(&o)
+    );
+    // The same configuration, but for the file it came from.
+    let again = String::from_utf8_lossy(&o.stdout).to_string();
+    let body = |s: &str| s.lines().skip(1).collect::<Vec<_>>().join("\n");
+    assert_eq!(body(&again), body(&out));
 }
 
 #[test]

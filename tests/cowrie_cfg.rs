@@ -197,7 +197,7 @@ fn import_cowrie_prints_a_commented_config_without_the_token() {
     let root = s.root().display().to_string();
     // [output_threatjammer], key by key, `key: value` lines included.
     for line in [
-        "api_url = \"https://london.report.threatjammer.com/v1/ip\"",
+        "api_url = \"https://london.report.example.net/v1/ip\"",
         "bearer_token_file = \"/etc/tjfwd/token\"",
         "track_login = true",
         "track_session = true",
@@ -216,15 +216,13 @@ fn import_cowrie_prints_a_commented_config_without_the_token() {
     let log = format!("cowrie_json = \"{root}/var/log/honeypot/cowrie.json\"");
     assert!(toml.contains(&log), "{log:?} missing:\n{toml}");
     // The other sections, with tjfwd's defaults, and the token instructions.
-    for section in [
-        "[threatjammer]",
-        "[input]",
-        "[schedule]",
-        "[filter]",
-        "[storage]",
-    ] {
+    for section in ["[targets.threatjammer]", "[input]", "[filter]", "[storage]"] {
         assert!(toml.contains(section), "{section} missing:\n{toml}");
     }
+    // Threat Jammer's keys, in one table (not the deprecated ones).
+    assert!(toml.contains("\nbatch_size = 1000"), "{toml}");
+    assert!(!toml.contains("[schedule]"), "{toml}");
+    assert!(!toml.contains("\n[threatjammer]"), "{toml}");
     assert!(toml.contains("install -m 600"), "{toml}");
     assert!(toml.contains("etc/cowrie.cfg.dist"), "{toml}");
     // The plugin is enabled in this cowrie.cfg: said on stderr and in the file.
@@ -252,7 +250,7 @@ fn run_with_cowrie_config_reads_the_log_cowrie_cfg_names() {
     let log = s.json_log().display().to_string();
     assert!(o.stderr.contains(&log), "{}", o.stderr);
     assert!(
-        o.stderr.contains("london.report.threatjammer.com"),
+        o.stderr.contains("london.report.example.net"),
         "{}",
         o.stderr
     );
@@ -267,7 +265,7 @@ fn run_with_both_files_takes_the_rest_from_the_toml_file() {
     fs::write(
         s.path("tjfwd.toml"),
         "state_dir = \"state\"\n[input]\nstart_at = \"beginning\"\npoll_interval = \"20ms\"\n\
-         [schedule]\nbatch_size = 1\n",
+         [targets.threatjammer]\nbatch_size = 1\n",
     )
     .unwrap();
     s.append_log(&EVENTS);
@@ -329,7 +327,7 @@ fn the_imported_config_runs_like_cowrie_cfg() {
     let o = drain_twice(&s, &args, &[]);
     assert_reports_the_events(&o, "COWRIE,SSH,TELNET", 3600);
     assert!(
-        o.stderr.contains("london.report.threatjammer.com"),
+        o.stderr.contains("london.report.example.net"),
         "{}",
         o.stderr
     );
@@ -383,7 +381,7 @@ fn cowrie_environment_overrides_apply() {
 }
 
 #[test]
-fn the_token_falls_back_to_tjfwd_bearer_token() {
+fn the_placeholder_enables_nothing_and_the_token_falls_back_to_tjfwd_bearer_token() {
     let s = Sensor::new("sensor");
     // Cowrie's placeholder only: no token.
     let cfg = fs::read_to_string(s.cowrie_cfg())
@@ -400,15 +398,29 @@ fn the_token_falls_back_to_tjfwd_bearer_token() {
         "--state-dir",
         state.to_str().unwrap(),
     ];
+    // It does not enable Threat Jammer, and nothing else is enabled:
+    // refused, as a configuration error, saying how to enable a target.
     let o = tjfwd(s.root(), &args, &[]);
     o.assert_code(1);
     assert!(
-        o.stderr.contains("no Threat Jammer bearer token"),
+        o.stderr.contains("no report target is enabled"),
         "{}",
         o.stderr
     );
+    assert!(o.stderr.contains("THREATJAMMER_API_TOKEN"), "{}", o.stderr);
     assert!(o.stderr.contains("TJFWD_BEARER_TOKEN"), "{}", o.stderr);
     assert!(o.stderr.contains("etc/cowrie.cfg"), "{}", o.stderr);
+    // In a dry run too, and for import-cowrie.
+    let mut dry = args.to_vec();
+    dry.insert(1, "--dry-run");
+    tjfwd(s.root(), &dry, &[]).assert_code(1);
+    let o = tjfwd(
+        s.root(),
+        &["config", "import-cowrie", "etc/cowrie.cfg"],
+        &[],
+    );
+    o.assert_code(1);
+    assert!(o.stderr.contains("no report target"), "{}", o.stderr);
 
     let o = tjfwd(s.root(), &args, &[("TJFWD_BEARER_TOKEN", ENV_TOKEN)]);
     o.assert_code(0);

@@ -35,15 +35,15 @@ fn env() -> Env {
 
 fn config(env: &Env, api: &FakeApi) -> Config {
     let mut c = Config::default_for_tests(env.state.clone());
-    c.threatjammer.api_url = api.url().parse().unwrap();
-    c.threatjammer.token = Some(Secret::new(api.token()));
+    c.threatjammer_mut().report.api_url = api.url().parse().unwrap();
+    c.threatjammer_mut().report.token = Some(Secret::new(api.token()));
     c.input.cowrie_json = Some(env.log.clone());
     c.input.start_at = StartAt::Beginning;
     c.input.poll_interval = Duration::from_millis(20);
-    c.schedule.flush_interval = Duration::from_millis(100);
-    c.schedule.rate_window = WINDOW;
-    c.schedule.max_backoff = Duration::from_millis(300);
-    c.schedule.request_timeout = Duration::from_secs(5);
+    c.threatjammer_mut().schedule.flush_interval = Duration::from_millis(100);
+    c.threatjammer_mut().schedule.rate_window = WINDOW;
+    c.threatjammer_mut().schedule.max_backoff = Duration::from_millis(300);
+    c.threatjammer_mut().schedule.request_timeout = Duration::from_secs(5);
     c
 }
 
@@ -114,7 +114,7 @@ async fn every_selected_address_arrives_in_batches_within_the_limit() {
     // because the input took longer than a short flush interval to read
     // (it did on a loaded machine). Drain mode sends the rest once read.
     let mut c = config(&env, &api);
-    c.schedule.flush_interval = Duration::from_secs(600);
+    c.threatjammer_mut().schedule.flush_interval = Duration::from_secs(600);
     let stats = drain(c, Duration::from_secs(30)).await;
 
     let accepted = api.accepted_addresses();
@@ -147,7 +147,7 @@ async fn the_rolling_window_holds_with_a_backlog_and_failures() {
         Failure::Status(500),
     ]);
     let mut c = config(&env, &api);
-    c.schedule.batch_size = 100;
+    c.threatjammer_mut().schedule.batch_size = 100;
     drain(c, Duration::from_secs(60)).await;
 
     assert_eq!(api.accepted_unique(), set(&addrs));
@@ -217,13 +217,13 @@ async fn one_bad_address(detail_indices: bool) -> FakeApi {
     addrs[637] = "10.9.9.9".into();
     write_logins(&env.log, &addrs);
     let mut c = config(&env, &api);
-    c.schedule.rate_window = Duration::from_millis(100);
+    c.threatjammer_mut().schedule.rate_window = Duration::from_millis(100);
     // Let the private address through the local filter, as a stand-in for an
     // address the API rejects and we did not foresee.
     c.filter.report_non_public = true;
     // Requests are counted exactly: no partial batch while the input is
     // still being read (drain mode sends the rest once it is).
-    c.schedule.flush_interval = Duration::from_secs(600);
+    c.threatjammer_mut().schedule.flush_interval = Duration::from_secs(600);
     let state = c.state_dir.clone();
     drain(c, Duration::from_secs(60)).await;
     let mut good = addrs.clone();
@@ -390,7 +390,7 @@ async fn a_reload_applies_a_new_token_at_once_and_a_bad_one_changes_nothing() {
     let api = fake();
     let mut c = config(&env, &api);
     // A refused token pauses sending for min(1 min, max_backoff).
-    c.schedule.max_backoff = Duration::from_secs(60);
+    c.threatjammer_mut().schedule.max_backoff = Duration::from_secs(60);
     let (reloader, reloads) = daemon::reload::Reloads::channel();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let daemon = tokio::spawn(daemon::run_reloading(
@@ -412,7 +412,7 @@ async fn a_reload_applies_a_new_token_at_once_and_a_bad_one_changes_nothing() {
     // A token that cannot be sent in a header: the target cannot be built
     // from it, so the running one stays.
     let mut bad = c.clone();
-    bad.threatjammer.token = Some(Secret::new("bad\ntoken".to_string()));
+    bad.threatjammer_mut().report.token = Some(Secret::new("bad\ntoken".to_string()));
     reloader.reload(bad);
     tokio::time::sleep(Duration::from_millis(200)).await;
     write_logins(&env.log, &first[10..20]);
@@ -433,7 +433,8 @@ async fn a_reload_applies_a_new_token_at_once_and_a_bad_one_changes_nothing() {
     assert_eq!(api.accepted_unique().len(), 20);
     // The operator puts the new token in place and reloads.
     let mut rotated = c.clone();
-    rotated.threatjammer.token = Some(Secret::new("rotated-token-0123456789".to_string()));
+    rotated.threatjammer_mut().report.token =
+        Some(Secret::new("rotated-token-0123456789".to_string()));
     let t = Instant::now();
     reloader.reload(rotated);
     assert!(
@@ -453,7 +454,7 @@ async fn dry_run_sends_nothing_and_acknowledges_nothing() {
     let api = fake();
     write_logins(&env.log, &cowrie::public_addresses(15));
     let mut c = config(&env, &api);
-    c.threatjammer.token = None;
+    c.threatjammer_mut().report.token = None;
     let state = c.state_dir.clone();
     daemon::run(
         c,
@@ -483,8 +484,8 @@ async fn a_restart_does_not_reset_the_rolling_window() {
     let addrs = cowrie::public_addresses(100);
     write_logins(&env.log, &addrs[..50]);
     let mut c = config(&env, &api);
-    c.schedule.batch_size = 10;
-    c.schedule.rate_window = window;
+    c.threatjammer_mut().schedule.batch_size = 10;
+    c.threatjammer_mut().schedule.rate_window = window;
     // First run: five batches of ten, then a "restart" with five more.
     drain(c.clone(), Duration::from_secs(30)).await;
     assert_eq!(api.request_count(), 5);
@@ -560,7 +561,8 @@ async fn when_every_address_is_rejected_it_is_a_configuration_problem_not_bad_ad
     let h = q.health(q.first_target()).unwrap();
     assert_eq!(h.last_error_code, 422);
     assert!(
-        h.last_error_message.contains("check [threatjammer]"),
+        h.last_error_message
+            .contains("check [targets.threatjammer]"),
         "{}",
         h.last_error_message
     );
@@ -575,8 +577,8 @@ async fn requests_carry_the_documented_headers_and_body() {
         &["11.5.5.5".to_string(), "2a01:4f8::7".to_string()],
     );
     let mut c = config(&env, &api);
-    c.threatjammer.ttl = 3600;
-    c.threatjammer.tags = vec!["COWRIE".into(), "SSH".into()];
+    c.threatjammer_mut().report.ttl = 3600;
+    c.threatjammer_mut().report.tags = vec!["COWRIE".into(), "SSH".into()];
     drain(c, Duration::from_secs(20)).await;
     let reqs = api.requests();
     assert_eq!(reqs.len(), 1);

@@ -79,16 +79,14 @@ impl Env {
             format!(
                 r#"state_dir = "state"
 
-[threatjammer]
-api_url = "{url}"
-bearer_token_file = "token"
-
 [input]
 cowrie_json = "cowrie.json"
 start_at = "beginning"
 poll_interval = "20ms"
 
-[schedule]
+[targets.threatjammer]
+api_url = "{url}"
+bearer_token_file = "token"
 flush_interval = "100ms"
 max_backoff = "{backoff}ms"
 request_timeout = "2s"
@@ -116,7 +114,7 @@ request_timeout = "2s"
     /// (not a TOML key: tests built in code set it).
     fn config(&self) -> Config {
         let mut c = Config::load(&self.config_path(), &LoadOptions::default()).unwrap();
-        c.schedule.rate_window = WINDOW;
+        c.threatjammer_mut().schedule.rate_window = WINDOW;
         c
     }
 }

@@ -536,16 +536,14 @@ fn run_in_netns(pre: &Prereqs, variant: Variant, v6_sources: &[String]) {
                 format!(
                     r#"state_dir = {state:?}
 
-[threatjammer]
-api_url = {url:?}
-bearer_token_file = {token_file:?}
-
 [input]
 cowrie_json = {json_log:?}
 start_at = "beginning"
 poll_interval = "50ms"
 
-[schedule]
+[targets.threatjammer]
+api_url = {url:?}
+bearer_token_file = {token_file:?}
 flush_interval = "{FLUSH_INTERVAL}"
 "#,
                     state = state_dir.to_str().unwrap(),
@@ -569,7 +567,7 @@ flush_interval = "{FLUSH_INTERVAL}"
 start_at = "beginning"
 poll_interval = "50ms"
 
-[schedule]
+[targets.threatjammer]
 flush_interval = "{FLUSH_INTERVAL}"
 "#
                 ),

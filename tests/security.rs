@@ -1,6 +1,6 @@
 //! Security of the real `tjfwd` binary:
 //!
-//! - TLS: verification is always on; `[threatjammer] ca_file` trusts a
+//! - TLS: verification is always on; `[targets.threatjammer] ca_file` trusts a
 //!   private CA (a CA and a server certificate made at test time, the fake
 //!   API served over TLS on loopback); without it, or with a certificate for
 //!   another host, nothing is sent, nothing is dropped, and the log, `status`
@@ -39,7 +39,7 @@ fn run(args: &[&str], cfg: &Path) -> Output {
     bin().args(args).arg("--config").arg(cfg).output().unwrap()
 }
 
-/// A config for `api` (see `Env::config`) with `[threatjammer]` lines added.
+/// A config for `api` (see `Env::config`) with `[targets.threatjammer]` lines added.
 fn config_with(env: &Env, api: &FakeApi, threatjammer: &str) -> PathBuf {
     let cfg = env.config(api, LIMITS);
     let t = std::fs::read_to_string(&cfg).unwrap().replace(
@@ -187,8 +187,9 @@ fn tls_without_ca_file_refuses_the_server_keeps_the_queue_and_says_why() {
     );
 }
 
-/// With --cowrie-config, [threatjammer] comes from cowrie.cfg, which has no
-/// ca_file: tjfwd.toml may set that one key beside it (and only that one).
+/// With --cowrie-config, Threat Jammer's report keys come from cowrie.cfg,
+/// which has no ca_file: tjfwd.toml may set that one of them beside it (and
+/// the sending keys).
 #[test]
 fn tls_ca_file_beside_cowrie_config() {
     let ca = Ca::new("tjfwd test CA");
@@ -212,9 +213,9 @@ fn tls_ca_file_beside_cowrie_config() {
     set_mode(&cowrie_cfg, 0o600);
     let toml = env.path("extra.toml");
     let extra = format!(
-        "state_dir = \"state\"\n[threatjammer]\nca_file = \"ca.pem\"\n\
+        "state_dir = \"state\"\n\
          [input]\nstart_at = \"beginning\"\npoll_interval = \"20ms\"\n\
-         [schedule]\nflush_interval = \"100ms\"\n{LIMITS}\n"
+         [targets.threatjammer]\nca_file = \"ca.pem\"\nflush_interval = \"100ms\"\n{LIMITS}\n"
     );
     std::fs::write(&toml, &extra).unwrap();
     let args = |cmd: &[&str]| {
@@ -243,16 +244,19 @@ fn tls_ca_file_beside_cowrie_config() {
         addrs.iter().cloned().collect(),
         "{out}"
     );
-    // Any other [threatjammer] key there is still refused.
+    // Any other report key there is still refused.
     std::fs::write(
         &toml,
-        extra.replace("[threatjammer]\n", "[threatjammer]\nttl = 5\n"),
+        extra.replace(
+            "[targets.threatjammer]\n",
+            "[targets.threatjammer]\nttl = 5\n",
+        ),
     )
     .unwrap();
     let o = args(&["check-config"]).output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("[threatjammer] ttl is set here"),
+        String::from_utf8_lossy(&o.stderr).contains("[targets.threatjammer] ttl is set here"),
         "{}",
         text(&o)
     );
@@ -302,7 +306,11 @@ fn a_bad_ca_file_is_a_configuration_error_naming_the_key_and_the_file() {
             let o = run(args, &cfg);
             let err = String::from_utf8_lossy(&o.stderr);
             assert_eq!(o.status.code(), Some(1), "{args:?} {file}: {}", text(&o));
-            assert!(err.contains("[threatjammer] ca_file"), "{}", text(&o));
+            assert!(
+                err.contains("[targets.threatjammer] ca_file"),
+                "{}",
+                text(&o)
+            );
             assert!(
                 err.contains(&env.path(file).display().to_string()),
                 "{}",
@@ -324,14 +332,18 @@ fn plain_http_to_a_non_loopback_host_is_refused() {
     std::fs::write(&token, "tok-123\n").unwrap();
     set_mode(&token, 0o600);
     let cfg = env.path("tjfwd.toml");
-    let base = "state_dir = \"state\"\n[threatjammer]\nbearer_token_file = \"token\"\n\
+    let base = "state_dir = \"state\"\n[targets.threatjammer]\nbearer_token_file = \"token\"\n\
                 api_url = \"http://192.0.2.1/v1/ip\"\n";
     std::fs::write(&cfg, base).unwrap();
     for args in [&["check-config"][..], &["run", "--drain"]] {
         let o = run(args, &cfg);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-        assert!(err.contains("[threatjammer] api_url"), "{}", text(&o));
+        assert!(
+            err.contains("[targets.threatjammer] api_url"),
+            "{}",
+            text(&o)
+        );
         assert!(err.contains("allow_insecure_http"), "{}", text(&o));
         assert!(err.contains("unencrypted"), "{}", text(&o));
     }
@@ -451,7 +463,7 @@ fn a_readable_token_file_draws_a_warning() {
     std::fs::write(
         &inline,
         format!(
-            "state_dir = \"state\"\n[threatjammer]\napi_url = \"{}\"\nbearer_token = \"{}\"\n",
+            "state_dir = \"state\"\n[targets.threatjammer]\napi_url = \"{}\"\nbearer_token = \"{}\"\n",
             api.url(),
             api.token()
         ),
@@ -609,14 +621,14 @@ fn the_token_never_appears_in_anything_any_command_prints_or_writes() {
     // Broken configurations with the token inline (toml quotes the line at
     // fault in its errors), next to it, and in the environment.
     let broken: Vec<(PathBuf, String)> = [
-        format!("[threatjammer]\nbearer_token = \"{TOKEN}\" oops\n"),
-        format!("[threatjammer]\nbearer_token = \"{TOKEN}\"\nttl = 0\n"),
-        format!("[threatjammer]\nbearer_token = \"{TOKEN} x\"\n"),
-        format!("bearer_token = \"{TOKEN}\"\n[threatjammer]\nbearer_token = \"{TOKEN}\"\n"),
-        format!("[threatjammer]\nbearer_token = \"{TOKEN}\"\nbearer_token_file = \"token\"\n"),
-        format!("[threatjammer]\nbearer_token = [\"{TOKEN}\"]\n"),
-        format!("[threatjammer]\nbearer_token = \"{TOKEN}\"\napi_url = \"http://192.0.2.1/\"\n"),
-        "[schedule]\nbatch_size = 0\n".to_string(),
+        format!("[targets.threatjammer]\napi_url = \"https://report.example.net/v1/ip\"\nbearer_token = \"{TOKEN}\" oops\n"),
+        format!("[targets.threatjammer]\napi_url = \"https://report.example.net/v1/ip\"\nbearer_token = \"{TOKEN}\"\nttl = 0\n"),
+        format!("[targets.threatjammer]\napi_url = \"https://report.example.net/v1/ip\"\nbearer_token = \"{TOKEN} x\"\n"),
+        format!("bearer_token = \"{TOKEN}\"\n[targets.threatjammer]\napi_url = \"https://report.example.net/v1/ip\"\nbearer_token = \"{TOKEN}\"\n"),
+        format!("[targets.threatjammer]\napi_url = \"https://report.example.net/v1/ip\"\nbearer_token = \"{TOKEN}\"\nbearer_token_file = \"token\"\n"),
+        format!("[targets.threatjammer]\napi_url = \"https://report.example.net/v1/ip\"\nbearer_token = [\"{TOKEN}\"]\n"),
+        format!("[targets.threatjammer]\nbearer_token = \"{TOKEN}\"\napi_url = \"http://192.0.2.1/\"\n"),
+        "[targets.threatjammer]\napi_url = \"https://report.example.net/v1/ip\"\nbatch_size = 0\n".to_string(),
     ]
     .into_iter()
     .enumerate()

@@ -311,7 +311,10 @@ fn sighup_reloads_the_token_and_other_signals_do_not_kill_the_daemon() {
         log.contains("[input] poll_interval changed in the configuration: it takes effect at the next restart"),
         "{log}"
     );
-    assert!(log.contains("applied=[threatjammer] bearer_token"), "{log}");
+    assert!(
+        log.contains("applied=[targets.threatjammer] bearer_token"),
+        "{log}"
+    );
 
     // A configuration that does not load: logged, nothing changes.
     std::fs::write(&cfg, format!("{text}\n[queue]\nmax_pending = 1\n")).unwrap();

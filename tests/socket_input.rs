@@ -53,11 +53,11 @@ fn connect(addr: SocketAddr) -> TcpStream {
 
 fn config(state: &std::path::Path, api: &FakeApi, listen: SocketAddr) -> Config {
     let mut c = Config::default_for_tests(state.to_path_buf());
-    c.threatjammer.api_url = api.url().parse().unwrap();
-    c.threatjammer.token = Some(Secret::new(api.token()));
+    c.threatjammer_mut().report.api_url = api.url().parse().unwrap();
+    c.threatjammer_mut().report.token = Some(Secret::new(api.token()));
     c.input.listen_tcp = Some(listen);
-    c.schedule.flush_interval = Duration::from_millis(100);
-    c.schedule.rate_window = Duration::from_millis(300);
+    c.threatjammer_mut().schedule.flush_interval = Duration::from_millis(100);
+    c.threatjammer_mut().schedule.rate_window = Duration::from_millis(300);
     c
 }
 

@@ -22,7 +22,7 @@ pub struct ConfigArgs {
         required_unless_present = "cowrie_config"
     )]
     config: Option<PathBuf>,
-    /// Take [threatjammer] and the JSON log from Cowrie's cowrie.cfg
+    /// Take Threat Jammer's settings and the JSON log from Cowrie's cowrie.cfg
     /// ([output_threatjammer], [output_jsonlog]); the TOML file, if any,
     /// supplies the rest and must not set them.
     #[arg(long, value_name = "FILE")]

@@ -213,10 +213,22 @@ fn enqueue_within_limit(
 /// drain mode, without inputs, under the same rate limit; target `only`'s
 /// alone when given. Needs the credentials of the targets it sends to.
 pub fn send_pending(config: &Config, only: Option<&str>) -> Result<u64, CommandError> {
-    let _ = only; // FIXME(lead): restrict the run to `only` once the targets' sections move
-    if config.threatjammer.token.is_none() {
+    let mut config = config.clone();
+    if let Some(name) = only {
+        if !config.targets.keep_only(name) {
+            return Err(CommandError::Other(format!(
+                "no enabled target is called {name:?}; enabled: {}",
+                config.targets.names().join(", ")
+            )));
+        }
+    }
+    let config = &config;
+    if config
+        .threatjammer()
+        .is_some_and(|tj| tj.report.token.is_none())
+    {
         return Err(CommandError::Other(
-            "no daemon runs, and sending needs the API token: set [threatjammer] bearer_token_file or TJFWD_BEARER_TOKEN".into(),
+            "no daemon runs, and sending needs the API token: set [targets.threatjammer] bearer_token_file or TJFWD_BEARER_TOKEN".into(),
         ));
     }
     let mut c = config.clone();

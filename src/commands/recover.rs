@@ -242,7 +242,7 @@ pub fn recover(config: &Config, opts: Options, out: &mut dyn Write) -> Result<bo
         // have lost the last ones): take the window as full.
         let clocks = Clock::System.now_all();
         let full = RequestLog {
-            sent_at_ms: vec![clocks.wall_ms; config.schedule.max_requests_per_minute as usize],
+            sent_at_ms: vec![clocks.wall_ms; config.schedule().max_requests_per_minute as usize],
         };
         for t in queue.served() {
             queue.record_request(t.id, &full, &clocks)?;

@@ -30,15 +30,18 @@
 //!
 //! - here, the sections that are not a target's: `input`, `filter`,
 //!   `storage`, `queue`, `admin`;
-//! - in `crate::targets`, each target's. Threat Jammer's two tables,
-//!   `[threatjammer]` and `[schedule]`, sit at the top level where tjfwd has
-//!   always read them, and are placed by name in the raw layer below
-//!   (`crate::targets::threatjammer::{config, schedule}` hold their code).
-//!   Every other target is read from `[targets.<name>]`: the `[targets]` table
-//!   ([`Config::targets`]) is generated from the registry of
-//!   `crate::targets`, and is a key of the file only once a target is
-//!   registered there (until then `[targets]` is an unknown key, as it
-//!   always was). Adding a target changes nothing here.
+//! - in `crate::targets`, each target's, read from `[targets.<name>]`: the
+//!   `[targets]` table ([`Config::targets`]) is generated from the registry
+//!   of `crate::targets` (`raw_config!` below also expands an empty one,
+//!   where `[targets]` is not a key). Adding a target changes nothing here.
+//!
+//! Threat Jammer's history is the one thing this module knows of a target
+//! by name: its keys used to sit in two top-level tables, `[threatjammer]`
+//! and `[schedule]`, which are still read as a deprecated alias of
+//! `[targets.threatjammer]` (`take_alias`: a warning, messages naming the
+//! old tables, refused beside the new one, written back in the new form);
+//! and cowrie.cfg supplies its report keys (below). A file must enable at
+//! least one target (`no_target`).
 //!
 //! Adding a key to a section touches that section's file (a field in each
 //! struct, its default, its check) and the documentation: README's table of
@@ -52,22 +55,27 @@
 //! The same checks serve Cowrie's cowrie.cfg: `crate::cowrie_cfg` turns its
 //! `[output_threatjammer]` section into a `RawThreatJammer` and hands it, with
 //! the JSON log's path, to `load_with` as `Supplied` values, which are checked
-//! here with messages naming cowrie.cfg and `[output_threatjammer]`.
+//! here with messages naming cowrie.cfg and `[output_threatjammer]`. There,
+//! Threat Jammer is enabled by a token (not Cowrie's placeholder) or by its
+//! table in the TOML file, which may then hold only its sending keys and
+//! `ca_file`.
 //!
 //! Invariants of a [`Config`] produced by [`Config::load`],
 //! [`Config::from_toml_str`] or `cowrie_cfg::load_config`:
 //!
-//! - `threatjammer.api_url` is https, or http to a loopback host, or http with
-//!   `allow_insecure_http = true`; it carries no user name or password.
-//! - `threatjammer.ca_file`, when set, was readable and held at least one
-//!   valid PEM certificate when the configuration was loaded.
-//! - `threatjammer.token` is `Some` unless `LoadOptions::dry_run` was set; it is a
-//!   single non-empty run of printable ASCII without spaces.
-//! - `ttl > 0`; `category` matches `[A-Z0-9_]+`; every tag matches `[A-Z0-9]+`.
-//! - `1 <= batch_size <= 1000`; `max_requests_per_minute >= 1`;
-//!   `flush_interval`, `request_timeout`, `max_backoff` are non-zero;
-//!   `0 < poll_interval <= 60 s`; `rate_window` is 60 s (shorter only through
+//! - At least one target is enabled ([`Config::targets`] is not empty).
+//! - Threat Jammer's section, when present: `api_url` was set, is https, or
+//!   http to a loopback host, or http with `allow_insecure_http = true`,
+//!   carries no user name or password and is not on the service's old
+//!   domain; `ca_file`, when set, was readable and held at least one valid
+//!   PEM certificate when the configuration was loaded; `token` is `Some`
+//!   unless `LoadOptions::dry_run` was set, a single non-empty run of
+//!   printable ASCII without spaces; `ttl > 0`; `category` matches
+//!   `[A-Z0-9_]+`; every tag matches `[A-Z0-9]+`; `1 <= batch_size <= 1000`;
+//!   `max_requests_per_minute >= 1`; `flush_interval`, `request_timeout`,
+//!   `max_backoff` are non-zero; `rate_window` is 60 s (shorter only through
 //!   the test-only [`Config::apply_test_rate_window`]).
+//! - `0 < poll_interval <= 60 s`.
 //! - `1 KiB <= input.max_line_bytes <= 64 MiB`; `1 <= input.max_connections <= 1024`;
 //!   `input.listen_tcp` has a non-zero port (a non-loopback one adds a warning).
 //! - `storage.cache_capacity >= 1 MiB`; `queue.max_pending >= 1000`.
@@ -77,7 +85,7 @@
 //!   [`Config::load`] (they are joined to the file's directory).
 //!
 //! The bearer token comes from exactly one source, the first of:
-//! `[threatjammer] bearer_token`, `bearer_token_file`, the environment
+//! `[targets.threatjammer] bearer_token`, `bearer_token_file`, the environment
 //! variable `TJFWD_BEARER_TOKEN`, and — for [`Config::load`] and Cowrie's
 //! cowrie.cfg, not for [`Config::from_toml_str`] — the systemd credential
 //! [`CREDENTIAL_NAME`] (`$CREDENTIALS_DIRECTORY/bearer_token`, from
@@ -107,7 +115,8 @@ use serde::{Deserialize, Serialize};
 use crate::config_kit::{format_duration, render_parse_error, ser, Ctx, SecretSources};
 use crate::targets::threatjammer::config::{self as threatjammer, RawThreatJammer};
 use crate::targets::threatjammer::schedule::{self, RawSchedule};
-use crate::targets::{self, RawTargets, Targets};
+use crate::targets::threatjammer::RawSection as RawThreatJammerSection;
+use crate::targets::{self, RawTargets, Targets, TARGET_NAMES};
 use admin::RawAdmin;
 use filter::RawFilter;
 use input::RawInput;
@@ -116,11 +125,12 @@ use storage::RawStorage;
 
 pub use crate::config_kit::{ConfigError, Secret};
 pub use crate::targets::threatjammer::config::{
-    ThreatJammer, CREDENTIALS_DIRECTORY_ENV, CREDENTIAL_NAME, DEFAULT_API_URL, TOKEN_ENV,
+    ThreatJammer, CREDENTIALS_DIRECTORY_ENV, CREDENTIAL_NAME, SHUT_DOWN, TOKEN_ENV,
 };
 pub use crate::targets::threatjammer::schedule::{
     Schedule, API_RATE_WINDOW, API_REQUESTS_PER_MINUTE, MAX_BATCH_SIZE, TEST_RATE_WINDOW_ENV,
 };
+pub use crate::targets::threatjammer::Section as ThreatJammerSection;
 pub use admin::Admin;
 pub use filter::Filter;
 pub use input::{
@@ -132,6 +142,10 @@ pub use storage::Storage;
 
 /// Default location of the state directory (sled database, control socket).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/tjfwd";
+
+/// Threat Jammer's `api_url` in [`Config::default_for_tests`]: loopback, on
+/// the discard port, where nothing answers.
+pub const TEST_API_URL: &str = "http://127.0.0.1:9/v1/ip";
 
 /// How a configuration that does not come from a file is named in messages.
 const NO_FILE: &str = "<config>";
@@ -154,12 +168,8 @@ pub struct Config {
     /// Where the sled database and the control socket live.
     #[serde(serialize_with = "ser::path")]
     pub state_dir: PathBuf,
-    /// How and what to report to the Threat Jammer Report API.
-    pub threatjammer: ThreatJammer,
     /// Which cowrie log to tail, and how.
     pub input: Input,
-    /// When to send batches and how fast to retry.
-    pub schedule: Schedule,
     /// Which addresses are never reported.
     pub filter: Filter,
     /// Tuning of the on-disk queue.
@@ -168,9 +178,9 @@ pub struct Config {
     pub queue: QueueLimits,
     /// The admin HTTP endpoint (metrics, health).
     pub admin: Admin,
-    /// `[targets]`: the sections of the targets read from `[targets.<name>]`
-    /// (Threat Jammer's are `threatjammer` and `schedule`). Not written when
-    /// empty.
+    /// `[targets]`: the section of each enabled target, `[targets.<name>]`
+    /// (Threat Jammer's also from the deprecated `[threatjammer]` and
+    /// `[schedule]`, or from cowrie.cfg). Never empty from a file.
     #[serde(skip_serializing_if = "Targets::is_empty")]
     pub targets: Targets,
     /// Non-fatal problems found while loading, to log at start-up (never contain the token).
@@ -183,14 +193,12 @@ pub struct Config {
 }
 
 impl Default for Config {
-    /// All defaults, no token, no file: what an empty file gives in dry-run mode.
+    /// All defaults, no target, no file (a file must enable a target).
     fn default() -> Self {
         Config {
             path: None,
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
-            threatjammer: ThreatJammer::default(),
             input: Input::default(),
-            schedule: Schedule::default(),
             filter: Filter::default(),
             storage: Storage::default(),
             queue: QueueLimits::default(),
@@ -228,17 +236,48 @@ impl Config {
             resolve_base: path,
             file_meta: None,
             credentials_dir: None,
-            env: Vec::new(),
+            env: Default::default(),
         };
         build(source, opts, env_token, None)
     }
 
-    /// A configuration with every default and no token, with the given state directory.
+    /// A configuration with every default and the given state directory,
+    /// whose one target is Threat Jammer at [`TEST_API_URL`] (nothing
+    /// listens there), without a token: tests set its `api_url` and token
+    /// to a fake's ([`Config::threatjammer_mut`]).
     pub fn default_for_tests(state_dir: PathBuf) -> Config {
-        Config {
+        let mut c = Config {
             state_dir,
             ..Config::default()
-        }
+        };
+        c.targets.threatjammer = Some(ThreatJammerSection::with_api_url(
+            url::Url::parse(TEST_API_URL).expect("a valid URL"),
+        ));
+        c
+    }
+
+    /// Threat Jammer's section, when it is enabled.
+    pub fn threatjammer(&self) -> Option<&ThreatJammerSection> {
+        self.targets.threatjammer.as_ref()
+    }
+
+    /// Threat Jammer's section, to change (tests built in code).
+    ///
+    /// # Panics
+    /// When Threat Jammer is not enabled.
+    pub fn threatjammer_mut(&mut self) -> &mut ThreatJammerSection {
+        self.targets
+            .threatjammer
+            .as_mut()
+            .expect("Threat Jammer is enabled")
+    }
+
+    /// Threat Jammer's sending policy (batching, rate limit, flush
+    /// interval), or its defaults when it is not enabled: what the views of
+    /// a single target's sending (status, health, `recover`) read.
+    pub fn schedule(&self) -> &Schedule {
+        self.threatjammer()
+            .map_or(&Schedule::DEFAULT, |tj| &tj.schedule)
     }
 
     /// Applies the test-only environment variable [`TEST_RATE_WINDOW_ENV`]
@@ -264,11 +303,14 @@ impl Config {
                      to 60000; it is for tests only: unset it"
                 ),
             })?;
-        self.schedule.rate_window = Duration::from_millis(ms);
+        let window = Duration::from_millis(ms);
+        if let Some(tj) = self.targets.threatjammer.as_mut() {
+            tj.schedule.rate_window = window;
+        }
         self.warnings.push(format!(
             "{TEST_RATE_WINDOW_ENV} is set: the rate window is {} instead of the API's {} \
              (for tests only; unset it in production)",
-            format_duration(self.schedule.rate_window),
+            format_duration(window),
             format_duration(API_RATE_WINDOW)
         ));
         Ok(())
@@ -277,8 +319,6 @@ impl Config {
     /// The sections the targets are built from (for [`targets::start_enabled`]).
     pub fn target_sections(&self) -> targets::Sections<'_> {
         targets::Sections {
-            threatjammer: &self.threatjammer,
-            schedule: &self.schedule,
             targets: &self.targets,
         }
     }
@@ -293,17 +333,19 @@ impl Config {
             Some(p) => out.push_str(&format!(" (loaded from {})\n", p.display())),
             None => out.push_str(" (built in code)\n"),
         }
-        if self.threatjammer.token.is_none() {
-            out.push_str("# No bearer token is configured (dry run only).\n");
+        if let Some(tj) = self.threatjammer() {
+            if tj.report.token.is_none() {
+                out.push_str("# No bearer token is configured (dry run only).\n");
+            }
+            if tj.schedule.rate_window != API_RATE_WINDOW {
+                out.push_str(&format!(
+                    "# rate window (not settable in TOML): {}\n",
+                    format_duration(tj.schedule.rate_window)
+                ));
+            }
         }
         if self.input.cowrie_json.is_none() {
             out.push_str("# [input] cowrie_json is not set: no file is tailed.\n");
-        }
-        if self.schedule.rate_window != API_RATE_WINDOW {
-            out.push_str(&format!(
-                "# rate window (not settable in TOML): {}\n",
-                format_duration(self.schedule.rate_window)
-            ));
         }
         out.push('\n');
         match toml::to_string(self) {
@@ -328,15 +370,15 @@ macro_rules! raw_config {
         struct RawConfig {
             /// `state_dir`: where the database lives (default /var/lib/tjfwd).
             state_dir: Option<PathBuf>,
-            /// `[threatjammer]`: same keys as cowrie's `[output_threatjammer]`.
-            #[serde(default)]
-            threatjammer: RawThreatJammer,
+            /// `[threatjammer]`: deprecated, the report keys of
+            /// `[targets.threatjammer]`.
+            threatjammer: Option<RawThreatJammer>,
             /// `[input]`: the cowrie.json tailer.
             #[serde(default)]
             input: RawInput,
-            /// `[schedule]`: batching, rate limit, retries (Threat Jammer's).
-            #[serde(default)]
-            schedule: RawSchedule,
+            /// `[schedule]`: deprecated, the sending keys of
+            /// `[targets.threatjammer]`.
+            schedule: Option<RawSchedule>,
             /// `[filter]`: addresses never reported.
             #[serde(default)]
             filter: RawFilter,
@@ -395,18 +437,20 @@ struct Source<'a> {
     credentials_dir: Option<PathBuf>,
     /// The `TJFWD_*` environment variables the targets' sections may take
     /// a secret from (empty: none).
-    env: Vec<(String, String)>,
+    env: std::collections::BTreeMap<String, String>,
 }
 
-/// `[threatjammer]` and `[input] cowrie_json` supplied by another file than
-/// the TOML one: Cowrie's cowrie.cfg (see `crate::cowrie_cfg`). The TOML file
-/// must then not set them itself.
+/// Threat Jammer's report keys and `[input] cowrie_json` supplied by another
+/// file than the TOML one: Cowrie's cowrie.cfg (see `crate::cowrie_cfg`).
+/// The TOML file must then not set them itself; it may give Threat Jammer's
+/// sending keys and `ca_file`.
 pub(crate) struct Supplied {
     /// The file they come from, as named in messages.
     pub(crate) file: String,
-    /// How `[threatjammer]` is named in that file, e.g. `[output_threatjammer]`.
+    /// How Threat Jammer's section is named in that file, e.g. `[output_threatjammer]`.
     pub(crate) section: String,
-    /// The `[threatjammer]` values, checked by the same rules as the TOML ones.
+    /// Threat Jammer's report values, checked by the same rules as the TOML
+    /// ones. A `bearer_token` there (a real one) enables the target.
     pub(crate) threatjammer: RawThreatJammer,
     /// The JSON log (absolute); None when that file names none.
     pub(crate) cowrie_json: Option<PathBuf>,
@@ -417,6 +461,9 @@ pub(crate) struct Supplied {
     pub(crate) no_input: (String, String),
     /// Completes "no Threat Jammer bearer token: ..." (how to give one there).
     pub(crate) token_hint: String,
+    /// Completes the refusal of a configuration that enables no target (how
+    /// that file enables one).
+    pub(crate) target_hint: String,
     /// Warnings found while reading that file.
     pub(crate) warnings: Vec<String>,
     /// Informational remarks found while reading that file.
@@ -424,7 +471,7 @@ pub(crate) struct Supplied {
 }
 
 /// Reads the TOML file `path` (None: an empty configuration, all defaults)
-/// and builds the configuration, with `[threatjammer]` and `[input]
+/// and builds the configuration, with Threat Jammer's report keys and `[input]
 /// cowrie_json` taken from `supplied` when given. `env_token` stands for the
 /// value of `TJFWD_BEARER_TOKEN`. The systemd credential [`CREDENTIAL_NAME`]
 /// is looked for in `$CREDENTIALS_DIRECTORY` when it is set.
@@ -484,7 +531,6 @@ fn build(
         credentials_dir,
         env,
     } = source;
-    let creds = credentials_dir.as_deref();
     let file = path.map_or_else(|| NO_FILE.to_string(), |p| p.display().to_string());
     let mut raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
         file: file.clone(),
@@ -499,121 +545,127 @@ fn build(
         warnings: Vec::new(),
         secrets: SecretSources::default(),
     };
-    if let Some(s) = &supplied {
-        refuse_supplied_keys(&ctx, &raw, s)?;
-    }
-    let raw_targets = raw.take_targets();
+    let mut raw_targets = raw.take_targets();
+    // How the file names Threat Jammer's section (the alias: its old tables).
+    let tj_tables = take_alias(&mut ctx, &mut raw, &mut raw_targets)?;
 
     let state_dir = match raw.state_dir {
         Some(p) => ctx.path("state_dir", p)?,
         None => PathBuf::from(DEFAULT_STATE_DIR),
     };
+    let mut env = env;
+    if let Some(t) = env_token {
+        env.insert(TOKEN_ENV.to_string(), t);
+    }
+    ctx.secrets = SecretSources {
+        env,
+        credentials_dir,
+        state_dir: state_dir.clone(),
+        file_meta: path.and(file_meta),
+        dry_run: opts.dry_run,
+    };
 
     let mut warnings = Vec::new();
     let mut notes = Vec::new();
-    // [threatjammer] is checked in the context of the file it comes from:
-    // (that context, how the section is named there, how to give a token there).
-    let mut other: Option<(Ctx, String, String)> = None;
-    // Taken out first: it is checked in the TOML file's context even beside
-    // --cowrie-config (cowrie.cfg has no such key).
-    let ca_file = threatjammer::ca_file(&ctx, raw.threatjammer.ca_file.take())?;
-    let (mut threatjammer, input) = match supplied {
-        None => {
-            let inline_token = raw.threatjammer.bearer_token.is_some();
-            let tj = threatjammer::validate(
-                &mut ctx,
-                "[threatjammer]",
-                raw.threatjammer,
-                env_token,
-                creds,
-                &state_dir,
-            )?;
-            if inline_token {
-                if let (Some(p), Some(meta)) = (path, &file_meta) {
-                    if let Some(who) = threatjammer::secret_readers(meta, &state_dir) {
-                        ctx.warnings.push(format!(
-                            "{}: the file holds [threatjammer] bearer_token and can be read by \
-                             {who}: run `chmod 600 {}`, or move the token to a file named by \
-                             bearer_token_file",
-                            p.display(),
-                            p.display()
-                        ));
-                    }
-                }
-            }
-            (tj, input::validate(&mut ctx, raw.input)?)
-        }
-        Some(s) => {
-            warnings.extend(s.warnings);
-            notes.extend(s.notes);
+    // Beside cowrie.cfg: its context (Threat Jammer's report keys are
+    // checked there), how the section is named there, how to give a token
+    // there, how to enable a target there.
+    let mut other: Option<(Ctx, String, String, String)> = None;
+    // Threat Jammer's section, when cowrie.cfg supplies its report keys.
+    let mut supplied_tj = None;
+    let input = match supplied {
+        None => input::validate(&mut ctx, raw.input)?,
+        Some(mut s) => {
+            warnings.append(&mut s.warnings);
+            notes.append(&mut s.notes);
+            // The TOML file's Threat Jammer table, either form, enables it;
+            // so does a token (cowrie.cfg's, or one given outside the files).
+            let in_toml = raw_targets.threatjammer.take();
+            let enabled = in_toml.is_some()
+                || s.threatjammer.bearer_token.is_some()
+                || threatjammer::token_outside(&ctx.secrets);
+            let in_toml = in_toml.unwrap_or_default();
+            let (report_sec, schedule_sec) = in_toml.tables(TJ_TABLE);
+            let (mut toml_report, toml_schedule) = in_toml.split();
+            refuse_supplied_keys(&ctx, report_sec, &toml_report, &raw.input, &s)?;
             let mut sctx = Ctx {
                 file: s.file,
                 base_dir: None,
                 warnings: Vec::new(),
-                secrets: SecretSources::default(),
+                secrets: SecretSources {
+                    file_meta: None,
+                    ..ctx.secrets.clone()
+                },
             };
-            let tj = threatjammer::validate(
-                &mut sctx,
-                &s.section,
-                s.threatjammer,
-                env_token,
-                creds,
-                &state_dir,
-            )?;
             let mut input = input::validate(&mut ctx, raw.input)?;
             input.cowrie_json = s.cowrie_json;
             if input.cowrie_json.is_none() && input.listen_tcp.is_none() {
                 let (key, message) = s.no_input;
                 return Err(sctx.invalid(&key, message));
             }
-            other = Some((sctx, s.section, s.token_hint));
-            (tj, input)
+            if enabled {
+                // ca_file is the TOML file's (cowrie.cfg has no such key).
+                let ca_file = threatjammer::ca_file(&ctx, report_sec, toml_report.ca_file.take())?;
+                let mut report = threatjammer::validate(&mut sctx, &s.section, s.threatjammer)?;
+                report.ca_file = ca_file;
+                let schedule = schedule::validate(&mut ctx, schedule_sec, toml_schedule)?;
+                supplied_tj = Some(ThreatJammerSection { report, schedule });
+            }
+            other = Some((sctx, s.section, s.token_hint, s.target_hint));
+            input
         }
     };
-    threatjammer.ca_file = ca_file;
-    let schedule = schedule::validate(&mut ctx, raw.schedule)?;
     let filter = filter::validate(&ctx, raw.filter)?;
     let storage = storage::validate(&ctx, raw.storage)?;
     let queue = queue::validate(&ctx, raw.queue)?;
     let admin = admin::validate(&ctx, raw.admin)?;
-    ctx.secrets = SecretSources {
-        env,
-        credentials_dir: credentials_dir.clone(),
-        state_dir: state_dir.clone(),
-        dry_run: opts.dry_run,
-    };
-    let targets = Targets::validate(&mut ctx, raw_targets)?;
+    let mut targets = Targets::validate(&mut ctx, raw_targets)?;
+    if supplied_tj.is_some() {
+        targets.threatjammer = supplied_tj;
+    }
 
     // Checked last: the other keys' mistakes are reported first, as they are
     // what a dry run or `check-config` without the token is meant to find.
-    if threatjammer.token.is_none() && !opts.dry_run {
+    if targets.is_empty() {
+        return Err(no_target(
+            &ctx,
+            other.as_ref().map(|o| (&o.0, o.3.as_str())),
+        ));
+    }
+    if targets
+        .threatjammer
+        .as_ref()
+        .is_some_and(|tj| tj.report.token.is_none())
+        && !opts.dry_run
+    {
         return Err(match &other {
-            Some((sctx, section, hint)) => sctx.invalid(
+            Some((sctx, section, hint, _)) => sctx.invalid(
                 &format!("{section} bearer_token"),
                 format!("no Threat Jammer bearer token: {hint}"),
             ),
-            None => ctx.invalid(
-                "[threatjammer] bearer_token",
-                format!(
-                    "no Threat Jammer bearer token: set [threatjammer] bearer_token_file (a file \
-                     holding the token, mode 600) or bearer_token, or the environment variable \
-                     {TOKEN_ENV}, or pass the systemd credential {CREDENTIAL_NAME} \
-                     (LoadCredential={CREDENTIAL_NAME}:/etc/tjfwd/token), or use --dry-run"
-                ),
-            ),
+            None => {
+                let sec = tj_tables.0;
+                ctx.invalid(
+                    &format!("{sec} bearer_token"),
+                    format!(
+                        "no Threat Jammer bearer token: set {sec} bearer_token_file (a file \
+                         holding the token, mode 600) or bearer_token, or the environment \
+                         variable {TOKEN_ENV}, or pass the systemd credential {CREDENTIAL_NAME} \
+                         (LoadCredential={CREDENTIAL_NAME}:/etc/tjfwd/token), or use --dry-run"
+                    ),
+                )
+            }
         });
     }
 
-    if let Some((sctx, _, _)) = other {
+    if let Some((sctx, ..)) = other {
         warnings.extend(sctx.warnings);
     }
     warnings.extend(ctx.warnings);
     Ok(Config {
         path: path.map(Path::to_path_buf),
         state_dir,
-        threatjammer,
         input,
-        schedule,
         filter,
         storage,
         queue,
@@ -624,23 +676,102 @@ fn build(
     })
 }
 
+/// Threat Jammer's table.
+const TJ_TABLE: &str = "[targets.threatjammer]";
+
+/// The deprecated `[threatjammer]` and `[schedule]`: moved into
+/// `raw_targets` as Threat Jammer's section, with a warning; refused beside
+/// `[targets.threatjammer]`. Returns how the file names the section's
+/// report keys and its sending keys.
+fn take_alias(
+    ctx: &mut Ctx,
+    raw: &mut RawConfig,
+    raw_targets: &mut RawTargets,
+) -> Result<(&'static str, &'static str), ConfigError> {
+    let (tj, schedule) = (raw.threatjammer.take(), raw.schedule.take());
+    if tj.is_none() && schedule.is_none() {
+        return Ok((TJ_TABLE, TJ_TABLE));
+    }
+    let old: Vec<&str> = [
+        ("[threatjammer]", tj.is_some()),
+        ("[schedule]", schedule.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(t, set)| set.then_some(t))
+    .collect();
+    let old = old.join(" and ");
+    if raw_targets.threatjammer.is_some() {
+        return Err(ctx.invalid(
+            TJ_TABLE,
+            format!(
+                "{TJ_TABLE} and {old} are both set: they are the same target, Threat Jammer \
+                 ({old}: the deprecated form). Move the keys of {old} into {TJ_TABLE} and \
+                 remove {old}"
+            ),
+        ));
+    }
+    ctx.warnings.push(format!(
+        "{}: {old} {} deprecated: Threat Jammer's keys go in one table, {TJ_TABLE} \
+         (`tjfwd check-config` prints the configuration in that form)",
+        ctx.file,
+        if old.contains(" and ") { "are" } else { "is" }
+    ));
+    raw_targets.threatjammer = Some(RawThreatJammerSection::from_alias(
+        tj.unwrap_or_default(),
+        schedule.unwrap_or_default(),
+    ));
+    Ok(("[threatjammer]", "[schedule]"))
+}
+
+/// The refusal of a configuration that enables no target; `other` is the
+/// context of cowrie.cfg and how to enable a target there.
+fn no_target(ctx: &Ctx, other: Option<(&Ctx, &str)>) -> ConfigError {
+    let names = TARGET_NAMES.join(", ");
+    let how = format!(
+        "enable one with its table, [targets.<name>], in {} (README, \"Targets\", lists \
+         each one's keys)",
+        if ctx.file == NO_FILE {
+            "the configuration file"
+        } else {
+            &ctx.file
+        }
+    );
+    let why = format!(
+        "no report target is enabled, so tjfwd would have nowhere to report. The targets \
+         are: {names}"
+    );
+    let old = "tjfwd no longer reports to Threat Jammer unless told to: that service shut \
+               down in 2024";
+    match other {
+        Some((sctx, hint)) => sctx.invalid("[targets]", format!("{why}: {how}, or {hint}. {old}")),
+        None => ctx.invalid("[targets]", format!("{why}: {how}. {old}")),
+    }
+}
+
 /// With `supplied`, the TOML file must not set what the other file supplies:
 /// two places for one setting would leave the operator guessing which wins.
-fn refuse_supplied_keys(ctx: &Ctx, raw: &RawConfig, s: &Supplied) -> Result<(), ConfigError> {
-    if let Some(name) = raw.threatjammer.set_keys().first() {
-        let key = format!("[threatjammer] {name}");
+/// `report` is the TOML file's Threat Jammer table, named `sec`.
+fn refuse_supplied_keys(
+    ctx: &Ctx,
+    sec: &str,
+    report: &RawThreatJammer,
+    input: &RawInput,
+    s: &Supplied,
+) -> Result<(), ConfigError> {
+    if let Some(name) = report.set_keys().first() {
+        let key = format!("{sec} {name}");
         return Err(ctx.invalid(
             &key,
             format!(
-                "{key} is set here, but {} (--cowrie-config) supplies the [threatjammer] \
-                 settings, from its {} section: remove [threatjammer] from {} and set {name} \
-                 in {} of {} instead (the bearer token can also come from the environment \
-                 variable {TOKEN_ENV})",
+                "{key} is set here, but {} (--cowrie-config) supplies Threat Jammer's settings \
+                 from its {} section: remove {name} from {sec} in {} and set it in {} of {} \
+                 instead (the bearer token can also come from the environment variable \
+                 {TOKEN_ENV})",
                 s.file, s.section, ctx.file, s.section, s.file
             ),
         ));
     }
-    if raw.input.cowrie_json.is_some() {
+    if input.cowrie_json.is_some() {
         let key = "[input] cowrie_json";
         return Err(ctx.invalid(
             key,

@@ -6,6 +6,8 @@
 //! Every refusal is a [`ConfigError::Invalid`] whose message starts with the
 //! key at fault and says what to write instead.
 
+use std::collections::BTreeMap;
+use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -21,37 +23,47 @@ pub struct Ctx {
     pub(crate) base_dir: Option<PathBuf>,
     /// Warnings collected so far.
     pub(crate) warnings: Vec<String>,
-    /// Where a secret that no key of the file gives is looked for.
+    /// Where the sections find what is not written in the file: secrets
+    /// from the environment or systemd credentials, and what decides who
+    /// may read a file holding one.
     pub(crate) secrets: SecretSources,
 }
 
-/// Where a section looks for a secret that no key of the file gives (the
-/// environment, systemd's credentials), and what decides who may read a
-/// secret file. The loader fills it from the process; tests give their own.
+/// What a section holding a secret (a token, a key, a password) reads
+/// besides the file: the environment variables the loader was given (only
+/// those: tests give theirs explicitly), `$CREDENTIALS_DIRECTORY`, the
+/// state directory (its group may read a secret file), the file's own
+/// metadata (a secret written inline in a file others can read draws a
+/// warning), and whether this is a dry run (nothing is sent, so a missing
+/// secret is no error).
 #[derive(Debug, Clone, Default)]
 pub struct SecretSources {
-    /// The process's environment variables whose name starts with `TJFWD_`
-    /// (name, value): the only ones a section may take a secret from.
-    pub(crate) env: Vec<(String, String)>,
-    /// `$CREDENTIALS_DIRECTORY` (systemd credentials), None when unset.
+    /// Environment variables, by name.
+    pub(crate) env: BTreeMap<String, String>,
+    /// `$CREDENTIALS_DIRECTORY` (systemd credentials); None: none looked for.
     pub(crate) credentials_dir: Option<PathBuf>,
-    /// The state directory: a secret file of its group is not a warning.
+    /// The state directory, as configured.
     pub(crate) state_dir: PathBuf,
+    /// The configuration file's metadata, when it is a file.
+    pub(crate) file_meta: Option<fs::Metadata>,
     /// `--dry-run`: nothing is sent, so a missing secret is no error.
     pub(crate) dry_run: bool,
 }
 
 impl SecretSources {
-    /// The value of the environment variable `name`, if it was set.
+    /// The environment variable `name`, when given.
     pub(crate) fn env(&self, name: &str) -> Option<&str> {
-        self.env
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.env.get(name).map(String::as_str)
+    }
+
+    /// The file of the systemd credential `name`, when credentials are
+    /// looked for (it may not exist).
+    pub(crate) fn credential(&self, name: &str) -> Option<PathBuf> {
+        self.credentials_dir.as_ref().map(|d| d.join(name))
     }
 
     /// The `TJFWD_*` variables of this process.
-    pub(crate) fn process_env() -> Vec<(String, String)> {
+    pub(crate) fn process_env() -> BTreeMap<String, String> {
         std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .filter(|(k, _)| k.starts_with("TJFWD_"))
@@ -60,6 +72,18 @@ impl SecretSources {
 }
 
 impl Ctx {
+    #[cfg(test)]
+    /// The context of checking `file` (as named in messages), with no
+    /// directory for relative paths and no secret sources.
+    pub(crate) fn new(file: impl Into<String>) -> Ctx {
+        Ctx {
+            file: file.into(),
+            base_dir: None,
+            warnings: Vec::new(),
+            secrets: SecretSources::default(),
+        }
+    }
+
     pub(crate) fn invalid(&self, key: &str, message: String) -> ConfigError {
         ConfigError::Invalid {
             file: self.file.clone(),

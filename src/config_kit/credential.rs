@@ -251,6 +251,7 @@ mod tests {
                     .collect(),
                 credentials_dir: creds.then(|| dir.join("creds")),
                 state_dir: dir.join("state"),
+                file_meta: None,
                 dry_run: false,
             },
         }

@@ -37,7 +37,7 @@ pub enum ConfigError {
     Invalid {
         /// The configuration file, as given (or `<config>` when built from a string).
         file: String,
-        /// The key at fault, like `[schedule] batch_size`, for callers and tests.
+        /// The key at fault, like `[input] poll_interval`, for callers and tests.
         key: String,
         /// What is wrong and what to do; starts with the key.
         message: String,

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::settings::{absolute, CowrieSettings};
 use super::{COWRIE_VERSION, SUGGESTED_TOKEN_FILE};
-use crate::config::{Config, ConfigError, LoadOptions, TOKEN_ENV};
+use crate::config::{Config, ConfigError, LoadOptions, ThreatJammerSection, TOKEN_ENV};
 use crate::config_kit::{format_duration, format_size};
 
 /// What `tjfwd config import-cowrie` prints, and what it has to say.
@@ -22,13 +22,21 @@ pub struct Imported {
 
 /// `tjfwd config import-cowrie FILE [--cowrie-dir DIR]`: the tjfwd TOML
 /// configuration equivalent to a cowrie.cfg, with the process's `COWRIE_*`
-/// environment variables.
+/// environment variables and `TJFWD_BEARER_TOKEN` (which enables Threat
+/// Jammer as it does for `run --cowrie-config`; it is never written).
 pub fn import_toml(cowrie_cfg: &Path, cowrie_dir: Option<&Path>) -> Result<Imported, ConfigError> {
-    import_settings(CowrieSettings::read(cowrie_cfg, cowrie_dir)?)
+    import_settings(
+        CowrieSettings::read(cowrie_cfg, cowrie_dir)?,
+        std::env::var(TOKEN_ENV).ok(),
+    )
 }
 
-/// [`import_toml`] from settings already read.
-pub fn import_settings(settings: CowrieSettings) -> Result<Imported, ConfigError> {
+/// [`import_toml`] from settings already read; `env_token` stands for
+/// `TJFWD_BEARER_TOKEN`.
+pub fn import_settings(
+    settings: CowrieSettings,
+    env_token: Option<String>,
+) -> Result<Imported, ConfigError> {
     let file = absolute(&settings.file);
     let files_read: Vec<String> = settings
         .files_read
@@ -39,7 +47,7 @@ pub fn import_settings(settings: CowrieSettings) -> Result<Imported, ConfigError
     let cowrie_dir = settings.cowrie_dir.clone();
     let has_token = settings.has_token;
     // Checked as `run` would check it; the token is not needed to print.
-    let config = settings.into_config(None, &LoadOptions { dry_run: true }, None)?;
+    let config = settings.into_config(None, &LoadOptions { dry_run: true }, env_token)?;
     let toml = render(&RenderInput {
         config: &config,
         file: &file,
@@ -106,7 +114,6 @@ fn kv(out: &mut String, key: &str, value: &str, note: &str) {
 
 fn render(r: &RenderInput<'_>) -> String {
     let c = r.config;
-    let tj = &c.threatjammer;
     let mut out = String::new();
     out.push_str(&format!(
         "# tjfwd configuration imported from Cowrie's {} by\n\
@@ -131,9 +138,9 @@ fn render(r: &RenderInput<'_>) -> String {
         ),
     );
     out.push_str(
-        "#\n# [threatjammer] holds the keys of cowrie.cfg's [output_threatjammer] and\n\
-         # [input] cowrie_json its [output_jsonlog] logfile; everything else has\n\
-         # tjfwd's defaults. Every key is optional; unknown keys are refused.\n",
+        "#\n# [targets.threatjammer] holds the keys of cowrie.cfg's [output_threatjammer]\n\
+         # and [input] cowrie_json its [output_jsonlog] logfile; everything else has\n\
+         # tjfwd's defaults. Unknown keys are refused.\n",
     );
     for w in &c.warnings {
         out.push_str("#\n");
@@ -150,63 +157,9 @@ fn render(r: &RenderInput<'_>) -> String {
     );
     out.push('\n');
 
-    out.push_str("# From [output_threatjammer] of cowrie.cfg.\n[threatjammer]\n");
-    kv(&mut out, "api_url", &q(tj.api_url.as_str()), "");
-    if r.has_token {
-        out.push_str(&format!(
-            "# cowrie.cfg holds the API token; it is not copied here. Put it in this file,\n\
-             # readable only by the user tjfwd runs as, e.g. (paste the token, then Ctrl-D):\n\
-             #   install -m 600 -o tjfwd /dev/stdin {SUGGESTED_TOKEN_FILE}\n"
-        ));
-        kv(&mut out, "bearer_token_file", &q(SUGGESTED_TOKEN_FILE), "");
-    } else {
-        out.push_str(&format!(
-            "# cowrie.cfg holds no API token (only Cowrie's placeholder). Put yours in a file\n\
-             # readable only by tjfwd's user and uncomment the next line, or set the\n\
-             # environment variable {TOKEN_ENV}. Without a token only --dry-run works.\n"
-        ));
-        out.push_str(&format!(
-            "# bearer_token_file = {}\n",
-            q(SUGGESTED_TOKEN_FILE)
-        ));
+    if let Some(tj) = c.threatjammer() {
+        threatjammer(&mut out, tj, r.has_token);
     }
-    kv(
-        &mut out,
-        "track_login",
-        &tj.track_login.to_string(),
-        "report cowrie.login.* events",
-    );
-    kv(
-        &mut out,
-        "track_session",
-        &tj.track_session.to_string(),
-        "report cowrie.session.* events",
-    );
-    kv(
-        &mut out,
-        "ttl",
-        &tj.ttl.to_string(),
-        "seconds in your private denylist",
-    );
-    kv(
-        &mut out,
-        "category",
-        &q(&tj.category),
-        "the dataset (\"type\" in the API)",
-    );
-    let tags = if tj.tags.is_empty() {
-        "[]".to_string()
-    } else {
-        q(&tj.tags.join(","))
-    };
-    kv(&mut out, "tags", &tags, "");
-    kv(
-        &mut out,
-        "allow_insecure_http",
-        &tj.allow_insecure_http.to_string(),
-        "plain http:// only to loopback hosts otherwise",
-    );
-    out.push('\n');
 
     let input = &c.input;
     out.push_str("[input]\n");
@@ -249,46 +202,6 @@ fn render(r: &RenderInput<'_>) -> String {
     );
     out.push('\n');
 
-    let s = &c.schedule;
-    out.push_str("[schedule]\n");
-    kv(
-        &mut out,
-        "batch_size",
-        &s.batch_size.to_string(),
-        "1..=1000 addresses a request",
-    );
-    kv(
-        &mut out,
-        "flush_interval",
-        &q(&format_duration(s.flush_interval)),
-        "longest an address waits for a batch to fill",
-    );
-    kv(
-        &mut out,
-        "max_requests_per_minute",
-        &s.max_requests_per_minute.to_string(),
-        "the API's limit, rolling 60 s window, retries included",
-    );
-    kv(
-        &mut out,
-        "request_timeout",
-        &q(&format_duration(s.request_timeout)),
-        "",
-    );
-    kv(
-        &mut out,
-        "max_backoff",
-        &q(&format_duration(s.max_backoff)),
-        "cap of the retry delay after server errors",
-    );
-    kv(
-        &mut out,
-        "rereport_after",
-        &q(&format_duration(s.rereport_after)),
-        "a sighting this soon after the last report does not re-queue",
-    );
-    out.push('\n');
-
     out.push_str("[filter]\n");
     kv(
         &mut out,
@@ -320,10 +233,114 @@ fn render(r: &RenderInput<'_>) -> String {
     out
 }
 
+/// `[targets.threatjammer]`: the report keys from cowrie.cfg, then the
+/// sending keys.
+fn threatjammer(out: &mut String, section: &ThreatJammerSection, has_token: bool) {
+    let tj = &section.report;
+    out.push_str(
+        "# Threat Jammer: from [output_threatjammer] of cowrie.cfg; the sending keys\n\
+         # (batch_size and below) are tjfwd's defaults.\n[targets.threatjammer]\n",
+    );
+    kv(out, "api_url", &q(tj.api_url.as_str()), "");
+    if has_token {
+        out.push_str(&format!(
+            "# cowrie.cfg holds the API token; it is not copied here. Put it in this file,\n\
+             # readable only by the user tjfwd runs as, e.g. (paste the token, then Ctrl-D):\n\
+             #   install -m 600 -o tjfwd /dev/stdin {SUGGESTED_TOKEN_FILE}\n"
+        ));
+        kv(out, "bearer_token_file", &q(SUGGESTED_TOKEN_FILE), "");
+    } else {
+        out.push_str(&format!(
+            "# cowrie.cfg holds no API token (Cowrie's placeholder counts as none). Put\n\
+             # yours in a file readable only by tjfwd's user and uncomment the next line,\n\
+             # or set the environment variable {TOKEN_ENV}. Without a token only\n\
+             # --dry-run works.\n"
+        ));
+        out.push_str(&format!(
+            "# bearer_token_file = {}\n",
+            q(SUGGESTED_TOKEN_FILE)
+        ));
+    }
+    kv(
+        out,
+        "track_login",
+        &tj.track_login.to_string(),
+        "report cowrie.login.* events",
+    );
+    kv(
+        out,
+        "track_session",
+        &tj.track_session.to_string(),
+        "report cowrie.session.* events",
+    );
+    kv(
+        out,
+        "ttl",
+        &tj.ttl.to_string(),
+        "seconds in your private denylist",
+    );
+    kv(
+        out,
+        "category",
+        &q(&tj.category),
+        "the dataset (\"type\" in the API)",
+    );
+    let tags = if tj.tags.is_empty() {
+        "[]".to_string()
+    } else {
+        q(&tj.tags.join(","))
+    };
+    kv(out, "tags", &tags, "");
+    kv(
+        out,
+        "allow_insecure_http",
+        &tj.allow_insecure_http.to_string(),
+        "plain http:// only to loopback hosts otherwise",
+    );
+    let s = &section.schedule;
+    kv(
+        out,
+        "batch_size",
+        &s.batch_size.to_string(),
+        "1..=1000 addresses a request",
+    );
+    kv(
+        out,
+        "flush_interval",
+        &q(&format_duration(s.flush_interval)),
+        "longest an address waits for a batch to fill",
+    );
+    kv(
+        out,
+        "max_requests_per_minute",
+        &s.max_requests_per_minute.to_string(),
+        "the API's limit, rolling 60 s window, retries included",
+    );
+    kv(
+        out,
+        "request_timeout",
+        &q(&format_duration(s.request_timeout)),
+        "",
+    );
+    kv(
+        out,
+        "max_backoff",
+        &q(&format_duration(s.max_backoff)),
+        "cap of the retry delay after server errors",
+    );
+    kv(
+        out,
+        "rereport_after",
+        &q(&format_duration(s.rereport_after)),
+        "a sighting this soon after the last report does not re-queue",
+    );
+    out.push('\n');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cowrie_cfg::tests::{Tree, TOKEN};
+    use crate::cowrie_cfg::tests::{Tree, API_URL, TOKEN};
 
     use crate::config::{Config, LoadOptions};
     use std::fs;
@@ -342,7 +359,7 @@ mod tests {
             .unwrap()
             .into_config(None, &LoadOptions { dry_run: true }, None)
             .unwrap();
-        let imported = import_settings(s).unwrap();
+        let imported = import_settings(s, None).unwrap();
         let out = &imported.toml;
         assert!(!out.contains(TOKEN), "{out}");
         assert!(
@@ -360,32 +377,49 @@ mod tests {
         let out = out.replace("/etc/tjfwd/token", &token.display().to_string());
         let back = Config::from_toml_str(&out, None, &LoadOptions::default(), None)
             .unwrap_or_else(|e| panic!("{e}\n{out}"));
-        assert_eq!(back.threatjammer.token.as_ref().unwrap().expose(), TOKEN);
-        let mut back_tj = back.threatjammer.clone();
-        back_tj.token = None;
-        let mut expected_tj = expected.threatjammer.clone();
-        expected_tj.token = None;
+        let mut back_tj = back.threatjammer().unwrap().clone();
+        assert_eq!(back_tj.report.token.as_ref().unwrap().expose(), TOKEN);
+        back_tj.report.token = None;
+        let mut expected_tj = expected.threatjammer().unwrap().clone();
+        expected_tj.report.token = None;
         assert_eq!(back_tj, expected_tj);
+        assert_eq!(back_tj.report.api_url.as_str(), API_URL);
+        assert!(back.warnings.is_empty(), "{:?}", back.warnings);
         assert_eq!(back.input, expected.input);
-        assert_eq!(back.schedule, expected.schedule);
         assert_eq!(back.filter, expected.filter);
         assert_eq!(back.storage, expected.storage);
         assert_eq!(back.state_dir, expected.state_dir);
     }
 
+    /// Without a token, the import enables no target: refused, saying how
+    /// to enable one (as `run --cowrie-config` is).
     #[test]
-    fn import_without_a_token_comments_the_token_file_out() {
+    fn import_without_a_token_is_refused_and_with_the_environments_comments_it_out() {
         let t = Tree::new();
-        let imported = import_settings(t.settings("", &[]).unwrap()).unwrap();
-        let out = &imported.toml;
-        assert!(
-            out.contains("# bearer_token_file = \"/etc/tjfwd/token\""),
-            "{out}"
-        );
-        assert!(!out.contains("\nbearer_token_file"), "{out}");
-        let back = Config::from_toml_str(out, None, &LoadOptions { dry_run: true }, None)
-            .unwrap_or_else(|e| panic!("{e}\n{out}"));
-        assert!(back.threatjammer.token.is_none());
-        assert_eq!(back.threatjammer, Config::default().threatjammer);
+        for text in [
+            "",
+            "[output_threatjammer]\nbearer_token = THREATJAMMER_API_TOKEN\n",
+        ] {
+            let err = import_settings(t.settings(text, &[]).unwrap(), None).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains("no report target is enabled"), "{msg}");
+            assert!(msg.contains("THREATJAMMER_API_TOKEN"), "{msg}");
+            // The environment's token enables Threat Jammer; the file then
+            // leaves the token file's line commented out.
+            let imported =
+                import_settings(t.settings(text, &[]).unwrap(), Some(TOKEN.into())).unwrap();
+            let out = &imported.toml;
+            assert!(!out.contains(TOKEN), "{out}");
+            assert!(
+                out.contains("# bearer_token_file = \"/etc/tjfwd/token\""),
+                "{out}"
+            );
+            assert!(!out.contains("\nbearer_token_file"), "{out}");
+            let back = Config::from_toml_str(out, None, &LoadOptions { dry_run: true }, None)
+                .unwrap_or_else(|e| panic!("{e}\n{out}"));
+            let tj = back.threatjammer().unwrap();
+            assert!(tj.report.token.is_none());
+            assert_eq!(tj.report.api_url.as_str(), API_URL);
+        }
     }
 }

@@ -11,6 +11,10 @@ use super::ini::Ini;
 /// `cowrie.cfg.dist` and the plugin's fallbacks). `bearer_token` has no usable
 /// default. `tags` has none in Cowrie's code, and is commented out in its
 /// dist file: the documented value is used (and is tjfwd's default too).
+/// `api_url` is not one: the dist file's `#api_url=` line is a comment, and
+/// the plugin's fallback pointed at the Threat Jammer service, which shut
+/// down in 2024 (its domain belongs to someone else now); tjfwd takes
+/// `api_url` only when the operator set it.
 const EMBEDDED_DEFAULTS: &str = "\
 [honeypot]
 log_path = var/log/cowrie
@@ -25,7 +29,6 @@ address = 127.0.0.1:9000
 
 [output_threatjammer]
 enabled = false
-api_url = https://dublin.report.threatjammer.com/v1/ip
 track_login = true
 track_session = false
 ttl = 86400
@@ -80,10 +83,8 @@ mod tests {
         );
         assert!(i.get_bool("output_jsonlog", "enabled").unwrap().unwrap().0);
         assert!(!i.get_bool(PLUGIN_SECTION, "enabled").unwrap().unwrap().0);
-        assert_eq!(
-            get(&i, PLUGIN_SECTION, "api_url").as_deref(),
-            Some(crate::config::DEFAULT_API_URL)
-        );
+        // No default endpoint: the service it named is gone.
+        assert_eq!(get(&i, PLUGIN_SECTION, "api_url"), None);
         assert_eq!(get(&i, PLUGIN_SECTION, "bearer_token"), None);
         assert_eq!(
             i.get(PLUGIN_SECTION, "ttl").unwrap().unwrap().origin,

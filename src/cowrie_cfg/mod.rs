@@ -25,8 +25,8 @@
 //!    environment), and the settings tjfwd takes from them: the JSON log
 //!    (`[output_jsonlog] logfile`, relative to the Cowrie directory) and every
 //!    key of `[output_threatjammer]`.
-//! 3. [`load_config`] / [`import_toml`]: a [`Config`] whose `[threatjammer]`
-//!    and `[input] cowrie_json` come from cowrie.cfg (checked by the same rules
+//! 3. [`load_config`] / [`import_toml`]: a [`Config`] whose Threat Jammer
+//!    report keys and `[input] cowrie_json` come from cowrie.cfg (checked by the same rules
 //!    as the TOML keys, see `crate::config`), or the equivalent TOML text.
 //!
 //! The files follow these layers: `ini.rs` (the reader: syntax, sections,

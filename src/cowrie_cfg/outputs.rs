@@ -110,7 +110,7 @@ pub(super) fn socketlog(r: &mut Reading<'_>) -> Result<Option<String>, ConfigErr
 
 /// What `[output_threatjammer]` holds.
 pub(super) struct Plugin {
-    /// The values, for config's `[threatjammer]` checks.
+    /// The values, for the checks of Threat Jammer's section.
     pub(super) threatjammer: RawThreatJammer,
     /// Where each key was set, to name it in errors (not `bearer_token`
     /// when it holds no token).

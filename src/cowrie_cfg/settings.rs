@@ -42,7 +42,7 @@ pub struct CowrieSettings {
     pub warnings: Vec<String>,
     /// Informational remarks to log at start-up.
     pub notes: Vec<String>,
-    /// The `[output_threatjammer]` values, for config's `[threatjammer]` checks.
+    /// The `[output_threatjammer]` values, for the checks of Threat Jammer's section.
     pub(super) threatjammer: RawThreatJammer,
     /// Where each `[output_threatjammer]` key was set, to name it in errors.
     pub(super) origins: BTreeMap<String, Origin>,
@@ -228,9 +228,9 @@ impl CowrieSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cowrie_cfg::tests::{Tree, TOKEN};
+    use crate::cowrie_cfg::tests::{Tree, API_URL, TOKEN};
 
-    use crate::config::{Config, LoadOptions};
+    use crate::config::LoadOptions;
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
@@ -254,16 +254,24 @@ mod tests {
             "{:?}",
             s.notes
         );
-        let c = s
+        // No token: Threat Jammer is not enabled, and nothing else is.
+        let err = t
+            .settings_as_written("", &[])
+            .unwrap()
             .into_config(None, &LoadOptions { dry_run: true }, None)
-            .unwrap();
-        let d = Config::default();
-        assert_eq!(c.threatjammer, d.threatjammer);
+            .unwrap_err();
+        assert!(err.to_string().contains("no report target"), "{err}");
+        // With a token (here from the environment) and an endpoint, it is,
+        // with Cowrie's defaults, which are tjfwd's.
+        let c = t.config("", &[], Some(TOKEN)).unwrap();
+        let tj = c.threatjammer().unwrap();
+        let mut d = crate::config::ThreatJammerSection::with_api_url(API_URL.parse().unwrap());
+        d.report.token = tj.report.token.clone();
+        assert_eq!(tj, &d);
         assert_eq!(
             c.input.cowrie_json.as_deref(),
             Some(t.root().join("var/log/cowrie/cowrie.json").as_path())
         );
-        assert_eq!(c.schedule, d.schedule);
         assert_eq!(
             c.path.as_deref(),
             Some(t.root().join("etc/cowrie.cfg").as_path())
@@ -275,14 +283,14 @@ mod tests {
         let t = Tree::new();
         let text = format!(
             "[output_threatjammer]\nenabled = false\nbearer_token = {TOKEN}\n\
-             api_url: https://london.report.threatjammer.com/v1/ip\ntrack_login = no\n\
+             api_url: https://london.report.example.net/v1/ip\ntrack_login = no\n\
              track_session = on\nttl = 3_600\ncategory = MY_SET\ntags = COWRIE, SSH\n"
         );
         let c = t.config(&text, &[], Some("env-token")).unwrap();
-        let tj = &c.threatjammer;
+        let tj = &c.threatjammer().unwrap().report;
         assert_eq!(
             tj.api_url.as_str(),
-            "https://london.report.threatjammer.com/v1/ip"
+            "https://london.report.example.net/v1/ip"
         );
         assert_eq!(tj.token.as_ref().unwrap().expose(), TOKEN);
         assert!(!tj.track_login);
@@ -343,10 +351,10 @@ mod tests {
             Some(t.root().join("var/log/from-dist/cowrie.json").as_path())
         );
         let c = s
-            .into_config(None, &LoadOptions { dry_run: true }, None)
+            .into_config(None, &LoadOptions { dry_run: true }, Some(TOKEN.into()))
             .unwrap();
-        assert_eq!(c.threatjammer.ttl, 120);
-        assert_eq!(c.threatjammer.category, "DIST");
+        assert_eq!(c.threatjammer().unwrap().report.ttl, 120);
+        assert_eq!(c.threatjammer().unwrap().report.category, "DIST");
         // The environment wins over both.
         let c = t
             .config(
@@ -355,7 +363,7 @@ mod tests {
                 Some(TOKEN),
             )
             .unwrap();
-        assert_eq!(c.threatjammer.ttl, 7);
+        assert_eq!(c.threatjammer().unwrap().report.ttl, 7);
     }
 
     #[test]

@@ -10,6 +10,37 @@ use crate::config::{Config, ConfigError, LoadOptions};
 
 pub(super) const TOKEN: &str = "tj-UNIT-test-token-7c1e";
 
+/// The Threat Jammer-compatible endpoint of the tests' cowrie.cfg (nothing
+/// is sent).
+pub(super) const API_URL: &str = "https://report.example.net/v1/ip";
+
+/// `text` with `[output_threatjammer] api_url = API_URL`, unless it sets
+/// `api_url` itself: the key has no default, and Threat Jammer is enabled
+/// wherever a token is found. The line goes at the end of the section, so
+/// that the lines of the keys written stay where they are.
+pub(super) fn with_api_url(text: &str) -> String {
+    let section = "[output_threatjammer]\n";
+    let line = format!("api_url = {API_URL}\n");
+    if text.contains("api_url") {
+        return text.to_string();
+    }
+    let Some(at) = text.find(section) else {
+        return format!("{text}\n{section}{line}");
+    };
+    let body = at + section.len();
+    let end = text[body..]
+        .find("\n[")
+        .map_or(text.len(), |i| body + i + 1);
+    let mut out = text.to_string();
+    if !out[..end].ends_with('\n') {
+        out.insert(end, '\n');
+        out.insert_str(end + 1, &line);
+    } else {
+        out.insert_str(end, &line);
+    }
+    out
+}
+
 pub(super) fn ini(text: &str) -> Ini {
     ini_env(text, &[])
 }
@@ -49,7 +80,17 @@ impl Tree {
         fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
         p
     }
+    /// The settings of `text` as cowrie.cfg, with [`API_URL`] (see
+    /// [`with_api_url`]).
     pub(super) fn settings(
+        &self,
+        text: &str,
+        env: &[(&str, &str)],
+    ) -> Result<CowrieSettings, ConfigError> {
+        self.settings_as_written(&with_api_url(text), env)
+    }
+    /// The settings of `text` as cowrie.cfg, as it is.
+    pub(super) fn settings_as_written(
         &self,
         text: &str,
         env: &[(&str, &str)],
@@ -61,6 +102,8 @@ impl Tree {
             env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
         )
     }
+    /// The configuration of `text` as cowrie.cfg (with [`API_URL`]) and
+    /// `token` as `TJFWD_BEARER_TOKEN`.
     pub(super) fn config(
         &self,
         text: &str,

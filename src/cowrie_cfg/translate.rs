@@ -1,6 +1,6 @@
 //! From [`CowrieSettings`] to a [`Config`]: the settings are handed to the
-//! TOML loader as its `Supplied` values (`[threatjammer]` and `[input]
-//! cowrie_json`), so that they are checked by the same rules as the TOML
+//! TOML loader as its `Supplied` values (Threat Jammer's report keys and
+//! `[input] cowrie_json`), so that they are checked by the same rules as the TOML
 //! keys; a refusal is then made to name the line of cowrie.cfg (or the
 //! environment variable) that set the value.
 //!
@@ -15,10 +15,13 @@ use super::{PLACEHOLDER_TOKEN, PLUGIN_SECTION};
 use crate::config::{self, Config, ConfigError, LoadOptions, Supplied, TOKEN_ENV};
 
 impl CowrieSettings {
-    /// The configuration of `tjfwd run`: `[threatjammer]` and `[input]
-    /// cowrie_json` from these settings, everything else from the TOML file
-    /// `toml` (which must not set them) or the defaults. `env_token` stands
-    /// for `TJFWD_BEARER_TOKEN`, used when cowrie.cfg holds no token.
+    /// The configuration of `tjfwd run`: Threat Jammer's report keys and
+    /// `[input] cowrie_json` from these settings, everything else from the
+    /// TOML file `toml` (which must not set them) or the defaults.
+    /// `env_token` stands for `TJFWD_BEARER_TOKEN`, used when cowrie.cfg
+    /// holds no token. Threat Jammer is enabled by a token (cowrie.cfg's,
+    /// not Cowrie's placeholder, or the environment's or the systemd
+    /// credential) or by its table in the TOML file.
     pub fn into_config(
         self,
         toml: Option<&Path>,
@@ -52,6 +55,11 @@ impl CowrieSettings {
                 "{sec} bearer_token has none (Cowrie's placeholder {PLACEHOLDER_TOKEN} counts \
                  as none): set it there, or set the environment variable {TOKEN_ENV}, or use \
                  --dry-run"
+            ),
+            target_hint: format!(
+                "enable Threat Jammer with a token in {sec} bearer_token of {shown} (Cowrie's \
+                 placeholder {PLACEHOLDER_TOKEN} counts as none) or in the environment \
+                 variable {TOKEN_ENV}, and api_url there"
             ),
             warnings: self.warnings,
             notes: self.notes,
@@ -90,7 +98,7 @@ impl CowrieSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cowrie_cfg::tests::{Tree, TOKEN};
+    use crate::cowrie_cfg::tests::{Tree, API_URL, TOKEN};
 
     use crate::config::{ConfigError, LoadOptions};
 
@@ -104,18 +112,88 @@ mod tests {
         ] {
             let s = t.settings(text, &[]).unwrap();
             assert!(!s.has_token, "{text}");
+            // No token: Threat Jammer is not enabled, and no other target is.
             let err = t.config(text, &[], None).unwrap_err();
             let msg = err.to_string();
-            assert!(msg.contains("no Threat Jammer bearer token"), "{msg}");
+            assert!(msg.contains("no report target is enabled"), "{msg}");
+            assert!(msg.contains("threatjammer"), "{msg}");
+            assert!(msg.contains(PLACEHOLDER_TOKEN), "{msg}");
             assert!(msg.contains(TOKEN_ENV), "{msg}");
             assert!(msg.contains("[output_threatjammer] bearer_token"), "{msg}");
             assert!(
                 msg.starts_with(&t.root().join("etc/cowrie.cfg").display().to_string()),
                 "{msg}"
             );
+            match err {
+                ConfigError::Invalid { key, .. } => assert_eq!(key, "[targets]"),
+                other => panic!("{other:?}"),
+            }
+            // Not in a dry run either: there is nothing to try.
+            let err = t
+                .settings(text, &[])
+                .unwrap()
+                .into_config(None, &LoadOptions { dry_run: true }, None)
+                .unwrap_err();
+            assert!(err.to_string().contains("no report target"), "{err}");
+            // The environment's token enables it.
             let c = t.config(text, &[], Some(TOKEN)).unwrap();
-            assert_eq!(c.threatjammer.token.unwrap().expose(), TOKEN);
+            let tj = &c.threatjammer().unwrap().report;
+            assert_eq!(tj.token.as_ref().unwrap().expose(), TOKEN);
         }
+        // A real token in cowrie.cfg enables it.
+        let c = t
+            .config(
+                &format!("[output_threatjammer]\nbearer_token = {TOKEN}\n"),
+                &[],
+                None,
+            )
+            .unwrap();
+        let tj = &c.threatjammer().unwrap().report;
+        assert_eq!(tj.token.as_ref().unwrap().expose(), TOKEN);
+        assert_eq!(tj.api_url.as_str(), API_URL);
+    }
+
+    /// The plugin's old default endpoint is not a setting (nor is the
+    /// dist file's commented `#api_url=` line): a real token without
+    /// `api_url` is refused with the reason, in a dry run too.
+    #[test]
+    fn a_token_without_api_url_is_refused_with_the_reason() {
+        let t = Tree::new();
+        t.write(
+            "etc/cowrie.cfg.dist",
+            "[output_threatjammer]\nenabled = false\n\
+             #api_url=https://dublin.report.threatjammer.com/v1/ip\n\
+             bearer_token = THREATJAMMER_API_TOKEN\n",
+        );
+        let text = format!("[output_threatjammer]\nbearer_token = {TOKEN}\n");
+        for dry_run in [false, true] {
+            let err = t
+                .settings_as_written(&text, &[])
+                .unwrap()
+                .into_config(None, &LoadOptions { dry_run }, None)
+                .unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains("[output_threatjammer] api_url"), "{msg}");
+            assert!(msg.contains("shut down"), "{msg}");
+            assert!(msg.contains("someone else"), "{msg}");
+            assert!(msg.contains("another target"), "{msg}");
+            assert!(!msg.contains(TOKEN), "{msg}");
+            assert!(
+                msg.starts_with(&t.root().join("etc/cowrie.cfg").display().to_string()),
+                "{msg}"
+            );
+        }
+        // Set by the operator: taken.
+        let c = t
+            .settings_as_written(
+                &format!("{text}api_url = https://tj.example.org/v1/ip\n"),
+                &[],
+            )
+            .unwrap()
+            .into_config(None, &LoadOptions::default(), None)
+            .unwrap();
+        let tj = &c.threatjammer().unwrap().report;
+        assert_eq!(tj.api_url.as_str(), "https://tj.example.org/v1/ip");
     }
 
     #[test]
@@ -221,22 +299,24 @@ mod tests {
         let t = Tree::new();
         let toml = t.write(
             "tjfwd.toml",
-            "state_dir = \"state\"\n[input]\nstart_at = \"beginning\"\n[schedule]\nbatch_size = 10\n",
+            "state_dir = \"state\"\n[input]\nstart_at = \"beginning\"\n\
+             [targets.threatjammer]\nbatch_size = 10\n",
         );
+        // Its [targets.threatjammer] enables Threat Jammer, without a token.
         let s = t.settings("[output_threatjammer]\nttl = 5\n", &[]).unwrap();
         let c = s
             .into_config(Some(&toml), &LoadOptions { dry_run: true }, None)
             .unwrap();
-        assert_eq!(c.threatjammer.ttl, 5);
-        assert_eq!(c.schedule.batch_size, 10);
+        assert_eq!(c.threatjammer().unwrap().report.ttl, 5);
+        assert_eq!(c.schedule().batch_size, 10);
         assert_eq!(c.input.start_at, crate::config::StartAt::Beginning);
         assert_eq!(c.state_dir, t.root().join("state"));
         assert_eq!(c.path.as_deref(), Some(toml.as_path()));
 
         for (extra, key) in [
             (
-                "[threatjammer]\napi_url = \"https://x.example/v1/ip\"\n",
-                "[threatjammer] api_url",
+                "[targets.threatjammer]\napi_url = \"https://x.example/v1/ip\"\n",
+                "[targets.threatjammer] api_url",
             ),
             (
                 "[threatjammer]\nbearer_token_file = \"token\"\n",
@@ -264,7 +344,11 @@ mod tests {
         let c = t
             .settings("[output_jsonlog]\nenabled = false\n", &[])
             .unwrap()
-            .into_config(Some(&toml), &LoadOptions { dry_run: true }, None)
+            .into_config(
+                Some(&toml),
+                &LoadOptions { dry_run: true },
+                Some(TOKEN.into()),
+            )
             .unwrap();
         assert_eq!(c.input.cowrie_json, None);
         assert_eq!(c.input.listen_tcp, Some("127.0.0.1:9000".parse().unwrap()));

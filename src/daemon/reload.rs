@@ -38,16 +38,17 @@ use tokio::sync::watch;
 use crate::config::Config;
 
 /// The keys a reload applies while running, as the configuration file
-/// names them (the token under `[threatjammer] bearer_token`, wherever it
-/// comes from).
+/// names them (the token under `[targets.threatjammer] bearer_token`,
+/// wherever it comes from). A target enabled or disabled by a reload
+/// waits for a restart, as its other keys do.
 pub const LIVE_KEYS: [&str; 7] = [
-    "[threatjammer] api_url",
-    "[threatjammer] bearer_token",
-    "[threatjammer] ca_file",
-    "[threatjammer] allow_insecure_http",
-    "[threatjammer] category",
-    "[threatjammer] tags",
-    "[schedule] request_timeout",
+    "[targets.threatjammer] api_url",
+    "[targets.threatjammer] bearer_token",
+    "[targets.threatjammer] ca_file",
+    "[targets.threatjammer] allow_insecure_http",
+    "[targets.threatjammer] category",
+    "[targets.threatjammer] tags",
+    "[targets.threatjammer] request_timeout",
 ];
 
 /// A reloaded configuration, merged into the running one.
@@ -66,14 +67,19 @@ pub struct Merged {
 /// Merges `new` into `running` (see the module doc).
 pub fn merge(running: &Config, new: &Config) -> Merged {
     let mut config = running.clone();
-    let (tj, from) = (&mut config.threatjammer, &new.threatjammer);
-    tj.api_url = from.api_url.clone();
-    tj.token = from.token.clone();
-    tj.ca_file = from.ca_file.clone();
-    tj.allow_insecure_http = from.allow_insecure_http;
-    tj.category = from.category.clone();
-    tj.tags = from.tags.clone();
-    config.schedule.request_timeout = new.schedule.request_timeout;
+    if let (Some(tj), Some(from)) = (
+        config.targets.threatjammer.as_mut(),
+        new.targets.threatjammer.as_ref(),
+    ) {
+        let (report, from_report) = (&mut tj.report, &from.report);
+        report.api_url = from_report.api_url.clone();
+        report.token = from_report.token.clone();
+        report.ca_file = from_report.ca_file.clone();
+        report.allow_insecure_http = from_report.allow_insecure_http;
+        report.category = from_report.category.clone();
+        report.tags = from_report.tags.clone();
+        tj.schedule.request_timeout = from.schedule.request_timeout;
+    }
     config.warnings = new.warnings.clone();
     config.notes = new.notes.clone();
     Merged {
@@ -95,8 +101,9 @@ pub fn changed_keys(a: &Config, b: &Config) -> Vec<String> {
         .map(|(k, _)| k.clone())
         .chain(kb.keys().filter(|k| !ka.contains_key(*k)).cloned())
         .collect();
-    let token = "[threatjammer] bearer_token";
-    if a.threatjammer.token != b.threatjammer.token && !changed.iter().any(|k| k == token) {
+    let token = "[targets.threatjammer] bearer_token";
+    let token_of = |c: &Config| c.threatjammer().and_then(|tj| tj.report.token.clone());
+    if token_of(a) != token_of(b) && !changed.iter().any(|k| k == token) {
         changed.push(token.to_string());
     }
     changed.sort_by_key(|k| order(k));
@@ -105,11 +112,9 @@ pub fn changed_keys(a: &Config, b: &Config) -> Vec<String> {
 
 /// Where a key sorts: by its position in the file's layout, then by name.
 fn order(key: &str) -> (usize, String) {
-    const SECTIONS: [&str; 9] = [
+    const SECTIONS: [&str; 7] = [
         "state_dir",
-        "[threatjammer]",
         "[input]",
-        "[schedule]",
         "[filter]",
         "[storage]",
         "[queue]",
@@ -208,7 +213,8 @@ mod tests {
 
     const BASE: &str = r#"
 state_dir = "/var/lib/tjfwd"
-[threatjammer]
+[targets.threatjammer]
+api_url = "https://report.example.net/v1/ip"
 bearer_token = "token-one"
 [input]
 cowrie_json = "/var/log/cowrie/cowrie.json"
@@ -223,7 +229,7 @@ cowrie_json = "/var/log/cowrie/cowrie.json"
         let new = parse(
             r#"
 state_dir = "/srv/tjfwd"
-[threatjammer]
+[targets.threatjammer]
 api_url = "https://other.example.com/v1/ip"
 bearer_token = "token-two"
 allow_insecure_http = true
@@ -232,6 +238,12 @@ track_session = true
 ttl = 3600
 category = "OTHER"
 tags = ["X"]
+batch_size = 10
+flush_interval = "10s"
+max_requests_per_minute = 2
+request_timeout = "5s"
+max_backoff = "1m"
+rereport_after = "1h"
 [input]
 cowrie_json = "/srv/cowrie.json"
 start_at = "beginning"
@@ -239,13 +251,6 @@ poll_interval = "2s"
 max_line_bytes = "2MiB"
 listen_tcp = "127.0.0.1:5000"
 max_connections = 2
-[schedule]
-batch_size = 10
-flush_interval = "10s"
-max_requests_per_minute = 2
-request_timeout = "5s"
-max_backoff = "1m"
-rereport_after = "1h"
 [filter]
 report_non_public = true
 allowlist = ["192.0.2.0/24"]
@@ -260,7 +265,7 @@ listen = "127.0.0.1:9100"
         let m = merge(&running, &new);
         let mut live: Vec<String> = LIVE_KEYS
             .iter()
-            .filter(|k| **k != "[threatjammer] ca_file") // needs a real file
+            .filter(|k| **k != "[targets.threatjammer] ca_file") // needs a real file
             .map(|k| k.to_string())
             .collect();
         live.sort_by_key(|k| order(k));
@@ -269,38 +274,40 @@ listen = "127.0.0.1:9100"
             m.need_restart,
             [
                 "state_dir",
-                "[threatjammer] track_login",
-                "[threatjammer] track_session",
-                "[threatjammer] ttl",
                 "[input] cowrie_json",
                 "[input] listen_tcp",
                 "[input] max_connections",
                 "[input] max_line_bytes",
                 "[input] poll_interval",
                 "[input] start_at",
-                "[schedule] batch_size",
-                "[schedule] flush_interval",
-                "[schedule] max_backoff",
-                "[schedule] max_requests_per_minute",
-                "[schedule] rereport_after",
                 "[filter] allowlist",
                 "[filter] report_non_public",
                 "[storage] cache_capacity",
                 "[queue] max_pending",
                 "[admin] listen",
+                "[targets.threatjammer] batch_size",
+                "[targets.threatjammer] flush_interval",
+                "[targets.threatjammer] max_backoff",
+                "[targets.threatjammer] max_requests_per_minute",
+                "[targets.threatjammer] rereport_after",
+                "[targets.threatjammer] track_login",
+                "[targets.threatjammer] track_session",
+                "[targets.threatjammer] ttl",
             ]
         );
         // What the daemon runs with: the new live values, the old others.
-        assert_eq!(m.config.threatjammer.token, new.threatjammer.token);
-        assert_eq!(m.config.threatjammer.api_url, new.threatjammer.api_url);
+        let tj = |c: &Config| c.threatjammer().unwrap().clone();
+        let (merged, new_tj, running_tj) = (tj(&m.config), tj(&new), tj(&running));
+        assert_eq!(merged.report.token, new_tj.report.token);
+        assert_eq!(merged.report.api_url, new_tj.report.api_url);
         assert_eq!(
-            m.config.schedule.request_timeout,
-            new.schedule.request_timeout
+            merged.schedule.request_timeout,
+            new_tj.schedule.request_timeout
         );
         assert_eq!(m.config.state_dir, running.state_dir);
         assert_eq!(m.config.input, running.input);
-        assert_eq!(m.config.schedule.batch_size, running.schedule.batch_size);
-        assert_eq!(m.config.threatjammer.ttl, running.threatjammer.ttl);
+        assert_eq!(merged.schedule.batch_size, running_tj.schedule.batch_size);
+        assert_eq!(merged.report.ttl, running_tj.report.ttl);
         assert!(changed_keys(&m.config, &running)
             .iter()
             .all(|k| LIVE_KEYS.contains(&k.as_str())));
@@ -314,7 +321,7 @@ listen = "127.0.0.1:9100"
         let m = merge(&running, &parse(BASE));
         assert!(m.applied.is_empty() && m.need_restart.is_empty(), "{m:?}");
         let m = merge(&running, &parse(&BASE.replace("token-one", "token-two")));
-        assert_eq!(m.applied, ["[threatjammer] bearer_token"]);
+        assert_eq!(m.applied, ["[targets.threatjammer] bearer_token"]);
         assert!(m.need_restart.is_empty());
     }
 

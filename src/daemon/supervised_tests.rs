@@ -67,7 +67,7 @@ impl Env {
         c.input.cowrie_json = Some(self.dir.path().join("cowrie.json"));
         c.input.start_at = StartAt::Beginning;
         c.input.poll_interval = Duration::from_millis(20);
-        c.schedule.flush_interval = Duration::from_millis(100);
+        c.threatjammer_mut().schedule.flush_interval = Duration::from_millis(100);
         c
     }
 

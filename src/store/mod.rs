@@ -124,7 +124,7 @@ pub enum StoreError {
 /// transactions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
-    /// How long the service keeps a report (Threat Jammer: `[threatjammer]
+    /// How long the service keeps a report (Threat Jammer: `[targets.threatjammer]
     /// ttl`), in ms: the reported mirror's entries expire then.
     pub ttl_ms: u64,
     /// A sighting less than this after the last report does not queue the

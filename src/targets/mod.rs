@@ -40,10 +40,12 @@
 //! Nothing else: the registry generates the `[targets]` table of the file
 //! (read, checked, written back by `check-config`, with unknown names
 //! refused: `table.rs`) and the target's start in [`start_enabled`].
-//! Threat Jammer, the first target, is the one exception to the layout: its
-//! tables, `[threatjammer]` and `[schedule]`, predate `[targets]` and stay
-//! at the top level of the file, so `crate::config` places them by name and
-//! [`start_enabled`] builds it by name.
+//! Threat Jammer, the first target, is registered like the others; what
+//! `crate::config` still knows of it by name is its own history: the
+//! deprecated top-level `[threatjammer]` and `[schedule]` tables (an alias
+//! of `[targets.threatjammer]`) and cowrie.cfg's `[output_threatjammer]`.
+//! It stays first in the registry: the store gives a new database's ids in
+//! the order of [`store_specs`], and Threat Jammer's has always been 0.
 
 pub mod abuseipdb;
 pub mod crowdsec;
@@ -76,6 +78,7 @@ macro_rules! registry {
     ($then:ident) => {
         $then! {
             // name: module::Type,
+            threatjammer: threatjammer::ThreatJammer,
             abuseipdb: abuseipdb::AbuseIpdb,
             crowdsec: crowdsec::CrowdSec,
         }
@@ -259,10 +262,6 @@ pub trait Starter {
 /// The checked sections the targets are built from.
 #[derive(Debug, Clone, Copy)]
 pub struct Sections<'a> {
-    /// `[threatjammer]`.
-    pub threatjammer: &'a threatjammer::config::ThreatJammer,
-    /// `[schedule]`: Threat Jammer's sending policy.
-    pub schedule: &'a threatjammer::schedule::Schedule,
     /// `[targets]`: the targets of the `registry!`.
     pub targets: &'a Targets,
 }
@@ -270,27 +269,18 @@ pub struct Sections<'a> {
 /// What the store needs of every enabled target (the same ones
 /// [`start_enabled`] starts): its name and what "due again" means for it.
 pub fn store_specs(sections: Sections<'_>) -> Vec<TargetSpec> {
-    let mut specs = vec![threatjammer::store_spec(
-        sections.threatjammer,
-        sections.schedule,
-    )];
-    specs.extend(sections.targets.store_specs());
-    specs
+    sections.targets.store_specs()
 }
 
-/// Builds every enabled target from its section and hands it to `starter`:
-/// Threat Jammer (always), then each target of the `registry!` whose table
-/// is present. With `dry_run`, targets are built without what sending
-/// needs (credentials, HTTP clients).
+/// Builds every enabled target (each target of the `registry!` whose
+/// section is present) from its section and hands it to `starter`. With
+/// `dry_run`, targets are built without what sending needs (credentials,
+/// HTTP clients).
 pub fn start_enabled(
     sections: Sections<'_>,
     dry_run: bool,
     starter: &mut impl Starter,
 ) -> Result<(), SetupError> {
-    starter.start(
-        threatjammer::ThreatJammer::new(sections.threatjammer, sections.schedule, dry_run)
-            .map_err(SetupError::new)?,
-    );
     sections.targets.start(dry_run, starter)
 }
 

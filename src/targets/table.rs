@@ -55,6 +55,10 @@ pub trait Configured: Target + Sized {
 /// the registry (`registry!(targets_table)`).
 macro_rules! targets_table {
     ($($name:ident: $target:ty),* $(,)?) => {
+        /// The name of each registered target (its table is
+        /// `[targets.<name>]`), in the order of the registry.
+        pub const TARGET_NAMES: &[&str] = &[$(stringify!($name)),*];
+
         /// `[targets]` as written: the table of each registered target,
         /// when present; any other name is refused.
         #[derive(Default, serde::Deserialize)]
@@ -83,6 +87,36 @@ macro_rules! targets_table {
             /// Whether no target's table is present.
             pub fn is_empty(&self) -> bool {
                 true $(&& self.$name.is_none())*
+            }
+
+            /// The names of the targets whose table is present, in the
+            /// order of the registry.
+            // With no target registered, there is nothing to name (and the
+            // tests' own table does not use it).
+            #[allow(unused_mut, dead_code)]
+            pub fn names(&self) -> Vec<&'static str> {
+                let mut out = Vec::new();
+                $(
+                    if self.$name.is_some() {
+                        out.push(stringify!($name));
+                    }
+                )*
+                out
+            }
+
+            /// Keeps target `name` alone (`flush --target`); false, and
+            /// nothing changed, when its table is not present.
+            #[allow(dead_code)]
+            pub fn keep_only(&mut self, name: &str) -> bool {
+                if !self.names().contains(&name) {
+                    return false;
+                }
+                $(
+                    if stringify!($name) != name {
+                        self.$name = None;
+                    }
+                )*
+                true
             }
 
             /// Checks each present table with its target's rules.
@@ -272,12 +306,7 @@ pub(crate) mod tests {
     use generated::{RawTargets, Targets};
 
     fn ctx() -> Ctx {
-        Ctx {
-            file: "tjfwd.toml".to_string(),
-            base_dir: None,
-            warnings: Vec::new(),
-            secrets: Default::default(),
-        }
+        Ctx::new("tjfwd.toml")
     }
 
     /// `[targets]` of `text`, as the file's raw layer holds it.
@@ -322,6 +351,7 @@ pub(crate) mod tests {
         let mut names = Names::default();
         targets.start(false, &mut names).unwrap();
         assert_eq!(names.0, [("example", 5)]);
+        assert_eq!(generated::TARGET_NAMES, ["example"]);
         // The store serves it, under the same name.
         let specs = targets.store_specs();
         assert_eq!(specs.len(), 1);

@@ -70,7 +70,9 @@ impl Env {
     pub fn log(&self) -> PathBuf {
         self.path("cowrie.json")
     }
-    /// Writes a config file (token in a 0600 file) and returns its path.
+    /// Writes a config file (token in a 0600 file) and returns its path:
+    /// Threat Jammer at `api`, with `extra_schedule` at the end of its
+    /// table.
     pub fn config(&self, api: &FakeApi, extra_schedule: &str) -> PathBuf {
         let token = self.path("token");
         std::fs::write(&token, format!("{}\n", api.token())).unwrap();
@@ -81,16 +83,14 @@ impl Env {
             format!(
                 r#"state_dir = "state"
 
-[threatjammer]
-api_url = "{url}"
-bearer_token_file = "token"
-
 [input]
 cowrie_json = "cowrie.json"
 start_at = "beginning"
 poll_interval = "20ms"
 
-[schedule]
+[targets.threatjammer]
+api_url = "{url}"
+bearer_token_file = "token"
 flush_interval = "100ms"
 max_backoff = "500ms"
 {extra_schedule}

@@ -40,7 +40,7 @@ impl Ca {
         }
     }
 
-    /// The CA certificate, PEM (what `[threatjammer] ca_file` names).
+    /// The CA certificate, PEM (what `[targets.threatjammer] ca_file` names).
     pub fn cert_pem(&self) -> &str {
         &self.pem
     }

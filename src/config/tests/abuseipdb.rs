@@ -15,7 +15,7 @@ const FILE: &str = "/etc/tjfwd/tjfwd.toml";
 const KEY: &str = "k3y-0f-abuseipdb-0123456789";
 
 fn load(text: &str, dry_run: bool) -> Result<Config, ConfigError> {
-    let text = format!("[threatjammer]\nbearer_token = \"tj-token\"\n\n{text}\n");
+    let text = format!("{text}\n");
     Config::from_toml_str(&text, Some(Path::new(FILE)), &LoadOptions { dry_run }, None)
 }
 

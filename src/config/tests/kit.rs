@@ -12,24 +12,27 @@ use std::time::Duration;
 #[test]
 fn refuses_bad_durations() {
     let msg = refused(
-        "[schedule]\nflush_interval = \"soon\"",
-        "[schedule] flush_interval",
+        "[targets.threatjammer]\nflush_interval = \"soon\"",
+        "[targets.threatjammer] flush_interval",
     );
     assert!(msg.contains("\"soon\""), "{msg}");
     assert!(msg.contains("60s"), "{msg}");
-    let msg = refused("[schedule]\nmax_backoff = 600", "[schedule] max_backoff");
+    let msg = refused(
+        "[targets.threatjammer]\nmax_backoff = 600",
+        "[targets.threatjammer] max_backoff",
+    );
     assert!(msg.contains("\"600s\""), "{msg}");
     refused(
-        "[schedule]\nrequest_timeout = \"0s\"",
-        "[schedule] request_timeout",
+        "[targets.threatjammer]\nrequest_timeout = \"0s\"",
+        "[targets.threatjammer] request_timeout",
     );
     refused(
-        "[schedule]\nflush_interval = \"0s\"",
-        "[schedule] flush_interval",
+        "[targets.threatjammer]\nflush_interval = \"0s\"",
+        "[targets.threatjammer] flush_interval",
     );
     refused(
-        "[schedule]\nrereport_after = true",
-        "[schedule] rereport_after",
+        "[targets.threatjammer]\nrereport_after = true",
+        "[targets.threatjammer] rereport_after",
     );
     refused("[input]\npoll_interval = \"0ms\"", "[input] poll_interval");
     let msg = refused("[input]\npoll_interval = \"61s\"", "[input] poll_interval");
@@ -47,23 +50,23 @@ fn refuses_bad_durations() {
 fn parse_errors_redact_the_token() {
     let cases = [
         // Unquoted value: the error points at the token itself.
-        format!("[threatjammer]\nbearer_token = {TOKEN}\n"),
+        format!("[targets.threatjammer]\nbearer_token = {TOKEN}\n"),
         // Unterminated string.
-        format!("[threatjammer]\nbearer_token = \"{TOKEN}\n"),
+        format!("[targets.threatjammer]\nbearer_token = \"{TOKEN}\n"),
         // Key in the wrong table: unknown field.
         format!("bearer_token = \"{TOKEN}\"\n"),
         // Misspelt key: unknown field, quoted line.
-        format!("[threatjammer]\nbearer_tokn = \"{TOKEN}\"\n"),
+        format!("[targets.threatjammer]\nbearer_tokn = \"{TOKEN}\"\n"),
         // Duplicate key.
-        format!("[threatjammer]\nbearer_token = \"{TOKEN}\"\nbearer_token = \"{TOKEN}\"\n"),
+        format!("[targets.threatjammer]\nbearer_token = \"{TOKEN}\"\nbearer_token = \"{TOKEN}\"\n"),
         // Inline table.
-        format!("threatjammer = {{ bearer_token = \"{TOKEN}\", bogus = 1 }}\n"),
+        format!("[targets]\nthreatjammer = {{ bearer_token = \"{TOKEN}\", bogus = 1 }}\n"),
         // Missing `=`.
-        format!("[threatjammer]\nbearer_token \"{TOKEN}\"\n"),
+        format!("[targets.threatjammer]\nbearer_token \"{TOKEN}\"\n"),
         // Wrong type: serde quotes the value.
-        "[threatjammer]\nbearer_token = 987654321\n".to_string(),
+        "[targets.threatjammer]\nbearer_token = 987654321\n".to_string(),
         // Multi-line string in an unknown key.
-        format!("[threatjammer]\napi_token = \"\"\"\n{TOKEN}\n\"\"\"\n"),
+        format!("[targets.threatjammer]\napi_token = \"\"\"\n{TOKEN}\n\"\"\"\n"),
     ];
     for text in &cases {
         let err =
@@ -76,7 +79,7 @@ fn parse_errors_redact_the_token() {
         assert!(!format!("{err:?}").contains(TOKEN), "{err:?}");
     }
     // The redacted snippet still points at the line.
-    let text = format!("[threatjammer]\nbearer_token = {TOKEN}\n");
+    let text = format!("[targets.threatjammer]\nbearer_token = {TOKEN}\n");
     let msg = Config::from_toml_str(&text, Some(Path::new(FILE)), &opts(), None)
         .unwrap_err()
         .to_string();
@@ -86,7 +89,7 @@ fn parse_errors_redact_the_token() {
 
 #[test]
 fn parse_errors_keep_the_snippet_of_other_lines() {
-    let text = format!("[threatjammer]\nbearer_token = \"{TOKEN}\"\nttl = \"long\"\n");
+    let text = format!("[targets.threatjammer]\nbearer_token = \"{TOKEN}\"\nttl = \"long\"\n");
     let msg = Config::from_toml_str(&text, Some(Path::new(FILE)), &opts(), None)
         .unwrap_err()
         .to_string();
@@ -94,7 +97,7 @@ fn parse_errors_keep_the_snippet_of_other_lines() {
     assert!(msg.contains('^'), "{msg}");
     assert!(!msg.contains(TOKEN), "{msg}");
     // A bearer_token_file path is not a secret and stays visible.
-    let text = "[threatjammer]\nbearer_token_file = /etc/tjfwd/token\n";
+    let text = "[targets.threatjammer]\nbearer_token_file = /etc/tjfwd/token\n";
     let msg = Config::from_toml_str(text, Some(Path::new(FILE)), &opts(), None)
         .unwrap_err()
         .to_string();
@@ -104,7 +107,16 @@ fn parse_errors_keep_the_snippet_of_other_lines() {
 #[test]
 fn debug_never_shows_the_token() {
     let c = Config::from_toml_str(FULL, Some(Path::new(FILE)), &opts(), None).unwrap();
-    assert_eq!(c.threatjammer.token.as_ref().unwrap().expose(), TOKEN);
+    assert_eq!(
+        c.threatjammer()
+            .unwrap()
+            .report
+            .token
+            .as_ref()
+            .unwrap()
+            .expose(),
+        TOKEN
+    );
     let debug = format!("{c:?}");
     assert!(!debug.contains(TOKEN), "{debug}");
     assert!(debug.contains("<redacted>"), "{debug}");

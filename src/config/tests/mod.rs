@@ -1,10 +1,13 @@
 //! Tests of the whole loader, and the helpers the tests of every section use.
 //! The sections whose code lives outside this module have their tests here,
 //! as they go through the loader: `threatjammer` and `schedule` (Threat
-//! Jammer's, in `crate::targets::threatjammer`), `kit` (the shared checks of
-//! `crate::config_kit`) and `targets` (the `[targets]` table).
+//! Jammer's section, in `crate::targets::threatjammer`), `enabling` (which
+//! targets a file enables: the deprecated `[threatjammer]`/`[schedule]`,
+//! none), `kit` (the shared checks of `crate::config_kit`) and `targets`
+//! (the `[targets]` table).
 
 mod abuseipdb;
+mod enabling;
 mod kit;
 mod schedule;
 mod targets;
@@ -30,17 +33,38 @@ pub(super) fn dry() -> LoadOptions {
     LoadOptions { dry_run: true }
 }
 
-/// Parses `text` as if loaded from FILE, with the inline test token.
+/// A Threat Jammer-compatible endpoint for the tests (nothing is sent).
+pub(super) const API_URL: &str = "https://report.example.net/v1/ip";
+
+/// A file enabling Threat Jammer at [`API_URL`], with no token.
+pub(super) const TJ: &str =
+    "[targets.threatjammer]\napi_url = \"https://report.example.net/v1/ip\"\n";
+
+/// Threat Jammer's report keys in `c` (which must enable it).
+pub(super) fn tj(c: &Config) -> &ThreatJammer {
+    &c.threatjammer().expect("Threat Jammer is enabled").report
+}
+
+/// Parses `text` as if loaded from FILE, with Threat Jammer enabled with
+/// the inline test token (and [`API_URL`] unless `text` sets `api_url`).
 pub(super) fn parse(text: &str) -> Result<Config, ConfigError> {
     let text = format!("{text}\n");
-    let with_token = if text.contains("[threatjammer]") {
-        text.replacen(
-            "[threatjammer]\n",
-            &format!("[threatjammer]\nbearer_token = \"{TOKEN}\"\n"),
-            1,
-        )
-    } else {
-        format!("{text}\n[threatjammer]\nbearer_token = \"{TOKEN}\"\n")
+    let table = "[targets.threatjammer]\n";
+    let mut keys = format!("bearer_token = \"{TOKEN}\"\n");
+    if !text.contains("api_url") {
+        keys.push_str(&format!("api_url = \"{API_URL}\"\n"));
+    }
+    // At the end of the table, so that the lines of the keys written stay
+    // where they are.
+    let with_token = match text.find(table) {
+        Some(at) => {
+            let body = at + table.len();
+            let end = text[body..]
+                .find("\n[")
+                .map_or(text.len(), |i| body + i + 1);
+            format!("{}{keys}{}", &text[..end], &text[end..])
+        }
+        None => format!("{text}\n{table}{keys}"),
     };
     Config::from_toml_str(&with_token, Some(Path::new(FILE)), &opts(), None)
 }
@@ -83,12 +107,15 @@ pub(super) fn write_file(dir: &Path, name: &str, content: &str, mode: u32) -> Pa
 
 #[test]
 fn defaults() {
-    let c = Config::from_toml_str("", None, &dry(), None).unwrap();
-    let expected = Config::default();
+    let c = Config::from_toml_str(TJ, None, &dry(), None).unwrap();
+    let mut expected = Config::default();
+    expected.targets.threatjammer = Some(ThreatJammerSection::with_api_url(
+        url::Url::parse(API_URL).unwrap(),
+    ));
     assert_eq!(c, expected);
     assert_eq!(c.state_dir, PathBuf::from("/var/lib/tjfwd"));
-    let tj = &c.threatjammer;
-    assert_eq!(tj.api_url.as_str(), DEFAULT_API_URL);
+    let tj = tj(&c);
+    assert_eq!(tj.api_url.as_str(), API_URL);
     assert!(tj.token.is_none());
     assert!(tj.track_login);
     assert!(!tj.track_session);
@@ -103,7 +130,7 @@ fn defaults() {
     assert_eq!(c.input.listen_tcp, None);
     assert_eq!(c.input.max_connections, 8);
     assert!(c.notes.is_empty());
-    let s = &c.schedule;
+    let s = c.schedule();
     assert_eq!(s.batch_size, 1000);
     assert_eq!(s.flush_interval, Duration::from_secs(60));
     assert_eq!(s.max_requests_per_minute, 6);
@@ -120,25 +147,26 @@ fn defaults() {
 
 #[test]
 fn empty_sections_are_defaults() {
-    let text = "[threatjammer]\n[input]\n[schedule]\n[filter]\n[storage]\n";
-    let c = Config::from_toml_str(text, None, &dry(), None).unwrap();
-    assert_eq!(c, Config::default());
+    let text = "[input]\n[filter]\n[storage]\n[queue]\n[admin]\n";
+    let c = Config::from_toml_str(&format!("{text}{TJ}"), None, &dry(), None).unwrap();
+    assert_eq!(c, Config::from_toml_str(TJ, None, &dry(), None).unwrap());
 }
 
 #[test]
 fn default_for_tests_has_defaults_and_no_token() {
     let c = Config::default_for_tests(PathBuf::from("/tmp/x"));
     assert_eq!(c.state_dir, PathBuf::from("/tmp/x"));
-    assert!(c.threatjammer.token.is_none());
-    assert_eq!(c.schedule, Schedule::default());
+    assert!(tj(&c).token.is_none());
+    assert_eq!(tj(&c).api_url.as_str(), TEST_API_URL);
+    assert_eq!(c.schedule(), &Schedule::default());
     assert_eq!(c.path, None);
 }
 
 pub(super) const FULL: &str = r#"
 state_dir = "/srv/tjfwd"
 
-[threatjammer]
-api_url = "https://london.report.threatjammer.com/v1/ip"
+[targets.threatjammer]
+api_url = "https://london.report.example.net/v1/ip"
 bearer_token = "s3cr3t-T0KEN-value-42"
 track_login = false
 track_session = true
@@ -146,6 +174,12 @@ ttl = 3600
 category = "MY_SET_2"
 tags = "COWRIE, SSH"
 allow_insecure_http = false
+batch_size = 500
+flush_interval = "1h 30m"
+max_requests_per_minute = 3
+request_timeout = "10s"
+max_backoff = "5m"
+rereport_after = "1h"
 
 [input]
 cowrie_json = "/home/cowrie/cowrie/var/log/cowrie/cowrie.json"
@@ -154,14 +188,6 @@ poll_interval = "250ms"
 max_line_bytes = "2MiB"
 listen_tcp = "127.0.0.1:9000"
 max_connections = 16
-
-[schedule]
-batch_size = 500
-flush_interval = "1h 30m"
-max_requests_per_minute = 3
-request_timeout = "10s"
-max_backoff = "5m"
-rereport_after = "1h"
 
 [filter]
 report_non_public = true
@@ -176,10 +202,10 @@ fn full_valid_file() {
     let c = Config::from_toml_str(FULL, Some(Path::new(FILE)), &opts(), None).unwrap();
     assert_eq!(c.path.as_deref(), Some(Path::new(FILE)));
     assert_eq!(c.state_dir, PathBuf::from("/srv/tjfwd"));
-    let tj = &c.threatjammer;
+    let tj = tj(&c);
     assert_eq!(
         tj.api_url.as_str(),
-        "https://london.report.threatjammer.com/v1/ip"
+        "https://london.report.example.net/v1/ip"
     );
     assert_eq!(tj.token.as_ref().unwrap().expose(), TOKEN);
     assert!(!tj.track_login);
@@ -199,7 +225,7 @@ fn full_valid_file() {
         Some(SocketAddr::from(([127, 0, 0, 1], 9000)))
     );
     assert_eq!(c.input.max_connections, 16);
-    let s = &c.schedule;
+    let s = c.schedule();
     assert_eq!(s.batch_size, 500);
     assert_eq!(s.flush_interval, Duration::from_secs(5400));
     assert_eq!(s.max_requests_per_minute, 3);
@@ -225,7 +251,7 @@ fn full_valid_file() {
 
 #[test]
 fn refuses_unknown_key() {
-    let msg = refused("[schedule]\nbatchsize = 10", "batchsize");
+    let msg = refused("[targets.threatjammer]\nbatchsize = 10", "batchsize");
     assert!(
         msg.contains("batch_size"),
         "toml lists expected keys: {msg}"
@@ -237,15 +263,16 @@ fn refuses_unknown_key() {
 
 #[test]
 fn error_message_format() {
-    let err = parse("[schedule]\nbatch_size = 5000").unwrap_err();
-    assert_eq!(invalid_key(&err), "[schedule] batch_size");
+    let err = parse("[targets.threatjammer]\nbatch_size = 5000").unwrap_err();
+    assert_eq!(invalid_key(&err), "[targets.threatjammer] batch_size");
     assert_eq!(
         err.to_string(),
-        "/etc/tjfwd/tjfwd.toml: [schedule] batch_size = 5000 is out of range: it must be \
-         between 1 and 1000 (the API takes at most 1000 addresses a request)"
+        "/etc/tjfwd/tjfwd.toml: [targets.threatjammer] batch_size = 5000 is out of range: it \
+         must be between 1 and 1000 (the API takes at most 1000 addresses a request)"
     );
     // Without a file, the configuration is named `<config>`.
-    let err = Config::from_toml_str("[schedule]\nbatch_size = 0", None, &dry(), None).unwrap_err();
+    let text = format!("{TJ}batch_size = 0");
+    let err = Config::from_toml_str(&text, None, &dry(), None).unwrap_err();
     assert!(err.to_string().starts_with("<config>: "), "{err}");
 }
 
@@ -257,7 +284,7 @@ fn refuses_empty_paths() {
 
 #[test]
 fn type_errors_are_parse_errors_naming_the_file() {
-    let err = parse("[threatjammer]\ntrack_login = \"yes\"").unwrap_err();
+    let err = parse("[targets.threatjammer]\ntrack_login = \"yes\"").unwrap_err();
     assert!(matches!(err, ConfigError::Parse { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(msg.starts_with(FILE), "{msg}");
@@ -270,7 +297,7 @@ fn load_reads_the_file_and_names_it() {
     let path = write_file(
         dir.path(),
         "tjfwd.toml",
-        &format!("state_dir = \"s\"\n[threatjammer]\nbearer_token = \"{TOKEN}\"\n"),
+        &format!("state_dir = \"s\"\n{TJ}bearer_token = \"{TOKEN}\"\n"),
         0o600,
     );
     let c = Config::load(&path, &opts()).unwrap();
@@ -292,13 +319,13 @@ fn redacted_toml_hides_the_token_and_round_trips() {
     assert!(out.contains("bearer_token = \"<redacted>\""), "{out}");
     let back = Config::from_toml_str(&out, Some(Path::new(FILE)), &opts(), None)
         .unwrap_or_else(|e| panic!("{e}\n{out}"));
-    assert_eq!(
-        back.threatjammer.token.as_ref().unwrap().expose(),
-        "<redacted>"
-    );
+    assert_eq!(tj(&back).token.as_ref().unwrap().expose(), "<redacted>");
     let mut expected = c.clone();
-    expected.threatjammer.token = back.threatjammer.token.clone();
+    expected.threatjammer_mut().report.token = tj(&back).token.clone();
     assert_eq!(back, expected, "{out}");
+    // Threat Jammer's keys, in one table.
+    assert_eq!(out.matches("[targets.threatjammer]\n").count(), 1, "{out}");
+    assert!(!out.contains("[schedule]"), "{out}");
 
     assert!(out.contains("listen_tcp = \"127.0.0.1:9000\""), "{out}");
     assert!(out.contains("max_line_bytes = \"2MiB\""), "{out}");
@@ -318,14 +345,14 @@ fn redacted_toml_hides_the_token_and_round_trips() {
 
 #[test]
 fn the_test_rate_window_knob_shortens_the_window_and_says_so() {
-    let mut c = Config::default();
+    let mut c = Config::default_for_tests(PathBuf::from("/tmp/state"));
     c.apply_test_rate_window(None).unwrap();
-    assert_eq!(c.schedule.rate_window, API_RATE_WINDOW);
+    assert_eq!(c.schedule().rate_window, API_RATE_WINDOW);
     assert!(c.warnings.is_empty());
     assert!(!c.redacted_toml().contains("rate window"));
 
     c.apply_test_rate_window(Some("1500")).unwrap();
-    assert_eq!(c.schedule.rate_window, Duration::from_millis(1500));
+    assert_eq!(c.schedule().rate_window, Duration::from_millis(1500));
     assert_eq!(c.warnings.len(), 1);
     assert!(
         c.warnings[0].contains(TEST_RATE_WINDOW_ENV),
@@ -338,10 +365,10 @@ fn the_test_rate_window_knob_shortens_the_window_and_says_so() {
         .contains("# rate window (not settable in TOML): 1s 500ms"));
 
     for bad in ["", "0", "-5", "1.5", "60001", "1s", "abc"] {
-        let mut c = Config::default();
+        let mut c = Config::default_for_tests(PathBuf::from("/tmp/state"));
         let e = c.apply_test_rate_window(Some(bad)).unwrap_err().to_string();
         assert!(e.contains(TEST_RATE_WINDOW_ENV), "{bad}: {e}");
         assert!(e.contains("unset it"), "{bad}: {e}");
-        assert_eq!(c.schedule.rate_window, API_RATE_WINDOW);
+        assert_eq!(c.schedule().rate_window, API_RATE_WINDOW);
     }
 }

@@ -28,12 +28,7 @@ mod empty {
             "{msg}"
         );
         let mut raw = toml::from_str::<RawConfig>("").unwrap();
-        let mut ctx = Ctx {
-            file: NO_FILE.to_string(),
-            base_dir: None,
-            warnings: Vec::new(),
-            secrets: Default::default(),
-        };
+        let mut ctx = Ctx::new(NO_FILE);
         let targets = Targets::validate(&mut ctx, raw.take_targets()).unwrap();
         assert!(targets.is_empty());
     }

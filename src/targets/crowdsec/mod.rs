@@ -143,7 +143,11 @@ mod tests {
             file: "tjfwd.toml".into(),
             base_dir: None,
             warnings: Vec::new(),
-            secrets: SecretSources::default(),
+            // Checked as for a dry run: no password is needed to check.
+            secrets: SecretSources {
+                dry_run: true,
+                ..SecretSources::default()
+            },
         };
         config::validate(
             &mut ctx,

@@ -51,7 +51,7 @@ fn action(reply: &Reply, now: SystemTime) -> Action {
             if about_config {
                 Action::Config {
                     reason: format!(
-                        "the API rejected the request's type, tags or ttl ({}); check [threatjammer] category, tags and ttl",
+                        "the API rejected the request's type, tags or ttl ({}); check [targets.threatjammer] category, tags and ttl",
                         reason()
                     ),
                 }
@@ -64,7 +64,7 @@ fn action(reply: &Reply, now: SystemTime) -> Action {
         }
         401 => Action::Config {
             reason: format!(
-                "the API refused the token ({}); check [threatjammer] bearer_token and that api_url is your token's region",
+                "the API refused the token ({}); check [targets.threatjammer] bearer_token and that api_url is your token's region",
                 reason()
             ),
         },
@@ -76,7 +76,7 @@ fn action(reply: &Reply, now: SystemTime) -> Action {
         },
         _ => Action::Config {
             reason: format!(
-                "unexpected HTTP {status} ({}); check [threatjammer] api_url",
+                "unexpected HTTP {status} ({}); check [targets.threatjammer] api_url",
                 reason()
             ),
         },

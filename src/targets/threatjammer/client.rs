@@ -8,7 +8,7 @@
 //!
 //! TLS: the server's certificate is always verified (there is no switch to
 //! turn that off). By default against the public roots built into tjfwd;
-//! with `[threatjammer] ca_file`, against exactly the CAs of that PEM bundle
+//! with `[targets.threatjammer] ca_file`, against exactly the CAs of that PEM bundle
 //! and nothing else (see [`crate::tls::read_ca_file`]).
 
 use std::net::IpAddr;
@@ -58,7 +58,7 @@ impl std::fmt::Debug for Reporter {
 /// Reporter setup errors.
 #[derive(Debug, thiserror::Error)]
 pub enum ReporterError {
-    #[error("no API token is configured: set [threatjammer] bearer_token_file, bearer_token or TJFWD_BEARER_TOKEN, or use --dry-run")]
+    #[error("no API token is configured: set [targets.threatjammer] bearer_token_file, bearer_token or TJFWD_BEARER_TOKEN, or use --dry-run")]
     NoToken,
     #[error("the API token contains characters that cannot be sent in an HTTP header; check the token file")]
     BadToken,
@@ -67,8 +67,8 @@ pub enum ReporterError {
 }
 
 impl Reporter {
-    /// Builds the HTTP client from `[threatjammer]`, with `[schedule]
-    /// request_timeout` as the time limit of a request.
+    /// Builds the HTTP client from Threat Jammer's report keys, with
+    /// `[targets.threatjammer] request_timeout` as the time limit of a request.
     pub fn new(tj: &ThreatJammer, request_timeout: Duration) -> Result<Reporter, ReporterError> {
         let token = tj.token.as_ref().ok_or(ReporterError::NoToken)?;
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
@@ -76,7 +76,10 @@ impl Reporter {
         auth.set_sensitive(true);
         let roots = match &tj.ca_file {
             Some(p) => read_ca_file(p).map_err(|e| {
-                ReporterError::Client(format!("[threatjammer] ca_file = \"{}\": {e}", p.display()))
+                ReporterError::Client(format!(
+                    "[targets.threatjammer] ca_file = \"{}\": {e}",
+                    p.display()
+                ))
             })?,
             None => Vec::new(),
         };
@@ -172,8 +175,8 @@ fn transport_error(e: &reqwest::Error) -> String {
     // cut at 200 bytes), as retrying alone will not fix it.
     if let Some(at) = msg.find("invalid peer certificate") {
         return format!(
-            "TLS certificate not accepted (check the host in [threatjammer] api_url, or set \
-             [threatjammer] ca_file for a private CA): {}",
+            "TLS certificate not accepted (check the host in [targets.threatjammer] api_url, or set \
+             [targets.threatjammer] ca_file for a private CA): {}",
             &msg[at..]
         );
     }

@@ -1,24 +1,28 @@
-//! The `[threatjammer]` section: the Report API endpoint, the bearer token
-//! and the contents of each report. The table sits at the top level of the
-//! file, where tjfwd has always read it (a target added later is read from
-//! `[targets.<name>]`); `crate::config` places it there and calls
-//! `validate`, `ca_file` and `secret_readers`.
-//!
-//! The same rules check cowrie.cfg's `[output_threatjammer]` (see
+//! The report part of `[targets.threatjammer]`: the Report API endpoint,
+//! the bearer token and the contents of each report (its sending policy is
+//! `schedule.rs`). The same keys form the deprecated top-level
+//! `[threatjammer]` table, and cowrie.cfg's `[output_threatjammer]` (see
 //! `crate::cowrie_cfg`), which hands its values in as a `RawThreatJammer`;
-//! messages then name that section. The bearer token comes from exactly one
-//! source, the first of: `bearer_token`, `bearer_token_file`, the
-//! environment variable [`TOKEN_ENV`], and the systemd credential
-//! [`CREDENTIAL_NAME`]; it is a [`Secret`] and never appears in a message or
-//! a warning.
+//! `sec`, the section as named in messages, tells them apart.
+//!
+//! `api_url` has no default: the Threat Jammer service shut down in 2024,
+//! and the domain its default pointed at (threatjammer.com) now belongs to
+//! someone else. An enabled Threat Jammer target without `api_url`, or with
+//! one on that domain, is refused with the explanation ([`SHUT_DOWN`]).
+//!
+//! The bearer token comes from exactly one source, the first of:
+//! `bearer_token`, `bearer_token_file`, the environment variable
+//! [`TOKEN_ENV`], and the systemd credential [`CREDENTIAL_NAME`] (the last
+//! two from `Ctx::secrets`); it is a [`Secret`] and never appears in a
+//! message or a warning.
 //!
 //! Invariants of a [`ThreatJammer`] from `validate` (and `ca_file`):
 //! `api_url` is https, or http to a loopback host, or http with
-//! `allow_insecure_http = true`, and carries no user name or password;
-//! `ca_file`, when set, was readable and held at least one valid PEM
-//! certificate; `token`, when set, is a single non-empty run of printable
-//! ASCII; `ttl > 0`; `category` matches `[A-Z0-9_]+`; every tag matches
-//! `[A-Z0-9]+`, each once.
+//! `allow_insecure_http = true`, carries no user name or password, and is
+//! not on the old domain; `ca_file`, when set, was readable and held at
+//! least one valid PEM certificate; `token`, when set, is a single
+//! non-empty run of printable ASCII; `ttl > 0`; `category` matches
+//! `[A-Z0-9_]+`; every tag matches `[A-Z0-9]+`, each once.
 
 use std::fs;
 use std::io;
@@ -28,10 +32,22 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use url::{Host, Url};
 
-use crate::config_kit::{ser, ConfigError, Ctx, Secret, KIB};
+use crate::config_kit::{ser, ConfigError, Ctx, Secret, SecretSources, KIB};
 
-/// Default Report API endpoint (the same as cowrie's `output_threatjammer`).
-pub const DEFAULT_API_URL: &str = "https://dublin.report.threatjammer.com/v1/ip";
+/// The domain of the Threat Jammer service, which shut down in 2024: it now
+/// belongs to someone else, and `api_url` may not point there.
+pub const OLD_DOMAIN: &str = "threatjammer.com";
+
+/// Why `api_url` has no default, for the messages that refuse a
+/// configuration without it (or with the old domain).
+pub const SHUT_DOWN: &str = "the Threat Jammer service shut down in 2024 (Cowrie removed its \
+                             plugin then: \"domain is gone\"), and its old domain, \
+                             threatjammer.com, is not the service any more: it belongs to someone \
+                             else now, so tjfwd must not send your token and attacker addresses \
+                             there";
+
+/// An example of `api_url` in messages (a placeholder, not a service).
+const EXAMPLE_API_URL: &str = "https://report.example.net/v1/ip";
 
 /// Environment variable consulted for the bearer token when the file names none.
 pub const TOKEN_ENV: &str = "TJFWD_BEARER_TOKEN";
@@ -48,8 +64,9 @@ pub(crate) const DEFAULT_TTL: u64 = 86_400;
 pub(crate) const DEFAULT_CATEGORY: &str = "ABUSE";
 pub(crate) const DEFAULT_TAGS: [&str; 3] = ["COWRIE", "LOGIN", "SESSION"];
 
-/// The `[threatjammer]` section: the Report API and the contents of each report.
-/// Serializes to the section's keys (the token as `<redacted>`).
+/// The report part of `[targets.threatjammer]`: the Report API and the
+/// contents of each report. Serializes to the section's keys (the token as
+/// `<redacted>`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ThreatJammer {
     /// Endpoint the batches are POSTed to (regional; the token belongs to a region).
@@ -82,10 +99,12 @@ pub struct ThreatJammer {
     pub ca_file: Option<PathBuf>,
 }
 
-impl Default for ThreatJammer {
-    fn default() -> Self {
+impl ThreatJammer {
+    /// The defaults of every key, with `api_url` (which has none) and no
+    /// token: for configurations built in code.
+    pub fn with_api_url(api_url: Url) -> Self {
         ThreatJammer {
-            api_url: Url::parse(DEFAULT_API_URL).expect("the default API URL is valid"),
+            api_url,
             token: None,
             track_login: true,
             track_session: false,
@@ -98,7 +117,7 @@ impl Default for ThreatJammer {
     }
 }
 
-/// `[threatjammer]` as written, before validation. Also built from
+/// The report keys as written, before validation. Also built from
 /// cowrie.cfg's `[output_threatjammer]` (see `crate::cowrie_cfg`), so that
 /// both are checked by the same rules.
 #[derive(Default, Deserialize)]
@@ -151,27 +170,34 @@ impl RawThreatJammer {
     }
 }
 
-/// Checks the `[threatjammer]` values. `sec` is how the section is named in
-/// messages: `[threatjammer]` in tjfwd.toml, `[output_threatjammer]` in cowrie.cfg.
+/// Checks the report keys of Threat Jammer's section (`ca_file` aside: see
+/// [`ca_file`]; it is left unset). `sec` is how the section is named in
+/// messages: `[targets.threatjammer]` (or the deprecated `[threatjammer]`)
+/// in tjfwd.toml, `[output_threatjammer]` in cowrie.cfg. The token's other
+/// sources are `ctx.secrets`'.
 pub(crate) fn validate(
     ctx: &mut Ctx,
     sec: &str,
     raw: RawThreatJammer,
-    env_token: Option<String>,
-    credentials: Option<&Path>,
-    state_dir: &Path,
 ) -> Result<ThreatJammer, ConfigError> {
     let allow_insecure_http = raw.allow_insecure_http.unwrap_or(false);
     let api_url = api_url(ctx, sec, raw.api_url, allow_insecure_http)?;
-    let token = token(
-        ctx,
-        sec,
-        raw.bearer_token,
-        raw.bearer_token_file,
-        env_token,
-        credentials,
-        state_dir,
-    )?;
+    let inline_token = raw.bearer_token.is_some();
+    let token = token(ctx, sec, raw.bearer_token, raw.bearer_token_file)?;
+    if inline_token {
+        let readers = ctx
+            .secrets
+            .file_meta
+            .as_ref()
+            .and_then(|meta| secret_readers(meta, &ctx.secrets.state_dir));
+        if let Some(who) = readers {
+            let file = &ctx.file;
+            ctx.warnings.push(format!(
+                "{file}: the file holds {sec} bearer_token and can be read by {who}: run \
+                 `chmod 600 {file}`, or move the token to a file named by bearer_token_file"
+            ));
+        }
+    }
 
     let ttl = match raw.ttl {
         None => DEFAULT_TTL,
@@ -239,6 +265,17 @@ pub(crate) fn validate(
     })
 }
 
+/// Whether a token is given outside the configuration file: the
+/// environment variable [`TOKEN_ENV`] (not empty) or the systemd credential
+/// [`CREDENTIAL_NAME`] (a file). Beside cowrie.cfg, such a token enables
+/// Threat Jammer as one in `[output_threatjammer]` does.
+pub(crate) fn token_outside(secrets: &SecretSources) -> bool {
+    secrets.env(TOKEN_ENV).is_some_and(|t| !t.trim().is_empty())
+        || secrets
+            .credential(CREDENTIAL_NAME)
+            .is_some_and(|p| p.is_file())
+}
+
 /// Largest token file read: a token is a few dozen bytes, and a path such
 /// as /dev/zero must not make tjfwd read forever.
 const MAX_TOKEN_FILE: u64 = 64 * KIB;
@@ -259,11 +296,15 @@ fn read_small(path: &Path) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// `[threatjammer] ca_file`: resolved, and read now so that a missing,
-/// unreadable or non-PEM file is a configuration error (with the key and
-/// the file), not a failure at the first request.
-pub(crate) fn ca_file(ctx: &Ctx, raw: Option<PathBuf>) -> Result<Option<PathBuf>, ConfigError> {
-    let key = "[threatjammer] ca_file";
+/// `{sec} ca_file` (only from tjfwd.toml): resolved, and read now so that
+/// a missing, unreadable or non-PEM file is a configuration error (with the
+/// key and the file), not a failure at the first request.
+pub(crate) fn ca_file(
+    ctx: &Ctx,
+    sec: &str,
+    raw: Option<PathBuf>,
+) -> Result<Option<PathBuf>, ConfigError> {
+    let key = &format!("{sec} ca_file");
     let Some(p) = raw else {
         return Ok(None);
     };
@@ -309,18 +350,39 @@ fn api_url(
     allow_insecure_http: bool,
 ) -> Result<Url, ConfigError> {
     let key = &format!("{sec} api_url");
+    // What the operator can do instead.
+    let instead = if sec.starts_with("[output_") {
+        format!(
+            "set api_url in {sec} to the URL of a compatible deployment of the Report API, or \
+             leave Threat Jammer off (no token in {sec}) and enable another target"
+        )
+    } else {
+        format!(
+            "set {key} to the URL of a compatible deployment of the Report API, or remove \
+             {sec} and enable another target (see README, \"Targets\")"
+        )
+    };
     let Some(text) = raw else {
-        return Ok(Url::parse(DEFAULT_API_URL).expect("the default API URL is valid"));
+        return Err(ctx.invalid(
+            key,
+            format!("{key} is not set, and it has no default any more: {SHUT_DOWN}. {instead}"),
+        ));
     };
     let url = Url::parse(&text).map_err(|e| {
         ctx.invalid(
             key,
             format!(
                 "{key} = {text:?} is not a valid URL ({e}): write the full address, \
-                 e.g. {DEFAULT_API_URL:?}"
+                 e.g. {EXAMPLE_API_URL:?}"
             ),
         )
     })?;
+    if let Some(Host::Domain(d)) = url.host() {
+        let d = d.trim_end_matches('.').to_ascii_lowercase();
+        if d == OLD_DOMAIN || d.ends_with(&format!(".{OLD_DOMAIN}")) {
+            return Err(ctx.invalid(key, format!("{key} = {text:?}: {SHUT_DOWN}. {instead}")));
+        }
+    }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(ctx.invalid(
             key,
@@ -364,7 +426,7 @@ fn api_url(
                 key,
                 format!(
                     "{key} = {text:?} has the scheme {other:?}: the Report API is reached over \
-                     https, e.g. {DEFAULT_API_URL:?}"
+                     https, e.g. {EXAMPLE_API_URL:?}"
                 ),
             ))
         }
@@ -383,9 +445,6 @@ fn token(
     sec: &str,
     inline: Option<Secret>,
     file: Option<PathBuf>,
-    env_token: Option<String>,
-    credentials: Option<&Path>,
-    state_dir: &Path,
 ) -> Result<Option<Secret>, ConfigError> {
     const BAD_CHARS: &str = "contains spaces, control or non-ASCII characters; \
                              a Threat Jammer token is a single word of printable ASCII";
@@ -451,7 +510,7 @@ fn token(
             }
             if let Some(who) = fs::metadata(&p)
                 .ok()
-                .and_then(|m| secret_readers(&m, state_dir))
+                .and_then(|m| secret_readers(&m, &ctx.secrets.state_dir))
             {
                 ctx.warnings.push(format!(
                     "{}: the token file \"{shown}\" ({key}) can be read by {who}: run \
@@ -461,7 +520,7 @@ fn token(
             }
             Some(Secret::new(t.to_string()))
         }
-        (None, None) => match env_token.as_deref().map(str::trim) {
+        (None, None) => match ctx.secrets.env(TOKEN_ENV).map(str::trim) {
             Some(t) if !t.is_empty() => {
                 if !token_chars_ok(t) {
                     return Err(ctx.invalid(
@@ -471,8 +530,8 @@ fn token(
                 }
                 Some(Secret::new(t.to_string()))
             }
-            _ => match credentials {
-                Some(dir) => credential_token(ctx, &dir.join(CREDENTIAL_NAME), BAD_CHARS)?,
+            _ => match ctx.secrets.credential(CREDENTIAL_NAME) {
+                Some(path) => credential_token(ctx, &path, BAD_CHARS)?,
                 None => None,
             },
         },

@@ -1,12 +1,10 @@
-//! The `[schedule]` section: when Threat Jammer is sent batches, how fast,
-//! and how long a request and a retry may take.
+//! The sending part of `[targets.threatjammer]` (the deprecated top-level
+//! `[schedule]` table has the same keys): when Threat Jammer is sent
+//! batches, how fast, and how long a request and a retry may take.
 //!
 //! It is the target's sending policy ([`super::policy`]): every limit and
 //! default here is the Report API's (1000 addresses a request, 6 requests in
-//! any rolling minute) and `request_timeout` is its client's. Hence it lives
-//! with the target, although the table sits at the top level of the file,
-//! where tjfwd has always read it; a target read from `[targets.<name>]`
-//! keeps such settings in its own table.
+//! any rolling minute) and `request_timeout` is its client's.
 //!
 //! Invariants of a [`Schedule`] from `validate`: `1 <= batch_size <= 1000`,
 //! `max_requests_per_minute >= 1` (a warning above 6), `flush_interval`,
@@ -36,8 +34,8 @@ const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(600);
 
-/// The `[schedule]` section: batching, rate limit, retries. Serializes to
-/// the section's keys.
+/// Threat Jammer's batching, rate limit, retries. Serializes to the
+/// section's keys.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Schedule {
     /// Most addresses in one request; a full batch is sent at once (API limit 1000).
@@ -64,21 +62,26 @@ pub struct Schedule {
     pub rate_window: Duration,
 }
 
+impl Schedule {
+    /// Every default.
+    pub const DEFAULT: Schedule = Schedule {
+        batch_size: MAX_BATCH_SIZE,
+        flush_interval: DEFAULT_FLUSH_INTERVAL,
+        max_requests_per_minute: API_REQUESTS_PER_MINUTE,
+        request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        max_backoff: DEFAULT_MAX_BACKOFF,
+        rereport_after: Duration::ZERO,
+        rate_window: API_RATE_WINDOW,
+    };
+}
+
 impl Default for Schedule {
     fn default() -> Self {
-        Schedule {
-            batch_size: MAX_BATCH_SIZE,
-            flush_interval: DEFAULT_FLUSH_INTERVAL,
-            max_requests_per_minute: API_REQUESTS_PER_MINUTE,
-            request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            max_backoff: DEFAULT_MAX_BACKOFF,
-            rereport_after: Duration::ZERO,
-            rate_window: API_RATE_WINDOW,
-        }
+        Schedule::DEFAULT
     }
 }
 
-/// `[schedule]` as written.
+/// The sending keys as written.
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawSchedule {
@@ -96,13 +99,19 @@ pub(crate) struct RawSchedule {
     pub(crate) rereport_after: Option<toml::Value>,
 }
 
-/// Checks `[schedule]` as written and applies its defaults.
-pub(crate) fn validate(ctx: &mut Ctx, raw: RawSchedule) -> Result<Schedule, ConfigError> {
+/// Checks the sending keys as written and applies their defaults. `sec`
+/// is how their table is named in messages: `[targets.threatjammer]`, or
+/// the deprecated `[schedule]`.
+pub(crate) fn validate(
+    ctx: &mut Ctx,
+    sec: &str,
+    raw: RawSchedule,
+) -> Result<Schedule, ConfigError> {
     let batch_size = match raw.batch_size {
         None => MAX_BATCH_SIZE,
         Some(n) if (1..=MAX_BATCH_SIZE as i64).contains(&n) => n as usize,
         Some(n) => {
-            let key = "[schedule] batch_size";
+            let key = &format!("{sec} batch_size");
             return Err(ctx.invalid(
                 key,
                 format!(
@@ -112,7 +121,7 @@ pub(crate) fn validate(ctx: &mut Ctx, raw: RawSchedule) -> Result<Schedule, Conf
             ));
         }
     };
-    let key = "[schedule] max_requests_per_minute";
+    let key = &format!("{sec} max_requests_per_minute");
     let max_requests_per_minute = match raw.max_requests_per_minute {
         None => API_REQUESTS_PER_MINUTE,
         Some(n) if n >= 1 && n <= i64::from(u32::MAX) => n as u32,
@@ -133,23 +142,23 @@ pub(crate) fn validate(ctx: &mut Ctx, raw: RawSchedule) -> Result<Schedule, Conf
             ctx.file
         ));
     }
-    let key = "[schedule] flush_interval";
+    let key = &format!("{sec} flush_interval");
     let flush_interval = ctx.nonzero(
         key,
         ctx.duration(key, raw.flush_interval, DEFAULT_FLUSH_INTERVAL)?,
     )?;
-    let key = "[schedule] request_timeout";
+    let key = &format!("{sec} request_timeout");
     let request_timeout = ctx.nonzero(
         key,
         ctx.duration(key, raw.request_timeout, DEFAULT_REQUEST_TIMEOUT)?,
     )?;
-    let key = "[schedule] max_backoff";
+    let key = &format!("{sec} max_backoff");
     let max_backoff = ctx.nonzero(
         key,
         ctx.duration(key, raw.max_backoff, DEFAULT_MAX_BACKOFF)?,
     )?;
     let rereport_after = ctx.duration(
-        "[schedule] rereport_after",
+        &format!("{sec} rereport_after"),
         raw.rereport_after,
         Duration::ZERO,
     )?;
