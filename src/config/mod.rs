@@ -72,6 +72,9 @@
 //!   `input.listen_tcp` has a non-zero port (a non-loopback one adds a warning).
 //! - `storage.cache_capacity >= 1 MiB`; `queue.max_pending >= 1000`.
 //! - `admin.listen`, when set, is a socket address (port 0 is refused).
+//! - `feed.ttl > 0`; `feed.listen`, when set, has a non-zero port and is a
+//!   loopback address unless `feed.allow_from` or `feed.token` restricts
+//!   who may read the list.
 //! - Each section of [`Config::targets`] holds its target's invariants.
 //! - Paths taken from the file are absolute when the file was found by
 //!   [`Config::load`] (they are joined to the file's directory).
@@ -91,6 +94,7 @@
 //! as text (it is not chained as a `source()`, which would print the original).
 
 mod admin;
+mod feed;
 mod filter;
 mod input;
 mod queue;
@@ -109,6 +113,7 @@ use crate::targets::threatjammer::config::{self as threatjammer, RawThreatJammer
 use crate::targets::threatjammer::schedule::{self, RawSchedule};
 use crate::targets::{self, RawTargets, Targets};
 use admin::RawAdmin;
+use feed::RawFeed;
 use filter::RawFilter;
 use input::RawInput;
 use queue::RawQueue;
@@ -122,6 +127,7 @@ pub use crate::targets::threatjammer::schedule::{
     Schedule, API_RATE_WINDOW, API_REQUESTS_PER_MINUTE, MAX_BATCH_SIZE, TEST_RATE_WINDOW_ENV,
 };
 pub use admin::Admin;
+pub use feed::{Feed, DEFAULT_FEED_TTL, FEED_CREDENTIAL_NAME};
 pub use filter::Filter;
 pub use input::{
     Input, StartAt, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE_BYTES, MAX_MAX_CONNECTIONS,
@@ -168,6 +174,8 @@ pub struct Config {
     pub queue: QueueLimits,
     /// The admin HTTP endpoint (metrics, health).
     pub admin: Admin,
+    /// `[feed]`: the denylist's lifetime, and its HTTP endpoint.
+    pub feed: Feed,
     /// `[targets]`: the sections of the targets read from `[targets.<name>]`
     /// (Threat Jammer's are `threatjammer` and `schedule`). Not written when
     /// empty.
@@ -195,6 +203,7 @@ impl Default for Config {
             storage: Storage::default(),
             queue: QueueLimits::default(),
             admin: Admin::default(),
+            feed: Feed::default(),
             targets: Targets::default(),
             warnings: Vec::new(),
             notes: Vec::new(),
@@ -348,6 +357,9 @@ macro_rules! raw_config {
             /// `[admin]`: the metrics and health endpoint.
             #[serde(default)]
             admin: RawAdmin,
+            /// `[feed]`: the denylist and its HTTP endpoint.
+            #[serde(default)]
+            feed: RawFeed,
             $($targets)*
         }
     };
@@ -567,6 +579,7 @@ fn build(
     let storage = storage::validate(&ctx, raw.storage)?;
     let queue = queue::validate(&ctx, raw.queue)?;
     let admin = admin::validate(&ctx, raw.admin)?;
+    let feed = feed::validate(&mut ctx, raw.feed, creds, &state_dir)?;
     let targets = Targets::validate(&mut ctx, raw_targets)?;
 
     // Checked last: the other keys' mistakes are reported first, as they are
@@ -603,6 +616,7 @@ fn build(
         storage,
         queue,
         admin,
+        feed,
         targets,
         warnings,
         notes,
