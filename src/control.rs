@@ -79,7 +79,11 @@ pub enum Request {
     Resend {
         filter: ResendFilter,
     },
-    Export,
+    /// The denylist, or with `target` that target's reported mirror.
+    Export {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+    },
     Flush {
         /// Only this target (every target when absent).
         #[serde(default)]
@@ -117,18 +121,29 @@ pub struct ResendOutcome {
     pub already_pending: u64,
 }
 
-/// One entry of the denylist mirror (`export`).
+/// One entry of what `export` prints: of tjfwd's denylist (with
+/// `last_seen` and `pending`), or of a target's reported mirror (with
+/// `last_reported` and `reports`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportEntry {
     pub address: IpAddr,
-    /// Last accepted report (RFC 3339).
-    pub last_reported: String,
-    /// When its TTL runs out (RFC 3339).
+    /// Denylist: its last sighting (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<String>,
+    /// Denylist: a target still owes a report of it (it stays listed
+    /// meanwhile; its expiry counts from now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<bool>,
+    /// Mirror: its last accepted report (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reported: Option<String>,
+    /// When it leaves the list (RFC 3339).
     pub expires_at: String,
     /// Seconds left.
     pub remaining_ttl_s: u64,
-    /// Accepted reports.
-    pub reports: u64,
+    /// Mirror: accepted reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reports: Option<u64>,
 }
 
 /// What `flush` did.
@@ -167,6 +182,9 @@ pub enum ControlError {
     Unsupported(&'static str),
     #[error("no enabled target is called {name:?}; enabled: {enabled}")]
     UnknownTarget { name: String, enabled: String },
+    /// A request the operator must correct (an unknown target...).
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// The hooks into a running daemon.
@@ -285,21 +303,62 @@ impl Ops {
         Ok(out)
     }
 
-    /// The active entries of the denylist mirror, soonest expiry first.
-    pub fn export(&self) -> Result<Vec<ExportEntry>, ControlError> {
+    /// tjfwd's denylist (`[feed] ttl`), by address; or, with `target`,
+    /// the active entries of that target's reported mirror, soonest expiry
+    /// first.
+    pub fn export(&self, target: Option<&str>) -> Result<Vec<ExportEntry>, ControlError> {
         let now = now_ms();
+        let Some(name) = target else {
+            let ttl = self.config.feed.ttl.as_millis() as u64;
+            return Ok(self
+                .queue
+                .denylist(now, ttl)?
+                .into_iter()
+                .map(|l| {
+                    // While pending it stays listed: its expiry counts from now.
+                    let expires = if l.pending { now } else { l.last_seen_ms }.saturating_add(ttl);
+                    ExportEntry {
+                        address: l.addr,
+                        last_seen: Some(rfc3339(l.last_seen_ms)),
+                        pending: Some(l.pending),
+                        last_reported: None,
+                        expires_at: rfc3339(expires),
+                        remaining_ttl_s: expires.saturating_sub(now).div_ceil(1000),
+                        reports: None,
+                    }
+                })
+                .collect());
+        };
+        let t = self.queue.target_id(name).ok_or_else(|| {
+            let names: Vec<&str> = self
+                .queue
+                .served()
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect();
+            ControlError::Usage(format!(
+                "--target {name:?} is not a configured target (configured: {})",
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ))
+        })?;
         let mut out = Vec::new();
-        for e in self.queue.reported_entries(self.queue.first_target()) {
+        for e in self.queue.reported_entries(t) {
             let (a, r) = e?;
             if r.expires_at_ms <= now {
                 continue;
             }
             out.push(ExportEntry {
                 address: a,
-                last_reported: rfc3339(r.last_reported_ms),
+                last_seen: None,
+                pending: None,
+                last_reported: Some(rfc3339(r.last_reported_ms)),
                 expires_at: rfc3339(r.expires_at_ms),
                 remaining_ttl_s: (r.expires_at_ms - now).div_ceil(1000),
-                reports: r.count,
+                reports: Some(r.count),
             });
         }
         out.sort_by(|a, b| {
@@ -388,7 +447,7 @@ impl Ops {
                 done(self.enqueue(&s))
             }
             Request::Resend { filter } => done(self.resend(&filter)),
-            Request::Export => done(self.export()),
+            Request::Export { target } => done(self.export(target.as_deref())),
             Request::Flush { target } => done(self.flush(target.as_deref())),
         }
     }

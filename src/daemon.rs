@@ -266,6 +266,12 @@ async fn run_once(
         .map(serve)
         .transpose()
         .map_err(DaemonError::Listener)?;
+    let feed_listener = listeners
+        .feed
+        .as_ref()
+        .map(serve)
+        .transpose()
+        .map_err(DaemonError::Listener)?;
     // The socket input is for a running daemon; --drain reads files only.
     let input_listener = match (&listeners.input_tcp, opts.drain) {
         (Some(l), false) => Some(serve(l).map_err(DaemonError::Listener)?),
@@ -317,6 +323,32 @@ async fn run_once(
             }),
         );
     }
+    // The denylist: its feed ([feed] listen), and its pruning (always:
+    // `tjfwd export` reads the same list).
+    let (feed_stop, _) = tokio::sync::watch::channel(false);
+    let feed_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    if let Some(listener) = feed_listener {
+        sup.task(
+            "denylist feed",
+            Lifetime::UntilStopped,
+            crate::feed::serve(
+                listener,
+                crate::feed::Sources::new(&config, &queue),
+                feed_stopped(feed_stop.subscribe()),
+            ),
+        );
+    }
+    sup.task(
+        "denylist pruning",
+        Lifetime::UntilStopped,
+        crate::feed::prune(
+            queue.clone(),
+            config.feed.ttl,
+            feed_stopped(feed_stop.subscribe()),
+        ),
+    );
     // Each scheduler's own bell and flush flag: the inputs' one bell is
     // relayed to all of them (a single Notify wakes a single waiter), and
     // `tjfwd flush --target` raises one target's flag.
@@ -412,6 +444,7 @@ async fn run_once(
     tracing::info!("stopping");
     sup.stop();
     let _ = admin_stop.send(());
+    let _ = feed_stop.send(true);
     let _ = control_stop.send(());
     let _ = schedulers_stop.send(true);
     stop.store(true, Ordering::Release);

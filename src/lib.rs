@@ -46,6 +46,8 @@
 //!   clock of stored times, the boot clock that gives them their true age
 //!   across clock steps).
 //! - [`admin`]: the `[admin] listen` HTTP endpoint (`/metrics`, `/healthz`).
+//! - [`feed`]: the `[feed] listen` HTTP endpoint (the denylist for
+//!   firewalls), and the pruning of the denylist.
 //! - [`logging`]: log format and level of the binary (human, journald, JSON).
 //! - [`permissions`]: the state directory's owner and modes, checked at open.
 //! - [`output`]: what commands print; a reader that went away is not an error.
@@ -62,6 +64,7 @@ pub mod cowrie_cfg;
 pub mod daemon;
 pub mod decode;
 pub mod errors;
+pub mod feed;
 pub mod filter;
 pub mod health;
 pub mod inputs;

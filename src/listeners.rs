@@ -7,8 +7,8 @@
 //!
 //! Invariants:
 //!
-//! - A configuration never names port 0 (`[admin] listen` and
-//!   `[input] listen_tcp` refuse it: Cowrie and the monitoring need a fixed
+//! - A configuration never names port 0 (`[admin] listen`,
+//!   `[input] listen_tcp` and `[feed] listen` refuse it: Cowrie and the monitoring need a fixed
 //!   port). Only the test-only [`TEST_EPHEMERAL_PORTS_ENV`] makes the binary
 //!   bind port 0 of the configured addresses ([`Listeners::bind_ephemeral`]);
 //!   `tjfwd run` then logs each bound address.
@@ -37,6 +37,8 @@ pub const TEST_EPHEMERAL_PORTS_ENV: &str = "TJFWD_TEST_EPHEMERAL_PORTS";
 pub const ADMIN_KEY: &str = "[admin] listen";
 /// The configuration key of the socket input's address.
 pub const INPUT_TCP_KEY: &str = "[input] listen_tcp";
+/// The configuration key of the denylist feed's address.
+pub const FEED_KEY: &str = "[feed] listen";
 
 /// A socket could not be bound.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +61,9 @@ pub struct Listeners {
     /// Cowrie's socketlog connections; None: no socket input. Not served
     /// with `--drain`, which reads files only.
     pub input_tcp: Option<TcpListener>,
+    /// The denylist feed (`/denylist.txt`, `/denylist.json`); None: not
+    /// served.
+    pub feed: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -92,15 +97,27 @@ impl Listeners {
             (Some(addr), false) => Some(bind(INPUT_TCP_KEY, port(addr))?),
             _ => None,
         };
-        Ok(Listeners { admin, input_tcp })
+        let feed = match config.feed.listen {
+            Some(addr) => Some(bind(FEED_KEY, port(addr))?),
+            None => None,
+        };
+        Ok(Listeners {
+            admin,
+            input_tcp,
+            feed,
+        })
     }
 
     /// The bound addresses, with the key that configures each.
     pub fn addresses(&self) -> Vec<(&'static str, SocketAddr)> {
-        [(ADMIN_KEY, &self.admin), (INPUT_TCP_KEY, &self.input_tcp)]
-            .into_iter()
-            .filter_map(|(key, l)| Some((key, l.as_ref()?.local_addr().ok()?)))
-            .collect()
+        [
+            (ADMIN_KEY, &self.admin),
+            (INPUT_TCP_KEY, &self.input_tcp),
+            (FEED_KEY, &self.feed),
+        ]
+        .into_iter()
+        .filter_map(|(key, l)| Some((key, l.as_ref()?.local_addr().ok()?)))
+        .collect()
     }
 }
 

@@ -405,16 +405,8 @@ fn resend_export_and_flush_without_and_with_a_daemon() {
     let log = env.path("old.json");
     write_log(&log, &addrs);
     run(&cfg, &["replay", log.to_str().unwrap()], None);
-    // flush without a daemon sends it itself.
-    let o = run(&cfg, &["flush"], None);
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("sent 8 addresses"),
-        "{}",
-        text(&o)
-    );
-    assert_eq!(api.accepted_addresses().len(), 8);
-
-    // export without a daemon, every format.
+    // Queued: on tjfwd's denylist at once (export's default), not yet in
+    // Threat Jammer's mirror.
     let o = run(&cfg, &["export"], None);
     let plain: BTreeSet<String> = String::from_utf8_lossy(&o.stdout)
         .lines()
@@ -424,17 +416,45 @@ fn resend_export_and_flush_without_and_with_a_daemon() {
     let o = run(&cfg, &["export", "--format", "json"], None);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["entries"].as_array().unwrap().len(), 8);
+    assert_eq!(v["entries"][0]["pending"], true, "{v}");
+    let o = run(&cfg, &["export", "--target", "threatjammer"], None);
+    assert!(o.status.success() && o.stdout.is_empty(), "{}", text(&o));
+    // flush without a daemon sends it itself.
+    let o = run(&cfg, &["flush"], None);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("sent 8 addresses"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(api.accepted_addresses().len(), 8);
+
+    // Reported now: off the denylist (the log's sightings are older than
+    // [feed] ttl, a day, and no target owes them any more), in Threat
+    // Jammer's mirror until its TTL there. The mirror, every format.
+    let o = run(&cfg, &["export"], None);
+    assert!(o.status.success() && o.stdout.is_empty(), "{}", text(&o));
+    let mirror = |args: &[&str]| {
+        let mut all = vec!["export", "--target", "threatjammer"];
+        all.extend_from_slice(args);
+        run(&cfg, &all, None)
+    };
+    let o = mirror(&[]);
+    let plain: BTreeSet<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(plain, addrs.iter().cloned().collect::<BTreeSet<_>>());
+    let o = mirror(&["--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["entries"].as_array().unwrap().len(), 8);
     let ttl = v["entries"][0]["remaining_ttl_s"].as_u64().unwrap();
     assert!(ttl > 86_000 && ttl <= 86_400, "{ttl}");
-    let o = run(&cfg, &["export", "--format", "csv"], None);
+    assert_eq!(v["entries"][0]["reports"], 1, "{v}");
+    let o = mirror(&["--format", "csv"]);
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 9);
-    let o = run(&cfg, &["export", "--format", "nft"], None);
+    let o = mirror(&["--format", "nft"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("add element inet tjfwd tjfwd4 {"));
-    let o = run(
-        &cfg,
-        &["export", "--format", "ipset", "--name", "cowrie"],
-        None,
-    );
+    let o = mirror(&["--format", "ipset", "--name", "cowrie"]);
     // Filled under cowrie4-next, then swapped with cowrie4 (a load
     // replaces the set the firewall's rules use).
     let ipset = String::from_utf8_lossy(&o.stdout);
@@ -445,6 +465,15 @@ fn resend_export_and_flush_without_and_with_a_daemon() {
     assert!(ipset.contains("swap cowrie4-next cowrie4\n"), "{ipset}");
     let o = run(&cfg, &["export", "--name", "bad name"], None);
     assert_eq!(o.status.code(), Some(1));
+    // An unknown target: the same exit status, and the configured ones.
+    let o = run(&cfg, &["export", "--target", "nosuch"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("--target \"nosuch\" is not a configured target (configured: threatjammer)"),
+        "{}",
+        text(&o)
+    );
 
     // resend without a daemon: one address, then a network.
     let o = run(&cfg, &["resend", "--ip", &addrs[0]], None);
@@ -455,9 +484,15 @@ fn resend_export_and_flush_without_and_with_a_daemon() {
         text(&o)
     );
     let d = start_daemon(&cfg);
-    // The same with a daemon (through the socket).
-    let o = run(&cfg, &["export"], None);
+    // The same with a daemon (through the socket): the mirror; and the
+    // denylist, which lists the address resent (pending again).
+    let o = run(&cfg, &["export", "--target", "threatjammer"], None);
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 8);
+    let o = run(&cfg, &["export"], None);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("{}\n", addrs[0])
+    );
     let o = run(
         &cfg,
         &["resend", "--cidr", "11.0.0.0/24", "--since", "1h"],

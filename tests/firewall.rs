@@ -85,7 +85,8 @@ impl Drop for Netns {
 
 /// A state directory whose Threat Jammer mirror holds `v4` IPv4 and `v6`
 /// IPv6 addresses (queued and acknowledged through the library), and the
-/// configuration file of the binary for it.
+/// configuration file of the binary for it. Sighted now, they are all on
+/// tjfwd's denylist too, which is what `export` prints by default.
 fn mirror(env: &Env, api: &FakeApi, v4: u32, v6: u32) -> std::path::PathBuf {
     let cfg = env.config(api, "");
     let config = Config::default_for_tests(env.path("state"));

@@ -309,6 +309,23 @@ fn recover_of_a_sound_database_needs_force_and_keeps_reports_and_the_rate_window
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["reported"], 1500);
     assert_eq!(v["rate_limit"]["requests_in_window"], requests);
+    let o = run(
+        &cfg,
+        &["export", "--format", "plain", "--target", "threatjammer"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).lines().count(),
+        1500,
+        "{}",
+        text(&o)
+    );
+    // tjfwd's denylist (export's default) is rebuilt too: with a TTL that
+    // reaches back to the log's (old) sightings, every address is on it.
+    let o = run(&cfg, &["export", "--format", "plain"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "", "{}", text(&o));
+    let mut long = std::fs::read_to_string(&cfg).unwrap();
+    long.push_str("\n[feed]\nttl = \"3650d\"\n");
+    std::fs::write(&cfg, long).unwrap();
     let o = run(&cfg, &["export", "--format", "plain"]);
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).lines().count(),

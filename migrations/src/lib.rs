@@ -6,7 +6,7 @@
 //! crate — so that the format is defined in one place and cannot drift with
 //! the code that uses it.
 //!
-//! # Layout, schema v3 (current)
+//! # Layout, schema v4 (current)
 //!
 //! One sled database. Tree names are part of the format:
 //!
@@ -20,6 +20,8 @@
 //! | `expiry`      | target id ‖ expires_at ms u64 BE ‖ address | empty            |
 //! | `dead`        | target id ‖ address                   | [`v1::Dead`]          |
 //! | `checkpoints` | [`v1::checkpoint_key`] (dev‖ino‖fp)    | [`v1::Checkpoint`]    |
+//! | `seen`        | address                               | the last sighting of an address no longer pending ([`v4::encode_seen`]) |
+//! | `seen_time`   | last sighting ms u64 BE ‖ address ([`v4::seen_time_key`]) | empty |
 //!
 //! Addresses are 4 bytes (IPv4) or 16 bytes (IPv6), network order; an
 //! IPv4-mapped IPv6 address is stored as IPv4. A target id is one byte
@@ -40,7 +42,17 @@
 //! owes it); `meta/pending_count` equals the number of `pending`
 //! entries and `targets/{t}pending_count` the number of entries that owe
 //! `t`; each `reported` entry has exactly one `expiry` key, with the same
-//! target, carrying its `expires_at_ms`.
+//! target, carrying its `expires_at_ms`; each `seen` entry has exactly one
+//! `seen_time` key, carrying its time, and each `seen_time` key its `seen`
+//! entry.
+//!
+//! ## The denylist's last sightings (v3 → v4)
+//!
+//! tjfwd's own denylist (`[feed]`, `tjfwd export`) lists every address it
+//! selected while it is pending and until a TTL after its last sighting.
+//! A `pending` entry holds that sighting; `seen` keeps it for the
+//! addresses no longer pending, so a pending address costs nothing more:
+//! see [`v4`]. Migration 3 → 4 seeds `seen` from the reported mirrors.
 //!
 //! ## Why one entry per address, not one per target (v2 → v3)
 //!
@@ -60,6 +72,10 @@
 //! place. The time an address was queued moves from its entry to its
 //! group (all a group's addresses were queued by one write), so each
 //! target counts its flush interval from its own wait.
+//!
+//! # Schema v3 (migrated by step 4)
+//!
+//! As v4, without `seen` and `seen_time`.
 //!
 //! # Schema v2 (migrated by step 3)
 //!
@@ -107,7 +123,7 @@
 use std::fmt;
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Tree names (part of the on-disk format).
 pub mod trees {
@@ -120,6 +136,11 @@ pub mod trees {
     pub const CHECKPOINTS: &str = "checkpoints";
     /// Per target (v3): its name, counters and records.
     pub const TARGETS: &str = "targets";
+    /// The denylist (v4): the last sighting of each selected address that
+    /// is no longer pending ([`crate::v4`]).
+    pub const SEEN: &str = "seen";
+    /// The denylist (v4): `seen` in time order, for pruning.
+    pub const SEEN_TIME: &str = "seen_time";
     /// Every tree of schema v1 (and v2: the same names), in a stable order.
     pub const ALL_V1: [&str; 7] = [META, PENDING, ORDER, REPORTED, EXPIRY, DEAD, CHECKPOINTS];
 }
@@ -228,6 +249,11 @@ pub const MIGRATIONS: &[Migration] = &[
         to: 3,
         description: "delivery state per target: the v2 state becomes Threat Jammer's (id 0)",
         run: v3::from_v2,
+    },
+    Migration {
+        to: 4,
+        description: "the denylist's last sightings, seeded from the reported mirrors",
+        run: v4::from_v3,
     },
 ];
 
@@ -1278,6 +1304,148 @@ pub mod v3 {
     }
 }
 
+/// Schema v4: tjfwd's own denylist (`[feed]`, `tjfwd export`).
+///
+/// The denylist holds every address tjfwd selected, from the moment it is
+/// queued until a TTL (`[feed] ttl`, applied when it is read) after its
+/// last sighting. A `pending` entry already holds its address's last
+/// sighting; what v4 adds is the last sighting of the addresses that are
+/// no longer pending (every target settled them), and of the sightings
+/// that did not queue them again (reported too recently, dead-lettered):
+///
+/// | tree        | key                                    | value |
+/// |-------------|----------------------------------------|-------|
+/// | `seen`      | address ([`v1::addr_key`](super::v1::addr_key)) | the last sighting, [`encode_seen`] |
+/// | `seen_time` | last sighting ms u64 BE ‖ address ([`seen_time_key`]) | empty |
+///
+/// Invariant: each `seen` entry has exactly one `seen_time` key, with the
+/// same time, and each `seen_time` key its `seen` entry (both are written
+/// in one transaction). The TTL is not stored: changing `[feed] ttl`
+/// takes effect at once, and pruning removes the `seen_time` range older
+/// than now minus the TTL, with its entries.
+///
+/// ## Why only addresses that are not pending
+///
+/// A pending address's last sighting is in its `pending` entry, updated by
+/// the intake anyway; a `seen` entry for it too would cost two more sled
+/// entries (~100 bytes each) per pending address. So `seen` is written
+/// when an entry leaves `pending` (its last sighting then), and when a
+/// sighting of an address that is not pending does not queue it; never
+/// for a pending address. A `seen` entry may be older than the pending
+/// entry of the same address (queued again later): the later of the two
+/// counts.
+///
+/// Times are event times, written never later than the wall clock of the
+/// write (a log line dated in the future cannot keep an address listed).
+pub mod v4 {
+    use super::v1;
+    use super::{trees, MigrationError};
+    use sled::Transactional;
+
+    /// The first byte of a `seen` value.
+    pub const SEEN_VERSION: u8 = 4;
+
+    /// Encodes a `seen` value: [`SEEN_VERSION`], then the time (ms since the
+    /// epoch) as u64 big-endian.
+    pub fn encode_seen(last_seen_ms: u64) -> [u8; 9] {
+        let mut out = [0u8; 9];
+        out[0] = SEEN_VERSION;
+        out[1..].copy_from_slice(&last_seen_ms.to_be_bytes());
+        out
+    }
+
+    /// Decodes a value written by [`encode_seen`].
+    pub fn decode_seen(bytes: &[u8]) -> Result<u64, MigrationError> {
+        match bytes {
+            [SEEN_VERSION, rest @ ..] if rest.len() == 8 => {
+                Ok(u64::from_be_bytes(rest.try_into().expect("8 bytes")))
+            }
+            _ => Err(MigrationError::Corrupt(format!(
+                "seen: a value of {} bytes, or of an unknown version",
+                bytes.len()
+            ))),
+        }
+    }
+
+    /// A `seen_time` key: the time, then the address, so that a range scan
+    /// from the start yields the oldest sightings first.
+    pub fn seen_time_key(last_seen_ms: u64, addr: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(8 + addr.len());
+        k.extend_from_slice(&last_seen_ms.to_be_bytes());
+        k.extend_from_slice(addr);
+        k
+    }
+
+    /// Splits a [`seen_time_key`].
+    pub fn split_seen_time_key(key: &[u8]) -> Result<(u64, &[u8]), MigrationError> {
+        if key.len() != 12 && key.len() != 24 {
+            return Err(MigrationError::Corrupt(format!(
+                "seen_time key of {} bytes",
+                key.len()
+            )));
+        }
+        let (t, a) = key.split_at(8);
+        Ok((u64::from_be_bytes(t.try_into().expect("8 bytes")), a))
+    }
+
+    /// Migration 3 → 4: creates `seen` and `seen_time`, and seeds them from
+    /// the reported mirrors, so that an upgrade keeps listing what
+    /// `tjfwd export` listed before: a v3 database did not keep the last
+    /// sighting of a reported address, so its last report (the latest
+    /// among the targets) stands in for it, a little later than the
+    /// sighting it followed. Idempotent, in transactions of 1,000 entries:
+    /// a run cut short is finished by the next.
+    pub fn from_v3(db: &sled::Db) -> Result<(), MigrationError> {
+        const BATCH: usize = 1_000;
+        let seen = db.open_tree(trees::SEEN)?;
+        let seen_time = db.open_tree(trees::SEEN_TIME)?;
+        let reported = db.open_tree(trees::REPORTED)?;
+        let mut batch: Vec<(Vec<u8>, u64)> = Vec::with_capacity(BATCH);
+        let write = |batch: &mut Vec<(Vec<u8>, u64)>| -> Result<(), MigrationError> {
+            (&seen, &seen_time)
+                .transaction(|(seen, seen_time)| {
+                    for (addr, at) in batch.iter() {
+                        let old = match seen.get(addr)? {
+                            Some(v) => Some(decode_seen(&v).or_else(sled::transaction::abort)?),
+                            None => None,
+                        };
+                        if old.is_some_and(|o| o >= *at) {
+                            continue;
+                        }
+                        if let Some(o) = old {
+                            seen_time.remove(seen_time_key(o, addr))?;
+                        }
+                        seen.insert(addr.as_slice(), &encode_seen(*at))?;
+                        seen_time.insert(seen_time_key(*at, addr), &[])?;
+                    }
+                    Ok(())
+                })
+                .map_err(|e| match e {
+                    sled::transaction::TransactionError::Abort(e) => e,
+                    sled::transaction::TransactionError::Storage(e) => MigrationError::Sled(e),
+                })?;
+            batch.clear();
+            Ok(())
+        };
+        for item in reported.iter() {
+            let (k, v) = item?;
+            // A record that does not read is left for `tjfwd recover --check`.
+            let Ok((_, addr)) = super::v3::split_target_addr_key(&k) else {
+                continue;
+            };
+            let Ok(r) = v1::decode::<v1::Reported>("reported", &v) else {
+                continue;
+            };
+            batch.push((addr.to_vec(), r.last_reported_ms));
+            if batch.len() == BATCH {
+                write(&mut batch)?;
+            }
+        }
+        write(&mut batch)?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1780,7 +1948,10 @@ mod tests {
         let v8 = reported.remove(&k8).unwrap().unwrap();
         reported.insert(v3::target_addr_key(0, &k8), v8).unwrap();
 
-        assert_eq!(migrate(&db, "test").unwrap(), Migrated { from: 2, to: 3 });
+        assert_eq!(
+            migrate_to(&db, "test", 3).unwrap(),
+            Migrated { from: 2, to: 3 }
+        );
         for i in 0..4_500u32 {
             let k = addr(i);
             let e = v3::decode_intake(&pending.get(&k).unwrap().unwrap()).unwrap();
@@ -1832,6 +2003,80 @@ mod tests {
         assert!(!targets
             .contains_key(v3::field_key(0, v3::fields::HEALTH))
             .unwrap());
+    }
+
+    #[test]
+    fn v4_seen_encodings_are_frozen() {
+        let v = v4::encode_seen(0x0102_0304_0506_0708);
+        assert_eq!(v, [4, 1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(v4::decode_seen(&v).unwrap(), 0x0102_0304_0506_0708);
+        for bad in [&[][..], &[4], &v[..8], &[3, 1, 2, 3, 4, 5, 6, 7, 8]] {
+            assert!(v4::decode_seen(bad).is_err(), "{bad:?}");
+        }
+        let a = v1::addr_key("1.2.3.4".parse().unwrap());
+        let k = v4::seen_time_key(7, &a);
+        assert_eq!(k, [0, 0, 0, 0, 0, 0, 0, 7, 1, 2, 3, 4]);
+        assert_eq!(v4::split_seen_time_key(&k).unwrap(), (7, a.as_slice()));
+        assert!(v4::split_seen_time_key(&k[..11]).is_err());
+    }
+
+    /// Migration 3 -> 4 seeds the last sightings from every target's
+    /// mirror (the latest report of an address), and a run that was cut
+    /// short (some entries written, one older than its report) is
+    /// finished by the next.
+    #[test]
+    fn v3_to_v4_seeds_the_denylist_from_the_mirrors_and_resumes() {
+        let (_d, db) = temp_db();
+        migrate_to(&db, "test", 3).unwrap();
+        let reported = db.open_tree(trees::REPORTED).unwrap();
+        let addr = |i: u32| v1::addr_key(IpAddr::V4(std::net::Ipv4Addr::from(0x0b00_0000 + i)));
+        let r = |at: u64| v1::Reported {
+            first_reported_ms: 1,
+            last_reported_ms: at,
+            expires_at_ms: at + 10,
+            count: 1,
+        };
+        for i in 0..2_500u32 {
+            let at = 1_000 + u64::from(i);
+            reported
+                .insert(v3::target_addr_key(0, &addr(i)), v1::encode(&r(at)))
+                .unwrap();
+            if i % 2 == 0 {
+                // Target 1 reported it later.
+                reported
+                    .insert(v3::target_addr_key(1, &addr(i)), v1::encode(&r(at + 5)))
+                    .unwrap();
+            }
+        }
+        reported
+            .insert(v3::target_addr_key(0, &addr(9_999)), &[9, 9][..])
+            .unwrap();
+        // As if a first run had written two entries: one right, one with
+        // target 0's time only (target 1's came later in its scan).
+        let seen = db.open_tree(trees::SEEN).unwrap();
+        let seen_time = db.open_tree(trees::SEEN_TIME).unwrap();
+        for (i, at) in [(0u32, 1_005u64), (1, 1_001)] {
+            seen.insert(addr(i), &v4::encode_seen(at)).unwrap();
+            seen_time
+                .insert(v4::seen_time_key(at, &addr(i)), &[])
+                .unwrap();
+        }
+        seen.insert(addr(2), &v4::encode_seen(1_002)).unwrap();
+        seen_time
+            .insert(v4::seen_time_key(1_002, &addr(2)), &[])
+            .unwrap();
+        assert_eq!(migrate(&db, "test").unwrap(), Migrated { from: 3, to: 4 });
+        for i in 0..2_500u32 {
+            let want = 1_000 + u64::from(i) + if i % 2 == 0 { 5 } else { 0 };
+            let got = v4::decode_seen(&seen.get(addr(i)).unwrap().unwrap()).unwrap();
+            assert_eq!(got, want, "{i}");
+            assert!(seen_time
+                .contains_key(v4::seen_time_key(want, &addr(i)))
+                .unwrap());
+        }
+        assert_eq!(seen.len(), 2_500, "the unreadable record is left alone");
+        assert_eq!(seen_time.len(), 2_500, "one time key each");
+        assert_eq!(stored_version(&db).unwrap(), 4);
     }
 
     #[test]

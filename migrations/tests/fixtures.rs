@@ -3,7 +3,7 @@
 //! (and migrating) with their content intact.
 //!
 //! Write a fixture only for a *new* schema version, once, and never again:
-//! `cargo test -p migrations --test fixtures -- --ignored write_v3_fixture`.
+//! `cargo test -p migrations --test fixtures -- --ignored write_v4_fixture`.
 //! (The older writers are kept to show how their fixtures were made; those
 //! write their version by hand, since `migrate` now goes on to the newest.)
 
@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use migrations::v1::{self, Checkpoint, FileId, Pending, Reported};
 use migrations::v2;
 use migrations::v3::{self, Intake, Owed};
+use migrations::v4;
 use migrations::{meta_keys, migrate, stored_version, trees, SCHEMA_VERSION};
 
 fn fixture(version: u32) -> PathBuf {
@@ -587,4 +588,59 @@ fn v3_fixture_opens_and_keeps_its_content() {
     );
     assert_eq!(pending_count(&db), 2);
     assert_eq!(checkpoint_offset(&db), 32768);
+    // v3 -> v4: the reported address is on the denylist, its last report
+    // standing in for its last sighting; the pending ones are listed by
+    // their own entries.
+    let seen = db.open_tree(trees::SEEN).unwrap();
+    assert_eq!(
+        v4::decode_seen(&seen.get(&rkey).unwrap().unwrap()).unwrap(),
+        20
+    );
+    assert_eq!(seen.len(), 1);
+    let seen_time = db.open_tree(trees::SEEN_TIME).unwrap();
+    assert!(seen_time
+        .contains_key(v4::seen_time_key(20, &rkey))
+        .unwrap());
+    assert_eq!(seen_time.len(), 1);
+}
+
+const V4_SEEN: [(&str, u64); 2] = [("11.0.0.9", 5_000), ("2a01:4f8::9", 6_000)];
+
+#[test]
+#[ignore = "writes the checked-in fixture"]
+fn write_v4_fixture() {
+    let dir = fixture(4);
+    let _ = std::fs::remove_dir_all(&dir);
+    let db = sled::Config::new().path(&dir).open().unwrap();
+    assert_eq!(migrate(&db, "tjfwd fixture").unwrap().to, 4);
+    db.open_tree(trees::TARGETS)
+        .unwrap()
+        .insert(v3::field_key(0, v3::fields::NAME), "threatjammer")
+        .unwrap();
+    let seen = db.open_tree(trees::SEEN).unwrap();
+    let seen_time = db.open_tree(trees::SEEN_TIME).unwrap();
+    for (a, at) in V4_SEEN {
+        let key = v1::addr_key(a.parse().unwrap());
+        seen.insert(&key, &v4::encode_seen(at)).unwrap();
+        seen_time.insert(v4::seen_time_key(at, &key), &[]).unwrap();
+    }
+    write_checkpoint(&db, 65536, 70);
+    db.flush().unwrap();
+}
+
+#[test]
+fn v4_fixture_opens_and_keeps_its_content() {
+    let (_tmp, db) = open_fixture(4);
+    let seen = db.open_tree(trees::SEEN).unwrap();
+    let seen_time = db.open_tree(trees::SEEN_TIME).unwrap();
+    for (a, at) in V4_SEEN {
+        let key = v1::addr_key(a.parse().unwrap());
+        assert_eq!(
+            v4::decode_seen(&seen.get(&key).unwrap().unwrap()).unwrap(),
+            at
+        );
+        assert!(seen_time.contains_key(v4::seen_time_key(at, &key)).unwrap());
+    }
+    assert_eq!(seen.len(), 2);
+    assert_eq!(checkpoint_offset(&db), 65536);
 }

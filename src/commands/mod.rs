@@ -166,10 +166,13 @@ impl Backend {
         }
     }
 
-    pub fn export(&mut self) -> Result<Vec<ExportEntry>, CommandError> {
+    /// The denylist, or with `target` that target's reported mirror.
+    pub fn export(&mut self, target: Option<&str>) -> Result<Vec<ExportEntry>, CommandError> {
         match self {
-            Backend::Daemon(c) => Ok(c.call(&Request::Export)?),
-            Backend::Local(ops) => Ok(ops.export()?),
+            Backend::Daemon(c) => Ok(c.call(&Request::Export {
+                target: target.map(str::to_owned),
+            })?),
+            Backend::Local(ops) => Ok(ops.export(target)?),
         }
     }
 

@@ -11,7 +11,8 @@
 //! 3. moves the database aside (`db` → `db.damaged-<time>`), creates a new
 //!    one, and salvages every record it can still read from the copy:
 //!    reported entries (so addresses are not reported again before their
-//!    time), dead letters, pending addresses, and the request log (when it
+//!    time), dead letters, pending addresses, the denylist's last
+//!    sightings (`[feed]`, `export`), and the request log (when it
 //!    cannot be read, the rate window is taken as full, so the first send
 //!    waits a whole window: the API limit holds across the recovery too);
 //! 4. rebuilds the queue from the Cowrie logs still on disk: the configured
@@ -111,6 +112,8 @@ struct Salvage {
     reported: u64,
     dead: u64,
     pending: u64,
+    /// Last sightings kept for the denylist.
+    seen: u64,
     /// The request log of every target was salvaged.
     request_log: bool,
     unreadable: u64,
@@ -253,10 +256,11 @@ pub fn recover(config: &Config, opts: Options, out: &mut dyn Write) -> Result<bo
     w(
         out,
         format!(
-            "salvaged {} reported, {} dead-lettered, {} pending addresses{}{}",
+            "salvaged {} reported, {} dead-lettered, {} pending addresses, {} last sightings of the denylist{}{}",
             salvage.reported,
             salvage.dead,
             salvage.pending,
+            salvage.seen,
             if window_known {
                 ", and the request log"
             } else {
@@ -533,6 +537,20 @@ fn salvage(old: &Store, new: &Store, now: u64) -> Result<Salvage, CommandError> 
             }
         }
         new.enqueue(&chunk, None, now)?;
+        // The denylist's last sightings of addresses no longer pending.
+        for item in old.seen_entries() {
+            match item {
+                Ok((addr, at)) => {
+                    new.restore_seen(addr, at)?;
+                    s.seen += 1;
+                }
+                Err(StoreError::Sled(_)) => {
+                    s.unreadable += 1;
+                    break;
+                }
+                Err(_) => s.unreadable += 1,
+            }
+        }
         Ok(())
     });
     match read {

@@ -302,7 +302,8 @@ struct Entry {
 /// - an address already pending only gets min/max/sum folded into its
 ///   entry, which commute: its sightings are folded and written once;
 /// - reported and dead-lettered addresses are looked up again at each
-///   chunk that has them (a later sighting may make a reported one due).
+///   chunk that has them (a later sighting may make a reported one due),
+///   and their sightings written at once (the denylist's last sightings).
 ///
 /// So the queue ends in exactly the state sequential enqueues would leave
 /// (the same addresses in the same FIFO order, with the same entries; only
@@ -372,6 +373,9 @@ impl Deferred {
         let unknown = fold(&self.unknown);
         let classes = queue.classify(&unknown, crate::clock::now_ms())?;
         let chunk = self.chunk;
+        // Not queued, but on the denylist until the TTL after this
+        // sighting: written at once, as `enqueue` would.
+        let mut not_queued = Vec::new();
         for (f, class) in unknown.iter().zip(classes) {
             let known = match class {
                 Class::Pending => {
@@ -381,10 +385,12 @@ impl Deferred {
                 }
                 Class::Dead => {
                     out.dead += 1;
+                    not_queued.push(*f);
                     continue;
                 }
                 Class::NotDue => {
                     out.already_reported += 1;
+                    not_queued.push(*f);
                     continue;
                 }
                 Class::New => {
@@ -395,6 +401,9 @@ impl Deferred {
                 }
             };
             self.known.insert(f.addr, Entry { known, chunk });
+        }
+        if !not_queued.is_empty() {
+            queue.note_sightings(&not_queued, now)?;
         }
         if self.known.len() >= self.known_max() {
             // Bounded memory: write everything, start again.
@@ -844,6 +853,7 @@ mod tests {
                     }),
                     q.reported(T, a).unwrap(),
                     q.dead(T, a).unwrap().map(|d| (d.first_seen_ms, d.hits)),
+                    q.seen(a).unwrap(),
                 )
             })
             .collect();

@@ -80,6 +80,9 @@
 //!   `input.listen_tcp` has a non-zero port (a non-loopback one adds a warning).
 //! - `storage.cache_capacity >= 1 MiB`; `queue.max_pending >= 1000`.
 //! - `admin.listen`, when set, is a socket address (port 0 is refused).
+//! - `feed.ttl > 0`; `feed.listen`, when set, has a non-zero port and is a
+//!   loopback address unless `feed.allow_from` or `feed.token` restricts
+//!   who may read the list.
 //! - Each section of [`Config::targets`] holds its target's invariants.
 //! - Paths taken from the file are absolute when the file was found by
 //!   [`Config::load`] (they are joined to the file's directory).
@@ -99,6 +102,7 @@
 //! as text (it is not chained as a `source()`, which would print the original).
 
 mod admin;
+mod feed;
 mod filter;
 mod input;
 mod queue;
@@ -118,6 +122,7 @@ use crate::targets::threatjammer::schedule::{self, RawSchedule};
 use crate::targets::threatjammer::RawSection as RawThreatJammerSection;
 use crate::targets::{self, RawTargets, Targets, TARGET_NAMES};
 use admin::RawAdmin;
+use feed::RawFeed;
 use filter::RawFilter;
 use input::RawInput;
 use queue::RawQueue;
@@ -132,6 +137,7 @@ pub use crate::targets::threatjammer::schedule::{
 };
 pub use crate::targets::threatjammer::Section as ThreatJammerSection;
 pub use admin::Admin;
+pub use feed::{Feed, DEFAULT_FEED_TTL, FEED_CREDENTIAL_NAME};
 pub use filter::Filter;
 pub use input::{
     Input, StartAt, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE_BYTES, MAX_MAX_CONNECTIONS,
@@ -178,6 +184,8 @@ pub struct Config {
     pub queue: QueueLimits,
     /// The admin HTTP endpoint (metrics, health).
     pub admin: Admin,
+    /// `[feed]`: the denylist's lifetime, and its HTTP endpoint.
+    pub feed: Feed,
     /// `[targets]`: the section of each enabled target, `[targets.<name>]`
     /// (Threat Jammer's also from the deprecated `[threatjammer]` and
     /// `[schedule]`, or from cowrie.cfg). Never empty from a file.
@@ -203,6 +211,7 @@ impl Default for Config {
             storage: Storage::default(),
             queue: QueueLimits::default(),
             admin: Admin::default(),
+            feed: Feed::default(),
             targets: Targets::default(),
             warnings: Vec::new(),
             notes: Vec::new(),
@@ -391,6 +400,9 @@ macro_rules! raw_config {
             /// `[admin]`: the metrics and health endpoint.
             #[serde(default)]
             admin: RawAdmin,
+            /// `[feed]`: the denylist and its HTTP endpoint.
+            #[serde(default)]
+            feed: RawFeed,
             $($targets)*
         }
     };
@@ -619,6 +631,8 @@ fn build(
     let storage = storage::validate(&ctx, raw.storage)?;
     let queue = queue::validate(&ctx, raw.queue)?;
     let admin = admin::validate(&ctx, raw.admin)?;
+    let creds = ctx.secrets.credentials_dir.clone();
+    let feed = feed::validate(&mut ctx, raw.feed, creds.as_deref(), &state_dir)?;
     let mut targets = Targets::validate(&mut ctx, raw_targets)?;
     if supplied_tj.is_some() {
         targets.threatjammer = supplied_tj;
@@ -670,6 +684,7 @@ fn build(
         storage,
         queue,
         admin,
+        feed,
         targets,
         warnings,
         notes,

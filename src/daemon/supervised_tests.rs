@@ -169,6 +169,7 @@ async fn a_running_daemon_stops_when_a_service_panics_or_ends() {
     let listeners = || Listeners {
         admin: Some(TcpListener::bind("127.0.0.1:0").unwrap()),
         input_tcp: Some(TcpListener::bind("127.0.0.1:0").unwrap()),
+        feed: Some(TcpListener::bind("127.0.0.1:0").unwrap()),
     };
     for (prefix, fault, component, cause) in [
         (
@@ -176,6 +177,18 @@ async fn a_running_daemon_stops_when_a_service_panics_or_ends() {
             Fault::Panic,
             "admin endpoint",
             Cause::Panicked("injected fault".into()),
+        ),
+        (
+            "denylist feed",
+            Fault::Panic,
+            "denylist feed",
+            Cause::Panicked("injected fault".into()),
+        ),
+        (
+            "denylist pruning",
+            Fault::Return,
+            "denylist pruning",
+            Cause::Ended,
         ),
         (
             "socket",
@@ -220,6 +233,7 @@ async fn without_a_fault_the_listeners_are_served_and_the_run_ends_cleanly() {
     let listeners = Listeners {
         admin: Some(admin),
         input_tcp: Some(input),
+        feed: None,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let daemon = tokio::spawn(run(env.config(), RUNNING, listeners, async {

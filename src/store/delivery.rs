@@ -30,6 +30,8 @@
 //!   its groups' order, then each group's own.
 //! - An entry exists while some target owes it; `meta/pending_count`
 //!   counts entries, each target's pending count the entries owed to it.
+//!   When it goes, its last sighting goes to `seen`, for the denylist
+//!   (`denylist.rs`).
 //! - Each `reported` entry has exactly one `expiry` key, which carries its
 //!   `expires_at_ms`.
 //! - An ack is at-least-once: a crash between the target's success and
@@ -49,6 +51,7 @@ use migrations::v3::{self, Health, Intake, Owed, TargetId};
 use sled::transaction::{abort, TransactionalTree};
 use sled::Transactional;
 
+use super::denylist::tx_note_seen;
 use super::tx::{tx_counter, tx_err, tx_get, tx_get_intake, TargetCounts, TxResult};
 use super::{Policy, Store, StoreError};
 
@@ -231,65 +234,71 @@ impl Store {
             &self.order,
             &self.reported,
             &self.expiry,
+            &self.seen,
+            &self.seen_time,
         )
-            .transaction(|(meta, targets, pending, order, reported, expiry)| {
-                let mut count = tx_counter(meta, meta_keys::PENDING_COUNT)?;
-                let next_seq = tx_counter(meta, meta_keys::NEXT_SEQ)?;
-                let mut counts = TargetCounts::default();
-                let mut leaving = Leaving::new();
-                let mut again: Vec<Vec<u8>> = Vec::new();
-                for item in items {
-                    let key = v1::addr_key(item.addr);
-                    let tkey = v3::target_addr_key(t, &key);
-                    let old = tx_get::<Reported>(reported, "reported", &tkey)?;
-                    let r = Reported {
-                        first_reported_ms: old.map_or(sent_at_ms, |o| o.first_reported_ms),
-                        last_reported_ms: sent_at_ms,
-                        expires_at_ms: sent_at_ms.saturating_add(policy.ttl_ms),
-                        count: old.map_or(0, |o| o.count) + 1,
-                    };
-                    if let Some(o) = old {
-                        expiry.remove(v3::expiry_key(t, o.expires_at_ms, &key))?;
-                    }
-                    reported.insert(tkey, v1::encode(&r))?;
-                    expiry.insert(v3::expiry_key(t, r.expires_at_ms, &key), &[])?;
+            .transaction(
+                |(meta, targets, pending, order, reported, expiry, seen, seen_time)| {
+                    let mut count = tx_counter(meta, meta_keys::PENDING_COUNT)?;
+                    let next_seq = tx_counter(meta, meta_keys::NEXT_SEQ)?;
+                    let mut counts = TargetCounts::default();
+                    let mut leaving = Leaving::new();
+                    let mut again: Vec<Vec<u8>> = Vec::new();
+                    for item in items {
+                        let key = v1::addr_key(item.addr);
+                        let tkey = v3::target_addr_key(t, &key);
+                        let old = tx_get::<Reported>(reported, "reported", &tkey)?;
+                        let r = Reported {
+                            first_reported_ms: old.map_or(sent_at_ms, |o| o.first_reported_ms),
+                            last_reported_ms: sent_at_ms,
+                            expires_at_ms: sent_at_ms.saturating_add(policy.ttl_ms),
+                            count: old.map_or(0, |o| o.count) + 1,
+                        };
+                        if let Some(o) = old {
+                            expiry.remove(v3::expiry_key(t, o.expires_at_ms, &key))?;
+                        }
+                        reported.insert(tkey, v1::encode(&r))?;
+                        expiry.insert(v3::expiry_key(t, r.expires_at_ms, &key), &[])?;
 
-                    let Some(mut e) = tx_get_intake(pending, &key)? else {
-                        continue;
-                    };
-                    if e.seq_for(t) != Some(item.seq) {
-                        continue;
-                    }
-                    leaving.entry(item.seq).or_default().push(key.clone());
-                    if e.hits > item.hits && is_due(&r, e.last_seen_ms, now_ms, policy) {
-                        // Owed again, at the back. Alone in owing it, the
-                        // target counts hits anew from its report.
-                        if e.owed.len() == 1 {
-                            e.hits -= item.hits;
+                        let Some(mut e) = tx_get_intake(pending, &key)? else {
+                            continue;
+                        };
+                        if e.seq_for(t) != Some(item.seq) {
+                            continue;
                         }
-                        set_owed(&mut e, t, next_seq + (again.len() / GROUP_MAX) as u64);
-                        pending.insert(key.as_slice(), v3::encode_intake(&e))?;
-                        again.push(key);
-                    } else {
-                        e.owed.retain(|o| o.target != t);
-                        counts.add(t, -1);
-                        if e.owed.is_empty() {
-                            pending.remove(key.as_slice())?;
-                            count = count.saturating_sub(1);
-                        } else {
+                        leaving.entry(item.seq).or_default().push(key.clone());
+                        if e.hits > item.hits && is_due(&r, e.last_seen_ms, now_ms, policy) {
+                            // Owed again, at the back. Alone in owing it, the
+                            // target counts hits anew from its report.
+                            if e.owed.len() == 1 {
+                                e.hits -= item.hits;
+                            }
+                            set_owed(&mut e, t, next_seq + (again.len() / GROUP_MAX) as u64);
                             pending.insert(key.as_slice(), v3::encode_intake(&e))?;
+                            again.push(key);
+                        } else {
+                            e.owed.retain(|o| o.target != t);
+                            counts.add(t, -1);
+                            if e.owed.is_empty() {
+                                pending.remove(key.as_slice())?;
+                                count = count.saturating_sub(1);
+                                let at = e.last_seen_ms.min(now_ms);
+                                tx_note_seen(seen, seen_time, &key, at)?;
+                            } else {
+                                pending.insert(key.as_slice(), v3::encode_intake(&e))?;
+                            }
                         }
                     }
-                }
-                tx_leave_groups(order, t, &leaving)?;
-                let again: Vec<&[u8]> = again.iter().map(Vec::as_slice).collect();
-                let times = vec![now_ms; again.len()];
-                let next_seq = tx_insert_groups(order, t, next_seq, &again, &times)?;
-                meta.insert(meta_keys::PENDING_COUNT, &count.to_be_bytes())?;
-                meta.insert(meta_keys::NEXT_SEQ, &next_seq.to_be_bytes())?;
-                counts.write(targets)?;
-                Ok(())
-            })
+                    tx_leave_groups(order, t, &leaving)?;
+                    let again: Vec<&[u8]> = again.iter().map(Vec::as_slice).collect();
+                    let times = vec![now_ms; again.len()];
+                    let next_seq = tx_insert_groups(order, t, next_seq, &again, &times)?;
+                    meta.insert(meta_keys::PENDING_COUNT, &count.to_be_bytes())?;
+                    meta.insert(meta_keys::NEXT_SEQ, &next_seq.to_be_bytes())?;
+                    counts.write(targets)?;
+                    Ok(())
+                },
+            )
             .map_err(tx_err)
     }
 
@@ -309,8 +318,10 @@ impl Store {
             &self.pending,
             &self.order,
             &self.dead,
+            &self.seen,
+            &self.seen_time,
         )
-            .transaction(|(meta, targets, pending, order, dead)| {
+            .transaction(|(meta, targets, pending, order, dead, seen, seen_time)| {
                 let mut count = tx_counter(meta, meta_keys::PENDING_COUNT)?;
                 let mut counts = TargetCounts::default();
                 let mut leaving = Leaving::new();
@@ -328,6 +339,7 @@ impl Store {
                     if e.owed.is_empty() {
                         pending.remove(key.as_slice())?;
                         count = count.saturating_sub(1);
+                        tx_note_seen(seen, seen_time, &key, e.last_seen_ms.min(now_ms))?;
                     } else {
                         pending.insert(key.as_slice(), v3::encode_intake(&e))?;
                     }

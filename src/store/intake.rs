@@ -12,7 +12,9 @@
 //!   queued; reported there and this sighting not due again (not after the
 //!   last report, or within the target's `rereport_after` of it): not
 //!   queued; otherwise that target owes it, at the back of its FIFO, in
-//!   order of first appearance.
+//!   order of first appearance;
+//! - not pending and queued by no target: its last sighting is kept for
+//!   the denylist (`seen`, in the same transaction: `denylist.rs`).
 //!
 //! Invariants:
 //!
@@ -35,6 +37,7 @@ use migrations::v3::{self, Intake, Owed};
 use sled::Transactional;
 
 use super::delivery::{is_due, tx_insert_groups};
+use super::denylist::tx_note_seen;
 use super::tx::{tx_counter, tx_err, tx_get, tx_get_intake, TargetCounts};
 use super::{Policy, Store, StoreError};
 
@@ -191,9 +194,11 @@ impl Store {
             &self.reported,
             &self.dead,
             &self.checkpoints,
+            &self.seen,
+            &self.seen_time,
         )
             .transaction(
-                |(meta, targets, pending, order, reported, dead, checkpoints)| {
+                |(meta, targets, pending, order, reported, dead, checkpoints, seen, seen_time)| {
                     let mut out = EnqueueOutcome::default();
                     let first_seq = tx_counter(meta, meta_keys::NEXT_SEQ)?;
                     let mut count = tx_counter(meta, meta_keys::PENDING_COUNT)?;
@@ -255,10 +260,15 @@ impl Store {
                                 count += 1;
                                 out.queued_new += 1;
                             }
-                            None => match class {
-                                Class::NotDue => out.already_reported += 1,
-                                _ => out.dead += 1,
-                            },
+                            None => {
+                                // Not queued, still an attacker: its last
+                                // sighting keeps it on the denylist.
+                                tx_note_seen(seen, seen_time, key, last.min(now_ms))?;
+                                match class {
+                                    Class::NotDue => out.already_reported += 1,
+                                    _ => out.dead += 1,
+                                }
+                            }
                         }
                     }
                     let mut next_seq = first_seq;

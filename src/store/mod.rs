@@ -11,7 +11,10 @@
 //!   (`reported`, `expiry`); the dead letters, addresses it rejected
 //!   (`dead`); its rate limit's request log and its health (`targets`);
 //! - the input positions: a checkpoint per input file (`checkpoints`), and
-//!   when the file input first started (`meta/input_since`).
+//!   when the file input first started (`meta/input_since`);
+//! - tjfwd's own denylist (`[feed]`, `tjfwd export`): every pending
+//!   address, and the last sighting of each selected address that is no
+//!   longer pending (`seen`, `seen_time`), listed until a TTL after it.
 //!
 //! The format (tree names, key and value encodings, the schema version and
 //! the migrations from older versions) is defined, and frozen, in the
@@ -46,6 +49,7 @@
 //! | `intake.rs`   | sightings coming in: folded, each placed (new, pending, not due, dead); the pending counter |
 //! | `delivery.rs` | sending, per target: batches in FIFO order, ack, dead letters, the reported mirror and its expiry, resend, the request log, health, the scans behind `export` |
 //! | `inputs.rs`   | input positions: the file checkpoints, `input_since`          |
+//! | `denylist.rs` | the denylist: the last sightings kept past `pending`, the list, its pruning |
 //! | `verify.rs`   | reading every record back, the cross-checks; the pending recount |
 //! | `tx.rs`       | reads inside transactions                                     |
 //!
@@ -60,6 +64,7 @@ use std::path::PathBuf;
 use migrations::MigrationError;
 
 mod delivery;
+mod denylist;
 mod inputs;
 mod intake;
 mod open;
@@ -69,6 +74,7 @@ mod tx;
 mod verify;
 
 pub use delivery::{BatchItem, QueuePos};
+pub use denylist::Listed;
 pub use intake::{fold, Class, EnqueueOutcome, Folded, Sighting};
 pub use migrations::v3::{Health, Intake, TargetId};
 pub use open::{lock_state_dir, mark_damaged, seal_says_older, DAMAGED_MARKER, SEAL};
@@ -180,6 +186,11 @@ pub struct Store {
     dead: sled::Tree,
     /// Input positions: a checkpoint per file identity.
     checkpoints: sled::Tree,
+    /// The denylist: the last sighting of each selected address that is
+    /// no longer pending (`migrations::v4`).
+    seen: sled::Tree,
+    /// The denylist: `seen` in time order (pruning).
+    seen_time: sled::Tree,
     /// Held (locked) for the life of the store.
     _lock: File,
     /// When the seal was last written (ms; see [`SEAL`]).

@@ -188,6 +188,8 @@ impl Store {
             expiry: db.open_tree(trees::EXPIRY)?,
             dead: db.open_tree(trees::DEAD)?,
             checkpoints: db.open_tree(trees::CHECKPOINTS)?,
+            seen: db.open_tree(trees::SEEN)?,
+            seen_time: db.open_tree(trees::SEEN_TIME)?,
             db,
             disk,
             dir,

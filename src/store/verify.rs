@@ -7,7 +7,8 @@
 //! that group's sequence, once, and as many addresses are listed for `t`
 //! as `t` is owed; `meta/pending_count` equals the number of `pending`
 //! entries and each target's pending count what it is owed;
-//! `meta/next_seq` is above every sequence in use. They mean something
+//! `meta/next_seq` is above every sequence in use; each `seen` entry has
+//! its one `seen_time` key and each key its entry. They mean something
 //! only while nothing writes (`tjfwd recover --check`, tests): sled's
 //! iterators see each tree as it changes. Online, [`Store::verify_until`]
 //! without `cross_check` only reads every record back.
@@ -19,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use migrations::meta_keys;
 use migrations::v1;
 use migrations::v3::{self, TargetId};
+use migrations::v4;
 
 use super::{Store, StoreError};
 
@@ -29,6 +31,8 @@ pub struct Verified {
     pub reported: u64,
     pub dead: u64,
     pub checkpoints: u64,
+    /// Last sightings kept for the denylist (`seen`).
+    pub seen: u64,
     /// Problems found (0: the database is sound).
     pub problems: u64,
     /// The first few problems, in words.
@@ -246,6 +250,63 @@ impl Store {
                 }
             }
         }
+        // The denylist's last sightings: each `seen` entry with exactly
+        // its `seen_time` key, and each key with its entry.
+        for item in self.seen.iter() {
+            if stopped() {
+                return v;
+            }
+            let checked = item.map_err(StoreError::from).and_then(|(k, val)| {
+                let addr = v1::addr_from_key(&k)?;
+                Ok((k, addr, v4::decode_seen(&val)?))
+            });
+            match checked {
+                Ok((k, addr, at)) => {
+                    v.seen += 1;
+                    if cross_check
+                        && !self
+                            .seen_time
+                            .contains_key(v4::seen_time_key(at, &k))
+                            .unwrap_or(false)
+                    {
+                        problem(&mut v, format!("seen {addr} at {at} has no time key"));
+                    }
+                }
+                Err(e) => {
+                    problem(&mut v, format!("seen tree: {e}"));
+                    break;
+                }
+            }
+        }
+        for item in self.seen_time.iter() {
+            if stopped() {
+                return v;
+            }
+            let checked = item.map_err(StoreError::from).and_then(|(k, _)| {
+                let (at, addr) = v4::split_seen_time_key(&k)?;
+                Ok((at, v1::addr_from_key(addr)?, addr.to_vec()))
+            });
+            match checked {
+                Ok((at, addr, key)) if cross_check => {
+                    let entry = self
+                        .seen
+                        .get(&key)
+                        .map_err(StoreError::from)
+                        .and_then(|e| Ok(e.map(|e| v4::decode_seen(&e)).transpose()?));
+                    if !matches!(entry, Ok(Some(t)) if t == at) {
+                        problem(
+                            &mut v,
+                            format!("seen_time lists {addr} at {at}, seen holds {entry:?}"),
+                        );
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    problem(&mut v, format!("seen_time tree: {e}"));
+                    break;
+                }
+            }
+        }
         match self.checkpoints() {
             Ok(c) => v.checkpoints = c.len() as u64,
             Err(e) => problem(&mut v, format!("checkpoints: {e}")),
@@ -311,5 +372,29 @@ mod tests {
         let online = q.verify_until(&std::sync::atomic::AtomicBool::new(false), false);
         assert_eq!(online.problems, 0, "{:?}", online.details);
         assert_eq!(online.pending, 1);
+    }
+
+    #[test]
+    fn verify_checks_the_denylist_index_both_ways() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = open(dir.path());
+        q.enqueue(&[s("1.2.3.4", 5)], None, 10).unwrap();
+        let b = q.peek_batch(0, 10).unwrap();
+        q.ack(0, &b, 20, 20).unwrap();
+        let v = q.verify();
+        assert_eq!((v.problems, v.seen), (0, 1), "{:?}", v.details);
+        let key = v1::addr_key("1.2.3.4".parse().unwrap());
+        // The entry moved without its key: both directions disagree.
+        q.seen.insert(&key, &v4::encode_seen(7)).unwrap();
+        let v = q.verify();
+        assert_eq!(v.problems, 2, "{:?}", v.details);
+        assert!(v.details[0].contains("has no time key"), "{:?}", v.details);
+        assert!(
+            v.details[1].contains("seen_time lists 1.2.3.4 at 5"),
+            "{:?}",
+            v.details
+        );
+        q.seen.insert(&key, &[9u8][..]).unwrap();
+        assert!(q.verify().details[0].contains("seen tree"));
     }
 }

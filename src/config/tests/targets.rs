@@ -5,7 +5,7 @@
 
 /// The top-level keys of the file, but `[targets]`, as toml lists them.
 const KEYS: &str = "`state_dir`, `threatjammer`, `input`, `schedule`, `filter`, `storage`, \
-                    `queue`, `admin`";
+                    `queue`, `admin`, `feed`";
 
 /// `raw_config!` as expanded by an empty registry.
 #[allow(dead_code)]
