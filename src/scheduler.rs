@@ -181,6 +181,9 @@ impl Bells {
     }
 }
 
+/// How much of a would-be request a dry run logs.
+const DRY_RUN_PREVIEW: usize = 4096;
+
 /// Bumps a delivery counter of the process and of the target together.
 macro_rules! bump {
     ($s:ident, $field:ident, $n:expr) => {{
@@ -870,10 +873,24 @@ impl<T: Target> Scheduler<T> {
         };
         self.dry_run_cursor = last.next_pos();
         let addrs: Vec<String> = items.iter().map(|i| i.addr.to_string()).collect();
+        // The request as it would go (its first 4 KiB: a full batch's is
+        // up to a megabyte).
+        let mut request = self.target.preview(&items, self.now_ms());
+        if request.len() > DRY_RUN_PREVIEW {
+            let total = request.len();
+            let mut cut = DRY_RUN_PREVIEW;
+            while !request.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            request.truncate(cut);
+            request.push_str(&format!("… ({total} bytes in all)"));
+        }
         tracing::info!(
             dry_run = true,
+            target = self.target.name(),
             count = addrs.len(),
-            request = %self.target.describe(),
+            settings = %self.target.describe(),
+            %request,
             addresses = %addrs.join(","),
             "would send a batch (nothing is sent or acknowledged)"
         );

@@ -422,4 +422,9 @@ fn a_dry_run_needs_no_key_and_shows_the_mode_and_categories() {
     assert_eq!(status.map(|s| s.code()), Some(Some(0)), "{out}");
     assert_eq!(s.ab.request_count(), requests);
     assert!(out.contains("mode=bulk categories=23"), "{out}");
+    // The request as it would go: the bulk file, its header and rows.
+    assert!(
+        out.contains("bulk-report csv=IP,Categories,ReportDate,Comment\\n"),
+        "{out}"
+    );
 }

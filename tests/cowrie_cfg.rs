@@ -179,6 +179,14 @@ fn assert_reports_the_events(o: &Output, tags: &str, ttl: u64) {
     );
     assert!(batch.contains(&format!("ttl={ttl}")), "{batch}");
     assert!(batch.contains(&format!("tags={tags}")), "{batch}");
+    // The request as it would go: the endpoint and the JSON body.
+    assert!(
+        batch.contains("request=POST https://")
+            && batch.contains(&format!(
+                "{{\"addresses\":[\"80.82.77.33\",\"45.33.32.156\"],\"ttl\":{ttl}"
+            )),
+        "{batch}"
+    );
     assert!(!batch.contains("185.220.101.4"), "{batch}");
     assert!(!batch.contains("203.0.113.9"), "{batch}");
 }

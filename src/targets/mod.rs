@@ -235,6 +235,14 @@ pub trait Target: Send + Sync + 'static {
         std::future::pending()
     }
 
+    /// The request a batch would make, for `--dry-run` logs: the method,
+    /// the URL and the body as it would be sent (never a credential). By
+    /// default, [`Target::describe`].
+    fn preview(&self, batch: &[BatchItem], now_ms: u64) -> String {
+        let _ = (batch, now_ms);
+        self.describe()
+    }
+
     /// Hands the target its counters when its scheduler starts, for what
     /// only the target knows (its service's quota, its own skips). Nothing,
     /// by default.

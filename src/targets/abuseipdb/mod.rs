@@ -66,6 +66,8 @@ pub struct AbuseIpdb {
     rules: select::Rules,
     /// `mode=… categories=…`, for dry-run logs.
     describe: String,
+    /// The API's base URL and the categories, for dry-run logs.
+    preview: (url::Url, String),
     /// The attackers selected lately (the round-robin's memory).
     served: Mutex<select::Served>,
 }
@@ -92,6 +94,7 @@ impl AbuseIpdb {
                 humantime::format_duration(s.attempts_window)
             ),
             served: Mutex::default(),
+            preview: (s.api_url.clone(), config::categories_text(&s.categories)),
         })
     }
 }
@@ -134,6 +137,22 @@ impl Target for AbuseIpdb {
 
     fn describe(&self) -> String {
         self.describe.clone()
+    }
+
+    fn preview(&self, batch: &[BatchItem], now_ms: u64) -> String {
+        let (url, categories) = &self.preview;
+        let base = url.as_str().trim_end_matches('/');
+        match (self.mode, batch.first()) {
+            (Mode::Single, Some(item)) => format!(
+                "POST {base}/report {}",
+                client::single_form(item, categories, now_ms)
+            ),
+            _ => {
+                let (csv, _) = client::bulk_csv(batch, categories, now_ms);
+                // One log line: the file's line breaks written as \n.
+                format!("POST {base}/bulk-report csv={}", csv.replace('\n', "\\n"))
+            }
+        }
     }
 
     fn select(

@@ -42,6 +42,8 @@ pub struct CrowdSec {
     policy: Policy,
     /// `duration=… scenario=…`, for dry-run logs.
     describe: String,
+    /// The alerts' URL, scenario and duration, for dry-run logs.
+    preview: (url::Url, String, String),
 }
 
 impl Configured for CrowdSec {
@@ -81,6 +83,11 @@ impl Configured for CrowdSec {
                 config::go_duration(section.duration),
                 section.scenario
             ),
+            preview: (
+                section.lapi_url.clone(),
+                section.scenario.clone(),
+                config::go_duration(section.duration),
+            ),
         })
     }
 
@@ -109,6 +116,16 @@ impl Target for CrowdSec {
 
     fn describe(&self) -> String {
         self.describe.clone()
+    }
+
+    fn preview(&self, batch: &[BatchItem], now_ms: u64) -> String {
+        let (url, scenario, duration) = &self.preview;
+        let now = std::time::UNIX_EPOCH + Duration::from_millis(now_ms);
+        format!(
+            "POST {}/v1/alerts {}",
+            url.as_str().trim_end_matches('/'),
+            String::from_utf8_lossy(&client::alert_body(batch, scenario, duration, now))
+        )
     }
 
     async fn send(&self, batch: &[BatchItem]) -> Reply {

@@ -66,6 +66,19 @@ pub enum ReporterError {
     Client(String),
 }
 
+/// The JSON body of a report of `addrs` (the request's whole content
+/// besides the token).
+pub fn body(addrs: &[IpAddr], ttl: u64, dataset: &str, tags: &[String]) -> Vec<u8> {
+    let addresses: Vec<String> = addrs.iter().map(IpAddr::to_string).collect();
+    serde_json::to_vec(&serde_json::json!({
+        "addresses": addresses,
+        "ttl": ttl,
+        "type": dataset,
+        "tags": tags,
+    }))
+    .expect("serializing strings and numbers")
+}
+
 impl Reporter {
     /// Builds the HTTP client from Threat Jammer's report keys, with
     /// `[targets.threatjammer] request_timeout` as the time limit of a request.
@@ -102,14 +115,7 @@ impl Reporter {
 
     /// The JSON body for a batch.
     pub fn body(&self, addrs: &[IpAddr]) -> Vec<u8> {
-        let addresses: Vec<String> = addrs.iter().map(IpAddr::to_string).collect();
-        serde_json::to_vec(&serde_json::json!({
-            "addresses": addresses,
-            "ttl": self.ttl,
-            "type": self.dataset,
-            "tags": self.tags,
-        }))
-        .expect("serializing strings and numbers")
+        body(addrs, self.ttl, &self.dataset, &self.tags)
     }
 
     /// Sends one batch; never fails, a transport error is a [`Reply`] too.

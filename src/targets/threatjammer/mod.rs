@@ -161,6 +161,9 @@ pub struct ThreatJammer {
     /// The HTTP client; None in a dry run (no token needed: nothing is sent).
     client: Option<Reporter>,
     policy: Policy,
+    /// The endpoint and the body's fixed fields (ttl, type, tags), for
+    /// dry-run logs.
+    preview: (url::Url, u64, String, Vec<String>),
     /// `type=… ttl=… tags=…`, for dry-run logs.
     describe: String,
 }
@@ -181,6 +184,12 @@ impl ThreatJammer {
         Ok(ThreatJammer {
             client,
             policy: policy(schedule),
+            preview: (
+                tj.api_url.clone(),
+                tj.ttl,
+                tj.category.clone(),
+                tj.tags.clone(),
+            ),
             describe: format!(
                 "type={} ttl={} tags={}",
                 tj.category,
@@ -249,6 +258,15 @@ impl Target for ThreatJammer {
 
     fn describe(&self) -> String {
         self.describe.clone()
+    }
+
+    fn preview(&self, batch: &[BatchItem], _now_ms: u64) -> String {
+        let (url, ttl, dataset, tags) = &self.preview;
+        let addrs: Vec<_> = batch.iter().map(|b| b.addr).collect();
+        format!(
+            "POST {url} {}",
+            String::from_utf8_lossy(&client::body(&addrs, *ttl, dataset, tags))
+        )
     }
 
     async fn send(&self, batch: &[BatchItem]) -> Reply {
