@@ -35,7 +35,26 @@ mkdir -p "$BENCH_DIR"
 LOG=$BENCH_DIR/cowrie-${LINES}-${ADDRESSES}.json
 STATE=$BENCH_DIR/state
 CONF=$BENCH_DIR/tjfwd.toml
-printf 'state_dir = "%s"\n' "$STATE" >"$CONF"
+# The targets enabled (TARGETS=all: Threat Jammer, AbuseIPDB and CrowdSec,
+# the configuration; TARGETS=threatjammer: the one target of the
+# earlier figures). Nothing is sent by a replay or a dry run: the
+# credentials are placeholders, the endpoints on loopback.
+TARGETS=${TARGETS:-all}
+for f in tj.token abuseipdb.key crowdsec.password; do
+    (umask 077 && echo "placeholder-$f" >"$BENCH_DIR/$f")
+done
+write_conf() { # state_dir, file
+    {
+        printf 'state_dir = "%s"\n\n' "$1"
+        printf '[targets.threatjammer]\napi_url = "http://127.0.0.1:9/v1/ip"\nbearer_token_file = "%s"\n\n' "$BENCH_DIR/tj.token"
+        if [ "$TARGETS" = all ]; then
+            printf '[targets.abuseipdb]\napi_url = "http://127.0.0.1:9/api/v2"\napi_key_file = "%s"\n\n' "$BENCH_DIR/abuseipdb.key"
+            printf '[targets.crowdsec]\nlapi_url = "http://127.0.0.1:9"\nmachine_id = "bench"\npassword_file = "%s"\n' "$BENCH_DIR/crowdsec.password"
+        fi
+    } >"$2"
+}
+write_conf "$STATE" "$CONF"
+echo "## targets: $TARGETS"
 
 echo "## machine"
 echo "$(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //') @ $(grep -m1 'cpu MHz' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //') MHz, $(grep -m1 'cache size' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //') cache, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM; $(uname -sr); $(rustc --version)"
@@ -112,7 +131,7 @@ for i in 1 2 3; do
     "$BIN/examples/queue_startup" open "$Q"
 done
 # The daemon itself: from exec to its first (dry-run) batch of 1000.
-printf 'state_dir = "%s"\n' "$Q" >"$BENCH_DIR/pending.toml"
+write_conf "$Q" "$BENCH_DIR/pending.toml"
 for i in 1 2 3; do
     OUT=$BENCH_DIR/run.log
     start=$(date +%s%N)

@@ -37,6 +37,12 @@ state_dir = "$DIR/state"
 [input]
 cowrie_json = "$DIR/cowrie.json"
 start_at = "end"
+# Every target, in --dry-run (nothing is sent; no credentials needed).
+[targets.threatjammer]
+api_url = "http://127.0.0.1:9/v1/ip"
+[targets.abuseipdb]
+[targets.crowdsec]
+machine_id = "bench"
 EOF
 # Some history before the daemon starts (skipped: start_at = "end").
 "$GEN" --lines 10000 --addresses 2000 --seed 2 --out "$DIR/cowrie.json" 2>/dev/null
