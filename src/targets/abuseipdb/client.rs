@@ -320,30 +320,14 @@ pub fn comment(item: &BatchItem, full: bool) -> String {
     text
 }
 
-/// Describes a transport error with its cause chain (no URL query, no headers).
+/// Describes a transport error with its cause chain (no URL query, no
+/// headers); a refused certificate says what to check first.
 fn transport_error(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    let mut msg = kind.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    if let Some(at) = msg.find("invalid peer certificate") {
-        return format!(
-            "TLS certificate not accepted (check the host in [targets.abuseipdb] api_url, or \
-             set [targets.abuseipdb] ca_file for a private CA): {}",
-            &msg[at..]
-        );
-    }
-    msg
+    crate::targets::http::transport_error(
+        e,
+        "check the host in [targets.abuseipdb] api_url, or set [targets.abuseipdb] ca_file for a \
+         private CA",
+    )
 }
 
 #[cfg(test)]

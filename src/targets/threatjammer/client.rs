@@ -160,31 +160,12 @@ impl Reporter {
     }
 }
 
-/// Describes a transport error with its cause chain (no URL query, no headers).
+/// Describes a transport error with its cause chain (no URL query, no
+/// headers); a refused certificate says what to check first.
 fn transport_error(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    let mut msg = kind.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    // rustls says "invalid peer certificate: UnknownIssuer" (or NotValidForName,
-    // Expired...): say that first and what to do, in few words (the reason is
-    // cut at 200 bytes), as retrying alone will not fix it.
-    if let Some(at) = msg.find("invalid peer certificate") {
-        return format!(
-            "TLS certificate not accepted (check the host in [targets.threatjammer] api_url, or set \
-             [targets.threatjammer] ca_file for a private CA): {}",
-            &msg[at..]
-        );
-    }
-    msg
+    crate::targets::http::transport_error(
+        e,
+        "check the host in [targets.threatjammer] api_url, or set [targets.threatjammer] ca_file for a \
+         private CA",
+    )
 }
