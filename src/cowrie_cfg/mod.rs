@@ -89,6 +89,13 @@ pub const SUGGESTED_TOKEN_FILE: &str = "/etc/tjfwd/token";
 /// The section of Cowrie's Threat Jammer plugin.
 pub const PLUGIN_SECTION: &str = "output_threatjammer";
 
+/// The section of Cowrie's AbuseIPDB plugin.
+pub const ABUSEIPDB_SECTION: &str = "output_abuseipdb";
+
+/// Where `tjfwd config import-cowrie` tells the operator to put the
+/// AbuseIPDB API key.
+pub const SUGGESTED_ABUSEIPDB_KEY_FILE: &str = "/etc/tjfwd/abuseipdb_key";
+
 /// The configuration of `tjfwd run --cowrie-config FILE [--cowrie-dir DIR]
 /// [--config TOML]`, with the process's environment (`COWRIE_*` overrides,
 /// `TJFWD_BEARER_TOKEN`).
