@@ -525,4 +525,75 @@ mod tests {
             assert_eq!(tj.report.api_url.as_str(), API_URL);
         }
     }
+
+    /// AbuseIPDB: the table holds the converted thresholds and names a key
+    /// file, never the key; loaded back, it is the configuration
+    /// `run --cowrie-config` builds.
+    #[test]
+    fn import_writes_abuseipdb_without_the_key_and_round_trips() {
+        const KEY: &str = "aipdb-IMPORT-key-fedcba9876543210";
+        let t = Tree::new();
+        let text = format!(
+            "[output_abuseipdb]\nenabled = false\napi_key = {KEY}\nrereport_after = 6\n\
+             tolerance_window = 30\ndump_path = /var/lib/cowrie/abuseipdb\n"
+        );
+        let expected = t
+            .settings(&text, &[])
+            .unwrap()
+            .into_config(None, &LoadOptions::default(), None)
+            .unwrap();
+        let imported = import_settings(t.settings(&text, &[]).unwrap(), None).unwrap();
+        let out = &imported.toml;
+        assert!(!out.contains(KEY), "{out}");
+        assert!(!format!("{imported:?}").contains(KEY));
+        assert!(out.contains("[targets.abuseipdb]"), "{out}");
+        assert!(!out.contains("\n[targets.threatjammer]\n"), "{out}");
+        for line in [
+            "api_key_file = \"/etc/tjfwd/abuseipdb_key\"",
+            "rereport_after = \"6h\"",
+            "attempts_window = \"30m\"",
+            "min_attempts = 10",
+            "categories = \"18,22\"",
+        ] {
+            assert!(out.lines().any(|l| l.starts_with(line)), "{line}:\n{out}");
+        }
+        assert!(
+            imported.notes.iter().any(|n| n.contains("dump_path")),
+            "{:?}",
+            imported.notes
+        );
+        let key = t.write("abuseipdb_key", KEY);
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+        let out = out.replace("/etc/tjfwd/abuseipdb_key", &key.display().to_string());
+        let back = Config::from_toml_str(&out, None, &LoadOptions::default(), None)
+            .unwrap_or_else(|e| panic!("{e}\n{out}"));
+        assert_eq!(back.targets, expected.targets);
+        assert!(back.warnings.is_empty(), "{:?}", back.warnings);
+
+        // A key only in the environment: the key file's line is commented out.
+        let text = "[output_abuseipdb]\ntolerance_attempts = 2\n";
+        let toml = t.write("tjfwd.toml", "[targets.abuseipdb]\n");
+        let config = t
+            .settings(text, &[])
+            .unwrap()
+            .into_config(Some(&toml), &LoadOptions { dry_run: true }, None)
+            .unwrap();
+        let out = render(&RenderInput {
+            config: &config,
+            file: &t.root().join("etc/cowrie.cfg"),
+            files_read: &[],
+            env_overrides: &[],
+            cowrie_dir: t.root(),
+            has_token: false,
+            has_abuseipdb_key: false,
+        });
+        assert!(
+            out.contains("# api_key_file = \"/etc/tjfwd/abuseipdb_key\""),
+            "{out}"
+        );
+        assert!(!out.contains("\napi_key_file"), "{out}");
+        let back = Config::from_toml_str(&out, None, &LoadOptions { dry_run: true }, None)
+            .unwrap_or_else(|e| panic!("{e}\n{out}"));
+        assert_eq!(back.targets.abuseipdb.as_ref().unwrap().min_attempts, 2);
+    }
 }
