@@ -58,7 +58,10 @@
 //! here with messages naming cowrie.cfg and `[output_threatjammer]`. There,
 //! Threat Jammer is enabled by a token (not Cowrie's placeholder) or by its
 //! table in the TOML file, which may then hold only its sending keys and
-//! `ca_file`.
+//! `ca_file`. Likewise `[output_abuseipdb]` supplies AbuseIPDB's key and
+//! thresholds (`SuppliedAbuseIpdb`): a key (there, or in the environment
+//! or a credential) or a `[targets.abuseipdb]` table enables it, and that
+//! table must not set the keys cowrie.cfg supplies.
 //!
 //! Invariants of a [`Config`] produced by [`Config::load`],
 //! [`Config::from_toml_str`] or `cowrie_cfg::load_config`:
