@@ -114,6 +114,8 @@ fn tjfwd(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .env_remove("RUST_LOG")
         .env_remove("TJFWD_CONFIG")
         .env_remove("TJFWD_BEARER_TOKEN")
+        .env_remove("TJFWD_ABUSEIPDB_KEY")
+        .env_remove("CREDENTIALS_DIRECTORY")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(fs::File::create(&out).unwrap())
@@ -627,4 +629,112 @@ fn a_malformed_cowrie_cfg_is_refused_without_showing_the_token() {
             assert!(o.stderr.contains("broken.cfg"), "{}", o.stderr);
         }
     }
+}
+
+/// An AbuseIPDB API key, in cowrie.cfg or the environment.
+const AIPDB_KEY: &str = "aipdb-fixture-key-1a2b3c4d5e6f7788";
+
+/// The `[targets.abuseipdb]` table of `check-config`'s output, if any.
+fn abuseipdb_table(out: &str) -> Option<String> {
+    let mut lines = out.lines().skip_while(|l| *l != "[targets.abuseipdb]");
+    let head = lines.next()?;
+    let body: Vec<&str> = lines.take_while(|l| !l.starts_with('[')).collect();
+    Some(format!("{head}\n{}", body.join("\n").trim_end()))
+}
+
+/// `[output_abuseipdb]` of cowrie.cfg, disabled there: `check-config
+/// --cowrie-config` and the imported file give the same AbuseIPDB table;
+/// the key is printed by neither, nor written to the imported file.
+#[test]
+fn abuseipdb_from_cowrie_cfg_round_trips_through_check_config() {
+    let s = Sensor::new("sensor");
+    let mut cfg = fs::read_to_string(s.cowrie_cfg()).unwrap();
+    cfg.push_str(&format!(
+        "\n[output_abuseipdb]\nenabled = false\napi_key = {AIPDB_KEY}\ntolerance_attempts = 3\n\
+         tolerance_window = 60\ndump_path = var/lib/cowrie/abuseipdb\n"
+    ));
+    fs::write(s.cowrie_cfg(), cfg).unwrap();
+    let no_key = |o: &Output| {
+        o.assert_no_token();
+        assert!(!o.all().contains(AIPDB_KEY), "key leaked:\n{}", o.all());
+    };
+
+    let direct = tjfwd(
+        s.root(),
+        &["check-config", "--cowrie-config", "etc/cowrie.cfg"],
+        &[],
+    );
+    direct.assert_code(0);
+    no_key(&direct);
+    let table = abuseipdb_table(&direct.stdout).expect("[targets.abuseipdb] printed");
+    for line in [
+        "api_key = \"<redacted>\"",
+        "min_attempts = 3",
+        "attempts_window = \"1h\"",
+        "rereport_after = \"1day\"",
+        "categories = \"18,22\"",
+    ] {
+        assert!(
+            table.lines().any(|l| l == line),
+            "{line:?} missing:\n{table}"
+        );
+    }
+
+    let imported = tjfwd(
+        s.root(),
+        &["config", "import-cowrie", "etc/cowrie.cfg"],
+        &[],
+    );
+    imported.assert_code(0);
+    no_key(&imported);
+    assert!(imported.stderr.contains("dump_path"), "{}", imported.stderr);
+    // The operator's steps: the token and the key go into the files named.
+    let token = s.path("token");
+    fs::write(&token, format!("{FIXTURE_TOKEN}\n")).unwrap();
+    let key = s.path("abuseipdb_key");
+    fs::write(&key, format!("{AIPDB_KEY}\n")).unwrap();
+    for f in [&token, &key] {
+        fs::set_permissions(f, fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let toml = imported
+        .stdout
+        .replace("/etc/tjfwd/token", token.to_str().unwrap())
+        .replace("/etc/tjfwd/abuseipdb_key", key.to_str().unwrap());
+    fs::write(s.path("imported.toml"), &toml).unwrap();
+    let back = tjfwd(
+        s.root(),
+        &["check-config", "--config", "imported.toml"],
+        &[],
+    );
+    back.assert_code(0);
+    no_key(&back);
+    assert_eq!(
+        abuseipdb_table(&back.stdout).as_deref(),
+        Some(table.as_str())
+    );
+}
+
+/// No key in cowrie.cfg: AbuseIPDB is enabled by TJFWD_ABUSEIPDB_KEY only;
+/// `enabled = true` warns that Cowrie's plugin would report too.
+#[test]
+fn abuseipdb_is_enabled_by_the_environments_key_and_an_enabled_plugin_warns() {
+    let s = Sensor::new("sensor");
+    let mut cfg = fs::read_to_string(s.cowrie_cfg()).unwrap();
+    cfg.push_str("\n[output_abuseipdb]\nenabled = true\n");
+    fs::write(s.cowrie_cfg(), cfg).unwrap();
+    let args = ["check-config", "--cowrie-config", "etc/cowrie.cfg"];
+    let o = tjfwd(s.root(), &args, &[]);
+    o.assert_code(0);
+    assert_eq!(abuseipdb_table(&o.stdout), None, "{}", o.stdout);
+    assert!(
+        o.stderr.contains("[output_abuseipdb] enabled = true"),
+        "{}",
+        o.stderr
+    );
+    let o = tjfwd(s.root(), &args, &[("TJFWD_ABUSEIPDB_KEY", AIPDB_KEY)]);
+    o.assert_code(0);
+    assert!(!o.all().contains(AIPDB_KEY), "key leaked:\n{}", o.all());
+    let table = abuseipdb_table(&o.stdout).expect("[targets.abuseipdb] printed");
+    assert!(table.contains("min_attempts = 10"), "{table}");
+    assert!(o.stderr.contains("both report"), "{}", o.stderr);
 }

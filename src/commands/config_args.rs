@@ -22,9 +22,10 @@ pub struct ConfigArgs {
         required_unless_present = "cowrie_config"
     )]
     config: Option<PathBuf>,
-    /// Take Threat Jammer's settings and the JSON log from Cowrie's cowrie.cfg
-    /// ([output_threatjammer], [output_jsonlog]); the TOML file, if any,
-    /// supplies the rest and must not set them.
+    /// Take Threat Jammer's and AbuseIPDB's settings and the JSON log from
+    /// Cowrie's cowrie.cfg ([output_threatjammer], [output_abuseipdb],
+    /// [output_jsonlog]); the TOML file, if any, supplies the rest and must
+    /// not set them.
     #[arg(long, value_name = "FILE")]
     cowrie_config: Option<PathBuf>,
     /// The directory Cowrie runs in (default: the directory of cowrie.cfg,

@@ -58,7 +58,10 @@
 //! here with messages naming cowrie.cfg and `[output_threatjammer]`. There,
 //! Threat Jammer is enabled by a token (not Cowrie's placeholder) or by its
 //! table in the TOML file, which may then hold only its sending keys and
-//! `ca_file`.
+//! `ca_file`. Likewise `[output_abuseipdb]` supplies AbuseIPDB's key and
+//! thresholds (`SuppliedAbuseIpdb`): a key (there, or in the environment
+//! or a credential) or a `[targets.abuseipdb]` table enables it, and that
+//! table must not set the keys cowrie.cfg supplies.
 //!
 //! Invariants of a [`Config`] produced by [`Config::load`],
 //! [`Config::from_toml_str`] or `cowrie_cfg::load_config`:
@@ -116,7 +119,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config_kit::{format_duration, render_parse_error, ser, Ctx, SecretSources};
+use crate::config_kit::{
+    format_duration, render_parse_error, resolve_secret, ser, Ctx, SecretSources,
+};
+use crate::targets::abuseipdb::config::{self as abuseipdb, FromCowrie};
 use crate::targets::threatjammer::config::{self as threatjammer, RawThreatJammer};
 use crate::targets::threatjammer::schedule::{self, RawSchedule};
 use crate::targets::threatjammer::RawSection as RawThreatJammerSection;
@@ -480,6 +486,24 @@ pub(crate) struct Supplied {
     pub(crate) warnings: Vec<String>,
     /// Informational remarks found while reading that file.
     pub(crate) notes: Vec<String>,
+    /// AbuseIPDB's keys from that file.
+    pub(crate) abuseipdb: SuppliedAbuseIpdb,
+}
+
+/// AbuseIPDB's API key and report thresholds supplied by another file than
+/// the TOML one (cowrie.cfg's `[output_abuseipdb]`). A key there, one
+/// given outside the files, or a `[targets.abuseipdb]` table in the TOML
+/// file enables the target; that table may then hold every key but these.
+pub(crate) struct SuppliedAbuseIpdb {
+    /// How the section is named in that file, e.g. `[output_abuseipdb]`.
+    pub(crate) section: String,
+    /// The values, in tjfwd's units (the key not yet checked).
+    pub(crate) values: FromCowrie,
+    /// What that file calls each supplied key of `[targets.abuseipdb]`:
+    /// (tjfwd's key, that file's).
+    pub(crate) names: Vec<(&'static str, &'static str)>,
+    /// Completes "no AbuseIPDB API key: ..." (how to give one there).
+    pub(crate) key_hint: String,
 }
 
 /// Reads the TOML file `path` (None: an empty configuration, all defaults)
@@ -585,6 +609,8 @@ fn build(
     let mut other: Option<(Ctx, String, String, String)> = None;
     // Threat Jammer's section, when cowrie.cfg supplies its report keys.
     let mut supplied_tj = None;
+    // AbuseIPDB's, when cowrie.cfg supplies its key and thresholds.
+    let mut supplied_aipdb = None;
     let input = match supplied {
         None => input::validate(&mut ctx, raw.input)?,
         Some(mut s) => {
@@ -623,6 +649,13 @@ fn build(
                 let schedule = schedule::validate(&mut ctx, schedule_sec, toml_schedule)?;
                 supplied_tj = Some(ThreatJammerSection { report, schedule });
             }
+            supplied_aipdb = supplied_abuseipdb(
+                &mut ctx,
+                &mut sctx,
+                raw_targets.abuseipdb.take(),
+                s.abuseipdb,
+                opts,
+            )?;
             other = Some((sctx, s.section, s.token_hint, s.target_hint));
             input
         }
@@ -636,6 +669,9 @@ fn build(
     let mut targets = Targets::validate(&mut ctx, raw_targets)?;
     if supplied_tj.is_some() {
         targets.threatjammer = supplied_tj;
+    }
+    if supplied_aipdb.is_some() {
+        targets.abuseipdb = supplied_aipdb;
     }
 
     // Checked last: the other keys' mistakes are reported first, as they are
@@ -762,6 +798,77 @@ fn no_target(ctx: &Ctx, other: Option<(&Ctx, &str)>) -> ConfigError {
         None => ctx.invalid("[targets]", format!("{why}: {how}. {old}")),
     }
 }
+
+/// AbuseIPDB's section with cowrie.cfg (`sctx`): None when nothing enables
+/// it (no table in the TOML file `ctx`, no key in cowrie.cfg nor outside
+/// the files). The TOML table gives the keys cowrie.cfg does not, and must
+/// not set those it does; the key is checked as cowrie.cfg's, the rest as
+/// the TOML file's.
+fn supplied_abuseipdb(
+    ctx: &mut Ctx,
+    sctx: &mut Ctx,
+    in_toml: Option<abuseipdb::Raw>,
+    a: SuppliedAbuseIpdb,
+    opts: &LoadOptions,
+) -> Result<Option<abuseipdb::Section>, ConfigError> {
+    if let Some(name) = in_toml
+        .as_ref()
+        .and_then(|t| t.cowrie_keys_set().first().copied())
+    {
+        let key = format!("{AIPDB_TABLE} {name}");
+        let theirs = a
+            .names
+            .iter()
+            .find(|(ours, _)| *ours == name)
+            .map_or("api_key", |(_, theirs)| theirs);
+        return Err(ctx.invalid(
+            &key,
+            format!(
+                "{key} is set here, but {} (--cowrie-config) supplies it, from {} {theirs}:                  remove {name} from {AIPDB_TABLE} in {} and set {theirs} in {} of {} instead                  (the API key can also come from the environment variable {} or the systemd                  credential {})",
+                sctx.file,
+                a.section,
+                ctx.file,
+                a.section,
+                sctx.file,
+                abuseipdb::KEY_ENV,
+                abuseipdb::CREDENTIAL_NAME
+            ),
+        ));
+    }
+    let mut values = a.values;
+    let enabled =
+        in_toml.is_some() || values.api_key.is_some() || abuseipdb::key_outside(&ctx.secrets);
+    if !enabled {
+        return Ok(None);
+    }
+    let key = resolve_secret(
+        sctx,
+        &abuseipdb::key_spec(&a.section),
+        values.api_key.take(),
+        None,
+    )?;
+    values.api_key = key;
+    let raw = in_toml.unwrap_or_default().with_cowrie(values);
+    // The key is not in the TOML file (no warning about who may read it
+    // there), and is known by now: a missing one is refused below, naming
+    // cowrie.cfg, once the other keys are checked.
+    let secrets = ctx.secrets.clone();
+    ctx.secrets.file_meta = None;
+    ctx.secrets.dry_run = true;
+    let section = abuseipdb::validate(ctx, AIPDB_TABLE, raw);
+    ctx.secrets = secrets;
+    let section = section?;
+    if section.api_key.is_none() && !opts.dry_run {
+        return Err(sctx.invalid(
+            &format!("{} api_key", a.section),
+            format!("no AbuseIPDB API key: {}", a.key_hint),
+        ));
+    }
+    Ok(Some(section))
+}
+
+/// AbuseIPDB's table.
+const AIPDB_TABLE: &str = "[targets.abuseipdb]";
 
 /// With `supplied`, the TOML file must not set what the other file supplies:
 /// two places for one setting would leave the operator guessing which wins.

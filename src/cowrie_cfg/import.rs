@@ -1,13 +1,15 @@
 //! `tjfwd config import-cowrie`: the tjfwd TOML equivalent to a cowrie.cfg,
 //! written with comments like `packaging/tjfwd.toml`. It never holds the
-//! token: it names a token file instead.
+//! Threat Jammer token nor the AbuseIPDB API key: it names a file for each
+//! instead.
 
 use std::path::Path;
 
 use super::settings::{absolute, CowrieSettings};
-use super::{COWRIE_VERSION, SUGGESTED_TOKEN_FILE};
+use super::{COWRIE_VERSION, SUGGESTED_ABUSEIPDB_KEY_FILE, SUGGESTED_TOKEN_FILE};
 use crate::config::{Config, ConfigError, LoadOptions, ThreatJammerSection, TOKEN_ENV};
 use crate::config_kit::{format_duration, format_size};
+use crate::targets::abuseipdb::config::{categories_text, Section as AbuseIpdbSection, KEY_ENV};
 
 /// What `tjfwd config import-cowrie` prints, and what it has to say.
 #[derive(Debug)]
@@ -46,6 +48,7 @@ pub fn import_settings(
     let env_overrides = settings.env_overrides.clone();
     let cowrie_dir = settings.cowrie_dir.clone();
     let has_token = settings.has_token;
+    let has_abuseipdb_key = settings.has_abuseipdb_key;
     // Checked as `run` would check it; the token is not needed to print.
     let config = settings.into_config(None, &LoadOptions { dry_run: true }, env_token)?;
     let toml = render(&RenderInput {
@@ -55,6 +58,7 @@ pub fn import_settings(
         env_overrides: &env_overrides,
         cowrie_dir: &cowrie_dir,
         has_token,
+        has_abuseipdb_key,
     });
     Ok(Imported {
         toml,
@@ -70,6 +74,7 @@ struct RenderInput<'a> {
     env_overrides: &'a [String],
     cowrie_dir: &'a Path,
     has_token: bool,
+    has_abuseipdb_key: bool,
 }
 
 /// A TOML string literal.
@@ -138,9 +143,10 @@ fn render(r: &RenderInput<'_>) -> String {
         ),
     );
     out.push_str(
-        "#\n# [targets.threatjammer] holds the keys of cowrie.cfg's [output_threatjammer]\n\
-         # and [input] cowrie_json its [output_jsonlog] logfile; everything else has\n\
-         # tjfwd's defaults. Unknown keys are refused.\n",
+        "#\n# [targets.threatjammer] holds the keys of cowrie.cfg's [output_threatjammer],\n\
+         # [targets.abuseipdb] those of its [output_abuseipdb] and [input] cowrie_json\n\
+         # its [output_jsonlog] logfile; everything else has tjfwd's defaults. Unknown\n\
+         # keys are refused.\n",
     );
     for w in &c.warnings {
         out.push_str("#\n");
@@ -159,6 +165,9 @@ fn render(r: &RenderInput<'_>) -> String {
 
     if let Some(tj) = c.threatjammer() {
         threatjammer(&mut out, tj, r.has_token);
+    }
+    if let Some(a) = &c.targets.abuseipdb {
+        abuseipdb(&mut out, a, r.has_abuseipdb_key);
     }
 
     let input = &c.input;
@@ -337,6 +346,100 @@ fn threatjammer(out: &mut String, section: &ThreatJammerSection, has_token: bool
     out.push('\n');
 }
 
+/// `[targets.abuseipdb]`: the key's file and the thresholds from
+/// cowrie.cfg, then tjfwd's defaults for the rest.
+fn abuseipdb(out: &mut String, a: &AbuseIpdbSection, has_key: bool) {
+    out.push_str(
+        "# AbuseIPDB: rereport_after, min_attempts and attempts_window from\n\
+         # [output_abuseipdb] of cowrie.cfg (rereport_after in hours there,\n\
+         # tolerance_attempts, tolerance_window in minutes; the plugin's defaults,\n\
+         # 24 hours, 10 attempts and 120 minutes, where cowrie.cfg sets none);\n\
+         # dump_path has no equivalent (tjfwd's state is in state_dir). The other\n\
+         # keys are tjfwd's defaults; categories are the plugin's, 18,22.\n\
+         [targets.abuseipdb]\n",
+    );
+    kv(out, "api_url", &q(a.api_url.as_str()), "");
+    if has_key {
+        out.push_str(&format!(
+            "# cowrie.cfg holds the API key; it is not copied here. Put it in this file,\n\
+             # readable only by the user tjfwd runs as, e.g. (paste the key, then Ctrl-D):\n\
+             #   install -m 600 -o tjfwd /dev/stdin {SUGGESTED_ABUSEIPDB_KEY_FILE}\n"
+        ));
+        kv(out, "api_key_file", &q(SUGGESTED_ABUSEIPDB_KEY_FILE), "");
+    } else {
+        out.push_str(&format!(
+            "# cowrie.cfg holds no API key. Put yours in a file readable only by tjfwd's\n\
+             # user and uncomment the next line, or set the environment variable\n\
+             # {KEY_ENV}. Without a key only --dry-run works.\n"
+        ));
+        out.push_str(&format!(
+            "# api_key_file = {}\n",
+            q(SUGGESTED_ABUSEIPDB_KEY_FILE)
+        ));
+    }
+    kv(
+        out,
+        "mode",
+        &q(a.mode.as_str()),
+        "\"bulk\" (CSV, /bulk-report) | \"single\" (/report)",
+    );
+    kv(
+        out,
+        "categories",
+        &q(&categories_text(&a.categories)),
+        "18 Brute-Force, 22 SSH (23 IoT Targeted for Telnet)",
+    );
+    kv(
+        out,
+        "daily_limit",
+        &a.daily_limit.to_string(),
+        "requests a UTC day on the mode's endpoint (your plan's)",
+    );
+    kv(
+        out,
+        "rereport_after",
+        &q(&format_duration(a.rereport_after)),
+        "[output_abuseipdb] rereport_after",
+    );
+    kv(
+        out,
+        "min_attempts",
+        &a.min_attempts.to_string(),
+        "[output_abuseipdb] tolerance_attempts",
+    );
+    kv(
+        out,
+        "attempts_window",
+        &q(&format_duration(a.attempts_window)),
+        "[output_abuseipdb] tolerance_window",
+    );
+    kv(
+        out,
+        "flush_interval",
+        &q(&format_duration(a.flush_interval)),
+        "longest the oldest address waits for a batch",
+    );
+    kv(
+        out,
+        "request_timeout",
+        &q(&format_duration(a.request_timeout)),
+        "",
+    );
+    kv(
+        out,
+        "max_backoff",
+        &q(&format_duration(a.max_backoff)),
+        "cap of the retry delay after server errors",
+    );
+    kv(
+        out,
+        "allow_insecure_http",
+        &a.allow_insecure_http.to_string(),
+        "plain http:// only to loopback hosts otherwise",
+    );
+    out.push('\n');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,5 +524,76 @@ mod tests {
             assert!(tj.report.token.is_none());
             assert_eq!(tj.report.api_url.as_str(), API_URL);
         }
+    }
+
+    /// AbuseIPDB: the table holds the converted thresholds and names a key
+    /// file, never the key; loaded back, it is the configuration
+    /// `run --cowrie-config` builds.
+    #[test]
+    fn import_writes_abuseipdb_without_the_key_and_round_trips() {
+        const KEY: &str = "aipdb-IMPORT-key-fedcba9876543210";
+        let t = Tree::new();
+        let text = format!(
+            "[output_abuseipdb]\nenabled = false\napi_key = {KEY}\nrereport_after = 6\n\
+             tolerance_window = 30\ndump_path = /var/lib/cowrie/abuseipdb\n"
+        );
+        let expected = t
+            .settings(&text, &[])
+            .unwrap()
+            .into_config(None, &LoadOptions::default(), None)
+            .unwrap();
+        let imported = import_settings(t.settings(&text, &[]).unwrap(), None).unwrap();
+        let out = &imported.toml;
+        assert!(!out.contains(KEY), "{out}");
+        assert!(!format!("{imported:?}").contains(KEY));
+        assert!(out.contains("[targets.abuseipdb]"), "{out}");
+        assert!(!out.contains("\n[targets.threatjammer]\n"), "{out}");
+        for line in [
+            "api_key_file = \"/etc/tjfwd/abuseipdb_key\"",
+            "rereport_after = \"6h\"",
+            "attempts_window = \"30m\"",
+            "min_attempts = 10",
+            "categories = \"18,22\"",
+        ] {
+            assert!(out.lines().any(|l| l.starts_with(line)), "{line}:\n{out}");
+        }
+        assert!(
+            imported.notes.iter().any(|n| n.contains("dump_path")),
+            "{:?}",
+            imported.notes
+        );
+        let key = t.write("abuseipdb_key", KEY);
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+        let out = out.replace("/etc/tjfwd/abuseipdb_key", &key.display().to_string());
+        let back = Config::from_toml_str(&out, None, &LoadOptions::default(), None)
+            .unwrap_or_else(|e| panic!("{e}\n{out}"));
+        assert_eq!(back.targets, expected.targets);
+        assert!(back.warnings.is_empty(), "{:?}", back.warnings);
+
+        // A key only in the environment: the key file's line is commented out.
+        let text = "[output_abuseipdb]\ntolerance_attempts = 2\n";
+        let toml = t.write("tjfwd.toml", "[targets.abuseipdb]\n");
+        let config = t
+            .settings(text, &[])
+            .unwrap()
+            .into_config(Some(&toml), &LoadOptions { dry_run: true }, None)
+            .unwrap();
+        let out = render(&RenderInput {
+            config: &config,
+            file: &t.root().join("etc/cowrie.cfg"),
+            files_read: &[],
+            env_overrides: &[],
+            cowrie_dir: t.root(),
+            has_token: false,
+            has_abuseipdb_key: false,
+        });
+        assert!(
+            out.contains("# api_key_file = \"/etc/tjfwd/abuseipdb_key\""),
+            "{out}"
+        );
+        assert!(!out.contains("\napi_key_file"), "{out}");
+        let back = Config::from_toml_str(&out, None, &LoadOptions { dry_run: true }, None)
+            .unwrap_or_else(|e| panic!("{e}\n{out}"));
+        assert_eq!(back.targets.abuseipdb.as_ref().unwrap().min_attempts, 2);
     }
 }

@@ -15,6 +15,14 @@ use super::ini::Ini;
 /// the plugin's fallback pointed at the Threat Jammer service, which shut
 /// down in 2024 (its domain belongs to someone else now); tjfwd takes
 /// `api_url` only when the operator set it.
+///
+/// `[output_abuseipdb]`: the dist file has `enabled = false` and every other
+/// key commented out (`#api_key =`, no placeholder); the values below are
+/// the plugin's fallbacks (`src/cowrie/output/abuseipdb.py`: `rereport_after`
+/// 24 hours, `tolerance_window` 120 minutes, `tolerance_attempts` 10), so
+/// that an operator moving from the plugin keeps its behaviour. `api_key`
+/// has no default, nor has `dump_path` (the plugin needs it set; tjfwd
+/// ignores it).
 const EMBEDDED_DEFAULTS: &str = "\
 [honeypot]
 log_path = var/log/cowrie
@@ -34,6 +42,12 @@ track_session = false
 ttl = 86400
 category = ABUSE
 tags = COWRIE,LOGIN,SESSION
+
+[output_abuseipdb]
+enabled = false
+rereport_after = 24
+tolerance_window = 120
+tolerance_attempts = 10
 ";
 
 /// The directory Cowrie runs in, for a cowrie.cfg at `file` (absolute):
@@ -69,7 +83,7 @@ impl Ini {
 mod tests {
     use super::*;
     use crate::cowrie_cfg::tests::get;
-    use crate::cowrie_cfg::{Origin, PLUGIN_SECTION};
+    use crate::cowrie_cfg::{Origin, ABUSEIPDB_SECTION, PLUGIN_SECTION};
 
     use std::path::Path;
 
@@ -90,6 +104,13 @@ mod tests {
             i.get(PLUGIN_SECTION, "ttl").unwrap().unwrap().origin,
             Origin::Defaults
         );
+        let a = ABUSEIPDB_SECTION;
+        assert!(!i.get_bool(a, "enabled").unwrap().unwrap().0);
+        assert_eq!(get(&i, a, "api_key"), None);
+        assert_eq!(get(&i, a, "dump_path"), None);
+        assert_eq!(i.get_int(a, "tolerance_attempts").unwrap().unwrap().0, 10);
+        assert_eq!(i.get_int(a, "tolerance_window").unwrap().unwrap().0, 120);
+        assert_eq!(get(&i, a, "rereport_after").as_deref(), Some("24"));
     }
 
     #[test]

@@ -23,19 +23,36 @@
 //!    Cowrie 3.1.4 defaults that matter here, then a `cowrie.cfg.dist` next to
 //!    the given file if there is one, then the given file, then the
 //!    environment), and the settings tjfwd takes from them: the JSON log
-//!    (`[output_jsonlog] logfile`, relative to the Cowrie directory) and every
-//!    key of `[output_threatjammer]`.
+//!    (`[output_jsonlog] logfile`, relative to the Cowrie directory), every
+//!    key of `[output_threatjammer]`, and those of `[output_abuseipdb]`
+//!    (`api_key`; `rereport_after` in hours, `tolerance_window` in minutes
+//!    and `tolerance_attempts`, converted to AbuseIPDB's `rereport_after`,
+//!    `attempts_window` and `min_attempts`, the plugin's defaults where
+//!    cowrie.cfg sets none; `dump_path` ignored with a note).
 //! 3. [`load_config`] / [`import_toml`]: a [`Config`] whose Threat Jammer
-//!    report keys and `[input] cowrie_json` come from cowrie.cfg (checked by the same rules
-//!    as the TOML keys, see `crate::config`), or the equivalent TOML text.
+//!    report keys, AbuseIPDB's key and thresholds and `[input] cowrie_json`
+//!    come from cowrie.cfg (checked by the same rules as the TOML keys, see
+//!    `crate::config`), or the equivalent TOML text.
+//!
+//! Both plugin sections are read whether Cowrie's plugin is enabled or not
+//! (`enabled = true` draws a warning: Cowrie and tjfwd would both report).
+//! Each target is enabled from cowrie.cfg only by a real secret there
+//! (Threat Jammer: a `bearer_token` other than Cowrie's placeholder
+//! [`PLACEHOLDER_TOKEN`]; AbuseIPDB: a non-empty `api_key`, the dist file
+//! has no placeholder), by the target's environment variable or systemd
+//! credential, or by its `[targets.<name>]` table in the TOML file given
+//! with cowrie.cfg, which may then set the target's other keys but not
+//! those cowrie.cfg supplies. `rereport_after` under 15 minutes (0
+//! included) is raised to 15 minutes with a warning, as Cowrie's plugin
+//! raises it (AbuseIPDB refuses a second report within 15 minutes).
 //!
 //! The files follow these layers: `ini.rs` (the reader: syntax, sections,
 //! `[DEFAULT]`, files on top of each other, the environment),
 //! `interpolate.rs` (reading one value: interpolation, booleans, integers),
 //! `layout.rs` (Cowrie's embedded defaults, the directory it runs in, the
 //! files it reads), `outputs.rs` (one reader per output section tjfwd takes:
-//! `[output_jsonlog]`, `[output_socketlog]`, `[output_threatjammer]`, each
-//! with its warnings), `settings.rs` ([`CowrieSettings`]: the layers read,
+//! `[output_jsonlog]`, `[output_socketlog]`, `[output_threatjammer]`,
+//! `[output_abuseipdb]`, each with its warnings), `settings.rs` ([`CowrieSettings`]: the layers read,
 //! the readers called in turn, the remarks about the whole), `translate.rs`
 //! (settings to [`Config`]) and `import.rs` ([`import_toml`]'s text);
 //! `tests.rs` has the helpers the tests share. Taking one more output
@@ -44,7 +61,9 @@
 //!
 //! The dependency runs one way: this module uses `crate::config` (its
 //! loader through `Supplied`), `crate::targets::threatjammer::config`
-//! (`RawThreatJammer`, the section `[output_threatjammer]` becomes) and
+//! (`RawThreatJammer`, the section `[output_threatjammer]` becomes),
+//! `crate::targets::abuseipdb::config` (`FromCowrie`, what
+//! `[output_abuseipdb]` becomes) and
 //! `crate::config_kit` (`Secret`, the formats of durations and sizes);
 //! none of them uses this module.
 //!
@@ -52,8 +71,9 @@
 //! only evaluates the values it reads: a broken value elsewhere in cowrie.cfg
 //! is not tjfwd's concern.
 //!
-//! The bearer token never appears in a message, a warning, a `Debug` output or
-//! the imported TOML: parse errors do not quote lines, interpolation errors do
+//! The bearer token and the AbuseIPDB key never appear in a message, a
+//! warning, a `Debug` output or the imported TOML (which names a file for
+//! each): parse errors do not quote lines, interpolation errors do
 //! not quote values, and [`Value`]'s `Debug` hides its text.
 
 mod import;
@@ -88,6 +108,13 @@ pub const SUGGESTED_TOKEN_FILE: &str = "/etc/tjfwd/token";
 
 /// The section of Cowrie's Threat Jammer plugin.
 pub const PLUGIN_SECTION: &str = "output_threatjammer";
+
+/// The section of Cowrie's AbuseIPDB plugin.
+pub const ABUSEIPDB_SECTION: &str = "output_abuseipdb";
+
+/// Where `tjfwd config import-cowrie` tells the operator to put the
+/// AbuseIPDB API key.
+pub const SUGGESTED_ABUSEIPDB_KEY_FILE: &str = "/etc/tjfwd/abuseipdb_key";
 
 /// The configuration of `tjfwd run --cowrie-config FILE [--cowrie-dir DIR]
 /// [--config TOML]`, with the process's environment (`COWRIE_*` overrides,

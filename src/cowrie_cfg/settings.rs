@@ -1,8 +1,8 @@
 //! [`CowrieSettings`]: the layers Cowrie reads (the embedded defaults, a
 //! `cowrie.cfg.dist` next to the given file, the given file, the
 //! environment), and what tjfwd takes from them: the JSON log, the socket
-//! output, every key of `[output_threatjammer]`, each read by its function
-//! in `outputs.rs`; with the remarks about the whole (other files Cowrie
+//! output, every key of `[output_threatjammer]` and of `[output_abuseipdb]`,
+//! each read by its function in `outputs.rs`; with the remarks about the whole (other files Cowrie
 //! reads, where the settings came from).
 //!
 //! Warnings and notes keep the order in which the sections are read.
@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 use super::ini::{Ini, IniError, Origin};
 use super::layout::{cowrie_dir_for, files_cowrie_reads};
 use super::outputs;
-use super::{COWRIE_VERSION, PLUGIN_SECTION};
+use super::{ABUSEIPDB_SECTION, COWRIE_VERSION, PLUGIN_SECTION};
 use crate::config::ConfigError;
+use crate::targets::abuseipdb::config::FromCowrie;
 use crate::targets::threatjammer::config::RawThreatJammer;
 
 /// The settings tjfwd takes from a Cowrie configuration.
@@ -46,6 +47,16 @@ pub struct CowrieSettings {
     pub(super) threatjammer: RawThreatJammer,
     /// Where each `[output_threatjammer]` key was set, to name it in errors.
     pub(super) origins: BTreeMap<String, Origin>,
+    /// `[output_abuseipdb] enabled`: Cowrie's own AbuseIPDB plugin reports too.
+    pub abuseipdb_plugin_enabled: bool,
+    /// Whether `[output_abuseipdb] api_key` holds a key (not empty).
+    pub has_abuseipdb_key: bool,
+    /// The `[output_abuseipdb]` values, in tjfwd's units.
+    pub(super) abuseipdb: FromCowrie,
+    /// Where each `[output_abuseipdb]` key was set, to name it in errors.
+    pub(super) abuseipdb_origins: BTreeMap<String, Origin>,
+    /// Notes to log when tjfwd reports to AbuseIPDB with these settings.
+    pub(super) abuseipdb_notes: Vec<String>,
 }
 
 impl fmt::Debug for CowrieSettings {
@@ -59,6 +70,8 @@ impl fmt::Debug for CowrieSettings {
             .field("json_log", &self.json_log)
             .field("socketlog", &self.socketlog)
             .field("has_token", &self.has_token)
+            .field("abuseipdb_plugin_enabled", &self.abuseipdb_plugin_enabled)
+            .field("has_abuseipdb_key", &self.has_abuseipdb_key)
             .field("warnings", &self.warnings)
             .field("notes", &self.notes)
             .finish_non_exhaustive()
@@ -167,6 +180,7 @@ impl CowrieSettings {
         let json_log = outputs::json_log(&mut r, &cowrie_dir)?;
         let socketlog = outputs::socketlog(&mut r)?;
         let plugin = outputs::threatjammer(&mut r)?;
+        let abuseipdb = outputs::abuseipdb(&mut r)?;
         let Reading {
             env_overrides,
             mut warnings,
@@ -188,7 +202,8 @@ impl CowrieSettings {
                         "{shown}: Cowrie, run in {}, also reads {} (its files are read in the \
                          order /etc/cowrie/cowrie.cfg, etc/cowrie.cfg, cowrie.cfg; the last \
                          wins per key), which tjfwd does not: if it sets [output_jsonlog], \
-                         [honeypot] log_path or [{sec}], tjfwd does not see it",
+                         [honeypot] log_path, [{sec}] or [{ABUSEIPDB_SECTION}], tjfwd does \
+                         not see it",
                         cowrie_dir.display(),
                         other.display()
                     ));
@@ -221,6 +236,11 @@ impl CowrieSettings {
             notes,
             threatjammer: plugin.threatjammer,
             origins: plugin.origins,
+            abuseipdb_plugin_enabled: abuseipdb.enabled,
+            has_abuseipdb_key: abuseipdb.values.api_key.is_some(),
+            abuseipdb: abuseipdb.values,
+            abuseipdb_origins: abuseipdb.origins,
+            abuseipdb_notes: abuseipdb.notes,
         })
     }
 }

@@ -11,8 +11,11 @@ use std::path::Path;
 
 use super::ini::Origin;
 use super::settings::CowrieSettings;
-use super::{PLACEHOLDER_TOKEN, PLUGIN_SECTION};
-use crate::config::{self, Config, ConfigError, LoadOptions, Supplied, TOKEN_ENV};
+use super::{ABUSEIPDB_SECTION, PLACEHOLDER_TOKEN, PLUGIN_SECTION};
+use crate::config::{
+    self, Config, ConfigError, LoadOptions, Supplied, SuppliedAbuseIpdb, TOKEN_ENV,
+};
+use crate::targets::abuseipdb::config::{CREDENTIAL_NAME as KEY_CREDENTIAL, KEY_ENV};
 
 impl CowrieSettings {
     /// The configuration of `tjfwd run`: Threat Jammer's report keys and
@@ -44,6 +47,22 @@ impl CowrieSettings {
                 .to_string(),
         };
         let origins = self.origins;
+        let a_sec = format!("[{ABUSEIPDB_SECTION}]");
+        let a_origins = self.abuseipdb_origins;
+        let abuseipdb = SuppliedAbuseIpdb {
+            section: a_sec.clone(),
+            values: self.abuseipdb,
+            names: vec![
+                ("api_key", "api_key"),
+                ("api_key_file", "api_key"),
+                ("rereport_after", "rereport_after (hours)"),
+                ("min_attempts", "tolerance_attempts"),
+                ("attempts_window", "tolerance_window (minutes)"),
+            ],
+            key_hint: format!(
+                "{a_sec} api_key has none: set it there, or set the environment variable                  {KEY_ENV}, or pass the systemd credential {KEY_CREDENTIAL}, or use --dry-run"
+            ),
+        };
         let supplied = Supplied {
             file: shown.clone(),
             section: sec.clone(),
@@ -59,10 +78,12 @@ impl CowrieSettings {
             target_hint: format!(
                 "enable Threat Jammer with a token in {sec} bearer_token of {shown} (Cowrie's \
                  placeholder {PLACEHOLDER_TOKEN} counts as none) or in the environment \
-                 variable {TOKEN_ENV}, and api_url there"
+                 variable {TOKEN_ENV}, and api_url there; or AbuseIPDB with a key in {a_sec} \
+                 api_key of {shown} or in the environment variable {KEY_ENV}"
             ),
             warnings: self.warnings,
             notes: self.notes,
+            abuseipdb,
         };
         let mut config =
             config::load_with(toml, opts, env_token, Some(supplied)).map_err(|e| match e {
@@ -71,7 +92,12 @@ impl CowrieSettings {
                     let origin = key
                         .strip_prefix(&sec)
                         .map(str::trim)
-                        .and_then(|k| origins.get(k));
+                        .and_then(|k| origins.get(k))
+                        .or_else(|| {
+                            key.strip_prefix(&a_sec)
+                                .map(str::trim)
+                                .and_then(|k| a_origins.get(k))
+                        });
                     match origin {
                         Some(Origin::File { path, line }) => ConfigError::Invalid {
                             file: path.display().to_string(),
@@ -90,6 +116,9 @@ impl CowrieSettings {
             })?;
         if config.path.is_none() {
             config.path = Some(self.file);
+        }
+        if config.targets.abuseipdb.is_some() {
+            config.notes.extend(self.abuseipdb_notes);
         }
         Ok(config)
     }

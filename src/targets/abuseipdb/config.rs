@@ -24,7 +24,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use url::{Host, Url};
 
-use crate::config_kit::{resolve_secret, ser, ConfigError, Ctx, Secret, SecretSpec};
+use crate::config_kit::{resolve_secret, ser, ConfigError, Ctx, Secret, SecretSources, SecretSpec};
 
 /// The API's base URL: the endpoints are `{api_url}/report` and
 /// `{api_url}/bulk-report`.
@@ -155,6 +155,75 @@ pub struct Raw {
     ca_file: Option<PathBuf>,
 }
 
+/// Where the API key may come from, with `table` (or cowrie.cfg's
+/// `[output_abuseipdb]`) naming it in messages.
+pub(crate) fn key_spec(table: &str) -> SecretSpec<'_> {
+    SecretSpec {
+        table,
+        key: "api_key",
+        file_key: "api_key_file",
+        env: KEY_ENV,
+        credential: CREDENTIAL_NAME,
+        what: "the AbuseIPDB API key",
+        chars_ok: |s| s.bytes().all(|b| b.is_ascii_graphic()),
+        bad_chars: "spaces, control or non-ASCII characters: an AbuseIPDB API key is one \
+                    word of printable ASCII (it is sent in an HTTP header)",
+    }
+}
+
+/// Whether a key is given outside the files: the environment variable
+/// [`KEY_ENV`] or the systemd credential [`CREDENTIAL_NAME`] (with
+/// cowrie.cfg, that enables the target as a key there does).
+pub(crate) fn key_outside(secrets: &SecretSources) -> bool {
+    secrets.env(KEY_ENV).is_some_and(|k| !k.trim().is_empty())
+        || secrets
+            .credential(CREDENTIAL_NAME)
+            .is_some_and(|p| p.is_file())
+}
+
+/// The keys Cowrie's `[output_abuseipdb]` supplies (`crate::cowrie_cfg`):
+/// the key (already checked, or None: none given), and the report
+/// thresholds converted from the plugin's units.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FromCowrie {
+    /// `api_key`, or the environment's or the credential's.
+    pub(crate) api_key: Option<Secret>,
+    /// `rereport_after` (hours).
+    pub(crate) rereport_after: Duration,
+    /// `tolerance_attempts`.
+    pub(crate) min_attempts: u32,
+    /// `tolerance_window` (minutes).
+    pub(crate) attempts_window: Duration,
+}
+
+impl Raw {
+    /// The keys of this table that [`FromCowrie`] supplies, as written here
+    /// (with cowrie.cfg, the TOML file must not set them).
+    pub(crate) fn cowrie_keys_set(&self) -> Vec<&'static str> {
+        [
+            ("api_key", self.api_key.is_some()),
+            ("api_key_file", self.api_key_file.is_some()),
+            ("rereport_after", self.rereport_after.is_some()),
+            ("min_attempts", self.min_attempts.is_some()),
+            ("attempts_window", self.attempts_window.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, set)| set.then_some(k))
+        .collect()
+    }
+
+    /// This table with the keys cowrie.cfg supplies.
+    pub(crate) fn with_cowrie(mut self, c: FromCowrie) -> Raw {
+        let d = |d: Duration| Some(toml::Value::String(crate::config_kit::format_duration(d)));
+        self.api_key = c.api_key;
+        self.api_key_file = None;
+        self.rereport_after = d(c.rereport_after);
+        self.min_attempts = Some(i64::from(c.min_attempts));
+        self.attempts_window = d(c.attempts_window);
+        self
+    }
+}
+
 /// Checks `[targets.abuseipdb]` (`table` names it in messages) and applies
 /// its defaults.
 pub fn validate(ctx: &mut Ctx, table: &str, raw: Raw) -> Result<Section, ConfigError> {
@@ -260,22 +329,7 @@ pub fn validate(ctx: &mut Ctx, table: &str, raw: Raw) -> Result<Section, ConfigE
         &key,
         ctx.duration(&key, raw.max_backoff, DEFAULT_MAX_BACKOFF)?,
     )?;
-    let api_key = resolve_secret(
-        ctx,
-        &SecretSpec {
-            table,
-            key: "api_key",
-            file_key: "api_key_file",
-            env: KEY_ENV,
-            credential: CREDENTIAL_NAME,
-            what: "the AbuseIPDB API key",
-            chars_ok: |s| s.bytes().all(|b| b.is_ascii_graphic()),
-            bad_chars: "spaces, control or non-ASCII characters: an AbuseIPDB API key is one \
-                        word of printable ASCII (it is sent in an HTTP header)",
-        },
-        raw.api_key,
-        raw.api_key_file,
-    )?;
+    let api_key = resolve_secret(ctx, &key_spec(table), raw.api_key, raw.api_key_file)?;
     if api_key.is_none() && !ctx.secrets.dry_run {
         return Err(ctx.invalid(
             &format!("{table} api_key"),
