@@ -73,9 +73,9 @@ pub enum Command {
     Replay(replay::Args),
     /// Queue again addresses already reported (or dead-lettered).
     Resend(resend::Args),
-    /// Print the active denylist mirror with remaining TTLs.
+    /// Print tjfwd's denylist (or a target's mirror with --target), in several formats.
     Export(export::Args),
-    /// Send now what is pending (still under the rate limit).
+    /// Send now what is pending (still under each target's rate limit).
     Flush(flush::Args),
     /// Validate the configuration and print the effective one (token redacted).
     CheckConfig(check_config::Args),

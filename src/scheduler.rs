@@ -215,7 +215,6 @@ impl<T: Target> Scheduler<T> {
     ) -> Scheduler<T> {
         let policy = target.policy();
         let tstats = stats.target(target.name());
-        target.attach_stats(tstats.clone());
         Scheduler {
             batch_cap: policy.batch_size,
             queue,

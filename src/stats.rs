@@ -136,9 +136,9 @@ pub struct Stats {
 }
 
 /// The counters of one report target. Its scheduler bumps them together
-/// with the process-wide ones of [`Stats`], which are their sums; the
-/// target itself adds what only it knows (its service's quota, its own
-/// skips) through [`crate::targets::Target::attach_stats`].
+/// with the process-wide ones of [`Stats`], which are their sums, and
+/// what only the target knows: its service's quota
+/// ([`crate::targets::Target::quota`]) and its own skips.
 #[derive(Debug, Default)]
 pub struct TargetStats {
     /// Requests sent (attempts, whatever the outcome).

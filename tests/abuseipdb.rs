@@ -428,3 +428,113 @@ fn a_dry_run_needs_no_key_and_shows_the_mode_and_categories() {
         "{out}"
     );
 }
+
+/// `status --json` of the daemon (or the database) of `s`.
+fn status(s: &Setup) -> serde_json::Value {
+    let o = bin()
+        .args(["status", "--json", "--config"])
+        .arg(&s.cfg)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", support::bin::text(&o)))
+}
+
+/// Polls `status --json` until `ok` holds (20 s at most).
+fn wait_status(
+    s: &Setup,
+    what: &str,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = status(s);
+        if ok(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting until {what}: {v:#}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Two targets, each with its own queue: `flush --target` sends one
+/// target's and not the other's, `resend --target` queues again for that
+/// target alone, and `status --json` shows each (the service's quota
+/// included).
+#[test]
+fn flush_and_resend_take_a_target_and_status_shows_each() {
+    let s = setup(AbuseConfig::default(), "", "");
+    // Long flush intervals: only a flush sends.
+    let text = std::fs::read_to_string(&s.cfg)
+        .unwrap()
+        .replace("flush_interval = \"100ms\"", "flush_interval = \"1h\"")
+        .replace("flush_interval = \"300ms\"", "flush_interval = \"1h\"");
+    std::fs::write(&s.cfg, text).unwrap();
+    let daemon = s.run(&[]);
+    let five = addrs(5, 0);
+    s.logins(&five, 2, now_ms() - 60_000);
+    wait_status(&s, "both targets owe the five", |v| {
+        v["targets"]["threatjammer"]["pending"] == 5 && v["targets"]["abuseipdb"]["pending"] == 5
+    });
+    let tjfwd = |args: &[&str]| {
+        bin()
+            .args(args)
+            .arg("--config")
+            .arg(&s.cfg)
+            .output()
+            .unwrap()
+    };
+
+    let o = tjfwd(&["flush", "--target", "nosuch"]);
+    let t = support::bin::text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("nosuch") && t.contains("threatjammer, abuseipdb"),
+        "{t}"
+    );
+
+    let o = tjfwd(&["flush", "--target", "abuseipdb"]);
+    assert!(o.status.success(), "{}", support::bin::text(&o));
+    let v = wait_status(&s, "AbuseIPDB took the five", |v| {
+        v["targets"]["abuseipdb"]["pending"] == 0
+    });
+    assert_eq!(sorted(s.ab.reported_ips()), sorted(five.clone()));
+    assert_eq!(
+        s._tj.request_count(),
+        0,
+        "Threat Jammer's flush was not asked for"
+    );
+    assert_eq!(v["targets"]["threatjammer"]["pending"], 5, "{v:#}");
+    let ab = &v["targets"]["abuseipdb"];
+    assert_eq!(ab["reported"], 5, "{v:#}");
+    assert_eq!(ab["counters"]["requests_ok"], 1, "{v:#}");
+    assert_eq!(ab["counters"]["addresses_reported"], 5, "{v:#}");
+    // The fake's X-RateLimit-* headers: the bulk endpoint's 5 a day, one used.
+    assert_eq!(ab["quota"]["remaining"], 4, "{v:#}");
+    assert_eq!(ab["quota"]["limit"], 5, "{v:#}");
+    assert_eq!(ab["rate_limit"]["max_requests"], 5, "{v:#}");
+    assert_eq!(ab["rate_limit"]["window_s"], 86_400, "{v:#}");
+    // The top-level fields sum up (one target reported, one owes).
+    assert_eq!(v["reported"], 5, "{v:#}");
+    assert_eq!(v["pending"], 5, "{v:#}");
+
+    let o = tjfwd(&["flush", "--target", "threatjammer"]);
+    assert!(o.status.success(), "{}", support::bin::text(&o));
+    wait_status(&s, "Threat Jammer took the five", |v| {
+        v["targets"]["threatjammer"]["pending"] == 0 && v["pending"] == 0
+    });
+    assert_eq!(sorted(s._tj.accepted_addresses()), sorted(five.clone()));
+
+    // resend --target: queued again for that target only.
+    let o = tjfwd(&["resend", "--target", "threatjammer", "--ip", &five[0]]);
+    let t = support::bin::text(&o);
+    assert!(o.status.success() && t.contains("1 queued again"), "{t}");
+    let v = status(&s);
+    assert_eq!(v["targets"]["threatjammer"]["pending"], 1, "{v:#}");
+    assert_eq!(v["targets"]["abuseipdb"]["pending"], 0, "{v:#}");
+    let o = tjfwd(&["resend", "--target", "nosuch"]);
+    assert_eq!(o.status.code(), Some(1), "{}", support::bin::text(&o));
+    s.stop(daemon);
+}

@@ -87,6 +87,10 @@ impl<T: Target> Target for Live<T> {
         self.current().describe()
     }
 
+    fn preview(&self, batch: &[BatchItem], now_ms: u64) -> String {
+        self.current().preview(batch, now_ms)
+    }
+
     fn select(
         &self,
         queue: &Store,

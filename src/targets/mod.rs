@@ -242,11 +242,6 @@ pub trait Target: Send + Sync + 'static {
         let _ = (batch, now_ms);
         self.describe()
     }
-
-    /// Hands the target its counters when its scheduler starts, for what
-    /// only the target knows (its service's quota, its own skips). Nothing,
-    /// by default.
-    fn attach_stats(&self, _stats: std::sync::Arc<crate::stats::TargetStats>) {}
 }
 
 /// A target could not be set up (its configuration, its credentials, its
