@@ -114,6 +114,25 @@ fn wall_step(wall_then: u64, wall_now: u64, real_then: u64, real_now: u64) -> Op
     (step.unsigned_abs() > crate::clock::FUTURE_TOLERANCE_MS).then_some(step)
 }
 
+/// Runs `f`, which may block its thread for long (a target's selection
+/// scans all it owes; the acknowledgement of a batch of 9,999 addresses;
+/// the classification of an answer listing as many rows), without holding
+/// up the runtime's other tasks: `tjfwd run` has one worker thread, shared
+/// by every target's scheduler and the input, so a scan there stopped the
+/// other targets' sending for its whole length (found by tests/chaos.rs
+/// with three targets: Threat Jammer and CrowdSec sent nothing for ~10 s
+/// around each AbuseIPDB bulk request of a debug build). On a multi-thread
+/// runtime it goes through [`tokio::task::block_in_place`] (the other
+/// tasks move to another thread meanwhile); on a current-thread runtime
+/// (tests on paused time) it runs inline, as before.
+fn off_the_runtime<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// Where this run's monotonic timeline starts ([`Scheduler::mono_ms`]):
 /// far enough from 0 that requests of earlier runs fit before it.
 const MONO_BASE: u64 = 1 << 40;
@@ -476,10 +495,14 @@ impl<T: Target> Scheduler<T> {
         if self.mode.dry_run {
             return self.dry_run_batch();
         }
-        let selection = self
-            .target
-            .select(&self.queue, self.id, self.batch_cap, self.now_ms())?;
-        self.settle_unsent(&selection)?;
+        let now = self.now_ms();
+        let selection = off_the_runtime(|| {
+            let selection = self
+                .target
+                .select(&self.queue, self.id, self.batch_cap, now)?;
+            self.settle_unsent(&selection)?;
+            Ok::<_, StoreError>(selection)
+        })?;
         let items = selection.batch;
         self.only_waiting = false;
         if items.is_empty() {
@@ -680,7 +703,7 @@ impl<T: Target> Scheduler<T> {
     /// Acknowledges what the target accepted of a request sent at
     /// `sent_at`, records the success and counts it.
     fn accepted(&mut self, batch: &[BatchItem], sent_at: u64) -> Result<(), StoreError> {
-        self.queue.ack(self.id, batch, sent_at, self.now_ms())?;
+        off_the_runtime(|| self.queue.ack(self.id, batch, sent_at, self.now_ms()))?;
         // The success first, then the counters: a scrape of /metrics (or a
         // status) that sees the batch counted also sees the success, never
         // a moment of "reported, and still failing".
@@ -778,7 +801,7 @@ impl<T: Target> Scheduler<T> {
         bump!(self, requests, 1);
 
         let reply = self.target.send(batch).await;
-        let answer = self.target.classify(&reply, self.clock.now());
+        let answer = off_the_runtime(|| self.target.classify(&reply, self.clock.now()));
         self.stats.count_reply(answer.code);
         self.tstats.count_reply(answer.code);
         if let Some(q) = self.target.quota(&reply, self.now_ms()) {
@@ -824,8 +847,10 @@ impl<T: Target> Scheduler<T> {
                 tracing::warn!(address = %i.addr, status, %reason, "the API rejected an address: moved to the dead-letter set (tjfwd resend --dead-letter retries it)");
             }
             bump!(self, addresses_dead_lettered, group.len() as u64);
-            self.queue
-                .dead_letter(self.id, &group, status, reason, self.now_ms())?;
+            off_the_runtime(|| {
+                self.queue
+                    .dead_letter(self.id, &group, status, reason, self.now_ms())
+            })?;
         }
         Ok(())
     }
@@ -1110,6 +1135,128 @@ mod tests {
             d.sort();
             d
         }
+    }
+
+    /// A target whose selection blocks its thread for `block` (a scan of
+    /// all it owes, as AbuseIPDB's), and whose sends take a few ms of I/O.
+    struct Slow {
+        name: &'static str,
+        block: Duration,
+        sent: Sent,
+    }
+
+    impl Target for Slow {
+        type Reply = Answer;
+        fn name(&self) -> &'static str {
+            self.name
+        }
+        fn policy(&self) -> Policy {
+            Policy {
+                batch_size: 1,
+                ..policy()
+            }
+        }
+        fn describe(&self) -> String {
+            self.name.into()
+        }
+        fn select(
+            &self,
+            queue: &Store,
+            t: TargetId,
+            n: usize,
+            _now_ms: u64,
+        ) -> Result<Selection, StoreError> {
+            std::thread::sleep(self.block);
+            Ok(Selection::of(queue.peek_batch(t, n)?))
+        }
+        async fn send(&self, batch: &[BatchItem]) -> Answer {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            let addrs: Vec<IpAddr> = batch.iter().map(|b| b.addr).collect();
+            self.sent.lock().unwrap().push((Instant::now(), addrs));
+            ok()
+        }
+        fn classify(&self, reply: &Answer, _now: std::time::SystemTime) -> Answer {
+            reply.clone()
+        }
+        fn rejects_everything_hint(&self) -> &'static str {
+            "none"
+        }
+    }
+
+    /// On the daemon's runtime (one worker thread), a target that takes
+    /// long to choose its batch does not hold the other targets up: while
+    /// the slow one scans (1.5 s, twice), the fast one sends its 40
+    /// addresses one a request. Found by tests/chaos.rs: with AbuseIPDB's
+    /// selection blocking the only worker, Threat Jammer and CrowdSec sent
+    /// nothing for seconds.
+    #[test]
+    fn a_target_slow_to_choose_its_batch_does_not_hold_up_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = |name: &str| TargetSpec {
+            name: name.into(),
+            policy: QueuePolicy {
+                ttl_ms: 86_400_000,
+                rereport_after_ms: 0,
+            },
+        };
+        let queue =
+            Arc::new(Store::open(dir.path(), 8 << 20, &[spec("slow"), spec("fast")]).unwrap());
+        let now = Clock::System.now_ms();
+        let sightings: Vec<Sighting> = (0..40)
+            .map(|i| Sighting {
+                addr: addr(i),
+                seen_ms: now,
+            })
+            .collect();
+        queue.enqueue(&sightings, None, now).unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (slow_sent, fast_sent): (Sent, Sent) = (Arc::default(), Arc::default());
+        let start = Instant::now();
+        runtime.block_on(async {
+            let mut tasks = Vec::new();
+            for (name, block, sent) in [
+                ("slow", Duration::from_millis(1500), &slow_sent),
+                ("fast", Duration::ZERO, &fast_sent),
+            ] {
+                let target = Slow {
+                    name,
+                    block,
+                    sent: sent.clone(),
+                };
+                let id = queue.target_id(name).unwrap();
+                let scheduler = Scheduler::new(
+                    queue.clone(),
+                    target,
+                    id,
+                    Mode::default(),
+                    Arc::new(Stats::default()),
+                    Arc::new(Notify::new()),
+                    Arc::new(AtomicBool::new(false)),
+                    Arc::new(AtomicBool::new(false)),
+                )
+                .with_seed(7);
+                tasks.push(tokio::spawn(
+                    scheduler.run(tokio::time::sleep(Duration::from_millis(3200))),
+                ));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+        });
+        let slow = slow_sent.lock().unwrap().len();
+        let fast = fast_sent.lock().unwrap();
+        let last = fast.last().map(|(at, _)| *at - start);
+        assert_eq!(fast.len(), 40, "the fast target sent {} of 40", fast.len());
+        assert!(
+            last.is_some_and(|l| l < Duration::from_millis(1400)),
+            "the fast target's last request came {last:?} after the start, behind the slow \
+             one's selection"
+        );
+        assert!((1..=2).contains(&slow), "the slow target sent {slow}");
     }
 
     #[tokio::test(start_paused = true)]
