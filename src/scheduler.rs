@@ -114,6 +114,25 @@ fn wall_step(wall_then: u64, wall_now: u64, real_then: u64, real_now: u64) -> Op
     (step.unsigned_abs() > crate::clock::FUTURE_TOLERANCE_MS).then_some(step)
 }
 
+/// Runs `f`, which may block its thread for long (a target's selection
+/// scans all it owes; the acknowledgement of a batch of 9,999 addresses;
+/// the classification of an answer listing as many rows), without holding
+/// up the runtime's other tasks: `tjfwd run` has one worker thread, shared
+/// by every target's scheduler and the input, so a scan there stopped the
+/// other targets' sending for its whole length (found by tests/chaos.rs
+/// with three targets: Threat Jammer and CrowdSec sent nothing for ~10 s
+/// around each AbuseIPDB bulk request of a debug build). On a multi-thread
+/// runtime it goes through [`tokio::task::block_in_place`] (the other
+/// tasks move to another thread meanwhile); on a current-thread runtime
+/// (tests on paused time) it runs inline, as before.
+fn off_the_runtime<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// Where this run's monotonic timeline starts ([`Scheduler::mono_ms`]):
 /// far enough from 0 that requests of earlier runs fit before it.
 const MONO_BASE: u64 = 1 << 40;
@@ -277,7 +296,7 @@ impl<T: Target> Scheduler<T> {
         tokio::pin!(shutdown);
         if !self.mode.dry_run {
             if let Err(e) = self.load_request_log() {
-                tracing::warn!(error = %chain(&e), "cannot read the request log; counting the rate window as full");
+                tracing::warn!(target_name = self.target.name(), error = %chain(&e), "cannot read the request log; counting the rate window as full");
                 let now = self.mono_ms();
                 self.sent = vec![now; self.policy.limit.max as usize];
             }
@@ -293,7 +312,7 @@ impl<T: Target> Scheduler<T> {
             let step = match self.next_step(now) {
                 Ok(s) => s,
                 Err(e) => {
-                    tracing::error!(error = %chain(&e), "cannot read the queue; retrying in 5 s");
+                    tracing::error!(target_name = self.target.name(), error = %chain(&e), "cannot read the queue; retrying in 5 s");
                     if let Some(w) = &self.storage_watch {
                         w.recovered(&e);
                     }
@@ -320,7 +339,7 @@ impl<T: Target> Scheduler<T> {
                         _ = &mut shutdown => return,
                     };
                     if let Err(e) = result {
-                        tracing::error!(error = %chain(&e), "storage error while sending; nothing was lost, retrying in 5 s");
+                        tracing::error!(target_name = self.target.name(), error = %chain(&e), "storage error while sending; nothing was lost, retrying in 5 s");
                         if let Some(w) = &self.storage_watch {
                             w.recovered(&e);
                         }
@@ -353,7 +372,7 @@ impl<T: Target> Scheduler<T> {
         if let Some(w) = written.filter(|w| w.boot_id == now.boot_id) {
             if let Some(step) = wall_step(w.wall_ms, now.wall_ms, w.boot_ms, now.boot_ms) {
                 tracing::warn!(
-                    step_s = step / 1000,
+                    target_name = self.target.name(), step_s = step / 1000,
                     "the wall clock was stepped while tjfwd was stopped; stored times are read by real elapsed time"
                 );
             }
@@ -395,6 +414,7 @@ impl<T: Target> Scheduler<T> {
         if let Some((last_wall, last_mono)) = self.last_look {
             if let Some(step) = wall_step(last_wall, wall, last_mono, mono) {
                 tracing::warn!(
+                    target_name = self.target.name(),
                     step_s = step / 1000,
                     "the wall clock was stepped; sending goes on by the monotonic clock"
                 );
@@ -414,7 +434,7 @@ impl<T: Target> Scheduler<T> {
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %chain(&e), "cannot prune the reported set");
+                    tracing::warn!(target_name = self.target.name(), error = %chain(&e), "cannot prune the reported set");
                     return;
                 }
             }
@@ -478,10 +498,14 @@ impl<T: Target> Scheduler<T> {
         if self.mode.dry_run {
             return self.dry_run_batch();
         }
-        let selection = self
-            .target
-            .select(&self.queue, self.id, self.batch_cap, self.now_ms())?;
-        self.settle_unsent(&selection)?;
+        let now = self.now_ms();
+        let selection = off_the_runtime(|| {
+            let selection = self
+                .target
+                .select(&self.queue, self.id, self.batch_cap, now)?;
+            self.settle_unsent(&selection)?;
+            Ok::<_, StoreError>(selection)
+        })?;
         let items = selection.batch;
         self.only_waiting = false;
         if items.is_empty() {
@@ -510,6 +534,7 @@ impl<T: Target> Scheduler<T> {
             // The counter said something is pending, the tree says no.
             let n = self.queue.repair_pending_count()?;
             tracing::warn!(
+                target_name = self.target.name(),
                 pending = n,
                 "the pending counter disagreed with the queue; recounted"
             );
@@ -569,6 +594,7 @@ impl<T: Target> Scheduler<T> {
                 Action::RateLimited { wait } => {
                     let wait = wait.unwrap_or(ms(self.policy.limit.window_ms));
                     tracing::warn!(
+                        target_name = self.target.name(),
                         wait_s = wait.as_secs(),
                         "the API says too many requests (429): waiting"
                     );
@@ -588,7 +614,7 @@ impl<T: Target> Scheduler<T> {
                         self.policy.max_backoff,
                         &mut self.rng,
                     );
-                    tracing::warn!(%reason, attempt = self.transient_failures, retry_in_s = delay.as_secs_f32(), "sending failed; will retry");
+                    tracing::warn!(target_name = self.target.name(), %reason, attempt = self.transient_failures, retry_in_s = delay.as_secs_f32(), "sending failed; will retry");
                     bump!(self, retries, 1);
                     self.block_for(delay);
                     self.record_health(Some((status, FailureKind::Transient, reason)))?;
@@ -606,6 +632,7 @@ impl<T: Target> Scheduler<T> {
                     let half = batch.len().div_ceil(2);
                     self.batch_cap = self.batch_cap.min(half);
                     tracing::warn!(
+                        target_name = self.target.name(),
                         batch_size = self.batch_cap,
                         "the API says the request is too large (413): splitting batches"
                     );
@@ -662,7 +689,7 @@ impl<T: Target> Scheduler<T> {
             for (item, status, reason) in std::mem::take(&mut suspects) {
                 self.dead_letter(&[item], status, &reason)?;
             }
-            tracing::warn!("the API rejects non-public addresses: they are moved to the dead-letter set; set [filter] report_non_public = false to stop queuing them");
+            tracing::warn!(target_name = self.target.name(), "the API rejects non-public addresses: they are moved to the dead-letter set; set [filter] report_non_public = false to stop queuing them");
         }
         if !accepted_any && !suspects.is_empty() {
             let (item, status, reason) = suspects.swap_remove(0);
@@ -682,14 +709,18 @@ impl<T: Target> Scheduler<T> {
     /// Acknowledges what the target accepted of a request sent at
     /// `sent_at`, records the success and counts it.
     fn accepted(&mut self, batch: &[BatchItem], sent_at: u64) -> Result<(), StoreError> {
-        self.queue.ack(self.id, batch, sent_at, self.now_ms())?;
+        off_the_runtime(|| self.queue.ack(self.id, batch, sent_at, self.now_ms()))?;
         // The success first, then the counters: a scrape of /metrics (or a
         // status) that sees the batch counted also sees the success, never
         // a moment of "reported, and still failing".
         let health = self.record_health(None);
         bump!(self, requests_ok, 1);
         bump!(self, addresses_reported, batch.len() as u64);
-        tracing::info!(addresses = batch.len(), "batch reported");
+        tracing::info!(
+            target_name = self.target.name(),
+            addresses = batch.len(),
+            "batch reported"
+        );
         self.transient_failures = 0;
         self.config_failures = 0;
         health?;
@@ -723,7 +754,7 @@ impl<T: Target> Scheduler<T> {
                 bump!(self, addresses_dead_lettered, items.len() as u64);
                 Stats::add(&self.stats.addresses_too_old, items.len() as u64);
                 self.tstats.add_extra("too_old", items.len() as u64);
-                tracing::warn!(addresses = items.len(), %reason, "not sent: moved to the dead-letter set");
+                tracing::warn!(target_name = self.target.name(), addresses = items.len(), %reason, "not sent: moved to the dead-letter set");
             }
         }
         if !selection.unqualified.is_empty() {
@@ -734,6 +765,7 @@ impl<T: Target> Scheduler<T> {
             Stats::add(&self.stats.addresses_below_min_attempts, n);
             self.tstats.add_extra("below_min_attempts", n);
             tracing::info!(
+                target_name = self.target.name(),
                 addresses = n,
                 "not reported: too few attempts within the window; released from the queue"
             );
@@ -746,7 +778,10 @@ impl<T: Target> Scheduler<T> {
     /// settings are tried at once (still within the rate limit).
     fn reloaded(&mut self) {
         if self.config_failures > 0 {
-            tracing::info!("the target's settings were reloaded: trying them now");
+            tracing::info!(
+                target_name = self.target.name(),
+                "the target's settings were reloaded: trying them now"
+            );
             self.blocked_until = None;
         }
     }
@@ -780,7 +815,7 @@ impl<T: Target> Scheduler<T> {
         bump!(self, requests, 1);
 
         let reply = self.target.send(batch).await;
-        let answer = self.target.classify(&reply, self.clock.now());
+        let answer = off_the_runtime(|| self.target.classify(&reply, self.clock.now()));
         self.stats.count_reply(answer.code);
         self.tstats.count_reply(answer.code);
         if let Some(q) = self.target.quota(&reply, self.now_ms()) {
@@ -823,11 +858,13 @@ impl<T: Target> Scheduler<T> {
                 continue;
             }
             for i in &group {
-                tracing::warn!(address = %i.addr, status, %reason, "the API rejected an address: moved to the dead-letter set (tjfwd resend --dead-letter retries it)");
+                tracing::warn!(target_name = self.target.name(), address = %i.addr, status, %reason, "the API rejected an address: moved to the dead-letter set (tjfwd resend --dead-letter retries it)");
             }
             bump!(self, addresses_dead_lettered, group.len() as u64);
-            self.queue
-                .dead_letter(self.id, &group, status, reason, self.now_ms())?;
+            off_the_runtime(|| {
+                self.queue
+                    .dead_letter(self.id, &group, status, reason, self.now_ms())
+            })?;
         }
         Ok(())
     }
@@ -837,7 +874,7 @@ impl<T: Target> Scheduler<T> {
         // Retry slowly: a minute at first, then up to max_backoff.
         let delay = Duration::from_secs(60 * u64::from(self.config_failures.min(10)))
             .min(self.policy.max_backoff.max(Duration::from_secs(1)));
-        tracing::error!(status, %reason, retry_in_s = delay.as_secs(), "sending is paused; nothing is dropped");
+        tracing::error!(target_name = self.target.name(), status, %reason, retry_in_s = delay.as_secs(), "sending is paused; nothing is dropped");
         self.block_for(delay);
         self.record_health(Some((status, FailureKind::Refused, reason)))
     }
@@ -885,8 +922,7 @@ impl<T: Target> Scheduler<T> {
             request.push_str(&format!("… ({total} bytes in all)"));
         }
         tracing::info!(
-            dry_run = true,
-            target = self.target.name(),
+            target_name = self.target.name(), dry_run = true,
             count = addrs.len(),
             settings = %self.target.describe(),
             %request,
@@ -1126,6 +1162,128 @@ mod tests {
             d.sort();
             d
         }
+    }
+
+    /// A target whose selection blocks its thread for `block` (a scan of
+    /// all it owes, as AbuseIPDB's), and whose sends take a few ms of I/O.
+    struct Slow {
+        name: &'static str,
+        block: Duration,
+        sent: Sent,
+    }
+
+    impl Target for Slow {
+        type Reply = Answer;
+        fn name(&self) -> &'static str {
+            self.name
+        }
+        fn policy(&self) -> Policy {
+            Policy {
+                batch_size: 1,
+                ..policy()
+            }
+        }
+        fn describe(&self) -> String {
+            self.name.into()
+        }
+        fn select(
+            &self,
+            queue: &Store,
+            t: TargetId,
+            n: usize,
+            _now_ms: u64,
+        ) -> Result<Selection, StoreError> {
+            std::thread::sleep(self.block);
+            Ok(Selection::of(queue.peek_batch(t, n)?))
+        }
+        async fn send(&self, batch: &[BatchItem]) -> Answer {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            let addrs: Vec<IpAddr> = batch.iter().map(|b| b.addr).collect();
+            self.sent.lock().unwrap().push((Instant::now(), addrs));
+            ok()
+        }
+        fn classify(&self, reply: &Answer, _now: std::time::SystemTime) -> Answer {
+            reply.clone()
+        }
+        fn rejects_everything_hint(&self) -> &'static str {
+            "none"
+        }
+    }
+
+    /// On the daemon's runtime (one worker thread), a target that takes
+    /// long to choose its batch does not hold the other targets up: while
+    /// the slow one scans (1.5 s, twice), the fast one sends its 40
+    /// addresses one a request. Found by tests/chaos.rs: with AbuseIPDB's
+    /// selection blocking the only worker, Threat Jammer and CrowdSec sent
+    /// nothing for seconds.
+    #[test]
+    fn a_target_slow_to_choose_its_batch_does_not_hold_up_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = |name: &str| TargetSpec {
+            name: name.into(),
+            policy: QueuePolicy {
+                ttl_ms: 86_400_000,
+                rereport_after_ms: 0,
+            },
+        };
+        let queue =
+            Arc::new(Store::open(dir.path(), 8 << 20, &[spec("slow"), spec("fast")]).unwrap());
+        let now = Clock::System.now_ms();
+        let sightings: Vec<Sighting> = (0..40)
+            .map(|i| Sighting {
+                addr: addr(i),
+                seen_ms: now,
+            })
+            .collect();
+        queue.enqueue(&sightings, None, now).unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (slow_sent, fast_sent): (Sent, Sent) = (Arc::default(), Arc::default());
+        let start = Instant::now();
+        runtime.block_on(async {
+            let mut tasks = Vec::new();
+            for (name, block, sent) in [
+                ("slow", Duration::from_millis(1500), &slow_sent),
+                ("fast", Duration::ZERO, &fast_sent),
+            ] {
+                let target = Slow {
+                    name,
+                    block,
+                    sent: sent.clone(),
+                };
+                let id = queue.target_id(name).unwrap();
+                let scheduler = Scheduler::new(
+                    queue.clone(),
+                    target,
+                    id,
+                    Mode::default(),
+                    Arc::new(Stats::default()),
+                    Arc::new(Notify::new()),
+                    Arc::new(AtomicBool::new(false)),
+                    Arc::new(AtomicBool::new(false)),
+                )
+                .with_seed(7);
+                tasks.push(tokio::spawn(
+                    scheduler.run(tokio::time::sleep(Duration::from_millis(3200))),
+                ));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+        });
+        let slow = slow_sent.lock().unwrap().len();
+        let fast = fast_sent.lock().unwrap();
+        let last = fast.last().map(|(at, _)| *at - start);
+        assert_eq!(fast.len(), 40, "the fast target sent {} of 40", fast.len());
+        assert!(
+            last.is_some_and(|l| l < Duration::from_millis(1400)),
+            "the fast target's last request came {last:?} after the start, behind the slow \
+             one's selection"
+        );
+        assert!((1..=2).contains(&slow), "the slow target sent {slow}");
     }
 
     #[tokio::test(start_paused = true)]

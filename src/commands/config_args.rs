@@ -68,6 +68,10 @@ impl ConfigArgs {
         // wait minutes (a warning says so at start and in check-config).
         let window = std::env::var_os(TEST_RATE_WINDOW_ENV);
         config.apply_test_rate_window(window.as_ref().map(|v| v.to_string_lossy()).as_deref())?;
+        // Test-only: a shorter AbuseIPDB day, so tests of the binary need
+        // not wait for the quota's midnight (a warning says so, likewise).
+        let day = std::env::var_os(crate::targets::abuseipdb::config::TEST_DAY_ENV);
+        config.apply_test_abuseipdb_day(day.as_ref().map(|v| v.to_string_lossy()).as_deref())?;
         Ok(config)
     }
 }

@@ -331,6 +331,48 @@ impl Config {
         Ok(())
     }
 
+    /// Applies the test-only environment variable
+    /// [`abuseipdb::config::TEST_DAY_ENV`](crate::targets::abuseipdb::config::TEST_DAY_ENV)
+    /// (its value, if set): AbuseIPDB's day becomes that many seconds
+    /// (1..=86400) instead of 24 hours, for the window of its `daily_limit`
+    /// and the waits computed from the quota's day (a 429 without a hint
+    /// waits for the next multiple of it since the epoch, "midnight"); a
+    /// warning says so (logged at start, printed by `check-config`, which
+    /// also shows the day). For tests of the binary that must not wait a
+    /// day; never set it in production: AbuseIPDB's quota is per UTC day
+    /// and would answer 429. Defaults computed from the day when the file
+    /// was read (`flush_interval`) are not changed.
+    pub fn apply_test_abuseipdb_day(&mut self, value: Option<&str>) -> Result<(), ConfigError> {
+        use crate::targets::abuseipdb::config::{DAY, TEST_DAY_ENV};
+        let Some(value) = value else {
+            return Ok(());
+        };
+        let secs = value
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|s| (1..=DAY.as_secs()).contains(s))
+            .ok_or_else(|| ConfigError::Invalid {
+                file: "environment".to_string(),
+                key: TEST_DAY_ENV.to_string(),
+                message: format!(
+                    "{TEST_DAY_ENV} = {value:?} is not a number of seconds from 1 to 86400; \
+                     it is for tests only: unset it"
+                ),
+            })?;
+        let day = Duration::from_secs(secs);
+        if let Some(ab) = self.targets.abuseipdb.as_mut() {
+            ab.day = day;
+        }
+        self.warnings.push(format!(
+            "{TEST_DAY_ENV} is set: AbuseIPDB's day is {} instead of {} (for tests only; unset \
+             it in production)",
+            format_duration(day),
+            format_duration(DAY)
+        ));
+        Ok(())
+    }
+
     /// The sections the targets are built from (for [`targets::start_enabled`]).
     pub fn target_sections(&self) -> targets::Sections<'_> {
         targets::Sections {
@@ -356,6 +398,14 @@ impl Config {
                 out.push_str(&format!(
                     "# rate window (not settable in TOML): {}\n",
                     format_duration(tj.schedule.rate_window)
+                ));
+            }
+        }
+        if let Some(ab) = self.targets.abuseipdb.as_ref() {
+            if ab.day != crate::targets::abuseipdb::config::DAY {
+                out.push_str(&format!(
+                    "# AbuseIPDB day (not settable in TOML): {}\n",
+                    format_duration(ab.day)
                 ));
             }
         }

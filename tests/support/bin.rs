@@ -16,6 +16,7 @@ pub fn bin() -> Command {
         .env_remove("TJFWD_CONFIG")
         .env_remove("TJFWD_BEARER_TOKEN")
         .env_remove("TJFWD_TEST_RATE_WINDOW_MS")
+        .env_remove("TJFWD_TEST_ABUSEIPDB_DAY_SECS")
         .env_remove(EPHEMERAL_PORTS_ENV);
     c
 }

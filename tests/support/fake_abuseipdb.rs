@@ -28,6 +28,11 @@
 //! all of them use the fake's own clock, the real time shifted by what the
 //! test set with [`FakeAbuseIpdb::set_now`] or [`FakeAbuseIpdb::advance`]
 //! (whole seconds), so a test crosses midnight or waits 15 minutes at once.
+//! A test that must live through several quota days instead shortens the
+//! quota's day ([`AbuseConfig::day`], as tjfwd's test-only
+//! `TJFWD_TEST_ABUSEIPDB_DAY_SECS` does): days are then that many seconds
+//! since the epoch, "midnight" their ends; the 15-minute and 60-day rules
+//! keep real durations.
 //!
 //! # The contract it enforces
 //!
@@ -50,7 +55,8 @@
 //!    and `bulk_daily_limit`, default 5: the free plan's, per
 //!    `TARGETS.md`), counted per UTC day of the fake's clock. *Every*
 //!    request passing rule 4 counts, whatever its answer (**assumed**: the
-//!    docs count requests, not reports). Over the quota: `429` with
+//!    docs count requests, not reports), and so do the requests of another
+//!    client of the same key ([`FakeAbuseIpdb::spend`]). Over the quota: `429` with
 //!    `Retry-After` (seconds until the next UTC midnight),
 //!    `X-RateLimit-Reset` (that midnight, epoch seconds) and a body whose
 //!    `detail` says the daily rate limit of N requests was exceeded.
@@ -169,6 +175,9 @@ pub struct AbuseConfig {
     pub bulk_daily_limit: u32,
     /// The fake clock's start, unix seconds (`None`: the real time).
     pub start_at: Option<i64>,
+    /// The quota's day, whole seconds (default 24 h): shorter in tests
+    /// that must see the quota reset (see the module docs).
+    pub day: Duration,
     /// How far past the fake clock a timestamp may be.
     pub max_future: Duration,
 }
@@ -180,6 +189,7 @@ impl Default for AbuseConfig {
             report_daily_limit: 1000,
             bulk_daily_limit: 5,
             start_at: None,
+            day: Duration::from_secs(86_400),
             max_future: Duration::ZERO,
         }
     }
@@ -413,12 +423,29 @@ impl FakeAbuseIpdb {
     /// Requests left today on `endpoint` (fake clock's UTC day).
     pub fn remaining(&self, endpoint: Endpoint) -> u32 {
         let state = self.shared.lock();
-        let day = state.now().div_euclid(86_400);
+        let day = state.now().div_euclid(state.day_secs());
         let used = match state.used.get(&endpoint) {
             Some((d, n)) if *d == day => *n,
             _ => 0,
         };
         state.limit(endpoint).saturating_sub(used)
+    }
+
+    /// Counts `n` requests of another client of the same key on
+    /// `endpoint` today (not recorded: they are not the client's under
+    /// test): e.g. the whole quota, so that the client's next requests get
+    /// the quota's 429 until the next midnight.
+    pub fn spend(&self, endpoint: Endpoint, n: u32) {
+        let mut state = self.shared.lock();
+        let now = state.now();
+        for _ in 0..n {
+            state.count(endpoint, now);
+        }
+    }
+
+    /// The quota's day in seconds (see [`AbuseConfig::day`]).
+    pub fn day_secs(&self) -> i64 {
+        self.shared.lock().day_secs()
     }
 
     /// Queues a one-shot failure.
@@ -461,6 +488,11 @@ impl FakeAbuseIpdb {
     /// Every accepted report, in order.
     pub fn reports(&self) -> Vec<Report> {
         self.shared.lock().reports.clone()
+    }
+
+    /// Number of accepted reports so far (cheap, for polling).
+    pub fn report_count(&self) -> usize {
+        self.shared.lock().reports.len()
     }
 
     /// The addresses of the accepted reports, in order, duplicates included.
@@ -531,6 +563,10 @@ impl State {
         shifted_now(self.offset)
     }
 
+    fn day_secs(&self) -> i64 {
+        (self.cfg.day.as_secs() as i64).max(1)
+    }
+
     fn limit(&self, endpoint: Endpoint) -> u32 {
         match endpoint {
             Endpoint::Report => self.cfg.report_daily_limit,
@@ -541,7 +577,7 @@ impl State {
     /// Counts a request on `endpoint`; returns (limit, remaining after it,
     /// whether it is over the limit).
     fn count(&mut self, endpoint: Endpoint, now: i64) -> (u32, u32, bool) {
-        let day = now.div_euclid(86_400);
+        let day = now.div_euclid(self.day_secs());
         let limit = self.limit(endpoint);
         let entry = self.used.entry(endpoint).or_insert((day, 0));
         if entry.0 != day {
@@ -742,7 +778,8 @@ async fn process(shared: Arc<Shared>, parts: Parts, body: Bytes) -> Outcome {
             let mut state = shared.lock();
             let mut reply = if over {
                 let now = state.now();
-                let reset = (now.div_euclid(86_400) + 1) * 86_400;
+                let day = state.day_secs();
+                let reset = (now.div_euclid(day) + 1) * day;
                 let mut r = Reply::new(429, daily_limit_body(limit));
                 r.headers
                     .push(("retry-after", (reset - now).max(1).to_string()));

@@ -372,6 +372,11 @@ impl FakeLapi {
         self.shared.lock().decisions.clone()
     }
 
+    /// Number of accepted decisions so far (cheap, for polling).
+    pub fn decision_count(&self) -> usize {
+        self.shared.lock().decisions.len()
+    }
+
     /// The decisions not expired at the fake clock.
     pub fn active_decisions(&self) -> Vec<Decision> {
         let state = self.shared.lock();

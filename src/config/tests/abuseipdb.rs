@@ -186,3 +186,43 @@ fn the_key_comes_from_its_file_and_a_readable_file_is_warned_about() {
     assert!(!format!("{c:?}").contains(KEY));
     assert!(c.warnings.iter().all(|w| !w.contains(KEY)));
 }
+
+#[test]
+fn the_test_day_knob_shortens_the_quota_day_and_says_so() {
+    use crate::targets::abuseipdb::config::{DAY, TEST_DAY_ENV};
+    let text = format!("[targets.abuseipdb]\napi_key = \"{KEY}\"\ndaily_limit = 3");
+    let mut c = load(&text, false).unwrap();
+    let warnings = c.warnings.len();
+    c.apply_test_abuseipdb_day(None).unwrap();
+    assert_eq!(c.targets.abuseipdb.as_ref().unwrap().day, DAY);
+    assert_eq!(c.warnings.len(), warnings);
+    assert!(!c.redacted_toml().contains("AbuseIPDB day"));
+
+    c.apply_test_abuseipdb_day(Some("6")).unwrap();
+    let s = c.targets.abuseipdb.as_ref().unwrap();
+    assert_eq!(s.day, Duration::from_secs(6));
+    let p = crate::targets::abuseipdb::policy(s);
+    assert_eq!((p.limit.max, p.limit.window_ms), (3, 6_000));
+    assert_eq!(c.warnings.len(), warnings + 1);
+    let w = c.warnings.last().unwrap();
+    assert!(w.contains(TEST_DAY_ENV) && w.contains("6s"), "{w}");
+    let shown = c.redacted_toml();
+    assert!(
+        shown.contains("# AbuseIPDB day (not settable in TOML): 6s"),
+        "{shown}"
+    );
+    // Written back, the file has the real day.
+    let back = load(&shown, false).unwrap();
+    assert_eq!(back.targets.abuseipdb.unwrap().day, DAY);
+
+    for bad in ["", "0", "-5", "1.5", "86401", "6s", "abc"] {
+        let mut c = load(&text, false).unwrap();
+        let e = c
+            .apply_test_abuseipdb_day(Some(bad))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(TEST_DAY_ENV), "{bad}: {e}");
+        assert!(e.contains("unset it"), "{bad}: {e}");
+        assert_eq!(c.targets.abuseipdb.as_ref().unwrap().day, DAY);
+    }
+}

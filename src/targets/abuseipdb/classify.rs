@@ -24,19 +24,32 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 
 use super::client::Reply;
-use super::config::Mode;
+use super::config::{Mode, DAY};
 use crate::targets::threatjammer::classify::summarize;
 use crate::targets::{Action, Answer};
 
 /// The longest wait a 429 is taken at its word for: the quota resets at
-/// the next UTC midnight, at most a day away.
-const MAX_WAIT: Duration = Duration::from_secs(25 * 3600);
+/// the next UTC midnight, at most a `day` away; a 24th of it more (25 h
+/// for a day of 24 h).
+fn max_wait(day: Duration) -> Duration {
+    let day_s = day.as_secs().max(1);
+    Duration::from_secs(day_s + day_s / 24)
+}
 
 /// Classifies a reply. Pure: `now` is only for the quota's reset time.
 pub fn classify(reply: &Reply, now: SystemTime) -> Answer {
+    classify_in_day(reply, now, DAY)
+}
+
+/// [`classify`] for a quota whose day lasts `day`: [`DAY`], except under
+/// the test-only [`TEST_DAY_ENV`](super::config::TEST_DAY_ENV). A 429
+/// without a hint then waits until the next multiple of `day` since the
+/// epoch (UTC midnight for 24 h), and no wait is longer than `day` and a
+/// 24th of it (25 h for 24 h).
+pub fn classify_in_day(reply: &Reply, now: SystemTime, day: Duration) -> Answer {
     Answer {
         code: reply.status.unwrap_or(0),
-        action: action(reply, now),
+        action: action(reply, now, day),
     }
 }
 
@@ -48,7 +61,7 @@ pub fn is_fifteen_minutes(body: &str) -> bool {
         .any(|(d, _)| d.contains("once in 15 minutes"))
 }
 
-fn action(reply: &Reply, now: SystemTime) -> Action {
+fn action(reply: &Reply, now: SystemTime, day: Duration) -> Action {
     let reason = || reason_of(&reply.body);
     let Some(status) = reply.status else {
         return Action::Transient {
@@ -62,7 +75,7 @@ fn action(reply: &Reply, now: SystemTime) -> Action {
         },
         429 if reply.mode == Mode::Single && is_fifteen_minutes(&reply.body) => Action::Delivered,
         429 => Action::RateLimited {
-            wait: Some(quota_wait(reply, now)),
+            wait: Some(quota_wait(reply, now, day)),
         },
         408 | 500..=599 => Action::Transient {
             reason: format!("HTTP {status}: {}", reason()),
@@ -163,9 +176,9 @@ fn bulk_answer(reply: &Reply) -> Action {
 }
 
 /// How long a 429 says to wait: `Retry-After`, else `X-RateLimit-Reset`
-/// (epoch seconds), else until the next UTC midnight (the quota's day);
-/// at least a second, at most [`MAX_WAIT`].
-fn quota_wait(reply: &Reply, now: SystemTime) -> Duration {
+/// (epoch seconds), else until the next UTC midnight (the quota's `day`);
+/// at least a second, at most [`max_wait`].
+fn quota_wait(reply: &Reply, now: SystemTime, day: Duration) -> Duration {
     let now_s = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
@@ -184,11 +197,12 @@ fn quota_wait(reply: &Reply, now: SystemTime) -> Duration {
         let reset = reply.reset.as_deref()?.trim().parse::<u64>().ok()?;
         Some(Duration::from_secs(reset.saturating_sub(now_s)))
     };
-    let midnight = || Duration::from_secs(86_400 - now_s % 86_400);
+    let day_s = day.as_secs().max(1);
+    let midnight = || Duration::from_secs(day_s - now_s % day_s);
     from_retry
         .or_else(from_reset)
         .unwrap_or_else(midnight)
-        .clamp(Duration::from_secs(1), MAX_WAIT)
+        .clamp(Duration::from_secs(1), max_wait(day))
 }
 
 /// The `errors` of a body: each `detail` and `source.parameter`.
@@ -290,7 +304,7 @@ mod tests {
             (
                 far,
                 Action::RateLimited {
-                    wait: Some(MAX_WAIT),
+                    wait: Some(Duration::from_secs(25 * 3600)),
                 },
             ),
             (single(413, ""), Action::TooLarge),
@@ -355,6 +369,49 @@ mod tests {
                 "{r:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_shortened_day_waits_for_its_own_midnight_and_caps_waits_by_it() {
+        // 2023-11-14T22:13:20Z; a 10 s day: the next "midnight" is 10 s on.
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let day = Duration::from_secs(10);
+        let mut r = reply(Mode::Bulk, Some(429), DAILY);
+        let waits = |r: &Reply, at: SystemTime| classify_in_day(r, at, day).action;
+        assert_eq!(
+            waits(&r, now),
+            Action::RateLimited {
+                wait: Some(Duration::from_secs(10))
+            }
+        );
+        assert_eq!(
+            waits(&r, now + Duration::from_secs(7)),
+            Action::RateLimited {
+                wait: Some(Duration::from_secs(3))
+            }
+        );
+        // A hint is taken at its word, up to the day and a 24th.
+        r.retry_after = Some("4".into());
+        assert_eq!(
+            waits(&r, now),
+            Action::RateLimited {
+                wait: Some(Duration::from_secs(4))
+            }
+        );
+        r.retry_after = Some("999999".into());
+        assert_eq!(
+            waits(&r, now),
+            Action::RateLimited {
+                wait: Some(Duration::from_secs(10))
+            }
+        );
+        // The real day: as classify.
+        assert_eq!(
+            classify_in_day(&r, now, DAY).action,
+            Action::RateLimited {
+                wait: Some(Duration::from_secs(25 * 3600))
+            }
+        );
     }
 
     #[test]

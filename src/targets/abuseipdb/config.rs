@@ -59,6 +59,12 @@ const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(600);
 /// The period of `daily_limit`.
 pub const DAY: Duration = Duration::from_secs(24 * 3600);
 
+/// Test-only environment variable shortening AbuseIPDB's day in the binary
+/// (whole seconds, 1 to 86400): the window of `daily_limit` and the waits
+/// computed from the quota's day (until its "midnight", and their cap).
+/// See [`Config::apply_test_abuseipdb_day`](crate::config::Config::apply_test_abuseipdb_day).
+pub const TEST_DAY_ENV: &str = "TJFWD_TEST_ABUSEIPDB_DAY_SECS";
+
 /// How reports are sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -115,6 +121,10 @@ pub struct Section {
     /// Cap of the backoff after transient failures.
     #[serde(serialize_with = "ser::duration")]
     pub max_backoff: Duration,
+    /// The quota's day: not a TOML key, always [`DAY`] from a file; tests
+    /// of the binary shorten it through the test-only [`TEST_DAY_ENV`].
+    #[serde(skip)]
+    pub day: Duration,
     /// Allows plain http to a non-loopback host (the key travels in clear).
     pub allow_insecure_http: bool,
     /// A PEM bundle of the CAs to trust instead of the public roots.
@@ -353,6 +363,7 @@ pub fn validate(ctx: &mut Ctx, table: &str, raw: Raw) -> Result<Section, ConfigE
         flush_interval,
         request_timeout,
         max_backoff,
+        day: DAY,
         allow_insecure_http,
         ca_file,
     })

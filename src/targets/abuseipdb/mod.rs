@@ -70,6 +70,8 @@ pub struct AbuseIpdb {
     preview: (url::Url, String),
     /// The attackers selected lately (the round-robin's memory).
     served: Mutex<select::Served>,
+    /// The quota's day ([`config::DAY`] but in tests of the binary).
+    day: std::time::Duration,
 }
 
 impl AbuseIpdb {
@@ -95,12 +97,15 @@ impl AbuseIpdb {
             ),
             served: Mutex::default(),
             preview: (s.api_url.clone(), config::categories_text(&s.categories)),
+            day: s.day,
         })
     }
 }
 
 /// The sending policy of a section: a batch is a bulk file of 9,999 rows
-/// (or one address in single mode); `daily_limit` requests in any 24 hours.
+/// (or one address in single mode); `daily_limit` requests in any 24 hours
+/// (the section's `day`, shorter only under the test-only
+/// [`config::TEST_DAY_ENV`]).
 pub fn policy(s: &Section) -> Policy {
     Policy {
         batch_size: match s.mode {
@@ -110,7 +115,7 @@ pub fn policy(s: &Section) -> Policy {
         flush_interval: s.flush_interval,
         limit: Limit {
             max: s.daily_limit,
-            window_ms: config::DAY.as_millis() as u64,
+            window_ms: s.day.as_millis() as u64,
         },
         max_backoff: s.max_backoff,
         rereport_after: s.rereport_after,
@@ -188,7 +193,7 @@ impl Target for AbuseIpdb {
     }
 
     fn classify(&self, reply: &Reply, now: SystemTime) -> Answer {
-        classify::classify(reply, now)
+        classify::classify_in_day(reply, now, self.day)
     }
 
     fn rejects_everything_hint(&self) -> &'static str {
