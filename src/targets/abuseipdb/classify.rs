@@ -135,20 +135,34 @@ fn bulk_answer(reply: &Reply) -> Action {
         return Action::Delivered;
     };
     let mut taken = vec![false; reply.sent.len()];
+    // The rows sent, by their text, in order: a row of the answer takes
+    // the first one not taken yet (a lookup, not a scan of the file for
+    // each of up to 9,999 rows).
+    let mut by_input: std::collections::HashMap<&str, std::collections::VecDeque<usize>> =
+        std::collections::HashMap::with_capacity(reply.sent.len());
+    for (i, s) in reply.sent.iter().enumerate() {
+        by_input.entry(s.as_str()).or_default().push_back(i);
+    }
     let mut rejected = Vec::new();
     for row in invalid {
         let error = row.get("error").and_then(Value::as_str).unwrap_or("");
         let input = row.get("input").and_then(Value::as_str).unwrap_or("");
-        let index = reply
-            .sent
-            .iter()
-            .enumerate()
-            .position(|(i, s)| !taken[i] && !input.is_empty() && s == input.trim())
-            .or_else(|| {
-                let n = row.get("rowNumber").and_then(Value::as_u64)?;
-                let i = usize::try_from(n.checked_sub(2)?).ok()?;
-                (i < reply.sent.len() && !taken[i]).then_some(i)
-            });
+        let by_text = match input.trim() {
+            "" => None,
+            text => by_input.get_mut(text).and_then(|q| {
+                while let Some(i) = q.pop_front() {
+                    if !taken[i] {
+                        return Some(i);
+                    }
+                }
+                None
+            }),
+        };
+        let index = by_text.or_else(|| {
+            let n = row.get("rowNumber").and_then(Value::as_u64)?;
+            let i = usize::try_from(n.checked_sub(2)?).ok()?;
+            (i < reply.sent.len() && !taken[i]).then_some(i)
+        });
         let Some(i) = index else {
             continue;
         };
