@@ -183,9 +183,10 @@ fn assert_reports_the_events(o: &Output, tags: &str, ttl: u64) {
     assert!(batch.contains(&format!("tags={tags}")), "{batch}");
     // The request as it would go: the endpoint and the JSON body.
     assert!(
-        batch.contains("request=POST https://")
+        batch.contains(&format!("\"ttl\":{ttl},"))
+            && batch.contains("request=POST https://")
             && batch.contains(&format!(
-                "{{\"addresses\":[\"80.82.77.33\",\"45.33.32.156\"],\"ttl\":{ttl}"
+                "{{\"addresses\":[\"80.82.77.33\",\"45.33.32.156\"],\"tags\":"
             )),
         "{batch}"
     );
