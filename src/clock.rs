@@ -18,7 +18,7 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use migrations::v3::RequestClock;
 
@@ -200,6 +200,18 @@ impl Clock {
     pub fn now(&self) -> SystemTime {
         UNIX_EPOCH + std::time::Duration::from_millis(self.now_ms())
     }
+}
+
+/// The latest time RFC 3339 can write (the last millisecond of the year
+/// 9999), in ms since the epoch.
+pub const MAX_WRITABLE_MS: u64 = 253_402_300_800_000 - 1;
+
+/// `ms` (since the epoch) as a [`SystemTime`] that RFC 3339 can write:
+/// later times are taken as [`MAX_WRITABLE_MS`]. Times of events come from
+/// logs and requests: a timestamp of the year 30000 must not make the
+/// formatting panic (humantime refuses years after 9999).
+pub fn writable_time(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.min(MAX_WRITABLE_MS))
 }
 
 #[cfg(test)]

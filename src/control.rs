@@ -691,6 +691,37 @@ impl Client {
 mod tests {
     use super::*;
 
+    /// A sighting dated past the year 9999 (the control socket takes any
+    /// time; a log may carry any year) is exported, its time written as
+    /// the latest RFC 3339 can say, not a panic (found by the
+    /// control_protocol fuzz target).
+    #[test]
+    fn export_writes_a_sighting_from_the_far_future() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::default_for_tests(dir.path().join("state"));
+        let queue = Arc::new(crate::daemon::open_queue(&config).unwrap());
+        let ops = Ops {
+            queue,
+            config,
+            daemon: None,
+        };
+        let r = ops.handle(
+            parse_request(
+                br#"{"cmd":"enqueue","sightings":[["203.0.113.7",18446744073709551615]]}"#,
+            )
+            .unwrap(),
+        );
+        assert!(r.ok, "{r:?}");
+        let r = ops.handle(parse_request(br#"{"cmd":"export"}"#).unwrap());
+        assert!(r.ok, "{r:?}");
+        let entries: Vec<ExportEntry> = serde_json::from_value(r.result.unwrap()).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(
+            entries[0].last_seen.as_deref(),
+            Some("9999-12-31T23:59:59Z")
+        );
+    }
+
     #[test]
     fn parse_request_accepts_requests_and_answers_the_rest() {
         assert_eq!(

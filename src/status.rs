@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -270,7 +269,7 @@ fn input_status(queue: &Store, path: &std::path::Path) -> Result<InputStatus, St
 
 /// RFC 3339 (seconds) of a time in ms since the epoch.
 pub fn rfc3339(ms: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+    humantime::format_rfc3339_seconds(crate::clock::writable_time(ms)).to_string()
 }
 
 /// Where target `t` (with `policy`) stands at `now`, with its counters
@@ -650,6 +649,16 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_time_is_written_even_past_the_year_9999() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(u64::MAX), "9999-12-31T23:59:59Z");
+        assert_eq!(
+            rfc3339(crate::clock::MAX_WRITABLE_MS + 1),
+            "9999-12-31T23:59:59Z"
+        );
+    }
 
     #[test]
     fn each_target_has_its_own_status_and_the_top_level_sums_them_up() {

@@ -353,8 +353,7 @@ fn aside_name(state_dir: &Path, why: &str) -> String {
 
 /// `YYYYmmddTHHMMSSZ`.
 fn compact_utc(ms: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-    let s = humantime::format_rfc3339_seconds(t).to_string();
+    let s = humantime::format_rfc3339_seconds(crate::clock::writable_time(ms)).to_string();
     s.replace(['-', ':'], "")
 }
 

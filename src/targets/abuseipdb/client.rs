@@ -17,7 +17,7 @@
 //! ([`report_date`]). tjfwd does not keep the protocol of an attack per
 //! address, so the comment does not name one (the categories do).
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE, RETRY_AFTER};
 
@@ -279,7 +279,7 @@ pub fn bulk_csv(batch: &[BatchItem], categories: &str, now_ms: u64) -> (String, 
 /// `2024-05-30T10:14:00+00:00`.
 pub fn report_date(item: &BatchItem, now_ms: u64) -> String {
     let at = item.last_seen_ms.min(now_ms.saturating_sub(60_000));
-    let t = SystemTime::UNIX_EPOCH + Duration::from_millis(at);
+    let t = crate::clock::writable_time(at);
     let s = humantime::format_rfc3339_seconds(t).to_string();
     match s.strip_suffix('Z') {
         Some(s) => format!("{s}+00:00"),
@@ -289,7 +289,7 @@ pub fn report_date(item: &BatchItem, now_ms: u64) -> String {
 
 /// `2024-05-30 10:14:00`, UTC.
 fn utc(ms: u64) -> String {
-    let t = SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
+    let t = crate::clock::writable_time(ms);
     humantime::format_rfc3339_seconds(t)
         .to_string()
         .trim_end_matches('Z')
