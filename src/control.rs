@@ -699,9 +699,15 @@ mod tests {
     fn export_writes_a_sighting_from_the_far_future() {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::default_for_tests(dir.path().join("state"));
-        let queue = Arc::new(crate::daemon::open_queue(&config).unwrap());
+        // As `daemon::open_queue` opens it (the daemon is above this layer).
+        let queue = Store::open(
+            &config.state_dir,
+            config.storage.cache_capacity,
+            &crate::targets::store_specs(config.target_sections()),
+        )
+        .unwrap();
         let ops = Ops {
-            queue,
+            queue: Arc::new(queue),
             config,
             daemon: None,
         };
