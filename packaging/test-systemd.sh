@@ -153,7 +153,7 @@ print(urllib.request.urlopen(\"http://127.0.0.1:9108/healthz\", timeout=5).read(
 sent="$(python3 -c 'import json
 print(sum(len(json.loads(l)["addresses"]) for l in open("/out/api.log")))' 2>/dev/null)"
 check "/metrics counts the $sent reported addresses" \
-    test -n "$sent" -a "$(metric tjfwd_addresses_reported_total)" = "$sent"
+    test -n "$sent" -a "$(metric 'tjfwd_addresses_reported_total{target="threatjammer"}')" = "$sent"
 check "/metrics: nothing pending" test "$(metric tjfwd_pending_addresses)" = 0
 check "/metrics: healthy" test "$(metric tjfwd_healthy)" = 1
 journalctl --sync
