@@ -188,7 +188,7 @@ fn token(
             let t = read_token_file(ctx, key, &p)?;
             if let Some(who) = std::fs::metadata(&p)
                 .ok()
-                .and_then(|m| crate::targets::threatjammer::config::secret_readers(&m, state_dir))
+                .and_then(|m| crate::config_kit::secret_readers(&m, state_dir))
             {
                 ctx.warnings.push(format!(
                     "{}: the token file \"{}\" ({key}) can be read by {who}: run `chmod 600 {}`",

@@ -206,8 +206,10 @@ fn read_small(path: &Path) -> io::Result<Vec<u8>> {
 
 /// Who besides its owner can read a secret file, or None when nobody else
 /// can. A group may: the group tjfwd runs as, or the group owning the state
-/// directory (the service's). Any other group, or everyone, is named.
-fn secret_readers(meta: &fs::Metadata, state_dir: &Path) -> Option<String> {
+/// directory (the service's: under the Debian package, root:tjfwd 0640 is
+/// how the tjfwd user reads a file of root's). Any other group, or
+/// everyone, is named.
+pub(crate) fn secret_readers(meta: &fs::Metadata, state_dir: &Path) -> Option<String> {
     let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o004 != 0 {
         return Some(format!("every user (mode {mode:04o})"));

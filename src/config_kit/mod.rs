@@ -32,7 +32,7 @@ mod format;
 mod secret;
 
 pub use context::{Ctx, SecretSources};
-pub(crate) use credential::{resolve_secret, SecretSpec};
+pub(crate) use credential::{resolve_secret, secret_readers, SecretSpec};
 pub(crate) use errors::render_parse_error;
 pub use errors::ConfigError;
 pub(crate) use format::{format_duration, format_size, ser, KIB, MIB};

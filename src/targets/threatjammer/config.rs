@@ -26,13 +26,12 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use url::{Host, Url};
 
-use crate::config_kit::{ser, ConfigError, Ctx, Secret, SecretSources, KIB};
+use crate::config_kit::{secret_readers, ser, ConfigError, Ctx, Secret, SecretSources, KIB};
 
 /// The domain of the Threat Jammer service, which shut down in 2024: it now
 /// belongs to someone else, and `api_url` may not point there.
@@ -320,27 +319,6 @@ pub(crate) fn ca_file(
         )
     })?;
     Ok(Some(p))
-}
-
-/// Who besides its owner can read a file holding the token, or None when
-/// nobody else can. A group may: the group tjfwd runs as (its effective
-/// group), or the group owning the state directory (the service's: under
-/// the Debian package, root:tjfwd 0640 is how the tjfwd user reads a file
-/// of root's). Any other group, or everyone, draws a warning.
-pub(crate) fn secret_readers(meta: &fs::Metadata, state_dir: &Path) -> Option<String> {
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o004 != 0 {
-        return Some(format!("every user (mode {mode:04o})"));
-    }
-    if mode & 0o040 != 0 {
-        let gid = meta.gid();
-        let ours = gid == rustix::process::getegid().as_raw();
-        let service = fs::metadata(state_dir).is_ok_and(|m| m.gid() == gid);
-        if !ours && !service {
-            return Some(format!("the users of group {gid} (mode {mode:04o})"));
-        }
-    }
-    None
 }
 
 fn api_url(
