@@ -712,13 +712,14 @@ async fn process(shared: Arc<Shared>, parts: Parts, body: Bytes) -> Outcome {
         rec.csv = csv_part(&parts, &body).map(|b| String::from_utf8_lossy(&b).into_owned());
     }
 
-    // Rules 1 to 6, on arrival.
-    let admitted: Admitted = {
+    // Rules 1 to 6, on arrival. The record is pushed under the same lock
+    // as the verdict, so a test that sees a report also sees its request.
+    let (delay, (limit, remaining, over)) = {
         let mut state = shared.lock();
         let now = state.now();
         rec.at = now;
         rec.authorized = rec.key.as_deref() == Some(state.key.as_str());
-        if state.down {
+        let admitted: Admitted = if state.down {
             Err(Some(Reply::error(503, "Service unavailable.", None)))
         } else if endpoint.is_none() {
             Err(Some(Reply::error(404, "Not found.", None)))
@@ -765,42 +766,47 @@ async fn process(shared: Arc<Shared>, parts: Parts, body: Bytes) -> Outcome {
                     Err(Some(reply))
                 }
             }
+        };
+        match admitted {
+            Ok(admitted) => admitted,
+            Err(reply) => return finish(&mut state, rec, endpoint, reply),
         }
     };
 
-    let reply = match admitted {
-        Err(None) => None,
-        Err(Some(reply)) => Some(reply),
-        Ok((delay, (limit, remaining, over))) => {
-            if let Some(d) = delay {
-                tokio::time::sleep(d).await;
-            }
-            let mut state = shared.lock();
-            let mut reply = if over {
-                let now = state.now();
-                let day = state.day_secs();
-                let reset = (now.div_euclid(day) + 1) * day;
-                let mut r = Reply::new(429, daily_limit_body(limit));
-                r.headers
-                    .push(("retry-after", (reset - now).max(1).to_string()));
-                r.headers.push(("x-ratelimit-reset", reset.to_string()));
-                r
-            } else {
-                match endpoint.expect("admitted") {
-                    Endpoint::Report => judge_report(&mut state, &rec.params),
-                    Endpoint::Bulk => judge_bulk(&mut state, &parts, &body, &mut rec),
-                }
-            };
-            reply.headers.push(("x-ratelimit-limit", limit.to_string()));
-            reply
-                .headers
-                .push(("x-ratelimit-remaining", remaining.to_string()));
-            rec.remaining = Some(remaining);
-            Some(reply)
-        }
-    };
-
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
     let mut state = shared.lock();
+    let mut reply = if over {
+        let now = state.now();
+        let day = state.day_secs();
+        let reset = (now.div_euclid(day) + 1) * day;
+        let mut r = Reply::new(429, daily_limit_body(limit));
+        r.headers
+            .push(("retry-after", (reset - now).max(1).to_string()));
+        r.headers.push(("x-ratelimit-reset", reset.to_string()));
+        r
+    } else {
+        match endpoint.expect("admitted") {
+            Endpoint::Report => judge_report(&mut state, &rec.params),
+            Endpoint::Bulk => judge_bulk(&mut state, &parts, &body, &mut rec),
+        }
+    };
+    reply.headers.push(("x-ratelimit-limit", limit.to_string()));
+    reply
+        .headers
+        .push(("x-ratelimit-remaining", remaining.to_string()));
+    rec.remaining = Some(remaining);
+    finish(&mut state, rec, endpoint, Some(reply))
+}
+
+/// Records the request with its answer (`None`: dropped) and returns it.
+fn finish(
+    state: &mut State,
+    mut rec: RequestRecord,
+    endpoint: Option<Endpoint>,
+    reply: Option<Reply>,
+) -> Outcome {
     let outcome = match reply {
         None => {
             rec.dropped = true;

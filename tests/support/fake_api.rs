@@ -1240,20 +1240,24 @@ async fn process(shared: Arc<Shared>, parts: Parts, body: Bytes) -> Reply {
     let mut rec = new_record(&parts);
     record_body(&mut rec, &body);
     let admission = shared.lock().admit(&parts, &mut rec);
-    let reply = match admission {
-        Admission::Reply(reply) => reply,
+    // The record is pushed under the lock that judged the request, so a
+    // test that sees a report also sees its request.
+    let (mut state, reply) = match admission {
+        Admission::Reply(reply) => (shared.lock(), reply),
         Admission::Proceed { delay, over_limit } => {
             if let Some(d) = delay {
                 tokio::time::sleep(d).await;
             }
-            match over_limit {
+            let state = shared.lock();
+            let reply = match over_limit {
                 Some(secs) => Reply::too_many(Some(secs)),
                 None => {
-                    let reply = shared.lock().judge(&parts, &body);
+                    let reply = state.judge(&parts, &body);
                     rec.accepted = reply.status_code() == 202;
                     reply
                 }
-            }
+            };
+            (state, reply)
         }
     };
     rec.status = reply.status_code();
@@ -1261,7 +1265,6 @@ async fn process(shared: Arc<Shared>, parts: Parts, body: Bytes) -> Reply {
     if let Reply::Respond { retry_after, .. } = &reply {
         rec.retry_after = retry_after.clone();
     }
-    let mut state = shared.lock();
     if !state.subscribers.is_empty() {
         let answered = Answered {
             at: rec.at,

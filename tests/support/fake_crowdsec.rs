@@ -541,24 +541,26 @@ async fn process(shared: Arc<Shared>, parts: Parts, body: Bytes) -> Outcome {
             }
         }
     };
-    let reply = match admitted {
-        Err(reply) => reply,
+    // The record is pushed under the lock that decided the answer, so a
+    // test that sees an alert also sees its request.
+    let (mut state, reply) = match admitted {
+        Err(reply) => (shared.lock(), reply),
         Ok(delay) => {
             if let Some(d) = delay {
                 tokio::time::sleep(d).await;
             }
             let mut state = shared.lock();
-            Some(match rec.path.as_str() {
+            let reply = Some(match rec.path.as_str() {
                 LOGIN_PATH => login(&mut state, header(&parts, "user-agent"), &body),
                 ALERTS_PATH => {
                     let machine = rec.machine.clone().unwrap_or_default();
                     push_alerts(&mut state, &machine, &body)
                 }
                 _ => get_decisions(&state, rec.query.as_deref()),
-            })
+            });
+            (state, reply)
         }
     };
-    let mut state = shared.lock();
     let outcome = match reply {
         None => {
             rec.dropped = true;
