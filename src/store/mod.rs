@@ -75,7 +75,7 @@ mod verify;
 
 pub use delivery::{BatchItem, QueuePos};
 pub use denylist::Listed;
-pub use intake::{fold, Class, EnqueueOutcome, Folded, Sighting};
+pub use intake::{fold, Class, EnqueueOutcome, Folded, Owes, Sighting};
 pub use migrations::v3::{Health, Intake, TargetId};
 pub use open::{lock_state_dir, mark_damaged, seal_says_older, DAMAGED_MARKER, SEAL};
 pub use swap::{
