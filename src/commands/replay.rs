@@ -551,7 +551,6 @@ fn read_lines(
     tx: mpsc::SyncSender<Piece>,
     recycle: mpsc::Receiver<Vec<u8>>,
 ) -> Result<(), CommandError> {
-    let mut buf = vec![0u8; READ_BYTES];
     for file in files {
         let count = Arc::new(AtomicU64::new(0));
         let (mut reader, size) = open(file, count.clone())
@@ -561,7 +560,11 @@ fn read_lines(
         }
         let mut splitter = LineSplitter::default();
         loop {
-            let n = match reader.read(&mut buf) {
+            // A recycled chunk keeps its bytes: they are overwritten.
+            let mut chunk = recycle
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(READ_BYTES + 1024));
+            let n = match splitter.read_into(&mut reader, &mut chunk, READ_BYTES, max_line, stats) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -571,14 +574,8 @@ fn read_lines(
                     )))
                 }
             };
-            let mut chunk = recycle
-                .try_recv()
-                .unwrap_or_else(|_| Vec::with_capacity(READ_BYTES + 1024));
-            chunk.clear();
             if n == 0 {
                 splitter.finish(&mut chunk);
-            } else {
-                splitter.push(&buf[..n], max_line, stats, &mut chunk);
             }
             if !chunk.is_empty() && tx.send(Piece::Lines(chunk)).is_err() {
                 return Ok(());
