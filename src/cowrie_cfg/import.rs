@@ -142,11 +142,23 @@ fn render(r: &RenderInput<'_>) -> String {
             r.cowrie_dir.display()
         ),
     );
-    out.push_str(
-        "#\n# [targets.threatjammer] holds the keys of cowrie.cfg's [output_threatjammer],\n\
-         # [targets.abuseipdb] those of its [output_abuseipdb] and [input] cowrie_json\n\
-         # its [output_jsonlog] logfile; everything else has tjfwd's defaults. Unknown\n\
-         # keys are refused.\n",
+    // What came from where: only the sections this configuration has.
+    let mut from = Vec::new();
+    if c.threatjammer().is_some() {
+        from.push("[targets.threatjammer] from its [output_threatjammer]");
+    }
+    if c.targets.abuseipdb.is_some() {
+        from.push("[targets.abuseipdb] from its [output_abuseipdb]");
+    }
+    from.push("[input] cowrie_json from its [output_jsonlog] logfile");
+    out.push_str("#\n");
+    comment(
+        &mut out,
+        "Imported:",
+        &format!(
+            "{}; everything else has tjfwd's defaults. Unknown keys are refused.",
+            from.join(", ")
+        ),
     );
     for w in &c.warnings {
         out.push_str("#\n");
@@ -547,7 +559,12 @@ mod tests {
         assert!(!out.contains(KEY), "{out}");
         assert!(!format!("{imported:?}").contains(KEY));
         assert!(out.contains("[targets.abuseipdb]"), "{out}");
-        assert!(!out.contains("\n[targets.threatjammer]\n"), "{out}");
+        // Not a section, and not named by the header either.
+        assert!(!out.contains("[targets.threatjammer]"), "{out}");
+        assert!(
+            out.contains("# Imported: [targets.abuseipdb] from its"),
+            "{out}"
+        );
         for line in [
             "api_key_file = \"/etc/tjfwd/abuseipdb_key\"",
             "rereport_after = \"6h\"",
