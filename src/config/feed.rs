@@ -2,8 +2,10 @@
 //! endpoint that serves it to firewalls (`crate::feed`).
 //!
 //! The token comes from exactly one source, the first of: `token`,
-//! `token_file`, and (for [`crate::config::Config::load`]) the systemd
-//! credential [`FEED_CREDENTIAL_NAME`]; it is a [`Secret`], never printed
+//! `token_file`, the environment variable [`TOKEN_ENV`] and (for
+//! [`crate::config::Config::load`]) the systemd credential
+//! [`FEED_CREDENTIAL_NAME`], with the rules of the targets' secrets
+//! (`config_kit::credential`); it is a [`Secret`], never printed
 //! (`check-config` shows `<redacted>`).
 //!
 //! Invariants of a [`Feed`]: `ttl > 0`; `listen`, when set, has a non-zero
@@ -12,13 +14,13 @@
 //! non-empty run of printable ASCII.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::config_kit::{ser, ConfigError, Ctx, Secret};
+use crate::config_kit::{resolve_secret, ser, ConfigError, Ctx, Secret, SecretSpec};
 
 /// The denylist's default lifetime after an address's last sighting.
 pub const DEFAULT_FEED_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -27,8 +29,9 @@ pub const DEFAULT_FEED_TTL: Duration = Duration::from_secs(24 * 3600);
 /// (`LoadCredential=feed_token:/etc/tjfwd/feed_token`), read last.
 pub const FEED_CREDENTIAL_NAME: &str = "feed_token";
 
-/// Largest token file read.
-const MAX_TOKEN_FILE: u64 = 64 * 1024;
+/// The environment variable holding the feed's token, read when neither
+/// `token` nor `token_file` is set.
+pub const TOKEN_ENV: &str = "TJFWD_FEED_TOKEN";
 
 /// The `[feed]` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -74,15 +77,8 @@ pub(super) struct RawFeed {
     pub(super) ttl: Option<toml::Value>,
 }
 
-/// Checks `[feed]` as written and applies its defaults. `credentials` is
-/// the systemd credentials directory, if any; `state_dir` decides who may
-/// read a token file.
-pub(super) fn validate(
-    ctx: &mut Ctx,
-    raw: RawFeed,
-    credentials: Option<&Path>,
-    state_dir: &Path,
-) -> Result<Feed, ConfigError> {
+/// Checks `[feed]` as written and applies its defaults.
+pub(super) fn validate(ctx: &mut Ctx, raw: RawFeed) -> Result<Feed, ConfigError> {
     let ttl_key = "[feed] ttl";
     let ttl = ctx.nonzero(ttl_key, ctx.duration(ttl_key, raw.ttl, DEFAULT_FEED_TTL)?)?;
 
@@ -105,7 +101,7 @@ pub(super) fn validate(
         allow_from.push(net.trunc());
     }
 
-    let token = token(ctx, raw.token, raw.token_file, credentials, state_dir)?;
+    let token = resolve_secret(ctx, &TOKEN, raw.token, raw.token_file)?;
 
     let key = "[feed] listen";
     let listen = match raw.listen {
@@ -158,94 +154,20 @@ fn token_chars_ok(token: &str) -> bool {
     !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic())
 }
 
-const BAD_CHARS: &str = "is empty, or contains spaces, control or non-ASCII characters; \
-                         the feed's token is a single word of printable ASCII";
-
-fn token(
-    ctx: &mut Ctx,
-    inline: Option<Secret>,
-    file: Option<PathBuf>,
-    credentials: Option<&Path>,
-    state_dir: &Path,
-) -> Result<Option<Secret>, ConfigError> {
-    match (inline, file) {
-        (Some(_), Some(_)) => Err(ctx.invalid(
-            "[feed] token",
-            "[feed] token and [feed] token_file are both set: keep only one (token_file is \
-             preferred, so the configuration file holds no secret)"
-                .into(),
-        )),
-        (Some(secret), None) => {
-            let t = secret.expose().trim();
-            if !token_chars_ok(t) {
-                return Err(ctx.invalid("[feed] token", format!("[feed] token {BAD_CHARS}")));
-            }
-            Ok(Some(Secret::new(t.to_string())))
-        }
-        (None, Some(p)) => {
-            let key = "[feed] token_file";
-            let p = ctx.path(key, p)?;
-            let t = read_token_file(ctx, key, &p)?;
-            if let Some(who) = std::fs::metadata(&p)
-                .ok()
-                .and_then(|m| crate::config_kit::secret_readers(&m, state_dir))
-            {
-                ctx.warnings.push(format!(
-                    "{}: the token file \"{}\" ({key}) can be read by {who}: run `chmod 600 {}`",
-                    ctx.file,
-                    p.display(),
-                    p.display()
-                ));
-            }
-            Ok(Some(t))
-        }
-        (None, None) => match credentials.map(|d| d.join(FEED_CREDENTIAL_NAME)) {
-            Some(p) if p.exists() => {
-                let key = &format!("systemd credential {FEED_CREDENTIAL_NAME}");
-                read_token_file(ctx, key, &p).map(Some)
-            }
-            _ => Ok(None),
-        },
-    }
-}
-
-/// The token in file `p` (at most [`MAX_TOKEN_FILE`] bytes, trimmed).
-fn read_token_file(ctx: &Ctx, key: &str, p: &Path) -> Result<Secret, ConfigError> {
-    use std::io::Read;
-    let shown = p.display();
-    let mut bytes = Vec::new();
-    std::fs::File::open(p)
-        .and_then(|f| f.take(MAX_TOKEN_FILE + 1).read_to_end(&mut bytes))
-        .map_err(|e| {
-            ctx.invalid(
-                key,
-                format!(
-                    "{key} = \"{shown}\": cannot read the token file ({e}): check the path and \
-                     that the user running tjfwd can read it"
-                ),
-            )
-        })?;
-    if bytes.len() as u64 > MAX_TOKEN_FILE {
-        return Err(ctx.invalid(
-            key,
-            format!("{key} = \"{shown}\": longer than 64 KiB: not a token"),
-        ));
-    }
-    let text = String::from_utf8(bytes).map_err(|_| {
-        ctx.invalid(
-            key,
-            format!("{key} = \"{shown}\": the token file is not UTF-8 text"),
-        )
-    })?;
-    let t = text.trim();
-    if !token_chars_ok(t) {
-        return Err(ctx.invalid(
-            key,
-            format!("{key} = \"{shown}\": the token file {BAD_CHARS}"),
-        ));
-    }
-    Ok(Secret::new(t.to_string()))
-}
+/// Where the feed's token comes from: `token`, `token_file`, the
+/// environment variable [`TOKEN_ENV`], the systemd credential
+/// [`FEED_CREDENTIAL_NAME`], as for the targets' secrets.
+const TOKEN: SecretSpec<'static> = SecretSpec {
+    table: "[feed]",
+    key: "token",
+    file_key: "token_file",
+    env: TOKEN_ENV,
+    credential: FEED_CREDENTIAL_NAME,
+    what: "the token the firewalls send",
+    chars_ok: token_chars_ok,
+    bad_chars: "spaces, control or non-ASCII characters: the feed's token is a single word \
+                of printable ASCII",
+};
 
 #[cfg(test)]
 mod tests {
@@ -297,7 +219,36 @@ mod tests {
             "[feed]\ntoken_file = \"/nonexistent/feed_token\"",
             "[feed] token_file",
         );
-        assert!(msg.contains("cannot read the token file"), "{msg}");
+        assert!(msg.contains("cannot read the file"), "{msg}");
+    }
+
+    #[test]
+    fn the_token_may_come_from_the_environment_after_the_keys() {
+        use crate::config_kit::{Ctx, SecretSources};
+        let raw = |text: &str| -> super::RawFeed { toml::from_str(text).unwrap() };
+        let ctx = |value: &str| Ctx {
+            file: "tjfwd.toml".into(),
+            base_dir: None,
+            warnings: Vec::new(),
+            secrets: SecretSources {
+                env: [(super::TOKEN_ENV.to_string(), value.to_string())].into(),
+                ..SecretSources::default()
+            },
+        };
+        let listen = "listen = \"0.0.0.0:9109\"\n";
+        let f = super::validate(&mut ctx(" env-Token \n"), raw(listen)).unwrap();
+        assert_eq!(f.token.unwrap().expose(), "env-Token");
+        // The key wins over the environment.
+        let f = super::validate(
+            &mut ctx("env-Token"),
+            raw(&format!("{listen}token = \"key-Token\"")),
+        )
+        .unwrap();
+        assert_eq!(f.token.unwrap().expose(), "key-Token");
+        // A token that cannot be sent in a header is refused, not shown.
+        let e = super::validate(&mut ctx("two words"), raw(listen)).unwrap_err();
+        assert!(e.to_string().contains(super::TOKEN_ENV), "{e}");
+        assert!(!e.to_string().contains("two words"), "{e}");
     }
 
     #[test]

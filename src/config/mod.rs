@@ -143,7 +143,7 @@ pub use crate::targets::threatjammer::schedule::{
 };
 pub use crate::targets::threatjammer::Section as ThreatJammerSection;
 pub use admin::Admin;
-pub use feed::{Feed, DEFAULT_FEED_TTL, FEED_CREDENTIAL_NAME};
+pub use feed::{Feed, DEFAULT_FEED_TTL, FEED_CREDENTIAL_NAME, TOKEN_ENV as FEED_TOKEN_ENV};
 pub use filter::Filter;
 pub use input::{
     Input, StartAt, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE_BYTES, MAX_MAX_CONNECTIONS,
@@ -714,8 +714,7 @@ fn build(
     let storage = storage::validate(&ctx, raw.storage)?;
     let queue = queue::validate(&ctx, raw.queue)?;
     let admin = admin::validate(&ctx, raw.admin)?;
-    let creds = ctx.secrets.credentials_dir.clone();
-    let feed = feed::validate(&mut ctx, raw.feed, creds.as_deref(), &state_dir)?;
+    let feed = feed::validate(&mut ctx, raw.feed)?;
     let mut targets = Targets::validate(&mut ctx, raw_targets)?;
     if supplied_tj.is_some() {
         targets.threatjammer = supplied_tj;
