@@ -45,6 +45,13 @@ const CHUNK_SIGHTINGS: usize = 5_000;
 const WRITE_ADDRESSES: usize = migrations::v2::GROUP_MAX;
 /// Bytes read at a time.
 const READ_BYTES: usize = 256 * 1024;
+/// Chunks of lines the reading thread may be ahead of the decoding one,
+/// and batches of sightings the decoding one ahead of the writer: enough
+/// to ride out a few milliseconds when the other is not scheduled (two
+/// cores for three threads). From 2 and 1: 6% faster on the benchmark
+/// replay (7 rounds alternated, 5 of them faster), the same peak RSS.
+const LINE_CHUNKS: usize = 8;
+const SIGHTING_BATCHES: usize = 4;
 
 /// The flags of `tjfwd replay`.
 #[derive(Debug, clap::Args)]
@@ -486,9 +493,10 @@ fn write_batches(
 /// Three threads: a reading one ([`read_lines`]: the files, cut into
 /// chunks of whole lines), this one (decodes, selects and filters), and a
 /// writer that queues the sightings (sled transactions, and the fsync that
-/// makes each batch durable). They are joined by channels of one or two
-/// items, so at most three batches of sightings and five chunks of lines
-/// exist at a time and memory stays bounded.
+/// makes each batch durable). They are joined by bounded channels, of
+/// `SIGHTING_BATCHES` batches of sightings and `LINE_CHUNKS` chunks of
+/// lines, so memory stays bounded (about 2.5 MiB of lines and 0.7 MiB of
+/// sightings in flight).
 pub fn replay(config: &Config, opts: &Options) -> Result<(), CommandError> {
     if opts.files.is_empty() {
         return Err(CommandError::Other(
@@ -500,7 +508,7 @@ pub fn replay(config: &Config, opts: &Options) -> Result<(), CommandError> {
     } else {
         Sink::new(Backend::open_or_create(config)?)
     };
-    let (tx, rx) = mpsc::sync_channel::<Vec<Sighting>>(1);
+    let (tx, rx) = mpsc::sync_channel::<Vec<Sighting>>(SIGHTING_BATCHES);
     let (recycle_tx, recycle) = mpsc::channel::<Vec<Sighting>>();
     let writer = std::thread::Builder::new()
         .name("tjfwd-replay-writer".into())
@@ -607,7 +615,7 @@ fn read_files(
     recycle: &mpsc::Receiver<Vec<Sighting>>,
 ) -> Result<(), CommandError> {
     std::thread::scope(|scope| {
-        let (lines_tx, lines) = mpsc::sync_channel::<Piece>(2);
+        let (lines_tx, lines) = mpsc::sync_channel::<Piece>(LINE_CHUNKS);
         let (recycle_lines, recycled_lines) = mpsc::channel::<Vec<u8>>();
         let reader = std::thread::Builder::new()
             .name("tjfwd-replay-reader".into())
