@@ -127,6 +127,29 @@ impl Setup {
         spawn(bin().arg("run").args(args).arg("--config").arg(&self.cfg))
     }
 
+    /// The requests the fake saw, one a line, for assertion messages (a
+    /// count that is off says little without them).
+    fn seen(&self) -> String {
+        let reqs = self.ab.requests();
+        let start = reqs.first().map(|r| r.instant);
+        let mut text = format!("{} requests:", reqs.len());
+        for r in &reqs {
+            let after = start.map_or(0, |s| r.instant.duration_since(s).as_millis());
+            text.push_str(&format!(
+                "\n  +{after} ms {} {} -> {}{} saved {} invalid {} retry_after {:?} ip {:?}",
+                r.method,
+                r.path,
+                r.status,
+                if r.dropped { " (dropped)" } else { "" },
+                r.saved,
+                r.invalid.len(),
+                r.retry_after,
+                r.param("ip"),
+            ));
+        }
+        text
+    }
+
     /// Stops a daemon with SIGTERM; its output.
     fn stop(&self, mut r: Running) -> String {
         sigterm(&r);
@@ -184,9 +207,17 @@ fn bulk_reports_every_address_and_never_exceeds_the_daily_limit_across_a_restart
     let third = addrs(40, 80);
     s.logins(&first, 3, t0);
     let d = s.run(&[]);
-    assert!(s.ab.wait_for_reports(40, Duration::from_secs(20)));
+    assert!(
+        s.ab.wait_for_reports(40, Duration::from_secs(20)),
+        "{}",
+        s.seen()
+    );
     s.logins(&second, 1, t0);
-    assert!(s.ab.wait_for_reports(80, Duration::from_secs(20)));
+    assert!(
+        s.ab.wait_for_reports(80, Duration::from_secs(20)),
+        "{}",
+        s.seen()
+    );
     // The day's two requests are spent: the third wave waits, here and
     // after a restart (the service would answer 429: it never has to).
     s.logins(&third, 1, t0);
@@ -196,7 +227,7 @@ fn bulk_reports_every_address_and_never_exceeds_the_daily_limit_across_a_restart
     std::thread::sleep(Duration::from_secs(3));
     let out = s.stop(d);
     let reqs = s.ab.requests();
-    assert_eq!(reqs.len(), 2, "{out}");
+    assert_eq!(reqs.len(), 2, "{}\n{out}", s.seen());
     assert!(reqs
         .iter()
         .all(|r| r.status == 200 && r.path == "/api/v2/bulk-report"));
@@ -251,12 +282,12 @@ fn single_reports_every_address_and_the_fifteen_minute_answer_counts_as_reported
     assert!(sent, "{out}");
     let reqs = s.ab.requests();
     // Each address once: the 15-minute answer is not retried.
-    assert_eq!(reqs.len(), all.len(), "{out}");
+    assert_eq!(reqs.len(), all.len(), "{}\n{out}", s.seen());
     assert!(reqs
         .iter()
         .all(|r| r.path == "/api/v2/report" && r.param("categories") == Some("18,22,23")));
     let fifteen: Vec<_> = reqs.iter().filter(|r| r.status == 429).collect();
-    assert_eq!(fifteen.len(), 1);
+    assert_eq!(fifteen.len(), 1, "{}", s.seen());
     assert_eq!(fifteen[0].param("ip"), Some("127.0.0.2"));
     all.remove(5);
     assert_eq!(sorted(s.ab.reported_ips()), sorted(all));
@@ -278,9 +309,13 @@ fn a_429_waits_for_retry_after_and_the_quotas_429_stops_sending() {
     let first = addrs(10, 0);
     s.logins(&first, 1, now_ms() - 60_000);
     let d = s.run(&[]);
-    assert!(s.ab.wait_for_reports(10, Duration::from_secs(20)));
+    assert!(
+        s.ab.wait_for_reports(10, Duration::from_secs(20)),
+        "{}",
+        s.seen()
+    );
     let reqs = s.ab.requests();
-    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs.len(), 2, "{}", s.seen());
     let gap = reqs[1].instant - reqs[0].instant;
     assert!(gap >= Duration::from_secs(2), "{gap:?}");
     // The service's own quota runs out (another client of the key; the
@@ -289,15 +324,19 @@ fn a_429_waits_for_retry_after_and_the_quotas_429_stops_sending() {
     s.ab.set_daily_limit(Endpoint::Bulk, 2);
     let second = addrs(10, 10);
     s.logins(&second, 1, now_ms() - 60_000);
-    assert!(s.ab.wait_for_requests(3, Duration::from_secs(20)));
+    assert!(
+        s.ab.wait_for_requests(3, Duration::from_secs(20)),
+        "{}",
+        s.seen()
+    );
     std::thread::sleep(Duration::from_secs(3));
     let out = s.stop(d);
     let reqs = s.ab.requests();
-    assert_eq!(reqs.len(), 3, "{out}");
-    assert_eq!(reqs[2].status, 429);
+    assert_eq!(reqs.len(), 3, "{}\n{out}", s.seen());
+    assert_eq!(reqs[2].status, 429, "{}\n{out}", s.seen());
     assert!(reqs[2].retry_after.is_some());
     let (q, t) = s.store();
-    assert_eq!(q.pending_count_for(t).unwrap(), 10);
+    assert_eq!(q.pending_count_for(t).unwrap(), 10, "{}\n{out}", s.seen());
 }
 
 #[test]
@@ -308,12 +347,21 @@ fn invalid_rows_are_dead_lettered_with_the_apis_reason_and_the_rest_sent_once() 
     all.insert(7, "192.168.7.7".into());
     s.logins(&all, 1, now_ms() - 60_000);
     let d = s.run(&[]);
-    assert!(s.ab.wait_for_requests(1, Duration::from_secs(20)));
+    assert!(
+        s.ab.wait_for_requests(1, Duration::from_secs(20)),
+        "{}",
+        s.seen()
+    );
     std::thread::sleep(Duration::from_secs(2));
     let out = s.stop(d);
     let reqs = s.ab.requests();
-    assert_eq!(reqs.len(), 1, "{out}");
-    assert_eq!((reqs[0].saved, reqs[0].invalid.len()), (10, 2));
+    assert_eq!(reqs.len(), 1, "{}\n{out}", s.seen());
+    assert_eq!(
+        (reqs[0].saved, reqs[0].invalid.len()),
+        (10, 2),
+        "{}",
+        s.seen()
+    );
     assert_eq!(sorted(s.ab.reported_ips()), sorted(addrs(10, 0)));
     let (q, t) = s.store();
     assert_eq!(q.pending_count_for(t).unwrap(), 0);
