@@ -490,7 +490,7 @@ fn write_batches(
 
 /// Replays the files; prints a summary (or, with `--dry-run`, the addresses).
 ///
-/// Three threads: a reading one ([`read_lines`]: the files, cut into
+/// Three threads: a reading one (`read_lines`: the files, cut into
 /// chunks of whole lines), this one (decodes, selects and filters), and a
 /// writer that queues the sightings (sled transactions, and the fsync that
 /// makes each batch durable). They are joined by bounded channels, of

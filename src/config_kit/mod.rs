@@ -13,7 +13,7 @@
 //!   (`looks_secret`).
 //! - `credential`: a secret given inline, in a file, in an environment
 //!   variable or as a systemd credential, read once and checked
-//!   ([`resolve_secret`]).
+//!   (`resolve_secret`).
 //! - `format`: durations and sizes written back as TOML, and the
 //!   `serialize_with` functions of the sections (`ser`).
 //!

@@ -238,7 +238,7 @@ impl Store {
 
     /// Makes everything written so far durable: sled's flush (its log
     /// written and `sync_file_range`d), then `fdatasync` of the log and
-    /// `fsync` of new blob files ([`sync::DiskSync`]); then, at most once a
+    /// `fsync` of new blob files (`sync::DiskSync`); then, at most once a
     /// second, the seal (written durably, after what it vouches for).
     pub fn flush(&self) -> Result<(), StoreError> {
         // The counter is read before the fsync, so the seal never claims

@@ -211,7 +211,7 @@ pub trait Target: Send + Sync + 'static {
 
     /// The quota the service announced in `reply`, if any (AbuseIPDB's
     /// `X-RateLimit-*` headers): the scheduler keeps the last one in
-    /// [`crate::stats::Stats::quota`], by target name, for `status`.
+    /// [`crate::stats::TargetStats::quota`], by target name, for `status`.
     fn quota(&self, reply: &Self::Reply, now_ms: u64) -> Option<Quota> {
         let _ = (reply, now_ms);
         None

@@ -33,7 +33,7 @@
 //!
 //! The last `X-RateLimit-Limit` and `X-RateLimit-Remaining` seen are
 //! [`Target::quota`]: the scheduler keeps them in
-//! [`crate::stats::Stats::quota`]`("abuseipdb")` (in memory; None until an
+//! [`crate::stats::TargetStats::quota`] of `abuseipdb` (in memory; None until an
 //! answer carried them in this run).
 
 pub mod classify;

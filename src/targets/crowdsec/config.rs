@@ -6,7 +6,7 @@
 //! and the systemd credential [`CREDENTIAL_NAME`] (the rules of Threat
 //! Jammer's token: `crate::config_kit::resolve_secret`). It is a
 //! [`Secret`]: never printed. A missing password stops a real start, not a
-//! dry run (see [`super::CrowdSec::build`]).
+//! dry run (see `CrowdSec::build`).
 //!
 //! Invariants of a [`Section`] from `validate`: `lapi_url` is https, or http
 //! to a loopback host, or http with `allow_insecure_http = true`, carries no

@@ -14,7 +14,7 @@
 //!
 //! Two ways in are its own, and `crate::config` handles them by name: the
 //! deprecated top-level tables `[threatjammer]` and `[schedule]`, which
-//! the loader turns into this section ([`RawSection::from_alias`]: messages
+//! the loader turns into this section (`RawSection::from_alias`: messages
 //! then name the old tables), and cowrie.cfg's `[output_threatjammer]`
 //! (`crate::cowrie_cfg`), whose keys are the report part.
 //!
