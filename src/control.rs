@@ -699,13 +699,7 @@ mod tests {
     fn export_writes_a_sighting_from_the_far_future() {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::default_for_tests(dir.path().join("state"));
-        // As `daemon::open_queue` opens it (the daemon is above this layer).
-        let queue = Store::open(
-            &config.state_dir,
-            config.storage.cache_capacity,
-            &crate::targets::store_specs(config.target_sections()),
-        )
-        .unwrap();
+        let queue = crate::pipeline::fake::open_store(&config);
         let ops = Ops {
             queue: Arc::new(queue),
             config,

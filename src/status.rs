@@ -664,12 +664,7 @@ mod tests {
     fn each_target_has_its_own_status_and_the_top_level_sums_them_up() {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::default_for_tests(dir.path().join("state"));
-        let queue = Store::open(
-            &config.state_dir,
-            config.storage.cache_capacity,
-            &crate::targets::store_specs(config.target_sections()),
-        )
-        .unwrap();
+        let queue = crate::pipeline::fake::open_store(&config);
         let stats = Stats::default();
         let t = stats.target("threatjammer");
         Stats::add(&t.requests, 3);
@@ -703,13 +698,7 @@ mod tests {
     fn a_daemon_that_cannot_read_its_queue_still_says_why() {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::default_for_tests(dir.path().join("state"));
-        // As `daemon::open_queue` opens it (the daemon is above this layer).
-        let queue = Store::open(
-            &config.state_dir,
-            config.storage.cache_capacity,
-            &crate::targets::store_specs(config.target_sections()),
-        )
-        .unwrap();
+        let queue = crate::pipeline::fake::open_store(&config);
         let stats = Stats::default();
         stats.set_paused(Some(
             "cannot write the queue: No space left on device".into(),
