@@ -249,10 +249,13 @@ struct Running {
 impl Running {
     fn spawn(cmd: &mut Command) -> Running {
         let out = tempfile::NamedTempFile::new().unwrap();
+        // One open file for both: two would each write from their own
+        // offset, the later writes over the earlier ones.
+        let file = out.reopen().unwrap();
         let child = cmd
             .stdin(Stdio::null())
-            .stdout(out.reopen().unwrap())
-            .stderr(out.reopen().unwrap())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
         Running { child, out }

@@ -129,10 +129,13 @@ impl Drop for Running {
 
 pub fn spawn(cmd: &mut Command) -> Running {
     let out = tempfile::NamedTempFile::new().unwrap();
+    // One open file for both: two would each write from their own offset,
+    // the later writes over the earlier ones.
+    let file = out.reopen().unwrap();
     let child = cmd
         .stdin(Stdio::null())
-        .stdout(out.reopen().unwrap())
-        .stderr(out.reopen().unwrap())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
         .spawn()
         .unwrap();
     Running { child, out }
