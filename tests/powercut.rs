@@ -1113,3 +1113,139 @@ fn a_power_cut_during_recover_loses_nothing() {
     }
     eprintln!("recover --force ({full:.1?} uninterrupted), power cuts: {outcomes:#?}");
 }
+
+/// A power cut while `tjfwd replay` writes what it read, at the start of
+/// each fsync of sled's log in turn (the moments that decide what is
+/// durable), with what was written since the fsync before reaching the
+/// disk in part (the default odds, fixed seeds). Whatever the cut left, the
+/// database is sound at the next start, and the replay run again queues
+/// every address, each once, for both targets. One of the cuts falls
+/// between the two fsyncs of the bulk load (`src/store/load.rs`): the
+/// addresses whose entries reached the disk stay queued, and the next
+/// start finishes the load and says so.
+#[test]
+fn a_power_cut_during_a_replay_loses_nothing_and_queues_nothing_twice() {
+    use support::bin::{bin, output_of, spawn, wait_with_limit, Env};
+    use support::cowrie;
+    use support::fake_api::{FakeApi, FakeConfig};
+
+    const N: usize = 5_000;
+    const FINISHED: &str = "was interrupted while it wrote the addresses it had read";
+    let env = Env::new();
+    let rig = Rig::new();
+    let api = FakeApi::start(FakeConfig::default());
+    let cfg = env.config(&api, "");
+    let mnt = rig.mnt();
+    let key = env.path("abuseipdb.key");
+    fs::write(&key, "placeholder\n").unwrap();
+    let text = fs::read_to_string(&cfg).unwrap().replace(
+        r#"state_dir = "state""#,
+        &format!("state_dir = {:?}", mnt.join("state").to_str().unwrap()),
+    ) + &format!(
+        "\n[targets.abuseipdb]\napi_url = \"{}\"\napi_key_file = {:?}\n",
+        api.url(),
+        key.to_str().unwrap()
+    );
+    fs::write(&cfg, text).unwrap();
+    fs::write(env.log(), "").unwrap();
+    let archive = env.path("archive.json");
+    // Each address twice: the replay folds the second sighting in.
+    let lines: Vec<String> = (0..2 * N)
+        .map(|i| {
+            let a = i % N;
+            let addr = format!("9.{}.{}.{}", a >> 16, (a >> 8) & 255, a & 255);
+            cowrie::login_failed(&addr, i as u64)
+        })
+        .collect();
+    cowrie::append(&archive, &lines);
+    let replay = || {
+        let mut c = bin();
+        c.args([
+            "replay",
+            "--no-progress-bar",
+            archive.to_str().unwrap(),
+            "--config",
+        ])
+        .arg(&cfg);
+        spawn(&mut c)
+    };
+    let run_to_end = |args: &[&str]| {
+        let mut r = spawn(bin().args(args).arg("--config").arg(&cfg));
+        let status = wait_with_limit(&mut r, Duration::from_secs(120));
+        (status.and_then(|s| s.code()), output_of(&mut r))
+    };
+    let pending = |out: &str| -> Option<usize> {
+        out.split_whitespace()
+            .zip(out.split_whitespace().skip(1))
+            .find(|(_, w)| w.trim_end_matches(',') == "pending")
+            .and_then(|(n, _)| n.parse().ok())
+    };
+
+    // How many fsyncs of the log an uninterrupted replay makes.
+    let Some(fs) = rig.mount("a_power_cut_during_a_replay_loses_nothing_and_queues_nothing_twice")
+    else {
+        return;
+    };
+    fs.watch_fsyncs("db", None);
+    let mut r = replay();
+    let status = wait_with_limit(&mut r, Duration::from_secs(120));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "{}",
+        output_of(&mut r)
+    );
+    let total = fs.watched_fsyncs();
+    drop(fs);
+    assert!(total >= 3, "{total} fsyncs of the log");
+
+    let mut outcomes = Vec::new();
+    let mut finished = 0;
+    for m in 1..=total {
+        let fs = LazyFs::mount(&mnt, &rig.image()).unwrap();
+        fs.watch_fsyncs("db", Some(m));
+        let mut r = replay();
+        let t0 = Instant::now();
+        while !fs.is_off() && r.child.try_wait().unwrap().is_none() {
+            assert!(t0.elapsed() < Duration::from_secs(120), "the replay hangs");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = r.child.kill();
+        let _ = r.child.wait();
+        let cut_replay = output_of(&mut r);
+        let disk = rig.out(&format!("cut{m}"));
+        let report = fs.cut(&mut rng(200 + m), &disk).unwrap();
+        let fs = LazyFs::mount(&mnt, &disk).unwrap();
+        let (code, first) = run_to_end(&["recover", "--check"]);
+        let kept = pending(&first);
+        outcomes.push(format!(
+            "cut at fsync {m} of {total}: {kept:?} pending after it; {report}"
+        ));
+        let fail = |what: &str, out: &str| -> ! {
+            panic!("{what}\n{out}\n{outcomes:#?}\n--- the cut replay\n{cut_replay}")
+        };
+        if code != Some(0) {
+            fail("recover --check after the cut", &first);
+        }
+        if first.contains(FINISHED) {
+            finished += 1;
+        }
+        let (code, out) = run_to_end(&["replay", "--no-progress-bar", archive.to_str().unwrap()]);
+        if code != Some(0) {
+            fail("the replay again", &out);
+        }
+        let (code, out) = run_to_end(&["recover", "--check"]);
+        if code != Some(0) || pending(&out) != Some(N) {
+            fail(
+                &format!("recover --check after the replay again: {N} pending?"),
+                &out,
+            );
+        }
+        drop(fs);
+    }
+    eprintln!("replay, power cuts: {outcomes:#?}");
+    assert!(
+        finished >= 1,
+        "no cut fell inside the bulk load: {outcomes:#?}"
+    );
+}

@@ -34,7 +34,8 @@
 //! [`v3::encode_group`]). Counters in `meta` and `targets` are raw u64 big-endian. Times are
 //! milliseconds since the Unix epoch.
 //!
-//! Invariants kept by the writers (all in single transactions): for every
+//! Invariants kept by the writers (in single transactions, but for the
+//! bulk load below): for every
 //! `pending` entry and every target `t` it owes at group `s`
 //! ([`v3::Intake::owed`]), `t`'s `order` group `s` lists the address;
 //! every address a group of `t` lists is owed to `t` at that group (so no
@@ -45,6 +46,19 @@
 //! target, carrying its `expires_at_ms`; each `seen` entry has exactly one
 //! `seen_time` key, carrying its time, and each `seen_time` key its `seen`
 //! entry.
+//!
+//! The one exception: while `meta/loading` ([`meta_keys::LOADING`]) is
+//! there, the `order` groups in its sequence range may list addresses
+//! that have no `pending` entry, and the counters count them. `tjfwd
+//! replay` writes it, with those groups and counters, in one transaction
+//! before it writes their entries outside any, and removes it once they
+//! are durable; an open that finds it keeps in those groups only the
+//! addresses whose entries were written, fixes the counters and removes it.
+//! It needs no new schema version: only a crash during a replay leaves it
+//! behind, and the next open of the tjfwd that wrote it removes it. (An
+//! older tjfwd opening such a database would skip the addresses without an
+//! entry when it takes a batch, as it skips any group member that is not
+//! owed, but would keep counting them as pending.)
 //!
 //! ## The denylist's last sightings (v3 → v4)
 //!
@@ -165,6 +179,14 @@ pub mod meta_keys {
     /// written since then that no checkpoint names were never seen and are
     /// read whole; older ones predate tjfwd. Absent until the first start.
     pub const INPUT_SINCE: &[u8] = b"input_since";
+    /// [`crate::v4::encode_loading`]: present only while `tjfwd replay`
+    /// loads new addresses in bulk, or after a crash interrupted it. The
+    /// `order` groups in its sequence range may list addresses whose
+    /// `pending` entries were not written; tjfwd's open keeps in them only
+    /// those whose entries were, fixes the counters and removes it (v4,
+    /// added without a schema change: a database holds it only between a
+    /// crashed replay and the next open).
+    pub const LOADING: &[u8] = b"loading";
 }
 
 /// Errors of opening and migrating a database.
@@ -1363,6 +1385,28 @@ pub mod v4 {
             _ => Err(MigrationError::Corrupt(format!(
                 "seen: a value of {} bytes, or of an unknown version",
                 bytes.len()
+            ))),
+        }
+    }
+
+    /// `meta/loading` ([`crate::meta_keys::LOADING`]): the sequence range
+    /// `first..next` of the groups a bulk load wrote, two u64 big-endian.
+    pub fn encode_loading(first_seq: u64, next_seq: u64) -> [u8; 16] {
+        let mut v = [0u8; 16];
+        v[..8].copy_from_slice(&first_seq.to_be_bytes());
+        v[8..].copy_from_slice(&next_seq.to_be_bytes());
+        v
+    }
+
+    /// Reads [`encode_loading`].
+    pub fn decode_loading(bytes: &[u8]) -> Result<(u64, u64), MigrationError> {
+        match bytes.len() {
+            16 => Ok((
+                u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes")),
+                u64::from_be_bytes(bytes[8..].try_into().expect("8 bytes")),
+            )),
+            n => Err(MigrationError::Corrupt(format!(
+                "meta/loading of {n} bytes"
             ))),
         }
     }

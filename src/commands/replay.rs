@@ -36,7 +36,8 @@ use crate::store::{fold, Class, EnqueueOutcome, Folded, Owes, Sighting, Store, S
 /// node version it replaces until it ends, so memory grows with its size
 /// (40,000 sightings a transaction: 99 MiB peak RSS instead of 40 MiB).
 const CHUNK_SIGHTINGS: usize = 5_000;
-/// Addresses written per transaction by [`Deferred`]: a sled transaction
+/// Pending addresses' sightings written per transaction by [`Deferred`]
+/// (new ones go in one [`Store::load_new`]): a sled transaction
 /// keeps every node version it replaces until it ends, and the addresses
 /// of a replay land all over the tree. Writing the 50,000 addresses of the
 /// benchmark log at its end peaked at 125 MiB RSS in transactions of
@@ -305,7 +306,8 @@ struct Entry {
 ///   its chunk came (its `queued_at`), and its later sightings are folded
 ///   into it; held addresses are written, in that order and with those
 ///   times, when the memory bound is reached and at the end
-///   ([`Store::enqueue_folded_at`]);
+///   ([`Store::load_new`]: sled's plain inserts, in key order, under an
+///   intent record the next open finishes if a crash interrupts them);
 /// - an address already pending only gets min/max/sum folded into its
 ///   entry, which commute: its sightings are folded and written once;
 /// - reported and dead-lettered addresses are looked up again at each
@@ -426,18 +428,12 @@ impl Deferred {
         Ok(out)
     }
 
-    /// Writes every held address and every deferred sighting, in
-    /// transactions of at most `WRITE_ADDRESSES` addresses.
+    /// Writes every held address (one [`Store::load_new`]) and every
+    /// deferred sighting (transactions of at most `WRITE_ADDRESSES`
+    /// addresses).
     fn write_all(&mut self, queue: &Store) -> Result<(), StoreError> {
         let now = now_ms();
-        for ((held, at), owes) in self
-            .held
-            .chunks(WRITE_ADDRESSES)
-            .zip(self.held_at.chunks(WRITE_ADDRESSES))
-            .zip(self.held_owes.chunks(WRITE_ADDRESSES))
-        {
-            queue.enqueue_folded_at(held, at, owes, now)?;
-        }
+        queue.load_new(&self.held, &self.held_at, &self.held_owes, now)?;
         for f in self.held.drain(..) {
             if let Some(e) = self.known.get_mut(&f.addr) {
                 e.known = Known::Pending(Folded { hits: 0, ..f });

@@ -149,7 +149,7 @@ impl Owes {
         Owes(self.0 | 1 << served_index)
     }
 
-    fn has(self, served_index: usize) -> bool {
+    pub(super) fn has(self, served_index: usize) -> bool {
         self.0 & (1 << served_index) != 0
     }
 }
@@ -175,39 +175,12 @@ impl Store {
         checkpoint: Option<(&FileId, &Checkpoint)>,
         now_ms: u64,
     ) -> Result<EnqueueOutcome, StoreError> {
-        self.enqueue_inner(folded, None, checkpoint, now_ms)
-    }
-
-    /// [`Store::enqueue_folded`] of entries held back since `queued_at[i]`
-    /// (one time per entry): an address this queues gets that time as its
-    /// `queued_at_ms`, as if it had been written then (`tjfwd replay`
-    /// writes new addresses once, after folding their later sightings).
-    ///
-    /// `owes[i]` names the targets that [`Store::classify_owed`] found take
-    /// entry `i` when it was held back: their dead letters and reports are
-    /// not read again (a third of the write's time with three targets).
-    /// That holds because the caller holds the store alone since then and
-    /// writes neither dead letters nor reports (`tjfwd replay` holds its
-    /// lock), and because a target that takes a sighting takes any later
-    /// one too (the entry's last sighting only grows). The other targets
-    /// are looked up as [`Store::enqueue_folded`] does, so a later sighting
-    /// folded in still makes a target that had reported it owe it again.
-    pub fn enqueue_folded_at(
-        &self,
-        folded: &[Folded],
-        queued_at: &[u64],
-        owes: &[Owes],
-        now_ms: u64,
-    ) -> Result<EnqueueOutcome, StoreError> {
-        assert_eq!(folded.len(), queued_at.len(), "one queued_at per entry");
-        assert_eq!(folded.len(), owes.len(), "one owes per entry");
-        self.enqueue_inner(folded, Some((queued_at, owes)), None, now_ms)
+        self.enqueue_inner(folded, checkpoint, now_ms)
     }
 
     fn enqueue_inner(
         &self,
         folded: &[Folded],
-        held: Option<(&[u64], &[Owes])>,
         checkpoint: Option<(&FileId, &Checkpoint)>,
         now_ms: u64,
     ) -> Result<EnqueueOutcome, StoreError> {
@@ -236,18 +209,13 @@ impl Store {
                     // groups `first_seq`, `first_seq + 1`... of GROUP_MAX.
                     let mut queued: Vec<(Vec<&[u8]>, Vec<u64>)> =
                         vec![(Vec::new(), Vec::new()); served.len()];
-                    for (i, (key, f)) in keys.iter().zip(folded).enumerate() {
+                    for (key, f) in keys.iter().zip(folded) {
                         let (first, last, hits) = (f.first_seen_ms, f.last_seen_ms, f.hits);
                         let entry = tx_get_intake(pending, key)?;
-                        let known = held.map_or(Owes::default(), |(_, owes)| owes[i]);
                         let mut owed_now = Vec::new();
                         let mut class = Class::Dead;
                         for (si, t) in served.iter().enumerate() {
                             if entry.as_ref().is_some_and(|e| e.seq_for(t.id).is_some()) {
-                                continue;
-                            }
-                            if known.has(si) {
-                                owed_now.push(si);
                                 continue;
                             }
                             let tkey = v3::target_addr_key(t.id, key);
@@ -258,7 +226,7 @@ impl Store {
                                 c => class = class.max(c),
                             }
                         }
-                        let at = held.map_or(now_ms, |(q, _)| q[i]);
+                        let at = now_ms;
                         let mut owe = |e: &mut Intake| {
                             for &si in &owed_now {
                                 let (list, times) = &mut queued[si];
@@ -335,7 +303,7 @@ impl Store {
     }
 
     /// [`Store::classify`], and for a [`Class::New`] entry the targets that
-    /// take it (for [`Store::enqueue_folded_at`]).
+    /// take it (for [`Store::load_new`]).
     pub fn classify_owed(
         &self,
         folded: &[Folded],
@@ -388,7 +356,7 @@ impl Store {
 /// of [`Store::enqueue_folded`] and [`Store::classify`] (never
 /// [`Class::Pending`]). The reported entry is only read when the address
 /// is not dead-lettered.
-fn class_unless_pending<E>(
+pub(super) fn class_unless_pending<E>(
     is_dead: bool,
     reported: impl FnOnce() -> Result<Option<Reported>, E>,
     last_seen_ms: u64,

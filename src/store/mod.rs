@@ -24,7 +24,10 @@
 //! Invariants:
 //!
 //! - Every change that touches more than one tree is one sled transaction,
-//!   so after a crash the database holds all of it or none of it. The trees
+//!   so after a crash the database holds all of it or none of it; the one
+//!   exception, `tjfwd replay`'s bulk load (`load.rs`), leaves an intent
+//!   record durable before it writes outside its transaction, and the next
+//!   open finishes what it left half-done. The trees
 //!   agree as the `migrations` crate states (a pending address in one
 //!   `order` group of each target that owes it, the one its entry names;
 //!   the counters equal to what they count; one `expiry` key per reported
@@ -47,6 +50,7 @@
 //! | `swap.rs`     | replacing the database (`recover`) in steps a crash cannot leave half-done |
 //! | `sync.rs`     | the fsyncs sled 0.34 does not do: its log, blobs and directories  |
 //! | `intake.rs`   | sightings coming in: folded, each placed (new, pending, not due, dead); the pending counter |
+//! | `load.rs`     | `tjfwd replay`'s bulk load of new addresses, and finishing one a crash interrupted |
 //! | `delivery.rs` | sending, per target: batches in FIFO order, ack, dead letters, the reported mirror and its expiry, resend, the request log, health, the scans behind `export` |
 //! | `inputs.rs`   | input positions: the file checkpoints, `input_since`          |
 //! | `denylist.rs` | the denylist: the last sightings kept past `pending`, the list, its pruning |
@@ -67,6 +71,7 @@ mod delivery;
 mod denylist;
 mod inputs;
 mod intake;
+mod load;
 mod open;
 mod swap;
 mod sync;

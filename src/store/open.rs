@@ -17,6 +17,8 @@
 //!   before anything else reads it; a newer one is refused, untouched.
 //! - Snapshots that sled left half-written are removed before it opens
 //!   ([`remove_interrupted_snapshots`]).
+//! - A bulk load that a crash interrupted (`meta/loading`, see `load.rs`)
+//!   is finished before the store is returned.
 
 use std::fs::{File, OpenOptions};
 use std::path::Path;
@@ -177,7 +179,7 @@ impl Store {
             // interrupted (see above).
             write_seal(&dir, now).map_err(io)?;
         }
-        Ok(Store {
+        let store = Store {
             meta,
             targets: targets_tree,
             registered,
@@ -195,7 +197,16 @@ impl Store {
             dir,
             _lock: lock,
             sealed_at_ms: std::sync::atomic::AtomicU64::new(0),
-        })
+        };
+        if let Some((kept, dropped)) = store.finish_interrupted_load()? {
+            tracing::warn!(
+                dir = %store.dir.display(),
+                kept,
+                dropped,
+                "a `tjfwd replay` was interrupted while it wrote the addresses it had read: the queue keeps those it had written (kept, target by target), the others were taken out of it (dropped); run the replay again to queue them"
+            );
+        }
+        Ok(store)
     }
 
     /// The targets this store serves (those it was opened with), in that

@@ -77,6 +77,16 @@ impl Store {
             .get(meta_keys::NEXT_SEQ)
             .map_err(StoreError::from)
             .and_then(|b| Ok(v1::decode_u64("meta/next_seq", b.as_deref())?));
+        // Only `tjfwd replay`'s bulk load writes it, and removes it before
+        // it returns; the next open finishes a load a crash interrupted.
+        match self.meta.get(meta_keys::LOADING) {
+            Ok(Some(_)) if cross_check => problem(
+                &mut v,
+                "meta/loading: a bulk load was interrupted and not finished".into(),
+            ),
+            Ok(_) => {}
+            Err(e) => problem(&mut v, format!("meta/loading: {e}")),
+        }
         for (t, name) in &self.registered {
             for (what, r) in [
                 ("request log", self.request_log(*t).map(drop)),

@@ -373,6 +373,26 @@ impl LazyFs {
         self.shared.off.store(true, Ordering::SeqCst);
     }
 
+    /// Counts from now on the `fsync`s and `fdatasync`s of regular files
+    /// named `name` (in any directory), and with `Some(n)`, powers off (as
+    /// [`power_off`](Self::power_off)) at the start of the `n`-th of them,
+    /// which fails with EIO and makes nothing durable: a cut then draws
+    /// what reached the disk of what was written since the one before.
+    pub fn watch_fsyncs(&self, name: &str, power_off_at: Option<u64>) {
+        self.shared.lock().watch = Some((name.into(), 0, power_off_at));
+    }
+
+    /// How many watched fsyncs came so far ([`watch_fsyncs`](Self::watch_fsyncs)),
+    /// the one that powered off included.
+    pub fn watched_fsyncs(&self) -> u64 {
+        self.shared.lock().watch.as_ref().map_or(0, |w| w.1)
+    }
+
+    /// Whether the power is off.
+    pub fn is_off(&self) -> bool {
+        self.shared.off.load(Ordering::SeqCst)
+    }
+
     /// The power cut with the default odds ([`CutOptions::default`]).
     pub fn cut<R: Rng + ?Sized>(self, rng: &mut R, out: &Path) -> io::Result<CutReport> {
         self.cut_with(rng, out, &CutOptions::default())
@@ -688,6 +708,9 @@ struct Model {
     next_fh: u64,
     fsyncs: u64,
     dir_fsyncs: u64,
+    /// [`LazyFs::watch_fsyncs`]: the file name watched, its fsyncs so far,
+    /// and at which one the power goes off.
+    watch: Option<(OsString, u64, Option<u64>)>,
 }
 
 type Res<T> = Result<T, Errno>;
@@ -709,6 +732,7 @@ impl Model {
             next_fh: 1,
             fsyncs: 0,
             dir_fsyncs: 0,
+            watch: None,
         };
         model.inodes.insert(
             ROOT,
@@ -1028,6 +1052,23 @@ impl Model {
         debug_assert!(f.durable == f.live);
         self.fsyncs += 1;
         Ok(())
+    }
+
+    /// Counts an `fsync` of `ino` if its name is the watched one; true
+    /// when it is the one the power goes off at (it does not happen).
+    fn watched_fsync_trips(&mut self, ino: Ino) -> bool {
+        let Some((name, _, _)) = &self.watch else {
+            return false;
+        };
+        let named = self.inodes.values().any(|i| match &i.body {
+            Body::Dir(d) => d.live.get(name) == Some(&ino),
+            _ => false,
+        });
+        let Some((_, seen, off_at)) = self.watch.as_mut().filter(|_| named) else {
+            return false;
+        };
+        *seen += 1;
+        *off_at == Some(*seen)
     }
 
     /// `fsync` of a directory: its live entries become durable.
@@ -1599,7 +1640,14 @@ impl Filesystem for Fuse {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.with(|m| m.fsync(ino.0)) {
+        let result = self.with(|m| {
+            if m.watched_fsync_trips(ino.0) {
+                self.shared.off.store(true, Ordering::SeqCst);
+                return Err(Errno::EIO);
+            }
+            m.fsync(ino.0)
+        });
+        match result {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
