@@ -39,7 +39,7 @@ use std::collections::BTreeSet;
 use migrations::meta_keys;
 use migrations::v1;
 use migrations::v2::GROUP_MAX;
-use migrations::v3::{self, Intake, Owed, TargetId};
+use migrations::v3::{self, Intake, Owed};
 use migrations::v4;
 use sled::transaction::abort;
 use sled::Transactional;
@@ -49,6 +49,32 @@ use super::denylist::tx_note_seen;
 use super::intake::{class_unless_pending, Class, EnqueueOutcome, Folded, Owes};
 use super::tx::{tx_counter, tx_err, TargetCounts};
 use super::{Store, StoreError};
+
+/// `pos` of an entry not queued for a target.
+const NOT_OWED: u32 = u32::MAX;
+
+/// An address key (4 or 16 bytes, [`v1::addr_key`]) without an allocation.
+#[derive(Clone, Copy)]
+struct Key {
+    len: u8,
+    bytes: [u8; 16],
+}
+
+impl Key {
+    fn of(addr: std::net::IpAddr) -> Key {
+        let k = v1::addr_key(addr);
+        let mut bytes = [0u8; 16];
+        bytes[..k.len()].copy_from_slice(&k);
+        Key {
+            len: k.len() as u8,
+            bytes,
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
 
 impl Store {
     /// Queues addresses new to the queue, held back since `queued_at[i]`
@@ -82,20 +108,24 @@ impl Store {
         let any_dead = self.dead.first()?.is_some();
         let any_reported = self.reported.first()?.is_some();
         let served = &self.served;
-        let keys: Vec<Vec<u8>> = folded.iter().map(|f| v1::addr_key(f.addr)).collect();
+        let n = served.len();
+        // Compact, for a load of 100,000 addresses: keys without an
+        // allocation each, and per target indices into `folded`.
+        let keys: Vec<Key> = folded.iter().map(|f| Key::of(f.addr)).collect();
         let mut out = EnqueueOutcome::default();
-        // Per served target, the addresses queued for it, in order, and when.
-        let mut queued: Vec<(Vec<&[u8]>, Vec<u64>)> = vec![(Vec::new(), Vec::new()); served.len()];
-        // Per entry, its owed targets as (target, group offset); empty: not queued.
-        let mut owed: Vec<Vec<(TargetId, u64)>> = Vec::with_capacity(folded.len());
+        // Per served target, the entries queued for it, in order.
+        let mut queued: Vec<Vec<u32>> = vec![Vec::new(); n];
+        // Entry i's place in served target si's list: `pos[i * n + si]`
+        // (`NOT_OWED`: not queued for it).
+        let mut pos: Vec<u32> = vec![NOT_OWED; folded.len() * n];
         let mut not_queued: Vec<(&[u8], u64)> = Vec::new();
         let mut counts = TargetCounts::default();
         for (i, (key, f)) in keys.iter().zip(folded).enumerate() {
             let mut class = Class::Dead;
-            let mut mine = Vec::new();
+            let mut taken = false;
             for (si, t) in served.iter().enumerate() {
                 let takes = owes[i].has(si) || {
-                    let tkey = v3::target_addr_key(t.id, key);
+                    let tkey = v3::target_addr_key(t.id, key.as_slice());
                     let is_dead = any_dead && self.dead.contains_key(&tkey)?;
                     let r = || match any_reported {
                         true => v1::get::<v1::Reported>(&self.reported, "reported", &tkey),
@@ -110,23 +140,21 @@ impl Store {
                     }
                 };
                 if takes {
-                    let (list, times) = &mut queued[si];
-                    mine.push((t.id, (list.len() / GROUP_MAX) as u64));
-                    list.push(key.as_slice());
-                    times.push(queued_at[i]);
+                    pos[i * n + si] = queued[si].len() as u32;
+                    queued[si].push(i as u32);
                     counts.add(t.id, 1);
+                    taken = true;
                 }
             }
-            if mine.is_empty() {
+            if taken {
+                out.queued_new += 1;
+            } else {
                 not_queued.push((key.as_slice(), f.last_seen_ms.min(now_ms)));
                 match class {
                     Class::NotDue => out.already_reported += 1,
                     _ => out.dead += 1,
                 }
-            } else {
-                out.queued_new += 1;
             }
-            owed.push(mine);
         }
         // 1. Everything but the entries, and the intent.
         let (first_seq, next_seq) = (
@@ -145,8 +173,16 @@ impl Store {
                 let first_seq = tx_counter(meta, meta_keys::NEXT_SEQ)?;
                 let count = tx_counter(meta, meta_keys::PENDING_COUNT)?;
                 let mut next_seq = first_seq;
-                for (t, (list, times)) in served.iter().zip(&queued) {
-                    next_seq = next_seq.max(tx_insert_groups(order, t.id, first_seq, list, times)?);
+                for (t, list) in served.iter().zip(&queued) {
+                    let mut seq = first_seq;
+                    for group in list.chunks(GROUP_MAX) {
+                        let members: Vec<&[u8]> =
+                            group.iter().map(|&i| keys[i as usize].as_slice()).collect();
+                        let times: Vec<u64> =
+                            group.iter().map(|&i| queued_at[i as usize]).collect();
+                        seq = tx_insert_groups(order, t.id, seq, &members, &times)?;
+                    }
+                    next_seq = next_seq.max(seq);
                 }
                 if next_seq != first_seq {
                     meta.insert(meta_keys::NEXT_SEQ, &next_seq.to_be_bytes())?;
@@ -172,19 +208,27 @@ impl Store {
         // 2. The intent and the groups durable before any entry.
         self.flush()?;
         // 3. The entries, in key order.
-        let mut order: Vec<usize> = (0..folded.len()).filter(|&i| !owed[i].is_empty()).collect();
-        order.sort_unstable_by(|&a, &b| keys[a].cmp(&keys[b]));
+        let owed_by = |i: usize| pos[i * n..(i + 1) * n].iter().any(|&p| p != NOT_OWED);
+        let mut order: Vec<u32> = (0..folded.len() as u32)
+            .filter(|&i| owed_by(i as usize))
+            .collect();
+        order.sort_unstable_by(|&a, &b| {
+            keys[a as usize].as_slice().cmp(keys[b as usize].as_slice())
+        });
         for i in order {
+            let i = i as usize;
             let f = &folded[i];
             let mut e = Intake {
                 first_seen_ms: f.first_seen_ms,
                 last_seen_ms: f.last_seen_ms,
                 hits: f.hits,
-                owed: owed[i]
+                owed: served
                     .iter()
-                    .map(|&(target, offset)| Owed {
-                        target,
-                        seq: first_seq + offset,
+                    .zip(&pos[i * n..(i + 1) * n])
+                    .filter(|(_, &p)| p != NOT_OWED)
+                    .map(|(t, &p)| Owed {
+                        target: t.id,
+                        seq: first_seq + (p as usize / GROUP_MAX) as u64,
                     })
                     .collect(),
             };
