@@ -384,17 +384,21 @@ mod tests {
         v
     }
 
-    /// Loads `addrs` as `tjfwd replay` does: classified, then loaded,
-    /// each with one sighting at 3000. Returns the sequences it used.
-    fn load(q: &Store, addrs: &[IpAddr]) -> (u64, u64) {
-        let sightings: Vec<Sighting> = addrs
+    /// One sighting of each of `addrs`, at 3000.
+    fn at_3000(addrs: &[IpAddr]) -> Vec<Sighting> {
+        addrs
             .iter()
             .map(|&addr| Sighting {
                 addr,
                 seen_ms: 3000,
             })
-            .collect();
-        let folded = super::super::intake::fold(&sightings);
+            .collect()
+    }
+
+    /// Loads `addrs` as `tjfwd replay` does: classified, then loaded,
+    /// each with one sighting at 3000. Returns the sequences it used.
+    fn load(q: &Store, addrs: &[IpAddr]) -> (u64, u64) {
+        let folded = super::super::intake::fold(&at_3000(addrs));
         let owes: Vec<Owes> = q
             .classify_owed(&folded, 3000)
             .unwrap()
@@ -444,14 +448,7 @@ mod tests {
         let (a, b) = (with_history(da.path()), with_history(db.path()));
         let addrs = loaded();
         load(&a, &addrs);
-        let sightings: Vec<Sighting> = addrs
-            .iter()
-            .map(|&addr| Sighting {
-                addr,
-                seen_ms: 3000,
-            })
-            .collect();
-        b.enqueue(&sightings, None, 3000).unwrap();
+        b.enqueue(&at_3000(&addrs), None, 3000).unwrap();
         sound(&a);
         assert_eq!(fifos(&a), fifos(&b));
         assert_eq!(a.pending_count().unwrap(), b.pending_count().unwrap());
