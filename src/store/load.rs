@@ -15,20 +15,23 @@
 //!    record `meta/loading` (the sequence range of those groups);
 //! 2. an fsync ([`Store::flush`]): the intent is durable before any entry
 //!    it covers is written;
-//! 3. the `pending` entries, with plain inserts, in key order (sled's
-//!    inserts are a fifth faster in key order than at random);
+//! 3. the `pending` entries, with plain inserts, in key order (8–18%
+//!    faster than in queue order, in a microbenchmark of 50,000 keys);
 //! 4. an fsync, then the removal of the intent (made durable by the
 //!    caller's next flush).
 //!
 //! A crash between 1 and 4 leaves groups that list addresses whose entries
-//! may be missing: any subset of them (each insert is atomic). At open,
+//! may be missing: any subset of them (each insert is atomic); a crash
+//! after 4 but before the removal was made durable leaves the intent with
+//! every entry written. At open,
 //! while the intent is there, [`Store::finish_interrupted_load`] keeps in
 //! those groups exactly the addresses whose entries were written, fixes the
 //! counters to match, and removes the intent, in one transaction: the
 //! queue is then as if the load had written only those entries, and the
 //! replay, which has no checkpoint, is run again (it queues nothing twice).
 //! What was written before the crash is kept, as with the one transaction
-//! per chunk of before.
+//! per chunk of before. `tests/powercut.rs` cuts the power at the start of
+//! each fsync of sled's log during a replay.
 //!
 //! Preconditions (the caller's, `tjfwd replay`'s): it holds the store
 //! alone, and no address it loads is pending. That is what lets the
