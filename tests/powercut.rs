@@ -1122,7 +1122,8 @@ fn a_power_cut_during_recover_loses_nothing() {
 /// every address, each once, for both targets. One of the cuts falls
 /// between the two fsyncs of the bulk load (`src/store/load.rs`): the
 /// addresses whose entries reached the disk stay queued, and the next
-/// start finishes the load and says so.
+/// start finishes the load and says so. `TJFWD_POWERCUTS=n` cuts at each
+/// fsync with n / 50 seeds.
 #[test]
 fn a_power_cut_during_a_replay_loses_nothing_and_queues_nothing_twice() {
     use support::bin::{bin, output_of, spawn, wait_with_limit, Env};
@@ -1201,7 +1202,14 @@ fn a_power_cut_during_a_replay_loses_nothing_and_queues_nothing_twice() {
 
     let mut outcomes = Vec::new();
     let mut finished = 0;
-    for m in 1..=total {
+    // Each fsync once (seed 0) by default; with TJFWD_POWERCUTS=n, each
+    // with n / 50 seeds (at least 1): other draws of what reached the disk.
+    let seeds: u64 = std::env::var("TJFWD_POWERCUTS")
+        .map(|n| n.parse::<u64>().expect("TJFWD_POWERCUTS: a number") / 50)
+        .unwrap_or(0)
+        .max(1);
+    let cuts = (0..seeds).flat_map(|seed| (1..=total).map(move |m| (seed, m)));
+    for (seed, m) in cuts {
         let fs = LazyFs::mount(&mnt, &rig.image()).unwrap();
         fs.watch_fsyncs("db", Some(m));
         let mut r = replay();
@@ -1213,13 +1221,13 @@ fn a_power_cut_during_a_replay_loses_nothing_and_queues_nothing_twice() {
         let _ = r.child.kill();
         let _ = r.child.wait();
         let cut_replay = output_of(&mut r);
-        let disk = rig.out(&format!("cut{m}"));
-        let report = fs.cut(&mut rng(200 + m), &disk).unwrap();
+        let disk = rig.out(&format!("cut{seed}-{m}"));
+        let report = fs.cut(&mut rng(200 + 1000 * seed + m), &disk).unwrap();
         let fs = LazyFs::mount(&mnt, &disk).unwrap();
         let (code, first) = run_to_end(&["recover", "--check"]);
         let kept = pending(&first);
         outcomes.push(format!(
-            "cut at fsync {m} of {total}: {kept:?} pending after it; {report}"
+            "seed {seed}, cut at fsync {m} of {total}: {kept:?} pending after it; {report}"
         ));
         let fail = |what: &str, out: &str| -> ! {
             panic!("{what}\n{out}\n{outcomes:#?}\n--- the cut replay\n{cut_replay}")
