@@ -547,8 +547,12 @@ fn flush_and_resend_take_a_target_and_status_shows_each() {
 
     let o = tjfwd(&["flush", "--target", "abuseipdb"]);
     assert!(o.status.success(), "{}", support::bin::text(&o));
-    let v = wait_status(&s, "AbuseIPDB took the five", |v| {
+    // The scheduler acknowledges in the store, then counts: a status in
+    // between shows the five reported and no request counted yet.
+    let v = wait_status(&s, "AbuseIPDB took the five and counted it", |v| {
         v["targets"]["abuseipdb"]["pending"] == 0
+            && v["targets"]["abuseipdb"]["counters"]["requests_ok"] == 1
+            && v["targets"]["abuseipdb"]["counters"]["addresses_reported"] == 5
     });
     assert_eq!(sorted(s.ab.reported_ips()), sorted(five.clone()));
     assert_eq!(
