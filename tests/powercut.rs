@@ -1002,6 +1002,47 @@ fn power_cut_chain(
     Some(Ok(()))
 }
 
+/// The test configuration of `env` (Threat Jammer at `api`) with its state
+/// directory on the power-cut mount `mnt`, and an empty live log.
+fn config_on_mount(
+    env: &support::bin::Env,
+    api: &support::fake_api::FakeApi,
+    mnt: &Path,
+) -> PathBuf {
+    let cfg = env.config(api, "");
+    let text = fs::read_to_string(&cfg).unwrap().replace(
+        r#"state_dir = "state""#,
+        &format!("state_dir = {:?}", mnt.join("state").to_str().unwrap()),
+    );
+    fs::write(&cfg, text).unwrap();
+    fs::write(env.log(), "").unwrap();
+    cfg
+}
+
+/// An archived Cowrie log of `n` distinct addresses (9.x.y.z), each failing
+/// a login `times` times, one line a millisecond.
+fn archive(env: &support::bin::Env, n: usize, times: usize) -> PathBuf {
+    let path = env.path("archive.json");
+    let lines: Vec<String> = (0..n * times)
+        .map(|i| {
+            let a = i % n;
+            let addr = format!("9.{}.{}.{}", a >> 16, (a >> 8) & 255, a & 255);
+            support::cowrie::login_failed(&addr, i as u64)
+        })
+        .collect();
+    support::cowrie::append(&path, &lines);
+    path
+}
+
+/// Runs tjfwd with `args` and the configuration `cfg` to its end (at most
+/// 120 s): its exit code and its output.
+fn run_to_end(cfg: &Path, args: &[&str]) -> (Option<i32>, String) {
+    use support::bin::{bin, output_of, spawn, wait_with_limit};
+    let mut r = spawn(bin().args(args).arg("--config").arg(cfg));
+    let status = wait_with_limit(&mut r, Duration::from_secs(120));
+    (status.and_then(|s| s.code()), output_of(&mut r))
+}
+
 /// A power cut while `tjfwd recover --force` rebuilds the database: the next
 /// `recover --check` finishes or undoes it from what the disk kept, finds
 /// the database sound, and every pending address is there (they come from
@@ -1011,8 +1052,7 @@ fn power_cut_chain(
 /// (a tenth of it, at least 4).
 #[test]
 fn a_power_cut_during_recover_loses_nothing() {
-    use support::bin::{bin, output_of, spawn, wait_with_limit, Env};
-    use support::cowrie;
+    use support::bin::{bin, output_of, spawn, Env};
     use support::fake_api::{FakeApi, FakeConfig};
 
     const N: usize = 5_000;
@@ -1023,33 +1063,14 @@ fn a_power_cut_during_recover_loses_nothing() {
     let env = Env::new();
     let rig = Rig::new();
     let api = FakeApi::start(FakeConfig::default());
-    let cfg = env.config(&api, "");
     let mnt = rig.mnt();
-    let text = fs::read_to_string(&cfg).unwrap().replace(
-        r#"state_dir = "state""#,
-        &format!("state_dir = {:?}", mnt.join("state").to_str().unwrap()),
-    );
-    fs::write(&cfg, text).unwrap();
-    fs::write(env.log(), "").unwrap();
-    let archive = env.path("archive.json");
-    let addrs: Vec<String> = (0..N)
-        .map(|i| format!("9.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255))
-        .collect();
-    let lines: Vec<String> = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, a)| cowrie::login_failed(a, i as u64))
-        .collect();
-    cowrie::append(&archive, &lines);
-    let run_to_end = |args: &[&str]| {
-        let mut r = spawn(bin().args(args).arg("--config").arg(&cfg));
-        let status = wait_with_limit(&mut r, Duration::from_secs(120));
-        (status, output_of(&mut r))
-    };
+    let cfg = config_on_mount(&env, &api, &mnt);
+    let archive = archive(&env, N, 1);
+    let run_to_end = |args: &[&str]| run_to_end(&cfg, args);
     let pending_and_sound = || -> Result<(), String> {
-        let (status, out) = run_to_end(&["recover", "--check"]);
-        if status.and_then(|s| s.code()) != Some(0) || !out.contains(&format!("{N} pending")) {
-            return Err(format!("recover --check: {status:?}\n{out}"));
+        let (code, out) = run_to_end(&["recover", "--check"]);
+        if code != Some(0) || !out.contains(&format!("{N} pending")) {
+            return Err(format!("recover --check: exit {code:?}\n{out}"));
         }
         Ok(())
     };
@@ -1059,8 +1080,8 @@ fn a_power_cut_during_recover_loses_nothing() {
     let Some(fs) = rig.mount("a_power_cut_during_recover_loses_nothing") else {
         return;
     };
-    let (status, out) = run_to_end(&["replay", "--no-progress-bar", archive.to_str().unwrap()]);
-    assert_eq!(status.and_then(|s| s.code()), Some(0), "{out}");
+    let (code, out) = run_to_end(&["replay", "--no-progress-bar", archive.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
     let base = rig.out("base");
     fs.cut_with(&mut rng(0), &base, &CutOptions::drop_unsynced())
         .unwrap();
@@ -1068,9 +1089,9 @@ fn a_power_cut_during_recover_loses_nothing() {
     pending_and_sound().unwrap();
     // How long an uninterrupted recover takes here.
     let started = Instant::now();
-    let (status, out) = run_to_end(&["recover", "--force"]);
+    let (code, out) = run_to_end(&["recover", "--force"]);
     let full = started.elapsed();
-    assert_eq!(status.and_then(|s| s.code()), Some(0), "{out}");
+    assert_eq!(code, Some(0), "{out}");
     drop(fs);
 
     let mut outcomes = Vec::new();
@@ -1126,8 +1147,7 @@ fn a_power_cut_during_recover_loses_nothing() {
 /// fsync with n / 50 seeds.
 #[test]
 fn a_power_cut_during_a_replay_loses_nothing_and_queues_nothing_twice() {
-    use support::bin::{bin, output_of, spawn, wait_with_limit, Env};
-    use support::cowrie;
+    use support::bin::{bin, output_of, spawn, Env};
     use support::fake_api::{FakeApi, FakeConfig};
 
     const N: usize = 5_000;
@@ -1135,30 +1155,18 @@ fn a_power_cut_during_a_replay_loses_nothing_and_queues_nothing_twice() {
     let env = Env::new();
     let rig = Rig::new();
     let api = FakeApi::start(FakeConfig::default());
-    let cfg = env.config(&api, "");
     let mnt = rig.mnt();
+    let cfg = config_on_mount(&env, &api, &mnt);
     let key = env.path("abuseipdb.key");
     fs::write(&key, "placeholder\n").unwrap();
-    let text = fs::read_to_string(&cfg).unwrap().replace(
-        r#"state_dir = "state""#,
-        &format!("state_dir = {:?}", mnt.join("state").to_str().unwrap()),
-    ) + &format!(
+    let abuseipdb = format!(
         "\n[targets.abuseipdb]\napi_url = \"{}\"\napi_key_file = {:?}\n",
         api.url(),
         key.to_str().unwrap()
     );
-    fs::write(&cfg, text).unwrap();
-    fs::write(env.log(), "").unwrap();
-    let archive = env.path("archive.json");
+    fs::write(&cfg, fs::read_to_string(&cfg).unwrap() + &abuseipdb).unwrap();
     // Each address twice: the replay folds the second sighting in.
-    let lines: Vec<String> = (0..2 * N)
-        .map(|i| {
-            let a = i % N;
-            let addr = format!("9.{}.{}.{}", a >> 16, (a >> 8) & 255, a & 255);
-            cowrie::login_failed(&addr, i as u64)
-        })
-        .collect();
-    cowrie::append(&archive, &lines);
+    let archive = archive(&env, N, 2);
     let replay = || {
         let mut c = bin();
         c.args([
@@ -1170,11 +1178,7 @@ fn a_power_cut_during_a_replay_loses_nothing_and_queues_nothing_twice() {
         .arg(&cfg);
         spawn(&mut c)
     };
-    let run_to_end = |args: &[&str]| {
-        let mut r = spawn(bin().args(args).arg("--config").arg(&cfg));
-        let status = wait_with_limit(&mut r, Duration::from_secs(120));
-        (status.and_then(|s| s.code()), output_of(&mut r))
-    };
+    let run_to_end = |args: &[&str]| run_to_end(&cfg, args);
     let pending = |out: &str| -> Option<usize> {
         out.split_whitespace()
             .zip(out.split_whitespace().skip(1))
@@ -1188,14 +1192,8 @@ fn a_power_cut_during_a_replay_loses_nothing_and_queues_nothing_twice() {
         return;
     };
     fs.watch_fsyncs("db", None);
-    let mut r = replay();
-    let status = wait_with_limit(&mut r, Duration::from_secs(120));
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "{}",
-        output_of(&mut r)
-    );
+    let (code, out) = run_to_end(&["replay", "--no-progress-bar", archive.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
     let total = fs.watched_fsyncs();
     drop(fs);
     assert!(total >= 3, "{total} fsyncs of the log");

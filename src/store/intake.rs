@@ -143,6 +143,13 @@ pub enum Class {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Owes(u64);
 
+/// Which of the trees [`Store::targets_taking`] reads hold anything.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Lookups {
+    dead: bool,
+    reported: bool,
+}
+
 impl Owes {
     fn with(self, served_index: usize) -> Owes {
         assert!(served_index < 64, "at most 64 targets");
@@ -309,10 +316,7 @@ impl Store {
         folded: &[Folded],
         now_ms: u64,
     ) -> Result<Vec<(Class, Owes)>, StoreError> {
-        // A first replay finds no dead letters and no reports: one look
-        // saves their point lookups (two per address and target).
-        let any_dead = self.dead.first()?.is_some();
-        let any_reported = self.reported.first()?.is_some();
+        let trees = self.lookups()?;
         folded
             .iter()
             .map(|f| {
@@ -320,26 +324,54 @@ impl Store {
                 if self.pending.contains_key(&key)? {
                     return Ok((Class::Pending, Owes::default()));
                 }
-                let mut class = Class::Dead;
-                let mut owes = Owes::default();
-                for (si, t) in self.served.iter().enumerate() {
-                    let tkey = v3::target_addr_key(t.id, &key);
-                    let is_dead = any_dead && self.dead.contains_key(&tkey)?;
-                    let r = || match any_reported {
-                        true => v1::get::<Reported>(&self.reported, "reported", &tkey),
-                        false => Ok(None),
-                    };
-                    match class_unless_pending(is_dead, r, f.last_seen_ms, now_ms, t.policy)? {
-                        Class::New | Class::Pending => owes = owes.with(si),
-                        c => class = class.max(c),
-                    }
-                }
-                if owes != Owes::default() {
-                    class = Class::New;
-                }
-                Ok((class, owes))
+                self.targets_taking(&key, f.last_seen_ms, now_ms, Owes::default(), trees)
             })
             .collect()
+    }
+
+    /// Whether [`Store::targets_taking`] must read the dead letters and the
+    /// reports: a first replay finds neither, and one look saves their
+    /// point lookups (two per address and target).
+    pub(super) fn lookups(&self) -> Result<Lookups, StoreError> {
+        Ok(Lookups {
+            dead: self.dead.first()?.is_some(),
+            reported: self.reported.first()?.is_some(),
+        })
+    }
+
+    /// The served targets that take a sighting of `key` (not pending) last
+    /// seen at `last_seen_ms`: those in `known` without a look, the others
+    /// by their dead letters and reports; [`Class::New`] when one does,
+    /// else why none does.
+    pub(super) fn targets_taking(
+        &self,
+        key: &[u8],
+        last_seen_ms: u64,
+        now_ms: u64,
+        known: Owes,
+        trees: Lookups,
+    ) -> Result<(Class, Owes), StoreError> {
+        let mut class = Class::Dead;
+        let mut owes = known;
+        for (si, t) in self.served.iter().enumerate() {
+            if known.has(si) {
+                continue;
+            }
+            let tkey = v3::target_addr_key(t.id, key);
+            let is_dead = trees.dead && self.dead.contains_key(&tkey)?;
+            let r = || match trees.reported {
+                true => v1::get::<Reported>(&self.reported, "reported", &tkey),
+                false => Ok(None),
+            };
+            match class_unless_pending(is_dead, r, last_seen_ms, now_ms, t.policy)? {
+                Class::New | Class::Pending => owes = owes.with(si),
+                c => class = class.max(c),
+            }
+        }
+        if owes != Owes::default() {
+            class = Class::New;
+        }
+        Ok((class, owes))
     }
 
     /// Number of pending addresses, owed to any target (a stored counter,
@@ -356,7 +388,7 @@ impl Store {
 /// of [`Store::enqueue_folded`] and [`Store::classify`] (never
 /// [`Class::Pending`]). The reported entry is only read when the address
 /// is not dead-lettered.
-pub(super) fn class_unless_pending<E>(
+fn class_unless_pending<E>(
     is_dead: bool,
     reported: impl FnOnce() -> Result<Option<Reported>, E>,
     last_seen_ms: u64,

@@ -49,7 +49,7 @@ use sled::Transactional;
 
 use super::delivery::tx_insert_groups;
 use super::denylist::tx_note_seen;
-use super::intake::{class_unless_pending, Class, EnqueueOutcome, Folded, Owes};
+use super::intake::{Class, EnqueueOutcome, Folded, Owes};
 use super::tx::{tx_counter, tx_err, TargetCounts};
 use super::{Store, StoreError};
 
@@ -108,8 +108,7 @@ impl Store {
         if folded.is_empty() {
             return Ok(EnqueueOutcome::default());
         }
-        let any_dead = self.dead.first()?.is_some();
-        let any_reported = self.reported.first()?.is_some();
+        let trees = self.lookups()?;
         let served = &self.served;
         let n = served.len();
         // Compact, for a load of 100,000 addresses: keys without an
@@ -118,45 +117,27 @@ impl Store {
         let mut out = EnqueueOutcome::default();
         // Per served target, the entries queued for it, in order.
         let mut queued: Vec<Vec<u32>> = vec![Vec::new(); n];
-        // Entry i's place in served target si's list: `pos[i * n + si]`
+        // Entry i's place in each served target's list: `places(i)[si]`
         // (`NOT_OWED`: not queued for it).
         let mut pos: Vec<u32> = vec![NOT_OWED; folded.len() * n];
         let mut not_queued: Vec<(&[u8], u64)> = Vec::new();
         let mut counts = TargetCounts::default();
         for (i, (key, f)) in keys.iter().zip(folded).enumerate() {
-            let mut class = Class::Dead;
-            let mut taken = false;
-            for (si, t) in served.iter().enumerate() {
-                let takes = owes[i].has(si) || {
-                    let tkey = v3::target_addr_key(t.id, key.as_slice());
-                    let is_dead = any_dead && self.dead.contains_key(&tkey)?;
-                    let r = || match any_reported {
-                        true => v1::get::<v1::Reported>(&self.reported, "reported", &tkey),
-                        false => Ok(None),
-                    };
-                    match class_unless_pending(is_dead, r, f.last_seen_ms, now_ms, t.policy)? {
-                        Class::New | Class::Pending => true,
-                        c => {
-                            class = class.max(c);
-                            false
-                        }
-                    }
-                };
-                if takes {
-                    pos[i * n + si] = queued[si].len() as u32;
-                    queued[si].push(i as u32);
-                    counts.add(t.id, 1);
-                    taken = true;
-                }
+            let (class, takes) =
+                self.targets_taking(key.as_slice(), f.last_seen_ms, now_ms, owes[i], trees)?;
+            match class {
+                Class::New => out.queued_new += 1,
+                Class::NotDue => out.already_reported += 1,
+                _ => out.dead += 1,
             }
-            if taken {
-                out.queued_new += 1;
-            } else {
+            if class != Class::New {
                 not_queued.push((key.as_slice(), f.last_seen_ms.min(now_ms)));
-                match class {
-                    Class::NotDue => out.already_reported += 1,
-                    _ => out.dead += 1,
-                }
+                continue;
+            }
+            for (si, t) in served.iter().enumerate().filter(|(si, _)| takes.has(*si)) {
+                pos[i * n + si] = queued[si].len() as u32;
+                queued[si].push(i as u32);
+                counts.add(t.id, 1);
             }
         }
         // 1. Everything but the entries, and the intent.
@@ -211,9 +192,9 @@ impl Store {
         // 2. The intent and the groups durable before any entry.
         self.flush()?;
         // 3. The entries, in key order.
-        let owed_by = |i: usize| pos[i * n..(i + 1) * n].iter().any(|&p| p != NOT_OWED);
+        let places = |i: usize| &pos[i * n..(i + 1) * n];
         let mut order: Vec<u32> = (0..folded.len() as u32)
-            .filter(|&i| owed_by(i as usize))
+            .filter(|&i| places(i as usize).iter().any(|&p| p != NOT_OWED))
             .collect();
         order.sort_unstable_by(|&a, &b| {
             keys[a as usize].as_slice().cmp(keys[b as usize].as_slice())
@@ -227,7 +208,7 @@ impl Store {
                 hits: f.hits,
                 owed: served
                     .iter()
-                    .zip(&pos[i * n..(i + 1) * n])
+                    .zip(places(i))
                     .filter(|(_, &p)| p != NOT_OWED)
                     .map(|(t, &p)| Owed {
                         target: t.id,
